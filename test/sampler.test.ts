@@ -1,0 +1,160 @@
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { argmax, createSampler, softmax, Xoshiro128 } from "../src/engine/sampler.ts";
+
+/** Logits whose softmax is exactly `probs`. */
+const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);
+
+/** Draws `n` tokens and returns the count per token id. */
+function histogram(options: Parameters<typeof createSampler>[0], logits: Float32Array, n: number): number[] {
+  const sampler = createSampler(options);
+  const counts = new Array<number>(logits.length).fill(0);
+  for (let i = 0; i < n; i++) counts[sampler.sample(logits)]!++;
+  return counts;
+}
+
+/** Pearson chi-square of `counts` against `probs` over the tokens with probs > 0. */
+function chiSquare(counts: number[], probs: number[]): number {
+  const n = counts.reduce((a, b) => a + b, 0);
+  return probs.reduce((sum, p, i) => (p > 0 ? sum + (counts[i]! - n * p) ** 2 / (n * p) : sum), 0);
+}
+// Critical values at p = 0.001; draws use fixed seeds, so these checks are deterministic.
+const CHI2_CRIT_3DOF = 16.27;
+const CHI2_CRIT_1DOF = 10.83;
+
+const normalize = (xs: number[]) => {
+  const s = xs.reduce((a, b) => a + b, 0);
+  return xs.map((x) => x / s);
+};
+
+describe("Xoshiro128 (xoshiro128** seeded by SplitMix32)", () => {
+  it("matches the C reference implementation (values from xoshiro128starstar.c + the same seeding, gcc)", () => {
+    const take = (seed: number) => {
+      const r = new Xoshiro128(seed);
+      return Array.from({ length: 6 }, () => r.nextUint32());
+    };
+    expect(take(0)).toEqual([3809008728, 1133695204, 53579671, 2891528803, 139681546, 2203266335]);
+    expect(take(42)).toEqual([2837322924, 544945897, 479756282, 3500138142, 339756180, 113173290]);
+  });
+
+  it("nextFloat is in [0, 1)", () => {
+    const r = new Xoshiro128(1);
+    for (let i = 0; i < 10_000; i++) {
+      const f = r.nextFloat();
+      expect(f >= 0 && f < 1).toBe(true);
+    }
+  });
+});
+
+describe("greedy", () => {
+  it("argmax takes the lowest id on ties and rejects NaN", () => {
+    expect(argmax([1, 5, 5, 2])).toBe(1);
+    expect(argmax([Number.NEGATIVE_INFINITY, -3])).toBe(1);
+    expect(() => argmax([0, Number.NaN])).toThrow(/NaN/);
+  });
+
+  it("temperature 0, top-k 1 and a tiny top-p all pick the argmax", () => {
+    const rng = new Xoshiro128(123);
+    const greedy = createSampler({ temperature: 0 });
+    const topK1 = createSampler({ topK: 1, seed: 5 });
+    const tinyP = createSampler({ topP: 1e-9, temperature: 1.3, seed: 5 });
+    for (let trial = 0; trial < 200; trial++) {
+      const logits = Float32Array.from({ length: 50 }, () => rng.nextFloat() * 6);
+      const best = argmax(logits);
+      expect(greedy.sample(logits)).toBe(best);
+      expect(topK1.sample(logits)).toBe(best);
+      expect(tinyP.sample(logits)).toBe(best);
+    }
+  });
+});
+
+describe("seeded sampling", () => {
+  const logits = Float32Array.from({ length: 32 }, (_, i) => Math.sin(i) * 2);
+  const draw = (seed: number, extra: object = {}) => {
+    const s = createSampler({ seed, temperature: 1.2, ...extra });
+    return Array.from({ length: 300 }, () => s.sample(logits));
+  };
+
+  it("same seed, same tokens; different seed, different tokens", () => {
+    expect(draw(7)).toEqual(draw(7));
+    expect(draw(7, { topK: 10, topP: 0.9 })).toEqual(draw(7, { topK: 10, topP: 0.9 }));
+    expect(draw(7)).not.toEqual(draw(8));
+    expect(new Set(draw(7)).size).toBeGreaterThan(5);
+  });
+
+  it("is pinned: a seed's tokens never change silently (same in Node and Workers)", () => {
+    expect(draw(2024).slice(0, 16)).toEqual([15, 20, 8, 15, 19, 20, 1, 14, 2, 20, 21, 19, 0, 0, 26, 28]);
+  });
+});
+
+describe("sampling distributions (chi-square over 20,000 seeded draws)", () => {
+  const probs = [0.1, 0.2, 0.3, 0.4];
+  const logits = logitsOf(probs);
+  const N = 20_000;
+
+  it("temperature 1 reproduces softmax(logits)", () => {
+    expect(chiSquare(histogram({ seed: 1 }, logits, N), probs)).toBeLessThan(CHI2_CRIT_3DOF);
+  });
+
+  it("temperature 0.5 sharpens to p^2, temperature 2 flattens to sqrt(p)", () => {
+    const sharp = normalize(probs.map((p) => p ** 2));
+    const flat = normalize(probs.map(Math.sqrt));
+    expect(chiSquare(histogram({ seed: 2, temperature: 0.5 }, logits, N), sharp)).toBeLessThan(
+      CHI2_CRIT_3DOF,
+    );
+    expect(chiSquare(histogram({ seed: 3, temperature: 2 }, logits, N), flat)).toBeLessThan(CHI2_CRIT_3DOF);
+    // And the alternatives are clearly rejected.
+    expect(chiSquare(histogram({ seed: 2, temperature: 0.5 }, logits, N), probs)).toBeGreaterThan(100);
+  });
+
+  it("top-k keeps the k most likely tokens, renormalized", () => {
+    const counts = histogram({ seed: 4, topK: 2 }, logits, N);
+    expect(counts[0]! + counts[1]!).toBe(0);
+    expect(chiSquare(counts, [0, 0, 3 / 7, 4 / 7])).toBeLessThan(CHI2_CRIT_1DOF);
+  });
+
+  it("top-p keeps the smallest set reaching p, renormalized", () => {
+    // Sorted: 0.4, 0.3 (cum 0.7 >= 0.65) -> keep {3, 2}.
+    const counts = histogram({ seed: 5, topP: 0.65 }, logits, N);
+    expect(counts[0]! + counts[1]!).toBe(0);
+    expect(chiSquare(counts, [0, 0, 3 / 7, 4 / 7])).toBeLessThan(CHI2_CRIT_1DOF);
+    // p = 0.75 needs a third token: 0.4 + 0.3 + 0.2.
+    const three = histogram({ seed: 6, topP: 0.75 }, logits, N);
+    expect(three[0]).toBe(0);
+    expect(chiSquare(three, [0, 2 / 9, 3 / 9, 4 / 9])).toBeLessThan(CHI2_CRIT_3DOF);
+  });
+
+  it("applies temperature before top-p (transformers order)", () => {
+    // At T=0.5 the probabilities are ~[.033, .133, .3, .533]: top-p 0.8 keeps two tokens
+    // (at T=1 it would keep three: .4 + .3 < .8).
+    const counts = histogram({ seed: 7, temperature: 0.5, topP: 0.8 }, logits, N);
+    expect(counts[0]! + counts[1]!).toBe(0);
+    expect(chiSquare(counts, [0, 0, 9 / 25, 16 / 25])).toBeLessThan(CHI2_CRIT_1DOF);
+  });
+
+  it("softmax helper is normalized and temperature-aware", () => {
+    const p = softmax(logits);
+    for (const [i, q] of probs.entries()) expect(p[i]).toBeCloseTo(q, 6);
+    expect(softmax([0, Math.log(2)], 0.5)[1]).toBeCloseTo(0.8, 12);
+  });
+});
+
+describe("options validation", () => {
+  it.each([
+    [{ temperature: -0.1 }],
+    [{ topP: 0 }],
+    [{ topP: 1.01 }],
+    [{ topK: -1 }],
+    [{ topK: 1.5 }],
+    [{ seed: -1 }],
+    [{ seed: 2 ** 32 }],
+    [{ temperature: Number.NaN }],
+    [{ top_p: 0.5 }],
+  ])("rejects %o with a ZodError", (options) => {
+    expect(() => createSampler(options as never)).toThrow(z.ZodError);
+  });
+
+  it("accepts the boundaries", () => {
+    expect(() => createSampler({ temperature: 0, topK: 0, topP: 1, seed: 2 ** 32 - 1 })).not.toThrow();
+  });
+});
