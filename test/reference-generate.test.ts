@@ -2,7 +2,6 @@
  * generate() over a scripted fake engine (exact control of every logit vector, sync and async) and
  * over the reference model.
  */
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import {
@@ -13,6 +12,7 @@ import {
 } from "../src/engine/generate.ts";
 import { loadModel } from "../src/engine/import/index.ts";
 import { ReferenceModel } from "../src/engine/reference/index.ts";
+import { sharedModelPath } from "./helpers/paths.ts";
 
 const VOCAB = 10;
 
@@ -127,7 +127,7 @@ describe("generate", () => {
   });
 
   it("seeded sampling through the reference model is reproducible", async () => {
-    const modelPath = fileURLToPath(new URL("../../shared/models/stories260K.gguf", import.meta.url));
+    const modelPath = sharedModelPath();
     const desc = await loadModel(modelPath);
     const model = new ReferenceModel(desc);
     const run = (seed: number) =>

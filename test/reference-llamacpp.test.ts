@@ -11,7 +11,6 @@
  *   probabilities by up to ~1e-3 (measured 9.7e-4); we allow 2e-3 on probabilities. The greedy
  *   continuation must still match exactly.
  */
-import { fileURLToPath } from "node:url";
 import {
   getLlama,
   type Llama,
@@ -26,8 +25,9 @@ import { loadModel } from "../src/engine/import/index.ts";
 import type { ModelDescription } from "../src/engine/model.ts";
 import { ReferenceModel } from "../src/engine/reference/index.ts";
 import { softmax } from "../src/engine/sampler.ts";
+import { sharedModelPath } from "./helpers/paths.ts";
 
-const modelPath = fileURLToPath(new URL("../../shared/models/stories260K.gguf", import.meta.url));
+const modelPath = sharedModelPath();
 const CONTINUATION = 64;
 
 let llama: Llama;

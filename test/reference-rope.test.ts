@@ -3,7 +3,6 @@
  * layout) and a copy whose q/k rows are permuted to the Hugging Face layout and run with neox rope
  * must give the same logits. This is what lets GGUF and HF checkpoints share one forward pass.
  */
-import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../src/engine/import/index.ts";
 import {
@@ -15,8 +14,9 @@ import {
   TensorNames,
 } from "../src/engine/model.ts";
 import { applyRope, ReferenceModel, ropeAngles } from "../src/engine/reference/index.ts";
+import { sharedModelPath } from "./helpers/paths.ts";
 
-const modelPath = fileURLToPath(new URL("../../shared/models/stories260K.gguf", import.meta.url));
+const modelPath = sharedModelPath();
 
 /** Same model with q/k rows in the `to` layout. */
 function withRopeStyle(model: ModelDescription, to: RopeStyle): ModelDescription {
