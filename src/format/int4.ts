@@ -1,0 +1,459 @@
+/**
+ * shardlm int4 / int8 weight formats (what the WASM-SIMD kernels in src/kernels/wasm read).
+ *
+ * ## Int4 ("Q4G"): group-wise 4-bit along K of a row-major [N out, K in] weight
+ *
+ * Parameters: group size G ∈ {32, 64, 128} (default 32), symmetric (default) or asymmetric.
+ *   nGroups = ceil(K / G), kPadded = nGroups * G.
+ * Three planar arrays, each row-major over (row n, group g):
+ *
+ *   qweight: Uint8Array, N * nGroups * G/2 bytes.
+ *     Group (n, g) is the G/2 bytes at byte offset (n * nGroups + g) * G/2. A group is G/32
+ *     "chunks" of 16 bytes; chunk c covers k = g*G + 32c + [0, 32). In chunk c, byte j (0..15):
+ *       low nibble  (bits 0-3) = q for k = g*G + 32c + j
+ *       high nibble (bits 4-7) = q for k = g*G + 32c + 16 + j
+ *     (llama.cpp block_q4_0 nibble order.) q is an unsigned 4-bit code 0..15.
+ *   scales: Uint16Array, N * nGroups IEEE binary16 bit patterns (little-endian when serialized),
+ *     element n * nGroups + g.
+ *   zeros: null for symmetric (implicit zero point 8), else Uint8Array, N * ceil(nGroups / 2) bytes:
+ *     uint4 zero point of group g of row n in byte n * ceil(nGroups/2) + (g >> 1), low nibble for even g,
+ *     high nibble for odd g; an unused high nibble of a row's last byte is 0. (Same packing as
+ *     onnxruntime MatMulNBits' packed zero_points.)
+ *
+ *   dequantized w[n][k] = (q - z) * f16ToF32(scale), z = 8 (symmetric) or the group's zero nibble.
+ *   Ragged last group (K % G != 0): codes for k in [K, kPadded) are stored as z, so they dequantize
+ *   to exactly 0; the kernels also require activations zero-padded to kPadded.
+ *
+ * Why this layout (and not llama.cpp's interleaved 18-byte block_q4_0):
+ * - Every 16-byte chunk starts 16-byte aligned in qweight, so a chunk is one aligned v128.load; an
+ *   18-byte block stride misaligns every other load and splits cache lines.
+ * - "j / j+16" nibble order: `v & 0x0F` and `v >> 4` each yield 16 codes that are contiguous in k, so they
+ *   pair with contiguous activation loads without any lane shuffles (onnxruntime's "2j / 2j+1" order
+ *   would need an interleave per load or a permuted activation vector).
+ * - Planar arrays = onnxruntime MatMulNBits' B / scales / zero_points: conversion is a nibble reorder,
+ *   and a contiguous row range [n0, n1) is a contiguous slice of each array (row-split sharding).
+ * - Scales stay fp16 in memory (0.5 bit/weight at G=32; fp32 would add 11% to an int4 tensor in a
+ *   128 MB isolate); the kernels widen them with two integer ops and a multiply.
+ *
+ * Serialized blob (`serializeInt4`), little-endian, sections 16-byte aligned so readers can view them
+ * in place (Uint16Array needs 2-byte alignment; the kernels copy into 16-byte aligned wasm memory):
+ *   0  u32  magic 0x47345153 ("SQ4G")
+ *   4  u16  version = 1
+ *   6  u8   groupSize (32 | 64 | 128)
+ *   7  u8   flags: bit 0 = has zero points
+ *   8  u32  N
+ *   12 u32  K
+ *   16 u32  byte offset of qweight (= 32)
+ *   20 u32  byte offset of scales
+ *   24 u32  byte offset of zeros (0 when symmetric)
+ *   28 u32  total byte length
+ *   32 ...  qweight, scales, zeros, each starting at a multiple of 16; gaps are zero bytes.
+ *
+ * ## Int8 ("Q8G"): symmetric 8-bit, per-group or per-row fp16 scale (embeddings / output head)
+ *   groupSize G ∈ {32, 64, 128} or per row (one group of G = roundUp(K, 32)).
+ *   data: Int8Array, N * kPadded codes in [-127, 127], row n at n * kPadded, in k order; padding is 0.
+ *   scales: Uint16Array fp16, N * nGroups.  w[n][k] = q * scale[n * nGroups + floor(k / G)].
+ */
+
+export type Int4GroupSize = 32 | 64 | 128;
+export const INT4_GROUP_SIZES: readonly Int4GroupSize[] = [32, 64, 128];
+
+export interface Int4Options {
+  /** Elements along K per scale; default 32. */
+  groupSize?: Int4GroupSize;
+  /** Asymmetric uint4 codes with a per-group zero point; default false (signed, implicit zero 8). */
+  zeroPoint?: boolean;
+}
+
+export interface PackedInt4 {
+  readonly format: "int4";
+  readonly N: number;
+  readonly K: number;
+  readonly groupSize: Int4GroupSize;
+  readonly nGroups: number;
+  /** nGroups * groupSize: the row length the kernels work on. */
+  readonly kPadded: number;
+  readonly qweight: Uint8Array;
+  /** fp16 bit patterns. */
+  readonly scales: Uint16Array;
+  /** Packed uint4 zero points, or null (symmetric, zero point 8). */
+  readonly zeros: Uint8Array | null;
+}
+
+export type Int8GroupSize = Int4GroupSize | "row";
+
+export interface PackedInt8 {
+  readonly format: "int8";
+  readonly N: number;
+  readonly K: number;
+  /** Elements per scale (for per-row: kPadded). */
+  readonly groupSize: number;
+  readonly perRow: boolean;
+  readonly nGroups: number;
+  readonly kPadded: number;
+  readonly data: Int8Array;
+  /** fp16 bit patterns, N * nGroups. */
+  readonly scales: Uint16Array;
+}
+
+// ---------------------------------------------------------------------------------------------
+// fp16 <-> fp32 (Node 20 has no Math.f16round).
+
+const cvtBuf = new DataView(new ArrayBuffer(4));
+
+/** fp32 -> IEEE binary16 bits, round to nearest even, with subnormals, overflow to ±inf. */
+export function f32ToF16(value: number): number {
+  cvtBuf.setFloat32(0, value, true);
+  const x = cvtBuf.getUint32(0, true);
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // rounds to ±0
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let h = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    if (rest > half || (rest === half && h & 1)) h++;
+    return sign | h; // carry into the exponent field is the correct result
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++; // may carry up to inf: correct
+  return sign | h;
+}
+
+/** IEEE binary16 bits -> number. */
+export function f16ToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Int4
+
+function checkShape(weights: Float32Array, N: number, K: number): void {
+  if (!Number.isInteger(N) || !Number.isInteger(K) || N <= 0 || K <= 0) {
+    throw new Error(`int4: bad shape [${N}, ${K}]`);
+  }
+  if (weights.length !== N * K) throw new Error(`int4: ${weights.length} values for shape [${N}, ${K}]`);
+}
+
+export function int4Geometry(K: number, groupSize: Int4GroupSize) {
+  if (!INT4_GROUP_SIZES.includes(groupSize)) throw new Error(`int4: group size ${groupSize} not 32/64/128`);
+  const nGroups = Math.ceil(K / groupSize);
+  return { nGroups, kPadded: nGroups * groupSize, zeroBytesPerRow: Math.ceil(nGroups / 2) };
+}
+
+/** Bytes of the three arrays for a tensor (what it costs in memory). */
+export function int4ByteLength(N: number, K: number, opts: Int4Options = {}): number {
+  const { nGroups, kPadded, zeroBytesPerRow } = int4Geometry(K, opts.groupSize ?? 32);
+  return N * (kPadded / 2 + nGroups * 2 + (opts.zeroPoint ? zeroBytesPerRow : 0));
+}
+
+/** Byte index and shift of code k within a row's qweight (k relative to the row start). */
+function nibblePos(k: number): { byte: number; shift: number } {
+  const chunk = k >> 5;
+  const j = k & 31;
+  return { byte: chunk * 16 + (j & 15), shift: j < 16 ? 0 : 4 };
+}
+
+function roundHalfAway(v: number): number {
+  return v < 0 ? -Math.round(-v) : Math.round(v);
+}
+
+/**
+ * Plain round-to-nearest quantization (the baseline later methods are compared against).
+ * Symmetric: the group's largest-magnitude value maps to code 0 (scale = that value / -8), so the full
+ * -8..7 range is used. Asymmetric: [min(0, lo), max(0, hi)] maps onto 0..15 with an integer zero point.
+ * Codes are computed against the fp16-rounded scale actually stored.
+ */
+export function quantizeRtn(weights: Float32Array, N: number, K: number, opts: Int4Options = {}): PackedInt4 {
+  checkShape(weights, N, K);
+  const groupSize = opts.groupSize ?? 32;
+  const asym = opts.zeroPoint ?? false;
+  const { nGroups, kPadded, zeroBytesPerRow } = int4Geometry(K, groupSize);
+  const rowBytes = kPadded / 2;
+  const qweight = new Uint8Array(N * rowBytes);
+  const scales = new Uint16Array(N * nGroups);
+  const zeros = asym ? new Uint8Array(N * zeroBytesPerRow) : null;
+
+  for (let n = 0; n < N; n++) {
+    const row = n * K;
+    const qrow = n * rowBytes;
+    for (let g = 0; g < nGroups; g++) {
+      const k0 = g * groupSize;
+      const k1 = Math.min(k0 + groupSize, K);
+      let scale: number;
+      let z: number;
+      if (asym) {
+        let lo = 0;
+        let hi = 0;
+        for (let k = k0; k < k1; k++) {
+          const v = weights[row + k]!;
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+        const h = f32ToF16((hi - lo) / 15);
+        scale = f16ToF32(h);
+        scales[n * nGroups + g] = h;
+        z = scale > 0 ? Math.min(15, Math.max(0, roundHalfAway(-lo / scale))) : 0;
+        zeros![n * zeroBytesPerRow + (g >> 1)]! |= z << ((g & 1) * 4);
+      } else {
+        let amax = 0;
+        let vmax = 0;
+        for (let k = k0; k < k1; k++) {
+          const v = weights[row + k]!;
+          if (Math.abs(v) > amax) {
+            amax = Math.abs(v);
+            vmax = v;
+          }
+        }
+        const h = f32ToF16(vmax / -8);
+        scale = f16ToF32(h);
+        scales[n * nGroups + g] = h;
+        z = 8;
+      }
+      const inv = scale !== 0 ? 1 / scale : 0;
+      for (let k = k0; k < k0 + groupSize; k++) {
+        const q = k < k1 ? Math.min(15, Math.max(0, roundHalfAway(weights[row + k]! * inv) + z)) : z;
+        const { byte, shift } = nibblePos(k);
+        qweight[qrow + byte]! |= q << shift;
+      }
+    }
+  }
+  return { format: "int4", N, K, groupSize, nGroups, kPadded, qweight, scales, zeros };
+}
+
+/** Zero point of group g in row n. */
+export function int4ZeroPoint(p: PackedInt4, n: number, g: number): number {
+  if (!p.zeros) return 8;
+  const b = p.zeros[n * Math.ceil(p.nGroups / 2) + (g >> 1)]!;
+  return (b >> ((g & 1) * 4)) & 15;
+}
+
+/** Raw 4-bit code of element (n, k), k < kPadded. */
+export function int4Code(p: PackedInt4, n: number, k: number): number {
+  const { byte, shift } = nibblePos(k);
+  return (p.qweight[n * (p.kPadded / 2) + byte]! >> shift) & 15;
+}
+
+/** Dequantizes row n into out (length >= K). */
+export function dequantizeInt4Row(p: PackedInt4, n: number, out: Float32Array): Float32Array {
+  const rowBytes = p.kPadded / 2;
+  for (let g = 0; g < p.nGroups; g++) {
+    const s = f16ToF32(p.scales[n * p.nGroups + g]!);
+    const z = int4ZeroPoint(p, n, g);
+    const k0 = g * p.groupSize;
+    const k1 = Math.min(k0 + p.groupSize, p.K);
+    for (let k = k0; k < k1; k++) {
+      const { byte, shift } = nibblePos(k);
+      out[k] = (((p.qweight[n * rowBytes + byte]! >> shift) & 15) - z) * s;
+    }
+  }
+  return out;
+}
+
+/** Dequantizes to a row-major [N, K] fp32 matrix. */
+export function dequantize(p: PackedInt4): Float32Array {
+  const out = new Float32Array(p.N * p.K);
+  for (let n = 0; n < p.N; n++) dequantizeInt4Row(p, n, out.subarray(n * p.K, (n + 1) * p.K));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// onnxruntime com.microsoft MatMulNBits (bits = 4)
+
+export interface MatMulNBitsWeights {
+  K: number;
+  N: number;
+  bits: 4;
+  blockSize: number;
+  /** uint8 [N][nBlocks][blockSize/2]: element 2i of a block in the low nibble of byte i, 2i+1 in the high. */
+  B: Uint8Array;
+  /** [N * nBlocks] as float32, or fp16 bits when scaleType is "float16". */
+  scales: Float32Array | Uint16Array;
+  scaleType: "float32" | "float16";
+  /** Packed uint8 [N][ceil(nBlocks/2)], or null (default zero point 8). */
+  zeroPoints: Uint8Array | null;
+}
+
+/** Converts to MatMulNBits inputs: the nibble order changes, zero points are already ORT-packed. */
+export function toMatMulNBits(
+  p: PackedInt4,
+  scaleType: "float32" | "float16" = "float32",
+): MatMulNBitsWeights {
+  const rowBytes = p.kPadded / 2;
+  const B = new Uint8Array(p.N * rowBytes);
+  for (let n = 0; n < p.N; n++) {
+    const base = n * rowBytes;
+    for (let k = 0; k < p.kPadded; k += 2) {
+      const a = nibblePos(k);
+      const b = nibblePos(k + 1);
+      const lo = (p.qweight[base + a.byte]! >> a.shift) & 15;
+      const hi = (p.qweight[base + b.byte]! >> b.shift) & 15;
+      // Groups are contiguous and blockSize == groupSize, so k/2 is the byte index within the row.
+      B[base + (k >> 1)] = lo | (hi << 4);
+    }
+  }
+  const scales = scaleType === "float16" ? p.scales.slice() : Float32Array.from(p.scales, f16ToF32);
+  return {
+    K: p.K,
+    N: p.N,
+    bits: 4,
+    blockSize: p.groupSize,
+    B,
+    scales,
+    scaleType,
+    zeroPoints: p.zeros ? p.zeros.slice() : null,
+  };
+}
+
+/** Inverse of toMatMulNBits (imports ORT-quantized weights). float32 scales are rounded to fp16. */
+export function fromMatMulNBits(m: MatMulNBitsWeights): PackedInt4 {
+  const groupSize = m.blockSize as Int4GroupSize;
+  const { nGroups, kPadded } = int4Geometry(m.K, groupSize);
+  const rowBytes = kPadded / 2;
+  if (m.B.length !== m.N * rowBytes) throw new Error("fromMatMulNBits: B size mismatch");
+  const qweight = new Uint8Array(m.N * rowBytes);
+  for (let n = 0; n < m.N; n++) {
+    const base = n * rowBytes;
+    for (let k = 0; k < kPadded; k += 2) {
+      const v = m.B[base + (k >> 1)]!;
+      const a = nibblePos(k);
+      const b = nibblePos(k + 1);
+      qweight[base + a.byte]! |= (v & 15) << a.shift;
+      qweight[base + b.byte]! |= (v >> 4) << b.shift;
+    }
+  }
+  const scales =
+    m.scaleType === "float16" ? Uint16Array.from(m.scales) : Uint16Array.from(m.scales, (v) => f32ToF16(v));
+  return {
+    format: "int4",
+    N: m.N,
+    K: m.K,
+    groupSize,
+    nGroups,
+    kPadded,
+    qweight,
+    scales,
+    zeros: m.zeroPoints ? m.zeroPoints.slice() : null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serialization
+
+const INT4_MAGIC = 0x47345153;
+const align16 = (n: number) => (n + 15) & ~15;
+
+export function serializeInt4(p: PackedInt4): Uint8Array {
+  const qOff = 32;
+  const sOff = align16(qOff + p.qweight.byteLength);
+  const zOff = p.zeros ? align16(sOff + p.scales.byteLength) : 0;
+  const total = p.zeros ? zOff + p.zeros.byteLength : sOff + p.scales.byteLength;
+  const out = new Uint8Array(total);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, INT4_MAGIC, true);
+  dv.setUint16(4, 1, true);
+  dv.setUint8(6, p.groupSize);
+  dv.setUint8(7, p.zeros ? 1 : 0);
+  dv.setUint32(8, p.N, true);
+  dv.setUint32(12, p.K, true);
+  dv.setUint32(16, qOff, true);
+  dv.setUint32(20, sOff, true);
+  dv.setUint32(24, zOff, true);
+  dv.setUint32(28, total, true);
+  out.set(p.qweight, qOff);
+  for (let i = 0; i < p.scales.length; i++) dv.setUint16(sOff + 2 * i, p.scales[i]!, true);
+  if (p.zeros) out.set(p.zeros, zOff);
+  return out;
+}
+
+/** Views into `bytes` where alignment allows (little-endian hosts), copies otherwise. */
+export function deserializeInt4(bytes: Uint8Array): PackedInt4 {
+  if (bytes.byteLength < 32) throw new Error("int4 blob: too short");
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dv.getUint32(0, true) !== INT4_MAGIC) throw new Error("int4 blob: bad magic");
+  if (dv.getUint16(4, true) !== 1) throw new Error(`int4 blob: version ${dv.getUint16(4, true)}`);
+  const groupSize = dv.getUint8(6) as Int4GroupSize;
+  const hasZeros = (dv.getUint8(7) & 1) === 1;
+  const N = dv.getUint32(8, true);
+  const K = dv.getUint32(12, true);
+  const qOff = dv.getUint32(16, true);
+  const sOff = dv.getUint32(20, true);
+  const zOff = dv.getUint32(24, true);
+  const total = dv.getUint32(28, true);
+  if (total > bytes.byteLength) throw new Error("int4 blob: truncated");
+  const { nGroups, kPadded, zeroBytesPerRow } = int4Geometry(K, groupSize);
+  const qweight = bytes.subarray(qOff, qOff + N * (kPadded / 2));
+  let scales: Uint16Array;
+  if ((bytes.byteOffset + sOff) % 2 === 0) {
+    scales = new Uint16Array(bytes.buffer, bytes.byteOffset + sOff, N * nGroups);
+  } else {
+    scales = new Uint16Array(N * nGroups);
+    for (let i = 0; i < scales.length; i++) scales[i] = dv.getUint16(sOff + 2 * i, true);
+  }
+  const zeros = hasZeros ? bytes.subarray(zOff, zOff + N * zeroBytesPerRow) : null;
+  return { format: "int4", N, K, groupSize, nGroups, kPadded, qweight, scales, zeros };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Int8 (symmetric, per group or per row)
+
+export function quantizeInt8Rtn(
+  weights: Float32Array,
+  N: number,
+  K: number,
+  opts: { groupSize?: Int8GroupSize } = {},
+): PackedInt8 {
+  checkShape(weights, N, K);
+  const gs = opts.groupSize ?? "row";
+  const perRow = gs === "row";
+  const groupSize = perRow ? Math.ceil(K / 32) * 32 : gs;
+  if (!perRow && !INT4_GROUP_SIZES.includes(gs)) throw new Error(`int8: group size ${gs}`);
+  const nGroups = Math.ceil(K / groupSize);
+  const kPadded = nGroups * groupSize;
+  const data = new Int8Array(N * kPadded);
+  const scales = new Uint16Array(N * nGroups);
+  for (let n = 0; n < N; n++) {
+    for (let g = 0; g < nGroups; g++) {
+      const k0 = g * groupSize;
+      const k1 = Math.min(k0 + groupSize, K);
+      let amax = 0;
+      for (let k = k0; k < k1; k++) amax = Math.max(amax, Math.abs(weights[n * K + k]!));
+      const h = f32ToF16(amax / 127);
+      scales[n * nGroups + g] = h;
+      const s = f16ToF32(h);
+      const inv = s !== 0 ? 1 / s : 0;
+      for (let k = k0; k < k1; k++) {
+        data[n * kPadded + k] = Math.min(127, Math.max(-127, roundHalfAway(weights[n * K + k]! * inv)));
+      }
+    }
+  }
+  return { format: "int8", N, K, groupSize, perRow, nGroups, kPadded, data, scales };
+}
+
+export function dequantizeInt8Row(p: PackedInt8, n: number, out: Float32Array): Float32Array {
+  for (let g = 0; g < p.nGroups; g++) {
+    const s = f16ToF32(p.scales[n * p.nGroups + g]!);
+    const k0 = g * p.groupSize;
+    const k1 = Math.min(k0 + p.groupSize, p.K);
+    for (let k = k0; k < k1; k++) out[k] = p.data[n * p.kPadded + k]! * s;
+  }
+  return out;
+}
+
+export function dequantizeInt8(p: PackedInt8): Float32Array {
+  const out = new Float32Array(p.N * p.K);
+  for (let n = 0; n < p.N; n++) dequantizeInt8Row(p, n, out.subarray(n * p.K, (n + 1) * p.K));
+  return out;
+}
