@@ -60,7 +60,9 @@ describe("GGUF -> Hugging Face folder -> import", () => {
     const [a, b] = [new ReferenceModel(gguf), new ReferenceModel(hf)];
     const [sa, sb] = [a.newState(24), b.newState(24)];
     const tokens = createTokenizer(hf.tokenizer).encode("Lily saw a big red ball in the park and she");
-    expect(tokens).toEqual(createTokenizer(gguf.tokenizer).encode("Lily saw a big red ball in the park and she"));
+    expect(tokens).toEqual(
+      createTokenizer(gguf.tokenizer).encode("Lily saw a big red ball in the park and she"),
+    );
     let worst = 0;
     for (const t of tokens) {
       const [la, lb] = [a.forward(sa, t), b.forward(sb, t)];
