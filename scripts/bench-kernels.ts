@@ -1,10 +1,18 @@
 /**
  * Single-thread matvec micro-benchmark on real layer shapes ([N out, K in]).
  *   npx tsx scripts/bench-kernels.ts [--quick] [--shapes=768x768,49152x576] [--gs=32] [--zp]
- * Prints µs/call and GB/s of weight bytes read (int4: codes + fp16 scales (+ zero points); fp32: 4 B/weight).
+ *     [--no-ort] [--no-matmul] [--no-int8] [--no-attention] [--only=int8,attention]
+ * Prints µs/call and GB/s of weight bytes read (int4: codes + fp16 scales (+ zero points); fp32: 4 B/weight;
+ * int8: codes + fp16 scales), then int8 output heads and decode attention over fp16 / int8 KV caches.
  */
 
-import { type Int4GroupSize, quantizeRtn, toMatMulNBits } from "../src/format/int4.ts";
+import {
+  type Int4GroupSize,
+  type Int8GroupSize,
+  quantizeInt8Rtn,
+  quantizeRtn,
+  toMatMulNBits,
+} from "../src/format/int4.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
 import { loadTestKernels, type OrtMatMul, ortMatMulNBits, randn, relErr } from "../test/kernels-helpers.ts";
 
@@ -16,6 +24,12 @@ const shapeArg = args.find((a) => a.startsWith("--shapes="))?.slice(9);
 const skipOrt = args.includes("--no-ort");
 /** e.g. the relaxed-SIMD build (needs `node --experimental-wasm-relaxed-simd` on Node 20). */
 const wasmPath = args.find((a) => a.startsWith("--wasm="))?.slice(7);
+/** Sections to run (default all): matvec, matmul, int8, attention. */
+const only = args
+  .find((a) => a.startsWith("--only="))
+  ?.slice(7)
+  .split(",");
+const section = (name: string) => (only ? only.includes(name) : !args.includes(`--no-${name}`));
 
 const SHAPES: { model: string; N: number; K: number }[] = [
   { model: "stories110M", N: 768, K: 768 },
@@ -89,7 +103,7 @@ const shapes = shapeArg
     })
   : SHAPES;
 
-for (const { model, N, K } of shapes) {
+for (const { model, N, K } of section("matvec") ? shapes : []) {
   const w = randn(N * K, N + K, 0.02);
   const x = randn(K, 7);
   const p = quantizeRtn(w, N, K, { groupSize, zeroPoint });
@@ -147,14 +161,18 @@ for (const { model, N, K } of shapes) {
   console.log(`  ${N}x${K} done (q8 vs f32 activations: rel err ${errQ8.toExponential(2)})`);
 }
 
-const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
-console.log(line(header));
-console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
-for (const r of rows) console.log(line(r));
+function printTable(head: string[], body: string[][]): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
+  console.log(line(head));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const r of body) console.log(line(r));
+}
+
+if (rows.length) printTable(header, rows);
 
 // Prefill: matmul over M activation rows reads each weight group once for all rows.
-if (!args.includes("--no-matmul")) {
+if (section("matmul")) {
   console.log(
     "\nint4 matmul (fp32 activations), µs/call and µs per activation row; matvec = M=1 f32-act kernel",
   );
@@ -174,9 +192,120 @@ if (!args.includes("--no-matmul")) {
     kern.release(mark);
     out.push(row);
   }
-  const w2 = mRows.map((h, i) => Math.max(h.length, ...out.map((r) => r[i]!.length)));
-  const line2 = (r: string[]) => `| ${r.map((c, i) => c.padEnd(w2[i]!)).join(" | ")} |`;
-  console.log(line2(mRows));
-  console.log(`|${w2.map((w) => "-".repeat(w + 2)).join("|")}|`);
-  for (const r of out) console.log(line2(r));
+  printTable(mRows, out);
+}
+
+// Output heads / embeddings stored int8 (what src/format/pack.ts writes by default: per-row scales).
+if (section("int8")) {
+  const heads: { model: string; N: number; K: number }[] = [
+    { model: "SmolLM2-135M head", N: 49152, K: 576 },
+    { model: "stories110M head", N: 32000, K: 768 },
+  ];
+  console.log(
+    "\nint8 weights (output head), µs/call (GB/s of int8 codes + fp16 scales); int4 g32 for comparison",
+  );
+  const body: string[][] = [];
+  for (const { model, N, K } of heads) {
+    const w = randn(N * K, N + K, 0.02);
+    const x = randn(K, 11);
+    const mark = kern.mark();
+    const xp = kern.uploadF32(x, Math.ceil(K / 32) * 32);
+    const q8 = kern.quantizeQ8(xp, kern.allocQ8(Math.ceil(K / 32) * 32));
+    const y = kern.alloc(N * 4);
+    const row = [model, `${N}x${K}`];
+    for (const gs of ["row", 32] as Int8GroupSize[]) {
+      const p = quantizeInt8Rtn(w, N, K, { groupSize: gs });
+      const bytes = p.data.byteLength + p.scales.byteLength;
+      const t = kern.uploadInt8(p);
+      const err = relErr(kern.matvecInt8Array(t, x, "q8"), kern.matvecInt8Array(t, x, "f32"));
+      if (err > 0.02) console.warn(`  int8 q8 vs f32 disagree on ${N}x${K}: ${err}`);
+      const usQ = await time(() => kern.matvecInt8Q8(t, q8, y));
+      const usF = await time(() => kern.matvecInt8(t, xp, y));
+      row.push(
+        `${usQ.toFixed(0)} (${(bytes / usQ / 1000).toFixed(1)})`,
+        `${usF.toFixed(0)} (${(bytes / usF / 1000).toFixed(1)})`,
+      );
+    }
+    const p4 = quantizeRtn(w, N, K, { groupSize: 32 });
+    const t4 = kern.uploadInt4(p4);
+    const us4 = await time(() => kern.matvecInt4Q8(t4, q8, y));
+    row.push(
+      `${us4.toFixed(0)} (${((p4.qweight.byteLength + p4.scales.byteLength) / us4 / 1000).toFixed(1)})`,
+    );
+    kern.release(mark);
+    body.push(row);
+  }
+  printTable(
+    [
+      "model",
+      "N x K",
+      "int8/row q8-act",
+      "int8/row f32-act",
+      "int8 g32 q8-act",
+      "int8 g32 f32-act",
+      "int4 g32 q8-act",
+    ],
+    body,
+  );
+}
+
+// Decode attention, one layer, one query position over `count` cached positions.
+if (section("attention")) {
+  const configs = [
+    { model: "stories110M", nHeads: 12, nKv: 12, hd: 64 },
+    { model: "SmolLM2-135M", nHeads: 9, nKv: 3, hd: 64 },
+    { model: "stories260K", nHeads: 8, nKv: 4, hd: 8 },
+  ];
+  const counts = [256, 1024, 2048];
+  console.log(
+    "\ndecode attention, one layer: µs/call (GB/s of K+V cache bytes read); q8 = int8 codes + f32 scales",
+  );
+  const body: string[][] = [];
+  for (const { model, nHeads, nKv, hd } of configs) {
+    const rowLen = nKv * hd;
+    const cap = Math.max(...counts);
+    const mark = kern.mark();
+    const src = kern.uploadF32(randn(cap * rowLen, rowLen));
+    const kc = kern.alloc(cap * rowLen * 2);
+    const vc = kern.alloc(cap * rowLen * 2);
+    const k8 = kern.alloc(cap * rowLen);
+    const v8 = kern.alloc(cap * rowLen);
+    const ks = kern.alloc(cap * nKv * 4);
+    const vs = kern.alloc(cap * nKv * 4);
+    for (let p = 0; p < cap; p++) {
+      const row = src + p * rowLen * 4;
+      kern.kvStoreF16(row, kc + p * rowLen * 2, rowLen);
+      kern.kvStoreF16(row, vc + p * rowLen * 2, rowLen);
+      kern.kvStoreQ8(row, k8 + p * rowLen, ks + p * nKv * 4, nKv, hd);
+      kern.kvStoreQ8(row, v8 + p * rowLen, vs + p * nKv * 4, nKv, hd);
+    }
+    const q = kern.uploadF32(randn(nHeads * hd, 3));
+    const out = kern.alloc(nHeads * hd * 4);
+    const scale = 1 / Math.sqrt(hd);
+    const row = [model, `${nHeads}/${nKv}x${hd}`];
+    for (const count of counts) {
+      const f16 = await time(() => kern.attentionF16(q, kc, vc, out, nHeads, nKv, hd, 0, count, scale));
+      const i8 = await time(() => kern.attentionQ8(q, k8, ks, v8, vs, out, nHeads, nKv, hd, 0, count, scale));
+      const b16 = 2 * count * rowLen * 2;
+      const b8 = 2 * count * (rowLen + nKv * 4);
+      row.push(
+        `${f16.toFixed(1)} (${(b16 / f16 / 1000).toFixed(1)})`,
+        `${i8.toFixed(1)} (${(b8 / i8 / 1000).toFixed(1)})`,
+      );
+    }
+    const usStore = await time(() => kern.kvStoreF16(src, kc, rowLen));
+    const usStore8 = await time(() => kern.kvStoreQ8(src, k8, ks, nKv, hd));
+    row.push(`${usStore.toFixed(2)} / ${usStore8.toFixed(2)}`);
+    kern.release(mark);
+    body.push(row);
+  }
+  printTable(
+    [
+      "model",
+      "heads/kv x hd",
+      ...counts.flatMap((c) => [`f16 n=${c}`, `q8 n=${c}`]),
+      "store f16 / q8 (one row)",
+    ],
+    body,
+  );
 }

@@ -45,6 +45,25 @@ export function refMatvec(w: Float32Array, x: Float32Array, N: number, K: number
   return y;
 }
 
+function roundEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** TS model of quantize_q8: per 32-block d = amax/127, codes = roundEven(x * 127/amax), in f32; k order. */
+export function emulateQ8(x: Float32Array, kPadded: number): { q: Int8Array; d: Float32Array } {
+  const q = new Int8Array(kPadded);
+  const d = new Float32Array(kPadded / 32);
+  for (let b = 0; b < kPadded / 32; b++) {
+    let amax = 0;
+    for (let k = b * 32; k < b * 32 + 32; k++) amax = Math.max(amax, Math.abs(x[k] ?? 0));
+    d[b] = Math.fround(amax / 127);
+    const id = amax > 0 ? Math.fround(127 / amax) : 0;
+    for (let k = b * 32; k < b * 32 + 32; k++) q[k] = roundEven(Math.fround((x[k] ?? 0) * id));
+  }
+  return { q, d };
+}
+
 /** max |a - b| / max |b| (error relative to the output's scale; per-element ratios blow up near 0). */
 export function relErr(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);

@@ -8,7 +8,7 @@ import {
   quantizeRtn,
 } from "../src/format/int4.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
-import { loadTestKernels, randn, refMatvec, relErr } from "./kernels-helpers.ts";
+import { emulateQ8, loadTestKernels, randn, refMatvec, relErr } from "./kernels-helpers.ts";
 
 let kern: WasmKernels;
 beforeAll(async () => {
@@ -23,25 +23,6 @@ function weights(N: number, K: number, seed: number): Float32Array {
   const w = randn(N * K, seed, 0.05);
   for (let i = 0; i < w.length; i += 97) w[i] = w[i]! * 6;
   return w;
-}
-
-function roundEven(v: number): number {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** TS model of quantize_q8: per 32-block d = amax/127, codes = roundEven(x * 127/amax), in f32. */
-function emulateQ8(x: Float32Array, kPadded: number): { q: Int8Array; d: Float32Array } {
-  const q = new Int8Array(kPadded);
-  const d = new Float32Array(kPadded / 32);
-  for (let b = 0; b < kPadded / 32; b++) {
-    let amax = 0;
-    for (let k = b * 32; k < b * 32 + 32; k++) amax = Math.max(amax, Math.abs(x[k] ?? 0));
-    d[b] = Math.fround(amax / 127);
-    const id = amax > 0 ? Math.fround(127 / amax) : 0;
-    for (let k = b * 32; k < b * 32 + 32; k++) q[k] = roundEven(Math.fround((x[k] ?? 0) * id));
-  }
-  return { q, d };
 }
 
 describe("int4 matvec, fp32 activations, vs fp32 matvec over dequantize()", () => {

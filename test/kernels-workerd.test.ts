@@ -9,18 +9,28 @@ import { Miniflare } from "miniflare";
 import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
-import { type Int4GroupSize, quantizeRtn } from "../src/format/int4.ts";
+import { type Int4GroupSize, type Int8GroupSize, quantizeInt8Rtn, quantizeRtn } from "../src/format/int4.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
 import { loadTestKernels, randn, relErr } from "./kernels-helpers.ts";
 
 const WORKER = `
 import simd from "./kernels.wasm";
 import relaxed from "./kernels-relaxed.wasm";
-import { WasmKernels } from "./index.js";
+import { WasmKernels } from "./src/kernels/wasm/index.js";
 export default {
   async fetch(request) {
     const b = await request.json();
     const k = await WasmKernels.create(b.relaxed ? relaxed : simd);
+    if (b.int8) {
+      const p8 = { ...b.int8, data: Int8Array.from(b.int8.data), scales: Uint16Array.from(b.int8.scales) };
+      const t8 = k.uploadInt8(p8);
+      const x8 = Float32Array.from(b.x);
+      return Response.json({
+        relaxed: k.relaxedSimd,
+        f32: Array.from(k.matvecInt8Array(t8, x8, "f32")),
+        q8: Array.from(k.matvecInt8Array(t8, x8, "q8")),
+      });
+    }
     const p = { ...b.p, qweight: Uint8Array.from(b.p.qweight), scales: Uint16Array.from(b.p.scales),
       zeros: b.p.zeros ? Uint8Array.from(b.p.zeros) : null };
     const t = k.uploadInt4(p);
@@ -39,19 +49,20 @@ let kern: WasmKernels;
 beforeAll(async () => {
   kern = await loadTestKernels();
   const [simd, relaxed] = await Promise.all([ensureKernelsWasm(), ensureKernelsWasm({ relaxed: true })]);
-  // The wrapper has only type imports, so a plain transpile is the whole "bundle".
-  const wrapperTs = await readFile(
-    fileURLToPath(new URL("../src/kernels/wasm/index.ts", import.meta.url)),
-    "utf8",
-  );
-  const wrapperJs = ts.transpileModule(wrapperTs, {
-    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-  }).outputText;
+  // The wrapper's only value import is src/format/int4.ts (blob header parsing), which imports nothing: a
+  // per-file transpile at the same relative paths is the whole "bundle".
+  const transpile = async (rel: string) =>
+    ts.transpileModule(await readFile(fileURLToPath(new URL(rel, import.meta.url)), "utf8"), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    }).outputText;
+  const wrapperJs = await transpile("../src/kernels/wasm/index.ts");
+  const formatJs = await transpile("../src/format/int4.ts");
   mf = new Miniflare({
     modulesRoot: "/",
     modules: [
       { type: "ESModule", path: "/worker.js", contents: WORKER },
-      { type: "ESModule", path: "/index.js", contents: wrapperJs },
+      { type: "ESModule", path: "/src/kernels/wasm/index.js", contents: wrapperJs },
+      { type: "ESModule", path: "/src/format/int4.ts", contents: formatJs },
       { type: "CompiledWasm", path: "/kernels.wasm", contents: await readFile(simd) },
       { type: "CompiledWasm", path: "/kernels-relaxed.wasm", contents: await readFile(relaxed) },
     ],
@@ -95,6 +106,37 @@ describe("kernels in workerd", () => {
           const t = kern.uploadInt4(p);
           expect(relErr(Float32Array.from(got.f32), kern.matvecInt4Array(t, x, "f32"))).toBeLessThan(1e-6);
           expect(relErr(Float32Array.from(got.q8), kern.matvecInt4Array(t, x, "q8"))).toBeLessThan(1e-6);
+        } finally {
+          kern.release(m);
+        }
+      });
+    }
+  }
+
+  for (const relaxed of [false, true]) {
+    for (const [N, K, groupSize] of [
+      [13, 172, "row"],
+      [9, 576, 32],
+      [6, 768, 128],
+    ] as [number, number, Int8GroupSize][]) {
+      it(`${relaxed ? "kernels-relaxed" : "kernels"}.wasm int8 ${N}x${K} ${groupSize}`, async () => {
+        const p = quantizeInt8Rtn(randn(N * K, N * K, 0.05), N, K, { groupSize });
+        const x = randn(K, K + 3);
+        const res = await mf.dispatchFetch("http://kernels/", {
+          method: "POST",
+          body: JSON.stringify({
+            relaxed,
+            x: Array.from(x),
+            int8: { ...p, data: Array.from(p.data), scales: Array.from(p.scales) },
+          }),
+        });
+        const got = (await res.json()) as { relaxed: boolean; f32: number[]; q8: number[] };
+        expect(got.relaxed).toBe(relaxed);
+        const m = kern.mark();
+        try {
+          const t = kern.uploadInt8(p);
+          expect(relErr(Float32Array.from(got.f32), kern.matvecInt8Array(t, x, "f32"))).toBeLessThan(1e-6);
+          expect(relErr(Float32Array.from(got.q8), kern.matvecInt8Array(t, x, "q8"))).toBeLessThan(1e-6);
         } finally {
           kern.release(m);
         }

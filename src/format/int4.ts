@@ -49,10 +49,29 @@
  *   28 u32  total byte length
  *   32 ...  qweight, scales, zeros, each starting at a multiple of 16; gaps are zero bytes.
  *
+ * A blob that sits in WebAssembly memory is used in place (`WasmKernels.int4At`): `int4BlobGeometry`
+ * reads just the header. The kernels read up to 8 bytes past the end of the scales and zeros sections
+ * (4 groups' scales / a u16 of zero nibbles at a time; the values read there are never used, any bytes
+ * are fine), so a blob needs 16 bytes of addressable memory after it.
+ *
  * ## Int8 ("Q8G"): symmetric 8-bit, per-group or per-row fp16 scale (embeddings / output head)
  *   groupSize G ∈ {32, 64, 128} or per row (one group of G = roundUp(K, 32)).
  *   data: Int8Array, N * kPadded codes in [-127, 127], row n at n * kPadded, in k order; padding is 0.
  *   scales: Uint16Array fp16, N * nGroups.  w[n][k] = q * scale[n * nGroups + floor(k / G)].
+ *
+ * Serialized blob (`serializeInt8`), same conventions as the int4 blob:
+ *   0  u32  magic 0x47385153 ("SQ8G")
+ *   4  u16  version = 1
+ *   6  u8   groupSize (32 | 64 | 128), 0 for per-row scales
+ *   7  u8   flags: bit 0 = per-row scales (then G = kPadded = roundUp(K, 32))
+ *   8  u32  N
+ *   12 u32  K
+ *   16 u32  byte offset of data (= 32)
+ *   20 u32  byte offset of scales
+ *   24 u32  0 (reserved; the int4 blob's zeros offset)
+ *   28 u32  total byte length
+ *   32 ...  data (N * kPadded int8), scales (N * nGroups fp16), each at a multiple of 16; gaps are zero.
+ * The int8 kernels read nothing past the sections (no slack needed beyond the engine's usual 16 bytes).
  */
 
 export type Int4GroupSize = 32 | 64 | 128;
@@ -353,13 +372,91 @@ export function fromMatMulNBits(m: MatMulNBitsWeights): PackedInt4 {
 // Serialization
 
 const INT4_MAGIC = 0x47345153;
+const INT8_MAGIC = 0x47385153;
+/** Size of the int4 / int8 blob header. */
+export const BLOB_HEADER_BYTES = 32;
 const align16 = (n: number) => (n + 15) & ~15;
 
+/** Where an int4 blob's sections lie (byte offsets from the blob start) and its tensor geometry. */
+export interface Int4BlobGeometry {
+  readonly N: number;
+  readonly K: number;
+  readonly groupSize: Int4GroupSize;
+  readonly zeroPoint: boolean;
+  readonly nGroups: number;
+  readonly kPadded: number;
+  readonly qweightOffset: number;
+  readonly scalesOffset: number;
+  /** 0 when symmetric. */
+  readonly zerosOffset: number;
+  /** Total blob bytes. */
+  readonly byteLength: number;
+}
+
+/** The blob layout `serializeInt4` writes for a tensor of this shape (e.g. to size a pack without data). */
+export function int4BlobLayout(N: number, K: number, opts: Int4Options = {}): Int4BlobGeometry {
+  const groupSize = opts.groupSize ?? 32;
+  const zeroPoint = opts.zeroPoint ?? false;
+  const { nGroups, kPadded, zeroBytesPerRow } = int4Geometry(K, groupSize);
+  const qweightOffset = BLOB_HEADER_BYTES;
+  const scalesOffset = align16(qweightOffset + (N * kPadded) / 2);
+  const scalesEnd = scalesOffset + N * nGroups * 2;
+  const zerosOffset = zeroPoint ? align16(scalesEnd) : 0;
+  const byteLength = zeroPoint ? zerosOffset + N * zeroBytesPerRow : scalesEnd;
+  return {
+    N,
+    K,
+    groupSize,
+    zeroPoint,
+    nGroups,
+    kPadded,
+    qweightOffset,
+    scalesOffset,
+    zerosOffset,
+    byteLength,
+  };
+}
+
+function headerView(header: Uint8Array, what: string): DataView {
+  if (header.byteLength < BLOB_HEADER_BYTES) throw new Error(`${what} blob: too short`);
+  return new DataView(header.buffer, header.byteOffset, BLOB_HEADER_BYTES);
+}
+
+function checkDims(N: number, K: number, what: string): void {
+  if (N <= 0 || K <= 0) throw new Error(`${what} blob: bad shape [${N}, ${K}]`);
+}
+
+/**
+ * Parses and validates an int4 blob header (only the first 32 bytes of `header` are read), e.g. of a
+ * blob already in wasm memory. Throws unless every offset is the one `serializeInt4` writes.
+ */
+export function int4BlobGeometry(header: Uint8Array): Int4BlobGeometry {
+  const dv = headerView(header, "int4");
+  if (dv.getUint32(0, true) !== INT4_MAGIC) throw new Error("int4 blob: bad magic");
+  if (dv.getUint16(4, true) !== 1) throw new Error(`int4 blob: version ${dv.getUint16(4, true)}`);
+  const groupSize = dv.getUint8(6) as Int4GroupSize;
+  if (!INT4_GROUP_SIZES.includes(groupSize)) throw new Error(`int4 blob: group size ${groupSize}`);
+  const N = dv.getUint32(8, true);
+  const K = dv.getUint32(12, true);
+  checkDims(N, K, "int4");
+  const g = int4BlobLayout(N, K, { groupSize, zeroPoint: (dv.getUint8(7) & 1) === 1 });
+  if (
+    dv.getUint32(16, true) !== g.qweightOffset ||
+    dv.getUint32(20, true) !== g.scalesOffset ||
+    dv.getUint32(24, true) !== g.zerosOffset ||
+    dv.getUint32(28, true) !== g.byteLength
+  ) {
+    throw new Error(`int4 blob: section offsets do not match [${N}, ${K}] g${groupSize}`);
+  }
+  return g;
+}
+
 export function serializeInt4(p: PackedInt4): Uint8Array {
-  const qOff = 32;
-  const sOff = align16(qOff + p.qweight.byteLength);
-  const zOff = p.zeros ? align16(sOff + p.scales.byteLength) : 0;
-  const total = p.zeros ? zOff + p.zeros.byteLength : sOff + p.scales.byteLength;
+  const g = int4BlobLayout(p.N, p.K, { groupSize: p.groupSize, zeroPoint: p.zeros !== null });
+  const qOff = g.qweightOffset;
+  const sOff = g.scalesOffset;
+  const zOff = g.zerosOffset;
+  const total = g.byteLength;
   const out = new Uint8Array(total);
   const dv = new DataView(out.buffer);
   dv.setUint32(0, INT4_MAGIC, true);
@@ -380,30 +477,110 @@ export function serializeInt4(p: PackedInt4): Uint8Array {
 
 /** Views into `bytes` where alignment allows (little-endian hosts), copies otherwise. */
 export function deserializeInt4(bytes: Uint8Array): PackedInt4 {
-  if (bytes.byteLength < 32) throw new Error("int4 blob: too short");
+  const g = int4BlobGeometry(bytes);
+  if (g.byteLength > bytes.byteLength) throw new Error("int4 blob: truncated");
+  const { N, K, groupSize, nGroups, kPadded } = g;
+  const { zeroBytesPerRow } = int4Geometry(K, groupSize);
+  const qweight = bytes.subarray(g.qweightOffset, g.qweightOffset + N * (kPadded / 2));
+  const scales = readU16(bytes, g.scalesOffset, N * nGroups);
+  const zeros = g.zeroPoint ? bytes.subarray(g.zerosOffset, g.zerosOffset + N * zeroBytesPerRow) : null;
+  return { format: "int4", N, K, groupSize, nGroups, kPadded, qweight, scales, zeros };
+}
+
+/** A view of `count` little-endian u16 at `offset` when aligned (little-endian hosts), else a copy. */
+function readU16(bytes: Uint8Array, offset: number, count: number): Uint16Array {
+  if ((bytes.byteOffset + offset) % 2 === 0)
+    return new Uint16Array(bytes.buffer, bytes.byteOffset + offset, count);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (dv.getUint32(0, true) !== INT4_MAGIC) throw new Error("int4 blob: bad magic");
-  if (dv.getUint16(4, true) !== 1) throw new Error(`int4 blob: version ${dv.getUint16(4, true)}`);
-  const groupSize = dv.getUint8(6) as Int4GroupSize;
-  const hasZeros = (dv.getUint8(7) & 1) === 1;
+  const out = new Uint16Array(count);
+  for (let i = 0; i < count; i++) out[i] = dv.getUint16(offset + 2 * i, true);
+  return out;
+}
+
+/** Where an int8 blob's sections lie (byte offsets from the blob start) and its tensor geometry. */
+export interface Int8BlobGeometry {
+  readonly N: number;
+  readonly K: number;
+  /** Elements per scale (kPadded when perRow). */
+  readonly groupSize: number;
+  readonly perRow: boolean;
+  readonly nGroups: number;
+  readonly kPadded: number;
+  readonly dataOffset: number;
+  readonly scalesOffset: number;
+  readonly byteLength: number;
+}
+
+/** groupSize / nGroups / kPadded of an int8 tensor (per-row: one group of roundUp(K, 32)). */
+export function int8Geometry(K: number, groupSize: Int8GroupSize) {
+  const perRow = groupSize === "row";
+  if (!perRow && !INT4_GROUP_SIZES.includes(groupSize)) throw new Error(`int8: group size ${groupSize}`);
+  const gs = perRow ? Math.ceil(K / 32) * 32 : groupSize;
+  const nGroups = Math.ceil(K / gs);
+  return { groupSize: gs, perRow, nGroups, kPadded: nGroups * gs };
+}
+
+/** The blob layout `serializeInt8` writes for a tensor of this shape. */
+export function int8BlobLayout(N: number, K: number, groupSize: Int8GroupSize = "row"): Int8BlobGeometry {
+  const geo = int8Geometry(K, groupSize);
+  const dataOffset = BLOB_HEADER_BYTES;
+  const scalesOffset = align16(dataOffset + N * geo.kPadded);
+  return { N, K, ...geo, dataOffset, scalesOffset, byteLength: scalesOffset + N * geo.nGroups * 2 };
+}
+
+/** Parses and validates an int8 blob header (first 32 bytes only); see int4BlobGeometry. */
+export function int8BlobGeometry(header: Uint8Array): Int8BlobGeometry {
+  const dv = headerView(header, "int8");
+  if (dv.getUint32(0, true) !== INT8_MAGIC) throw new Error("int8 blob: bad magic");
+  if (dv.getUint16(4, true) !== 1) throw new Error(`int8 blob: version ${dv.getUint16(4, true)}`);
+  const gsByte = dv.getUint8(6);
+  const perRow = (dv.getUint8(7) & 1) === 1;
+  if (perRow !== (gsByte === 0)) throw new Error("int8 blob: group size and per-row flag disagree");
   const N = dv.getUint32(8, true);
   const K = dv.getUint32(12, true);
-  const qOff = dv.getUint32(16, true);
-  const sOff = dv.getUint32(20, true);
-  const zOff = dv.getUint32(24, true);
-  const total = dv.getUint32(28, true);
-  if (total > bytes.byteLength) throw new Error("int4 blob: truncated");
-  const { nGroups, kPadded, zeroBytesPerRow } = int4Geometry(K, groupSize);
-  const qweight = bytes.subarray(qOff, qOff + N * (kPadded / 2));
-  let scales: Uint16Array;
-  if ((bytes.byteOffset + sOff) % 2 === 0) {
-    scales = new Uint16Array(bytes.buffer, bytes.byteOffset + sOff, N * nGroups);
-  } else {
-    scales = new Uint16Array(N * nGroups);
-    for (let i = 0; i < scales.length; i++) scales[i] = dv.getUint16(sOff + 2 * i, true);
+  checkDims(N, K, "int8");
+  const g = int8BlobLayout(N, K, perRow ? "row" : (gsByte as Int4GroupSize));
+  if (
+    dv.getUint32(16, true) !== g.dataOffset ||
+    dv.getUint32(20, true) !== g.scalesOffset ||
+    dv.getUint32(24, true) !== 0 ||
+    dv.getUint32(28, true) !== g.byteLength
+  ) {
+    throw new Error(`int8 blob: section offsets do not match [${N}, ${K}]`);
   }
-  const zeros = hasZeros ? bytes.subarray(zOff, zOff + N * zeroBytesPerRow) : null;
-  return { format: "int4", N, K, groupSize, nGroups, kPadded, qweight, scales, zeros };
+  return g;
+}
+
+export function serializeInt8(p: PackedInt8): Uint8Array {
+  const g = int8BlobLayout(p.N, p.K, p.perRow ? "row" : (p.groupSize as Int4GroupSize));
+  if (g.kPadded !== p.kPadded || g.nGroups !== p.nGroups || g.groupSize !== p.groupSize) {
+    throw new Error("serializeInt8: inconsistent tensor geometry");
+  }
+  const out = new Uint8Array(g.byteLength);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, INT8_MAGIC, true);
+  dv.setUint16(4, 1, true);
+  dv.setUint8(6, p.perRow ? 0 : p.groupSize);
+  dv.setUint8(7, p.perRow ? 1 : 0);
+  dv.setUint32(8, p.N, true);
+  dv.setUint32(12, p.K, true);
+  dv.setUint32(16, g.dataOffset, true);
+  dv.setUint32(20, g.scalesOffset, true);
+  dv.setUint32(24, 0, true);
+  dv.setUint32(28, g.byteLength, true);
+  out.set(new Uint8Array(p.data.buffer, p.data.byteOffset, p.data.byteLength), g.dataOffset);
+  for (let i = 0; i < p.scales.length; i++) dv.setUint16(g.scalesOffset + 2 * i, p.scales[i]!, true);
+  return out;
+}
+
+/** Views into `bytes` where alignment allows (little-endian hosts), copies otherwise. */
+export function deserializeInt8(bytes: Uint8Array): PackedInt8 {
+  const g = int8BlobGeometry(bytes);
+  if (g.byteLength > bytes.byteLength) throw new Error("int8 blob: truncated");
+  const { N, K, groupSize, perRow, nGroups, kPadded } = g;
+  const data = new Int8Array(bytes.buffer, bytes.byteOffset + g.dataOffset, N * kPadded);
+  const scales = readU16(bytes, g.scalesOffset, N * nGroups);
+  return { format: "int8", N, K, groupSize, perRow, nGroups, kPadded, data, scales };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,12 +593,7 @@ export function quantizeInt8Rtn(
   opts: { groupSize?: Int8GroupSize } = {},
 ): PackedInt8 {
   checkShape(weights, N, K);
-  const gs = opts.groupSize ?? "row";
-  const perRow = gs === "row";
-  const groupSize = perRow ? Math.ceil(K / 32) * 32 : gs;
-  if (!perRow && !INT4_GROUP_SIZES.includes(gs)) throw new Error(`int8: group size ${gs}`);
-  const nGroups = Math.ceil(K / groupSize);
-  const kPadded = nGroups * groupSize;
+  const { groupSize, perRow, nGroups, kPadded } = int8Geometry(K, opts.groupSize ?? "row");
   const data = new Int8Array(N * kPadded);
   const scales = new Uint16Array(N * nGroups);
   for (let n = 0; n < N; n++) {

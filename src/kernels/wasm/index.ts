@@ -13,7 +13,13 @@
  */
 
 import type { RopeStyle } from "../../engine/model.ts";
-import type { PackedInt4, PackedInt8 } from "../../format/int4.ts";
+import {
+  BLOB_HEADER_BYTES,
+  int4BlobGeometry,
+  int8BlobGeometry,
+  type PackedInt4,
+  type PackedInt8,
+} from "../../format/int4.ts";
 
 interface RawExports {
   memory: WebAssembly.Memory;
@@ -71,6 +77,52 @@ interface RawExports {
     neox: number,
   ): void;
   argmax(x: number, n: number): number;
+  matvec_q8w_q8(
+    w: number,
+    sc: number,
+    xq: number,
+    xd: number,
+    y: number,
+    n: number,
+    kp: number,
+    gs: number,
+    tmp: number,
+  ): void;
+  matvec_q8w_f32(w: number, sc: number, x: number, y: number, n: number, kp: number, gs: number): void;
+  embed_row_q4(qw: number, sc: number, zp: number, row: number, kp: number, gs: number, out: number): void;
+  embed_row_q8(w: number, sc: number, row: number, kp: number, gs: number, out: number): void;
+  add_f32(x: number, y: number, n: number): void;
+  kv_store_f16(src: number, dst: number, n: number): void;
+  kv_store_q8(src: number, codes: number, scales: number, nKv: number, hd: number): void;
+  att_scratch_bytes(group: number, hd: number): number;
+  attention_f16(
+    q: number,
+    kc: number,
+    vc: number,
+    out: number,
+    nHeads: number,
+    nKv: number,
+    hd: number,
+    first: number,
+    count: number,
+    scale: number,
+    tmp: number,
+  ): void;
+  attention_q8(
+    q: number,
+    kc: number,
+    ks: number,
+    vc: number,
+    vs: number,
+    out: number,
+    nHeads: number,
+    nKv: number,
+    hd: number,
+    first: number,
+    count: number,
+    scale: number,
+    tmp: number,
+  ): void;
 }
 
 /** An int4 tensor resident in wasm memory (layout: src/format/int4.ts). */
@@ -84,6 +136,21 @@ export interface Int4Tensor {
   readonly scales: number;
   /** 0 = symmetric (zero point 8). */
   readonly zeros: number;
+}
+
+/** An int8 tensor resident in wasm memory (layout: src/format/int4.ts). */
+export interface Int8Tensor {
+  readonly N: number;
+  readonly K: number;
+  readonly kPadded: number;
+  /** Elements per scale; kPadded when perRow. */
+  readonly groupSize: number;
+  readonly perRow: boolean;
+  readonly nGroups: number;
+  /** N * kPadded int8 codes, row-major, k order. */
+  readonly data: number;
+  /** N * nGroups fp16 scales. */
+  readonly scales: number;
 }
 
 /**
@@ -101,7 +168,15 @@ export interface Q8Activations {
 /** Largest prefill block matmulInt4 accepts. */
 export const MAX_MATMUL_ROWS = 16;
 const PAGE = 65536;
-const SCRATCH_BYTES = 64 * 1024;
+/** Kernel scratch: matvec group sums, matmul accumulators, int8-matvec activation reorder, attention blocks. */
+const SCRATCH_BYTES = 128 * 1024;
+/** Addressable bytes a blob used in place (int4At / int8At) needs after its end (see src/format/int4.ts). */
+export const BLOB_SLACK_BYTES = 16;
+
+function checkInt(name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw new RangeError(`${name} = ${v} not an integer in ${min}..${max}`);
+}
 
 export class WasmKernels {
   readonly raw: RawExports;
@@ -204,13 +279,69 @@ export class WasmKernels {
     return { N, K, kPadded, groupSize, nGroups, qweight, scales, zeros };
   }
 
-  /** Only for symmetry with future int8 kernels: copies the codes and scales, returns their offsets. */
-  uploadInt8(p: PackedInt8): { data: number; scales: number } {
+  /** Copies an int8 tensor's codes and scales into 16-byte aligned wasm memory. */
+  uploadInt8(p: PackedInt8): Int8Tensor {
     const data = this.alloc(p.data.byteLength);
     this.i8(data, p.data.length).set(p.data);
-    const scales = this.alloc(p.scales.byteLength);
+    const scales = this.allocZeroed(p.scales.byteLength + 16);
     new Uint16Array(this.raw.memory.buffer, scales, p.scales.length).set(p.scales);
-    return { data, scales };
+    const { N, K, kPadded, groupSize, perRow, nGroups } = p;
+    return { N, K, kPadded, groupSize, perRow, nGroups, data, scales };
+  }
+
+  /**
+   * The int4 tensor of a `serializeInt4` blob that already sits in wasm memory at `ptr` (no copy): reads
+   * and validates the 32-byte header, returns pointers into the blob. `ptr` must be 16-byte aligned (so
+   * every section is v128-aligned), and BLOB_SLACK_BYTES (16) of memory must follow the blob: the
+   * matvec kernels read up to 8 bytes past the scales / zeros sections (values there are never used).
+   */
+  int4At(ptr: number): Int4Tensor {
+    const g = int4BlobGeometry(this.blobHeader(ptr, "int4At"));
+    this.checkBlobEnd(ptr, g.byteLength, "int4At");
+    const { N, K, kPadded, groupSize, nGroups } = g;
+    return {
+      N,
+      K,
+      kPadded,
+      groupSize,
+      nGroups,
+      qweight: ptr + g.qweightOffset,
+      scales: ptr + g.scalesOffset,
+      zeros: g.zeroPoint ? ptr + g.zerosOffset : 0,
+    };
+  }
+
+  /** The int8 tensor of a `serializeInt8` blob at `ptr` in wasm memory (no copy); same rules as int4At. */
+  int8At(ptr: number): Int8Tensor {
+    const g = int8BlobGeometry(this.blobHeader(ptr, "int8At"));
+    this.checkBlobEnd(ptr, g.byteLength, "int8At");
+    const { N, K, kPadded, groupSize, perRow, nGroups } = g;
+    return {
+      N,
+      K,
+      kPadded,
+      groupSize,
+      perRow,
+      nGroups,
+      data: ptr + g.dataOffset,
+      scales: ptr + g.scalesOffset,
+    };
+  }
+
+  private blobHeader(ptr: number, what: string): Uint8Array {
+    checkInt(`${what}: ptr`, ptr, 0);
+    if (ptr % 16 !== 0) throw new Error(`${what}: blob at ${ptr} is not 16-byte aligned`);
+    if (ptr + BLOB_HEADER_BYTES > this.raw.memory.buffer.byteLength)
+      throw new RangeError(`${what}: ${ptr} is out of memory`);
+    return this.u8(ptr, BLOB_HEADER_BYTES);
+  }
+
+  private checkBlobEnd(ptr: number, byteLength: number, what: string): void {
+    if (ptr + byteLength + BLOB_SLACK_BYTES > this.raw.memory.buffer.byteLength) {
+      throw new RangeError(
+        `${what}: blob of ${byteLength} bytes at ${ptr} (+${BLOB_SLACK_BYTES} slack) runs past memory`,
+      );
+    }
   }
 
   /** Space for one Q8-quantized activation vector of kPadded values. */
@@ -278,7 +409,173 @@ export class WasmKernels {
       );
   }
 
+  // ---- int8 kernels --------------------------------------------------------------------------
+
+  /** y[N] = W x, int8 weights, Q8 activations of w.kPadded values (quantizeQ8). The fast path for the head. */
+  matvecInt8Q8(w: Int8Tensor, x: Q8Activations, y: number): void {
+    if (x.kPadded !== w.kPadded)
+      throw new Error(`matvecInt8Q8: activations ${x.kPadded} vs weights ${w.kPadded}`);
+    if (w.kPadded > SCRATCH_BYTES) throw new Error(`matvecInt8Q8: kPadded ${w.kPadded} exceeds scratch`);
+    this.raw.matvec_q8w_q8(w.data, w.scales, x.q, x.d, y, w.N, w.kPadded, w.groupSize, this.scratch);
+  }
+
+  /** y[N] = W x, int8 weights, fp32 activations x (w.kPadded floats, zero beyond w.K). ~2x slower than Q8. */
+  matvecInt8(w: Int8Tensor, x: number, y: number): void {
+    this.raw.matvec_q8w_f32(w.data, w.scales, x, y, w.N, w.kPadded, w.groupSize);
+  }
+
+  // ---- embeddings ----------------------------------------------------------------------------
+
+  /** out[0..kPadded) = row `row` of w dequantized (zero beyond w.K). */
+  embedRowInt4(w: Int4Tensor, row: number, out: number): void {
+    checkInt("embedRowInt4: row", row, 0, w.N - 1);
+    this.raw.embed_row_q4(w.qweight, w.scales, w.zeros, row, w.kPadded, w.groupSize, out);
+  }
+
+  /** out[0..kPadded) = row `row` of w dequantized (zero beyond w.K). */
+  embedRowInt8(w: Int8Tensor, row: number, out: number): void {
+    checkInt("embedRowInt8: row", row, 0, w.N - 1);
+    this.raw.embed_row_q8(w.data, w.scales, row, w.kPadded, w.groupSize, out);
+  }
+
+  /** out[0..dim) = table[row][0..dim) of an fp32 [rows][dim] table (plain copy). */
+  embedRowF32(table: number, row: number, dim: number, out: number): void {
+    checkInt("embedRowF32: row", row, 0);
+    this.copyF32(out, table + row * dim * 4, dim);
+  }
+
+  // ---- KV cache and attention ----------------------------------------------------------------
+
+  /** dst[0..n) = fp16(src[0..n)): round to nearest even, subnormals kept, overflow to ±inf, NaN -> 0x7e00. */
+  kvStoreF16(src: number, dst: number, n: number): void {
+    checkInt("kvStoreF16: n", n, 0);
+    this.raw.kv_store_f16(src, dst, n);
+  }
+
+  /**
+   * Quantizes nKvHeads heads of headDim floats at src to int8: per head j, dstScales[j] (f32) = amax / 127
+   * and dstCodes[j * headDim + i] = round(x / scale) (nearest even). |dequantized - x| <= scale / 2.
+   */
+  kvStoreQ8(src: number, dstCodes: number, dstScales: number, nKvHeads: number, headDim: number): void {
+    checkInt("kvStoreQ8: nKvHeads", nKvHeads, 1);
+    checkInt("kvStoreQ8: headDim", headDim, 1);
+    this.raw.kv_store_q8(src, dstCodes, dstScales, nKvHeads, headDim);
+  }
+
+  /** Scratch attentionF16/attentionQ8 use (inside the kernels' own scratch; exposed for the curious). */
+  attentionScratchBytes(nHeads: number, nKvHeads: number, headDim: number): number {
+    return this.raw.att_scratch_bytes(nHeads / nKvHeads, headDim);
+  }
+
+  private checkAttention(
+    what: string,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    first: number,
+    count: number,
+  ) {
+    checkInt(`${what}: nKvHeads`, nKvHeads, 1);
+    checkInt(`${what}: nHeads`, nHeads, nKvHeads);
+    if (nHeads % nKvHeads !== 0)
+      throw new RangeError(`${what}: ${nHeads} heads not a multiple of ${nKvHeads} kv heads`);
+    checkInt(`${what}: headDim`, headDim, 1);
+    checkInt(`${what}: first`, first, 0);
+    checkInt(`${what}: count`, count, 1);
+    const need = this.attentionScratchBytes(nHeads, nKvHeads, headDim);
+    if (need > SCRATCH_BYTES)
+      throw new RangeError(`${what}: headDim ${headDim} needs ${need} bytes of scratch`);
+  }
+
+  /**
+   * Decode attention over an fp16 KV cache laid out [position][nKvHeads * headDim] (kCache / vCache: the
+   * layer's position-0 row). For query head h (kv head h / (nHeads / nKvHeads)): softmax over positions
+   * first .. first + count - 1 of scale * dot(q_h, k_pos), out_h = sum p * v_pos. q, out: nHeads * headDim
+   * floats. `_scratch` is ignored (the kernel streams blocks of 32 positions with an online softmax in its own
+   * scratch, so it needs no count-sized buffer); kept so callers written against the draft API still compile.
+   */
+  attentionF16(
+    q: number,
+    kCache: number,
+    vCache: number,
+    out: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    first: number,
+    count: number,
+    scale: number,
+    _scratch?: number,
+  ): void {
+    this.checkAttention("attentionF16", nHeads, nKvHeads, headDim, first, count);
+    this.raw.attention_f16(
+      q,
+      kCache,
+      vCache,
+      out,
+      nHeads,
+      nKvHeads,
+      headDim,
+      first,
+      count,
+      scale,
+      this.scratch,
+    );
+  }
+
+  /**
+   * attentionF16 over an int8 cache (codes [position][nKvHeads * headDim], f32 scales
+   * [position][nKvHeads], as kvStoreQ8 writes them), dequantized on the fly.
+   */
+  attentionQ8(
+    q: number,
+    kCodes: number,
+    kScales: number,
+    vCodes: number,
+    vScales: number,
+    out: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    first: number,
+    count: number,
+    scale: number,
+    _scratch?: number,
+  ): void {
+    this.checkAttention("attentionQ8", nHeads, nKvHeads, headDim, first, count);
+    this.raw.attention_q8(
+      q,
+      kCodes,
+      kScales,
+      vCodes,
+      vScales,
+      out,
+      nHeads,
+      nKvHeads,
+      headDim,
+      first,
+      count,
+      scale,
+      this.scratch,
+    );
+  }
+
   // ---- fp32 kernels --------------------------------------------------------------------------
+
+  /** x[0..n) += y[0..n) (residual or bias add; x and y may alias). */
+  addF32(x: number, y: number, n: number): void {
+    this.raw.add_f32(x, y, n);
+  }
+
+  /** Alias of addF32 for bias vectors. */
+  addBias(x: number, bias: number, n: number): void {
+    this.raw.add_f32(x, bias, n);
+  }
+
+  /** dst[0..n) = src[0..n) floats (memmove semantics: overlap is fine). */
+  copyF32(dst: number, src: number, n: number): void {
+    new Uint8Array(this.raw.memory.buffer).copyWithin(dst, src, src + n * 4);
+  }
 
   /** y[n] = W x, W row-major [n][k] fp32. */
   matvecF32(w: number, x: number, y: number, n: number, k: number): void {
@@ -340,6 +637,18 @@ export class WasmKernels {
       const y = this.alloc(w.N * 4);
       if (mode === "q8") this.matvecInt4Q8(w, this.quantizeQ8(xp, this.allocQ8(w.kPadded)), y);
       else this.matvecInt4(w, xp, y);
+      return this.f32(y, w.N).slice();
+    });
+  }
+
+  /** y = W x for a JS array x of length w.K (int8 weights, fp32 or Q8 activations). */
+  matvecInt8Array(w: Int8Tensor, x: Float32Array, mode: "f32" | "q8" = "q8"): Float32Array {
+    if (x.length !== w.K) throw new Error(`matvecInt8Array: x has ${x.length} values, K = ${w.K}`);
+    return this.scoped(() => {
+      const xp = this.uploadF32(x, w.kPadded);
+      const y = this.alloc(w.N * 4);
+      if (mode === "q8") this.matvecInt8Q8(w, this.quantizeQ8(xp, this.allocQ8(w.kPadded)), y);
+      else this.matvecInt8(w, xp, y);
       return this.f32(y, w.N).slice();
     });
   }

@@ -58,8 +58,20 @@ export function relaxed_simd(): i32 {
 /** 4 fp16 bit patterns (low 64 bits of h) -> f32x4; same exactness as h2f. */
 // @ts-ignore: decorator
 @inline function h2f4(h: v128): v128 {
-  // u16 -> i32 lanes; <<16 then >>s 3 leaves sign in bit 31 (plus 3 copies) and exp/mantissa at bit 13.
-  const v = i32x4.shr_s(i32x4.shl(i32x4.extend_low_i16x8_u(h), 16), 3);
+  return h2f4_u32(i32x4.extend_low_i16x8_u(h));
+}
+
+/** Same for the high 64 bits of h. */
+// @ts-ignore: decorator
+@inline function h2f4_high(h: v128): v128 {
+  return h2f4_u32(i32x4.extend_high_i16x8_u(h));
+}
+
+/** fp16 bit patterns zero-extended in i32 lanes -> f32x4 (exact for finite values; inf/nan -> 65536-ish). */
+// @ts-ignore: decorator
+@inline function h2f4_u32(u: v128): v128 {
+  // <<16 then >>s 3 leaves sign in bit 31 (plus 3 copies) and exp/mantissa at bit 13.
+  const v = i32x4.shr_s(i32x4.shl(u, 16), 3);
   const bits = v128.and(v, i32x4.splat(0x8fffffff));
   return f32x4.mul(bits, f32x4.splat(5.192296858534828e33));
 }
@@ -745,4 +757,675 @@ export function argmax(x: usize, n: i32): i32 {
   }
   for (i = 0; i < n; i++) if (load<f32>(x + (<usize>i << 2)) == mx) return i;
   return 0;
+}
+
+// ------------------------------------------------------------------------------------------
+// int8 weights (token embeddings / output head; layout in src/format/int4.ts):
+//   data: [n][kp] int8 codes in k order (padding 0), scales: [n][ng] fp16, w = q * scale[group].
+// ng = kp / gs; per-row scaling is gs = kp (ng = 1). Reads stay inside data/scales (no overrun).
+
+/** Integer dot of 32 int8 weights at wp (k order) with 32 activation codes as i16x8 a0..a3 (k order). */
+// @ts-ignore: decorator
+@inline function row_dot_i8(wp: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  // load8x8_s sign-extends 8 codes to i16 in the load itself (pmovsxbw), so int8 x int8 needs no unpacking;
+  // dot_i16x8_s sums adjacent pairs: |127 * 127 * 2| fits i32 with room to spare.
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(wp, 0), a0), i32x4.dot_i16x8_s(v128.load8x8_s(wp, 8), a1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(wp, 16), a2), i32x4.dot_i16x8_s(v128.load8x8_s(wp, 24), a3)),
+  );
+}
+
+/**
+ * Q8 activation codes in k order. The SIMD128 build stores them in the int4 kernel's lane order
+ * ([x0 x2 .. x14 | x16 .. x30 | x1 .. x15 | x17 .. x31] per block), so it interleaves them back into
+ * tmp once per call (kp/32 pairs of shuffles); the relaxed build already stores k order.
+ */
+// @ts-ignore: decorator
+@inline function q8_k_order(xq: usize, kp: i32, tmp: usize): usize {
+  if (ASC_FEATURE_RELAXED_SIMD) return xq;
+  const nb = kp >> 5;
+  for (let b = 0; b < nb; b++) {
+    const o = <usize>b << 5;
+    const lo = v128.load(xq + o, 0);
+    const hi = v128.load(xq + o, 16);
+    v128.store(tmp + o, i8x16.shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), 0);
+    v128.store(tmp + o, i8x16.shuffle(lo, hi, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), 16);
+  }
+  return tmp;
+}
+
+/**
+ * y = W x, int8 weights x Q8 activations (quantize_q8 output). One row at a time, unlike the int4 kernels:
+ * rows are contiguous, so the whole matrix is read as one sequential stream. With 4 rows in flight (4
+ * streams 1 row apart) the hardware prefetcher fell behind: 49152x576 took 6.2 ms (4.6 GB/s) vs 2.2 ms
+ * (13 GB/s) this way, with equal speed on L2-resident shapes. The activation codes (kp bytes) and block
+ * scales stay in L1. tmp: kp bytes (SIMD128 build, k-order copy of the codes).
+ */
+export function matvec_q8w_q8(
+  w: usize, sc: usize, xq: usize, xd: usize, y: usize, n: i32, kp: i32, gs: i32, tmp: usize,
+): void {
+  const ng = kp / gs;
+  const bpg = gs >> 5;
+  const a = q8_k_order(xq, kp, tmp);
+  let wp = w;
+  let sp = sc;
+  for (let r = 0; r < n; r++) {
+    let acc = f32x4.splat(0);
+    let ap = a;
+    let dp = xd;
+    for (let g = 0; g < ng; g++) {
+      let gacc = f32x4.splat(0);
+      for (let c = 0; c < bpg; c++) {
+        const dot = row_dot_i8(
+          wp, v128.load8x8_s(ap, 0), v128.load8x8_s(ap, 8), v128.load8x8_s(ap, 16), v128.load8x8_s(ap, 24),
+        );
+        gacc = f32x4.add(gacc, f32x4.mul(f32x4.convert_i32x4_s(dot), v128.load32_splat(dp)));
+        wp += 32;
+        ap += 32;
+        dp += 4;
+      }
+      acc = f32x4.add(acc, f32x4.mul(gacc, f32x4.splat(h2f(load<u16>(sp)))));
+      sp += 2;
+    }
+    store<f32>(y + (<usize>r << 2), hsum(acc));
+  }
+}
+
+/** acc + the 8 int8 weights at wp (as f32) times xa (k 0..3) / xb (k 4..7). */
+// @ts-ignore: decorator
+@inline function i8_dot8_f32(acc: v128, wp: usize, xa: v128, xb: v128): v128 {
+  const v = v128.load8x8_s(wp);
+  const lo = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v)), xa);
+  const hi = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v)), xb);
+  return f32x4.add(acc, f32x4.add(lo, hi));
+}
+
+/**
+ * y = W x, int8 weights x fp32 activations (x: kp floats, zero-padded). The exact fallback; one row at a
+ * time for the same reason as matvec_q8w_q8, two accumulators for ILP.
+ */
+export function matvec_q8w_f32(w: usize, sc: usize, x: usize, y: usize, n: i32, kp: i32, gs: i32): void {
+  const ng = kp / gs;
+  let wp = w;
+  let sp = sc;
+  for (let r = 0; r < n; r++) {
+    let acc = f32x4.splat(0);
+    let xp = x;
+    for (let g = 0; g < ng; g++) {
+      let p0 = f32x4.splat(0);
+      let p1 = f32x4.splat(0);
+      for (let k = 0; k < gs; k += 16) {
+        p0 = i8_dot8_f32(p0, wp, v128.load(xp, 0), v128.load(xp, 16));
+        p1 = i8_dot8_f32(p1, wp + 8, v128.load(xp, 32), v128.load(xp, 48));
+        wp += 16;
+        xp += 64;
+      }
+      acc = f32x4.add(acc, f32x4.mul(f32x4.add(p0, p1), f32x4.splat(h2f(load<u16>(sp)))));
+      sp += 2;
+    }
+    store<f32>(y + (<usize>r << 2), hsum(acc));
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Embedding rows: dequantize one row to kp floats (padding codes dequantize to exactly 0).
+
+/** out[0..kp) = (q - z) * scale for row `row` of an int4 tensor. */
+export function embed_row_q4(qw: usize, sc: usize, zp: usize, row: i32, kp: i32, gs: i32, out: usize): void {
+  const ng = kp / gs;
+  const cpg = gs >> 5;
+  const zpRow = <usize>((ng + 1) >> 1);
+  let wp = qw + <usize>row * <usize>(kp >> 1);
+  let op = out;
+  for (let g = 0; g < ng; g++) {
+    const s = f32x4.splat(h2f(load<u16>(sc + ((<usize>row * <usize>ng + <usize>g) << 1))));
+    const z = i32x4.splat(<i32>zero_point(zp, zpRow, row, g));
+    for (let c = 0; c < cpg; c++) {
+      const v = v128.load(wp);
+      const lo = v128.and(v, i8x16.splat(15)); // k 0..15
+      const hi = i8x16.shr_u(v, 4); // k 16..31
+      const l0 = i16x8.extend_low_i8x16_u(lo);
+      const l1 = i16x8.extend_high_i8x16_u(lo);
+      const h0 = i16x8.extend_low_i8x16_u(hi);
+      const h1 = i16x8.extend_high_i8x16_u(hi);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_u(l0), z)), s), 0);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_u(l0), z)), s), 16);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_u(l1), z)), s), 32);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_u(l1), z)), s), 48);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_u(h0), z)), s), 64);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_u(h0), z)), s), 80);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_u(h1), z)), s), 96);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_u(h1), z)), s), 112);
+      wp += 16;
+      op += 128;
+    }
+  }
+}
+
+/** out[0..kp) = q * scale for row `row` of an int8 tensor. */
+export function embed_row_q8(w: usize, sc: usize, row: i32, kp: i32, gs: i32, out: usize): void {
+  const ng = kp / gs;
+  let wp = w + <usize>row * <usize>kp;
+  let op = out;
+  for (let g = 0; g < ng; g++) {
+    const s = f32x4.splat(h2f(load<u16>(sc + ((<usize>row * <usize>ng + <usize>g) << 1))));
+    for (let k = 0; k < gs; k += 8) {
+      const v = v128.load8x8_s(wp);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v)), s), 0);
+      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v)), s), 16);
+      wp += 8;
+      op += 32;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Small fp32 helpers
+
+/** x[i] += y[i] (residual add, bias add). */
+export function add_f32(x: usize, y: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(x + o, f32x4.add(v128.load(x + o), v128.load(y + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(x + o, load<f32>(x + o) + load<f32>(y + o));
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// KV cache stores
+
+/**
+ * fp32 -> fp16 bits for 4 lanes (i32 lanes holding u16), round to nearest even, subnormals, overflow
+ * to inf, NaN -> 0x7e00. Branch-free float trick from Maratyszcza's FP16 library: scaling by 2^112
+ * then 2^-110 makes the f32 adder itself round the mantissa at the fp16 position (including the
+ * subnormal range, where `bias` pins the exponent), so there is no explicit rounding code.
+ */
+// @ts-ignore: decorator
+@inline function f2h4(f: v128): v128 {
+  const shl1 = i32x4.add(f, f);
+  const sign = v128.and(f, i32x4.splat(<i32>0x80000000));
+  const bias = i32x4.max_u(v128.and(shl1, i32x4.splat(<i32>0xff000000)), i32x4.splat(0x71000000));
+  let base = f32x4.mul(f32x4.mul(f32x4.abs(f), f32x4.splat(5.192296858534828e33)), f32x4.splat(7.703719777548943e-34));
+  base = f32x4.add(i32x4.add(i32x4.shr_u(bias, 1), i32x4.splat(0x07800000)), base);
+  const nonsign = i32x4.add(v128.and(i32x4.shr_u(base, 13), i32x4.splat(0x7c00)), v128.and(base, i32x4.splat(0x0fff)));
+  const nan = i32x4.gt_u(shl1, i32x4.splat(<i32>0xff000000));
+  return v128.or(i32x4.shr_u(sign, 16), v128.bitselect(i32x4.splat(0x7e00), nonsign, nan));
+}
+
+/** dst[i] = fp16(src[i]) for n floats (one KV cache row). */
+export function kv_store_f16(src: usize, dst: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const a = f2h4(v128.load(src + (<usize>i << 2)));
+    const b = f2h4(v128.load(src + (<usize>i << 2), 16));
+    // lanes are 0..0xffff, so the saturating narrow is exact
+    v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(a, b));
+  }
+  for (; i < n; i++) {
+    store<u16>(dst + (<usize>i << 1), <u16>i32x4.extract_lane(f2h4(f32x4.splat(load<f32>(src + (<usize>i << 2)))), 0));
+  }
+}
+
+/**
+ * Symmetric int8 per (position, kv head): for each of nKv heads of hd floats at src, scale = amax / 127
+ * (f32, to dstScales[j]) and codes = round-to-nearest-even(x * 127 / amax) (to dstCodes + j * hd).
+ */
+export function kv_store_q8(src: usize, codes: usize, scales: usize, nKv: i32, hd: i32): void {
+  for (let j = 0; j < nKv; j++) {
+    const x = src + (<usize>(j * hd) << 2);
+    const c = codes + <usize>(j * hd);
+    let mv = f32x4.splat(0);
+    let i = 0;
+    for (; i + 4 <= hd; i += 4) mv = f32x4.max(mv, f32x4.abs(v128.load(x + (<usize>i << 2))));
+    mv = f32x4.max(mv, v128.shuffle<f32>(mv, mv, 2, 3, 0, 1));
+    mv = f32x4.max(mv, v128.shuffle<f32>(mv, mv, 1, 0, 3, 2));
+    let amax = f32x4.extract_lane(mv, 0);
+    for (; i < hd; i++) amax = Mathf.max(amax, Mathf.abs(load<f32>(x + (<usize>i << 2))));
+    store<f32>(scales + (<usize>j << 2), amax / <f32>127.0);
+    const ids: f32 = amax > 0 ? <f32>127.0 / amax : 0;
+    const id = f32x4.splat(ids);
+    i = 0;
+    for (; i + 8 <= hd; i += 8) {
+      const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>i << 2)), id)));
+      const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(x + (<usize>i << 2), 16), id)));
+      const q = i16x8.narrow_i32x4_s(q0, q1);
+      v128.store64_lane(c + <usize>i, i8x16.narrow_i16x8_s(q, q), 0);
+    }
+    for (; i < hd; i++) store<i8>(c + <usize>i, <i8><i32>nearest<f32>(load<f32>(x + (<usize>i << 2)) * ids));
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Attention over a KV cache, one query position (decode).
+//   q, out: [nHeads][hd] f32. Cache rows: position p of kv head j at cache + (p * nKv + j) * hd * esize
+//   (esize 2 for fp16, 1 for int8 codes with f32 scales at scales + (p * nKv + j) * 4).
+//   Query head h reads kv head h / (nHeads / nKv). Positions first .. first + count - 1.
+// Single pass with an online softmax (running max m, running sum l, out rescaled when m grows), in blocks
+// of ATT_B positions: per kv head, each block of K and V rows is widened to f32 once into scratch and
+// then used by every query head of the group (GQA), so the cache is read once per token per layer and no
+// count-sized score buffer is needed.
+// tmp: att_scratch_bytes(nHeads / nKv, hd) bytes, 16-byte aligned.
+
+const ATT_B: i32 = 32;
+
+export function att_scratch_bytes(group: i32, hd: i32): i32 {
+  return 2 * ATT_B * hd * 4 + group * ATT_B * 4 + group * 16 + 64;
+}
+
+/** nb fp16 rows of hd values (rowStride bytes apart) -> f32 [nb][hd] at dst. */
+function cvt_rows_f16(src: usize, rowStride: usize, nb: i32, hd: i32, dst: usize): void {
+  for (let p = 0; p < nb; p++) {
+    let i = 0;
+    for (; i + 8 <= hd; i += 8) {
+      const h = v128.load(src + (<usize>i << 1));
+      v128.store(dst + (<usize>i << 2), h2f4(h), 0);
+      v128.store(dst + (<usize>i << 2), h2f4_high(h), 16);
+    }
+    for (; i < hd; i++) store<f32>(dst + (<usize>i << 2), h2f(load<u16>(src + (<usize>i << 1))));
+    src += rowStride;
+    dst += <usize>hd << 2;
+  }
+}
+
+/** nb int8 rows (rowStride bytes apart, f32 scale each, scStride bytes apart) -> f32 [nb][hd] at dst. */
+function cvt_rows_q8(src: usize, rowStride: usize, sc: usize, scStride: usize, nb: i32, hd: i32, dst: usize): void {
+  for (let p = 0; p < nb; p++) {
+    const ss = load<f32>(sc);
+    const s = f32x4.splat(ss);
+    let i = 0;
+    for (; i + 8 <= hd; i += 8) {
+      const v = v128.load8x8_s(src + <usize>i);
+      v128.store(dst + (<usize>i << 2), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v)), s), 0);
+      v128.store(dst + (<usize>i << 2), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v)), s), 16);
+    }
+    for (; i < hd; i++) store<f32>(dst + (<usize>i << 2), <f32>load<i8>(src + <usize>i) * ss);
+    src += rowStride;
+    sc += scStride;
+    dst += <usize>hd << 2;
+  }
+}
+
+/** dot(q, row) for one f32 row of hd values. */
+// @ts-ignore: decorator
+@inline function dot_row(q: usize, k: usize, hd: i32): f32 {
+  let a = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= hd; i += 4) a = f32x4.add(a, f32x4.mul(v128.load(q + (<usize>i << 2)), v128.load(k + (<usize>i << 2))));
+  let s = hsum(a);
+  for (; i < hd; i++) s += load<f32>(q + (<usize>i << 2)) * load<f32>(k + (<usize>i << 2));
+  return s;
+}
+
+/** [dot(q, row0) .. dot(q, row3)] for 4 consecutive f32 rows of hd values. */
+// @ts-ignore: decorator
+@inline function dot_rows4(q: usize, k: usize, hd: i32): v128 {
+  const st = <usize>hd << 2;
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= hd; i += 4) {
+    const o = <usize>i << 2;
+    const qv = v128.load(q + o);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k + o)));
+    a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k + st + o)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k + 2 * st + o)));
+    a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k + 3 * st + o)));
+  }
+  let r = reduce4_f32(a0, a1, a2, a3);
+  if (i < hd) {
+    let t0: f32 = 0;
+    let t1: f32 = 0;
+    let t2: f32 = 0;
+    let t3: f32 = 0;
+    for (; i < hd; i++) {
+      const o = <usize>i << 2;
+      const qs = load<f32>(q + o);
+      t0 += qs * load<f32>(k + o);
+      t1 += qs * load<f32>(k + st + o);
+      t2 += qs * load<f32>(k + 2 * st + o);
+      t3 += qs * load<f32>(k + 3 * st + o);
+    }
+    let t = f32x4.splat(t0);
+    t = f32x4.replace_lane(t, 1, t1);
+    t = f32x4.replace_lane(t, 2, t2);
+    t = f32x4.replace_lane(t, 3, t3);
+    r = f32x4.add(r, t);
+  }
+  return r;
+}
+
+/** o[0..hd) = o * alpha + sum_{p < nb} pr[p] * v[p][0..hd). */
+function pv_accumulate(o: usize, alpha: f32, pr: usize, v: usize, nb: i32, hd: i32): void {
+  const st = <usize>hd << 2;
+  const al = f32x4.splat(alpha);
+  let d = 0;
+  for (; d + 16 <= hd; d += 16) {
+    const od = o + (<usize>d << 2);
+    let a0 = f32x4.mul(v128.load(od, 0), al);
+    let a1 = f32x4.mul(v128.load(od, 16), al);
+    let a2 = f32x4.mul(v128.load(od, 32), al);
+    let a3 = f32x4.mul(v128.load(od, 48), al);
+    let vp = v + (<usize>d << 2);
+    for (let p = 0; p < nb; p++) {
+      const pv = v128.load32_splat(pr + (<usize>p << 2));
+      a0 = f32x4.add(a0, f32x4.mul(pv, v128.load(vp, 0)));
+      a1 = f32x4.add(a1, f32x4.mul(pv, v128.load(vp, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(pv, v128.load(vp, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(pv, v128.load(vp, 48)));
+      vp += st;
+    }
+    v128.store(od, a0, 0);
+    v128.store(od, a1, 16);
+    v128.store(od, a2, 32);
+    v128.store(od, a3, 48);
+  }
+  for (; d + 4 <= hd; d += 4) {
+    const od = o + (<usize>d << 2);
+    let a0 = f32x4.mul(v128.load(od), al);
+    let vp = v + (<usize>d << 2);
+    for (let p = 0; p < nb; p++) {
+      a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(pr + (<usize>p << 2)), v128.load(vp)));
+      vp += st;
+    }
+    v128.store(od, a0);
+  }
+  for (; d < hd; d++) {
+    const od = o + (<usize>d << 2);
+    let a = load<f32>(od) * alpha;
+    let vp = v + (<usize>d << 2);
+    for (let p = 0; p < nb; p++) {
+      a += load<f32>(pr + (<usize>p << 2)) * load<f32>(vp);
+      vp += st;
+    }
+    store<f32>(od, a);
+  }
+}
+
+function attention_impl(
+  q8: bool, q: usize, kc: usize, ks: usize, vc: usize, vs: usize, out: usize,
+  nHeads: i32, nKv: i32, hd: i32, first: i32, count: i32, scale: f32, tmp: usize,
+): void {
+  const group = nHeads / nKv;
+  const esize: usize = q8 ? 1 : 2;
+  const rowStride = <usize>(nKv * hd) * esize;
+  const scStride = <usize>nKv << 2;
+  const headBytes = <usize>hd << 2;
+  const kf = tmp;
+  const vf = kf + (<usize>(ATT_B * hd) << 2);
+  const sb = vf + (<usize>(ATT_B * hd) << 2); // [group][ATT_B] scores -> probabilities
+  const stats = sb + (<usize>(group * ATT_B) << 2); // [group] (m, l)
+  const sv = f32x4.splat(scale);
+  for (let j = 0; j < nKv; j++) {
+    for (let r = 0; r < group; r++) {
+      const o = out + <usize>(j * group + r) * headBytes;
+      for (let d = 0; d < hd; d++) store<f32>(o + (<usize>d << 2), 0);
+      store<f32>(stats + (<usize>r << 4), -Infinity);
+      store<f32>(stats + (<usize>r << 4), 0, 4);
+    }
+    for (let p0 = 0; p0 < count; p0 += ATT_B) {
+      const nb = min(ATT_B, count - p0);
+      const pos = <usize>(first + p0);
+      const ko = pos * rowStride + <usize>j * <usize>hd * esize;
+      if (q8) {
+        const so = pos * scStride + (<usize>j << 2);
+        cvt_rows_q8(kc + ko, rowStride, ks + so, scStride, nb, hd, kf);
+        cvt_rows_q8(vc + ko, rowStride, vs + so, scStride, nb, hd, vf);
+      } else {
+        cvt_rows_f16(kc + ko, rowStride, nb, hd, kf);
+        cvt_rows_f16(vc + ko, rowStride, nb, hd, vf);
+      }
+      for (let r = 0; r < group; r++) {
+        const h = j * group + r;
+        const qh = q + <usize>h * headBytes;
+        const s = sb + (<usize>(r * ATT_B) << 2);
+        // scores, 4 positions per pass (one query load feeds 4 rows)
+        let p = 0;
+        let mv = f32x4.splat(-Infinity);
+        for (; p + 4 <= nb; p += 4) {
+          const d4 = f32x4.mul(dot_rows4(qh, kf + <usize>p * headBytes, hd), sv);
+          v128.store(s + (<usize>p << 2), d4);
+          mv = f32x4.max(mv, d4);
+        }
+        mv = f32x4.max(mv, v128.shuffle<f32>(mv, mv, 2, 3, 0, 1));
+        mv = f32x4.max(mv, v128.shuffle<f32>(mv, mv, 1, 0, 3, 2));
+        let bm = f32x4.extract_lane(mv, 0);
+        for (; p < nb; p++) {
+          const d1 = dot_row(qh, kf + <usize>p * headBytes, hd) * scale;
+          store<f32>(s + (<usize>p << 2), d1);
+          bm = Mathf.max(bm, d1);
+        }
+        // online softmax update
+        const st = stats + (<usize>r << 4);
+        const mOld = load<f32>(st);
+        const mNew = Mathf.max(mOld, bm);
+        // first block: nothing to rescale (out and l are 0); same max: exp(0) = 1 exactly, skip the call
+        const alpha: f32 = mOld == -Infinity ? 0 : mOld == mNew ? 1 : exp1(mOld - mNew);
+        const mn = f32x4.splat(mNew);
+        let lv = f32x4.splat(0);
+        p = 0;
+        for (; p + 4 <= nb; p += 4) {
+          const e = exp4(f32x4.sub(v128.load(s + (<usize>p << 2)), mn));
+          v128.store(s + (<usize>p << 2), e);
+          lv = f32x4.add(lv, e);
+        }
+        let l = hsum(lv);
+        for (; p < nb; p++) {
+          const e = exp1(load<f32>(s + (<usize>p << 2)) - mNew);
+          store<f32>(s + (<usize>p << 2), e);
+          l += e;
+        }
+        store<f32>(st, mNew);
+        store<f32>(st, load<f32>(st, 4) * alpha + l, 4);
+        pv_accumulate(out + <usize>h * headBytes, alpha, s, vf, nb, hd);
+      }
+    }
+    for (let r = 0; r < group; r++) {
+      const o = out + <usize>(j * group + r) * headBytes;
+      const inv: f32 = <f32>1.0 / load<f32>(stats + (<usize>r << 4), 4);
+      const iv = f32x4.splat(inv);
+      let d = 0;
+      for (; d + 4 <= hd; d += 4) v128.store(o + (<usize>d << 2), f32x4.mul(v128.load(o + (<usize>d << 2)), iv));
+      for (; d < hd; d++) store<f32>(o + (<usize>d << 2), load<f32>(o + (<usize>d << 2)) * inv);
+    }
+  }
+}
+
+/** Attention over an fp16 KV cache (see the block comment above). */
+export function attention_f16(
+  q: usize, kc: usize, vc: usize, out: usize, nHeads: i32, nKv: i32, hd: i32, first: i32, count: i32,
+  scale: f32, tmp: usize,
+): void {
+  attention_impl(false, q, kc, 0, vc, 0, out, nHeads, nKv, hd, first, count, scale, tmp);
+}
+
+/** Attention over an int8 KV cache with per (position, kv head) f32 scales. */
+export function attention_q8(
+  q: usize, kc: usize, ks: usize, vc: usize, vs: usize, out: usize, nHeads: i32, nKv: i32, hd: i32,
+  first: i32, count: i32, scale: f32, tmp: usize,
+): void {
+  attention_impl(true, q, kc, ks, vc, vs, out, nHeads, nKv, hd, first, count, scale, tmp);
+}
+
+
+
+// ------------------------------------------------------------------------------------------
+// int4 weights x M Q8 activation rows (prefill): Y[i][n] = sum_k W[n][k] X[i][k], X quantized per row with
+// quantize_q8 (row i: codes at xq + i*kp, scales at xd / xds + i*kp/8). Same 4-weight-row blocking and
+// integer dots as matvec_q4_q8, but each 16-byte weight chunk is split into its nibble vectors once (into
+// an L1 buffer) and reused for all m rows, and the per-super-group scale transpose / zero-point products
+// are computed once for all rows. Accumulators live in tmp (m can exceed the register file).
+// tmp: matmul_q4_q8_scratch(m, ng) bytes, 16-byte aligned.
+
+export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
+  return 32 * m + 256 + 128 + m * (((ng + 3) & ~3) << 2);
+}
+
+/** gbuf[g] = the 4 rows' scales of group g0 + g (transposed), gz[g] = gbuf[g] * zero points (4 x 16 bytes each). */
+// @ts-ignore: decorator
+@inline function prep_scales_gz(
+  sc: usize, scRow: usize, zp: usize, zpRow: usize, r0: i32, r1: i32, r2: i32, r3: i32, g0: i32, gbuf: usize, gz: usize,
+): void {
+  const go = <usize>g0 << 1;
+  const S0 = h2f4(v128.load64_zero(sc + <usize>r0 * scRow + go));
+  const S1 = h2f4(v128.load64_zero(sc + <usize>r1 * scRow + go));
+  const S2 = h2f4(v128.load64_zero(sc + <usize>r2 * scRow + go));
+  const S3 = h2f4(v128.load64_zero(sc + <usize>r3 * scRow + go));
+  const t0 = v128.shuffle<f32>(S0, S1, 0, 4, 1, 5);
+  const t1 = v128.shuffle<f32>(S0, S1, 2, 6, 3, 7);
+  const t2 = v128.shuffle<f32>(S2, S3, 0, 4, 1, 5);
+  const t3 = v128.shuffle<f32>(S2, S3, 2, 6, 3, 7);
+  const G0 = v128.shuffle<f32>(t0, t2, 0, 1, 4, 5);
+  const G1 = v128.shuffle<f32>(t0, t2, 2, 3, 6, 7);
+  const G2 = v128.shuffle<f32>(t1, t3, 0, 1, 4, 5);
+  const G3 = v128.shuffle<f32>(t1, t3, 2, 3, 6, 7);
+  v128.store(gbuf, G0, 0);
+  v128.store(gbuf, G1, 16);
+  v128.store(gbuf, G2, 32);
+  v128.store(gbuf, G3, 48);
+  if (zp == 0) {
+    const e = f32x4.splat(8.0);
+    v128.store(gz, f32x4.mul(G0, e), 0);
+    v128.store(gz, f32x4.mul(G1, e), 16);
+    v128.store(gz, f32x4.mul(G2, e), 32);
+    v128.store(gz, f32x4.mul(G3, e), 48);
+  } else {
+    const m15 = i32x4.splat(15);
+    const Z = zraw4(zp, zpRow, r0, r1, r2, r3, g0);
+    v128.store(gz, f32x4.mul(G0, f32x4.convert_i32x4_s(v128.and(Z, m15))), 0);
+    v128.store(gz, f32x4.mul(G1, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(Z, 4), m15))), 16);
+    v128.store(gz, f32x4.mul(G2, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(Z, 8), m15))), 32);
+    v128.store(gz, f32x4.mul(G3, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(Z, 12), m15))), 48);
+  }
+}
+
+/** Splits one weight chunk into the operand vectors of chunk_dot_q8 (4 x i16x8) or the relaxed dot (2 x i8x16). */
+// @ts-ignore: decorator
+@inline function decode_chunk(v: v128, dst: usize): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const m = i8x16.splat(15);
+    v128.store(dst, v128.and(v, m), 0);
+    v128.store(dst, v128.and(i16x8.shr_u(v, 4), m), 16);
+  } else {
+    const m = i16x8.splat(15);
+    v128.store(dst, v128.and(v, m), 0);
+    v128.store(dst, v128.and(i16x8.shr_u(v, 4), m), 16);
+    v128.store(dst, v128.and(i16x8.shr_u(v, 8), m), 32);
+    v128.store(dst, i16x8.shr_u(v, 12), 48);
+  }
+}
+
+export function matmul_q4_q8(
+  qw: usize, sc: usize, zp: usize, xq: usize, xd: usize, xds: usize, y: usize, m: i32, n: i32, kp: i32, gs: i32,
+  tmp: usize,
+): void {
+  const ng = kp / gs;
+  const lcpg = log2_cpg(gs);
+  const rowBytes = <usize>(kp >> 1);
+  const zpRow = <usize>((ng + 1) >> 1);
+  const scRow = <usize>ng << 1;
+  const nb = <usize>(kp >> 5);
+  const accs = tmp;
+  const corrs = accs + (<usize>m << 4);
+  const dbuf = corrs + (<usize>m << 4);
+  const gbuf = dbuf + 256;
+  const gz = gbuf + 64;
+  const gsStride = <usize>(((ng + 3) & ~3) << 2);
+  const gsums = gz + 64;
+  for (let i = 0; i < m; i++) block_group_sums(xds + <usize>i * (nb << 2), ng, 1 << lcpg, gsums + <usize>i * gsStride);
+  // row-major decode buffer: 64 bytes per weight row (16 bytes used by 2 of the relaxed vectors)
+  for (let r = 0; r < n; r += 4) {
+    const r1 = min(r + 1, n - 1);
+    const r2 = min(r + 2, n - 1);
+    const r3 = min(r + 3, n - 1);
+    let w0 = qw + <usize>r * rowBytes;
+    let w1 = qw + <usize>r1 * rowBytes;
+    let w2 = qw + <usize>r2 * rowBytes;
+    let w3 = qw + <usize>r3 * rowBytes;
+    for (let i = 0; i < m; i++) {
+      v128.store(accs + (<usize>i << 4), f32x4.splat(0));
+      v128.store(corrs + (<usize>i << 4), f32x4.splat(0));
+    }
+    let chunk: usize = 0;
+    for (let g0 = 0; g0 < ng; g0 += 4) {
+      prep_scales_gz(sc, scRow, zp, zpRow, r, r1, r2, r3, g0, gbuf, gz);
+      const Z0 = v128.load(gz, 0);
+      const Z1 = v128.load(gz, 16);
+      const Z2 = v128.load(gz, 32);
+      const Z3 = v128.load(gz, 48);
+      for (let i = 0; i < m; i++) {
+        // zero-point term, as in prep_supergroup; gsums is 0 past ng
+        const A = v128.load(gsums + <usize>i * gsStride + (<usize>g0 << 2));
+        const c = f32x4.add(
+          f32x4.add(f32x4.mul(Z0, v128.shuffle<f32>(A, A, 0, 0, 0, 0)), f32x4.mul(Z1, v128.shuffle<f32>(A, A, 1, 1, 1, 1))),
+          f32x4.add(f32x4.mul(Z2, v128.shuffle<f32>(A, A, 2, 2, 2, 2)), f32x4.mul(Z3, v128.shuffle<f32>(A, A, 3, 3, 3, 3))),
+        );
+        const cp = corrs + (<usize>i << 4);
+        v128.store(cp, f32x4.add(v128.load(cp), c));
+      }
+      const chunks = min(4, ng - g0) << lcpg;
+      for (let j = 0; j < chunks; j++) {
+        decode_chunk(v128.load(w0), dbuf);
+        decode_chunk(v128.load(w1), dbuf + 64);
+        decode_chunk(v128.load(w2), dbuf + 128);
+        decode_chunk(v128.load(w3), dbuf + 192);
+        const gsv = v128.load(gbuf + (<usize>(j >> lcpg) << 4));
+        let ap = xq + (chunk << 5);
+        let dp = xd + (chunk << 2);
+        let acp = accs;
+        for (let i = 0; i < m; i++) {
+          let dot: v128;
+          if (ASC_FEATURE_RELAXED_SIMD) {
+            const q0 = v128.load(ap, 0);
+            const q1 = v128.load(ap, 16);
+            const z = i32x4.splat(0);
+            dot = reduce4_i32(
+              i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, v128.load(dbuf, 16), i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, v128.load(dbuf, 0), z)),
+              i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, v128.load(dbuf, 80), i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, v128.load(dbuf, 64), z)),
+              i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, v128.load(dbuf, 144), i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, v128.load(dbuf, 128), z)),
+              i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, v128.load(dbuf, 208), i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, v128.load(dbuf, 192), z)),
+            );
+          } else {
+            const a0 = v128.load8x8_s(ap, 0);
+            const a1 = v128.load8x8_s(ap, 8);
+            const a2 = v128.load8x8_s(ap, 16);
+            const a3 = v128.load8x8_s(ap, 24);
+            dot = reduce4_i32(
+              decoded_dot(dbuf, a0, a1, a2, a3),
+              decoded_dot(dbuf + 64, a0, a1, a2, a3),
+              decoded_dot(dbuf + 128, a0, a1, a2, a3),
+              decoded_dot(dbuf + 192, a0, a1, a2, a3),
+            );
+          }
+          const s = f32x4.mul(gsv, v128.load32_splat(dp));
+          v128.store(acp, f32x4.add(v128.load(acp), f32x4.mul(f32x4.convert_i32x4_s(dot), s)));
+          ap += <usize>kp;
+          dp += nb << 2;
+          acp += 16;
+        }
+        w0 += 16;
+        w1 += 16;
+        w2 += 16;
+        w3 += 16;
+        chunk++;
+      }
+    }
+    for (let i = 0; i < m; i++) {
+      store_rows(y + ((<usize>i * <usize>n) << 2), r, n, f32x4.sub(v128.load(accs + (<usize>i << 4)), v128.load(corrs + (<usize>i << 4))));
+    }
+  }
+}
+
+/** chunk_dot_q8 on a chunk already split by decode_chunk (SIMD128 build). */
+// @ts-ignore: decorator
+@inline function decoded_dot(e: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.load(e, 0), a0), i32x4.dot_i16x8_s(v128.load(e, 16), a1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.load(e, 32), a2), i32x4.dot_i16x8_s(v128.load(e, 48), a3)),
+  );
 }
