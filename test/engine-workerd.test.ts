@@ -1,0 +1,63 @@
+/**
+ * The engine inside workerd (Miniflare, as wrangler runs it): weights streamed from a local R2
+ * object into wasm memory, kernels imported as compiled modules. Same tokens as in Node, for both
+ * kernel builds (relaxed SIMD exists in workerd only).
+ */
+import { fileURLToPath } from "node:url";
+import type { Miniflare } from "miniflare";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
+import { generate } from "../src/engine/generate.ts";
+import { loadModel } from "../src/engine/import/index.ts";
+import { WasmEngine } from "../src/engine/wasm/engine.ts";
+import { bytesToStream } from "../src/engine/wasm/load-weights.ts";
+import { type PackedTestModel, packForTest } from "./helpers/packed-model.ts";
+import { sharedModelPath } from "./helpers/paths.ts";
+import { startWorkerd } from "./helpers/workerd.ts";
+import { loadTestKernels } from "./kernels-helpers.ts";
+
+const PROMPT = [1, 403, 407, 261, 378];
+type R2Put = { put(key: string, value: string | Uint8Array): Promise<unknown> };
+let mf: Miniflare;
+let packed: PackedTestModel;
+
+beforeAll(async () => {
+  packed = packForTest(await loadModel(sharedModelPath()));
+  const wasm = [await ensureKernelsWasm(), await ensureKernelsWasm({ relaxed: true })];
+  mf = await startWorkerd(fileURLToPath(new URL("./workers/engine-worker.ts", import.meta.url)), wasm);
+  // Typed loosely: the project does not load workers-types globally (they clash with DOM/Node types).
+  const bucket = (await mf.getR2Bucket("SHARDS")) as unknown as R2Put;
+  await bucket.put("table.json", JSON.stringify(packed.table));
+  await bucket.put("weights.bin", packed.data);
+});
+
+afterAll(async () => {
+  await mf?.dispose();
+});
+
+async function nodeTokens(kvCache: "f16" | "q8"): Promise<number[]> {
+  const engine = await WasmEngine.load(await loadTestKernels(), packed.table, bytesToStream(packed.data), {
+    kvCache,
+  });
+  const out: number[] = [];
+  for await (const t of generate(engine, PROMPT, { maxTokens: 48, temperature: 0 })) out.push(t);
+  return out;
+}
+
+describe("wasm engine in workerd", () => {
+  for (const relaxed of [false, true]) {
+    for (const kvCache of ["f16", "q8"] as const) {
+      it(`${relaxed ? "relaxed-SIMD" : "SIMD128"} build, ${kvCache} KV: same greedy tokens as in Node`, async () => {
+        const res = await mf.dispatchFetch("http://engine/", {
+          method: "POST",
+          body: JSON.stringify({ prompt: PROMPT, maxTokens: 48, kvCache, relaxed }),
+        });
+        expect(res.status).toBe(200);
+        const got = (await res.json()) as { tokens: number[]; memoryBytes: number };
+        expect(got.tokens).toEqual(await nodeTokens(kvCache));
+        expect(got.tokens.length).toBe(48);
+        expect(got.memoryBytes).toBeLessThan(4 << 20);
+      });
+    }
+  }
+});
