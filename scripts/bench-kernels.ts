@@ -13,6 +13,7 @@ import {
   quantizeRtn,
   toMatMulNBits,
 } from "../src/format/int4.ts";
+import { q8Row } from "../src/kernels/wasm/index.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
 import { loadTestKernels, type OrtMatMul, ortMatMulNBits, randn, relErr } from "../test/kernels-helpers.ts";
 
@@ -178,6 +179,7 @@ if (section("matmul")) {
   );
   const mRows = ["N x K", "matvec", ...[1, 4, 8, 16].map((m) => `M=${m}`)];
   const out: string[][] = [];
+  const outQ: string[][] = [];
   for (const { N, K } of shapes.filter((s) => s.N <= 4096)) {
     const p = quantizeRtn(randn(N * K, N * K, 0.02), N, K, { groupSize, zeroPoint });
     const mark = kern.mark();
@@ -189,10 +191,20 @@ if (section("matmul")) {
       const us = await time(() => kern.matmulInt4(t, x, y, m));
       row.push(`${us.toFixed(1)} (${(us / m).toFixed(1)})`);
     }
+    // Q8 activations: the batch is quantized once per input (shared by q/k/v, gate/up), not timed here
+    const q8 = kern.quantizeQ8Batch(x, kern.allocQ8Batch(p.kPadded, 16));
+    const rowQ = [`${N}x${K}`, (await time(() => kern.matvecInt4Q8(t, q8Row(q8, 0), y))).toFixed(1)];
+    for (const m of [1, 4, 8, 16]) {
+      const us = await time(() => kern.matmulInt4Q8(t, q8, y, m));
+      rowQ.push(`${us.toFixed(1)} (${(us / m).toFixed(1)})`);
+    }
     kern.release(mark);
     out.push(row);
+    outQ.push(rowQ);
   }
   printTable(mRows, out);
+  console.log("\nint4 matmul, Q8 activations (matmulInt4Q8); matvec = matvecInt4Q8");
+  printTable(mRows, outQ);
 }
 
 // Output heads / embeddings stored int8 (what src/format/pack.ts writes by default: per-row scales).

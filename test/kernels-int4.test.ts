@@ -7,7 +7,7 @@ import {
   int4ZeroPoint,
   quantizeRtn,
 } from "../src/format/int4.ts";
-import type { WasmKernels } from "../src/kernels/wasm/index.ts";
+import { q8Row, type WasmKernels } from "../src/kernels/wasm/index.ts";
 import { emulateQ8, loadTestKernels, randn, refMatvec, relErr } from "./kernels-helpers.ts";
 
 let kern: WasmKernels;
@@ -140,6 +140,47 @@ describe("int4 matmul (prefill, M rows)", () => {
     kern.scoped(() => {
       const t = kern.uploadInt4(p);
       expect(() => kern.matmulInt4Array(t, new Float32Array(17 * 32), 17)).toThrow(/1\.\.16/);
+    });
+  });
+});
+
+describe("int4 matmul, Q8 activations (prefill)", () => {
+  const shapes: [number, number, Int4GroupSize, boolean][] = [
+    [13, 172, 32, true],
+    [8, 288, 64, false],
+    [6, 768, 128, true],
+    [21, 2048, 32, false],
+  ];
+  for (const [N, K, groupSize, zeroPoint] of shapes) {
+    for (const M of [1, 2, 5, 16, 33]) {
+      it(`${N}x${K} g${groupSize} ${zeroPoint ? "asym" : "sym"}, M=${M}: bit-identical to per-row matvecInt4Q8`, () => {
+        const p = quantizeRtn(weights(N, K, 3 * N + K), N, K, { groupSize, zeroPoint });
+        const x = randn(M * K, M * 17 + K);
+        const got = kern.scoped(() => kern.matmulInt4Q8Array(kern.uploadInt4(p), x, M));
+        const dq = dequantize(p);
+        kern.scoped(() => {
+          const t = kern.uploadInt4(p);
+          for (let m = 0; m < M; m++) {
+            const xm = x.subarray(m * K, (m + 1) * K);
+            const row = got.subarray(m * N, (m + 1) * N);
+            expect(row).toEqual(kern.matvecInt4Array(t, xm, "q8"));
+            expect(relErr(row, refMatvec(dq, xm, N, K))).toBeLessThan(0.02);
+          }
+        });
+      });
+    }
+  }
+
+  it("q8Row views one row of a batch; validates m and widths", () => {
+    kern.scoped(() => {
+      const b = kern.allocQ8Batch(64, 3);
+      expect(q8Row(b, 2)).toEqual({ kPadded: 64, q: b.q + 128, d: b.d + 16, ds: b.ds + 16 });
+      expect(() => q8Row(b, 3)).toThrow(RangeError);
+      const t = kern.uploadInt4(quantizeRtn(weights(4, 64, 1), 4, 64));
+      expect(() => kern.matmulInt4Q8(t, b, kern.alloc(64), 4)).toThrow(RangeError);
+      expect(() => kern.matmulInt4Q8(t, kern.allocQ8Batch(96, 2), kern.alloc(64))).toThrow(
+        /96 vs weights 64/,
+      );
     });
   });
 });

@@ -35,6 +35,7 @@ export default {
       zeros: b.p.zeros ? Uint8Array.from(b.p.zeros) : null };
     const t = k.uploadInt4(p);
     const x = Float32Array.from(b.x);
+    if (b.m) return Response.json({ relaxed: k.relaxedSimd, y: Array.from(k.matmulInt4Q8Array(t, x, b.m)) });
     return Response.json({
       relaxed: k.relaxedSimd,
       f32: Array.from(k.matvecInt4Array(t, x, "f32")),
@@ -142,5 +143,36 @@ describe("kernels in workerd", () => {
         }
       });
     }
+  }
+
+  for (const relaxed of [false, true]) {
+    it(`${relaxed ? "kernels-relaxed" : "kernels"}.wasm int4 Q8 matmul, M=5, 13x288 g64 asym`, async () => {
+      const [N, K, M] = [13, 288, 5];
+      const p = quantizeRtn(randn(N * K, 99, 0.05), N, K, { groupSize: 64, zeroPoint: true });
+      const x = randn(M * K, 98);
+      const res = await mf.dispatchFetch("http://kernels/", {
+        method: "POST",
+        body: JSON.stringify({
+          relaxed,
+          m: M,
+          x: Array.from(x),
+          p: {
+            ...p,
+            qweight: Array.from(p.qweight),
+            scales: Array.from(p.scales),
+            zeros: Array.from(p.zeros!),
+          },
+        }),
+      });
+      const got = (await res.json()) as { relaxed: boolean; y: number[] };
+      expect(got.relaxed).toBe(relaxed);
+      const m = kern.mark();
+      try {
+        const t = kern.uploadInt4(p);
+        expect(relErr(Float32Array.from(got.y), kern.matmulInt4Q8Array(t, x, M))).toBeLessThan(1e-6);
+      } finally {
+        kern.release(m);
+      }
+    });
   }
 });

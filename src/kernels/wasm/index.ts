@@ -77,6 +77,21 @@ interface RawExports {
     neox: number,
   ): void;
   argmax(x: number, n: number): number;
+  matmul_q4_q8(
+    qw: number,
+    sc: number,
+    zp: number,
+    xq: number,
+    xd: number,
+    xds: number,
+    y: number,
+    m: number,
+    n: number,
+    kp: number,
+    gs: number,
+    tmp: number,
+  ): void;
+  matmul_q4_q8_scratch(m: number, ng: number): number;
   matvec_q8w_q8(
     w: number,
     sc: number,
@@ -163,6 +178,30 @@ export interface Q8Activations {
   readonly q: number;
   readonly d: number;
   readonly ds: number;
+}
+
+/**
+ * `rows` activation vectors quantized like Q8Activations, row i at q + i * kPadded, d / ds + i * kPadded / 8
+ * (quantizeQ8Batch). Row i alone is `q8Row(batch, i)`.
+ */
+export interface Q8Batch {
+  readonly kPadded: number;
+  readonly rows: number;
+  readonly q: number;
+  readonly d: number;
+  readonly ds: number;
+}
+
+/** Row i of a Q8Batch as single-vector Q8Activations (for matvecInt4Q8 and friends). */
+export function q8Row(b: Q8Batch, i: number): Q8Activations {
+  if (!Number.isInteger(i) || i < 0 || i >= b.rows)
+    throw new RangeError(`q8Row: row ${i} not in 0..${b.rows - 1}`);
+  return {
+    kPadded: b.kPadded,
+    q: b.q + i * b.kPadded,
+    d: b.d + (i * b.kPadded) / 8,
+    ds: b.ds + (i * b.kPadded) / 8,
+  };
 }
 
 /** Largest prefill block matmulInt4 accepts. */
@@ -362,6 +401,25 @@ export class WasmKernels {
     this.raw.matvec_q4_f32(w.qweight, w.scales, w.zeros, x, y, w.N, w.kPadded, w.groupSize, this.scratch);
   }
 
+  /** Space for `rows` Q8-quantized activation vectors of kPadded values. */
+  allocQ8Batch(kPadded: number, rows: number): Q8Batch {
+    if (kPadded % 32 !== 0) throw new Error(`allocQ8Batch: ${kPadded} is not a multiple of 32`);
+    checkInt("allocQ8Batch: rows", rows, 1);
+    const q = this.alloc(rows * kPadded);
+    const d = this.alloc((rows * kPadded) / 8);
+    const ds = this.alloc((rows * kPadded) / 8);
+    return { kPadded, rows, q, d, ds };
+  }
+
+  /** Quantizes out.rows activation rows (x: rows of out.kPadded floats, zero-padded) into out. */
+  quantizeQ8Batch(x: number, out: Q8Batch): Q8Batch {
+    for (let i = 0; i < out.rows; i++) {
+      const r = q8Row(out, i);
+      this.raw.quantize_q8(x + i * out.kPadded * 4, out.kPadded, r.q, r.d, r.ds);
+    }
+    return out;
+  }
+
   /** Quantizes kPadded floats at x (a multiple of 32, zero-padded) to int8 per 32-block. */
   quantizeQ8(x: number, out: Q8Activations): Q8Activations {
     this.raw.quantize_q8(x, out.kPadded, out.q, out.d, out.ds);
@@ -407,6 +465,35 @@ export class WasmKernels {
         w.groupSize,
         this.scratch,
       );
+  }
+
+  /**
+   * Y[m][N] = X W^T for the first m rows of a Q8Batch (default all; prefill): each weight chunk is decoded
+   * once for all m rows. Bit-identical to m matvecInt4Q8 calls. The int4 x Q8 dot is compute-bound, so the
+   * saving is modest: per-row cost at m = 16 is ~0.75-0.85x a matvecInt4Q8 (768x768, 2048x768; weights hot in
+   * cache; more when they stream from DRAM). m is limited by scratch (~450 rows at K = 2048, g32).
+   */
+  matmulInt4Q8(w: Int4Tensor, x: Q8Batch, y: number, m: number = x.rows): void {
+    if (x.kPadded !== w.kPadded)
+      throw new Error(`matmulInt4Q8: activations ${x.kPadded} vs weights ${w.kPadded}`);
+    checkInt("matmulInt4Q8: m", m, 1, x.rows);
+    if (m === 1) return this.matvecInt4Q8(w, q8Row(x, 0), y);
+    const need = this.raw.matmul_q4_q8_scratch(m, w.nGroups);
+    if (need > SCRATCH_BYTES) throw new RangeError(`matmulInt4Q8: m = ${m} needs ${need} bytes of scratch`);
+    this.raw.matmul_q4_q8(
+      w.qweight,
+      w.scales,
+      w.zeros,
+      x.q,
+      x.d,
+      x.ds,
+      y,
+      m,
+      w.N,
+      w.kPadded,
+      w.groupSize,
+      this.scratch,
+    );
   }
 
   // ---- int8 kernels --------------------------------------------------------------------------
@@ -638,6 +725,21 @@ export class WasmKernels {
       if (mode === "q8") this.matvecInt4Q8(w, this.quantizeQ8(xp, this.allocQ8(w.kPadded)), y);
       else this.matvecInt4(w, xp, y);
       return this.f32(y, w.N).slice();
+    });
+  }
+
+  /** Y [m][N] for X [m][K] through Q8 activations (matmulInt4Q8). */
+  matmulInt4Q8Array(w: Int4Tensor, x: Float32Array, m: number): Float32Array {
+    if (x.length !== m * w.K)
+      throw new Error(`matmulInt4Q8Array: x has ${x.length} values, want ${m} x ${w.K}`);
+    return this.scoped(() => {
+      const xp = this.allocZeroed(m * w.kPadded * 4);
+      const xv = this.f32(xp, m * w.kPadded);
+      for (let i = 0; i < m; i++) xv.set(x.subarray(i * w.K, (i + 1) * w.K), i * w.kPadded);
+      const q8 = this.quantizeQ8Batch(xp, this.allocQ8Batch(w.kPadded, m));
+      const y = this.alloc(m * w.N * 4);
+      this.matmulInt4Q8(w, q8, y, m);
+      return this.f32(y, m * w.N).slice();
     });
   }
 
