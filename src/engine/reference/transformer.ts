@@ -18,6 +18,33 @@ import { addInPlace, matVec, rmsNorm, softmaxInPlace, swiGluInPlace } from "./op
 import { applyRope, ropeAngles } from "./rope.ts";
 import { loadReferenceWeights, type ReferenceWeights } from "./weights.ts";
 
+/**
+ * Where an `ActivationObserver` sees activations (every input of a linear layer, and the residual
+ * stream around each block), for calibration:
+ *   resid_in     residual stream entering the block
+ *   attn_in      rmsnorm(x) * attn_norm: input of q/k/v
+ *   attn_out_in  attention output, all heads concatenated: input of attn_output
+ *   ffn_in       rmsnorm(x) * ffn_norm: input of gate/up
+ *   ffn_down_in  silu(gate) * up: input of ffn_down
+ *   resid_out    residual stream leaving the block
+ *   output_in    rmsnorm(x) * output_norm: input of the output head (layer = numLayers; only when
+ *                logits are computed, i.e. forward() and the last token of prefill())
+ */
+export type ActivationSite =
+  | "resid_in"
+  | "attn_in"
+  | "attn_out_in"
+  | "ffn_in"
+  | "ffn_down_in"
+  | "resid_out"
+  | "output_in";
+
+/**
+ * Called synchronously with the model's own scratch buffer: copy `values` to keep them, and never
+ * write to it.
+ */
+export type ActivationObserver = (layer: number, site: ActivationSite, values: Float32Array) => void;
+
 /** One sequence: its KV cache and activation buffers (llama2.c's RunState). */
 export class ReferenceState implements InferenceState {
   readonly cache: KVCache;
@@ -70,6 +97,8 @@ export class ReferenceState implements InferenceState {
 export class ReferenceModel implements LogitsModel<ReferenceState> {
   readonly config: ModelConfig;
   readonly weights: ReferenceWeights;
+  /** Sees every linear layer's input as tokens run (calibration); null = off, at no cost. */
+  observer: ActivationObserver | null = null;
 
   constructor(model: ModelDescription) {
     validateTensors(model);
@@ -146,13 +175,16 @@ export class ReferenceModel implements LogitsModel<ReferenceState> {
     s.cache.ensureRoom();
     const pos = s.cache.length;
     const angles = ropeAngles(pos, c.headDim, c.ropeTheta);
+    const observe = this.observer;
 
     s.x.set(w.tokenEmbedding.subarray(tokenId * c.hiddenSize, (tokenId + 1) * c.hiddenSize));
     for (let l = 0; l < c.numLayers; l++) {
       const lw = w.layers[l]!;
 
       // Attention block.
+      if (observe) observe(l, "resid_in", s.x);
       rmsNorm(s.xb, s.x, lw.attnNorm, c.rmsNormEps);
+      if (observe) observe(l, "attn_in", s.xb);
       matVec(s.q, lw.wq, s.xb, lw.bq);
       matVec(s.k, lw.wk, s.xb, lw.bk);
       matVec(s.v, lw.wv, s.xb, lw.bv);
@@ -160,21 +192,26 @@ export class ReferenceModel implements LogitsModel<ReferenceState> {
       applyRope(s.k, c.numKvHeads, c.headDim, angles, c.ropeStyle);
       s.cache.write(l, s.k, s.v);
       this.attention(s, l, pos);
+      if (observe) observe(l, "attn_out_in", s.attnOut);
       matVec(s.delta, lw.wo, s.attnOut);
       addInPlace(s.x, s.delta);
 
       // Feed-forward block (SwiGLU).
       rmsNorm(s.xb, s.x, lw.ffnNorm, c.rmsNormEps);
+      if (observe) observe(l, "ffn_in", s.xb);
       matVec(s.gate, lw.wGate, s.xb);
       matVec(s.up, lw.wUp, s.xb);
       swiGluInPlace(s.gate, s.up);
+      if (observe) observe(l, "ffn_down_in", s.gate);
       matVec(s.delta, lw.wDown, s.gate);
       addInPlace(s.x, s.delta);
+      if (observe) observe(l, "resid_out", s.x);
     }
     s.cache.advance();
 
     if (logits) {
       rmsNorm(s.xb, s.x, w.outputNorm, c.rmsNormEps);
+      if (observe) observe(c.numLayers, "output_in", s.xb);
       matVec(logits, w.output, s.xb);
     }
   }

@@ -1,0 +1,158 @@
+/**
+ * Small dense linear algebra in float64 for the compression pipeline (GPTQ, healing, error metrics).
+ * Matrices are row-major Float64Arrays with an explicit size; sizes here are layer widths (≤ a few
+ * thousand), so plain O(n³) loops are enough and keep the numerics obvious.
+ */
+
+/** A symmetric matrix turned out not to be positive definite (Cholesky hit a pivot ≤ 0). */
+export class NotPositiveDefiniteError extends Error {
+  override readonly name = "NotPositiveDefiniteError";
+  constructor(
+    readonly size: number,
+    readonly pivotIndex: number,
+    readonly pivot: number,
+  ) {
+    super(
+      `matrix ${size}x${size} is not symmetric positive definite: pivot ${pivotIndex} is ${pivot} ` +
+        "(add ridge/damping, or drop dead channels)",
+    );
+  }
+}
+
+function checkSquare(a: Float64Array, n: number, what: string): void {
+  if (!Number.isInteger(n) || n <= 0 || a.length !== n * n) {
+    throw new Error(`${what}: expected a ${n}x${n} matrix, got ${a.length} values`);
+  }
+}
+
+/**
+ * Lower Cholesky factor L of a symmetric positive definite A (A = L Lᵀ); a new array, upper triangle 0.
+ * Only the lower triangle of A is read. Throws NotPositiveDefiniteError on a non-positive pivot.
+ */
+export function cholesky(a: Float64Array, n: number): Float64Array {
+  checkSquare(a, n, "cholesky");
+  const l = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    let d = a[j * n + j]!;
+    const lj = j * n;
+    for (let k = 0; k < j; k++) d -= l[lj + k]! * l[lj + k]!;
+    // NaN must fail too, hence the negated comparison.
+    if (!(d > 0)) throw new NotPositiveDefiniteError(n, j, d);
+    const djj = Math.sqrt(d);
+    l[lj + j] = djj;
+    for (let i = j + 1; i < n; i++) {
+      const li = i * n;
+      let s = a[li + j]!;
+      for (let k = 0; k < j; k++) s -= l[li + k]! * l[lj + k]!;
+      l[li + j] = s / djj;
+    }
+  }
+  return l;
+}
+
+/**
+ * Solves A X = B given A's lower Cholesky factor L; B is row-major [n, m] (m right-hand sides).
+ * Returns a new [n, m] array.
+ */
+export function choleskySolve(l: Float64Array, n: number, b: Float64Array, m = 1): Float64Array {
+  checkSquare(l, n, "choleskySolve");
+  if (b.length !== n * m)
+    throw new Error(`choleskySolve: right-hand side has ${b.length} values, expected ${n}x${m}`);
+  const x = Float64Array.from(b);
+  // Forward: L Y = B.
+  for (let i = 0; i < n; i++) {
+    const li = i * n;
+    for (let k = 0; k < i; k++) {
+      const f = l[li + k]!;
+      if (f === 0) continue;
+      for (let c = 0; c < m; c++) x[i * m + c]! -= f * x[k * m + c]!;
+    }
+    const d = l[li + i]!;
+    for (let c = 0; c < m; c++) x[i * m + c] = x[i * m + c]! / d;
+  }
+  // Backward: Lᵀ X = Y.
+  for (let i = n - 1; i >= 0; i--) {
+    for (let k = i + 1; k < n; k++) {
+      const f = l[k * n + i]!;
+      if (f === 0) continue;
+      for (let c = 0; c < m; c++) x[i * m + c]! -= f * x[k * m + c]!;
+    }
+    const d = l[i * n + i]!;
+    for (let c = 0; c < m; c++) x[i * m + c] = x[i * m + c]! / d;
+  }
+  return x;
+}
+
+/** Solves A X = B for symmetric positive definite A ([n, n]) and B ([n, m]). */
+export function solveSpd(a: Float64Array, n: number, b: Float64Array, m = 1): Float64Array {
+  return choleskySolve(cholesky(a, n), n, b, m);
+}
+
+/** A⁻¹ of a symmetric positive definite A (symmetrized, so later Cholesky sees exact symmetry). */
+export function invertSpd(a: Float64Array, n: number): Float64Array {
+  const eye = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) eye[i * n + i] = 1;
+  const inv = choleskySolve(cholesky(a, n), n, eye, n);
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      const v = 0.5 * (inv[i * n + j]! + inv[j * n + i]!);
+      inv[i * n + j] = v;
+      inv[j * n + i] = v;
+    }
+  }
+  return inv;
+}
+
+/** Upper-triangular U with A = Uᵀ U (the transpose of the lower factor). */
+export function choleskyUpper(a: Float64Array, n: number): Float64Array {
+  const l = cholesky(a, n);
+  const u = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[j * n + i] = l[i * n + j]!;
+  return u;
+}
+
+/** C = A B with A [n, k] and B [k, m], row-major. */
+export function matMul(a: Float64Array, b: Float64Array, n: number, k: number, m: number): Float64Array {
+  if (a.length !== n * k || b.length !== k * m) throw new Error("matMul: size mismatch");
+  const c = new Float64Array(n * m);
+  for (let i = 0; i < n; i++) {
+    for (let p = 0; p < k; p++) {
+      const f = a[i * k + p]!;
+      if (f === 0) continue;
+      const bp = p * m;
+      const ci = i * m;
+      for (let j = 0; j < m; j++) c[ci + j]! += f * b[bp + j]!;
+    }
+  }
+  return c;
+}
+
+/** Mean of the diagonal of an [n, n] matrix. */
+export function meanDiagonal(a: Float64Array, n: number): number {
+  let s = 0;
+  for (let i = 0; i < n; i++) s += a[i * n + i]!;
+  return s / n;
+}
+
+/**
+ * Σ_r e_r G e_rᵀ over the rows e_r of E ([rows, n]) for a symmetric G ([n, n]): the squared
+ * Frobenius norm ‖X Eᵀ‖² when G = XᵀX, i.e. a linear layer's output energy from its input Gram.
+ */
+export function quadraticFormSum(e: ArrayLike<number>, rows: number, g: Float64Array, n: number): number {
+  checkSquare(g, n, "quadraticFormSum");
+  if (e.length !== rows * n) throw new Error("quadraticFormSum: size mismatch");
+  const tmp = new Float64Array(n);
+  let total = 0;
+  for (let r = 0; r < rows; r++) {
+    const base = r * n;
+    tmp.fill(0);
+    for (let i = 0; i < n; i++) {
+      const ei = e[base + i]!;
+      if (ei === 0) continue;
+      const gi = i * n;
+      for (let j = 0; j < n; j++) tmp[j]! += ei * g[gi + j]!;
+    }
+    for (let j = 0; j < n; j++) total += tmp[j]! * e[base + j]!;
+  }
+  return total;
+}
