@@ -65,7 +65,11 @@ export const Manifest = z
       .object({ name: z.string(), format: z.enum(["gguf", "hf"]), sha256: Sha256, bytes: z.number().int() })
       .strict(),
     /** Pipeline version and the variant's config as built (for rebuild decisions and humans). */
-    build: z.object({ pipelineVersion: z.string(), config: z.record(z.string(), z.unknown()), seed: z.number() }),
+    build: z.object({
+      pipelineVersion: z.string(),
+      config: z.record(z.string(), z.unknown()),
+      seed: z.number(),
+    }),
     model: z
       .object({
         config: ModelConfig,
@@ -92,11 +96,16 @@ export const Manifest = z
     // Shards must tile the data region exactly, in order: the runtime streams them back to back.
     let pos = 0;
     for (const [i, s] of m.shards.entries()) {
-      if (s.offset !== pos) ctx.addIssue({ code: "custom", path: ["shards", i], message: `gap or overlap at ${pos}` });
+      if (s.offset !== pos)
+        ctx.addIssue({ code: "custom", path: ["shards", i], message: `gap or overlap at ${pos}` });
       pos = s.offset + s.bytes;
     }
     if (pos !== m.weights.totalBytes) {
-      ctx.addIssue({ code: "custom", path: ["shards"], message: `shards cover ${pos} of ${m.weights.totalBytes} bytes` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["shards"],
+        message: `shards cover ${pos} of ${m.weights.totalBytes} bytes`,
+      });
     }
     if (JSON.stringify(m.weights.config) !== JSON.stringify(m.model.config)) {
       ctx.addIssue({ code: "custom", path: ["weights", "config"], message: "differs from model.config" });

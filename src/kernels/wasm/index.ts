@@ -477,7 +477,10 @@ export class WasmKernels {
     if (x.kPadded !== w.kPadded)
       throw new Error(`matmulInt4Q8: activations ${x.kPadded} vs weights ${w.kPadded}`);
     checkInt("matmulInt4Q8: m", m, 1, x.rows);
-    if (m === 1) return this.matvecInt4Q8(w, q8Row(x, 0), y);
+    if (m === 1) {
+      this.matvecInt4Q8(w, q8Row(x, 0), y);
+      return;
+    }
     const need = this.raw.matmul_q4_q8_scratch(m, w.nGroups);
     if (need > SCRATCH_BYTES) throw new RangeError(`matmulInt4Q8: m = ${m} needs ${need} bytes of scratch`);
     this.raw.matmul_q4_q8(

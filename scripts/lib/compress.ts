@@ -1,0 +1,72 @@
+/**
+ * One variant, from the original model: prune (calibrated) -> heal (least squares) -> recalibrate ->
+ * error-aware int4 -> packed tensors. Pure computation; the caller measures and stores.
+ */
+import type { ModelDescription } from "../../src/engine/model.ts";
+import { type CalibrationStats, calibrate, type Log } from "../pipeline/calibration.ts";
+import { type HealedProjection, healPrunedModel } from "../pipeline/heal.ts";
+import type { QuantizedTensor } from "../pipeline/model-edit.ts";
+import { pruneModel } from "../pipeline/prune.ts";
+import { quantizeModel, type TensorQuantReport } from "../pipeline/quantize.ts";
+import type { VariantConfig, VariantsFile } from "./variants-config.ts";
+
+export interface CompressedVariant {
+  /** The fp32 model the packed tensors quantize (pruned, healed, maybe AWQ-folded). */
+  model: ModelDescription;
+  tensors: QuantizedTensor[];
+  quantReport: TensorQuantReport[];
+  healReport: HealedProjection[];
+}
+
+export function compressVariant(
+  original: ModelDescription,
+  originalStats: CalibrationStats,
+  variant: VariantConfig,
+  file: VariantsFile,
+  log: Log,
+): CompressedVariant {
+  let model = original;
+  let stats = originalStats;
+  let healReport: HealedProjection[] = [];
+  const p = variant.prune;
+  if (p && (p.ffn > 0 || p.kvHeads > 0 || p.layers > 0)) {
+    const dropLayers = Math.round(p.layers * original.config.numLayers);
+    log(
+      `  pruning: ffn ${p.ffn}, kv heads ${p.kvHeads}, layers ${dropLayers} of ${original.config.numLayers}`,
+    );
+    const pruned = pruneModel(original, originalStats, {
+      ffnRatio: p.ffn,
+      ffnMultipleOf: variant.quant.groupSize,
+      kvHeadRatio: p.kvHeads,
+      dropLayers,
+    });
+    model = pruned.model;
+    if (p.heal) {
+      const healed = healPrunedModel(original, pruned, originalStats, {}, log);
+      model = healed.model;
+      healReport = healed.report;
+    }
+    log("  recalibrating the pruned model");
+    stats = calibrate(model, {
+      source: file.calibration.source,
+      maxTokens: file.calibration.maxTokens,
+      seed: file.seed,
+    });
+  }
+  const q = variant.quant;
+  const { tensors, report, folded } = quantizeModel(
+    model,
+    stats,
+    {
+      method: q.method === "awq" ? "search" : q.method,
+      awq: q.method === "awq",
+      groupSize: q.groupSize,
+      zeroPoint: q.zeroPoint,
+      embeddings: q.embeddings,
+      head: q.head,
+      int8: q.int8Tensors,
+    },
+    log,
+  );
+  return { model: folded, tensors, quantReport: report, healReport };
+}

@@ -1,0 +1,92 @@
+/**
+ * The variants file: which compressed variants to build, validated with zod (unknown fields,
+ * out-of-range ratios and impossible shapes are errors that name the field).
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+
+const Ratio = z.number().min(0, "a pruning ratio is at least 0").max(0.9, "a pruning ratio is at most 0.9");
+
+export const QuantConfig = z.strictObject({
+  /** gptq: error compensation; awq: activation-aware scales + clip search; rtn: plain rounding. */
+  method: z.enum(["gptq", "awq", "rtn"]).default("gptq"),
+  groupSize: z.union([z.literal(32), z.literal(64), z.literal(128)]).default(32),
+  zeroPoint: z.boolean().default(false),
+  embeddings: z.enum(["int8", "int4"]).default("int8"),
+  head: z.enum(["int8", "int4"]).default("int8"),
+  /** Tensors (canonical names or suffixes like "ffn_down.weight") kept int8. */
+  int8Tensors: z.array(z.string()).default([]),
+});
+
+export const PruneConfig = z.strictObject({
+  /** Fraction of FFN intermediate channels removed. */
+  ffn: Ratio.default(0),
+  /** Fraction of KV-head groups (with their query heads) removed. */
+  kvHeads: Ratio.default(0),
+  /** Fraction of whole layers removed (lowest block influence first). */
+  layers: Ratio.default(0),
+  /** Re-fit the projection after each pruned block by least squares (closed-form distillation). */
+  heal: z.boolean().default(true),
+});
+
+export const VariantConfig = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "lowercase letters, digits, . _ -"),
+  tier: z.enum(["quality", "balanced", "speed"]),
+  quant: QuantConfig.default(QuantConfig.parse({})),
+  prune: PruneConfig.nullable().default(null),
+});
+export type VariantConfig = z.infer<typeof VariantConfig>;
+
+export const VariantsFile = z
+  .strictObject({
+    seed: z.number().int().min(0).default(1234),
+    calibration: z
+      .strictObject({
+        source: z.enum(["text", "sample"]).default("text"),
+        maxTokens: z.number().int().min(16).default(4096),
+      })
+      .default({ source: "text", maxTokens: 4096 }),
+    /** Largest shard in bytes (default 16 MiB). */
+    shardBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .default(16 * 1024 * 1024),
+    variants: z.array(VariantConfig).min(1),
+  })
+  .superRefine((f, ctx) => {
+    const names = new Set<string>();
+    for (const [i, v] of f.variants.entries()) {
+      if (names.has(v.name))
+        ctx.addIssue({
+          code: "custom",
+          path: ["variants", i, "name"],
+          message: `duplicate variant ${v.name}`,
+        });
+      names.add(v.name);
+    }
+  });
+export type VariantsFile = z.infer<typeof VariantsFile>;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export function parseVariantsFile(json: unknown, file = "variants file"): VariantsFile {
+  const r = VariantsFile.safeParse(json);
+  if (!r.success) {
+    const msgs = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw new ConfigError(`${file}: ${msgs.join("; ")}`);
+  }
+  return r.data;
+}
+
+export function readVariantsFile(path: string): VariantsFile {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new ConfigError(`${path}: cannot read JSON (${(e as Error).message})`);
+  }
+  return parseVariantsFile(json, path);
+}
