@@ -23,8 +23,11 @@ let packed: PackedTestModel;
 
 beforeAll(async () => {
   packed = packForTest(await loadModel(sharedModelPath()));
-  const wasm = [await ensureKernelsWasm(), await ensureKernelsWasm({ relaxed: true })];
-  mf = await startWorkerd(fileURLToPath(new URL("./workers/engine-worker.ts", import.meta.url)), wasm);
+  const wasm = {
+    "/kernels.wasm": await ensureKernelsWasm(),
+    "/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true }),
+  };
+  mf = await startWorkerd(fileURLToPath(new URL("./workers/engine-worker.ts", import.meta.url)), { wasm });
   // Typed loosely: the project does not load workers-types globally (they clash with DOM/Node types).
   const bucket = (await mf.getR2Bucket("SHARDS")) as unknown as R2Put;
   await bucket.put("table.json", JSON.stringify(packed.table));

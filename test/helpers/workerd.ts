@@ -1,9 +1,9 @@
 /**
- * Runs a TypeScript worker inside workerd (Miniflare) with a local R2 bucket: esbuild bundles the
- * entry (leaving .wasm imports to workerd, which receives them as compiled modules, as wrangler does).
+ * Runs a TypeScript worker inside workerd (Miniflare, the runtime wrangler uses) with a local R2
+ * bucket: esbuild bundles the entry and leaves .wasm imports to workerd, which gets them as compiled
+ * modules at the paths the bundle imports them from, as wrangler does.
  */
 import { readFile } from "node:fs/promises";
-import { basename } from "node:path";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 
@@ -22,14 +22,24 @@ export async function bundleWorker(entry: string): Promise<string> {
   return result.outputFiles[0]!.text;
 }
 
-export async function startWorkerd(entry: string, wasmFiles: string[]): Promise<Miniflare> {
+export interface WorkerdOptions {
+  /** Where the bundle sits in the module tree (its relative .wasm imports resolve from here). */
+  workerPath?: string;
+  /** Module path (as the bundle imports it, resolved from workerPath) -> file on disk. */
+  wasm: Record<string, string>;
+  bindings?: Record<string, string>;
+  /** Serve HTTP on 127.0.0.1 (port 0 = any free port); without it, use mf.dispatchFetch. */
+  http?: boolean;
+}
+
+export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise<Miniflare> {
   const modules = [
-    { type: "ESModule" as const, path: "/worker.js", contents: await bundleWorker(entry) },
+    { type: "ESModule" as const, path: opts.workerPath ?? "/worker.js", contents: await bundleWorker(entry) },
     ...(await Promise.all(
-      wasmFiles.map(async (f) => ({
+      Object.entries(opts.wasm).map(async ([path, file]) => ({
         type: "CompiledWasm" as const,
-        path: `/${basename(f)}`,
-        contents: await readFile(f),
+        path,
+        contents: await readFile(file),
       })),
     )),
   ];
@@ -38,6 +48,8 @@ export async function startWorkerd(entry: string, wasmFiles: string[]): Promise<
     modules,
     compatibilityDate: "2026-04-01",
     r2Buckets: ["SHARDS"],
+    bindings: opts.bindings ?? {},
+    ...(opts.http ? { host: "127.0.0.1", port: 0 } : {}),
   });
   await mf.ready;
   return mf;

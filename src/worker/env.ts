@@ -1,0 +1,23 @@
+/**
+ * The Worker's bindings. R2 is typed by the few methods we use (the project does not load
+ * @cloudflare/workers-types globally: they clash with the DOM and Node types the engine tests use).
+ */
+export interface R2ObjectBodyLike {
+  readonly body: ReadableStream<Uint8Array>;
+  readonly size: number;
+  text(): Promise<string>;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+export interface R2BucketLike {
+  get(key: string): Promise<R2ObjectBodyLike | null>;
+  head(key: string): Promise<{ size: number } | null>;
+}
+
+export interface Env {
+  SHARDS: R2BucketLike;
+  /** Seconds the live pointer and manifests are cached per isolate (default 5). */
+  LIVE_CACHE_SECONDS?: string;
+  /** Bytes of engine memory an isolate may hold across cached variants (default 100 MB). */
+  ENGINE_MEMORY_BUDGET?: string;
+}

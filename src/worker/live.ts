@@ -1,0 +1,72 @@
+/**
+ * The live variant set, read from R2 (live.json -> manifests) and cached briefly per isolate, so a
+ * deploy goes live without a code deploy. Everything read is validated with the manifest schema.
+ */
+import { LivePointer, Manifest, R2Keys } from "../format/manifest.ts";
+import type { R2BucketLike } from "./env.ts";
+import { ApiError } from "./errors.ts";
+
+export interface LiveSet {
+  version: number;
+  /** Variants by name, ordered best quality first. */
+  variants: Manifest[];
+  /** Manifest sha256 by variant name. */
+  manifestIds: Map<string, string>;
+}
+
+const manifestCache = new Map<string, Manifest>(); // immutable, content-addressed
+
+async function readManifest(bucket: R2BucketLike, sha256: string): Promise<Manifest> {
+  const cached = manifestCache.get(sha256);
+  if (cached) return cached;
+  const obj = await bucket.get(R2Keys.manifest(sha256));
+  if (!obj) throw new Error(`manifest ${sha256} is missing from the bucket`);
+  const manifest = Manifest.parse(JSON.parse(await obj.text()));
+  manifestCache.set(sha256, manifest);
+  return manifest;
+}
+
+/** Lower KL = better; ties by tier. */
+const TIER_RANK = { quality: 0, balanced: 1, speed: 2 } as const;
+export function byQuality(a: Manifest, b: Manifest): number {
+  return a.quality.klMean - b.quality.klMean || TIER_RANK[a.tier] - TIER_RANK[b.tier];
+}
+
+export class LiveVariants {
+  private current: { set: LiveSet; fetchedAt: number } | null = null;
+  private pending: Promise<LiveSet> | null = null;
+
+  constructor(
+    private readonly bucket: R2BucketLike,
+    private readonly ttlMs: number,
+  ) {}
+
+  async get(now = Date.now()): Promise<LiveSet> {
+    if (this.current && now - this.current.fetchedAt < this.ttlMs) return this.current.set;
+    this.pending ??= this.fetch().finally(() => {
+      this.pending = null;
+    });
+    try {
+      const set = await this.pending;
+      this.current = { set, fetchedAt: Date.now() };
+      return set;
+    } catch (e) {
+      // Keep serving the last good set if the bucket hiccups; fail only when there is none.
+      if (this.current) return this.current.set;
+      throw new ApiError(503, `no live variants: ${(e as Error).message}`, "server_error", "no_variants");
+    }
+  }
+
+  private async fetch(): Promise<LiveSet> {
+    const obj = await this.bucket.get(R2Keys.live);
+    if (!obj) throw new Error("nothing is deployed (live.json is missing; run npm run deploy)");
+    const live = LivePointer.parse(JSON.parse(await obj.text()));
+    const entries = Object.entries(live.variants);
+    const manifests = await Promise.all(entries.map(([, sha]) => readManifest(this.bucket, sha)));
+    return {
+      version: live.version,
+      variants: [...manifests].sort(byQuality),
+      manifestIds: new Map(entries),
+    };
+  }
+}

@@ -1,0 +1,64 @@
+/** The OpenAI chat-completions request, validated with zod; errors name the offending parameter. */
+import { z } from "zod";
+
+const TextPart = z.object({ type: z.literal("text"), text: z.string() });
+const Content = z.union([z.string(), z.array(TextPart).min(1)]);
+
+export const ChatMessage = z.discriminatedUnion("role", [
+  z.object({ role: z.literal("system"), content: Content, name: z.string().optional() }),
+  z.object({ role: z.literal("developer"), content: Content, name: z.string().optional() }),
+  z.object({ role: z.literal("user"), content: Content, name: z.string().optional() }),
+  z.object({ role: z.literal("assistant"), content: Content.nullable(), name: z.string().optional() }),
+]);
+export type ChatMessage = z.infer<typeof ChatMessage>;
+
+export const ChatCompletionRequest = z
+  .object({
+    model: z.string().min(1),
+    messages: z.array(ChatMessage).min(1, "messages must contain at least one message"),
+    stream: z.boolean().nullish(),
+    stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+    temperature: z.number().min(0).max(2).nullish(),
+    top_p: z.number().gt(0).max(1).nullish(),
+    /** Not OpenAI's: top-k sampling (0 = off), as llama.cpp's server accepts it. */
+    top_k: z.number().int().min(0).nullish(),
+    max_tokens: z.number().int().min(1).nullish(),
+    max_completion_tokens: z.number().int().min(1).nullish(),
+    stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
+    seed: z.number().int().nullish(),
+    n: z.number().int().nullish(),
+    // Accepted and ignored (they do not change what this server computes).
+    user: z.string().nullish(),
+    metadata: z.record(z.string(), z.string()).nullish(),
+    store: z.boolean().nullish(),
+    // Accepted only at their neutral values.
+    frequency_penalty: z.literal(0).nullish(),
+    presence_penalty: z.literal(0).nullish(),
+    logprobs: z.literal(false).nullish(),
+    response_format: z.object({ type: z.literal("text") }).nullish(),
+  })
+  .strict();
+export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
+
+/** Plain text of a message's content. */
+export function contentText(content: ChatMessage["content"]): string {
+  if (content === null) return "";
+  return typeof content === "string" ? content : content.map((p) => p.text).join("");
+}
+
+/** Turns a zod issue into "messages[0].role: ..." with the parameter path, OpenAI-style. */
+export function describeIssue(issue: z.core.$ZodIssue): { message: string; param: string | null } {
+  const param = issue.path
+    .map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+    .join("");
+  if (issue.code === "unrecognized_keys") {
+    return {
+      message: `Unrecognized request argument supplied: ${issue.keys.join(", ")}`,
+      param: issue.keys[0] ?? null,
+    };
+  }
+  if (issue.code === "invalid_union" && param.startsWith("messages")) {
+    return { message: `${param}: invalid message (roles: system, developer, user, assistant)`, param };
+  }
+  return { message: param ? `${param}: ${issue.message}` : issue.message, param: param || null };
+}

@@ -1,0 +1,55 @@
+/**
+ * The real API in workerd for tests: variants built from stories260K (cached in
+ * node_modules/.cache, rebuilt only when the pipeline or config changes), published to the
+ * worker's local R2 with the same code the deploy script uses, served over HTTP on 127.0.0.1.
+ */
+import { fileURLToPath } from "node:url";
+import type { Miniflare } from "miniflare";
+import OpenAI from "openai";
+import { buildVariants, DEFAULT_CONFIG } from "../../scripts/build-variants.ts";
+import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
+import { miniflareBucket } from "../../scripts/lib/miniflare-bucket.ts";
+import { type BucketWriter, publish } from "../../scripts/lib/publish.ts";
+import type { VariantsIndex } from "../../scripts/lib/variant-store.ts";
+import { sharedModelPath } from "./paths.ts";
+import { startWorkerd } from "./workerd.ts";
+
+export const TEST_VARIANTS_DIR = fileURLToPath(
+  new URL("../../node_modules/.cache/shardlm/test-variants", import.meta.url),
+);
+const WORKER = fileURLToPath(new URL("../../src/worker/index.ts", import.meta.url));
+
+export async function buildTestVariants(): Promise<{ dir: string; index: VariantsIndex }> {
+  const r = await buildVariants({
+    model: sharedModelPath(),
+    config: DEFAULT_CONFIG,
+    out: TEST_VARIANTS_DIR,
+    log: () => {},
+  });
+  return { dir: r.out, index: r.index };
+}
+
+export interface ApiServer {
+  mf: Miniflare;
+  url: URL;
+  bucket: BucketWriter;
+  client: OpenAI;
+  index: VariantsIndex;
+  dir: string;
+  close(): Promise<void>;
+}
+
+export async function startApiServer(bindings: Record<string, string> = {}): Promise<ApiServer> {
+  const { dir, index } = await buildTestVariants();
+  const mf = await startWorkerd(WORKER, {
+    workerPath: "/src/worker/index.js",
+    wasm: { "/build/wasm/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true }) },
+    bindings: { LIVE_CACHE_SECONDS: "0", ...bindings },
+    http: true,
+  });
+  const url = await mf.ready;
+  const bucket = miniflareBucket(await mf.getR2Bucket("SHARDS"));
+  await publish(bucket, dir, index);
+  const client = new OpenAI({ baseURL: new URL("/v1", url).toString(), apiKey: "unused", maxRetries: 0 });
+  return { mf, url, bucket, client, index, dir, close: () => mf.dispose() };
+}
