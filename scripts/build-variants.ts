@@ -12,11 +12,12 @@ import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { loadModel } from "../src/engine/import/index.ts";
-import { ModelImportError, parameterCount } from "../src/engine/model.ts";
+import { type ModelDescription, ModelImportError, parameterCount } from "../src/engine/model.ts";
 import { type Manifest, R2Keys } from "../src/format/manifest.ts";
 import { packWeights } from "../src/format/pack.ts";
 import { compressVariant } from "./lib/compress.ts";
 import { engineFor, measureQuality, measureSpeed } from "./lib/measure.ts";
+import { MODEL_SHAPES, type ModelShape, syntheticModel } from "./lib/synthetic-model.ts";
 import {
   putContent,
   putManifest,
@@ -68,6 +69,24 @@ async function fileSha256(path: string): Promise<{ sha256: string; bytes: number
   return { sha256: h.digest("hex"), bytes };
 }
 
+/**
+ * A model file/folder, or `synthetic:<shape>` (seeded synthetic weights in a real model's shape:
+ * stories15M, stories110M, SmolLM2-135M) for builds and benchmarks without a download.
+ */
+async function loadSource(
+  path: string,
+): Promise<{ original: ModelDescription; source: { sha256: string; bytes: number } }> {
+  const m = /^synthetic:(.+)$/.exec(path);
+  if (!m) return { original: await loadModel(path), source: await fileSha256(path) };
+  const shape = m[1] as ModelShape;
+  if (!MODEL_SHAPES.includes(shape)) {
+    throw new ModelImportError(path, `unknown synthetic shape (known: ${MODEL_SHAPES.join(", ")})`);
+  }
+  const original = syntheticModel(shape);
+  const bytes = [...original.tensors.values()].reduce((n, t) => n + t.byteLength, 0);
+  return { original, source: { sha256: createHash("sha256").update(path).digest("hex"), bytes } };
+}
+
 export interface BuildOptions {
   model: string;
   config: string;
@@ -98,14 +117,16 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
   const log = opts.log ?? ((m: string) => console.error(m));
   const file = readVariantsFile(opts.config);
   log(`loading ${opts.model}`);
-  const original = await loadModel(opts.model);
-  const source = await fileSha256(opts.model);
+  const { original, source } = await loadSource(opts.model);
   const pipeline = pipelineVersion();
   const previous = readVariantsIndex(opts.out);
   const index: VariantsIndex = { format: "shardlm-variants", variants: {}, inputs: {} };
   const rows: BuildResult["rows"] = [];
   const tokenizerJson = JSON.stringify(original.tokenizer);
-  const heldout = calibrationSequences(original, { textPath: CALIBRATION_TEXT.heldout, maxTokens: 2048 });
+  const heldout = calibrationSequences(original, {
+    textPath: CALIBRATION_TEXT.heldout,
+    maxTokens: file.evaluation.maxTokens,
+  });
   let stats: ReturnType<typeof calibrate> | null = null;
 
   for (const v of file.variants) {

@@ -39,6 +39,8 @@ export function compressVariant(
       ffnMultipleOf: variant.quant.groupSize,
       kvHeadRatio: p.kvHeads,
       dropLayers,
+      ffnImportance: p.importance,
+      headImportance: p.importance === "obs" ? "obs" : "energy",
     });
     model = pruned.model;
     if (p.heal) {

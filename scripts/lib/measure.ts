@@ -38,10 +38,17 @@ function argmax(a: ArrayLike<number>): number {
   return best;
 }
 
+/** Anything that turns tokens into logits synchronously: the WASM engine, the reference pass. */
+export interface SyncLogits<S> {
+  readonly maxContext: number;
+  newState(maxTokens: number): S;
+  forward(state: S, tokenId: number): Float32Array;
+}
+
 /** KL(original || variant), top-1 agreement and both perplexities, teacher-forced on `sequences`. */
-export function measureQuality(
+export function measureQuality<S>(
   original: ModelDescription,
-  engine: WasmEngine,
+  engine: SyncLogits<S>,
   sequences: readonly (readonly number[])[],
 ): QualityMetrics {
   const ref = new ReferenceModel(original);

@@ -27,6 +27,11 @@ export const PruneConfig = z.strictObject({
   layers: Ratio.default(0),
   /** Re-fit the projection after each pruned block by least squares (closed-form distillation). */
   heal: z.boolean().default(true),
+  /**
+   * How channels and heads are ranked: "obs" (structured optimal brain surgeon: least error after
+   * healing; O(K^2) per removed channel), "wanda" (|W|·‖x‖, cheap), "energy" (output energy).
+   */
+  importance: z.enum(["obs", "wanda", "energy"]).default("obs"),
 });
 
 export const VariantConfig = z.strictObject({
@@ -46,6 +51,10 @@ export const VariantsFile = z
         maxTokens: z.number().int().min(16).default(4096),
       })
       .default({ source: "text", maxTokens: 4096 }),
+    /** Held-out tokens scored for each variant's quality metrics. */
+    evaluation: z
+      .strictObject({ maxTokens: z.number().int().min(8).default(2048) })
+      .default({ maxTokens: 2048 }),
     /** Largest shard in bytes (default 16 MiB). */
     shardBytes: z
       .number()

@@ -1,0 +1,136 @@
+/**
+ * build:variants end to end on stories260K: the default tiers build, quality beats plain RTN and
+ * llama.cpp's Q4_0 rounding at equal size, the same input and seed give byte-identical shards,
+ * unchanged inputs are reused, and bad configs fail clearly before anything is written.
+ */
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildVariants, DEFAULT_CONFIG } from "../scripts/build-variants.ts";
+import { evaluate } from "../scripts/eval.ts";
+import { readManifest } from "../scripts/lib/variant-store.ts";
+import { buildTestVariants } from "./helpers/api-server.ts";
+import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
+
+const dirs = tempDirs("build");
+let cached: Awaited<ReturnType<typeof buildTestVariants>>;
+const quiet = () => {};
+
+beforeAll(async () => {
+  cached = await buildTestVariants();
+}, 300_000);
+
+afterAll(() => dirs.cleanup());
+
+describe("build:variants on stories260K", () => {
+  it("builds quality, balanced and speed with measured quality, ordered as their tiers promise", () => {
+    const m = Object.fromEntries(
+      Object.entries(cached.index.variants).map(([k, id]) => [k, readManifest(cached.dir, id)]),
+    );
+    expect(Object.keys(m)).toEqual(["quality", "balanced", "speed"]);
+    const { quality, balanced, speed } = m as Record<string, ReturnType<typeof readManifest>>;
+    expect(quality!.quality.klMean).toBeLessThan(balanced!.quality.klMean);
+    expect(balanced!.quality.klMean).toBeLessThan(speed!.quality.klMean);
+    expect(speed!.size.totalBytes).toBeLessThan(balanced!.size.totalBytes);
+    expect(balanced!.size.totalBytes).toBeLessThan(quality!.size.totalBytes);
+    expect(speed!.model.config.numLayers).toBeLessThan(quality!.model.config.numLayers);
+    expect(balanced!.model.config.intermediateSize % 32).toBe(0);
+  });
+
+  it("the same input and seed give byte-identical shards; unchanged inputs are reused", async () => {
+    const out = dirs.make();
+    const again = await buildVariants({
+      model: sharedModelPath(),
+      config: DEFAULT_CONFIG,
+      out,
+      force: true,
+      log: quiet,
+    });
+    for (const [name, id] of Object.entries(again.index.variants)) {
+      const a = readManifest(out, id);
+      const b = readManifest(cached.dir, cached.index.variants[name]!);
+      expect(a.shards).toEqual(b.shards);
+      expect(a.weights).toEqual(b.weights);
+      expect(a.quality).toEqual(b.quality);
+    }
+    const third = await buildVariants({ model: sharedModelPath(), config: DEFAULT_CONFIG, out, log: quiet });
+    expect(third.rows.every((r) => r.reused)).toBe(true);
+    expect(third.index.variants).toEqual(again.index.variants);
+  }, 300_000);
+
+  it("eval: the quality variant has lower KL than RTN int4 and llama.cpp Q4_0 at equal or smaller size", async () => {
+    const rows = await evaluate({
+      model: sharedModelPath(),
+      config: DEFAULT_CONFIG,
+      out: cached.dir,
+      log: quiet,
+    });
+    const by = Object.fromEntries(rows.map((r) => [r.variant, r]));
+    expect(by.quality!.bytes).toBeLessThanOrEqual(by["rtn-int4"]!.bytes);
+    expect(by.quality!.bytes).toBeLessThanOrEqual(by.q4_0!.bytes);
+    expect(by.quality!.kl_mean).toBeLessThan(by["rtn-int4"]!.kl_mean);
+    expect(by.quality!.kl_mean).toBeLessThan(by.q4_0!.kl_mean);
+  }, 300_000);
+});
+
+describe("bad configs fail before anything is written", () => {
+  const base = {
+    variants: [{ name: "quality", tier: "quality", quant: { method: "gptq" }, prune: null }],
+  };
+  const cases: [string, unknown, RegExp][] = [
+    ["an unknown tier", { variants: [{ name: "x", tier: "ultra" }] }, /variants\.0\.tier/],
+    [
+      "an unknown variant field",
+      { variants: [{ ...base.variants[0], colour: "red" }] },
+      /Unrecognized key.*colour/,
+    ],
+    ["an unknown top-level field", { ...base, turbo: true }, /Unrecognized key.*turbo/],
+    [
+      "a pruning ratio out of range",
+      { variants: [{ name: "s", tier: "speed", prune: { ffn: 0.95 } }] },
+      /prune\.ffn: a pruning ratio is at most 0\.9/,
+    ],
+    [
+      "a negative ratio",
+      { variants: [{ name: "s", tier: "speed", prune: { layers: -0.1 } }] },
+      /prune\.layers/,
+    ],
+    [
+      "duplicate variant names",
+      { variants: [base.variants[0], base.variants[0]] },
+      /duplicate variant quality/,
+    ],
+    [
+      "a bad group size",
+      { variants: [{ name: "q", tier: "quality", quant: { groupSize: 48 } }] },
+      /quant\.groupSize/,
+    ],
+  ];
+  for (const [what, config, message] of cases) {
+    it(`rejects ${what}`, async () => {
+      const dir = dirs.make();
+      const file = join(dir, "variants.json");
+      writeFileSync(file, JSON.stringify(config));
+      const out = join(dir, "out");
+      await expect(
+        buildVariants({ model: sharedModelPath(), config: file, out, log: quiet }),
+      ).rejects.toThrow(message);
+      expect(existsSync(out)).toBe(false);
+    });
+  }
+
+  it("rejects shapes that cannot be pruned as asked (4 KV heads at 0.9 would keep none), writing no variant", async () => {
+    const dir = dirs.make();
+    const file = join(dir, "variants.json");
+    writeFileSync(
+      file,
+      JSON.stringify({ variants: [{ name: "s", tier: "speed", prune: { kvHeads: 0.9 } }] }),
+    );
+    const out = join(dir, "out");
+    await expect(buildVariants({ model: sharedModelPath(), config: file, out, log: quiet })).rejects.toThrow(
+      /KV heads|kv head/i,
+    );
+    expect(existsSync(join(out, "variants.json"))).toBe(false);
+    expect(existsSync(join(out, "manifests")) ? readdirSync(join(out, "manifests")) : []).toEqual([]);
+  }, 120_000);
+});
