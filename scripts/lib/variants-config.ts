@@ -8,8 +8,11 @@ import { z } from "zod";
 const Ratio = z.number().min(0, "a pruning ratio is at least 0").max(0.9, "a pruning ratio is at most 0.9");
 
 export const QuantConfig = z.strictObject({
-  /** gptq: error compensation; awq: activation-aware scales + clip search; rtn: plain rounding. */
-  method: z.enum(["gptq", "awq", "rtn"]).default("gptq"),
+  /**
+   * gptq: error compensation (best, O(N·K²) per matrix); awq: activation-aware scales + clip search;
+   * search: per-group clip search weighted by E[x²] (cheap); rtn: plain rounding (the baseline).
+   */
+  method: z.enum(["gptq", "awq", "search", "rtn"]).default("gptq"),
   groupSize: z.union([z.literal(32), z.literal(64), z.literal(128)]).default(32),
   zeroPoint: z.boolean().default(false),
   embeddings: z.enum(["int8", "int4"]).default("int8"),
