@@ -1,0 +1,151 @@
+/**
+ * What the deploy, rollback, variants and gc commands share: bucket flags, flag validation, error
+ * reporting (a clear one-line error and exit code 1) and table formatting. Progress goes to stderr,
+ * results to stdout.
+ */
+import { resolve } from "node:path";
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { z } from "zod";
+import { ModelImportError } from "../../src/engine/model.ts";
+import { PublishError } from "../lib/publish.ts";
+import { ConfigError } from "../lib/variants-config.ts";
+import {
+  type Bucket,
+  BucketConfigError,
+  DEFAULT_PERSIST_TO,
+  openBucket,
+  wranglerBucketName,
+} from "./buckets.ts";
+import { DeployError, formatIssues } from "./history.ts";
+import { S3Error } from "./s3-bucket.ts";
+
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+export const BUCKET_OPTIONS = {
+  local: { type: "boolean" },
+  remote: { type: "boolean" },
+  "persist-to": { type: "string" },
+  bucket: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies ParseArgsConfig["options"];
+
+export const BUCKET_USAGE = `bucket:
+  --local               wrangler's local R2 state (default), as \`wrangler dev\` sees it
+  --persist-to <dir>    local state folder, as wrangler's --persist-to (default .wrangler/state)
+  --remote              the real R2 bucket over its S3 API
+                        (env: R2_ACCOUNT_ID, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY)
+  --bucket <name>       bucket name (default: the SHARDS binding's bucket_name in wrangler.toml)`;
+
+const BucketFlags = z
+  .object({
+    local: z.boolean().optional(),
+    remote: z.boolean().optional(),
+    "persist-to": z.string().min(1).optional(),
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "an R2 bucket name (3-63 of a-z 0-9 -)")
+      .optional(),
+  })
+  .superRefine((f, ctx) => {
+    if (f.local && f.remote)
+      ctx.addIssue({ code: "custom", message: "--local and --remote exclude each other" });
+    if (f.remote && f["persist-to"])
+      ctx.addIssue({ code: "custom", message: "--persist-to is for --local state only" });
+  });
+
+/** parseArgs (strict, no positionals) with errors as UsageError; `schema` validates the values. */
+export function parseFlags<T extends z.ZodType>(
+  argv: string[],
+  options: ParseArgsConfig["options"],
+  schema: T,
+  usage: string,
+): z.infer<T> | null {
+  let values: Record<string, unknown>;
+  try {
+    values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${usage}`);
+  }
+  if (values.help) {
+    console.log(usage);
+    return null;
+  }
+  const r = schema.safeParse(values);
+  if (!r.success) throw new UsageError(`${formatIssues(r.error)}\n\n${usage}`);
+  const b = BucketFlags.safeParse(values);
+  if (!b.success) throw new UsageError(`${b.error.issues.map((i) => i.message).join("; ")}\n\n${usage}`);
+  return r.data;
+}
+
+/** A positive integer flag given as a string. */
+export const IntFlag = (what: string, min: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `${what} must be a whole number`)
+    .transform(Number)
+    .refine((n) => n >= min, `${what} must be at least ${min}`);
+
+export async function bucketFromFlags(
+  values: Record<string, unknown>,
+  opts: { readOnly?: boolean } = {},
+): Promise<Bucket> {
+  const f = BucketFlags.parse(values);
+  return openBucket({
+    remote: f.remote === true,
+    persistTo: resolve(f["persist-to"] ?? DEFAULT_PERSIST_TO),
+    bucketName: f.bucket ?? wranglerBucketName(),
+    ...(opts.readOnly ? { readOnly: true } : {}),
+  });
+}
+
+const KNOWN_ERRORS = [
+  UsageError,
+  DeployError,
+  BucketConfigError,
+  ConfigError,
+  ModelImportError,
+  PublishError,
+  S3Error,
+] as const;
+
+/** Runs a command: known errors print as one line and exit 1, anything else with its stack. */
+export async function runMain(main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (e) {
+    if (KNOWN_ERRORS.some((E) => e instanceof E) || (e as Error)?.name === "PruneError") {
+      console.error(`error: ${(e as Error).message}`);
+    } else if (e instanceof z.ZodError) {
+      console.error(`error: ${formatIssues(e)}`);
+    } else {
+      console.error(e);
+    }
+    process.exitCode = 1;
+  }
+}
+
+export function mb(bytes: number): string {
+  return (bytes / 1e6).toFixed(2);
+}
+
+export function humanBytes(bytes: number): string {
+  if (bytes < 1e3) return `${bytes} B`;
+  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`;
+  if (bytes < 1e9) return `${(bytes / 1e6).toFixed(2)} MB`;
+  return `${(bytes / 1e9).toFixed(2)} GB`;
+}
+
+export function table(head: string[], rows: string[][]): string {
+  const all = [head, ...rows];
+  const w = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
+  return all
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(w[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}

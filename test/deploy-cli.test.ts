@@ -1,0 +1,159 @@
+/**
+ * The commands as a user runs them (tsx, as npm run does): flag and config errors exit 1 with one
+ * clear line; --dry-run writes nothing (not even a state folder); progress goes to stderr and the
+ * summary to stdout; variants, rollback and gc on the same local state.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { localBucket } from "../scripts/deploy/buckets.ts";
+import { deploy } from "../scripts/deploy.ts";
+import { BUCKET_NAME, MODEL, quiet, type VariantSet, variantsA, variantsB } from "./deploy-helpers.ts";
+import { tempDirs } from "./helpers/paths.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const TSX = join(ROOT, "node_modules/.bin/tsx");
+const temp = tempDirs("deploy-cli");
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(script: string, args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+  const clean = { ...process.env };
+  for (const k of Object.keys(clean)) if (k.startsWith("R2_")) delete clean[k];
+  return new Promise((resolve) => {
+    execFile(
+      TSX,
+      [join(ROOT, "scripts", script), ...args],
+      { cwd: ROOT, env: { ...clean, ...env }, timeout: 180_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+let A: VariantSet;
+let B: VariantSet;
+
+beforeAll(async () => {
+  const dir = temp.make();
+  [A, B] = [await variantsA(dir), await variantsB(dir)];
+}, 600_000);
+
+afterAll(() => temp.cleanup());
+
+describe("errors", () => {
+  it("bad flags, conflicting backends and bad numbers exit 1 with the reason and usage", async () => {
+    const runs = await Promise.all([
+      cli("deploy.ts", ["--bogus"]),
+      cli("deploy.ts", ["--local", "--remote"]),
+      cli("rollback.ts", ["--to", "two"]),
+      cli("gc.ts", ["--keep", "0"]),
+      cli("variants.ts", ["--remote", "--persist-to", "x"]),
+    ]);
+    const want = [
+      /^error: Unknown option '--bogus'/,
+      /^error: --local and --remote exclude each other/,
+      /^error: to: --to must be a whole number/,
+      /^error: keep: --keep must be at least 1/,
+      /^error: --persist-to is for --local state only/,
+    ];
+    for (const [i, r] of runs.entries()) {
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(want[i]!);
+      expect(r.stderr).toMatch(/usage: npm run/);
+      expect(r.stdout).toBe("");
+    }
+  });
+
+  it("a missing model, a bad config and --remote without credentials are clear errors", async () => {
+    const state = temp.make();
+    const bad = join(temp.make(), "bad.json");
+    writeFileSync(
+      bad,
+      JSON.stringify({ variants: [{ name: "q", tier: "quality", quant: { groupSize: 48 } }] }),
+    );
+    const out = ["--persist-to", state, "--out", join(state, "out")];
+    const [model, config, remote, skip] = await Promise.all([
+      cli("deploy.ts", ["--model", "/nonexistent/model.gguf", "--config", A.config, ...out]),
+      cli("deploy.ts", ["--model", MODEL, "--config", bad, ...out]),
+      cli("deploy.ts", ["--remote", "--skip-build", "--out", A.out]),
+      cli("deploy.ts", ["--skip-build", ...out]),
+    ]);
+    expect(model.code).toBe(1);
+    expect(model.stderr).toMatch(/^error: model not found: \/nonexistent\/model.gguf/m);
+    expect(config.code).toBe(1);
+    expect(config.stderr).toMatch(/^error: .*bad\.json: variants\.0\.quant\.groupSize: /m);
+    expect(remote.code).toBe(1);
+    expect(remote.stderr).toMatch(
+      /^error: --remote needs R2 credentials in the environment; missing R2_ACCOUNT_ID/m,
+    );
+    expect(skip.code).toBe(1);
+    expect(skip.stderr).toMatch(/^error: --skip-build: .*variants\.json does not exist \(build first\)/m);
+    expect(existsSync(join(state, "v3"))).toBe(false); // no bucket opened for any of these
+  });
+});
+
+describe("deploy, variants, rollback, gc", () => {
+  it("runs end to end on one local state", async () => {
+    const state = join(temp.make(), "state");
+    const flags = ["--persist-to", state];
+
+    const dry = await cli("deploy.ts", [...flags, "--skip-build", "--out", A.out, "--dry-run"]);
+    expect(dry.code).toBe(0);
+    expect(dry.stderr).toMatch(/would upload {2}shards\//);
+    expect(dry.stdout).toMatch(/^variant +tier +manifest +MB +bits\/w +KL +top-1 +decode ms\/tok +objects$/m);
+    expect(dry.stdout).toMatch(/dry run: nothing written; would upload 7 object\(s\)/);
+    expect(existsSync(state)).toBe(false);
+
+    const up = await cli("deploy.ts", [...flags, "--model", MODEL, "--config", A.config, "--out", A.out]);
+    expect(up.stderr).toMatch(/quality: inputs unchanged, reusing manifest/);
+    expect(up.code).toBe(0);
+    expect(up.stderr).toMatch(
+      /\[1\/7\] uploaded {2}shards\/[0-9a-f]{64} {2}[\d.]+ kB {2}[\d.]+ MB\/s {2}verified/,
+    );
+    expect(up.stdout).toMatch(
+      /^quality +quality +[0-9a-f]{12} +0\.\d\d +[\d.]+ +[\d.]+ +[\d.]+% +[\d.]+ +3 uploaded, 0 present$/m,
+    );
+    expect(up.stdout).toMatch(/deployed version 1: uploaded 7 object\(s\)/);
+    expect(up.stdout).not.toMatch(/uploaded {2}shards/); // progress is on stderr only
+
+    // A second deployment, in-process, on the same state.
+    const bucket = await localBucket(state, BUCKET_NAME);
+    await deploy(bucket, { model: MODEL, config: B.config, out: B.out, log: quiet });
+    await bucket.close();
+
+    const list = await cli("variants.ts", flags);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^\* v2 {2}\S+ {2}deploy, uploaded 2 object\(s\) .* \(live\)$/m);
+    expect(list.stdout).toMatch(/^ {2}v1 {2}\S+ {2}deploy, uploaded 7 object\(s\)/m);
+    expect(list.stdout).toMatch(/^ +quality-g64 +quality +[0-9a-f]{12}/m);
+
+    const back = await cli("rollback.ts", flags);
+    expect(back.code).toBe(0);
+    expect(back.stdout).toMatch(
+      /^rolled back: live.json version 3 serves version 1's variants \(quality [0-9a-f]{12}, /,
+    );
+
+    const gcDry = await cli("gc.ts", [...flags, "--keep", "1", "--grace", "0"]);
+    expect(gcDry.code).toBe(0);
+    expect(gcDry.stderr).toMatch(/would delete {2}deployments\/2\.json/);
+    expect(gcDry.stdout).toMatch(
+      /^gc dry run: would delete 4 object\(s\), .*forgets deployment\(s\) v1, v2\. Nothing deleted/,
+    );
+
+    const gcYes = await cli("gc.ts", [...flags, "--keep", "1", "--grace", "0", "--yes"]);
+    expect(gcYes.code).toBe(0);
+    expect(gcYes.stdout).toMatch(/^gc: deleted 4 object\(s\)/);
+    const after = await cli("variants.ts", flags);
+    expect(after.stdout).toMatch(/^\* v3 {2}\S+ {2}rollback to the set of v1 {2}\(live\)$/m);
+    expect(after.stdout).not.toMatch(/^ {2}v[12] /m);
+  });
+});
