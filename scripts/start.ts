@@ -1,0 +1,86 @@
+/**
+ * `npm start`: the main job on one machine. Builds the kernels, builds the default variants if they
+ * are missing or stale, deploys them to wrangler's local R2, and serves the API with `wrangler dev`
+ * on http://127.0.0.1:8787.
+ *
+ * The model: --model <path> | $SHARDLM_MODEL | ../shared/models/stories260K.gguf when present |
+ * --hf <owner/name> | $SHARDLM_HF_REPO (downloaded from the Hugging Face Hub, or $HF_ENDPOINT).
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
+import { buildKernelsWasm } from "./build-wasm.ts";
+import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "./deploy/buckets.ts";
+import { deploy, deploySummary } from "./deploy.ts";
+import { downloadHfModel } from "./lib/hf-hub.ts";
+
+async function chooseModel(flags: { model?: string; hf?: string }): Promise<string> {
+  const explicit = flags.model ?? process.env.SHARDLM_MODEL;
+  if (explicit) return explicit.startsWith("synthetic:") ? explicit : resolve(explicit);
+  const repo = flags.hf ?? process.env.SHARDLM_HF_REPO;
+  if (repo) return downloadHfModel(repo);
+  if (existsSync(DEFAULT_MODEL)) return DEFAULT_MODEL;
+  throw new Error(
+    `no model: ${DEFAULT_MODEL} is missing. Pass --model <file.gguf | hf-folder>, set SHARDLM_MODEL, or --hf <owner/name> to download one.`,
+  );
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: "string" },
+      hf: { type: "string" },
+      config: { type: "string", default: DEFAULT_CONFIG },
+      port: { type: "string", default: "8787" },
+      out: { type: "string", default: DEFAULT_OUT },
+      "persist-to": { type: "string", default: DEFAULT_PERSIST_TO },
+      "no-serve": { type: "boolean", default: false },
+    },
+  });
+  const log = (m: string) => console.error(m);
+  log("building the WASM kernels");
+  await buildKernelsWasm();
+  await buildKernelsWasm({ relaxed: true });
+
+  const model = await chooseModel(values);
+  const persistTo = resolve(values["persist-to"]!);
+  const bucket = await openBucket({ remote: false, persistTo, bucketName: wranglerBucketName() });
+  try {
+    const result = await deploy(bucket, {
+      model,
+      config: resolve(values.config!),
+      out: resolve(values.out!),
+      log,
+    });
+    console.log(deploySummary(result));
+  } finally {
+    await bucket.close();
+  }
+  if (values["no-serve"]) return;
+
+  const port = values.port!;
+  log(`\nserving on http://127.0.0.1:${port}  (Ctrl-C stops)\n`);
+  log(`  curl http://127.0.0.1:${port}/v1/chat/completions -H 'content-type: application/json' \\`);
+  log(
+    `    -d '{"model":"shardlm","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48}'\n`,
+  );
+  const child = spawn(
+    "npx",
+    ["wrangler", "dev", "--ip", "127.0.0.1", "--port", port, "--persist-to", persistTo],
+    {
+      stdio: "inherit",
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    },
+  );
+  const stop = () => child.kill("SIGINT");
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  child.on("exit", (code) => process.exit(code ?? 0));
+}
+
+main().catch((e: unknown) => {
+  console.error(`error: ${(e as Error).message}`);
+  process.exit(1);
+});
