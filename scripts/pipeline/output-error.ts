@@ -19,7 +19,26 @@ export interface OutputError {
  * the ratio (each row costs K² multiply-adds: a 32000-row head or a 2048-wide FFN at full size would
  * dominate a 100M-parameter build for a number that is only reported or compared to a bound).
  */
-export const OUTPUT_ERROR_MAX_ROWS = 256;
+export const OUTPUT_ERROR_MAX_ROWS = 64;
+
+/** ‖XWᵀ‖² of the sampled rows, memoized: callers compare several approximations of one W. */
+const energyMemo = new WeakMap<object, WeakMap<Float64Array, Map<number, number>>>();
+function referenceEnergy(
+  original: ArrayLike<number>,
+  sampled: Float64Array,
+  rows: number,
+  gram: Float64Array,
+  K: number,
+): number {
+  const key = original as object;
+  let byGram = energyMemo.get(key);
+  if (!byGram) energyMemo.set(key, (byGram = new WeakMap()));
+  let byRows = byGram.get(gram);
+  if (!byRows) byGram.set(gram, (byRows = new Map()));
+  let e = byRows.get(rows);
+  if (e === undefined) byRows.set(rows, (e = quadraticFormSum(sampled, rows, gram, K)));
+  return e;
+}
 
 export function outputError(
   original: ArrayLike<number>,
@@ -43,7 +62,7 @@ export function outputError(
   // Scaled back to all N rows so `squared`/`reference` keep their meaning (exact when rows === N).
   const scale = N / rows;
   const squared = quadraticFormSum(diff, rows, gram, K) * scale;
-  const reference = quadraticFormSum(ref, rows, gram, K) * scale;
+  const reference = referenceEnergy(original, ref, rows, gram, K) * scale;
   return {
     squared,
     reference,
