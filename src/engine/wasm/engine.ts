@@ -6,9 +6,21 @@
  *
  * One engine holds one KV cache and runs one sequence at a time: `newState` starts a new sequence and
  * retires the previous state (using a retired state throws). The API layer queues requests per engine.
+ *
+ * Prefill runs the prompt in blocks of up to PREFILL_BLOCK tokens, layer by layer: each weight matrix
+ * is applied to every token of the block back to back, so it is read from memory once per block and
+ * then served from cache (a 110M model's layers do not fit in cache; one matrix does). Attention stays
+ * per token (causal). With q8 activations every token goes through exactly the ops a decode step
+ * would run, so prefill's results are bit-identical to feeding the prompt one token at a time.
  */
 import type { WeightTable } from "../../format/weights.ts";
-import type { Int4Tensor, Int8Tensor, Q8Activations, WasmKernels } from "../../kernels/wasm/index.ts";
+import {
+  type Int4Tensor,
+  type Int8Tensor,
+  MAX_MATMUL_ROWS,
+  type Q8Activations,
+  type WasmKernels,
+} from "../../kernels/wasm/index.ts";
 import type { InferenceState, LogitsModel } from "../generate.ts";
 import { type ModelConfig, TensorNames } from "../model.ts";
 import { type LoadProgress, loadWeights } from "./load-weights.ts";
@@ -20,10 +32,26 @@ export interface WasmEngineOptions {
   activations?: "q8" | "f32";
   /** Tokens the KV cache holds (default: the model's context, at most 2048). */
   contextSize?: number;
+  /**
+   * Prompt tokens per pass over the weights, 1..PREFILL_BLOCK (default PREFILL_BLOCK; 1 = token by
+   * token). Each costs one row of activation buffers.
+   */
+  prefillBlock?: number;
   onProgress?: (p: LoadProgress) => void;
 }
 
 type Matrix = { kind: "int4"; t: Int4Tensor } | { kind: "int8"; t: Int8Tensor };
+
+/** Most prompt tokens one prefill pass carries through the layers (matmulInt4's row limit). */
+export const PREFILL_BLOCK = MAX_MATMUL_ROWS;
+
+/** `rows` fp32 vectors in wasm memory, row i at ptr + i * stride * 4 (zero-padded up to stride). */
+interface Rows {
+  ptr: number;
+  stride: number;
+}
+
+const rowAt = (b: Rows, i: number) => b.ptr + i * b.stride * 4;
 
 interface LayerWeights {
   attnNorm: number;
@@ -68,21 +96,25 @@ export class WasmEngine implements LogitsModel<WasmState> {
   private readonly head: Matrix;
   private readonly outputNorm: number;
   private generation = 0;
-  // Activation buffers (byte offsets in wasm memory), zero-padded to what their consumers read.
-  private readonly x: number;
-  private readonly xb: number;
-  private readonly q: number;
-  private readonly kv: { k: number; v: number };
-  private readonly att: number;
-  private readonly delta: number;
-  private readonly gate: number;
-  private readonly up: number;
-  private readonly hb: number;
+  /** Prompt tokens per prefill pass (`prefillBlock`, at most the context); decode uses row 0. */
+  readonly block: number;
+  // Activation rows (wasm memory), zero-padded to what their consumers read: one row per block token.
+  private readonly x: Rows;
+  private readonly xb: Rows;
+  private readonly q: Rows;
+  private readonly kv: { k: Rows; v: Rows };
+  private readonly att: Rows;
+  private readonly delta: Rows;
+  private readonly gate: Rows;
+  private readonly up: Rows;
+  private readonly hb: Rows;
+  /** The head's input (final norm of the last token), padded to the head's kPadded. */
+  private readonly headIn: number;
   private readonly logits: number;
-  private readonly ropeCos: number;
-  private readonly ropeSin: number;
-  private readonly scores: number;
-  private readonly q8 = new Map<number, Q8Activations>();
+  private readonly ropeCos: Rows;
+  private readonly ropeSin: Rows;
+  /** Q8 activation space by kPadded, one per block row. */
+  private readonly q8 = new Map<number, Q8Activations[]>();
   /** Per layer: K and V caches, and for q8 their per-(position, kv head) scales. */
   private readonly cache: { k: number; v: number; kScale: number; vScale: number }[] = [];
 
@@ -152,20 +184,30 @@ export class WasmEngine implements LogitsModel<WasmState> {
     );
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
+    const block = opts.prefillBlock ?? PREFILL_BLOCK;
+    if (!Number.isInteger(block) || block < 1 || block > PREFILL_BLOCK) {
+      throw new RangeError(
+        `prefillBlock must be an integer in 1..${PREFILL_BLOCK}, got ${opts.prefillBlock}`,
+      );
+    }
+    const B = Math.min(block, this.contextSize);
+    this.block = B;
     const f32 = (n: number) => kernels.allocZeroed(n * 4);
-    this.x = f32(hiddenPad);
-    this.xb = f32(hiddenPad);
-    this.delta = f32(hiddenPad);
-    this.q = f32(qDim);
-    this.kv = { k: f32(kvDim), v: f32(kvDim) };
-    this.att = f32(Math.max(l0.wo.kPadded, qDim));
-    this.gate = f32(c.intermediateSize);
-    this.up = f32(c.intermediateSize);
-    this.hb = f32(Math.max(l0.wDown.kPadded, c.intermediateSize));
+    const rows = (stride: number): Rows => ({ ptr: f32(B * stride), stride });
+    this.x = rows(hiddenPad);
+    // Matrix inputs are exactly their weight's kPadded apart (what matmulInt4 reads).
+    this.xb = rows(Math.max(l0.wq.kPadded, l0.wGate.kPadded));
+    this.delta = rows(c.hiddenSize);
+    this.q = rows(qDim);
+    this.kv = { k: rows(kvDim), v: rows(kvDim) };
+    this.att = rows(Math.max(l0.wo.kPadded, qDim));
+    this.gate = rows(c.intermediateSize);
+    this.up = rows(c.intermediateSize);
+    this.hb = rows(Math.max(l0.wDown.kPadded, c.intermediateSize));
+    this.headIn = f32(hiddenPad);
     this.logits = f32(c.vocabSize);
-    this.ropeCos = f32(c.headDim / 2);
-    this.ropeSin = f32(c.headDim / 2);
-    this.scores = f32(this.contextSize);
+    this.ropeCos = rows(c.headDim / 2);
+    this.ropeSin = rows(c.headDim / 2);
     for (const kp of new Set([
       l0.wq.kPadded,
       l0.wGate.kPadded,
@@ -173,7 +215,11 @@ export class WasmEngine implements LogitsModel<WasmState> {
       l0.wDown.kPadded,
       this.head.t.kPadded,
     ])) {
-      if (kp % 32 === 0) this.q8.set(kp, kernels.allocQ8(kp));
+      if (kp % 32 === 0)
+        this.q8.set(
+          kp,
+          Array.from({ length: B }, () => kernels.allocQ8(kp)),
+        );
     }
     const cells = this.contextSize * kvDim;
     for (let l = 0; l < c.numLayers; l++) {
@@ -231,7 +277,10 @@ export class WasmEngine implements LogitsModel<WasmState> {
         `${tokens.length} tokens do not fit: the state holds ${state.length} of ${state.capacity}`,
       );
     }
-    for (const [i, t] of tokens.entries()) this.step(state, t, i === tokens.length - 1);
+    for (let i = 0; i < tokens.length; i += this.block) {
+      const end = Math.min(tokens.length, i + this.block);
+      this.pass(state, tokens.slice(i, end), end === tokens.length);
+    }
     return this.k.f32(this.logits, this.config.vocabSize).slice();
   }
 
@@ -239,7 +288,7 @@ export class WasmEngine implements LogitsModel<WasmState> {
     this.checkState(state);
     this.checkToken(tokenId);
     if (state.length >= state.capacity) throw new RangeError(`the state is full (${state.capacity} tokens)`);
-    this.step(state, tokenId, true);
+    this.pass(state, [tokenId], true);
     return this.k.f32(this.logits, this.config.vocabSize).slice();
   }
 
@@ -257,108 +306,129 @@ export class WasmEngine implements LogitsModel<WasmState> {
     }
   }
 
-  /** y = W x for an int4 weight, through Q8 activations or fp32 per the engine's option. */
-  private matvec(w: Int4Tensor, x: number, y: number, quantized: boolean): void {
+  /**
+   * Y = X W^T for `n` rows. q8 activations: per row, quantize (unless `quantized`: q/k/v and gate/up
+   * share one quantized input) and matvec; the weight stays in cache from the second row on. fp32
+   * activations: matmulInt4, which decodes each weight chunk once for all rows.
+   */
+  private linear(w: Int4Tensor, x: Rows, y: Rows, n: number, quantized: boolean): void {
+    const k = this.k;
     if (this.activations === "q8") {
       const q8 = this.q8.get(w.kPadded)!;
-      if (!quantized) this.k.quantizeQ8(x, q8);
-      this.k.matvecInt4Q8(w, q8, y);
-    } else this.k.matvecInt4(w, x, y);
+      for (let i = 0; i < n; i++) {
+        if (!quantized) k.quantizeQ8(rowAt(x, i), q8[i]!);
+        k.matvecInt4Q8(w, q8[i]!, rowAt(y, i));
+      }
+    } else if (n > 1 && x.stride === w.kPadded && y.stride === w.N) k.matmulInt4(w, x.ptr, y.ptr, n);
+    else for (let i = 0; i < n; i++) k.matvecInt4(w, rowAt(x, i), rowAt(y, i));
   }
 
-  private step(state: WasmState, tokenId: number, wantLogits: boolean): void {
+  /** Appends `tokens` (at most `block`) to the sequence; logits of the last one if asked. */
+  private pass(state: WasmState, tokens: readonly number[], wantLogits: boolean): void {
     const c = this.config;
     const k = this.k;
-    const pos = state.length;
+    const n = tokens.length;
+    const pos0 = state.length;
     const hd = c.headDim;
     const kvDim = c.numKvHeads * hd;
-
-    if (this.embedding.kind === "int4") k.embedRowInt4(this.embedding.t, tokenId, this.x);
-    else k.embedRowInt8(this.embedding.t, tokenId, this.x);
-    k.ropeTable(pos, c.ropeTheta, c.ropeDim, this.ropeCos, this.ropeSin);
-    const first = c.slidingWindow === null ? 0 : Math.max(0, pos - c.slidingWindow + 1);
+    const qDim = c.numHeads * hd;
     const scale = 1 / Math.sqrt(hd);
+    const { x, xb, q, att, delta, gate, up, hb, ropeCos, ropeSin } = this;
+    const kx = this.kv.k;
+    const vx = this.kv.v;
+
+    for (let i = 0; i < n; i++) {
+      if (this.embedding.kind === "int4") k.embedRowInt4(this.embedding.t, tokens[i]!, rowAt(x, i));
+      else k.embedRowInt8(this.embedding.t, tokens[i]!, rowAt(x, i));
+      k.ropeTable(pos0 + i, c.ropeTheta, c.ropeDim, rowAt(ropeCos, i), rowAt(ropeSin, i));
+    }
 
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.layers[l]!;
       const cache = this.cache[l]!;
 
-      k.rmsnorm(this.x, w.attnNorm, this.xb, c.hiddenSize, c.rmsNormEps);
-      this.matvec(w.wq, this.xb, this.q, false);
-      this.matvec(w.wk, this.xb, this.kv.k, true); // q, k, v share one quantized input
-      this.matvec(w.wv, this.xb, this.kv.v, true);
-      if (w.bq) {
-        k.addF32(this.q, w.bq, c.numHeads * hd);
-        k.addF32(this.kv.k, w.bk, kvDim);
-        k.addF32(this.kv.v, w.bv, kvDim);
+      for (let i = 0; i < n; i++)
+        k.rmsnorm(rowAt(x, i), w.attnNorm, rowAt(xb, i), c.hiddenSize, c.rmsNormEps);
+      this.linear(w.wq, xb, q, n, false);
+      this.linear(w.wk, xb, kx, n, true); // q, k, v share one quantized input
+      this.linear(w.wv, xb, vx, n, true);
+      for (let i = 0; i < n; i++) {
+        const pos = pos0 + i;
+        const qi = rowAt(q, i);
+        const ki = rowAt(kx, i);
+        const vi = rowAt(vx, i);
+        if (w.bq) {
+          k.addF32(qi, w.bq, qDim);
+          k.addF32(ki, w.bk, kvDim);
+          k.addF32(vi, w.bv, kvDim);
+        }
+        k.rope(qi, c.numHeads, hd, c.ropeDim, rowAt(ropeCos, i), rowAt(ropeSin, i), c.ropeStyle);
+        k.rope(ki, c.numKvHeads, hd, c.ropeDim, rowAt(ropeCos, i), rowAt(ropeSin, i), c.ropeStyle);
+        if (this.kvCache === "f16") {
+          k.kvStoreF16(ki, cache.k + pos * kvDim * 2, kvDim);
+          k.kvStoreF16(vi, cache.v + pos * kvDim * 2, kvDim);
+        } else {
+          k.kvStoreQ8(ki, cache.k + pos * kvDim, cache.kScale + pos * c.numKvHeads * 4, c.numKvHeads, hd);
+          k.kvStoreQ8(vi, cache.v + pos * kvDim, cache.vScale + pos * c.numKvHeads * 4, c.numKvHeads, hd);
+        }
       }
-      k.rope(this.q, c.numHeads, hd, c.ropeDim, this.ropeCos, this.ropeSin, c.ropeStyle);
-      k.rope(this.kv.k, c.numKvHeads, hd, c.ropeDim, this.ropeCos, this.ropeSin, c.ropeStyle);
-      if (this.kvCache === "f16") {
-        k.kvStoreF16(this.kv.k, cache.k + pos * kvDim * 2, kvDim);
-        k.kvStoreF16(this.kv.v, cache.v + pos * kvDim * 2, kvDim);
-        k.attentionF16(
-          this.q,
-          cache.k,
-          cache.v,
-          this.att,
-          c.numHeads,
-          c.numKvHeads,
-          hd,
-          first,
-          pos - first + 1,
-          scale,
-          this.scores,
-        );
-      } else {
-        k.kvStoreQ8(
-          this.kv.k,
-          cache.k + pos * kvDim,
-          cache.kScale + pos * c.numKvHeads * 4,
-          c.numKvHeads,
-          hd,
-        );
-        k.kvStoreQ8(
-          this.kv.v,
-          cache.v + pos * kvDim,
-          cache.vScale + pos * c.numKvHeads * 4,
-          c.numKvHeads,
-          hd,
-        );
-        k.attentionQ8(
-          this.q,
-          cache.k,
-          cache.kScale,
-          cache.v,
-          cache.vScale,
-          this.att,
-          c.numHeads,
-          c.numKvHeads,
-          hd,
-          first,
-          pos - first + 1,
-          scale,
-          this.scores,
-        );
+      // Causal attention per token: row i sees positions up to its own (later rows are stored already).
+      for (let i = 0; i < n; i++) {
+        const pos = pos0 + i;
+        const first = c.slidingWindow === null ? 0 : Math.max(0, pos - c.slidingWindow + 1);
+        const qi = rowAt(q, i);
+        const ai = rowAt(att, i);
+        if (this.kvCache === "f16") {
+          k.attentionF16(
+            qi,
+            cache.k,
+            cache.v,
+            ai,
+            c.numHeads,
+            c.numKvHeads,
+            hd,
+            first,
+            pos - first + 1,
+            scale,
+          );
+        } else {
+          k.attentionQ8(
+            qi,
+            cache.k,
+            cache.kScale,
+            cache.v,
+            cache.vScale,
+            ai,
+            c.numHeads,
+            c.numKvHeads,
+            hd,
+            first,
+            pos - first + 1,
+            scale,
+          );
+        }
       }
-      this.matvec(w.wo, this.att, this.delta, false);
-      k.addF32(this.x, this.delta, c.hiddenSize);
-
-      k.rmsnorm(this.x, w.ffnNorm, this.xb, c.hiddenSize, c.rmsNormEps);
-      this.matvec(w.wGate, this.xb, this.gate, false);
-      this.matvec(w.wUp, this.xb, this.up, true);
-      k.siluGate(this.gate, this.up, this.hb, c.intermediateSize);
-      this.matvec(w.wDown, this.hb, this.delta, false);
-      k.addF32(this.x, this.delta, c.hiddenSize);
+      this.linear(w.wo, att, delta, n, false);
+      for (let i = 0; i < n; i++) {
+        k.addF32(rowAt(x, i), rowAt(delta, i), c.hiddenSize);
+        k.rmsnorm(rowAt(x, i), w.ffnNorm, rowAt(xb, i), c.hiddenSize, c.rmsNormEps);
+      }
+      this.linear(w.wGate, xb, gate, n, false);
+      this.linear(w.wUp, xb, up, n, true);
+      for (let i = 0; i < n; i++) k.siluGate(rowAt(gate, i), rowAt(up, i), rowAt(hb, i), c.intermediateSize);
+      this.linear(w.wDown, hb, delta, n, false);
+      for (let i = 0; i < n; i++) k.addF32(rowAt(x, i), rowAt(delta, i), c.hiddenSize);
     }
-    state.length = pos + 1;
+    state.length = pos0 + n;
     if (!wantLogits) return;
 
-    k.rmsnorm(this.x, this.outputNorm, this.xb, c.hiddenSize, c.rmsNormEps);
-    if (this.head.kind === "int4") this.matvec(this.head.t, this.xb, this.logits, false);
+    k.rmsnorm(rowAt(x, n - 1), this.outputNorm, this.headIn, c.hiddenSize, c.rmsNormEps);
+    const headIn: Rows = { ptr: this.headIn, stride: 0 };
+    if (this.head.kind === "int4")
+      this.linear(this.head.t, headIn, { ptr: this.logits, stride: 0 }, 1, false);
     else {
-      const q8 = this.q8.get(this.head.t.kPadded)!;
-      k.quantizeQ8(this.xb, q8);
+      const q8 = this.q8.get(this.head.t.kPadded)![0]!;
+      k.quantizeQ8(this.headIn, q8);
       k.matvecInt8Q8(this.head.t, q8, this.logits);
     }
   }

@@ -1,0 +1,109 @@
+/**
+ * `npm run bench`: shardlm's WASM-SIMD int4 engine against onnxruntime-web, node-llama-cpp and the fp32
+ * reference, on synthetic weights in real model shapes (scripts/lib/synthetic-model.ts).
+ *   npm run bench [-- --json] [--quick] [--shapes stories15M,stories110M,SmolLM2-135M]
+ *                 [--engines shardlm-wasm,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref] [--no-profile]
+ * Prints a table (or, with --json, one JSON object per row on stdout; progress always goes to stderr),
+ * the issue's targets with measured values, and a per-op profile of our engine on stories110M.
+ */
+import os from "node:os";
+import { type BenchOptions, type BenchRow, ENGINES, forgetShape, log, packedShape } from "./bench/common.ts";
+import { llamaRow } from "./bench/llama.ts";
+import { ortRow } from "./bench/ort.ts";
+import { referenceRow } from "./bench/reference.ts";
+import {
+  machine,
+  notes,
+  prefillReport,
+  profileReport,
+  resultTable,
+  targetReport,
+  targets,
+} from "./bench/report.ts";
+import { type OpProfile, type PrefillComparison, wasmNodeRows, wasmProfile } from "./bench/wasm-node.ts";
+import { WorkerdBench } from "./bench/workerd.ts";
+import { MODEL_SHAPES, type ModelShape } from "./lib/synthetic-model.ts";
+
+const ALL_ENGINES = [...ENGINES, "workerd"] as const;
+
+function parseArgs(argv: string[]): BenchOptions {
+  const value = (name: string): string | undefined => {
+    const i = argv.findIndex((a) => a === name || a.startsWith(`${name}=`));
+    if (i < 0) return undefined;
+    const a = argv[i]!;
+    return a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[i + 1];
+  };
+  const list = <T extends string>(name: string, allowed: readonly T[]): T[] => {
+    const v = value(name);
+    if (v === undefined) return [...allowed];
+    const items = v.split(",").map((s) => s.trim()) as T[];
+    for (const s of items)
+      if (!allowed.includes(s)) throw new Error(`${name}: unknown "${s}" (one of ${allowed.join(", ")})`);
+    return items;
+  };
+  const quick = argv.includes("--quick");
+  return {
+    shapes: list("--shapes", MODEL_SHAPES),
+    quick,
+    json: argv.includes("--json"),
+    promptTokens: 32,
+    decodeTokens: quick ? 16 : 64,
+    repeats: quick ? 2 : 3,
+    engines: new Set(list("--engines", ALL_ENGINES)),
+    profile: !argv.includes("--no-profile"),
+  };
+}
+
+const o = parseArgs(process.argv.slice(2));
+const started = new Date();
+const loadAtStart = os.loadavg()[0]!;
+const out = o.json ? (s: string) => log(s) : (s: string) => console.log(s);
+log(`shardlm bench: ${machine()}; shapes ${o.shapes.join(", ")}${o.quick ? " (quick)" : ""}`);
+
+const rows: BenchRow[] = [];
+const prefill: PrefillComparison[] = [];
+let profile: OpProfile | null = null;
+const profileShape: ModelShape = o.shapes.includes("stories110M") ? "stories110M" : o.shapes.at(-1)!;
+const emit = (r: BenchRow) => {
+  rows.push(r);
+  if (o.json)
+    console.log(
+      JSON.stringify(r, (_, v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(3) : v)),
+    );
+};
+
+let workerd: WorkerdBench | null = null;
+try {
+  for (const shape of o.shapes) {
+    log(`${shape}:`);
+    const p = packedShape(shape);
+    if (o.engines.has("shardlm-wasm")) {
+      const r = await wasmNodeRows(p, o);
+      r.rows.forEach(emit);
+      prefill.push(r.prefill);
+      if (o.profile && shape === profileShape) profile = await wasmProfile(p, o);
+    }
+    if (o.engines.has("workerd")) {
+      log("    workerd ...");
+      workerd ??= await WorkerdBench.start();
+      emit(await workerd.row(p, o));
+    }
+    if (o.engines.has("onnxruntime-web")) emit(await ortRow(p, o));
+    if (o.engines.has("node-llama-cpp")) emit(await llamaRow(p, o));
+    if (o.engines.has("shardlm-ref")) emit(await referenceRow(p, o));
+    forgetShape(shape);
+  }
+} finally {
+  await workerd?.dispose();
+}
+
+out(
+  `\nshardlm bench, ${started.toISOString().slice(0, 10)}, ${machine()}, ` +
+    `1-min load average ${loadAtStart.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end\n`,
+);
+resultTable(rows, o.shapes, out);
+notes(o, out);
+prefillReport(prefill, out);
+targetReport(targets(rows), out);
+if (profile) profileReport(profile, out);
+log(`\ndone in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);

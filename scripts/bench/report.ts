@@ -1,0 +1,208 @@
+/** The human-readable output of `npm run bench`: the table, notes, targets and the per-op profile. */
+import { execFileSync } from "node:child_process";
+import os from "node:os";
+import type { BenchOptions, BenchRow } from "./common.ts";
+import { CATEGORIES } from "./profile.ts";
+import type { OpProfile, PrefillComparison } from "./wasm-node.ts";
+
+export function machine(): string {
+  let cpu = os.cpus()[0]?.model ?? "unknown CPU";
+  try {
+    const m = /Model name:\s*(.+)/.exec(execFileSync("lscpu", { encoding: "utf8" }));
+    if (m) cpu = m[1]!.trim();
+  } catch {
+    // no lscpu: keep os.cpus()
+  }
+  return `${cpu}, ${os.cpus().length} cores, Node ${process.version}, ${os.platform()}-${os.arch()}`;
+}
+
+export function printTable(head: string[], body: string[][], out: (s: string) => void): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
+  out(line(head));
+  out(`|${widths.map((w) => ` ${"-".repeat(w)} `).join("|")}|`);
+  for (const r of body) out(line(r));
+}
+
+const ENGINE_ORDER = ["shardlm-wasm", "onnxruntime-web", "node-llama-cpp", "shardlm-ref"];
+
+/** shardlm-wasm in Node with the fp16 KV cache: the row every ratio is taken against. */
+export function baseline(rows: BenchRow[], shape: string): BenchRow | undefined {
+  return rows.find(
+    (r) =>
+      r.engine === "shardlm-wasm" && r.runtime === "node" && r.model_shape === shape && r.kv_cache === "f16",
+  );
+}
+
+const fmt = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : "-");
+
+export function resultTable(rows: BenchRow[], shapes: string[], out: (s: string) => void): void {
+  const sorted = [...rows].sort(
+    (a, b) =>
+      shapes.indexOf(a.model_shape) - shapes.indexOf(b.model_shape) ||
+      ENGINE_ORDER.indexOf(a.engine) - ENGINE_ORDER.indexOf(b.engine),
+  );
+  const body = sorted.map((r) => {
+    const base = baseline(rows, r.model_shape);
+    return [
+      r.engine,
+      r.runtime,
+      r.model_shape,
+      r.quant,
+      fmt(r.decode_tok_s, r.decode_tok_s < 10 ? 2 : 1),
+      fmt(r.prefill_tok_s, r.prefill_tok_s < 10 ? 2 : 1),
+      r.peak_mem_bytes === null ? "-" : fmt(r.peak_mem_bytes / 1e6),
+      fmt(r.bytes_per_token / 1e6),
+      fmt((r.decode_tok_s * r.bytes_per_token) / 1e9, 2),
+      base ? `${fmt(r.decode_tok_s / base.decode_tok_s, 2)}x` : "-",
+      r.cpu_share === null ? "-" : `${Math.round(100 * r.cpu_share)}%`,
+    ];
+  });
+  printTable(
+    [
+      "engine",
+      "runtime",
+      "shape",
+      "quant",
+      "decode tok/s",
+      "prefill tok/s",
+      "peak MB",
+      "MB/token",
+      "GB/s",
+      "vs wasm node",
+      "cpu",
+    ],
+    body,
+    out,
+  );
+}
+
+export function notes(o: BenchOptions, out: (s: string) => void): void {
+  out(
+    [
+      "",
+      `Synthetic weights in the real shapes (decode speed does not depend on weight values), int4 group 32,`,
+      `${o.promptTokens}-token prompt, ${o.decodeTokens} greedy decode steps, one thread everywhere, best of ${o.repeats} runs after a warm-up.`,
+      "- shardlm-wasm: q8 activations; int8 embeddings/head for stories*, int4 tied embeddings/head for SmolLM2;",
+      "  KV f16 (quant int4-g32) or int8 (int4-g32/kv8); context: the model's (stories) / 2048 (SmolLM2).",
+      "  node = kernels.wasm (SIMD128); workerd = kernels-relaxed.wasm (relaxed SIMD), timed from outside.",
+      "  peak MB = the whole wasm memory (weights + KV cache + activations; it never shrinks).",
+      "- onnxruntime-web: MATMULS ONLY (MatMulNBits per linear shape, summed per token incl. the head; no",
+      "  attention/norms): an upper bound on a full ORT model's tok/s. Prefill: M = prompt rows per call.",
+      "- node-llama-cpp: Q4_0 GGUF of the same weights (head Q4_0 too), 1 thread, prompt in one batch;",
+      "  peak MB = model + context state.  shardlm-ref: fp32 TypeScript, a few tokens, one run.",
+      "- MB/token: weight bytes read per decoded token (all linear layers + head); GB/s = decode tok/s x MB/token.",
+      "  MB = 10^6 bytes. cpu = this process's CPU time / wall time while timing (~100% on an idle core;",
+      "  lower: other processes had the core, so that row's speeds are pessimistic; workerd: another process).",
+    ].join("\n"),
+  );
+}
+
+export function prefillReport(list: PrefillComparison[], out: (s: string) => void): void {
+  if (!list.length) return;
+  out("\nBatched prefill (shardlm-wasm, node, fp16 KV): prompt tokens per pass over the weights");
+  printTable(
+    ["shape", "token by token (block 1)", "blocked (block 16)", "speed-up", "max abs logit diff"],
+    list.map((c) => [
+      c.shape,
+      `${fmt(c.tokenByTokenTokS)} tok/s`,
+      `${fmt(c.blockedTokS)} tok/s`,
+      `${fmt(c.blockedTokS / c.tokenByTokenTokS, 2)}x`,
+      c.maxLogitDiff === 0 ? "0 (bit-identical)" : c.maxLogitDiff.toExponential(2),
+    ]),
+    out,
+  );
+}
+
+export interface TargetResult {
+  name: string;
+  measured: string;
+  met: boolean | null;
+}
+
+export function targets(rows: BenchRow[]): TargetResult[] {
+  const res: TargetResult[] = [];
+  const find = (engine: string, shape: string) =>
+    rows.find((r) => r.engine === engine && r.model_shape === shape);
+  const ours = baseline(rows, "stories110M");
+  const llama = find("node-llama-cpp", "stories110M");
+  const ort = find("onnxruntime-web", "stories110M");
+  const ratio = (a?: BenchRow, b?: BenchRow) => (a && b ? a.decode_tok_s / b.decode_tok_s : Number.NaN);
+  const r1 = ratio(ours, llama);
+  res.push({
+    name: "stories110M decode >= 0.5x node-llama-cpp",
+    measured:
+      ours && llama
+        ? `${fmt(ours.decode_tok_s)} vs ${fmt(llama.decode_tok_s)} tok/s = ${fmt(r1, 2)}x`
+        : "not measured",
+    met: Number.isNaN(r1) ? null : r1 >= 0.5,
+  });
+  const r2 = ratio(ours, ort);
+  res.push({
+    name: "stories110M decode >= 5x onnxruntime-web",
+    measured:
+      ours && ort
+        ? `${fmt(ours.decode_tok_s)} vs ${fmt(ort.decode_tok_s, 2)} tok/s = ${fmt(r2)}x`
+        : "not measured",
+    met: Number.isNaN(r2) ? null : r2 >= 5,
+  });
+  const smol = rows.find(
+    (r) =>
+      r.engine === "shardlm-wasm" &&
+      r.runtime === "node" &&
+      r.model_shape === "SmolLM2-135M" &&
+      r.kv_cache === "q8",
+  );
+  const mem = smol?.peak_mem_bytes ?? null;
+  res.push({
+    name: "SmolLM2-135M int4 + 2048-token KV: whole wasm memory <= 110 MB",
+    measured:
+      mem === null
+        ? "not measured"
+        : `${fmt(mem / 1e6)} MB = ${fmt(mem / 2 ** 20)} MiB (int4 weights + int4 tied head, int8 KV x ${smol!.context_size})`,
+    met: mem === null ? null : mem <= 110e6,
+  });
+  return res;
+}
+
+export function targetReport(list: TargetResult[], out: (s: string) => void): void {
+  out("\nTargets (issue: WASM-SIMD int4 engine benchmark)");
+  for (const t of list) {
+    const mark = t.met === null ? "n/a " : t.met ? "MET " : "MISS";
+    out(`  [${mark}] ${t.name}: ${t.measured}`);
+  }
+}
+
+export function profileReport(p: OpProfile, out: (s: string) => void): void {
+  const cats = [...CATEGORIES, "engine JS (untimed)"] as const;
+  const dSum = cats.reduce((a, k) => a + p.decode[k], 0);
+  const pSum = cats.reduce((a, k) => a + p.prefill[k], 0);
+  out(`\nWhere the time goes: shardlm-wasm, node, ${p.shape}, fp16 KV (kernel calls timed by category)`);
+  printTable(
+    ["op", "decode ms/token", "decode %", "prefill ms/token", "prefill %"],
+    cats
+      .filter((k) => p.decode[k] > 0 || p.prefill[k] > 0)
+      .map((k) => [
+        k,
+        fmt(p.decode[k], 3),
+        `${fmt((100 * p.decode[k]) / dSum)}%`,
+        fmt(p.prefill[k], 3),
+        `${fmt((100 * p.prefill[k]) / pSum)}%`,
+      ]),
+    out,
+  );
+  out(
+    `  (profiled run: ${fmt(1000 / dSum)} decode tok/s, ${fmt(1000 / pSum)} prefill tok/s; timers add a little per call;`,
+  );
+  out("   the untimed JS part of decode includes copying the logits out and the bench's argmax over them)");
+  const gbs = (bytes: number, ms: number) => `${fmt(bytes / ms / 1e6, 2)} GB/s`;
+  const layers = "int4 matvec (layers)";
+  out(
+    `  int4 layer matvecs: ${fmt(p.decode[layers], 2)} ms/token in decode (${gbs(p.layerBytes, p.decode[layers])}), ` +
+      `${fmt(p.prefill[layers], 2)} in blocked prefill (${gbs(p.layerBytes, p.prefill[layers])}), ` +
+      `${fmt(p.hotLayerMs, 2)} with each matrix cache-resident (${gbs(p.layerBytes, p.hotLayerMs)}: the kernel's ceiling)`,
+  );
+  out(
+    `  head: ${fmt(p.decode.head, 2)} ms/token (${gbs(p.headBytes, p.decode.head)} of ${fmt(p.headBytes / 1e6)} MB)`,
+  );
+}
