@@ -119,6 +119,22 @@ describe("bad configs fail before anything is written", () => {
     });
   }
 
+  it("rejects int8 inside blocks, which the engine cannot run, naming the tensor", async () => {
+    const dir = dirs.make();
+    const file = join(dir, "variants.json");
+    const variant = {
+      name: "q",
+      tier: "quality",
+      quant: { method: "rtn", int8Tensors: ["blk.0.ffn_down.weight"] },
+    };
+    writeFileSync(file, JSON.stringify({ variants: [variant] }));
+    const out = join(dir, "out");
+    await expect(buildVariants({ model: sharedModelPath(), config: file, out, log: quiet })).rejects.toThrow(
+      /blk\.0\.ffn_down\.weight fell back to int8/,
+    );
+    expect(existsSync(join(out, "variants.json"))).toBe(false);
+  }, 120_000);
+
   it("rejects shapes that cannot be pruned as asked (4 KV heads at 0.9 would keep none), writing no variant", async () => {
     const dir = dirs.make();
     const file = join(dir, "variants.json");

@@ -8,7 +8,7 @@ import { type HealedProjection, healPrunedModel } from "../pipeline/heal.ts";
 import type { QuantizedTensor } from "../pipeline/model-edit.ts";
 import { pruneModel } from "../pipeline/prune.ts";
 import { quantizeModel, type TensorQuantReport } from "../pipeline/quantize.ts";
-import type { VariantConfig, VariantsFile } from "./variants-config.ts";
+import { ConfigError, type VariantConfig, type VariantsFile } from "./variants-config.ts";
 
 export interface CompressedVariant {
   /** The fp32 model the packed tensors quantize (pruned, healed, maybe AWQ-folded). */
@@ -70,5 +70,14 @@ export function compressVariant(
     },
     log,
   );
+  // The WASM engine runs int8 for the embeddings and head only; inside blocks it needs int4.
+  const int8InBlocks = tensors.filter(
+    (t) => t.name.startsWith("blk.") && !(t.value instanceof Float32Array) && t.value.format === "int8",
+  );
+  if (int8InBlocks.length > 0) {
+    throw new ConfigError(
+      `variant ${variant.name}: ${int8InBlocks.map((t) => t.name).join(", ")} fell back to int8, which the engine runs only for embeddings and the head (quant.int8Tensors may name token_embd.weight or output.weight)`,
+    );
+  }
   return { model: folded, tensors, quantReport: report, healReport };
 }
