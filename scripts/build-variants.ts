@@ -18,6 +18,7 @@ import { packWeights } from "../src/format/pack.ts";
 import { compressVariant } from "./lib/compress.ts";
 import { engineFor, measureQuality, measureSpeed } from "./lib/measure.ts";
 import { MODEL_SHAPES, type ModelShape, syntheticModel } from "./lib/synthetic-model.ts";
+import { table } from "./lib/table.ts";
 import {
   putContent,
   putManifest,
@@ -40,13 +41,30 @@ export const DEFAULT_MODEL = resolve(root, "../shared/models/stories260K.gguf");
 export const DEFAULT_CONFIG = join(root, "config/variants.json");
 export const DEFAULT_OUT = join(root, "variants");
 
+/** The code that decides a variant's bytes and measurements (not deploy, CLI or table code). */
+const PIPELINE_SOURCES = [
+  "scripts/pipeline",
+  "src/format",
+  "scripts/lib/compress.ts",
+  "scripts/lib/measure.ts",
+  "scripts/lib/synthetic-model.ts",
+  "scripts/lib/variants-config.ts",
+  "scripts/lib/variant-store.ts",
+  "scripts/build-variants.ts",
+];
+
 /** Hash of the code that decides what a variant's bytes are: change it and variants rebuild. */
 export function pipelineVersion(): string {
   const h = createHash("sha256");
-  for (const dir of ["scripts/pipeline", "scripts/lib", "src/format"]) {
-    for (const f of readdirSync(join(root, dir)).sort()) {
-      if (f.endsWith(".ts")) h.update(f).update(readFileSync(join(root, dir, f)));
-    }
+  for (const entry of PIPELINE_SOURCES) {
+    const path = join(root, entry);
+    const files = statSync(path).isDirectory()
+      ? readdirSync(path)
+          .filter((f) => f.endsWith(".ts"))
+          .sort()
+          .map((f) => join(entry, f))
+      : [entry];
+    for (const f of files) h.update(f).update(readFileSync(join(root, f)));
   }
   return h.digest("hex").slice(0, 16);
 }
@@ -225,16 +243,7 @@ export function summaryTable(rows: BuildResult["rows"]): string {
     m.speed.decodeMsPerToken.toFixed(3),
     reused ? "(reused)" : "",
   ]);
-  const all = [head, ...body];
-  const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
-  return all
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(w[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
+  return table(head, body);
 }
 
 async function main(): Promise<void> {

@@ -9,24 +9,13 @@ import {
   parameterCount,
   type TokenizerSpec,
 } from "../src/engine/model.ts";
+import { table } from "./lib/table.ts";
 
 function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
   if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, c) => cell.padEnd(widths[c]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
 }
 
 function tokenizerSummary(spec: TokenizerSpec): string[] {
@@ -76,7 +65,7 @@ export function describe(model: ModelDescription): string {
     total += t.byteLength;
   }
   rows.push(["total", "", "", formatBytes(total)]);
-  out.push(table(rows));
+  out.push(table(rows[0]!, rows.slice(1)));
   out.push("");
   out.push("tokenizer:");
   for (const line of tokenizerSummary(model.tokenizer)) out.push(`  ${line}`);

@@ -137,15 +137,4 @@ export function humanBytes(bytes: number): string {
   return `${(bytes / 1e9).toFixed(2)} GB`;
 }
 
-export function table(head: string[], rows: string[][]): string {
-  const all = [head, ...rows];
-  const w = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
-  return all
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(w[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
+export { table } from "../lib/table.ts";

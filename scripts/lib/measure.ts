@@ -5,12 +5,14 @@
 import { cpus } from "node:os";
 import type { ModelDescription } from "../../src/engine/model.ts";
 import { ReferenceModel } from "../../src/engine/reference/index.ts";
+import { argmax } from "../../src/engine/sampler.ts";
 import { WasmEngine } from "../../src/engine/wasm/engine.ts";
 import { bytesToStream } from "../../src/engine/wasm/load-weights.ts";
 import type { QualityMetrics, SpeedProfile } from "../../src/format/manifest.ts";
 import type { WeightTable } from "../../src/format/weights.ts";
 import { loadKernelsNode } from "../../src/kernels/wasm/node.ts";
 import { ensureKernelsWasm } from "../build-wasm.ts";
+import { compareLogits, type SyncLogits } from "../pipeline/evaluate.ts";
 
 export async function engineFor(
   table: WeightTable,
@@ -23,63 +25,21 @@ export async function engineFor(
   });
 }
 
-function logSoftmax(logits: Float32Array): Float64Array {
-  let max = Number.NEGATIVE_INFINITY;
-  for (const v of logits) if (v > max) max = v;
-  let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
-  const lse = max + Math.log(sum);
-  return Float64Array.from(logits, (v) => v - lse);
-}
-
-function argmax(a: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
-  return best;
-}
-
-/** Anything that turns tokens into logits synchronously: the WASM engine, the reference pass. */
-export interface SyncLogits<S> {
-  readonly maxContext: number;
-  newState(maxTokens: number): S;
-  forward(state: S, tokenId: number): Float32Array;
-}
-
 /** KL(original || variant), top-1 agreement and both perplexities, teacher-forced on `sequences`. */
 export function measureQuality<S>(
   original: ModelDescription,
-  engine: SyncLogits<S>,
+  engine: SyncLogits<S> & { readonly maxContext: number },
   sequences: readonly (readonly number[])[],
 ): QualityMetrics {
-  const ref = new ReferenceModel(original);
-  let kl = 0;
-  let agree = 0;
-  let nllRef = 0;
-  let nllVar = 0;
-  let n = 0;
-  for (const seq of sequences) {
-    const len = Math.min(seq.length, engine.maxContext);
-    const rs = ref.newState(len);
-    const es = engine.newState(len);
-    for (let t = 0; t + 1 < len; t++) {
-      const p = logSoftmax(ref.forward(rs, seq[t]!));
-      const q = logSoftmax(engine.forward(es, seq[t]!));
-      let d = 0;
-      for (let i = 0; i < p.length; i++) d += Math.exp(p[i]!) * (p[i]! - q[i]!);
-      kl += Math.max(0, d);
-      if (argmax(p) === argmax(q)) agree++;
-      nllRef -= p[seq[t + 1]!]!;
-      nllVar -= q[seq[t + 1]!]!;
-      n++;
-    }
-  }
-  if (n === 0) throw new Error("measureQuality: no evaluation positions");
+  const fitting = sequences.map((s) => s.slice(0, engine.maxContext));
+  const c = compareLogits(new ReferenceModel(original), engine, fitting);
+  if (c.reference.tokens === 0) throw new Error("measureQuality: no evaluation positions");
   return {
-    klMean: kl / n,
-    top1Agreement: agree / n,
-    perplexity: Math.exp(nllVar / n),
-    referencePerplexity: Math.exp(nllRef / n),
-    evalTokens: n,
+    klMean: Math.max(0, c.meanKl),
+    top1Agreement: c.top1Agreement,
+    perplexity: c.candidate.perplexity,
+    referencePerplexity: c.reference.perplexity,
+    evalTokens: c.reference.tokens,
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import type { ModelDescription } from "../../src/engine/model.ts";
 import { ReferenceModel } from "../../src/engine/reference/index.ts";
+import { argmax } from "../../src/engine/sampler.ts";
 
 export interface Perplexity {
   /** Positions scored (each sequence's tokens after the first). */
@@ -22,6 +23,12 @@ export interface Comparison {
   readonly top1Agreement: number;
 }
 
+/** Anything that turns tokens into logits synchronously: the reference pass, the WASM engine. */
+export interface SyncLogits<S> {
+  newState(maxTokens: number): S;
+  forward(state: S, tokenId: number): Float32Array;
+}
+
 function logSoftmax(logits: Float32Array): Float64Array {
   let max = Number.NEGATIVE_INFINITY;
   for (const v of logits) if (v > max) max = v;
@@ -31,14 +38,8 @@ function logSoftmax(logits: Float32Array): Float64Array {
   return Float64Array.from(logits, (v) => v - lse);
 }
 
-function argmax(a: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
-  return best;
-}
-
 /** Log-probabilities after every prefix of each sequence but the full one. */
-function* positions(model: ReferenceModel, sequences: readonly (readonly number[])[]) {
+function* positions<S>(model: SyncLogits<S>, sequences: readonly (readonly number[])[]) {
   for (const seq of sequences) {
     const state = model.newState(seq.length);
     for (let t = 0; t + 1 < seq.length; t++) {
@@ -70,8 +71,17 @@ export function compareModels(
 ): Comparison {
   if (reference.config.vocabSize !== candidate.config.vocabSize)
     throw new Error("compareModels: vocabularies differ");
-  const a = positions(new ReferenceModel(reference), sequences);
-  const b = positions(new ReferenceModel(candidate), sequences);
+  return compareLogits(new ReferenceModel(reference), new ReferenceModel(candidate), sequences);
+}
+
+/** compareModels for any two logit producers (e.g. the reference vs the engine that serves a variant). */
+export function compareLogits<S, T>(
+  reference: SyncLogits<S>,
+  candidate: SyncLogits<T>,
+  sequences: readonly (readonly number[])[],
+): Comparison {
+  const a = positions(reference, sequences);
+  const b = positions(candidate, sequences);
   let nllA = 0;
   let nllB = 0;
   let kl = 0;

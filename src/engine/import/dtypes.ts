@@ -20,32 +20,8 @@ export function f16ToF32(h: number): number {
   return f16Table[h & 0xffff]!;
 }
 
-/** Round-to-nearest-even fp32 -> fp16 bits (for writers and quantizer scales). */
-export function f32ToF16(value: number): number {
-  const f = new Float32Array([value]);
-  const x = new Uint32Array(f.buffer)[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && half & 1)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
-  e = half >>> 10;
-  return sign | half;
-}
+/** Round-to-nearest-even fp32 -> fp16 bits (one implementation, shared with the int4 format). */
+export { f32ToF16 } from "../../format/int4.ts";
 
 export const Q8_0_BLOCK = 32;
 export const Q8_0_BLOCK_BYTES = 34;
