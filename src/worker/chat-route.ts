@@ -1,17 +1,22 @@
 /** POST /v1/chat/completions: validate, route to a variant, queue, generate, answer (JSON or SSE). */
 import type { Context } from "hono";
 import type { Manifest } from "../format/manifest.ts";
-import { complete, promptTokens, renderPrompt } from "./chat.ts";
+import { type CompletionResult, complete, promptTokens, renderPrompt } from "./chat.ts";
 import { type LoadedVariant, VariantLoadError } from "./engines.ts";
-import { ApiError, badRequest } from "./errors.ts";
+import { ApiError, badRequest, errorBody } from "./errors.ts";
 import { OverloadedError } from "./queue.ts";
 import { type Prediction, rankVariants, TIERS, type Tier } from "./router.ts";
 import { ChatCompletionRequest, describeIssue } from "./schemas.ts";
 import type { Services } from "./services.ts";
+import { ClientGoneError, SseBody } from "./sse.ts";
 import { tokenizerFor } from "./tokenizers.ts";
 
 const DEFAULT_MAX_TOKENS = 256;
+/** Characters of a long prompt tokenized first to see whether it can fit at all. */
+const PROMPT_HEAD_CHARS_PER_TOKEN = 16;
 const MAX_BUDGET_MS = 600_000;
+/** Events a streamed answer may queue beyond what the runtime has taken (see ./sse.ts). */
+const STREAM_BUFFER_CHUNKS = 16;
 
 function parseTier(raw: string | undefined): Tier | null {
   if (raw === undefined) return null;
@@ -77,12 +82,20 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   if (live.variants.length === 0)
     throw new ApiError(503, "no variants are live", "server_error", "no_variants");
 
-  // `model`: a tier name acts like the header (the header wins); a variant name pins it; anything
-  // else that names the deployment (its source model, "shardlm", "auto") lets the router choose.
+  // `model` (see ./router.ts): with X-Quality-Tier it only has to name this deployment (the header
+  // routes). Without it, a live variant's name pins that variant, also when the name is a tier's
+  // too (deployments name variants after their tiers); a tier name that is no variant's acts like
+  // the header; the source model's name, "shardlm" or "auto" let the router choose.
   const modelIsTier = (TIERS as readonly string[]).includes(body.model);
-  const pinned = live.variants.some((v) => v.variant === body.model) && !modelIsTier ? body.model : null;
+  const modelIsVariant = live.variants.some((v) => v.variant === body.model);
+  const pinned = headerTier === null && modelIsVariant ? body.model : null;
   const sourceNames = new Set(live.variants.map((v) => v.source.name));
-  if (!modelIsTier && !pinned && !["shardlm", "auto"].includes(body.model) && !sourceNames.has(body.model)) {
+  if (
+    !modelIsTier &&
+    !modelIsVariant &&
+    !["shardlm", "auto"].includes(body.model) &&
+    !sourceNames.has(body.model)
+  ) {
     throw new ApiError(
       404,
       `The model '${body.model}' does not exist. See GET /v1/models.`,
@@ -91,24 +104,32 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
       "model",
     );
   }
-  const tier = headerTier ?? (modelIsTier ? (body.model as Tier) : null);
+  const tier = headerTier ?? (modelIsTier && !pinned ? (body.model as Tier) : null);
 
   // Every live variant of one deployment shares the tokenizer and template of its source model.
   const first = live.variants[0]!;
   const tokenizer = await tokenizerFor(services.bucket, first.model.tokenizer.sha256);
-  const prompt = promptTokens(renderPrompt(first.model.chatTemplate, body.messages, tokenizer), tokenizer);
   const context = Math.min(
     ...live.variants.map((v) => Math.min(v.model.config.maxContext, services.engineContext)),
   );
-  if (prompt.length >= context) {
-    throw new ApiError(
+  const tooLong = (used: string) =>
+    new ApiError(
       413,
-      `This model's maximum context length is ${context} tokens; your messages use ${prompt.length}.`,
+      `This model's maximum context length is ${context} tokens; your messages use ${used}.`,
       "invalid_request_error",
       "context_length_exceeded",
       "messages",
     );
+  const text = renderPrompt(first.model.chatTemplate, body.messages, tokenizer);
+  // A prompt far over the context is refused from its head, not tokenized whole (that costs CPU
+  // in proportion to its size: ~1 s per MB).
+  const headChars = context * PROMPT_HEAD_CHARS_PER_TOKEN;
+  if (text.length > headChars) {
+    const head = promptTokens(text.slice(0, headChars), tokenizer).length;
+    if (head > context) throw tooLong(`at least ${head - 1}`);
   }
+  const prompt = promptTokens(text, tokenizer);
+  if (prompt.length >= context) throw tooLong(String(prompt.length));
   const requested = body.max_completion_tokens ?? body.max_tokens ?? null;
   const maxParam =
     body.max_completion_tokens !== undefined && body.max_completion_tokens !== null
@@ -130,8 +151,12 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   );
   const { variant, manifest, prediction, loadMs } = await loadFirst(services, live.manifestIds, ranked);
 
+  // The request's signal (compatibility flag enable_request_signal) fires for some client
+  // disconnects, not all (see ./sse.ts): it stops a queued request and ends a running generation.
   const abort = new AbortController();
-  c.req.raw.signal?.addEventListener("abort", () => abort.abort(), { once: true });
+  const clientSignal = c.req.raw.signal;
+  if (clientSignal?.aborted) abort.abort();
+  else clientSignal?.addEventListener("abort", () => abort.abort(), { once: true });
   let release: () => void;
   try {
     release = await variant.queue.acquire(abort.signal);
@@ -146,6 +171,8 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
         { "Retry-After": "1" },
       );
     }
+    // Gone while queued: nobody reads the answer (nginx's 499, "client closed request").
+    if (abort.signal.aborted) return new Response(null, { status: 499 });
     throw e;
   }
 
@@ -170,7 +197,10 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
     signal: abort.signal,
     deadline: budgetMs === null ? null : started + budgetMs,
   };
-  const observe = (r: { prefillMs: number; decodeMs: number; completionTokens: number }) => {
+  const observe = (r: CompletionResult) => {
+    services.stats.generations++;
+    services.stats.tokens += r.completionTokens;
+    if (r.finishReason === "abort") services.stats.clientGone++;
     services.cost.observe(manifest, "prefill", r.prefillMs, prompt.length);
     if (r.completionTokens > 1) services.cost.observe(manifest, "decode", r.decodeMs, r.completionTokens - 1);
   };
@@ -220,12 +250,15 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
     }
   }
 
-  // Streaming: SSE chunks as OpenAI sends them, then [DONE]. A client that goes away cancels the
-  // body stream, which aborts generation and frees the engine for the next request.
-  const encoder = new TextEncoder();
-  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-  const writer = writable.getWriter();
-  const send = (obj: unknown) => writer.write(encoder.encode(`data: ${JSON.stringify(obj)}\n\n`));
+  // Streaming: SSE chunks as OpenAI sends them, then [DONE]. The generation runs as waitUntil work
+  // (so a disconnect cannot freeze it halfway) and always releases the engine's queue when it ends:
+  // normally, on an error, or when the client goes away (see ./sse.ts for how that is noticed).
+  const sse = new SseBody({
+    bufferChunks: STREAM_BUFFER_CHUNKS,
+    stallMs: services.streamStallMs,
+    onGone: () => abort.abort(),
+  });
+  const send = (obj: unknown) => sse.event(JSON.stringify(obj));
   const chunk = (delta: object, finish: string | null, extra: object = {}) => ({
     id,
     object: "chat.completion.chunk",
@@ -237,11 +270,17 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   const work = (async () => {
     try {
       await send(chunk({ role: "assistant", content: "" }, null));
+      // A client found gone aborts the signal, and generation ends at the next token ("abort").
       const r = await complete(
         variant,
         prompt,
         opts,
-        (t) => (t ? send(chunk({ content: t }, null)) : undefined),
+        async (t) => {
+          if (!t || sse.isGone) return;
+          await send(chunk({ content: t }, null)).catch((e) => {
+            if (!(e instanceof ClientGoneError)) throw e;
+          });
+        },
         prediction.decodeMsPerToken,
       );
       observe(r);
@@ -264,29 +303,23 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
           usage: usage(r.completionTokens),
         });
       }
-      await writer.write(encoder.encode("data: [DONE]\n\n"));
-      await writer.close();
-    } catch {
-      abort.abort(); // the client went away mid-write
+      await sse.event("[DONE]");
+    } catch (e) {
+      abort.abort();
+      if (!(e instanceof ClientGoneError) && !sse.isGone) {
+        // Headers are sent: the error goes in the stream, as OpenAI's streams report them.
+        console.error(e);
+        await sse
+          .event(JSON.stringify(errorBody(new ApiError(500, "generation failed", "server_error"))))
+          .catch(() => {});
+      }
     } finally {
       release();
-      writer.close().catch(() => {});
+      sse.close();
     }
   })();
-  const reader = readable.getReader();
-  const body$ = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      const { done, value } = await reader.read();
-      if (done) ctrl.close();
-      else ctrl.enqueue(value);
-    },
-    cancel() {
-      abort.abort();
-      reader.cancel().catch(() => {});
-    },
-  });
   services.waitUntil(c, work);
-  return new Response(body$, {
+  return new Response(sse.stream, {
     headers: {
       ...headers,
       "Content-Type": "text/event-stream; charset=utf-8",
@@ -304,8 +337,9 @@ async function loadFirst(
   const failures: string[] = [];
   for (const { manifest, prediction } of ranked) {
     const id = ids.get(manifest.variant)!;
-    if (services.engines.bad.has(id)) {
-      failures.push(services.engines.bad.get(id)!);
+    const bad = services.engines.badReason(id);
+    if (bad) {
+      failures.push(bad);
       continue;
     }
     const wasResident = services.engines.isResident(id);
@@ -322,8 +356,11 @@ async function loadFirst(
   }
   throw new ApiError(
     503,
-    `No variant could be loaded: ${failures.join("; ") || "none matches"}`,
+    ranked.length === 1
+      ? `The model '${ranked[0]!.manifest.variant}' is unavailable: ${failures.join("; ")}`
+      : `No variant could be loaded: ${failures.join("; ") || "none matches"}`,
     "server_error",
     "variant_unavailable",
+    ranked.length === 1 ? "model" : null,
   );
 }

@@ -1,15 +1,18 @@
 /**
  * Loaded variants per isolate: engines built from R2 shards on first use, kept while they fit the
  * isolate's memory budget (least recently used evicted first), never loaded twice at once. A variant
- * whose shards fail verification is marked bad for this isolate and not tried again until a new
- * manifest replaces it.
+ * whose shards fail verification (missing, short, or not hashing to their names) is marked bad for
+ * this isolate: requests skip it (the router falls back) and it is not tried again for
+ * BAD_RETRY_MS, or until a new manifest replaces it. Other load failures (the bucket erroring) are
+ * not remembered: the next request tries again.
  */
 import { estimateEngineBytes, loadEngine, type WasmEngine } from "../engine/runtime.ts";
 import type { Tokenizer } from "../engine/tokenizer/index.ts";
 import type { Manifest } from "../format/manifest.ts";
 import type { R2BucketLike } from "./env.ts";
 import { FairQueue } from "./queue.ts";
-import { verifiedShardStream } from "./shard-stream.ts";
+import { ShardError, verifiedShardStream } from "./shard-stream.ts";
+import { SharedTask, SharedWaitTimeout } from "./shared.ts";
 import { tokenizerFor } from "./tokenizers.ts";
 
 export interface LoadedVariant {
@@ -27,12 +30,16 @@ export class VariantLoadError extends Error {}
 /** Context the engines allocate: the model's, capped so variants stay small in an isolate. */
 export const ENGINE_CONTEXT = 2048;
 const MAX_WAITING = 32;
+/** How long a request waits for another request's load of the same variant. */
+const SHARED_LOAD_WAIT_MS = 60_000;
+/** How long a variant whose shards failed verification stays skipped (a repaired bucket heals). */
+export const BAD_RETRY_MS = 5 * 60_000;
 
 export class EngineCache {
   private readonly loaded = new Map<string, LoadedVariant>();
-  private readonly loading = new Map<string, Promise<LoadedVariant>>();
-  /** manifest id -> why it is bad */
-  readonly bad = new Map<string, string>();
+  private readonly loading = new Map<string, SharedTask<LoadedVariant>>();
+  /** manifest id -> why it is bad, and since when */
+  private readonly bad = new Map<string, { why: string; at: number }>();
 
   constructor(
     private readonly bucket: R2BucketLike,
@@ -42,6 +49,23 @@ export class EngineCache {
 
   isResident(manifestId: string): boolean {
     return this.loaded.has(manifestId);
+  }
+
+  /** Why a variant is being skipped (its shards failed verification recently), or null. */
+  badReason(manifestId: string, now = Date.now()): string | null {
+    const b = this.bad.get(manifestId);
+    if (!b) return null;
+    if (now - b.at < BAD_RETRY_MS) return b.why;
+    this.bad.delete(manifestId);
+    return null;
+  }
+
+  private markBad(manifestId: string, why: string): void {
+    this.bad.set(manifestId, { why, at: Date.now() });
+  }
+
+  residentCount(): number {
+    return this.loaded.size;
   }
 
   residentBytes(): number {
@@ -56,14 +80,26 @@ export class EngineCache {
       hit.lastUsed = Date.now();
       return hit;
     }
-    const why = this.bad.get(manifestId);
+    const why = this.badReason(manifestId);
     if (why) throw new VariantLoadError(why);
-    let p = this.loading.get(manifestId);
-    if (!p) {
-      p = this.load(manifestId, manifest).finally(() => this.loading.delete(manifestId));
-      this.loading.set(manifestId, p);
+    const shared = this.loading.get(manifestId);
+    if (shared) {
+      // Another request is loading it: wait for that load (see ./shared.ts). If it never ends
+      // (that request's context went away), load it anew.
+      try {
+        return await shared.wait(SHARED_LOAD_WAIT_MS);
+      } catch (e) {
+        if (!(e instanceof SharedWaitTimeout)) throw e;
+        if (this.loading.get(manifestId) === shared) this.loading.delete(manifestId);
+      }
     }
-    return p;
+    const task = new SharedTask(() => this.load(manifestId, manifest));
+    this.loading.set(manifestId, task);
+    try {
+      return await task.promise;
+    } finally {
+      if (this.loading.get(manifestId) === task) this.loading.delete(manifestId);
+    }
   }
 
   private contextFor(manifest: Manifest): number {
@@ -74,7 +110,7 @@ export class EngineCache {
     const need = estimateEngineBytes(manifest.weights, this.contextFor(manifest));
     if (need > this.budgetBytes) {
       const why = `variant ${manifest.variant} needs ~${need} bytes, over the isolate budget of ${this.budgetBytes}`;
-      this.bad.set(manifestId, why);
+      this.markBad(manifestId, why);
       throw new VariantLoadError(why);
     }
     this.evictFor(need);
@@ -103,7 +139,7 @@ export class EngineCache {
       return v;
     } catch (e) {
       const why = `variant ${manifest.variant} could not load: ${(e as Error).message}`;
-      this.bad.set(manifestId, why);
+      if (e instanceof ShardError) this.markBad(manifestId, why);
       throw new VariantLoadError(why);
     }
   }

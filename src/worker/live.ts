@@ -32,9 +32,13 @@ export function byQuality(a: Manifest, b: Manifest): number {
   return a.quality.klMean - b.quality.klMean || TIER_RANK[a.tier] - TIER_RANK[b.tier];
 }
 
+/**
+ * Each request that finds the cached set stale reads live.json itself: sharing one in-flight read
+ * would make the others wait on another request's I/O, which workerd cancels as a hang (see
+ * ./shared.ts). live.json is small and manifests are cached once parsed, so duplicates are cheap.
+ */
 export class LiveVariants {
   private current: { set: LiveSet; fetchedAt: number } | null = null;
-  private pending: Promise<LiveSet> | null = null;
 
   constructor(
     private readonly bucket: R2BucketLike,
@@ -43,12 +47,11 @@ export class LiveVariants {
 
   async get(now = Date.now()): Promise<LiveSet> {
     if (this.current && now - this.current.fetchedAt < this.ttlMs) return this.current.set;
-    this.pending ??= this.fetch().finally(() => {
-      this.pending = null;
-    });
     try {
-      const set = await this.pending;
-      this.current = { set, fetchedAt: Date.now() };
+      const set = await this.fetch();
+      if (!this.current || set.version >= this.current.set.version) {
+        this.current = { set, fetchedAt: Date.now() };
+      }
       return set;
     } catch (e) {
       // Keep serving the last good set if the bucket hiccups; fail only when there is none.

@@ -1,17 +1,33 @@
 /**
  * Which variant serves a request.
  *
- * - `X-Quality-Tier: quality|balanced|speed` (or a tier name as the request's `model`) caps quality
- *   from above: the chosen variant is that tier's or, with a budget, any variant of equal or lower
- *   quality.
+ * - `X-Quality-Tier: quality|balanced|speed` caps quality from above: the chosen variant is that
+ *   tier's or, with a budget, any variant of equal or lower quality. With the header, `model` only
+ *   has to name the deployment (a variant or tier name, the source model's name, "shardlm", "auto").
+ * - Without the header, a `model` naming a live variant pins it, also when the name is a tier's too
+ *   (deployments name their variants after their tiers, so `model: "quality"` is the quality
+ *   variant, exactly what a client naming a model asks for); a tier name that is no variant's acts
+ *   like the header. A pinned variant is never swapped: a budget can only cut its answer short, and
+ *   if it cannot load the request is a 503 (no fallback). For fallback, send the tier header.
  * - `X-Latency-Budget-Ms: n` picks the best-quality variant (lowest measured KL) whose predicted
  *   latency fits: prompt tokens x prefill cost + max tokens x decode cost + the load cost when the
  *   variant is not resident in this isolate. If none fits, the fastest is chosen (and the budget
- *   still ends the answer early).
- * - Neither: the best-quality variant. A `model` naming a variant pins it.
+ *   still ends the answer early: finish_reason "length", X-Budget-Exhausted: true). Only a variant
+ *   predicted faster than every better one can be forced by a budget; the budget counts from the
+ *   request's arrival, so time spent queued behind other requests is part of it.
+ * - Neither: the best-quality variant.
+ *
+ * The result is a preference list; the caller serves the first variant that loads. A variant that
+ * fails to load (a corrupt or missing shard) falls back to the next: with a tier, to the next one
+ * below the cap and, only when every variant at or below the cap is unavailable, to the ones above
+ * it, nearest first (an answer of better quality than asked beats a 503).
  *
  * Costs start from each manifest's measured speed profile and are corrected by timings observed in
- * this isolate (an exponential moving average of observed / predicted, per variant and phase).
+ * this isolate (an exponential moving average of observed / predicted, per variant and phase). The
+ * corrected costs are public (GET /v1/models, `cost`), so a client can size a budget: for a variant
+ * with cost {load_ms, prefill_ms_per_token, decode_ms_per_token} the prediction is
+ * load_ms + prompt tokens x prefill_ms_per_token + max tokens x decode_ms_per_token, as sent back in
+ * X-Predicted-Ms (rounded).
  */
 import type { Manifest } from "../format/manifest.ts";
 
@@ -21,6 +37,13 @@ export interface Prediction {
   totalMs: number;
   loadMs: number;
   prefillMs: number;
+  decodeMsPerToken: number;
+}
+
+export interface VariantCosts {
+  /** Loading it into this isolate (0 when resident). */
+  loadMs: number;
+  prefillMsPerToken: number;
   decodeMsPerToken: number;
 }
 
@@ -38,17 +61,25 @@ export class CostModel {
     return f;
   }
 
-  predict(m: Manifest, promptTokens: number, maxTokens: number, resident: boolean): Prediction {
+  /** A variant's current costs: its manifest's measured speed times this isolate's corrections. */
+  costs(m: Manifest, resident: boolean): VariantCosts {
     const f = this.factor(m.variant);
     const mb = m.weights.totalBytes / 1e6;
-    const loadMs = resident ? 0 : m.speed.loadMsPerMB * mb * f.load;
-    const prefillMs = promptTokens * m.speed.prefillMsPerToken * f.prefill;
-    const decodeMsPerToken = m.speed.decodeMsPerToken * f.decode;
     return {
-      totalMs: loadMs + prefillMs + maxTokens * decodeMsPerToken,
-      loadMs,
+      loadMs: resident ? 0 : m.speed.loadMsPerMB * mb * f.load,
+      prefillMsPerToken: m.speed.prefillMsPerToken * f.prefill,
+      decodeMsPerToken: m.speed.decodeMsPerToken * f.decode,
+    };
+  }
+
+  predict(m: Manifest, promptTokens: number, maxTokens: number, resident: boolean): Prediction {
+    const c = this.costs(m, resident);
+    const prefillMs = promptTokens * c.prefillMsPerToken;
+    return {
+      totalMs: c.loadMs + prefillMs + maxTokens * c.decodeMsPerToken,
+      loadMs: c.loadMs,
       prefillMs,
-      decodeMsPerToken,
+      decodeMsPerToken: c.decodeMsPerToken,
     };
   }
 
@@ -83,8 +114,8 @@ export interface RouteRequest {
 }
 
 /**
- * Candidates in order of preference. `variants` are best quality first; `usable` excludes ones marked
- * bad. The caller tries them in order, so a variant that fails to load falls back to the next.
+ * Candidates in order of preference (`variants` are best quality first). The caller tries them in
+ * order, so a variant that fails to load falls back to the next.
  */
 export function rankVariants(
   variants: Manifest[],
@@ -92,12 +123,16 @@ export function rankVariants(
   cost: CostModel,
   isResident: (m: Manifest) => boolean,
 ): { manifest: Manifest; prediction: Prediction }[] {
-  const predict = (m: Manifest) => cost.predict(m, req.promptTokens, req.maxTokens, isResident(m));
+  const score = (m: Manifest) => ({
+    manifest: m,
+    prediction: cost.predict(m, req.promptTokens, req.maxTokens, isResident(m)),
+  });
   if (req.pinned) {
     const m = variants.find((v) => v.variant === req.pinned);
-    return m ? [{ manifest: m, prediction: predict(m) }] : [];
+    return m ? [score(m)] : [];
   }
   let pool = variants;
+  let above: Manifest[] = [];
   if (req.tier) {
     const cap = variants.findIndex((v) => v.tier === req.tier);
     // The tier's own variant first, then (with a budget, or as fallback) lower-quality ones.
@@ -105,12 +140,15 @@ export function rankVariants(
       cap >= 0
         ? variants.slice(cap)
         : variants.filter((v) => TIERS.indexOf(v.tier) >= TIERS.indexOf(req.tier!));
+    // Last resort, when nothing at or below the cap loads: better ones, nearest the cap first.
+    above = variants.filter((v) => !pool.includes(v)).reverse();
   }
-  const scored = pool.map((m) => ({ manifest: m, prediction: predict(m) }));
-  if (req.budgetMs === null) return scored;
+  const scored = pool.map(score);
+  const lastResort = above.map(score);
+  if (req.budgetMs === null) return [...scored, ...lastResort];
   const fits = scored.filter((s) => s.prediction.totalMs <= req.budgetMs!);
   const rest = scored
     .filter((s) => s.prediction.totalMs > req.budgetMs!)
     .sort((a, b) => a.prediction.totalMs - b.prediction.totalMs);
-  return [...fits, ...rest];
+  return [...fits, ...rest, ...lastResort];
 }

@@ -57,8 +57,14 @@ export function describeIssue(issue: z.core.$ZodIssue): { message: string; param
       param: issue.keys[0] ?? null,
     };
   }
-  if (issue.code === "invalid_union" && param.startsWith("messages")) {
-    return { message: `${param}: invalid message (roles: system, developer, user, assistant)`, param };
+  if (issue.code === "invalid_union" && /^messages\[\d+\]\.role$/.test(param)) {
+    return { message: `${param}: must be one of system, developer, user, assistant`, param };
+  }
+  if (issue.code === "invalid_union" && /^messages\[\d+\]\.content$/.test(param)) {
+    return {
+      message: `${param}: must be a string or an array of text parts ({"type": "text", "text": "..."})`,
+      param,
+    };
   }
   return { message: param ? `${param}: ${issue.message}` : issue.message, param: param || null };
 }

@@ -5,13 +5,33 @@ import type { Env, R2BucketLike } from "./env.ts";
 import { LiveVariants } from "./live.ts";
 import { CostModel } from "./router.ts";
 
+/** Counters since the isolate started (GET /healthz). */
+export interface Stats {
+  /** Generations run to their end (any finish reason). */
+  generations: number;
+  /** Tokens generated, all requests. */
+  tokens: number;
+  /** Generations stopped because the client went away. */
+  clientGone: number;
+}
+
 export interface Services {
   bucket: R2BucketLike;
   live: LiveVariants;
   engines: EngineCache;
   cost: CostModel;
   engineContext: number;
+  /** See Env.STREAM_STALL_MS. */
+  streamStallMs: number;
+  stats: Stats;
   waitUntil(c: Context, p: Promise<unknown>): void;
+}
+
+const DEFAULT_STREAM_STALL_MS = 2000;
+
+function numberOr(raw: string | undefined, fallback: number): number {
+  const n = Number(raw ?? Number.NaN);
+  return Number.isFinite(n) && n > 0 ? n : fallback;
 }
 
 let services: Services | null = null;
@@ -26,6 +46,8 @@ export function servicesFor(env: Env, kernels: WebAssembly.Module): Services {
     engines: new EngineCache(env.SHARDS, kernels, Number.isFinite(budget) ? budget : 100 * 1024 * 1024),
     cost: new CostModel(),
     engineContext: ENGINE_CONTEXT,
+    streamStallMs: numberOr(env.STREAM_STALL_MS, DEFAULT_STREAM_STALL_MS),
+    stats: { generations: 0, tokens: 0, clientGone: 0 },
     waitUntil(c, p) {
       try {
         c.executionCtx.waitUntil(p);

@@ -3,6 +3,7 @@
  * node_modules/.cache, rebuilt only when the pipeline or config changes), published to the
  * worker's local R2 with the same code the deploy script uses, served over HTTP on 127.0.0.1.
  */
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
 import OpenAI from "openai";
@@ -39,15 +40,25 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
+/** The worker's compatibility flags, as deployed (wrangler.toml's compatibility_flags). */
+export function workerCompatibilityFlags(): string[] {
+  const toml = readFileSync(fileURLToPath(new URL("../../wrangler.toml", import.meta.url)), "utf8");
+  const line = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml);
+  return line ? [...line[1]!.matchAll(/"([^"]+)"/g)].map((m) => m[1]!) : [];
+}
+
 export async function startApiServer(bindings: Record<string, string> = {}): Promise<ApiServer> {
   const { dir, index } = await buildTestVariants();
+  // The worker on its own socket, as in production: client disconnects reach it (request.signal).
   const mf = await startWorkerd(WORKER, {
     workerPath: "/src/worker/index.js",
     wasm: { "/build/wasm/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true }) },
     bindings: { LIVE_CACHE_SECONDS: "0", ...bindings },
     http: true,
+    direct: true,
+    compatibilityFlags: workerCompatibilityFlags(),
   });
-  const url = await mf.ready;
+  const url = await mf.unsafeGetDirectURL();
   const bucket = miniflareBucket(await mf.getR2Bucket("SHARDS"));
   await publish(bucket, dir, index);
   const client = new OpenAI({ baseURL: new URL("/v1", url).toString(), apiKey: "unused", maxRetries: 0 });

@@ -30,6 +30,13 @@ export interface WorkerdOptions {
   bindings?: Record<string, string>;
   /** Serve HTTP on 127.0.0.1 (port 0 = any free port); without it, use mf.dispatchFetch. */
   http?: boolean;
+  /**
+   * With `http`: serve the worker on its own socket (mf.unsafeGetDirectURL()) instead of behind
+   * Miniflare's entry worker, which hides client disconnects from the worker (its request signal
+   * never fires) and re-encodes responses.
+   */
+  direct?: boolean;
+  compatibilityFlags?: string[];
 }
 
 export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise<Miniflare> {
@@ -47,9 +54,11 @@ export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise
     modulesRoot: "/",
     modules,
     compatibilityDate: "2026-04-01",
+    compatibilityFlags: opts.compatibilityFlags ?? [],
     r2Buckets: ["SHARDS"],
     bindings: opts.bindings ?? {},
     ...(opts.http ? { host: "127.0.0.1", port: 0 } : {}),
+    ...(opts.http && opts.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
   });
   await mf.ready;
   return mf;

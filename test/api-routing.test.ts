@@ -1,0 +1,222 @@
+/**
+ * Latency budgets and tiers, in workerd with the openai client. The router predicts a request's
+ * latency from each variant's costs (the manifest's measured speed, corrected by what this isolate
+ * observes, published in GET /v1/models); the tests read those costs right before each request and
+ * pick budgets between the predictions, so they hold whatever earlier requests taught the isolate.
+ * Forcing a variant needs it to be predicted faster than every better one, which holds for the
+ * manifests' own measurements; serving a variant corrects only that variant's costs (workerd is
+ * slower than the Node measurement), so each describe starts its own server and forces the fastest
+ * variant first.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ChatMessage } from "../src/worker/schemas.ts";
+import { countPromptTokens, liveVariants, manifests, predictions, story } from "./helpers/api-calls.ts";
+import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
+
+const QUALITY_ORDER = ["quality", "balanced", "speed"];
+
+interface Workload {
+  messages: ChatMessage[];
+  promptTokens: number;
+  maxTokens: number;
+}
+
+/**
+ * The short story prompt with 2000 tokens to generate, unless its predictions lie closer than 5 ms
+ * (then a 1000-token prompt, whose prefill costs differ more: slower to run, so only when needed).
+ */
+async function pickWorkload(api: ApiServer): Promise<Workload> {
+  const long: ChatMessage[] = [{ role: "user", content: "Lily ".repeat(998) }];
+  let best: { w: Workload; gap: number } | null = null;
+  for (const [messages, maxTokens] of [
+    [story, 2000],
+    [long, 1000],
+  ] as const) {
+    const promptTokens = countPromptTokens(api, messages);
+    const p = await predictions(api, promptTokens, maxTokens);
+    const ordered = QUALITY_ORDER.map((v) => p.get(v)!);
+    const gap = Math.min(ordered[0]! - ordered[1]!, ordered[1]! - ordered[2]!);
+    if (!best || gap > best.gap) best = { w: { messages, promptTokens, maxTokens }, gap };
+    if (best.gap >= 5) break;
+  }
+  expect(best!.gap, "the manifests predict quality > balanced > speed").toBeGreaterThan(2);
+  return best!.w;
+}
+
+/** The smallest whole-ms budget that `target` fits, checked to be below every better variant. */
+function budgetFor(target: string, p: Map<string, number>, among = QUALITY_ORDER): number {
+  const budget = Math.ceil(p.get(target)!);
+  const better = among.slice(0, among.indexOf(target));
+  for (const b of better) {
+    expect(p.get(b)!, `${b} must not fit a budget of ${budget} (predictions ${[...p]})`).toBeGreaterThan(
+      budget,
+    );
+  }
+  return budget;
+}
+
+async function ask(api: ApiServer, w: Workload, headers: Record<string, string>, model = "shardlm") {
+  const { data, response } = await api.client.chat.completions
+    .create({ model, messages: w.messages, max_tokens: w.maxTokens, temperature: 0 }, { headers })
+    .withResponse();
+  expect(data.usage?.prompt_tokens).toBe(w.promptTokens);
+  return {
+    data,
+    variant: response.headers.get("x-variant"),
+    predicted: Number(response.headers.get("x-predicted-ms")),
+    exhausted: response.headers.get("x-budget-exhausted"),
+  };
+}
+
+describe("a budget forces each variant", () => {
+  let api: ApiServer;
+  let w: Workload;
+
+  beforeAll(async () => {
+    api = await startApiServer();
+    w = await pickWorkload(api);
+  }, 300_000);
+
+  afterAll(async () => {
+    await api?.close();
+  });
+
+  it("before any request, the published costs are the manifests' measured speed", async () => {
+    const ms = manifests(api);
+    for (const v of await liveVariants(api)) {
+      const m = ms.get(v.id)!;
+      expect(v.resident).toBe(false);
+      expect(v.cost.prefill_ms_per_token).toBeCloseTo(m.speed.prefillMsPerToken, 12);
+      expect(v.cost.decode_ms_per_token).toBeCloseTo(m.speed.decodeMsPerToken, 12);
+      expect(v.cost.load_ms).toBeCloseTo((m.speed.loadMsPerMB * m.weights.totalBytes) / 1e6, 9);
+    }
+  });
+
+  // Fastest first: serving a variant changes only its own costs.
+  it.each(["speed", "balanced", "quality"])("a budget between the predictions picks %s", async (target) => {
+    const p = await predictions(api, w.promptTokens, w.maxTokens);
+    const budget = budgetFor(target, p);
+    const r = await ask(api, w, { "X-Latency-Budget-Ms": String(budget) });
+    expect(r.variant).toBe(target);
+    expect(r.data.model).toBe(target);
+    expect(r.predicted).toBeLessThanOrEqual(budget);
+    expect(Math.abs(r.predicted - p.get(target)!)).toBeLessThanOrEqual(0.5);
+  });
+
+  it("a variant that was served is resident and its costs follow what this isolate measured", async () => {
+    for (const v of await liveVariants(api)) {
+      expect(v.resident).toBe(true);
+      expect(v.cost.load_ms).toBe(0);
+      expect(v.cost.decode_ms_per_token).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe("tiers and budgets together", () => {
+  let api: ApiServer;
+  let w: Workload;
+  /** For requests whose routing does not depend on the predictions' size. */
+  let short: Workload;
+
+  beforeAll(async () => {
+    api = await startApiServer();
+    w = await pickWorkload(api);
+    short = { messages: story, promptTokens: countPromptTokens(api, story), maxTokens: 16 };
+  }, 300_000);
+
+  afterAll(async () => {
+    await api?.close();
+  });
+
+  it("X-Quality-Tier: balanced with a budget only speed fits picks speed", async () => {
+    const p = await predictions(api, w.promptTokens, w.maxTokens);
+    const budget = budgetFor("speed", p);
+    const r = await ask(api, w, { "X-Quality-Tier": "balanced", "X-Latency-Budget-Ms": String(budget) });
+    expect(r.variant).toBe("speed");
+    expect(r.predicted).toBeLessThanOrEqual(budget);
+  });
+
+  it("X-Quality-Tier: quality with a budget balanced fits but quality does not picks balanced", async () => {
+    const p = await predictions(api, w.promptTokens, w.maxTokens);
+    const budget = budgetFor("balanced", p);
+    const r = await ask(api, w, { "X-Quality-Tier": "quality", "X-Latency-Budget-Ms": String(budget) });
+    expect(r.variant).toBe("balanced");
+    expect(r.predicted).toBeLessThanOrEqual(budget);
+  });
+
+  it.each([
+    [{ "X-Quality-Tier": "balanced" }, "shardlm", "balanced"],
+    [{ "X-Quality-Tier": "speed" }, "shardlm", "speed"],
+    [{}, "balanced", "balanced"], // a variant name as the model pins it
+    [{ "X-Quality-Tier": "speed" }, "quality", "speed"], // the header wins over the model's tier
+    [{}, "shardlm", "quality"], // no tier: the best that fits
+  ])("the tier caps quality: %o, model %s, a budget everything fits -> %s", async (headers, model, want) => {
+    const r = await ask(api, short, { ...headers, "X-Latency-Budget-Ms": "600000" }, model);
+    expect(r.variant).toBe(want);
+    expect(r.exhausted).toBeNull();
+    expect(r.data.choices[0]!.finish_reason).toBe("length");
+    expect(r.data.usage?.completion_tokens).toBe(short.maxTokens);
+  });
+
+  it("a budget nothing fits picks the fastest variant and cuts the answer (X-Budget-Exhausted)", async () => {
+    const p = await predictions(api, w.promptTokens, w.maxTokens);
+    const fastest = [...p].sort((a, b) => a[1] - b[1])[0]![0];
+    const r = await ask(api, w, { "X-Latency-Budget-Ms": "1" });
+    expect(r.variant).toBe(fastest);
+    expect(r.predicted).toBeGreaterThan(1);
+    expect(r.exhausted).toBe("true");
+    expect(r.data.choices[0]!.finish_reason).toBe("length");
+    expect(r.data.usage!.completion_tokens).toBeGreaterThanOrEqual(1);
+    expect(r.data.usage!.completion_tokens).toBeLessThan(w.maxTokens);
+  });
+
+  it("a pinned variant (model: its name) is never swapped by a budget, only cut short", async () => {
+    const r = await ask(api, w, { "X-Latency-Budget-Ms": "1" }, "quality");
+    expect(r.variant).toBe("quality");
+    expect(r.exhausted).toBe("true");
+    expect(r.data.usage!.completion_tokens).toBeLessThan(w.maxTokens);
+  });
+
+  it("with a tier, a budget nothing fits picks the fastest at or below the tier", async () => {
+    const p = await predictions(api, w.promptTokens, w.maxTokens);
+    const fastest = ["balanced", "speed"].sort((a, b) => p.get(a)! - p.get(b)!)[0];
+    const r = await ask(api, w, { "X-Quality-Tier": "balanced", "X-Latency-Budget-Ms": "1" });
+    expect(r.variant).toBe(fastest);
+    expect(r.exhausted).toBe("true");
+  });
+
+  it("streaming: the final chunk carries shardlm.budget_exhausted", async () => {
+    const stream = async (x: Workload, budget: string) => {
+      const s = await api.client.chat.completions.create(
+        { model: "shardlm", messages: x.messages, max_tokens: x.maxTokens, temperature: 0, stream: true },
+        { headers: { "X-Latency-Budget-Ms": budget } },
+      );
+      let last: Record<string, unknown> | null = null;
+      let finish: string | null = null;
+      for await (const chunk of s) {
+        const c = chunk.choices[0];
+        if (c?.finish_reason) {
+          finish = c.finish_reason;
+          last = chunk as unknown as Record<string, unknown>;
+        }
+      }
+      return { finish, shardlm: last?.shardlm as { budget_exhausted: boolean } | undefined };
+    };
+    const cut = await stream(w, "1");
+    expect(cut.finish).toBe("length");
+    expect(cut.shardlm?.budget_exhausted).toBe(true);
+    const whole = await stream(short, "600000");
+    expect(whole.finish).toBe("length");
+    expect(whole.shardlm?.budget_exhausted).toBe(false);
+  });
+
+  it("a non-streaming answer under a generous budget has no X-Budget-Exhausted header", async () => {
+    const { response } = await api.client.chat.completions
+      .create(
+        { model: "speed", messages: story, max_tokens: 8 },
+        { headers: { "X-Latency-Budget-Ms": "60000" } },
+      )
+      .withResponse();
+    expect(response.headers.get("x-budget-exhausted")).toBeNull();
+  });
+});
