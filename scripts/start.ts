@@ -10,6 +10,7 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { buildPlayground } from "./build-playground.ts";
 import { DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
 import { buildKernelsWasm } from "./build-wasm.ts";
 import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "./deploy/buckets.ts";
@@ -43,6 +44,8 @@ async function main(): Promise<void> {
   log("building the WASM kernels");
   await buildKernelsWasm();
   await buildKernelsWasm({ relaxed: true });
+  log("building the playground engine bundle");
+  await buildPlayground();
 
   const model = await chooseModel(values);
   const persistTo = resolve(values["persist-to"]!);
