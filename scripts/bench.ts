@@ -1,8 +1,8 @@
 /**
- * `npm run bench`: shardlm's WASM-SIMD int4 engine against onnxruntime-web, node-llama-cpp and the fp32
+ * `npm run bench`: shardlm's WASM-SIMD (and WebGPU) int4 engines against onnxruntime-web, node-llama-cpp and the fp32
  * reference, on synthetic weights in real model shapes (scripts/lib/synthetic-model.ts).
  *   npm run bench [-- --json] [--quick] [--shapes stories15M,stories110M,SmolLM2-135M]
- *                 [--engines shardlm-wasm,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref] [--no-profile]
+ *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref] [--no-profile]
  * Prints a table (or, with --json, one JSON object per row on stdout; progress always goes to stderr),
  * the issue's targets with measured values, and a per-op profile of our engine on stories110M.
  */
@@ -21,6 +21,7 @@ import {
   targets,
 } from "./bench/report.ts";
 import { type OpProfile, type PrefillComparison, wasmNodeRows, wasmProfile } from "./bench/wasm-node.ts";
+import { webgpuRow } from "./bench/webgpu.ts";
 import { WorkerdBench } from "./bench/workerd.ts";
 import { MODEL_SHAPES, type ModelShape } from "./lib/synthetic-model.ts";
 
@@ -87,6 +88,11 @@ try {
       log("    workerd ...");
       workerd ??= await WorkerdBench.start();
       emit(await workerd.row(p, o));
+    }
+    if (o.engines.has("shardlm-webgpu")) {
+      log("    shardlm-webgpu ...");
+      const r = await webgpuRow(p, o);
+      if (r) emit(r);
     }
     if (o.engines.has("onnxruntime-web")) emit(await ortRow(p, o));
     if (o.engines.has("node-llama-cpp")) emit(await llamaRow(p, o));

@@ -9,7 +9,13 @@ import { type PackedTensor, type PackOptions, packWeights, quantizeModelRtn } fr
 import type { WeightTable } from "../../src/format/weights.ts";
 import { type ModelShape, syntheticModel } from "../lib/synthetic-model.ts";
 
-export const ENGINES = ["shardlm-wasm", "shardlm-ref", "onnxruntime-web", "node-llama-cpp"] as const;
+export const ENGINES = [
+  "shardlm-wasm",
+  "shardlm-webgpu",
+  "shardlm-ref",
+  "onnxruntime-web",
+  "node-llama-cpp",
+] as const;
 export type EngineName = (typeof ENGINES)[number];
 
 /** One line of the benchmark (also the `--json` object). */

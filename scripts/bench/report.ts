@@ -24,7 +24,7 @@ export function printTable(head: string[], body: string[][], out: (s: string) =>
   for (const r of body) out(line(r));
 }
 
-const ENGINE_ORDER = ["shardlm-wasm", "onnxruntime-web", "node-llama-cpp", "shardlm-ref"];
+const ENGINE_ORDER = ["shardlm-wasm", "shardlm-webgpu", "onnxruntime-web", "node-llama-cpp", "shardlm-ref"];
 
 /** shardlm-wasm in Node with the fp16 KV cache: the row every ratio is taken against. */
 export function baseline(rows: BenchRow[], shape: string): BenchRow | undefined {
