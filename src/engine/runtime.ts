@@ -4,7 +4,7 @@
  */
 import type { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
-import { WasmEngine, type WasmEngineOptions } from "./wasm/engine.ts";
+import { PREFILL_BLOCK, WasmEngine, type WasmEngineOptions } from "./wasm/engine.ts";
 
 export type { WasmEngineOptions };
 export { WasmEngine };
@@ -27,6 +27,8 @@ export function estimateEngineBytes(
   const c = table.config;
   const kvDim = c.numKvHeads * c.headDim;
   const kv = kvCache === "f16" ? contextSize * kvDim * 2 * 2 : contextSize * (kvDim + c.numKvHeads * 4) * 2;
-  const buffers = 4 * (6 * c.hiddenSize + 3 * c.intermediateSize + c.vocabSize + contextSize) + 256 * 1024;
+  // Activation rows for a prefill block of PREFILL_BLOCK tokens, logits, kernel scratch.
+  const perRow = 6 * c.hiddenSize + 2 * c.numHeads * c.headDim + 3 * c.intermediateSize;
+  const buffers = 4 * (PREFILL_BLOCK * perRow + c.vocabSize) + 512 * 1024;
   return table.totalBytes + kv * c.numLayers + buffers;
 }

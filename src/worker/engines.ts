@@ -107,7 +107,10 @@ export class EngineCache {
   }
 
   private async load(manifestId: string, manifest: Manifest): Promise<LoadedVariant> {
-    const need = estimateEngineBytes(manifest.weights, this.contextFor(manifest));
+    // An fp16 KV cache where it fits the isolate, else int8 (half the bytes, same tokens in tests).
+    const context = this.contextFor(manifest);
+    const kvCache = estimateEngineBytes(manifest.weights, context, "f16") <= this.budgetBytes ? "f16" : "q8";
+    const need = estimateEngineBytes(manifest.weights, context, kvCache);
     if (need > this.budgetBytes) {
       const why = `variant ${manifest.variant} needs ~${need} bytes, over the isolate budget of ${this.budgetBytes}`;
       this.markBad(manifestId, why);
@@ -121,10 +124,7 @@ export class EngineCache {
         this.kernels,
         manifest.weights,
         verifiedShardStream(this.bucket, manifest.shards),
-        {
-          kvCache: "f16",
-          contextSize: this.contextFor(manifest),
-        },
+        { kvCache, contextSize: context },
       );
       const v: LoadedVariant = {
         manifestId,
