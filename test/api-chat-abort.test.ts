@@ -79,7 +79,8 @@ describe("a client that aborts mid-stream", () => {
     expect(after.tokens_generated - before.tokens_generated - 8).toBeLessThan(LONG / 2);
   });
 
-  it("a client that gives up while queued does not hold the queue", async () => {
+  // Timing-based (a held queue would cost a second full answer): retried on a loaded CI box.
+  it("a client that gives up while queued does not hold the queue", { retry: 2 }, async () => {
     const fullMs = await fullAnswerMs("balanced");
     const first = chat(api, greedy("balanced", LONG)); // holds the engine for about fullMs
     await new Promise((r) => setTimeout(r, 20));
@@ -95,7 +96,7 @@ describe("a client that aborts mid-stream", () => {
     expect(next.status).toBe(200);
     expect((await first).status).toBe(200);
     // The next request waited for the first answer, not for a second whole answer nobody reads.
-    expect(performance.now() - t0).toBeLessThan(fullMs * 1.6);
+    expect(performance.now() - t0).toBeLessThan(fullMs * 1.8);
   });
 
   it("aborting many streams at once leaves every engine free", async () => {
