@@ -99,7 +99,10 @@ async function runServer(req, out) {
       const msg = JSON.parse(data);
       if (msg.error) throw new Error(msg.error.message);
       const choice = msg.choices && msg.choices[0];
-      if (choice && choice.delta && choice.delta.content) out(choice.delta.content);
+      if (choice && choice.delta && choice.delta.content) {
+        out(choice.delta.content);
+        document.body.dataset.deltas = String(Number(document.body.dataset.deltas || 0) + 1);
+      }
       if (msg.shardlm) {
         const t = msg.shardlm.timing_ms;
         setMeta("timings", "load " + t.load + " ms, prefill " + t.prefill + " ms, decode " + t.decode + " ms" +
@@ -141,6 +144,7 @@ $("form").addEventListener("submit", async (e) => {
   const out = (t) => { $("output").textContent += t; };
   try {
     document.body.dataset.state = "running";
+    document.body.dataset.deltas = "0";
     await ($("local").checked ? runLocal(req, out) : runServer(req, out));
     $("status").textContent = "done in " + Math.round(performance.now() - t0) + " ms";
     document.body.dataset.state = "done";
