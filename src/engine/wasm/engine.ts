@@ -22,7 +22,8 @@ import {
   type WasmKernels,
 } from "../../kernels/wasm/index.ts";
 import type { InferenceState, LogitsModel } from "../generate.ts";
-import { type ModelConfig, TensorNames } from "../model.ts";
+import type { ModelConfig } from "../model.ts";
+import { bindWeights, type LayerWeights as SharedLayerWeights } from "../weight-bindings.ts";
 import { type LoadProgress, loadWeights } from "./load-weights.ts";
 
 export interface WasmEngineOptions {
@@ -53,21 +54,7 @@ interface Rows {
 
 const rowAt = (b: Rows, i: number) => b.ptr + i * b.stride * 4;
 
-interface LayerWeights {
-  attnNorm: number;
-  ffnNorm: number;
-  wq: Int4Tensor;
-  wk: Int4Tensor;
-  wv: Int4Tensor;
-  wo: Int4Tensor;
-  wGate: Int4Tensor;
-  wUp: Int4Tensor;
-  wDown: Int4Tensor;
-  /** 0 when the model has no q/k/v biases. */
-  bq: number;
-  bk: number;
-  bv: number;
-}
+type LayerWeights = SharedLayerWeights<number, Int4Tensor>;
 
 /** One sequence on a WasmEngine. */
 export class WasmState implements InferenceState {
@@ -129,49 +116,18 @@ export class WasmEngine implements LogitsModel<WasmState> {
       throw new RangeError(`contextSize must be an integer in 1..${c.maxContext}, got ${opts.contextSize}`);
     }
 
-    const entries = new Map(table.tensors.map((t) => [t.name, t]));
-    const at = (name: string) => {
-      const e = entries.get(name);
-      if (!e) throw new Error(`weight table has no ${name}`);
-      return { e, ptr: base + e.offset };
-    };
-    const int4 = (name: string): Int4Tensor => {
-      const { e, ptr } = at(name);
-      if (e.encoding.kind !== "int4")
-        throw new Error(`${name}: expected int4, table says ${e.encoding.kind}`);
-      return kernels.int4At(ptr);
-    };
-    const vector = (name: string): number => {
-      const { e, ptr } = at(name);
-      if (e.encoding.kind !== "f32") throw new Error(`${name}: expected f32, table says ${e.encoding.kind}`);
-      return ptr;
-    };
-    const matrix = (name: string): Matrix => {
-      const { e, ptr } = at(name);
-      if (e.encoding.kind === "int4") return { kind: "int4", t: kernels.int4At(ptr) };
-      if (e.encoding.kind === "int8") return { kind: "int8", t: kernels.int8At(ptr) };
-      throw new Error(`${name}: f32 matrices are not supported by the wasm engine`);
-    };
-
-    for (let l = 0; l < c.numLayers; l++) {
-      this.layers.push({
-        attnNorm: vector(TensorNames.attnNorm(l)),
-        ffnNorm: vector(TensorNames.ffnNorm(l)),
-        wq: int4(TensorNames.attnQ(l)),
-        wk: int4(TensorNames.attnK(l)),
-        wv: int4(TensorNames.attnV(l)),
-        wo: int4(TensorNames.attnOutput(l)),
-        wGate: int4(TensorNames.ffnGate(l)),
-        wUp: int4(TensorNames.ffnUp(l)),
-        wDown: int4(TensorNames.ffnDown(l)),
-        bq: c.attentionBias ? vector(TensorNames.attnQBias(l)) : 0,
-        bk: c.attentionBias ? vector(TensorNames.attnKBias(l)) : 0,
-        bv: c.attentionBias ? vector(TensorNames.attnVBias(l)) : 0,
-      });
-    }
-    this.embedding = matrix(TensorNames.tokenEmbedding);
-    this.head = c.tiedEmbeddings ? this.embedding : matrix(TensorNames.output);
-    this.outputNorm = vector(TensorNames.outputNorm);
+    const bound = bindWeights<number, Int4Tensor, Matrix>(table, {
+      vector: (e) => base + e.offset,
+      int4: (e) => kernels.int4At(base + e.offset),
+      matrix: (e) =>
+        e.encoding.kind === "int4"
+          ? { kind: "int4", t: kernels.int4At(base + e.offset) }
+          : { kind: "int8", t: kernels.int8At(base + e.offset) },
+    });
+    this.layers.push(...bound.layers);
+    this.embedding = bound.embedding;
+    this.head = bound.head;
+    this.outputNorm = bound.outputNorm;
 
     // Padded widths: every buffer is as long as the widest kPadded that reads it, zeros beyond.
     const l0 = this.layers[0]!;
@@ -357,7 +313,7 @@ export class WasmEngine implements LogitsModel<WasmState> {
         const qi = rowAt(q, i);
         const ki = rowAt(kx, i);
         const vi = rowAt(vx, i);
-        if (w.bq) {
+        if (w.bq !== null && w.bk !== null && w.bv !== null) {
           k.addF32(qi, w.bq, qDim);
           k.addF32(ki, w.bk, kvDim);
           k.addF32(vi, w.bv, kvDim);

@@ -15,7 +15,7 @@
  * Like WasmEngine, one engine holds one KV cache and runs one sequence at a time: `newState` retires the
  * previous state. Calls are async and must not overlap (an overlapping call throws).
  */
-import type { WeightTable } from "../../format/weights.ts";
+import type { WeightEntry, WeightTable } from "../../format/weights.ts";
 import { BufferUsage, MAP_READ, type WebGpuDevice, WebGpuError } from "../../kernels/webgpu/device.ts";
 import {
   type Dispatch,
@@ -25,9 +25,10 @@ import {
   WebGpuKernels,
 } from "../../kernels/webgpu/kernels.ts";
 import type { InferenceState, LogitsModel } from "../generate.ts";
-import { type ModelConfig, TensorNames } from "../model.ts";
+import type { ModelConfig } from "../model.ts";
 import { EngineStateError } from "../wasm/engine.ts";
 import type { LoadProgress } from "../wasm/load-weights.ts";
+import { bindWeights } from "../weight-bindings.ts";
 import { loadWeightsToGpu } from "./load-weights.ts";
 
 export interface WebGpuEngineOptions {
@@ -48,21 +49,6 @@ export class WebGpuState implements InferenceState {
     readonly capacity: number,
     readonly generation: number,
   ) {}
-}
-
-interface Layer {
-  attnNorm: VectorBinding;
-  ffnNorm: VectorBinding;
-  wq: MatrixBinding;
-  wk: MatrixBinding;
-  wv: MatrixBinding;
-  wo: MatrixBinding;
-  wGate: MatrixBinding;
-  wUp: MatrixBinding;
-  wDown: MatrixBinding;
-  bq: VectorBinding | null;
-  bk: VectorBinding | null;
-  bv: VectorBinding | null;
 }
 
 const roundUp = (n: number, a: number) => Math.ceil(n / a) * a;
@@ -149,51 +135,23 @@ export class WebGpuEngine implements LogitsModel<WebGpuState> {
   private async build(table: WeightTable, weights: GPUBuffer, headers: ReadonlyMap<string, Uint8Array>) {
     const c = this.config;
     const k = this.k;
-    const entries = new Map(table.tensors.map((t) => [t.name, t]));
-    const at = (name: string) => {
-      const e = entries.get(name);
-      if (!e) throw new Error(`weight table has no ${name}`);
-      return e;
-    };
-    const matrix = (name: string, kinds: readonly string[]): MatrixBinding => {
-      const e = at(name);
-      if (!kinds.includes(e.encoding.kind)) {
-        throw new Error(`${name}: expected ${kinds.join(" or ")}, table says ${e.encoding.kind}`);
-      }
-      const m = k.matrix(weights, e.offset, headers.get(name)!);
+    const matrix = (e: WeightEntry): MatrixBinding => {
+      const m = k.matrix(weights, e.offset, headers.get(e.name)!);
       if (m.format !== e.encoding.kind)
-        throw new Error(`${name}: blob is ${m.format}, table says ${e.encoding.kind}`);
+        throw new Error(`${e.name}: blob is ${m.format}, table says ${e.encoding.kind}`);
       const [rows, cols] = [e.shape[0], e.shape[1] ?? 1];
       if (m.N !== rows || m.K !== cols)
-        throw new Error(`${name}: blob is [${m.N}, ${m.K}], table says [${e.shape}]`);
+        throw new Error(`${e.name}: blob is [${m.N}, ${m.K}], table says [${e.shape}]`);
       return m;
     };
-    const vector = (name: string): VectorBinding => {
-      const e = at(name);
-      if (e.encoding.kind !== "f32") throw new Error(`${name}: expected f32, table says ${e.encoding.kind}`);
-      return k.vector(weights, e.offset, e.bytes / 4);
-    };
-    const layers: Layer[] = [];
-    for (let l = 0; l < c.numLayers; l++) {
-      const int4 = (name: string) => matrix(name, ["int4"]);
-      layers.push({
-        attnNorm: vector(TensorNames.attnNorm(l)),
-        ffnNorm: vector(TensorNames.ffnNorm(l)),
-        wq: int4(TensorNames.attnQ(l)),
-        wk: int4(TensorNames.attnK(l)),
-        wv: int4(TensorNames.attnV(l)),
-        wo: int4(TensorNames.attnOutput(l)),
-        wGate: int4(TensorNames.ffnGate(l)),
-        wUp: int4(TensorNames.ffnUp(l)),
-        wDown: int4(TensorNames.ffnDown(l)),
-        bq: c.attentionBias ? vector(TensorNames.attnQBias(l)) : null,
-        bk: c.attentionBias ? vector(TensorNames.attnKBias(l)) : null,
-        bv: c.attentionBias ? vector(TensorNames.attnVBias(l)) : null,
-      });
-    }
-    const embedding = matrix(TensorNames.tokenEmbedding, ["int4", "int8"]);
-    const head = c.tiedEmbeddings ? embedding : matrix(TensorNames.output, ["int4", "int8"]);
-    const outputNorm = vector(TensorNames.outputNorm);
+    const { layers, embedding, head, outputNorm } = bindWeights<VectorBinding, MatrixBinding, MatrixBinding>(
+      table,
+      {
+        vector: (e) => k.vector(weights, e.offset, e.bytes / 4),
+        int4: matrix,
+        matrix,
+      },
+    );
 
     const l0 = layers[0]!;
     const B = this.block;
