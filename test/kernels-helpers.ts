@@ -9,22 +9,14 @@ import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
 import type { MatMulNBitsWeights } from "../src/format/int4.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
+import { mulberry32 } from "./helpers/random.ts";
 
 export async function loadTestKernels(): Promise<WasmKernels> {
   return loadKernelsNode(await ensureKernelsWasm());
 }
 
 /** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /** Roughly Gaussian values (sum of uniforms), scaled. */
 export function randn(n: number, seed: number, scale = 1): Float32Array {

@@ -12,6 +12,7 @@ import {
 import { loadModel } from "../src/engine/import/index.ts";
 import type { ModelDescription } from "../src/engine/model.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
+import { mulberry32 } from "./helpers/random.ts";
 
 export interface Fixture {
   model: ModelDescription;
@@ -37,14 +38,6 @@ export function loadFixture(): Promise<Fixture> {
 
 /** Deterministic values in [-1, 1) (mulberry32). */
 export function seededValues(n: number, seed: number): Float64Array {
-  let a = seed >>> 0;
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
+  const next = mulberry32(seed);
+  return Float64Array.from({ length: n }, () => next() * 2 - 1);
 }

@@ -3,6 +3,7 @@ import { loadModel } from "../src/engine/import/index.ts";
 import type { TokenizerSpec } from "../src/engine/model.ts";
 import type { Tokenizer } from "../src/engine/tokenizer/index.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
+import { mulberry32 } from "./helpers/random.ts";
 
 export const STORIES_GGUF = sharedModelPath("stories260K.gguf");
 
@@ -44,16 +45,7 @@ export const SAMPLE_TEXTS: readonly string[] = [
 ];
 
 /** Deterministic PRNG (mulberry32) so fuzz failures reproduce. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom = mulberry32;
 
 /** Random well-formed text mixing ASCII, spaces, Latin-1, CJK, emoji, combining marks and control chars. */
 export function randomText(random: () => number, maxLength: number): string {
