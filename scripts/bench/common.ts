@@ -154,3 +154,16 @@ export function packedShape(shape: ModelShape): PackedShape {
 export function forgetShape(shape: ModelShape): void {
   packedCache.delete(shape);
 }
+
+/** The seven linear weights of block `l`, in forward order (what one token reads per block). */
+export function blockLinears(l: number): string[] {
+  return [
+    TensorNames.attnQ(l),
+    TensorNames.attnK(l),
+    TensorNames.attnV(l),
+    TensorNames.attnOutput(l),
+    TensorNames.ffnGate(l),
+    TensorNames.ffnUp(l),
+    TensorNames.ffnDown(l),
+  ];
+}

@@ -6,7 +6,15 @@
 import { TensorNames } from "../../src/engine/model.ts";
 import { type PackedInt4, quantizeRtn, toMatMulNBits } from "../../src/format/int4.ts";
 import { ortMatMulNBits, randn } from "../../test/kernels-helpers.ts";
-import { type BenchOptions, type BenchRow, bestOf, CpuMeter, log, type PackedShape } from "./common.ts";
+import {
+  type BenchOptions,
+  type BenchRow,
+  bestOf,
+  blockLinears,
+  CpuMeter,
+  log,
+  type PackedShape,
+} from "./common.ts";
 
 interface Linear {
   name: string;
@@ -23,15 +31,7 @@ function linears(p: PackedShape): { list: Linear[]; headNote: string } {
     if (!v || v instanceof Float32Array || v.format !== "int4") throw new Error(`${name} is not int4`);
     return v;
   };
-  const list: Linear[] = [
-    TensorNames.attnQ(0),
-    TensorNames.attnK(0),
-    TensorNames.attnV(0),
-    TensorNames.attnOutput(0),
-    TensorNames.ffnGate(0),
-    TensorNames.ffnUp(0),
-    TensorNames.ffnDown(0),
-  ].map((name) => ({ name, weights: int4(name), count: c.numLayers }));
+  const list: Linear[] = blockLinears(0).map((name) => ({ name, weights: int4(name), count: c.numLayers }));
   const headName = c.tiedEmbeddings ? TensorNames.tokenEmbedding : TensorNames.output;
   const headValue = byName.get(headName)!;
   if (!(headValue instanceof Float32Array) && headValue.format === "int4") {

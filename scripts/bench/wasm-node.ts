@@ -15,6 +15,7 @@ import {
   type BenchOptions,
   type BenchRow,
   bestOf,
+  blockLinears,
   log,
   type PackedShape,
   promptIds,
@@ -132,15 +133,7 @@ export interface OpProfile {
 async function hotLayerMatvecMs(p: PackedShape, repeats: number): Promise<number> {
   const c = p.table.config;
   const kernels = await loadKernelsNode(await ensureKernelsWasm());
-  const names = [
-    TensorNames.attnQ(0),
-    TensorNames.attnK(0),
-    TensorNames.attnV(0),
-    TensorNames.attnOutput(0),
-    TensorNames.ffnGate(0),
-    TensorNames.ffnUp(0),
-    TensorNames.ffnDown(0),
-  ];
+  const names = blockLinears(0);
   let total = 0;
   for (const name of names) {
     const v = p.packed.find((t) => t.name === name)!.value;
