@@ -18,14 +18,16 @@ export class WeightStreamError extends Error {
   override readonly name = "WeightStreamError";
 }
 
-/** Copies the stream into fresh wasm memory; returns the address of the data region. */
-export async function loadWeights(
-  kernels: WasmKernels,
+/**
+ * Reads a data region's stream, handing each chunk to `sink` with its offset in the region, and
+ * checks it is exactly as long as the table declares. Shared by every engine's loader.
+ */
+export async function readRegion(
   table: WeightTable,
   stream: ReadableStream<Uint8Array>,
+  sink: (chunk: Uint8Array, offset: number) => void,
   onProgress?: (p: LoadProgress) => void,
-): Promise<number> {
-  const base = kernels.allocZeroed(table.totalBytes, WEIGHT_ALIGNMENT);
+): Promise<void> {
   const reader = stream.getReader();
   let pos = 0;
   let ready = 0;
@@ -38,7 +40,7 @@ export async function loadWeights(
           `weight stream is longer than the ${table.totalBytes} bytes its table declares`,
         );
       }
-      kernels.u8(base + pos, value.byteLength).set(value);
+      sink(value, pos);
       pos += value.byteLength;
       while (ready < table.tensors.length) {
         const t = table.tensors[ready]!;
@@ -53,6 +55,22 @@ export async function loadWeights(
   if (pos !== table.totalBytes) {
     throw new WeightStreamError(`weight stream ended after ${pos} of ${table.totalBytes} bytes`);
   }
+}
+
+/** Copies the stream into fresh wasm memory; returns the address of the data region. */
+export async function loadWeights(
+  kernels: WasmKernels,
+  table: WeightTable,
+  stream: ReadableStream<Uint8Array>,
+  onProgress?: (p: LoadProgress) => void,
+): Promise<number> {
+  const base = kernels.allocZeroed(table.totalBytes, WEIGHT_ALIGNMENT);
+  await readRegion(
+    table,
+    stream,
+    (chunk, offset) => kernels.u8(base + offset, chunk.byteLength).set(chunk),
+    onProgress,
+  );
   return base;
 }
 

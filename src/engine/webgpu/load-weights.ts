@@ -8,7 +8,7 @@
 import { BLOB_HEADER_BYTES } from "../../format/int4.ts";
 import type { WeightTable } from "../../format/weights.ts";
 import { BufferUsage, type WebGpuDevice, WebGpuError } from "../../kernels/webgpu/device.ts";
-import { type LoadProgress, WeightStreamError } from "../wasm/load-weights.ts";
+import { type LoadProgress, readRegion } from "../wasm/load-weights.ts";
 
 export interface GpuWeights {
   readonly buffer: GPUBuffer;
@@ -40,68 +40,45 @@ export async function loadWeightsToGpu(
   // writeBuffer wants 4-byte multiples: up to 3 bytes wait in `carry` for the next chunk.
   const carry = new Uint8Array(4);
   let carried = 0;
-  let pos = 0;
-  let ready = 0;
-  const reader = stream.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (pos + value.byteLength > table.totalBytes) {
-        throw new WeightStreamError(
-          `weight stream is longer than the ${table.totalBytes} bytes its table declares`,
-        );
-      }
-      const end = pos + value.byteLength;
-      while (nextHeader < blobs.length) {
-        const t = blobs[nextHeader]!;
-        if (t.offset >= end) break;
-        const from = Math.max(t.offset, pos);
-        const to = Math.min(t.offset + BLOB_HEADER_BYTES, end);
-        if (to > from) headers.get(t.name)!.set(value.subarray(from - pos, to - pos), from - t.offset);
-        if (t.offset + BLOB_HEADER_BYTES > end) break;
-        nextHeader++;
-      }
-      let i = 0;
-      if (carried > 0) {
-        const take = Math.min(4 - carried, value.byteLength);
-        carry.set(value.subarray(0, take), carried);
-        carried += take;
-        i = take;
-        if (carried === 4) {
-          queue.writeBuffer(buffer, pos - (carried - take), carry);
-          carried = 0;
-        }
-      }
-      const body = (value.byteLength - i) & ~3;
-      if (body > 0)
-        queue.writeBuffer(buffer, pos + i, value.subarray(i, i + body) as Uint8Array<ArrayBuffer>);
-      const rest = value.byteLength - i - body;
-      if (rest > 0) {
-        carry.set(value.subarray(i + body), 0);
-        carried = rest;
-      }
-      pos = end;
-      while (ready < table.tensors.length) {
-        const t = table.tensors[ready]!;
-        if (t.offset + t.bytes > pos) break;
-        ready++;
-      }
-      onProgress?.({ bytes: pos, totalBytes: table.totalBytes, tensorsReady: ready });
+  const sink = (value: Uint8Array, pos: number) => {
+    const end = pos + value.byteLength;
+    while (nextHeader < blobs.length) {
+      const t = blobs[nextHeader]!;
+      if (t.offset >= end) break;
+      const from = Math.max(t.offset, pos);
+      const to = Math.min(t.offset + BLOB_HEADER_BYTES, end);
+      if (to > from) headers.get(t.name)!.set(value.subarray(from - pos, to - pos), from - t.offset);
+      if (t.offset + BLOB_HEADER_BYTES > end) break;
+      nextHeader++;
     }
+    let i = 0;
+    if (carried > 0) {
+      const take = Math.min(4 - carried, value.byteLength);
+      carry.set(value.subarray(0, take), carried);
+      carried += take;
+      i = take;
+      if (carried === 4) {
+        queue.writeBuffer(buffer, pos - (carried - take), carry);
+        carried = 0;
+      }
+    }
+    const body = (value.byteLength - i) & ~3;
+    if (body > 0) queue.writeBuffer(buffer, pos + i, value.subarray(i, i + body) as Uint8Array<ArrayBuffer>);
+    const rest = value.byteLength - i - body;
+    if (rest > 0) {
+      carry.set(value.subarray(i + body), 0);
+      carried = rest;
+    }
+  };
+  try {
+    await readRegion(table, stream, sink, onProgress);
   } catch (e) {
     buffer.destroy();
     throw e;
-  } finally {
-    reader.releaseLock();
-  }
-  if (pos !== table.totalBytes) {
-    buffer.destroy();
-    throw new WeightStreamError(`weight stream ended after ${pos} of ${table.totalBytes} bytes`);
   }
   if (carried > 0) {
     carry.fill(0, carried);
-    queue.writeBuffer(buffer, pos - carried, carry);
+    queue.writeBuffer(buffer, table.totalBytes - carried, carry);
   }
   return { buffer, headers };
 }
