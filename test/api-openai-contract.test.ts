@@ -210,3 +210,62 @@ describe("error bodies are valid JSON whatever the request held", () => {
     expect(r.text.length).toBeLessThan(5000);
   });
 });
+
+describe("parameters shardlm does not implement are refused by name", () => {
+  const nonNeutral: Record<string, unknown> = {
+    frequency_penalty: 0.5,
+    presence_penalty: -1,
+    logprobs: true,
+    top_logprobs: 3,
+    logit_bias: { "50": 10 },
+    response_format: { type: "json_object" },
+    tools: [{ type: "function", function: { name: "f", parameters: {} } }],
+    tool_choice: "auto",
+    functions: [{ name: "f" }],
+    function_call: "auto",
+    parallel_tool_calls: "yes",
+    audio: { voice: "alloy", format: "mp3" },
+    modalities: ["text", "audio"],
+    prediction: { type: "content", content: "x" },
+    web_search_options: {},
+    reasoning_effort: "low",
+    verbosity: "low",
+  };
+  it.each(Object.entries(nonNeutral))("%s: 400 unsupported_parameter naming it", async (name, value) => {
+    const r = await chat(api, { model: "quality", messages: story, max_tokens: 2, [name]: value });
+    expectApiError(r, 400, { type: "invalid_request_error", code: "unsupported_parameter", param: name });
+  });
+
+  it("tools through the openai client: BadRequestError naming tools", async () => {
+    const e = await clientError(
+      api.client.chat.completions.create({
+        model: "quality",
+        messages: story,
+        tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }],
+      }),
+    );
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect([e.code, e.param]).toEqual(["unsupported_parameter", "tools"]);
+  });
+
+  it("their neutral values are accepted (clients that always send them keep working)", async () => {
+    const r = await chat(api, {
+      model: "quality",
+      messages: story,
+      max_tokens: 2,
+      frequency_penalty: 0,
+      presence_penalty: 0,
+      logprobs: false,
+      logit_bias: {},
+      response_format: { type: "text" },
+      tools: [],
+      tool_choice: "none",
+      parallel_tool_calls: true,
+      modalities: ["text"],
+      service_tier: "auto",
+      user: "u",
+      store: false,
+    });
+    expect(r.status, r.text).toBe(200);
+  });
+});
