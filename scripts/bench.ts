@@ -1,16 +1,27 @@
 /**
  * `npm run bench`: shardlm's WASM-SIMD (and WebGPU) int4 engines against onnxruntime-web, node-llama-cpp and the fp32
- * reference, on synthetic weights in real model shapes (scripts/lib/synthetic-model.ts).
+ * reference, on synthetic weights in real model shapes (src/model/synthetic.ts).
  *   npm run bench [-- --json] [--quick] [--shapes stories15M,stories110M,SmolLM2-135M]
  *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref] [--no-profile]
  * Prints a table (or, with --json, one JSON object per row on stdout; progress always goes to stderr),
  * the issue's targets with measured values, and a per-op profile of our engine on stories110M.
  */
 import os from "node:os";
-import { type BenchOptions, type BenchRow, ENGINES, forgetShape, log, packedShape } from "./bench/common.ts";
-import { llamaRow } from "./bench/llama.ts";
-import { ortRow } from "./bench/ort.ts";
-import { referenceRow } from "./bench/reference.ts";
+import {
+  type BenchOptions,
+  type BenchRow,
+  ENGINES,
+  forgetShape,
+  log,
+  packedShape,
+} from "../src/bench/common.ts";
+import { llamaRow } from "../src/bench/llama.ts";
+import { ortRow } from "../src/bench/ort.ts";
+import { referenceRow } from "../src/bench/reference.ts";
+import { type OpProfile, type PrefillComparison, wasmNodeRows, wasmProfile } from "../src/bench/wasm-node.ts";
+import { webgpuRow } from "../src/bench/webgpu.ts";
+import { WorkerdBench } from "../src/bench/workerd.ts";
+import { MODEL_SHAPES, type ModelShape } from "../src/model/synthetic.ts";
 import {
   machine,
   notes,
@@ -20,10 +31,6 @@ import {
   targetReport,
   targets,
 } from "./bench/report.ts";
-import { type OpProfile, type PrefillComparison, wasmNodeRows, wasmProfile } from "./bench/wasm-node.ts";
-import { webgpuRow } from "./bench/webgpu.ts";
-import { WorkerdBench } from "./bench/workerd.ts";
-import { MODEL_SHAPES, type ModelShape } from "./lib/synthetic-model.ts";
 
 const ALL_ENGINES = [...ENGINES, "workerd"] as const;
 

@@ -5,12 +5,12 @@
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ModelExportError } from "../src/engine/export/errors.ts";
-import { ggufParts, writeGguf } from "../src/engine/export/gguf.ts";
-import { GgmlType, type GgufTensor, writeGgufFile } from "../src/engine/export/gguf-file.ts";
-import { writeHfFolder } from "../src/engine/export/hf.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import { type ModelDescription, ModelImportError } from "../src/engine/model.ts";
+import { type ModelDescription, ModelImportError } from "../src/format/model.ts";
+import { ModelExportError } from "../src/model/export/errors.ts";
+import { ggufParts, writeGguf } from "../src/model/export/gguf.ts";
+import { GgmlType, type GgufTensor, writeGgufFile } from "../src/model/export/gguf-file.ts";
+import { writeHfFolder } from "../src/model/export/hf.ts";
+import { loadModel } from "../src/model/import/index.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 import {
   editSafetensorsHeader,

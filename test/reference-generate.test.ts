@@ -4,14 +4,14 @@
  */
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
+import { loadModel } from "../src/model/import/index.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
 import {
   type GenerateResult,
   generate,
   type InferenceState,
   type LogitsModel,
-} from "../src/engine/generate.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
+} from "../src/runtime/generate.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 
 const VOCAB = 10;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { argmax, createSampler, softmax, Xoshiro128 } from "../src/engine/sampler.ts";
+import { argmax, createSampler, softmax, Xoshiro128 } from "../src/runtime/sampler.ts";
 
 /** Logits whose softmax is exactly `probs`. */
 const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);

@@ -1,9 +1,9 @@
 /** The human-readable output of `npm run bench`: the table, notes, targets and the per-op profile. */
 import { execFileSync } from "node:child_process";
 import os from "node:os";
-import type { BenchOptions, BenchRow } from "./common.ts";
-import { CATEGORIES } from "./profile.ts";
-import type { OpProfile, PrefillComparison } from "./wasm-node.ts";
+import type { BenchOptions, BenchRow } from "../../src/bench/common.ts";
+import { CATEGORIES } from "../../src/bench/profile.ts";
+import type { OpProfile, PrefillComparison } from "../../src/bench/wasm-node.ts";
 
 export function machine(): string {
   let cpu = os.cpus()[0]?.model ?? "unknown CPU";

@@ -1,7 +1,7 @@
 /** POST /v1/chat/completions: validate, route to a variant, queue, generate, answer (JSON or SSE). */
 import type { Context } from "hono";
 import type { Manifest } from "../format/manifest.ts";
-import { type CompletionResult, complete, promptTokens, renderPrompt } from "./chat.ts";
+import { type CompletionResult, complete, promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { type LoadedVariant, VariantLoadError } from "./engines.ts";
 import { ApiError, badRequest, errorBody } from "./errors.ts";
 import { OverloadedError } from "./queue.ts";
