@@ -11,8 +11,7 @@ import appCss from "../../build/playground/app.css.txt";
 import appJs from "../../build/playground/app.js.txt";
 import engineJs from "../../build/playground/engine.js.txt";
 import pageHtml from "../../build/playground/index.html.txt";
-import { methodNotAllowed } from "./content-routes.ts";
-import type { Env } from "./env.ts";
+import type { AppEnv } from "./app-env.ts";
 
 const FILES: Record<string, { body: string; type: string }> = {
   "/": { body: pageHtml, type: "text/html; charset=utf-8" },
@@ -21,7 +20,7 @@ const FILES: Record<string, { body: string; type: string }> = {
   "/playground/engine.js": { body: engineJs, type: "text/javascript; charset=utf-8" },
 };
 
-export function registerPlaygroundRoutes(app: Hono<{ Bindings: Env }>): void {
+export function registerPlaygroundRoutes(app: Hono<AppEnv>): void {
   for (const [path, file] of Object.entries(FILES)) {
     app.get(path, (c) => {
       c.header("Content-Type", file.type);
@@ -29,6 +28,5 @@ export function registerPlaygroundRoutes(app: Hono<{ Bindings: Env }>): void {
       c.header("Cache-Control", "no-cache");
       return c.body(file.body);
     });
-    app.all(path, (c) => methodNotAllowed(c, path, "GET, HEAD"));
   }
 }
