@@ -23,22 +23,27 @@ export const SCREENSHOT_DIR = mkdtempSync(join(tmpdir(), "shardlm-playground-"))
 let api: ApiServer;
 let browser: Browser;
 
-interface SentMessage {
-  role: string;
-  content: string;
+interface Sent {
+  messages: { role: string; content: string }[];
+  max_tokens: number;
+  /** The request's Authorization header. */
+  authorization: string | undefined;
 }
 
-/** The page, and every chat request body it sends (as Chromium put it on the wire). */
-async function openPage(): Promise<{ page: Page; sent: { messages: SentMessage[]; max_tokens: number }[] }> {
+/**
+ * The page (in a fresh browser context: its own storage), and every chat request it sends, as
+ * Chromium put it on the wire.
+ */
+async function openPage(server: ApiServer = api): Promise<{ page: Page; sent: Sent[] }> {
   const page = await browser.newPage({ viewport: { width: 900, height: 900 } });
   page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
-  const sent: { messages: SentMessage[]; max_tokens: number }[] = [];
+  const sent: Sent[] = [];
   page.on("request", (r) => {
     if (r.method() === "POST" && new URL(r.url()).pathname === "/v1/chat/completions") {
-      sent.push(JSON.parse(r.postData()!));
+      sent.push({ ...JSON.parse(r.postData()!), authorization: r.headers().authorization });
     }
   });
-  await page.goto(new URL("/", api.url).toString());
+  await page.goto(new URL("/", server.url).toString());
   await page.waitForSelector("body[data-ready=true]");
   return { page, sent };
 }
@@ -68,28 +73,35 @@ async function say(page: Page, text: string): Promise<void> {
 const lastAnswer = ".turn.assistant:last-child";
 const metaOf = (page: Page, key: string) => page.textContent(`${lastAnswer} dd.${key}`);
 
+beforeAll(async () => {
+  if (!haveChromium) return;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+      "--enable-unsafe-webgpu",
+      "--use-webgpu-adapter=swiftshader",
+      "--enable-features=Vulkan",
+    ],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
 describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
   beforeAll(async () => {
     api = await startApiServer();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--enable-unsafe-webgpu",
-        "--use-webgpu-adapter=swiftshader",
-        "--enable-features=Vulkan",
-      ],
-    });
   }, 300_000);
 
   afterAll(async () => {
-    await browser?.close();
     await api?.close();
   });
 
@@ -281,5 +293,107 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     console.log(`in-browser webgpu: ${r.engine}; ${r.timings}`);
     expect(r.engine).toMatch(/^this browser: webgpu/);
     expect(r.text).toBe(r.server);
+  });
+});
+
+describe.skipIf(!haveChromium)("the playground against an API that wants a key", () => {
+  const KEY = "sk-playground-test-1";
+  let locked: ApiServer;
+
+  beforeAll(async () => {
+    locked = await startApiServer({ SHARDLM_API_KEYS: `other-key, ${KEY}` });
+  }, 300_000);
+
+  afterAll(async () => {
+    await locked?.close();
+  });
+
+  const dialogOpen = (page: Page) => page.waitForSelector("#key-dialog[open]", { timeout: 30_000 });
+  const storedKeys = (page: Page) =>
+    page.evaluate(() => ({
+      session: sessionStorage.getItem("shardlm.apiKey"),
+      local: localStorage.getItem("shardlm.apiKey"),
+    }));
+
+  it("asks for a key on 401, says when one is refused, and sends it as a Bearer header", async () => {
+    const { page, sent } = await openPage(locked);
+    await page.fill("#max-tokens", "12");
+    await page.fill("#message", "Once upon a time");
+    await page.press("#message", "Enter");
+    await dialogOpen(page);
+    expect(await page.textContent("#key-reason")).toMatch(/needs a key.*API key/);
+    await page.screenshot({ path: join(SCREENSHOT_DIR, "playground-key.png") });
+    // The dialog has the focus: typing goes into the key field.
+    await page.keyboard.type("sk-wrong");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => /refused/.test(document.getElementById("key-reason")!.textContent!));
+    expect(await page.isVisible("#key-dialog")).toBe(true);
+    await page.fill("#key-input", KEY);
+    await page.click("#key-save");
+    await waitForState(page, ["done", "error"]);
+    expect(await page.evaluate(() => document.body.dataset.state)).toBe("done");
+    expect(await page.isVisible("#key-dialog")).toBe(false);
+    expect(sent.map((s) => s.authorization)).toEqual([undefined, "Bearer sk-wrong", `Bearer ${KEY}`]);
+    expect((await page.textContent(`${lastAnswer} .text`))!.length).toBeGreaterThan(0);
+    // Not remembered: this tab only.
+    expect(await storedKeys(page)).toEqual({ session: KEY, local: null });
+
+    // The key outlives a reload of the tab: the next message goes out with it, no dialog.
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    await say(page, "Hello");
+    expect(sent.at(-1)!.authorization).toBe(`Bearer ${KEY}`);
+    expect(await page.textContent("#key-button")).toMatch(/✓/);
+    await page.close();
+  });
+
+  it("keeps the page usable when the key prompt is cancelled", async () => {
+    const { page, sent } = await openPage(locked);
+    await page.fill("#message", "Once upon a time");
+    await page.press("#message", "Enter");
+    await dialogOpen(page);
+    await page.keyboard.press("Escape");
+    expect(await waitForState(page, ["done", "error"])).toBe("error");
+    expect(await page.getAttribute(lastAnswer, "data-state")).toBe("error");
+    expect(await page.textContent(`${lastAnswer} .error`)).toMatch(/API key/);
+    expect(await page.isVisible("#send")).toBe(true);
+    expect(sent).toHaveLength(1);
+
+    // Set the key from the header button, remembered on this device; the question can be asked again.
+    await page.click("#key-button");
+    await dialogOpen(page);
+    await page.fill("#key-input", KEY);
+    await page.check("#key-remember");
+    await page.click("#key-save");
+    expect(await storedKeys(page)).toEqual({ session: null, local: KEY });
+    await page.fill("#max-tokens", "8");
+    await say(page, "Once upon a time");
+    // The failed question left the conversation: the retry is sent alone.
+    expect(sent[1]!.messages).toEqual([{ role: "user", content: "Once upon a time" }]);
+    expect(sent[1]!.authorization).toBe(`Bearer ${KEY}`);
+    await page.close();
+  });
+
+  it("sends the key from the in-browser engine too (the content routes are under /v1)", async () => {
+    const { page, sent } = await openPage(locked);
+    await page.fill("#max-tokens", "16");
+    await page.check("#local");
+    await page.selectOption("#backend", "wasm");
+    const auth: (string | undefined)[] = [];
+    page.on("request", (r) => {
+      if (new URL(r.url()).pathname === "/v1/live") auth.push(r.headers().authorization);
+    });
+    await page.fill("#message", "Once upon a time");
+    await page.press("#message", "Enter");
+    await dialogOpen(page);
+    await page.fill("#key-input", KEY);
+    await page.click("#key-save");
+    expect(await waitForState(page, ["done", "error"], 90_000), (await page.textContent("#status"))!).toBe(
+      "done",
+    );
+    expect(await metaOf(page, "engine")).toMatch(/^this browser: wasm/);
+    expect(auth).toEqual([undefined, `Bearer ${KEY}`]);
+    expect(sent).toHaveLength(0);
+    await page.close();
   });
 });
