@@ -102,14 +102,14 @@ function showKeyState(): void {
   ui.keyButton.title = where ? `A key is kept for ${where}.` : "No key set.";
 }
 
-/** Asks for a key after a 401; false when the user declined. */
+/** Asks for a key after a 401 (`message`: the server's words); false when the user declined. */
 async function keyAfter401(message: string): Promise<boolean> {
   const refused = keys.get() !== null;
   if (refused) keys.clear();
   const key = await askKey.ask(
     refused
-      ? `The key was refused (${message}). Enter another key.`
-      : `This API needs a key (${message}). It is sent as Authorization: Bearer <key>.`,
+      ? `The key was refused: ${message} Enter another key.`
+      : "This API needs an API key. The page sends it with each request as Authorization: Bearer <key>.",
   );
   showKeyState();
   return key !== null;
