@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   log("building the WASM kernels");
   await buildKernelsWasm();
   await buildKernelsWasm({ relaxed: true });
-  log("building the playground engine bundle");
+  log("building the playground");
   await buildPlayground();
 
   const model = await chooseModel(values);
