@@ -6,6 +6,7 @@ import { Template } from "@huggingface/jinja";
 import type { LoadedVariant } from "../worker/engines.ts";
 import { type ChatMessage, contentText } from "../worker/schemas.ts";
 import { type FinishReason, generate } from "./generate.ts";
+import type { TokenChoice, TokenMask } from "./sampler.ts";
 import type { Tokenizer } from "./tokenizer/index.ts";
 
 /**
@@ -126,6 +127,14 @@ export interface CompletionOptions {
   topP: number;
   topK: number;
   seed: number | undefined;
+  /** OpenAI's penalties and logit bias (see ./sampler.ts); default none. */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  logitBias?: Record<string, number>;
+  /** Report each token's log probability and this many alternatives; null (default) = no report. */
+  topLogprobs?: number | null;
+  /** Constrained decoding (response_format), built for this request; null = free text. */
+  mask?: TokenMask | null;
   stop: string[];
   signal: AbortSignal;
   /** Absolute time (ms, Date.now()) by which the answer must end, or null. */
@@ -155,7 +164,9 @@ function heldBack(text: string, stops: string[]): number {
 }
 
 /**
- * Generates the completion, calling `emit` with each new piece of text. Runs with the variant's
+ * Generates the completion, calling `emit` with each new piece of text and the token choices made
+ * since the previous call (empty unless `topLogprobs` is set; the last call may carry choices whose
+ * text a stop string cut away). Runs with the variant's
  * queue held by the caller. Yields to the event loop now and then so the response streams out and
  * a client disconnect is noticed.
  */
@@ -163,7 +174,7 @@ export async function complete(
   v: LoadedVariant,
   prompt: number[],
   opts: CompletionOptions,
-  emit: (text: string) => void | Promise<void>,
+  emit: (text: string, choices: TokenChoice[]) => void | Promise<void>,
   decodeMsPerToken: number,
 ): Promise<CompletionResult> {
   const tok = v.tokenizer;
@@ -176,6 +187,12 @@ export async function complete(
   const started = Date.now();
   let firstTokenAt = 0;
   let lastYield = started;
+  let choices: TokenChoice[] = [];
+  const send = async (text: string) => {
+    const c = choices;
+    choices = [];
+    await emit(text, c);
+  };
 
   const gen = generate(v.engine, prompt, {
     maxTokens: opts.maxTokens,
@@ -183,8 +200,16 @@ export async function complete(
     topP: opts.topP,
     topK: opts.topK,
     seed: opts.seed,
+    presencePenalty: opts.presencePenalty,
+    frequencyPenalty: opts.frequencyPenalty,
+    logitBias: opts.logitBias,
+    topLogprobs: opts.topLogprobs ?? undefined,
     stopTokenIds: stopIds,
     signal: opts.signal,
+    hooks: {
+      onChoice: (c) => choices.push(c),
+      mask: opts.mask ?? undefined,
+    },
   });
   for (;;) {
     const next = await gen.next();
@@ -197,7 +222,7 @@ export async function complete(
     pending += stream.push(next.value);
     const hit = opts.stop.length ? firstStop(pending, opts.stop) : -1;
     if (hit >= 0) {
-      await emit(pending.slice(0, hit));
+      await send(pending.slice(0, hit));
       pending = "";
       finish = "stop";
       await gen.return(undefined as never);
@@ -205,7 +230,7 @@ export async function complete(
     }
     const keep = heldBack(pending, opts.stop);
     if (pending.length > keep) {
-      await emit(pending.slice(0, pending.length - keep));
+      await send(pending.slice(0, pending.length - keep));
       pending = pending.slice(pending.length - keep);
     }
     const now = Date.now();
@@ -221,7 +246,7 @@ export async function complete(
     }
   }
   if (finish !== "stop") pending += stream.flush();
-  if (pending) await emit(pending);
+  if (pending || choices.length > 0) await send(pending);
   const end = Date.now();
   return {
     finishReason: finish === "stop" ? "stop" : finish === "abort" ? "abort" : "length",

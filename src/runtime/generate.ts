@@ -4,7 +4,7 @@
  * (client disconnect).
  */
 import { z } from "zod";
-import { createSampler, SamplerOptions } from "./sampler.ts";
+import { createSampler, type SamplerHooks, SamplerOptions } from "./sampler.ts";
 
 /** One sequence's context inside an engine (KV cache and whatever else it needs). */
 export interface InferenceState {
@@ -35,7 +35,11 @@ export const GenerateOptions = SamplerOptions.extend({
   /** Generation ends when one of these is sampled; it is not yielded. */
   stopTokenIds: z.array(z.number().int().min(0)).default([]),
 });
-export type GenerateOptionsInput = z.input<typeof GenerateOptions> & { signal?: AbortSignal };
+/** `hooks`: the sampler's choice reports (logprobs) and token mask (constrained decoding). */
+export type GenerateOptionsInput = z.input<typeof GenerateOptions> & {
+  signal?: AbortSignal;
+  hooks?: SamplerHooks;
+};
 
 /**
  * Why generation ended: a stop token, `maxTokens`, the context (state or model) filled up, or the
@@ -61,7 +65,7 @@ export function generate<S extends InferenceState>(
   promptTokens: readonly number[],
   options: GenerateOptionsInput,
 ): AsyncGenerator<number, GenerateResult, undefined> {
-  const { signal, ...rest } = options;
+  const { signal, hooks, ...rest } = options;
   const opts = GenerateOptions.parse(rest);
   const { maxTokens, stopTokenIds, ...samplerOptions } = opts;
   if (promptTokens.length === 0) throw new RangeError("the prompt needs at least one token (e.g. BOS)");
@@ -71,7 +75,7 @@ export function generate<S extends InferenceState>(
     );
   }
   const prompt = [...promptTokens]; // the caller may reuse its array while we iterate
-  const sampler = createSampler(samplerOptions);
+  const sampler = createSampler(samplerOptions, hooks);
   const stops = new Set(stopTokenIds);
   return run();
 

@@ -4,25 +4,52 @@
  */
 import { createFactory } from "hono/factory";
 import { renderPrompt } from "../runtime/chat.ts";
+import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { AppEnv } from "./app-env.ts";
 import { contextOf, planPrompt } from "./chat-prompt.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError, badRequest } from "./errors.ts";
 import { bodySizeLimit, parseJson, validJson } from "./request.ts";
-import { type AnswerShape, type Generation, respondJson, respondStream } from "./respond.ts";
+import {
+  type AnswerShape,
+  type Generation,
+  respondJson,
+  respondStream,
+  type TokenLogprobEntry,
+} from "./respond.ts";
 import { routingHeaders } from "./routing-headers.ts";
 import { ChatCompletionRequest } from "./schemas.ts";
 import { tokenizerFor } from "./tokenizers.ts";
 import { refuseUnsupported } from "./unsupported.ts";
 import { chooseModel, serve } from "./variant-choice.ts";
 
-/** Sampling and stopping options from an OpenAI request body (chat or legacy completions). */
-export function samplingOptions(body: {
-  temperature?: number | null;
-  top_p?: number | null;
-  top_k?: number | null;
-  seed?: number | null;
-  stop?: string | string[] | null;
-}) {
+/**
+ * Sampling and stopping options from an OpenAI request body (chat or legacy completions). Throws a
+ * 400 naming logit_bias when a key is not a token id of `tok`'s vocabulary.
+ */
+export function samplingOptions(
+  body: {
+    temperature?: number | null;
+    top_p?: number | null;
+    top_k?: number | null;
+    seed?: number | null;
+    stop?: string | string[] | null;
+    presence_penalty?: number | null;
+    frequency_penalty?: number | null;
+    logit_bias?: Record<string, number> | null;
+  },
+  tok: Tokenizer,
+) {
+  const logitBias: Record<string, number> = {};
+  for (const [key, v] of Object.entries(body.logit_bias ?? {})) {
+    const id = /^\d{1,9}$/.test(key) ? Number(key) : Number.NaN;
+    if (!(id < tok.vocabSize)) {
+      throw badRequest(
+        `logit_bias: '${key.slice(0, 40)}' is not a token id of this model's vocabulary (integers 0 to ${tok.vocabSize - 1}).`,
+        "logit_bias",
+      );
+    }
+    logitBias[String(id)] = (logitBias[String(id)] ?? 0) + v;
+  }
   const stops =
     body.stop === undefined || body.stop === null
       ? []
@@ -34,6 +61,9 @@ export function samplingOptions(body: {
     topP: body.top_p ?? 1,
     topK: body.top_k ?? 0,
     seed: body.seed === null || body.seed === undefined ? undefined : body.seed >>> 0,
+    presencePenalty: body.presence_penalty ?? 0,
+    frequencyPenalty: body.frequency_penalty ?? 0,
+    logitBias,
     // An empty stop string would end every answer before it starts: it is ignored.
     stop: stops.filter((s) => s !== ""),
   };
@@ -43,23 +73,29 @@ const newId = (prefix: string) => `${prefix}-${crypto.randomUUID().replace(/-/g,
 
 function chatShape(id: string, created: number, model: string, fingerprint: string): AnswerShape {
   const head = { id, object: "chat.completion.chunk", created, model, system_fingerprint: fingerprint };
-  const chunk = (delta: object, finish: string | null) => ({
+  const chunk = (delta: object, finish: string | null, logprobs: object | null = null) => ({
     ...head,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
   });
+  const lp = (content: TokenLogprobEntry[] | null) => (content === null ? null : { content, refusal: null });
   return {
-    whole: (text, finish) => ({
+    whole: (text, finish, logprobs) => ({
       id,
       object: "chat.completion",
       created,
       model,
       system_fingerprint: fingerprint,
       choices: [
-        { index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: finish },
+        {
+          index: 0,
+          message: { role: "assistant", content: text, refusal: null },
+          logprobs: lp(logprobs),
+          finish_reason: finish,
+        },
       ],
     }),
     opening: () => chunk({ role: "assistant", content: "" }, null),
-    piece: (text) => chunk({ content: text }, null),
+    piece: (text, logprobs) => chunk({ content: text }, null, lp(logprobs)),
     closing: (finish) => chunk({}, finish),
     usageOnly: () => ({ ...head, choices: [] }),
   };
@@ -80,10 +116,15 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
     if (live.variants.length === 0)
       throw new ApiError(503, "no variants are live", "server_error", "no_variants");
     const choice = chooseModel(body.model, headers["x-quality-tier"], live);
+    if (body.logprobs !== true && (body.top_logprobs ?? 0) > 0) {
+      throw badRequest("top_logprobs requires logprobs to be true.", "top_logprobs");
+    }
 
     // Every live variant of one deployment shares the tokenizer and template of its source model.
     const first = live.variants[0]!;
     const tokenizer = await tokenizerFor(services.bucket, first.model.tokenizer.sha256);
+    // Checked before a variant is taken (a 400 after serve() would hold its queue).
+    const sampling = samplingOptions(body, tokenizer);
     const useCompletion = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null;
     const { prompt, maxTokens } = planPrompt(
       renderPrompt(first.model.chatTemplate, body.messages, tokenizer),
@@ -112,7 +153,8 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
       prompt,
       options: {
         maxTokens,
-        ...samplingOptions(body),
+        ...sampling,
+        topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : null,
         deadline: budgetMs === null ? null : started + budgetMs,
       },
       includeUsage: body.stream_options?.include_usage === true,

@@ -6,6 +6,8 @@
 import type { Context } from "hono";
 import type { Manifest } from "../format/manifest.ts";
 import { type CompletionOptions, type CompletionResult, complete } from "../runtime/chat.ts";
+import type { TokenChoice } from "../runtime/sampler.ts";
+import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import { ApiError, errorBody } from "./errors.ts";
 import type { Services } from "./services.ts";
 import { ClientGoneError, SseBody } from "./sse.ts";
@@ -22,14 +24,41 @@ export interface Usage {
   total_tokens: number;
 }
 
+/** OpenAI's ChatCompletionTokenLogprob: the token's text, natural-log probability and UTF-8 bytes. */
+export interface TokenLogprobEntry {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+/** OpenAI reports tokens of probability 0 (here: masked) as -9999, not -Infinity (not JSON). */
+const finiteLogprob = (x: number) => (Number.isFinite(x) ? x : -9999);
+
+/** Choices as OpenAI's logprobs.content entries (the token text decodes its bytes, lossily). */
+export function logprobEntries(tok: Tokenizer, choices: TokenChoice[]): TokenLogprobEntry[] {
+  const decoder = new TextDecoder();
+  const one = (token: number, logprob: number) => {
+    const bytes = tok.tokenToBytes(token);
+    return { token: decoder.decode(bytes), logprob: finiteLogprob(logprob), bytes: [...bytes] };
+  };
+  return choices.map((c) => ({
+    ...one(c.token, c.logprob),
+    top_logprobs: c.top.map((t) => one(t.token, t.logprob)),
+  }));
+}
+
 /** How an endpoint's answers look. `head` is the fields every object of the answer shares. */
 export interface AnswerShape {
-  /** The non-streamed answer's object, given its text (usage is added after). */
-  whole(text: string, finish: FinishReason): Record<string, unknown>;
+  /**
+   * The non-streamed answer's object, given its text and, when requested, its tokens' log
+   * probabilities (usage is added after).
+   */
+  whole(text: string, finish: FinishReason, logprobs: TokenLogprobEntry[] | null): Record<string, unknown>;
   /** First streamed chunk (e.g. the assistant role), or null. */
   opening(): Record<string, unknown> | null;
-  /** A streamed chunk carrying `text`. */
-  piece(text: string): Record<string, unknown>;
+  /** A streamed chunk carrying `text` (and the log probabilities of its tokens, when requested). */
+  piece(text: string, logprobs: TokenLogprobEntry[] | null): Record<string, unknown>;
   /** The chunk that carries the finish reason. */
   closing(finish: FinishReason): Record<string, unknown>;
   /** The fields of a usage-only chunk besides `usage` (id, object, created, model, choices: []). */
@@ -72,12 +101,21 @@ function routingHeaders(served: Served): Record<string, string> {
   };
 }
 
-const run = (g: Generation, emit: (t: string) => void | Promise<void>) =>
+const run = (
+  g: Generation,
+  emit: (t: string, logprobs: TokenLogprobEntry[] | null) => void | Promise<void>,
+) =>
   complete(
     g.served.variant,
     g.prompt,
     { ...g.options, signal: g.served.abort.signal },
-    emit,
+    (t, choices) =>
+      emit(
+        t,
+        g.options.topLogprobs === null || g.options.topLogprobs === undefined
+          ? null
+          : logprobEntries(g.served.variant.tokenizer, choices),
+      ),
     g.served.prediction.decodeMsPerToken,
   );
 
@@ -90,9 +128,12 @@ export async function respondJson(
 ): Promise<Response> {
   const { served } = g;
   let text = "";
+  const wantLogprobs = g.options.topLogprobs !== null && g.options.topLogprobs !== undefined;
+  const logprobs: TokenLogprobEntry[] = [];
   try {
-    const r = await run(g, (t) => {
+    const r = await run(g, (t, lp) => {
       text += t;
+      if (lp) logprobs.push(...lp);
     });
     observe(services, served.manifest, g.prompt.length, r);
     const headers = routingHeaders(served);
@@ -103,7 +144,10 @@ export async function respondJson(
     });
     if (r.budgetExhausted) headers["X-Budget-Exhausted"] = "true";
     return c.json(
-      { ...shape.whole(text, finishOf(r)), usage: usageOf(g.prompt.length, r.completionTokens) },
+      {
+        ...shape.whole(text, finishOf(r), wantLogprobs ? logprobs : null),
+        usage: usageOf(g.prompt.length, r.completionTokens),
+      },
       200,
       headers,
     );
@@ -127,9 +171,9 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
       const opening = shape.opening();
       if (opening) await send(withUsage(opening));
       // A client found gone aborts the signal, and generation ends at the next token ("abort").
-      const r = await run(g, async (t) => {
-        if (!t || sse.isGone) return;
-        await send(withUsage(shape.piece(t))).catch((e) => {
+      const r = await run(g, async (t, lp) => {
+        if ((!t && !lp?.length) || sse.isGone) return;
+        await send(withUsage(shape.piece(t, lp))).catch((e) => {
           if (!(e instanceof ClientGoneError)) throw e;
         });
       });
