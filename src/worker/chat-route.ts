@@ -2,8 +2,10 @@
  * POST /v1/chat/completions, as a chain: body size limit → JSON parse → zod validation → routing
  * headers → handler (model choice, prompt plan, queue) → JSON or SSE answer (./respond.ts).
  */
+import type { Context } from "hono";
 import { createFactory } from "hono/factory";
-import { renderPrompt } from "../runtime/chat.ts";
+import type { z } from "zod";
+import { type RenderedPrompt, renderPrompt } from "../runtime/chat.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { AppEnv } from "./app-env.ts";
 import { contextOf, planPrompt } from "./chat-prompt.ts";
@@ -16,7 +18,7 @@ import {
   respondStream,
   type TokenLogprobEntry,
 } from "./respond.ts";
-import { routingHeaders } from "./routing-headers.ts";
+import { type RoutingHeaders, routingHeaders } from "./routing-headers.ts";
 import { ChatCompletionRequest } from "./schemas.ts";
 import { tokenizerFor } from "./tokenizers.ts";
 import { refuseUnsupported } from "./unsupported.ts";
@@ -101,64 +103,101 @@ function chatShape(id: string, created: number, model: string, fingerprint: stri
   };
 }
 
+/** What an endpoint hands to `answer`: its validated body, prompt and answer shape. */
+export interface AnswerRequest {
+  body: Parameters<typeof samplingOptions>[0] & {
+    model: string;
+    stream?: boolean | null;
+    stream_options?: { include_usage?: boolean } | null;
+    max_tokens?: number | null;
+    max_completion_tokens?: number | null;
+  };
+  /** The prompt, rendered for the deployment's tokenizer and chat template. */
+  render: (tok: Tokenizer, chatTemplate: string | null) => RenderedPrompt;
+  /** The request field holding the prompt (named by context-length errors). */
+  promptParam: string;
+  /** null = no log probabilities; else how many alternatives per token. */
+  topLogprobs: number | null;
+  idPrefix: string;
+  shape: (id: string, created: number, model: string, fingerprint: string) => AnswerShape;
+}
+
+/**
+ * The shared body of /v1/chat/completions and /v1/completions: model choice, prompt plan, sampling
+ * options (all checked before a variant is taken: a 400 after serve() would hold its queue), then
+ * the queue and a JSON or SSE answer.
+ */
+export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Response> {
+  const started = Date.now();
+  const { body } = req;
+  // Validated by the routingHeaders middleware both endpoints run.
+  const headers = c.req.valid("header" as never) as z.output<typeof RoutingHeaders>;
+  const services = c.var.services;
+  const live = await services.live.get();
+  if (live.variants.length === 0)
+    throw new ApiError(503, "no variants are live", "server_error", "no_variants");
+  const choice = chooseModel(body.model, headers["x-quality-tier"], live);
+
+  // Every live variant of one deployment shares the tokenizer and template of its source model.
+  const first = live.variants[0]!;
+  const tokenizer = await tokenizerFor(services.bucket, first.model.tokenizer.sha256);
+  const sampling = samplingOptions(body, tokenizer);
+  const useCompletion = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null;
+  const { prompt, maxTokens } = planPrompt(
+    req.render(tokenizer, first.model.chatTemplate),
+    tokenizer,
+    contextOf(live.variants, services.engineContext),
+    {
+      value: body.max_completion_tokens ?? body.max_tokens ?? null,
+      param: useCompletion ? "max_completion_tokens" : "max_tokens",
+    },
+    req.promptParam,
+  );
+  const budgetMs = headers["x-latency-budget-ms"];
+  const served = await serve(services, live, choice, {
+    budgetMs,
+    promptTokens: prompt.length,
+    maxTokens,
+    signal: c.req.raw.signal,
+  });
+  // Gone while queued: nobody reads the answer (nginx's 499, "client closed request").
+  if (served === null) return new Response(null, { status: 499 });
+
+  const model = served.manifest.variant;
+  const fingerprint = `shardlm-${live.manifestIds.get(model)!.slice(0, 12)}`;
+  const shape = req.shape(newId(req.idPrefix), Math.floor(started / 1000), model, fingerprint);
+  const g: Generation = {
+    served,
+    prompt,
+    options: {
+      maxTokens,
+      ...sampling,
+      topLogprobs: req.topLogprobs,
+      deadline: budgetMs === null ? null : started + budgetMs,
+    },
+    includeUsage: body.stream_options?.include_usage === true,
+  };
+  return body.stream ? respondStream(c, services, g, shape) : respondJson(c, services, g, shape);
+}
+
 export const chatCompletions = createFactory<AppEnv>().createHandlers(
   bodySizeLimit,
   parseJson,
   refuseUnsupported,
   validJson(ChatCompletionRequest),
   routingHeaders,
-  async (c) => {
-    const started = Date.now();
+  (c) => {
     const body = c.req.valid("json");
-    const headers = c.req.valid("header");
-    const services = c.var.services;
-    const live = await services.live.get();
-    if (live.variants.length === 0)
-      throw new ApiError(503, "no variants are live", "server_error", "no_variants");
-    const choice = chooseModel(body.model, headers["x-quality-tier"], live);
     if (body.logprobs !== true && (body.top_logprobs ?? 0) > 0) {
       throw badRequest("top_logprobs requires logprobs to be true.", "top_logprobs");
     }
-
-    // Every live variant of one deployment shares the tokenizer and template of its source model.
-    const first = live.variants[0]!;
-    const tokenizer = await tokenizerFor(services.bucket, first.model.tokenizer.sha256);
-    // Checked before a variant is taken (a 400 after serve() would hold its queue).
-    const sampling = samplingOptions(body, tokenizer);
-    const useCompletion = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null;
-    const { prompt, maxTokens } = planPrompt(
-      renderPrompt(first.model.chatTemplate, body.messages, tokenizer),
-      tokenizer,
-      contextOf(live.variants, services.engineContext),
-      {
-        value: body.max_completion_tokens ?? body.max_tokens ?? null,
-        param: useCompletion ? "max_completion_tokens" : "max_tokens",
-      },
-    );
-    const budgetMs = headers["x-latency-budget-ms"];
-    const served = await serve(services, live, choice, {
-      budgetMs,
-      promptTokens: prompt.length,
-      maxTokens,
-      signal: c.req.raw.signal,
+    return answer(c, {
+      body,
+      render: (tok, template) => renderPrompt(template, body.messages, tok),
+      promptParam: "messages",
+      topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : null,
+      idPrefix: "chatcmpl",
+      shape: chatShape,
     });
-    // Gone while queued: nobody reads the answer (nginx's 499, "client closed request").
-    if (served === null) return new Response(null, { status: 499 });
-
-    const model = served.manifest.variant;
-    const fingerprint = `shardlm-${live.manifestIds.get(model)!.slice(0, 12)}`;
-    const shape = chatShape(newId("chatcmpl"), Math.floor(started / 1000), model, fingerprint);
-    const g: Generation = {
-      served,
-      prompt,
-      options: {
-        maxTokens,
-        ...sampling,
-        topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : null,
-        deadline: budgetMs === null ? null : started + budgetMs,
-      },
-      includeUsage: body.stream_options?.include_usage === true,
-    };
-    return body.stream ? respondStream(c, services, g, shape) : respondJson(c, services, g, shape);
   },
 );
