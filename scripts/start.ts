@@ -11,8 +11,8 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { downloadHfModel } from "../src/model/hf-hub.ts";
+import { buildPlayground } from "../src/playground/build.ts";
 import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
-import { buildPlayground } from "./build-playground.ts";
 import { DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
 import { buildKernelsWasm } from "./build-wasm.ts";
 import { deploy, deploySummary } from "./deploy.ts";
@@ -42,10 +42,10 @@ async function main(): Promise<void> {
   });
   const log = (m: string) => console.error(m);
   log("building the WASM kernels");
-  await buildKernelsWasm();
-  await buildKernelsWasm({ relaxed: true });
+  const simd = await buildKernelsWasm();
+  const relaxed = await buildKernelsWasm({ relaxed: true });
   log("building the playground");
-  await buildPlayground();
+  await buildPlayground({ relaxed: relaxed.path, simd: simd.path });
 
   const model = await chooseModel(values);
   const persistTo = resolve(values["persist-to"]!);
