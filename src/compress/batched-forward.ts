@@ -12,6 +12,7 @@
 import type { ModelConfig, ModelDescription } from "../format/model.ts";
 import type { WasmKernels } from "../kernels/wasm/index.ts";
 import { loadReferenceWeights } from "../model/reference/weights.ts";
+import type { SyncLogits } from "./evaluate.ts";
 
 /** An activation site (see ActivationSite in the reference) seen for all T positions at once. */
 export type BatchSite = "attn_in" | "attn_out_in" | "ffn_in" | "ffn_down_in" | "output_in";
@@ -131,7 +132,10 @@ export class BatchedForward {
    * Runs `tokens` (one sequence from position 0) and returns the logits [T, vocab] when `logits`,
    * else null. The observer sees every site for all positions.
    */
-  run(tokens: readonly number[], opts: { logits?: boolean; observer?: BatchObserver } = {}): Float32Array | null {
+  run(
+    tokens: readonly number[],
+    opts: { logits?: boolean; observer?: BatchObserver } = {},
+  ): Float32Array | null {
     const c = this.config;
     const T = tokens.length;
     if (T === 0) throw new RangeError("run needs at least one token");
@@ -312,4 +316,27 @@ function cosine(a: Float32Array, b: Float32Array, off: number, n: number): numbe
     bb += b[off + i]! * b[off + i]!;
   }
   return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 1;
+}
+
+/**
+ * Logits computed once (e.g. the original model's, on held-out text) played back as a SyncLogits in
+ * the same sequence order, so every variant is compared against them without rerunning the model.
+ */
+export function recordedLogits(
+  forward: BatchedForward,
+  sequences: readonly (readonly number[])[],
+): SyncLogits<{ seq: number; t: number }> {
+  const vocab = forward.config.vocabSize;
+  const rows = sequences.map((s) => forward.run(s, { logits: true })!);
+  let next = 0;
+  return {
+    newState: () => ({ seq: next++ % rows.length, t: 0 }),
+    forward: (state, tokenId) => {
+      const seq = sequences[state.seq]!;
+      if (seq[state.t] !== tokenId) throw new Error("recordedLogits: played back out of order");
+      const row = rows[state.seq]!.subarray(state.t * vocab, (state.t + 1) * vocab);
+      state.t++;
+      return row;
+    },
+  };
 }

@@ -10,10 +10,23 @@ import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
-import { CALIBRATION_TEXT, calibrate, calibrationSequences, type Log } from "../compress/calibration.ts";
-import { compressVariant } from "../compress/compress-variant.ts";
-import { engineFor, measureQuality, measureSpeed } from "../compress/measure.ts";
+import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
+import { type Manifest, R2Keys } from "../format/manifest.ts";
+import { type ModelDescription, ModelImportError, parameterCount } from "../format/model.ts";
+import { packWeights } from "../format/pack.ts";
+import { loadKernelsNode } from "../kernels/wasm/node.ts";
+import { loadModel } from "../model/import/index.ts";
+import { MODEL_SHAPES, type ModelShape, syntheticModel } from "../model/synthetic.ts";
+import { BatchedForward, recordedLogits } from "./batched-forward.ts";
+import {
+  CALIBRATION_TEXT,
+  type CalibrationStats,
+  calibrationSequences,
+  collectCalibrationStatsBatched,
+  type Log,
+} from "./calibration.ts";
+import { compressVariant } from "./compress-variant.ts";
+import { engineFor, measureQuality, measureSpeed } from "./measure.ts";
 import {
   putContent,
   putManifest,
@@ -22,32 +35,15 @@ import {
   readVariantsIndex,
   type VariantsIndex,
   writeVariantsIndex,
-} from "../compress/variant-store.ts";
-import {
-  ConfigError,
-  readVariantsFile,
-  type VariantConfig,
-  type VariantsFile,
-} from "../compress/variants-config.ts";
-import { type Manifest, R2Keys } from "../format/manifest.ts";
-import { type ModelDescription, ModelImportError, parameterCount } from "../format/model.ts";
-import { packWeights } from "../format/pack.ts";
-import { loadModel } from "../model/import/index.ts";
-import { MODEL_SHAPES, type ModelShape, syntheticModel } from "../model/synthetic.ts";
+} from "./variant-store.ts";
+import { readVariantsFile, type VariantConfig, type VariantsFile } from "./variants-config.ts";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-/** The offline fallback model (a 260K-parameter toy); the real default comes from fetch-model. */
-export const TINY_MODEL = resolve(root, "../shared/models/stories260K.gguf");
-export const DEFAULT_MODEL = TINY_MODEL;
 export const DEFAULT_CONFIG = join(root, "config/variants.json");
 export const DEFAULT_OUT = join(root, "variants");
 
 /** The code that decides a variant's bytes and measurements (not deploy, CLI or table code). */
-const PIPELINE_SOURCES = [
-  "src/compress",
-  "src/format",
-  "src/model/synthetic.ts",
-];
+const PIPELINE_SOURCES = ["src/compress", "src/format", "src/model/synthetic.ts"];
 
 /** Hash of the code that decides what a variant's bytes are: change it and variants rebuild. */
 export function pipelineVersion(): string {
@@ -128,10 +124,33 @@ function inputKey(sourceSha: string, v: VariantConfig, file: VariantsFile, pipel
 }
 
 export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
-  const log = opts.log ?? ((m: string) => console.error(m));
+  const log = withProgress(opts.log ?? ((m: string) => console.error(m)));
   const file = readVariantsFile(opts.config);
   log(`loading ${opts.model}`);
   const { original, source } = await loadSource(opts.model);
+  // One WASM instance: the original model's fp32 weights stay resident (calibration, reference
+  // logits); a pruned model's are allocated above them for its recalibration and released.
+  const kernels = await loadKernelsNode(await ensureKernelsWasm());
+  let forward: BatchedForward | null = null;
+  const originalForward = () => {
+    forward ??= new BatchedForward(kernels, original);
+    return forward;
+  };
+  const calibrateBatched = (model: ModelDescription, fwd?: BatchedForward): CalibrationStats => {
+    const mark = kernels.mark();
+    try {
+      const f = fwd ?? new BatchedForward(kernels, model);
+      const seqs = calibrationSequences(model, {
+        source: file.calibration.source,
+        maxTokens: file.calibration.maxTokens,
+        seed: file.seed,
+      });
+      return collectCalibrationStatsBatched(f, seqs, { log: log.every(8) });
+    } finally {
+      if (!fwd) kernels.release(mark);
+    }
+  };
+  let referenceLogits: ReturnType<typeof recordedLogits> | null = null;
   const pipeline = pipelineVersion();
   const previous = readVariantsIndex(opts.out);
   const index: VariantsIndex = { format: "shardlm-variants", variants: {}, inputs: {} };
@@ -141,7 +160,7 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
     textPath: CALIBRATION_TEXT.heldout,
     maxTokens: file.evaluation.maxTokens,
   });
-  let stats: ReturnType<typeof calibrate> | null = null;
+  let stats: CalibrationStats | null = null;
 
   for (const v of file.variants) {
     const key = inputKey(source.sha256, v, file, pipeline);
@@ -162,19 +181,27 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
     log(`${v.name} (${v.tier}): building`);
     if (!stats) {
       log("  calibrating the original model");
-      stats = calibrate(original, {
-        source: file.calibration.source,
-        maxTokens: file.calibration.maxTokens,
-        seed: file.seed,
-      });
+      stats = calibrateBatched(original, originalForward());
     }
-    const compressed = compressVariant(original, stats, v, file, (m) => log(`  ${m}`));
+    log.startStage(v.name, original.config.numLayers * 7);
+    const compressed = compressVariant(
+      original,
+      stats,
+      v,
+      file,
+      (m) => log(`  ${m}`),
+      (m) => calibrateBatched(m),
+    );
     const { table, data } = packWeights(compressed.model, compressed.tensors);
     log(
       `  packed ${(data.byteLength / 1e6).toFixed(2)} MB; measuring quality on ${heldout.length} held-out sequences`,
     );
     const engine = await engineFor(table, data);
-    const quality = measureQuality(original, engine, heldout);
+    if (!referenceLogits) {
+      log("  original model's logits on the held-out text (once, for every variant)");
+      referenceLogits = recordedLogits(originalForward(), heldout);
+    }
+    const quality = measureQuality(referenceLogits, engine, heldout);
     log(
       `  KL ${quality.klMean.toFixed(4)}, top-1 ${(quality.top1Agreement * 100).toFixed(1)}%, ppl ${quality.perplexity.toFixed(2)} (original ${quality.referencePerplexity.toFixed(2)})`,
     );
@@ -224,4 +251,45 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
   }
   writeVariantsIndex(opts.out, index);
   return { out: opts.out, index, rows };
+}
+
+type ProgressLog = Log & {
+  /** Starts counting `quantize:` lines of one variant (`total` expected) for an ETA. */
+  startStage(name: string, total: number): void;
+  /** A log that passes only every n-th line (and the last of a run is not known: keep n small). */
+  every(n: number): Log;
+};
+
+/** Prefixes lines with the elapsed time; `quantize:` lines get "i/n, ETA" within the variant. */
+function withProgress(log: Log): ProgressLog {
+  const t0 = performance.now();
+  let stage = { name: "", total: 0, done: 0, start: 0 };
+  const stamp = () => {
+    const s = Math.round((performance.now() - t0) / 1000);
+    return `[${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}]`;
+  };
+  const out = ((m: string) => {
+    if (stage.total > 0 && m.trimStart().startsWith("quantize:")) {
+      stage.done++;
+      const spent = (performance.now() - stage.start) / 1000;
+      const eta = (spent / stage.done) * Math.max(0, stage.total - stage.done);
+      if (stage.done % 7 === 0 || stage.done === stage.total) {
+        log(
+          `${stamp()} ${stage.name}: quantized ${stage.done}/${stage.total} tensors, ETA ${eta.toFixed(0)} s for this variant`,
+        );
+      }
+      return;
+    }
+    log(`${stamp()} ${m}`);
+  }) as ProgressLog;
+  out.startStage = (name, total) => {
+    stage = { name, total, done: 0, start: performance.now() };
+  };
+  out.every = (n) => {
+    let i = 0;
+    return (m) => {
+      if (i++ % n === 0) out(m);
+    };
+  };
+  return out;
 }

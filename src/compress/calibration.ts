@@ -11,11 +11,11 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import type { ModelDescription } from "../format/model.ts";
-import type { BatchedForward, BatchSite } from "./batched-forward.ts";
 import { ReferenceModel } from "../model/reference/index.ts";
 import type { ActivationObserver, ActivationSite } from "../model/reference/transformer.ts";
 import { createSampler } from "../runtime/sampler.ts";
 import { createTokenizer } from "../runtime/tokenizer/index.ts";
+import type { BatchedForward, BatchSite } from "./batched-forward.ts";
 
 export type Log = (message: string) => void;
 
@@ -284,7 +284,8 @@ export function collectCalibrationStatsBatched(
     site(layer: number, site: BatchSite, values: Float32Array, rows: number, cols: number) {
       const s = statsOf(layer, site);
       forward.addGram(values, rows, cols, s.gram);
-      for (let t = 0; t < rows; t++) for (let k = 0; k < cols; k++) s.absSum[k]! += Math.abs(values[t * cols + k]!);
+      for (let t = 0; t < rows; t++)
+        for (let k = 0; k < cols; k++) s.absSum[k]! += Math.abs(values[t * cols + k]!);
       s.rows += rows;
     },
     blockCosines(layer: number, cosines: Float64Array) {
