@@ -241,7 +241,7 @@ async function build(
   }
   log(`build: ${opts.model} with ${opts.config} -> ${opts.out}`);
   // Imported here: the build pulls in the AssemblyScript compiler (seconds), which errors need not wait for.
-  const { buildVariants } = await import("./build-variants.ts");
+  const { buildVariants } = await import("../src/compress/build-variants.ts");
   try {
     const r = await buildVariants({
       model: opts.model,
@@ -465,13 +465,18 @@ async function main(): Promise<void> {
   const defaults =
     flags.out && (skipBuild || (flags.model && flags.config))
       ? null
-      : await import("./build-variants.ts").then((m) => ({
-          model: m.DEFAULT_MODEL,
+      : await import("../src/compress/build-variants.ts").then((m) => ({
           config: m.DEFAULT_CONFIG,
           out: m.DEFAULT_OUT,
         }));
+  const model =
+    flags.model ??
+    process.env.SHARDLM_MODEL ??
+    (skipBuild
+      ? ""
+      : (await import("../src/model/default-model.ts").then((m) => m.resolveDefaultModel())).path);
   const opts: DeployOptions = {
-    model: modelPath(flags.model ?? process.env.SHARDLM_MODEL ?? defaults?.model ?? ""),
+    model: modelPath(model),
     config: resolve(flags.config ?? defaults?.config ?? ""),
     out: resolve(flags.out ?? defaults!.out),
     force: flags.force === true,

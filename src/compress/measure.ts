@@ -27,12 +27,13 @@ export async function engineFor(
 
 /** KL(original || variant), top-1 agreement and both perplexities, teacher-forced on `sequences`. */
 export function measureQuality<S>(
-  original: ModelDescription,
+  original: ModelDescription | SyncLogits<unknown>,
   engine: SyncLogits<S> & { readonly maxContext: number },
   sequences: readonly (readonly number[])[],
 ): QualityMetrics {
   const fitting = sequences.map((s) => s.slice(0, engine.maxContext));
-  const c = compareLogits(new ReferenceModel(original), engine, fitting);
+  const reference = "tensors" in original ? new ReferenceModel(original) : original;
+  const c = compareLogits(reference, engine, fitting);
   if (c.reference.tokens === 0) throw new Error("measureQuality: no evaluation positions");
   return {
     klMean: Math.max(0, c.meanKl),
