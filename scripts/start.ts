@@ -10,12 +10,13 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { buildKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { downloadHfModel } from "../src/model/hf-hub.ts";
 import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
+import { deploy } from "../src/publish/deploy.ts";
 import { buildPlayground } from "./build-playground.ts";
-import { DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
-import { buildKernelsWasm } from "./build-wasm.ts";
-import { deploy, deploySummary } from "./deploy.ts";
+import { buildVariants, DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
+import { deploySummary } from "./deploy.ts";
 
 async function chooseModel(flags: { model?: string; hf?: string }): Promise<string> {
   const explicit = flags.model ?? process.env.SHARDLM_MODEL;
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
       model,
       config: resolve(values.config!),
       out: resolve(values.out!),
+      build: buildVariants,
       log,
     });
     console.log(deploySummary(result));
