@@ -9,7 +9,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type Plugin } from "esbuild";
-import { ensureKernelsWasm } from "./build-wasm.ts";
+import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const PLAYGROUND_ENGINE_PATH = path.join(root, "build/playground/engine.js.txt");

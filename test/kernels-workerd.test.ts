@@ -8,8 +8,8 @@ import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
 import { type Int4GroupSize, type Int8GroupSize, quantizeInt8Rtn, quantizeRtn } from "../src/format/int4.ts";
+import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
 import { loadTestKernels, randn, relErr } from "./kernels-helpers.ts";
 

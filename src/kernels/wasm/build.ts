@@ -1,16 +1,16 @@
 /**
- * Builds the AssemblyScript SIMD kernels from src/kernels/wasm/assembly/index.ts:
+ * Builds the AssemblyScript SIMD kernels from src/kernels/wasm/assembly/index.ts (Node only):
  *   build/wasm/kernels.wasm          SIMD128 (runs everywhere, Node 20 included)
  *   build/wasm/kernels-relaxed.wasm  SIMD128 + relaxed SIMD (workerd; Node 20 needs --experimental-wasm-relaxed-simd)
- *   npx tsx scripts/build-wasm.ts [--wat]      (npm run build:wasm)
- * Also imported by the kernel tests (`ensureKernelsWasm`) so a fresh clone builds on first test run.
+ * CLI: scripts/build-wasm.ts (npm run build:wasm). The tests and benches call `ensureKernelsWasm` so a
+ * fresh clone builds on first use.
  */
 import { mkdir, readdir, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import asc from "assemblyscript/asc";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const sourceDir = path.join(root, "src/kernels/wasm/assembly");
 const entry = path.join(sourceDir, "index.ts");
 export const KERNELS_WASM_PATH = path.join(root, "build/wasm/kernels.wasm");
@@ -79,13 +79,4 @@ export async function ensureKernelsWasm(opts: { relaxed?: boolean } = {}): Promi
   const built = await stat(target).catch(() => null);
   if (!built || built.mtimeMs < (await newestSourceMtime())) await buildKernelsWasm(opts);
   return target;
-}
-
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  for (const relaxed of [false, true]) {
-    const t0 = performance.now();
-    const file = await buildKernelsWasm({ wat: process.argv.includes("--wat"), relaxed });
-    const size = (await stat(file)).size;
-    console.log(`${path.relative(root, file)}: ${size} bytes in ${(performance.now() - t0).toFixed(0)} ms`);
-  }
 }
