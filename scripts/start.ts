@@ -12,9 +12,9 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { downloadHfModel } from "../src/model/hf-hub.ts";
+import { buildPlayground } from "../src/playground/build.ts";
 import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
 import { deploy } from "../src/publish/deploy.ts";
-import { buildPlayground } from "./build-playground.ts";
 import { buildVariants, DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
 import { deploySummary } from "./deploy.ts";
 
@@ -43,10 +43,10 @@ async function main(): Promise<void> {
   });
   const log = (m: string) => console.error(m);
   log("building the WASM kernels");
-  await buildKernelsWasm();
-  await buildKernelsWasm({ relaxed: true });
+  const simd = await buildKernelsWasm();
+  const relaxed = await buildKernelsWasm({ relaxed: true });
   log("building the playground engine bundle");
-  await buildPlayground();
+  await buildPlayground({ relaxed, simd });
 
   const model = await chooseModel(values);
   const persistTo = resolve(values["persist-to"]!);

@@ -22,11 +22,14 @@ export const LAYER_RULES: Record<string, readonly string[]> = {
   "src/model": ["src/format", "src/runtime"],
   "src/compress": ["src/format", "src/kernels", "src/runtime", "src/model"],
   "src/publish": ["src/format", "src/compress"],
-  "src/bench": ["src/format", "src/kernels", "src/runtime", "src/model", "src/compress"],
+  // The bench also serves a built variant set from local R2 (publish) to time the API.
+  "src/bench": ["src/format", "src/kernels", "src/runtime", "src/model", "src/compress", "src/publish"],
   scripts: [
     "src/format",
     "src/kernels",
     "src/runtime",
+    "src/worker",
+    "src/playground",
     "src/model",
     "src/compress",
     "src/publish",
