@@ -7,6 +7,7 @@
  */
 
 import { randn, relErr } from "../src/bench/data.ts";
+import { matvecInt8Array } from "../src/bench/kernel-arrays.ts";
 import { type OrtMatMul, ortMatMulNBits } from "../src/bench/ort-matmul.ts";
 import {
   type Int4GroupSize,
@@ -231,7 +232,7 @@ if (section("int8")) {
       const p = quantizeInt8Rtn(w, N, K, { groupSize: gs });
       const bytes = p.data.byteLength + p.scales.byteLength;
       const t = kern.uploadInt8(p);
-      const err = relErr(kern.matvecInt8Array(t, x, "q8"), kern.matvecInt8Array(t, x, "f32"));
+      const err = relErr(matvecInt8Array(kern, t, x, "q8"), matvecInt8Array(kern, t, x, "f32"));
       if (err > 0.02) console.warn(`  int8 q8 vs f32 disagree on ${N}x${K}: ${err}`);
       const usQ = await time(() => kern.matvecInt8Q8(t, q8, y));
       const usF = await time(() => kern.matvecInt8(t, xp, y));

@@ -43,8 +43,8 @@ async function main(): Promise<void> {
   });
   const log = (m: string) => console.error(m);
   log("building the WASM kernels");
-  const simd = await buildKernelsWasm();
-  const relaxed = await buildKernelsWasm({ relaxed: true });
+  const simd = (await buildKernelsWasm()).path;
+  const relaxed = (await buildKernelsWasm({ relaxed: true })).path;
   log("building the playground engine bundle");
   await buildPlayground({ relaxed, simd });
 
