@@ -1,5 +1,5 @@
 /**
- * Builds the kernels if stale, then the playground's engine bundle (src/playground/build.ts).
+ * Builds the kernels if stale, then the playground (src/playground/build.ts) into build/playground/.
  *   npx tsx scripts/build-playground.ts      (npm run build:playground)
  */
 import { statSync } from "node:fs";
@@ -8,9 +8,11 @@ import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { buildPlayground } from "../src/playground/build.ts";
 
 const t0 = performance.now();
-const file = await buildPlayground({
+const files = await buildPlayground({
   relaxed: await ensureKernelsWasm({ relaxed: true }),
   simd: await ensureKernelsWasm(),
 });
-const kib = (statSync(file).size / 1024).toFixed(0);
-console.log(`${path.relative(process.cwd(), file)}  ${kib} KiB  ${(performance.now() - t0).toFixed(0)} ms`);
+for (const file of files) {
+  console.log(`${path.relative(process.cwd(), file)}  ${(statSync(file).size / 1024).toFixed(1)} KiB`);
+}
+console.log(`built in ${(performance.now() - t0).toFixed(0)} ms`);

@@ -15,6 +15,9 @@ import { startWorkerd } from "./workerd-host.ts";
 
 const WORKER = fileURLToPath(new URL("../worker/index.ts", import.meta.url));
 
+/** Rate-limit bindings by name, as wrangler.toml's [[ratelimits]] declare them. */
+export type RateLimits = Record<string, { simple: { limit: number; period: 10 | 60 } }>;
+
 export interface ApiServer {
   mf: Miniflare;
   url: URL;
@@ -36,6 +39,7 @@ export function workerCompatibilityFlags(): string[] {
 export async function startLocalApi(
   variants: { dir: string; index: VariantsIndex },
   bindings: Record<string, string> = {},
+  ratelimits?: RateLimits,
 ): Promise<ApiServer> {
   const { dir, index } = variants;
   // The worker on its own socket, as in production: client disconnects reach it (request.signal).
@@ -46,6 +50,7 @@ export async function startLocalApi(
     http: true,
     direct: true,
     compatibilityFlags: workerCompatibilityFlags(),
+    ...(ratelimits ? { ratelimits } : {}),
   });
   const url = await mf.unsafeGetDirectURL();
   const bucket = miniflareBucket(await mf.getR2Bucket("SHARDS"));

@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { buildVariants, DEFAULT_CONFIG } from "../../scripts/build-variants.ts";
-import { type ApiServer, startLocalApi } from "../../src/bench/local-api.ts";
+import { type ApiServer, type RateLimits, startLocalApi } from "../../src/bench/local-api.ts";
 import type { VariantsIndex } from "../../src/compress/variant-store.ts";
 import { sharedModelPath } from "./paths.ts";
 
@@ -25,6 +25,9 @@ export async function buildTestVariants(): Promise<{ dir: string; index: Variant
 }
 
 /** The API over the cached stories260K test variants (built on first use). */
-export async function startApiServer(bindings: Record<string, string> = {}): Promise<ApiServer> {
-  return startLocalApi(await buildTestVariants(), bindings);
+export async function startApiServer(
+  bindings: Record<string, string> = {},
+  ratelimits?: RateLimits,
+): Promise<ApiServer> {
+  return startLocalApi(await buildTestVariants(), bindings, ratelimits);
 }
