@@ -1,11 +1,11 @@
 /**
- * Builds the kernels if stale, then the playground (src/playground/build.ts).
+ * Builds the kernels if stale, then the playground (src/playground/build.ts) into build/playground/.
  *   npx tsx scripts/build-playground.ts      (npm run build:playground)
  */
 import { statSync } from "node:fs";
 import path from "node:path";
+import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { buildPlayground } from "../src/playground/build.ts";
-import { ensureKernelsWasm } from "./build-wasm.ts";
 
 const t0 = performance.now();
 const files = await buildPlayground({

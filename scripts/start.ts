@@ -10,13 +10,14 @@
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_CONFIG, DEFAULT_OUT } from "../src/compress/build-variants.ts";
+import { buildVariants, DEFAULT_CONFIG, DEFAULT_OUT } from "../src/compress/build-variants.ts";
+import { buildKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { resolveDefaultModel } from "../src/model/default-model.ts";
 import { downloadHfModel } from "../src/model/hf-hub.ts";
 import { buildPlayground } from "../src/playground/build.ts";
 import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
-import { buildKernelsWasm } from "./build-wasm.ts";
-import { deploy, deploySummary } from "./deploy.ts";
+import { deploy } from "../src/publish/deploy.ts";
+import { deploySummary } from "./deploy.ts";
 
 async function chooseModel(flags: { model?: string; hf?: string }): Promise<string> {
   const explicit = flags.model ?? process.env.SHARDLM_MODEL;
@@ -40,10 +41,10 @@ async function main(): Promise<void> {
   });
   const log = (m: string) => console.error(m);
   log("building the WASM kernels");
-  const simd = await buildKernelsWasm();
-  const relaxed = await buildKernelsWasm({ relaxed: true });
+  const simd = (await buildKernelsWasm()).path;
+  const relaxed = (await buildKernelsWasm({ relaxed: true })).path;
   log("building the playground");
-  await buildPlayground({ relaxed: relaxed.path, simd: simd.path });
+  await buildPlayground({ relaxed, simd });
 
   const model = await chooseModel(values);
   const persistTo = resolve(values["persist-to"]!);
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
       model,
       config: resolve(values.config!),
       out: resolve(values.out!),
+      build: buildVariants,
       log,
     });
     console.log(deploySummary(result));

@@ -5,8 +5,8 @@
  * blocked prefill, and the per-op profile.
  */
 
-import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
 import { TensorNames } from "../format/model.ts";
+import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import type { WasmKernels } from "../kernels/wasm/index.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { WasmEngine, type WasmEngineOptions } from "../runtime/wasm/engine.ts";

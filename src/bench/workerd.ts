@@ -9,7 +9,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
-import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
+import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
 import { contextSizeFor } from "./wasm-node.ts";
 import { startWorkerd } from "./workerd-host.ts";

@@ -6,9 +6,9 @@
  * 4.5 bits per linear weight, same int8 embeddings and head).
  */
 
-import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
 import { type ModelDescription, memoryTensor, parameterCount, TensorNames } from "../format/model.ts";
 import { packWeights } from "../format/pack.ts";
+import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { loadModel } from "../model/import/index.ts";
 import { BatchedForward, recordedLogits } from "./batched-forward.ts";

@@ -3,10 +3,10 @@
  * quality against the original model (reference fp32 pass) on held-out text, and speed.
  */
 import { cpus } from "node:os";
-import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
 import type { QualityMetrics, SpeedProfile } from "../format/manifest.ts";
 import type { ModelDescription } from "../format/model.ts";
 import type { WeightTable } from "../format/weights.ts";
+import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { ReferenceModel } from "../model/reference/index.ts";
 import { argmax } from "../runtime/sampler.ts";
