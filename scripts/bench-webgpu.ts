@@ -1,6 +1,6 @@
 /**
  * WebGPU engine decode / prefill speed on this machine's adapter (lavapipe on GPU-less boxes: CPU
- * Vulkan, slow but honest), through benchWebgpuDecode (src/engine/webgpu/bench.ts), which the main
+ * Vulkan, slow but honest), through benchWebgpuDecode (src/bench/webgpu-engine.ts), which the main
  * bench (scripts/bench.ts) can call for `shardlm-webgpu` rows.
  *
  *   npx tsx scripts/bench-webgpu.ts [stories260K|stories15M|stories110M|SmolLM2-135M ...]
@@ -8,11 +8,11 @@
  */
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadModel } from "../src/engine/import/index.ts";
-import { benchWebgpuDecode } from "../src/engine/webgpu/bench.ts";
+import { benchWebgpuDecode } from "../src/bench/webgpu-engine.ts";
 import { packWeights, quantizeModelRtn } from "../src/format/pack.ts";
 import { requestNodeDevice } from "../src/kernels/webgpu/node.ts";
-import { MODEL_SHAPES, type ModelShape, syntheticModel } from "./lib/synthetic-model.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { MODEL_SHAPES, type ModelShape, syntheticModel } from "../src/model/synthetic.ts";
 
 const root = resolve(fileURLToPath(import.meta.url), "../..");
 const args = process.argv.slice(2);

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: shardlm's WASM-SIMD (and WebGPU) int4 engines against onnxruntime-web, node-llama-cpp and the fp32
- * reference, on synthetic weights in real model shapes (scripts/lib/synthetic-model.ts).
+ * reference, on synthetic weights in real model shapes (src/model/synthetic.ts).
  *   npm run bench [-- --json] [--quick] [--shapes stories15M,stories110M,SmolLM2-135M]
  *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref]
  *                 [--no-profile] [--no-kernels] [--no-relaxed]
@@ -11,14 +11,31 @@
  * --experimental-wasm-relaxed-simd for its own process (--no-relaxed: don't).
  */
 import os from "node:os";
+import {
+  type BenchOptions,
+  type BenchRow,
+  ENGINES,
+  forgetShape,
+  log,
+  packedShape,
+} from "../src/bench/common.ts";
+import { innermostLoops, type LoopCount } from "../src/bench/instructions.ts";
+import { type KernelRow, kernelTable } from "../src/bench/kernel-table.ts";
+import { llamaRow } from "../src/bench/llama.ts";
+import { ortRow } from "../src/bench/ort.ts";
+import { type PairedDecode, pairedDecode } from "../src/bench/paired.ts";
+import { referenceRow } from "../src/bench/reference.ts";
+import {
+  enableRelaxedSimd,
+  type OpProfile,
+  type PrefillComparison,
+  wasmNodeRows,
+  wasmProfile,
+} from "../src/bench/wasm-node.ts";
+import { webgpuRow } from "../src/bench/webgpu.ts";
+import { WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
-import { type BenchOptions, type BenchRow, ENGINES, forgetShape, log, packedShape } from "./bench/common.ts";
-import { innermostLoops, type LoopCount } from "./bench/instructions.ts";
-import { type KernelRow, kernelTable } from "./bench/kernel-table.ts";
-import { llamaRow } from "./bench/llama.ts";
-import { ortRow } from "./bench/ort.ts";
-import { type PairedDecode, pairedDecode } from "./bench/paired.ts";
-import { referenceRow } from "./bench/reference.ts";
+import { MODEL_SHAPES, type ModelShape } from "../src/model/synthetic.ts";
 import {
   decodeTargets,
   kernelReport,
@@ -30,17 +47,7 @@ import {
   targetReport,
   targets,
 } from "./bench/report.ts";
-import {
-  enableRelaxedSimd,
-  type OpProfile,
-  type PrefillComparison,
-  wasmNodeRows,
-  wasmProfile,
-} from "./bench/wasm-node.ts";
-import { webgpuRow } from "./bench/webgpu.ts";
-import { WorkerdBench, workerdKernelTables } from "./bench/workerd.ts";
 import { ensureKernelsWasm } from "./build-wasm.ts";
-import { MODEL_SHAPES, type ModelShape } from "./lib/synthetic-model.ts";
 
 const ALL_ENGINES = [...ENGINES, "workerd"] as const;
 

@@ -3,7 +3,7 @@
  *
  * Turns a model into the compressed variants the API serves: calibrate, prune + heal, error-aware
  * int4, then shards + manifest with measured quality (vs the original, on held-out text) and speed
- * (the WASM engine, single thread). Output mirrors the R2 layout (see scripts/lib/variant-store.ts).
+ * (the WASM engine, single thread). Output mirrors the R2 layout (see src/compress/variant-store.ts).
  * A variant whose inputs (model hash, its config, calibration, pipeline code) are unchanged is reused.
  */
 import { createHash } from "node:crypto";
@@ -11,14 +11,9 @@ import { createReadStream, existsSync, readdirSync, readFileSync, statSync } fro
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { loadModel } from "../src/engine/import/index.ts";
-import { type ModelDescription, ModelImportError, parameterCount } from "../src/engine/model.ts";
-import { type Manifest, R2Keys } from "../src/format/manifest.ts";
-import { packWeights } from "../src/format/pack.ts";
-import { compressVariant } from "./lib/compress.ts";
-import { engineFor, measureQuality, measureSpeed } from "./lib/measure.ts";
-import { MODEL_SHAPES, type ModelShape, syntheticModel } from "./lib/synthetic-model.ts";
-import { table } from "./lib/table.ts";
+import { CALIBRATION_TEXT, calibrate, calibrationSequences, type Log } from "../src/compress/calibration.ts";
+import { compressVariant } from "../src/compress/compress-variant.ts";
+import { engineFor, measureQuality, measureSpeed } from "../src/compress/measure.ts";
 import {
   putContent,
   putManifest,
@@ -27,14 +22,19 @@ import {
   readVariantsIndex,
   type VariantsIndex,
   writeVariantsIndex,
-} from "./lib/variant-store.ts";
+} from "../src/compress/variant-store.ts";
 import {
   ConfigError,
   readVariantsFile,
   type VariantConfig,
   type VariantsFile,
-} from "./lib/variants-config.ts";
-import { CALIBRATION_TEXT, calibrate, calibrationSequences, type Log } from "./pipeline/calibration.ts";
+} from "../src/compress/variants-config.ts";
+import { type Manifest, R2Keys } from "../src/format/manifest.ts";
+import { type ModelDescription, ModelImportError, parameterCount } from "../src/format/model.ts";
+import { packWeights } from "../src/format/pack.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { MODEL_SHAPES, type ModelShape, syntheticModel } from "../src/model/synthetic.ts";
+import { table } from "./lib/table.ts";
 
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
 export const DEFAULT_MODEL = resolve(root, "../shared/models/stories260K.gguf");
@@ -43,13 +43,9 @@ export const DEFAULT_OUT = join(root, "variants");
 
 /** The code that decides a variant's bytes and measurements (not deploy, CLI or table code). */
 const PIPELINE_SOURCES = [
-  "scripts/pipeline",
+  "src/compress",
   "src/format",
-  "scripts/lib/compress.ts",
-  "scripts/lib/measure.ts",
-  "scripts/lib/synthetic-model.ts",
-  "scripts/lib/variants-config.ts",
-  "scripts/lib/variant-store.ts",
+  "src/model/synthetic.ts",
   "scripts/build-variants.ts",
 ];
 

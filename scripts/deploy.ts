@@ -16,18 +16,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
+import { readVariantsIndex, sha256Hex, type VariantsIndex } from "../src/compress/variant-store.ts";
+import { readVariantsFile } from "../src/compress/variants-config.ts";
 import { LivePointer, Manifest, R2Keys } from "../src/format/manifest.ts";
-import type { Bucket } from "./deploy/buckets.ts";
-import {
-  BUCKET_OPTIONS,
-  BUCKET_USAGE,
-  bucketFromFlags,
-  humanBytes,
-  mb,
-  parseFlags,
-  runMain,
-  table,
-} from "./deploy/cli.ts";
+import type { Bucket } from "../src/publish/buckets.ts";
 import {
   checkComplete,
   DeployError,
@@ -42,9 +34,17 @@ import {
   switchLive,
   type VariantSummary,
   writeDeployment,
-} from "./deploy/history.ts";
-import { readVariantsIndex, sha256Hex, type VariantsIndex } from "./lib/variant-store.ts";
-import { readVariantsFile } from "./lib/variants-config.ts";
+} from "../src/publish/history.ts";
+import {
+  BUCKET_OPTIONS,
+  BUCKET_USAGE,
+  bucketFromFlags,
+  humanBytes,
+  mb,
+  parseFlags,
+  runMain,
+  table,
+} from "./deploy/cli.ts";
 
 export interface LocalObject {
   key: string;

@@ -8,16 +8,16 @@
  * 4.5 bits per linear weight, same int8 embeddings and head).
  */
 import { parseArgs } from "node:util";
-import { loadModel } from "../src/engine/import/index.ts";
-import { type ModelDescription, memoryTensor, parameterCount, TensorNames } from "../src/engine/model.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
+import { CALIBRATION_TEXT, calibrate, calibrationSequences } from "../src/compress/calibration.ts";
+import { llamaCppQ4_0 } from "../src/compress/llama-cpp-q4-0.ts";
+import { engineFor, measureQuality, measureSpeed } from "../src/compress/measure.ts";
+import { dequantizedModel, withTensors } from "../src/compress/model-edit.ts";
+import { quantizeModel } from "../src/compress/quantize.ts";
+import { type ModelDescription, memoryTensor, parameterCount, TensorNames } from "../src/format/model.ts";
 import { packWeights } from "../src/format/pack.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
 import { buildVariants, DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
-import { engineFor, measureQuality, measureSpeed } from "./lib/measure.ts";
-import { CALIBRATION_TEXT, calibrate, calibrationSequences } from "./pipeline/calibration.ts";
-import { llamaCppQ4_0 } from "./pipeline/llama-cpp-q4-0.ts";
-import { dequantizedModel, withTensors } from "./pipeline/model-edit.ts";
-import { quantizeModel } from "./pipeline/quantize.ts";
 
 export interface EvalRow {
   variant: string;

@@ -9,7 +9,14 @@
  * names something deleted.
  */
 import { z } from "zod";
-import type { Bucket, ListedObject } from "./deploy/buckets.ts";
+import type { Bucket, ListedObject } from "../src/publish/buckets.ts";
+import {
+  DeployError,
+  deploymentKey,
+  readHistory,
+  readLive,
+  referencedObjects,
+} from "../src/publish/history.ts";
 import {
   BUCKET_OPTIONS,
   BUCKET_USAGE,
@@ -19,7 +26,6 @@ import {
   parseFlags,
   runMain,
 } from "./deploy/cli.ts";
-import { DeployError, deploymentKey, readHistory, readLive, referencedObjects } from "./deploy/history.ts";
 
 export interface GcOptions {
   /** Newest deployment records kept (the live one is always kept too). */

@@ -2,13 +2,14 @@
  * `npm run inspect -- <model path>`: what a model file holds — architecture, parameter count,
  * a tensor table and a tokenizer summary. Reads metadata and tensor headers only; no weights.
  */
-import { loadModel } from "../src/engine/import/index.ts";
+
 import {
   type ModelDescription,
   ModelImportError,
   parameterCount,
   type TokenizerSpec,
-} from "../src/engine/model.ts";
+} from "../src/format/model.ts";
+import { loadModel } from "../src/model/import/index.ts";
 import { table } from "./lib/table.ts";
 
 function formatBytes(n: number): string {

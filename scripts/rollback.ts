@@ -8,8 +8,7 @@
  */
 import { z } from "zod";
 import { LivePointer } from "../src/format/manifest.ts";
-import type { Bucket } from "./deploy/buckets.ts";
-import { BUCKET_OPTIONS, BUCKET_USAGE, bucketFromFlags, IntFlag, parseFlags, runMain } from "./deploy/cli.ts";
+import type { Bucket } from "../src/publish/buckets.ts";
 import {
   checkComplete,
   DeployError,
@@ -21,7 +20,8 @@ import {
   switchLive,
   wentLive,
   writeDeployment,
-} from "./deploy/history.ts";
+} from "../src/publish/history.ts";
+import { BUCKET_OPTIONS, BUCKET_USAGE, bucketFromFlags, IntFlag, parseFlags, runMain } from "./deploy/cli.ts";
 
 export interface RollbackOptions {
   /** Deployment version whose variant set to restore (default: the previous live one). */

@@ -10,12 +10,12 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { downloadHfModel } from "../src/model/hf-hub.ts";
+import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
 import { buildPlayground } from "./build-playground.ts";
 import { DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
 import { buildKernelsWasm } from "./build-wasm.ts";
-import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "./deploy/buckets.ts";
 import { deploy, deploySummary } from "./deploy.ts";
-import { downloadHfModel } from "./lib/hf-hub.ts";
 
 async function chooseModel(flags: { model?: string; hf?: string }): Promise<string> {
   const explicit = flags.model ?? process.env.SHARDLM_MODEL;

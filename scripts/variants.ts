@@ -6,7 +6,8 @@
  */
 import { z } from "zod";
 import type { LivePointer } from "../src/format/manifest.ts";
-import type { Bucket } from "./deploy/buckets.ts";
+import type { Bucket } from "../src/publish/buckets.ts";
+import { type Deployment, readHistory, readLive, wentLive } from "../src/publish/history.ts";
 import {
   BUCKET_OPTIONS,
   BUCKET_USAGE,
@@ -16,7 +17,6 @@ import {
   runMain,
   table,
 } from "./deploy/cli.ts";
-import { type Deployment, readHistory, readLive, wentLive } from "./deploy/history.ts";
 
 export interface DeploymentListing {
   live: LivePointer | null;

@@ -6,8 +6,8 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildVariants } from "../scripts/build-variants.ts";
-import { SHAPE_CONFIGS } from "../scripts/lib/synthetic-model.ts";
-import { estimateEngineBytes } from "../src/engine/runtime.ts";
+import { SHAPE_CONFIGS } from "../src/model/synthetic.ts";
+import { estimateEngineBytes } from "../src/runtime/load-engine.ts";
 import { tempDirs } from "./helpers/paths.ts";
 
 const dirs = tempDirs("build110m");

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildVariants, DEFAULT_CONFIG } from "../scripts/build-variants.ts";
 import { evaluate } from "../scripts/eval.ts";
-import { readManifest } from "../scripts/lib/variant-store.ts";
+import { readManifest } from "../src/compress/variant-store.ts";
 import { buildTestVariants } from "./helpers/api-server.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 

@@ -8,8 +8,8 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { localBucket } from "../scripts/deploy/buckets.ts";
 import { deploy } from "../scripts/deploy.ts";
+import { localBucket } from "../src/publish/buckets.ts";
 import { BUCKET_NAME, MODEL, quiet, type VariantSet, variantsA, variantsB } from "./deploy-helpers.ts";
 import { tempDirs } from "./helpers/paths.ts";
 

@@ -10,10 +10,10 @@ import { Miniflare } from "miniflare";
 import OpenAI from "openai";
 import { buildVariants } from "../scripts/build-variants.ts";
 import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
-import type { Bucket } from "../scripts/deploy/buckets.ts";
+import { bundleWorker } from "../src/bench/workerd-host.ts";
+import type { Bucket } from "../src/publish/buckets.ts";
 import { buildTestVariants } from "./helpers/api-server.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
-import { bundleWorker } from "./helpers/workerd.ts";
 
 export const MODEL = sharedModelPath();
 export const BUCKET_NAME = "shardlm-shards";

@@ -6,15 +6,15 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Bucket, localBucket } from "../scripts/deploy/buckets.ts";
-import { DeployError, readHistory, readLive } from "../scripts/deploy/history.ts";
 import { deploy } from "../scripts/deploy.ts";
 import { gc } from "../scripts/gc.ts";
-import { publish } from "../scripts/lib/publish.ts";
-import { readVariantsIndex, sha256Hex, writeVariantsIndex } from "../scripts/lib/variant-store.ts";
 import { rollback } from "../scripts/rollback.ts";
 import { listDeployments } from "../scripts/variants.ts";
+import { readVariantsIndex, sha256Hex, writeVariantsIndex } from "../src/compress/variant-store.ts";
 import { type Manifest, R2Keys } from "../src/format/manifest.ts";
+import { type Bucket, localBucket } from "../src/publish/buckets.ts";
+import { DeployError, readHistory, readLive } from "../src/publish/history.ts";
+import { publish } from "../src/publish/publish.ts";
 import {
   BUCKET_NAME,
   countingBucket,

@@ -5,10 +5,10 @@
  * mixing versions, and rolls back (after the live cache TTL).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Bucket, localBucket } from "../scripts/deploy/buckets.ts";
 import { deploy } from "../scripts/deploy.ts";
 import { rollback } from "../scripts/rollback.ts";
 import type { LivePointer } from "../src/format/manifest.ts";
+import { type Bucket, localBucket } from "../src/publish/buckets.ts";
 import {
   BUCKET_NAME,
   MODEL,

@@ -7,13 +7,13 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BucketConfigError, remoteBucket } from "../scripts/deploy/buckets.ts";
-import { readLive } from "../scripts/deploy/history.ts";
-import { parseListPage, r2S3Bucket, S3Error } from "../scripts/deploy/s3-bucket.ts";
-import { sha256Hex, signV4, uriEncode } from "../scripts/deploy/sigv4.ts";
 import { deploy } from "../scripts/deploy.ts";
 import { gc } from "../scripts/gc.ts";
 import { rollback } from "../scripts/rollback.ts";
+import { BucketConfigError, remoteBucket } from "../src/publish/buckets.ts";
+import { readLive } from "../src/publish/history.ts";
+import { parseListPage, r2S3Bucket, S3Error } from "../src/publish/s3-bucket.ts";
+import { sha256Hex, signV4, uriEncode } from "../src/publish/sigv4.ts";
 import { countingBucket, MODEL, quiet, type VariantSet, variantsA, variantsB } from "./deploy-helpers.ts";
 import { tempDirs } from "./helpers/paths.ts";
 

@@ -5,14 +5,14 @@
  * - vs the original fp32 model: the KL divergence int4 quantization costs, reported and bounded.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { generate, type LogitsModel } from "../src/engine/generate.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import type { ModelDescription } from "../src/engine/model.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
-import { softmax } from "../src/engine/sampler.ts";
-import { WasmEngine, type WasmEngineOptions } from "../src/engine/wasm/engine.ts";
-import { bytesToStream } from "../src/engine/wasm/load-weights.ts";
 import { f16ToF32, f32ToF16 } from "../src/format/int4.ts";
+import type { ModelDescription } from "../src/format/model.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
+import { generate, type LogitsModel } from "../src/runtime/generate.ts";
+import { softmax } from "../src/runtime/sampler.ts";
+import { WasmEngine, type WasmEngineOptions } from "../src/runtime/wasm/engine.ts";
+import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
 import { type PackedTestModel, packForTest } from "./helpers/packed-model.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 import { loadTestKernels } from "./kernels-helpers.ts";

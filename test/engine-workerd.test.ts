@@ -7,13 +7,13 @@ import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
-import { generate } from "../src/engine/generate.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import { WasmEngine } from "../src/engine/wasm/engine.ts";
-import { bytesToStream } from "../src/engine/wasm/load-weights.ts";
+import { startWorkerd } from "../src/bench/workerd-host.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { generate } from "../src/runtime/generate.ts";
+import { WasmEngine } from "../src/runtime/wasm/engine.ts";
+import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
 import { type PackedTestModel, packForTest } from "./helpers/packed-model.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
-import { startWorkerd } from "./helpers/workerd.ts";
 import { loadTestKernels } from "./kernels-helpers.ts";
 
 const PROMPT = [1, 403, 407, 261, 378];
@@ -27,7 +27,7 @@ beforeAll(async () => {
     "/kernels.wasm": await ensureKernelsWasm(),
     "/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true }),
   };
-  mf = await startWorkerd(fileURLToPath(new URL("./workers/engine-worker.ts", import.meta.url)), { wasm });
+  mf = await startWorkerd(fileURLToPath(new URL("../src/bench/engine-worker.ts", import.meta.url)), { wasm });
   // Typed loosely: the project does not load workers-types globally (they clash with DOM/Node types).
   const bucket = (await mf.getR2Bucket("SHARDS")) as unknown as R2Put;
   await bucket.put("table.json", JSON.stringify(packed.table));

@@ -6,12 +6,12 @@
  */
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeHfFolder } from "../src/engine/export/index.ts";
-import { generate } from "../src/engine/generate.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import type { ModelDescription } from "../src/engine/model.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
-import { createTokenizer } from "../src/engine/tokenizer/index.ts";
+import type { ModelDescription } from "../src/format/model.ts";
+import { writeHfFolder } from "../src/model/export/index.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
+import { generate } from "../src/runtime/generate.ts";
+import { createTokenizer } from "../src/runtime/tokenizer/index.ts";
 import { LlamaCpp } from "./helpers/llama-cpp.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 

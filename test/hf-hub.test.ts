@@ -8,9 +8,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { downloadHfModel, HubError } from "../scripts/lib/hf-hub.ts";
-import { writeHfFolder } from "../src/engine/export/index.ts";
-import { loadModel } from "../src/engine/import/index.ts";
+import { writeHfFolder } from "../src/model/export/index.ts";
+import { downloadHfModel, HubError } from "../src/model/hf-hub.ts";
+import { loadModel } from "../src/model/import/index.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 
 const dirs = tempDirs("hub");

@@ -2,9 +2,9 @@
 import { join } from "node:path";
 import { gguf } from "@huggingface/gguf";
 import { describe, expect, it } from "vitest";
-import { encodeBf16, encodeF16, f32ToBf16, quantizeQ4_0, quantizeQ8_0 } from "../src/engine/export/encode.ts";
-import { type GgufValue, writeGgufFile } from "../src/engine/export/gguf-file.ts";
-import { decodeToF32 } from "../src/engine/import/dtypes.ts";
+import { encodeBf16, encodeF16, f32ToBf16, quantizeQ4_0, quantizeQ8_0 } from "../src/model/export/encode.ts";
+import { type GgufValue, writeGgufFile } from "../src/model/export/gguf-file.ts";
+import { decodeToF32 } from "../src/model/import/dtypes.ts";
 import { tempDirs } from "./helpers/paths.ts";
 
 function block(values: Record<number, number>): Float32Array {

@@ -7,10 +7,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gguf } from "@huggingface/gguf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type GgufDType, writeGguf } from "../src/engine/export/gguf.ts";
-import { f16ToF32, f32ToF16 } from "../src/engine/import/dtypes.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import { type ModelDescription, memoryTensor, permuteQK, type TensorEntry } from "../src/engine/model.ts";
+import { type ModelDescription, memoryTensor, permuteQK, type TensorEntry } from "../src/format/model.ts";
+import { type GgufDType, writeGguf } from "../src/model/export/gguf.ts";
+import { f16ToF32, f32ToF16 } from "../src/model/import/dtypes.ts";
+import { loadModel } from "../src/model/import/index.ts";
 import { LlamaCpp } from "./helpers/llama-cpp.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 

@@ -6,17 +6,17 @@
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeGguf } from "../src/engine/export/gguf.ts";
-import { writeHfFolder } from "../src/engine/export/hf.ts";
-import { loadModel } from "../src/engine/import/index.ts";
 import {
   type ModelDescription,
   memoryTensor,
   permuteQK,
   type TensorEntry,
   TensorNames,
-} from "../src/engine/model.ts";
-import { spmToTokenizerJson } from "../src/engine/tokenizer/index.ts";
+} from "../src/format/model.ts";
+import { writeGguf } from "../src/model/export/gguf.ts";
+import { writeHfFolder } from "../src/model/export/hf.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { spmToTokenizerJson } from "../src/runtime/tokenizer/index.ts";
 import { LlamaCpp } from "./helpers/llama-cpp.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 

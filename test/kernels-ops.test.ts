@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import type { RopeStyle } from "../src/engine/model.ts";
+import type { RopeStyle } from "../src/format/model.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
 import { loadTestKernels, randn, refMatvec, relErr } from "./kernels-helpers.ts";
 

@@ -10,10 +10,10 @@ import {
   channelNorms,
   collectCalibrationStats,
   readParagraphs,
-} from "../scripts/pipeline/calibration.ts";
-import type { ModelDescription } from "../src/engine/model.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
-import type { ActivationSite } from "../src/engine/reference/transformer.ts";
+} from "../src/compress/calibration.ts";
+import type { ModelDescription } from "../src/format/model.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
+import type { ActivationSite } from "../src/model/reference/transformer.ts";
 import { type Fixture, loadFixture } from "./pipeline-fixtures.ts";
 
 let fx: Fixture;

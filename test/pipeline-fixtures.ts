@@ -8,9 +8,9 @@ import {
   type CalibrationStats,
   calibrationSequences,
   collectCalibrationStats,
-} from "../scripts/pipeline/calibration.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import type { ModelDescription } from "../src/engine/model.ts";
+} from "../src/compress/calibration.ts";
+import type { ModelDescription } from "../src/format/model.ts";
+import { loadModel } from "../src/model/import/index.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 import { mulberry32 } from "./helpers/random.ts";
 

@@ -8,7 +8,7 @@ import {
   NotPositiveDefiniteError,
   quadraticFormSum,
   solveSpd,
-} from "../scripts/pipeline/linalg.ts";
+} from "../src/compress/linalg.ts";
 import { seededValues } from "./pipeline-fixtures.ts";
 
 /** A random symmetric positive definite n×n matrix: BᵀB + n·I. */

@@ -3,10 +3,10 @@
  * stories260K, and closed-form healing: shapes, errors for impossible requests, error reduction.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { calibrationSequences, collectCalibrationStats } from "../scripts/pipeline/calibration.ts";
-import { compareModels } from "../scripts/pipeline/evaluate.ts";
-import { healPrunedModel, refitProjection } from "../scripts/pipeline/heal.ts";
-import { dequantizedModel } from "../scripts/pipeline/model-edit.ts";
+import { calibrationSequences, collectCalibrationStats } from "../src/compress/calibration.ts";
+import { compareModels } from "../src/compress/evaluate.ts";
+import { healPrunedModel, refitProjection } from "../src/compress/heal.ts";
+import { dequantizedModel } from "../src/compress/model-edit.ts";
 import {
   applyPrunePlan,
   layersToDrop,
@@ -14,13 +14,13 @@ import {
   prunedFfnWidth,
   prunedKvHeads,
   pruneModel,
-} from "../scripts/pipeline/prune.ts";
-import { quantizeModel } from "../scripts/pipeline/quantize.ts";
-import { TensorNames } from "../src/engine/model.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
-import { WasmEngine } from "../src/engine/wasm/engine.ts";
-import { bytesToStream } from "../src/engine/wasm/load-weights.ts";
+} from "../src/compress/prune.ts";
+import { quantizeModel } from "../src/compress/quantize.ts";
+import { TensorNames } from "../src/format/model.ts";
 import { packWeights } from "../src/format/pack.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
+import { WasmEngine } from "../src/runtime/wasm/engine.ts";
+import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
 import { loadTestKernels } from "./kernels-helpers.ts";
 import { type Fixture, loadFixture } from "./pipeline-fixtures.ts";
 

@@ -4,19 +4,15 @@
  * determinism.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { searchAwqScales } from "../scripts/pipeline/awq.ts";
-import type { InputStats } from "../scripts/pipeline/calibration.ts";
-import { quantizeClipSearch } from "../scripts/pipeline/clip-search.ts";
-import { compareModels } from "../scripts/pipeline/evaluate.ts";
-import { quantizeGptq } from "../scripts/pipeline/gptq.ts";
-import { llamaCppQ4_0 } from "../scripts/pipeline/llama-cpp-q4-0.ts";
-import { dequantizedModel } from "../scripts/pipeline/model-edit.ts";
-import { outputError } from "../scripts/pipeline/output-error.ts";
-import { quantizeModel } from "../scripts/pipeline/quantize.ts";
-import { TensorNames } from "../src/engine/model.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
-import { WasmEngine } from "../src/engine/wasm/engine.ts";
-import { bytesToStream } from "../src/engine/wasm/load-weights.ts";
+import { searchAwqScales } from "../src/compress/awq.ts";
+import type { InputStats } from "../src/compress/calibration.ts";
+import { quantizeClipSearch } from "../src/compress/clip-search.ts";
+import { compareModels } from "../src/compress/evaluate.ts";
+import { quantizeGptq } from "../src/compress/gptq.ts";
+import { llamaCppQ4_0 } from "../src/compress/llama-cpp-q4-0.ts";
+import { dequantizedModel } from "../src/compress/model-edit.ts";
+import { outputError } from "../src/compress/output-error.ts";
+import { quantizeModel } from "../src/compress/quantize.ts";
 import {
   dequantize,
   f16ToF32,
@@ -26,7 +22,11 @@ import {
   type PackedInt4,
   quantizeRtn,
 } from "../src/format/int4.ts";
+import { TensorNames } from "../src/format/model.ts";
 import { packWeights } from "../src/format/pack.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
+import { WasmEngine } from "../src/runtime/wasm/engine.ts";
+import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
 import { loadTestKernels } from "./kernels-helpers.ts";
 import { type Fixture, loadFixture } from "./pipeline-fixtures.ts";
 

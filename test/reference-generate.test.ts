@@ -4,14 +4,14 @@
  */
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
+import { loadModel } from "../src/model/import/index.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
 import {
   type GenerateResult,
   generate,
   type InferenceState,
   type LogitsModel,
-} from "../src/engine/generate.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
+} from "../src/runtime/generate.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 
 const VOCAB = 10;
@@ -119,7 +119,7 @@ describe("generate", () => {
   it("validates eagerly, before any iteration", () => {
     const m = new CountingModel(8);
     expect(() => generate(m, [1], { maxTokens: -1 })).toThrow(z.ZodError);
-    expect(() => generate(m, [1], { maxTokens: 3, topP: 0 })).toThrow(z.ZodError);
+    expect(() => generate(m, [1], { maxTokens: 3, topP: -0.1 })).toThrow(z.ZodError);
     expect(() => generate(m, [1], { maxTokens: 3, stopTokenIds: [-2] })).toThrow(z.ZodError);
     expect(() => generate(m, [1], { maxTokens: 3, max_tokens: 3 } as never)).toThrow(/Unrecognized key/);
     expect(() => generate(m, [], { maxTokens: 3 })).toThrow(/at least one token/);

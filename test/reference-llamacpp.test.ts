@@ -20,11 +20,11 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generate } from "../src/engine/generate.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import type { ModelDescription } from "../src/engine/model.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
-import { softmax } from "../src/engine/sampler.ts";
+import type { ModelDescription } from "../src/format/model.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
+import { generate } from "../src/runtime/generate.ts";
+import { softmax } from "../src/runtime/sampler.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 
 const modelPath = sharedModelPath();

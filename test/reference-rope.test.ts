@@ -4,7 +4,6 @@
  * must give the same logits. This is what lets GGUF and HF checkpoints share one forward pass.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { loadModel } from "../src/engine/import/index.ts";
 import {
   type ModelDescription,
   memoryTensor,
@@ -12,8 +11,9 @@ import {
   type RopeStyle,
   type TensorEntry,
   TensorNames,
-} from "../src/engine/model.ts";
-import { applyRope, ReferenceModel, ropeAngles } from "../src/engine/reference/index.ts";
+} from "../src/format/model.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { applyRope, ReferenceModel, ropeAngles } from "../src/model/reference/index.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 
 const modelPath = sharedModelPath();

@@ -11,9 +11,9 @@ import {
   memoryTensor,
   type TensorEntry,
   TensorNames,
-} from "../src/engine/model.ts";
-import { KVCacheFullError, ReferenceModel } from "../src/engine/reference/index.ts";
-import { Xoshiro128 } from "../src/engine/sampler.ts";
+} from "../src/format/model.ts";
+import { KVCacheFullError, ReferenceModel } from "../src/model/reference/index.ts";
+import { Xoshiro128 } from "../src/runtime/sampler.ts";
 
 const QWEN2_LIKE: ModelConfig = {
   architecture: "qwen2",

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { argmax, createSampler, softmax, Xoshiro128 } from "../src/engine/sampler.ts";
+import { argmax, createSampler, softmax, Xoshiro128 } from "../src/runtime/sampler.ts";
 
 /** Logits whose softmax is exactly `probs`. */
 const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);
@@ -142,7 +142,7 @@ describe("sampling distributions (chi-square over 20,000 seeded draws)", () => {
 describe("options validation", () => {
   it.each([
     [{ temperature: -0.1 }],
-    [{ topP: 0 }],
+    [{ topP: -0.1 }],
     [{ topP: 1.01 }],
     [{ topK: -1 }],
     [{ topK: 1.5 }],

@@ -1,7 +1,8 @@
 /** Shared fixtures for the tokenizer tests: the stories260K vocabulary, sample texts, seeded random text. */
-import { loadModel } from "../src/engine/import/index.ts";
-import type { TokenizerSpec } from "../src/engine/model.ts";
-import type { Tokenizer } from "../src/engine/tokenizer/index.ts";
+
+import type { TokenizerSpec } from "../src/format/model.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import type { Tokenizer } from "../src/runtime/tokenizer/index.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 import { mulberry32 } from "./helpers/random.ts";
 

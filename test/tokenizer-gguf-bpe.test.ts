@@ -7,12 +7,12 @@
 import { join } from "node:path";
 import { getLlama, type Llama, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeGguf } from "../src/engine/export/gguf.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import type { ModelDescription, TokenizerSpec } from "../src/engine/model.ts";
-import { bytesToByteLevel } from "../src/engine/tokenizer/byte-level.ts";
-import { createTokenizer } from "../src/engine/tokenizer/index.ts";
-import { mergesFromScores } from "../src/engine/tokenizer/spm-to-hf.ts";
+import type { ModelDescription, TokenizerSpec } from "../src/format/model.ts";
+import { writeGguf } from "../src/model/export/gguf.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { bytesToByteLevel } from "../src/runtime/tokenizer/byte-level.ts";
+import { createTokenizer } from "../src/runtime/tokenizer/index.ts";
+import { mergesFromScores } from "../src/runtime/tokenizer/spm-to-hf.ts";
 import { tempDirs } from "./helpers/paths.ts";
 import { randomText, SAMPLE_TEXTS, STORIES_GGUF, seededRandom } from "./tokenizer-fixtures.ts";
 

@@ -4,16 +4,16 @@
  * vocabularies mapped onto it, and the errors for what is not supported.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import type { TokenizerSpec } from "../src/engine/model.ts";
-import { bytesToByteLevel } from "../src/engine/tokenizer/byte-level.ts";
-import { buildPreTokenizer } from "../src/engine/tokenizer/hf-pre-tokenizer.ts";
-import { onigurumaToJs } from "../src/engine/tokenizer/hf-regex.ts";
+import type { TokenizerSpec } from "../src/format/model.ts";
+import { bytesToByteLevel } from "../src/runtime/tokenizer/byte-level.ts";
+import { buildPreTokenizer } from "../src/runtime/tokenizer/hf-pre-tokenizer.ts";
+import { onigurumaToJs } from "../src/runtime/tokenizer/hf-regex.ts";
 import {
   createTokenizer,
   spmToTokenizerJson,
   type Tokenizer,
   TokenizerError,
-} from "../src/engine/tokenizer/index.ts";
+} from "../src/runtime/tokenizer/index.ts";
 import {
   type LlamaSpmSpec,
   loadSpmSpec,

@@ -6,9 +6,9 @@
 import { join } from "node:path";
 import { getLlama, type Llama, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeGguf } from "../src/engine/export/gguf.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import { createTokenizer, type Tokenizer } from "../src/engine/tokenizer/index.ts";
+import { writeGguf } from "../src/model/export/gguf.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { createTokenizer, type Tokenizer } from "../src/runtime/tokenizer/index.ts";
 import { tempDirs } from "./helpers/paths.ts";
 import {
   hasLoneSurrogate,

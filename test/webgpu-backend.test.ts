@@ -4,11 +4,11 @@
  * WASM when navigator.gpu is absent (or gives none); an explicit backend is honoured either way.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type CreatedEngine, createEngine } from "../src/engine/backend.ts";
-import { generate, type LogitsModel } from "../src/engine/generate.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import { bytesToStream } from "../src/engine/wasm/load-weights.ts";
 import { nodeGpuWithAdapter } from "../src/kernels/webgpu/node.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { type CreatedEngine, createEngine } from "../src/runtime/backend.ts";
+import { generate, type LogitsModel } from "../src/runtime/generate.ts";
+import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
 import { type PackedTestModel, packForTest } from "./helpers/packed-model.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 import { loadTestKernels } from "./kernels-helpers.ts";

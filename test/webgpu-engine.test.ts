@@ -6,16 +6,16 @@
  * - prefill in blocks (matmul kernels) vs token by token; f32 vs f16 KV cache; error handling.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { syntheticModel } from "../scripts/lib/synthetic-model.ts";
-import { generate, type LogitsModel } from "../src/engine/generate.ts";
-import { loadModel } from "../src/engine/import/index.ts";
-import type { ModelDescription } from "../src/engine/model.ts";
-import { memoryTensor } from "../src/engine/model.ts";
-import { ReferenceModel } from "../src/engine/reference/index.ts";
-import { WasmEngine, type WasmEngineOptions } from "../src/engine/wasm/engine.ts";
-import { bytesToStream } from "../src/engine/wasm/load-weights.ts";
-import { WebGpuEngine, type WebGpuEngineOptions } from "../src/engine/webgpu/engine.ts";
+import type { ModelDescription } from "../src/format/model.ts";
+import { memoryTensor } from "../src/format/model.ts";
 import { requestNodeDevice } from "../src/kernels/webgpu/node.ts";
+import { loadModel } from "../src/model/import/index.ts";
+import { ReferenceModel } from "../src/model/reference/index.ts";
+import { syntheticModel } from "../src/model/synthetic.ts";
+import { generate, type LogitsModel } from "../src/runtime/generate.ts";
+import { WasmEngine, type WasmEngineOptions } from "../src/runtime/wasm/engine.ts";
+import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
+import { WebGpuEngine, type WebGpuEngineOptions } from "../src/runtime/webgpu/engine.ts";
 import { type PackedTestModel, packForTest } from "./helpers/packed-model.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 import { loadTestKernels, randn } from "./kernels-helpers.ts";

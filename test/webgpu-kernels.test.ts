@@ -6,7 +6,6 @@
  * arithmetic is exercised too.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { applyRope, ropeAngles } from "../src/engine/reference/rope.ts";
 import {
   dequantize,
   dequantizeInt4Row,
@@ -22,6 +21,7 @@ import {
 } from "../src/format/int4.ts";
 import type { WebGpuDevice } from "../src/kernels/webgpu/device.ts";
 import type { MatrixBinding } from "../src/kernels/webgpu/kernels.ts";
+import { applyRope, ropeAngles } from "../src/model/reference/rope.ts";
 import { randn, refMatvec, relErr } from "./kernels-helpers.ts";
 import { KernelHarness, NO_ADAPTER, openTestDevice } from "./webgpu-helpers.ts";
 

@@ -1,12 +1,12 @@
 /** The human-readable output of `npm run bench`: the table, notes, targets and the per-op profile. */
 import { execFileSync } from "node:child_process";
 import os from "node:os";
-import type { BenchOptions, BenchRow } from "./common.ts";
-import type { LoopCount } from "./instructions.ts";
-import { BATCH_ROWS, type KernelRow } from "./kernel-table.ts";
-import type { PairedDecode } from "./paired.ts";
-import { CATEGORIES } from "./profile.ts";
-import type { OpProfile, PrefillComparison } from "./wasm-node.ts";
+import type { BenchOptions, BenchRow } from "../../src/bench/common.ts";
+import type { LoopCount } from "../../src/bench/instructions.ts";
+import { BATCH_ROWS, type KernelRow } from "../../src/bench/kernel-table.ts";
+import type { PairedDecode } from "../../src/bench/paired.ts";
+import { CATEGORIES } from "../../src/bench/profile.ts";
+import type { OpProfile, PrefillComparison } from "../../src/bench/wasm-node.ts";
 
 export function machine(): string {
   let cpu = os.cpus()[0]?.model ?? "unknown CPU";

@@ -6,18 +6,18 @@
 import { resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { z } from "zod";
-import { ModelImportError } from "../../src/engine/model.ts";
-import { PublishError } from "../lib/publish.ts";
-import { ConfigError } from "../lib/variants-config.ts";
+import { ConfigError } from "../../src/compress/variants-config.ts";
+import { ModelImportError } from "../../src/format/model.ts";
 import {
   type Bucket,
   BucketConfigError,
   DEFAULT_PERSIST_TO,
   openBucket,
   wranglerBucketName,
-} from "./buckets.ts";
-import { DeployError, formatIssues } from "./history.ts";
-import { S3Error } from "./s3-bucket.ts";
+} from "../../src/publish/buckets.ts";
+import { DeployError, formatIssues } from "../../src/publish/history.ts";
+import { PublishError } from "../../src/publish/publish.ts";
+import { S3Error } from "../../src/publish/s3-bucket.ts";
 
 export class UsageError extends Error {
   override readonly name = "UsageError";

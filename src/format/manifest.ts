@@ -10,7 +10,7 @@
  *   live.json                  a LivePointer: which manifests serve now (the one mutable key)
  */
 import { z } from "zod";
-import { ModelConfig } from "../engine/model.ts";
+import { ModelConfig } from "./model.ts";
 import { WeightTable } from "./weights.ts";
 
 export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, "a lowercase hex sha256");

@@ -3,7 +3,7 @@
  * streams into WebAssembly memory (layout: ./weights.ts). Quantizers are pluggable so the pipeline's
  * error-aware int4 can replace plain round-to-nearest; this module only lays bytes out.
  */
-import { type ModelDescription, TensorNames } from "../engine/model.ts";
+
 import {
   type Int4GroupSize,
   type PackedInt4,
@@ -13,6 +13,7 @@ import {
   serializeInt4,
   serializeInt8,
 } from "./int4.ts";
+import { type ModelDescription, TensorNames } from "./model.ts";
 import { canonicalOrder, layoutWeights, type TensorEncoding, type WeightTable } from "./weights.ts";
 
 export type PackedTensorValue = PackedInt4 | PackedInt8 | Float32Array;

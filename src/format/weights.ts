@@ -13,7 +13,7 @@
  *   int8  `serializeInt8` blob (src/format/int4.ts)
  */
 import { z } from "zod";
-import { ModelConfig } from "../engine/model.ts";
+import { ModelConfig } from "./model.ts";
 
 export const WEIGHT_ALIGNMENT = 64;
 /** Zero bytes kept after every tensor: SIMD kernels read a few bytes past a row's scales. */

@@ -11,11 +11,11 @@
  */
 import kernelsRelaxed from "shardlm:kernels/relaxed";
 import kernelsSimd from "shardlm:kernels/simd";
-import { type BackendChoice, type CreatedEngine, createEngine } from "../engine/backend.ts";
-import type { TokenizerSpec } from "../engine/model.ts";
-import { createTokenizer, type Tokenizer } from "../engine/tokenizer/index.ts";
 import { LivePointer, Manifest, type ShardRef } from "../format/manifest.ts";
-import { complete, promptTokens, renderPrompt } from "../worker/chat.ts";
+import type { TokenizerSpec } from "../format/model.ts";
+import { type BackendChoice, type CreatedEngine, createEngine } from "../runtime/backend.ts";
+import { complete, promptTokens, renderPrompt } from "../runtime/chat.ts";
+import { createTokenizer, type Tokenizer } from "../runtime/tokenizer/index.ts";
 import { ENGINE_CONTEXT, type LoadedVariant } from "../worker/engines.ts";
 import { byQuality } from "../worker/live.ts";
 import type { ChatMessage } from "../worker/schemas.ts";

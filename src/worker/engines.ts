@@ -6,9 +6,10 @@
  * BAD_RETRY_MS, or until a new manifest replaces it. Other load failures (the bucket erroring) are
  * not remembered: the next request tries again.
  */
-import { estimateEngineBytes, loadEngine, type WasmEngine } from "../engine/runtime.ts";
-import type { Tokenizer } from "../engine/tokenizer/index.ts";
+
 import type { Manifest } from "../format/manifest.ts";
+import { estimateEngineBytes, loadEngine, type WasmEngine } from "../runtime/load-engine.ts";
+import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { R2BucketLike } from "./env.ts";
 import { FairQueue } from "./queue.ts";
 import { ShardError, verifiedShardStream } from "./shard-stream.ts";

@@ -2,9 +2,10 @@
  * Tokenizers by blob hash (variants of one model share theirs), read from R2 once per isolate.
  * Requests arriving while another request reads it wait for that read (./shared.ts).
  */
-import type { TokenizerSpec } from "../engine/model.ts";
-import { createTokenizer, type Tokenizer } from "../engine/tokenizer/index.ts";
+
 import { R2Keys } from "../format/manifest.ts";
+import type { TokenizerSpec } from "../format/model.ts";
+import { createTokenizer, type Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { R2BucketLike } from "./env.ts";
 import { SharedTask, SharedWaitTimeout } from "./shared.ts";
 

@@ -7,11 +7,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { expect } from "vitest";
-import { readManifest } from "../../scripts/lib/variant-store.ts";
-import type { TokenizerSpec } from "../../src/engine/model.ts";
-import { createTokenizer, type Tokenizer } from "../../src/engine/tokenizer/index.ts";
+import { readManifest } from "../../src/compress/variant-store.ts";
 import { type Manifest, R2Keys } from "../../src/format/manifest.ts";
-import { promptTokens, renderPrompt } from "../../src/worker/chat.ts";
+import type { TokenizerSpec } from "../../src/format/model.ts";
+import { promptTokens, renderPrompt } from "../../src/runtime/chat.ts";
+import { createTokenizer, type Tokenizer } from "../../src/runtime/tokenizer/index.ts";
 import type { ChatMessage } from "../../src/worker/schemas.ts";
 import type { ApiServer } from "./api-server.ts";
 
@@ -149,7 +149,7 @@ export function manifests(api: ApiServer): Map<string, Manifest> {
 
 const tokenizers = new Map<string, Tokenizer>();
 
-/** Prompt tokens for `messages`, computed the way the worker computes them (src/worker/chat.ts). */
+/** Prompt tokens for `messages`, computed the way the worker computes them (src/runtime/chat.ts). */
 export function countPromptTokens(api: ApiServer, messages: ChatMessage[]): number {
   const m = [...manifests(api).values()][0]!;
   let tok = tokenizers.get(m.model.tokenizer.sha256);

@@ -9,11 +9,11 @@ import type { Miniflare } from "miniflare";
 import OpenAI from "openai";
 import { buildVariants, DEFAULT_CONFIG } from "../../scripts/build-variants.ts";
 import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
-import { miniflareBucket } from "../../scripts/lib/miniflare-bucket.ts";
-import { type BucketWriter, publish } from "../../scripts/lib/publish.ts";
-import type { VariantsIndex } from "../../scripts/lib/variant-store.ts";
+import { startWorkerd } from "../../src/bench/workerd-host.ts";
+import type { VariantsIndex } from "../../src/compress/variant-store.ts";
+import { miniflareBucket } from "../../src/publish/miniflare-bucket.ts";
+import { type BucketWriter, publish } from "../../src/publish/publish.ts";
 import { sharedModelPath } from "./paths.ts";
-import { startWorkerd } from "./workerd.ts";
 
 export const TEST_VARIANTS_DIR = fileURLToPath(
   new URL("../../node_modules/.cache/shardlm/test-variants", import.meta.url),

@@ -1,7 +1,7 @@
 /** Packs a model for the wasm engine and builds the matching dequantized-weights reference. */
 
-import { type ModelDescription, memoryTensor, type TensorEntry } from "../../src/engine/model.ts";
 import { dequantize, dequantizeInt8 } from "../../src/format/int4.ts";
+import { type ModelDescription, memoryTensor, type TensorEntry } from "../../src/format/model.ts";
 import { type PackedTensor, type PackOptions, packWeights, quantizeModelRtn } from "../../src/format/pack.ts";
 import type { WeightTable } from "../../src/format/weights.ts";
 

@@ -12,7 +12,6 @@
  * memory grows, so take them right before use and never keep them across an `alloc`.
  */
 
-import type { RopeStyle } from "../../engine/model.ts";
 import {
   BLOB_HEADER_BYTES,
   int4BlobGeometry,
@@ -20,6 +19,7 @@ import {
   type PackedInt4,
   type PackedInt8,
 } from "../../format/int4.ts";
+import type { RopeStyle } from "../../format/model.ts";
 import type { instantiate } from "./kernels.generated.js";
 
 /**

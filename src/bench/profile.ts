@@ -1,0 +1,75 @@
+/**
+ * Where the time goes: wraps a WasmKernels instance's op methods with timers, so the engine itself
+ * carries no profiling code (and pays nothing when the bench does not profile). Each call is
+ * attributed to a category; the rest of a step's wall time is JS overhead in the engine.
+ */
+import type { Int4Tensor, WasmKernels } from "../kernels/wasm/index.ts";
+
+export const CATEGORIES = [
+  "int4 matvec (layers)",
+  "int4 matmul (prefill)",
+  "head",
+  "attention",
+  "kv store",
+  "q8 quantize",
+  "norms/rope/other",
+] as const;
+export type Category = (typeof CATEGORIES)[number];
+
+export interface KernelProfile {
+  ms: Record<Category, number>;
+  calls: Record<Category, number>;
+  reset(): void;
+  /** Restores the kernels' own methods. */
+  detach(): void;
+}
+
+const OPS: Record<string, Category | ((args: unknown[], vocab: number) => Category)> = {
+  matvecInt4Q8: (a, vocab) => ((a[0] as Int4Tensor).N === vocab ? "head" : "int4 matvec (layers)"),
+  matvecInt4: (a, vocab) => ((a[0] as Int4Tensor).N === vocab ? "head" : "int4 matvec (layers)"),
+  matmulInt4: "int4 matmul (prefill)",
+  matvecInt8Q8: "head",
+  matvecInt8: "head",
+  attentionF16: "attention",
+  attentionQ8: "attention",
+  kvStoreF16: "kv store",
+  kvStoreQ8: "kv store",
+  quantizeQ8: "q8 quantize",
+  rmsnorm: "norms/rope/other",
+  rope: "norms/rope/other",
+  ropeTable: "norms/rope/other",
+  addF32: "norms/rope/other",
+  siluGate: "norms/rope/other",
+  embedRowInt4: "norms/rope/other",
+  embedRowInt8: "norms/rope/other",
+  copyF32: "norms/rope/other",
+};
+
+/** Times every op `kernels` runs from now on; `vocab` tells the head's matvec from the layers'. */
+export function profileKernels(kernels: WasmKernels, vocab: number): KernelProfile {
+  const zero = () => Object.fromEntries(CATEGORIES.map((c) => [c, 0])) as Record<Category, number>;
+  const prof: KernelProfile = {
+    ms: zero(),
+    calls: zero(),
+    reset() {
+      prof.ms = zero();
+      prof.calls = zero();
+    },
+    detach() {
+      for (const name of Object.keys(OPS)) delete (kernels as unknown as Record<string, unknown>)[name];
+    },
+  };
+  const target = kernels as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const [name, cat] of Object.entries(OPS)) {
+    const orig = target[name]!;
+    target[name] = function timed(this: unknown, ...args: unknown[]) {
+      const c = typeof cat === "string" ? cat : cat(args, vocab);
+      const t0 = performance.now();
+      const r = orig.apply(this, args);
+      prof.ms[c] += performance.now() - t0;
+      prof.calls[c]++;
+      return r;
+    };
+  }
+  return prof;
+}

@@ -1,0 +1,197 @@
+/**
+ * Bucket backends for deploy, rollback, gc and the listing: one interface (publish.ts's BucketWriter
+ * plus list and delete), three implementations:
+ *   local   wrangler's local R2 state: a Miniflare R2 bucket persisted at <persist-to>/v3/r2, exactly
+ *           what `wrangler dev` (and `wrangler r2 object put --local`) open for the wrangler.toml bucket
+ *   remote  the real R2 bucket through its S3-compatible API (./s3-bucket.ts)
+ *   memory  a Map, for tests and dry runs against a state folder that does not exist yet
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+import { z } from "zod";
+import { miniflareBucket } from "./miniflare-bucket.ts";
+import type { BucketWriter } from "./publish.ts";
+import { r2S3Bucket } from "./s3-bucket.ts";
+
+export const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+export const WRANGLER_TOML = join(ROOT, "wrangler.toml");
+/** Where `wrangler dev` keeps local state when run from the project root. */
+export const DEFAULT_PERSIST_TO = join(ROOT, ".wrangler/state");
+
+export interface ListedObject {
+  key: string;
+  size: number;
+  /** When the object was written (R2's `uploaded`, S3's LastModified). */
+  uploaded: Date;
+}
+
+export interface Bucket extends BucketWriter {
+  /** For messages: "local R2 shardlm-shards at .wrangler/state". */
+  readonly description: string;
+  list(prefix: string): Promise<ListedObject[]>;
+  delete(key: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class BucketConfigError extends Error {
+  override readonly name = "BucketConfigError";
+}
+
+/** The bucket_name of the [[r2_buckets]] entry with `binding` in wrangler.toml. */
+export function wranglerBucketName(tomlPath = WRANGLER_TOML, binding = "SHARDS"): string {
+  let text: string;
+  try {
+    text = readFileSync(tomlPath, "utf8");
+  } catch (e) {
+    throw new BucketConfigError(`cannot read ${tomlPath}: ${(e as Error).message}`);
+  }
+  // Enough TOML for [[r2_buckets]] tables of `key = "string"` lines.
+  const tables: Record<string, string>[] = [];
+  let current: Record<string, string> | null = null;
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/#.*$/, "").trim();
+    if (!line) continue;
+    if (line.startsWith("[")) {
+      current = line === "[[r2_buckets]]" ? {} : null;
+      if (current) tables.push(current);
+      continue;
+    }
+    const kv = /^([A-Za-z0-9_-]+)\s*=\s*"([^"]*)"$/.exec(line);
+    if (current && kv) current[kv[1]!] = kv[2]!;
+  }
+  const entry = tables.find((t) => t.binding === binding);
+  if (!entry?.bucket_name) {
+    throw new BucketConfigError(
+      `${tomlPath}: no [[r2_buckets]] entry with binding = "${binding}" and a bucket_name`,
+    );
+  }
+  return entry.bucket_name;
+}
+
+const NOOP_WORKER = "export default { fetch() { return new Response(null, { status: 404 }); } }";
+
+interface MiniflareR2List {
+  list(opts: { prefix: string; cursor?: string }): Promise<{
+    objects: { key: string; size: number; uploaded: Date }[];
+    truncated: boolean;
+    cursor?: string;
+  }>;
+  delete(keys: string | string[]): Promise<void>;
+}
+
+/** R2 through a Miniflare instance's binding (the deploy's own, or a test worker's). */
+export function miniflareR2Bucket(r2: unknown, description: string, close: () => Promise<void>): Bucket {
+  const b = r2 as MiniflareR2List;
+  return {
+    ...miniflareBucket(r2),
+    description,
+    async list(prefix) {
+      const out: ListedObject[] = [];
+      let cursor: string | undefined;
+      for (;;) {
+        const page = await b.list({ prefix, ...(cursor ? { cursor } : {}) });
+        for (const o of page.objects) out.push({ key: o.key, size: o.size, uploaded: new Date(o.uploaded) });
+        if (!page.truncated || !page.cursor) return out;
+        cursor = page.cursor;
+      }
+    },
+    delete: (key) => b.delete(key),
+    close,
+  };
+}
+
+/** wrangler's local R2 state for `bucketName` under `persistTo` (wrangler's --persist-to). */
+export async function localBucket(persistTo: string, bucketName: string): Promise<Bucket> {
+  const mf = new Miniflare({
+    modules: true,
+    script: NOOP_WORKER,
+    r2Buckets: { BUCKET: bucketName },
+    r2Persist: join(persistTo, "v3", "r2"),
+  });
+  const r2 = await mf.getR2Bucket("BUCKET");
+  return miniflareR2Bucket(r2, `local R2 bucket ${bucketName} in ${persistTo}`, () => mf.dispose());
+}
+
+/** An in-memory bucket (tests; dry runs with no local state yet). */
+export function memoryBucket(description = "memory bucket"): Bucket & { objects: Map<string, Uint8Array> } {
+  const objects = new Map<string, Uint8Array>();
+  const uploaded = new Map<string, Date>();
+  return {
+    objects,
+    description,
+    head: async (key) => {
+      const o = objects.get(key);
+      return o ? { size: o.byteLength } : null;
+    },
+    get: async (key) => {
+      const o = objects.get(key);
+      return o ? o.slice() : null;
+    },
+    put: async (key, bytes) => {
+      objects.set(key, bytes.slice());
+      uploaded.set(key, new Date());
+    },
+    list: async (prefix) =>
+      [...objects.entries()]
+        .filter(([k]) => k.startsWith(prefix))
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([key, o]) => ({ key, size: o.byteLength, uploaded: uploaded.get(key)! })),
+    delete: async (key) => {
+      objects.delete(key);
+      uploaded.delete(key);
+    },
+    close: async () => {},
+  };
+}
+
+export const R2Env = z.object({
+  R2_ACCOUNT_ID: z.string().min(1),
+  R2_ACCESS_KEY_ID: z.string().min(1),
+  R2_SECRET_ACCESS_KEY: z.string().min(1),
+  /** Optional: another endpoint (an EU jurisdiction bucket, or an S3-compatible test server). */
+  R2_ENDPOINT: z.url().optional(),
+});
+
+/** The real bucket through R2's S3 API, credentials from the environment. */
+export function remoteBucket(bucketName: string, env: NodeJS.ProcessEnv = process.env): Bucket {
+  const need = ["R2_ACCOUNT_ID", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"] as const;
+  const missing = need.filter((k) => !env[k]);
+  if (missing.length > 0) {
+    throw new BucketConfigError(
+      `--remote needs R2 credentials in the environment; missing ${missing.join(", ")}. ` +
+        `Create an R2 API token with Object Read & Write on bucket ${bucketName} ` +
+        "(Cloudflare dashboard > R2 > Manage API tokens) and export R2_ACCOUNT_ID, R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY.",
+    );
+  }
+  const parsed = R2Env.safeParse(env);
+  if (!parsed.success) {
+    throw new BucketConfigError(
+      `R2 environment: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+    );
+  }
+  const e = parsed.data;
+  return r2S3Bucket({
+    endpoint: e.R2_ENDPOINT ?? `https://${e.R2_ACCOUNT_ID}.r2.cloudflarestorage.com`,
+    bucket: bucketName,
+    accessKeyId: e.R2_ACCESS_KEY_ID,
+    secretAccessKey: e.R2_SECRET_ACCESS_KEY,
+  });
+}
+
+export interface BucketChoice {
+  remote: boolean;
+  persistTo: string;
+  bucketName: string;
+  /** Only read: a local state that does not exist yet is an empty bucket, and is not created. */
+  readOnly?: boolean;
+}
+
+export async function openBucket(choice: BucketChoice): Promise<Bucket> {
+  if (choice.remote) return remoteBucket(choice.bucketName);
+  if (choice.readOnly && !existsSync(join(choice.persistTo, "v3", "r2"))) {
+    return memoryBucket(`local R2 bucket ${choice.bucketName} in ${choice.persistTo} (no state yet)`);
+  }
+  return localBucket(choice.persistTo, choice.bucketName);
+}

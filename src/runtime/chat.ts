@@ -1,0 +1,242 @@
+/**
+ * From chat messages to streamed text: the model's chat template (or the documented one for base
+ * models), tokenization, generation with stop strings, a latency budget and client aborts.
+ */
+import { Template } from "@huggingface/jinja";
+import type { LoadedVariant } from "../worker/engines.ts";
+import { type ChatMessage, contentText } from "../worker/schemas.ts";
+import { type FinishReason, generate } from "./generate.ts";
+import type { Tokenizer } from "./tokenizer/index.ts";
+
+/**
+ * Base models (no chat template in their files): the messages' contents joined by blank lines, and
+ * the model continues that text. A story model asked "Once upon a time" goes on with the story.
+ */
+export const BASE_MODEL_TEMPLATE =
+  "{% for m in messages %}{% if m.content %}{{ m.content }}{% if not loop.last %}\n\n{% endif %}{% endif %}{% endfor %}";
+
+const templates = new Map<string, Template>();
+
+/**
+ * A rendered chat prompt, in the order written: `template` parts are the chat template's own text
+ * (its markup may name control tokens such as "<|im_start|>"), the others are message contents
+ * (user text: never parsed for control tokens).
+ */
+export interface RenderedPrompt {
+  parts: { text: string; template: boolean }[];
+}
+
+/** The whole prompt as one string (what the model reads, before tokenization). */
+export const promptText = (p: RenderedPrompt): string => p.parts.map((x) => x.text).join("");
+
+/** The prompt cut after `chars` characters (to refuse a huge prompt from its head). */
+export function promptHead(p: RenderedPrompt, chars: number): RenderedPrompt {
+  const parts: RenderedPrompt["parts"] = [];
+  let left = chars;
+  for (const x of p.parts) {
+    if (left <= 0) break;
+    parts.push({ text: x.text.slice(0, left), template: x.template });
+    left -= x.text.length;
+  }
+  return { parts };
+}
+
+/**
+ * Renders the messages with the model's chat template (or BASE_MODEL_TEMPLATE), keeping track of
+ * where each message's content landed: the template is rendered with a unique marker in place of
+ * every non-empty content, and the output split at the markers. Content is inserted as given: a
+ * template's filters on content (e.g. `| trim`) see the marker, not the text.
+ */
+export function renderPrompt(
+  chatTemplate: string | null,
+  messages: ChatMessage[],
+  tok: Tokenizer,
+): RenderedPrompt {
+  const source = chatTemplate ?? BASE_MODEL_TEMPLATE;
+  let t = templates.get(source);
+  if (!t) {
+    t = new Template(source);
+    templates.set(source, t);
+  }
+  const piece = (id: number | null) => (id === null ? "" : (tok.tokenToPiece(id) ?? ""));
+  const contents = messages.map((m) => contentText(m.content));
+  const nonce = crypto.getRandomValues(new Uint32Array(2)).join("-");
+  const marker = (i: number) => `\u{F0000}${nonce}:${i}\u{F0001}`;
+  const rendered = t.render({
+    messages: messages.map((m, i) => ({
+      role: m.role === "developer" ? "system" : m.role,
+      content: contents[i] === "" ? "" : marker(i),
+    })),
+    add_generation_prompt: true,
+    bos_token: piece(tok.bosId),
+    eos_token: piece(tok.eosIds[0] ?? null),
+  });
+  const parts: RenderedPrompt["parts"] = [];
+  const re = new RegExp(`\u{F0000}${nonce}:(\\d+)\u{F0001}`, "gu");
+  let at = 0;
+  for (const m of rendered.matchAll(re)) {
+    if (m.index > at) parts.push({ text: rendered.slice(at, m.index), template: true });
+    parts.push({ text: contents[Number(m[1])]!, template: false });
+    at = m.index + m[0].length;
+  }
+  if (at < rendered.length) parts.push({ text: rendered.slice(at), template: true });
+  return { parts };
+}
+
+/**
+ * Prompt tokens. Template parts that name control tokens are tokenized with special-token parsing
+ * on; everything else (message contents, plain template text between them) with it off, so a user
+ * typing "</s>" or "<|im_start|>system" gets the text, never the control token. A template that
+ * writes BOS itself gets no second one.
+ */
+export function promptTokens(p: RenderedPrompt, tok: Tokenizer): number[] {
+  // Runs of text tokenized together: consecutive plain parts are joined (tokenizing them apart
+  // would split merges and add sentencepiece space prefixes at the seams).
+  const runs: { text: string; special: boolean }[] = [];
+  for (const x of p.parts) {
+    const special =
+      x.template &&
+      tok
+        .encode(x.text, { parseSpecial: true, addBos: false, addEos: false })
+        .some((id) => tok.isSpecial(id));
+    const last = runs[runs.length - 1];
+    if (last && !special && !last.special) last.text += x.text;
+    else runs.push({ text: x.text, special });
+  }
+  const bos = tok.bosId === null ? null : tok.tokenToPiece(tok.bosId);
+  const text = promptText(p);
+  const writesBos = bos !== undefined && bos !== null && bos !== "" && text.startsWith(bos);
+  const out: number[] = [];
+  runs.forEach((r, i) => {
+    out.push(
+      ...tok.encode(r.text, {
+        parseSpecial: r.special,
+        addBos: i === 0 ? (writesBos ? false : undefined) : false,
+        addEos: i === runs.length - 1 ? undefined : false,
+      }),
+    );
+  });
+  if (runs.length === 0) out.push(...tok.encode("", { addBos: writesBos ? false : undefined }));
+  return out;
+}
+
+export interface CompletionOptions {
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number | undefined;
+  stop: string[];
+  signal: AbortSignal;
+  /** Absolute time (ms, Date.now()) by which the answer must end, or null. */
+  deadline: number | null;
+}
+
+export interface CompletionResult {
+  finishReason: "stop" | "length" | "abort";
+  completionTokens: number;
+  budgetExhausted: boolean;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+/** Longest suffix of `text` that is a proper prefix of some stop string (held back while streaming). */
+function heldBack(text: string, stops: string[]): number {
+  let keep = 0;
+  for (const s of stops) {
+    for (let n = Math.min(s.length - 1, text.length); n > keep; n--) {
+      if (text.endsWith(s.slice(0, n))) {
+        keep = n;
+        break;
+      }
+    }
+  }
+  return keep;
+}
+
+/**
+ * Generates the completion, calling `emit` with each new piece of text. Runs with the variant's
+ * queue held by the caller. Yields to the event loop now and then so the response streams out and
+ * a client disconnect is noticed.
+ */
+export async function complete(
+  v: LoadedVariant,
+  prompt: number[],
+  opts: CompletionOptions,
+  emit: (text: string) => void | Promise<void>,
+  decodeMsPerToken: number,
+): Promise<CompletionResult> {
+  const tok = v.tokenizer;
+  const stream = tok.createStreamDecoder({ continuation: true });
+  const stopIds = [...new Set([...v.manifest.model.eosTokenIds, ...tok.eosIds])];
+  let pending = ""; // decoded text not yet emitted (may hold the start of a stop string)
+  let completionTokens = 0;
+  let budgetExhausted = false;
+  let finish: FinishReason | "budget" = "length";
+  const started = Date.now();
+  let firstTokenAt = 0;
+  let lastYield = started;
+
+  const gen = generate(v.engine, prompt, {
+    maxTokens: opts.maxTokens,
+    temperature: opts.temperature,
+    topP: opts.topP,
+    topK: opts.topK,
+    seed: opts.seed,
+    stopTokenIds: stopIds,
+    signal: opts.signal,
+  });
+  for (;;) {
+    const next = await gen.next();
+    if (next.done) {
+      finish = next.value.finishReason;
+      break;
+    }
+    if (completionTokens === 0) firstTokenAt = Date.now();
+    completionTokens++;
+    pending += stream.push(next.value);
+    const hit = opts.stop.length ? firstStop(pending, opts.stop) : -1;
+    if (hit >= 0) {
+      await emit(pending.slice(0, hit));
+      pending = "";
+      finish = "stop";
+      await gen.return(undefined as never);
+      break;
+    }
+    const keep = heldBack(pending, opts.stop);
+    if (pending.length > keep) {
+      await emit(pending.slice(0, pending.length - keep));
+      pending = pending.slice(pending.length - keep);
+    }
+    const now = Date.now();
+    if (opts.deadline !== null && now + decodeMsPerToken > opts.deadline) {
+      budgetExhausted = true;
+      finish = "budget";
+      await gen.return(undefined as never);
+      break;
+    }
+    if (now - lastYield > 10) {
+      await new Promise((r) => setTimeout(r, 0));
+      lastYield = Date.now();
+    }
+  }
+  if (finish !== "stop") pending += stream.flush();
+  if (pending) await emit(pending);
+  const end = Date.now();
+  return {
+    finishReason: finish === "stop" ? "stop" : finish === "abort" ? "abort" : "length",
+    completionTokens,
+    budgetExhausted,
+    prefillMs: (firstTokenAt || end) - started,
+    decodeMs: firstTokenAt ? end - firstTokenAt : 0,
+  };
+}
+
+function firstStop(text: string, stops: string[]): number {
+  let best = -1;
+  for (const s of stops) {
+    const i = text.indexOf(s);
+    if (i >= 0 && (best < 0 || i < best)) best = i;
+  }
+  return best;
+}

@@ -1,0 +1,162 @@
+/**
+ * Next-token selection: greedy, or seeded sampling with temperature, top-k and top-p.
+ *
+ * Order: temperature → top-k → top-p → draw, as Hugging Face transformers' logits warpers apply them.
+ * (llama.cpp's default chain applies temperature *last*, after top-k/top-p; the two agree on top-k
+ * but not on top-p when temperature != 1.)
+ *
+ * Randomness comes from xoshiro128** (Blackman & Vigna), seeded through SplitMix32. Both are pure
+ * 32-bit integer arithmetic (Math.imul, shifts), so a seed gives the same stream in Node, Workers and
+ * browsers; the probabilities use Math.exp in float64, which V8 (Node and workerd) computes identically.
+ */
+import { z } from "zod";
+
+export const SamplerOptions = z.strictObject({
+  /** 0 = greedy; otherwise logits are divided by it. */
+  temperature: z.number().min(0).default(1),
+  /** Keep only the k most likely tokens; 0 = off. */
+  topK: z.number().int().min(0).default(0),
+  /**
+   * Keep the smallest set of most likely tokens whose probability sums to >= topP; 1 = off, 0 = the
+   * most likely token only (greedy), as OpenAI's [0, 1] range means it.
+   */
+  topP: z.number().min(0).max(1).default(1),
+  /** uint32 seed; omitted = a random one. */
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1)
+    .optional(),
+});
+/** Options as callers write them (every field optional). */
+export type SamplerOptionsInput = z.input<typeof SamplerOptions>;
+export type SamplerOptions = z.output<typeof SamplerOptions>;
+
+export interface Sampler {
+  /** Picks the next token id from a vocabulary-sized logits vector. */
+  sample(logits: ArrayLike<number>): number;
+}
+
+/** xoshiro128** 1.1 (https://prng.di.unimi.it/xoshiro128starstar.c), seeded from a uint32 via SplitMix32. */
+export class Xoshiro128 {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+
+  constructor(seed: number) {
+    // SplitMix32 (golden-ratio increment, murmur3 finalizer) spreads one uint32 over 128 bits of state;
+    // four consecutive outputs are never all zero.
+    let x = seed >>> 0;
+    const next = () => {
+      x = (x + 0x9e3779b9) | 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next();
+  }
+
+  /** Next uint32. */
+  nextUint32(): number {
+    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
+    const t = this.s1 << 9;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
+    return result;
+  }
+
+  /** Uniform in [0, 1), 32 bits of resolution. */
+  nextFloat(): number {
+    return this.nextUint32() / 2 ** 32;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+/** Index of the largest logit; ties go to the lowest id. Throws on NaN (a broken forward pass). */
+export function argmax(logits: ArrayLike<number>): number {
+  if (logits.length === 0) throw new RangeError("argmax of empty logits");
+  let best = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (Number.isNaN(v)) throw new RangeError(`logit ${i} is NaN`);
+    if (v > logits[best]!) best = i;
+  }
+  return best;
+}
+
+/** softmax(logits / temperature) in float64. */
+export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Array {
+  const out = new Float64Array(logits.length);
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    out[i] = Math.exp((logits[i]! - max) / temperature);
+    sum += out[i]!;
+  }
+  for (let i = 0; i < out.length; i++) out[i] = out[i]! / sum;
+  return out;
+}
+
+/** A sampler for one sequence (it owns its PRNG state). Throws a ZodError on invalid options. */
+export function createSampler(options: SamplerOptionsInput = {}): Sampler {
+  const o = SamplerOptions.parse(options);
+  if (o.temperature === 0 || o.topK === 1 || o.topP === 0) return { sample: argmax };
+  const rng = new Xoshiro128(o.seed ?? randomSeed());
+  return { sample: (logits) => sampleOnce(logits, o, rng) };
+}
+
+function randomSeed(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0]!;
+}
+
+function sampleOnce(logits: ArrayLike<number>, o: SamplerOptions, rng: Xoshiro128): number {
+  const n = logits.length;
+  argmax(logits); // NaN check
+  // Candidates, most likely first, ties to the lowest id (so truncation is deterministic).
+  // Sorting is only needed when top-k or top-p cut the list; the draw itself works in any order.
+  let ids = Array.from({ length: n }, (_, i) => i);
+  const truncate = (o.topK > 0 && o.topK < n) || o.topP < 1;
+  if (truncate) ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  if (o.topK > 0 && o.topK < n) ids = ids.slice(0, o.topK);
+
+  const probs = softmax(
+    ids.map((i) => logits[i]!),
+    o.temperature,
+  );
+  let kept = ids.length;
+  if (o.topP < 1) {
+    let cumulative = 0;
+    for (let i = 0; i < ids.length; i++) {
+      cumulative += probs[i]!;
+      if (cumulative >= o.topP) {
+        kept = i + 1;
+        break;
+      }
+    }
+  }
+
+  // Draw from the kept candidates, renormalized (scale u by their total instead of dividing).
+  let total = 0;
+  for (let i = 0; i < kept; i++) total += probs[i]!;
+  const u = rng.nextFloat() * total;
+  let cumulative = 0;
+  for (let i = 0; i < kept; i++) {
+    cumulative += probs[i]!;
+    if (u < cumulative) return ids[i]!;
+  }
+  return ids[kept - 1]!; // u landed in float rounding slack at the very end
+}

@@ -1,0 +1,392 @@
+/**
+ * The WASM-SIMD inference engine: a packed model's weights live in one WebAssembly.Memory (streamed in
+ * by loadWeights, used in place), activations and the KV cache beside them, and every op of the
+ * forward pass runs in our kernels. Same math as src/model/reference (the oracle it is tested against),
+ * with int4 weights, int8/int4 embeddings and head, and an fp16 or int8 KV cache.
+ *
+ * One engine holds one KV cache and runs one sequence at a time: `newState` starts a new sequence and
+ * retires the previous state (using a retired state throws). The API layer queues requests per engine.
+ *
+ * Prefill runs the prompt in blocks of up to PREFILL_BLOCK tokens, layer by layer: each weight matrix
+ * is applied to every token of the block back to back, so it is read from memory once per block and
+ * then served from cache (a 110M model's layers do not fit in cache; one matrix does). Attention stays
+ * per token (causal). With q8 activations every token goes through exactly the ops a decode step
+ * would run, so prefill's results are bit-identical to feeding the prompt one token at a time.
+ */
+
+import type { ModelConfig } from "../../format/model.ts";
+import type { WeightTable } from "../../format/weights.ts";
+import {
+  type Int4Tensor,
+  type Int8Tensor,
+  MAX_MATMUL_ROWS,
+  type Q8Activations,
+  type WasmKernels,
+} from "../../kernels/wasm/index.ts";
+import type { InferenceState, LogitsModel } from "../generate.ts";
+import { bindWeights, type LayerWeights as SharedLayerWeights } from "../weight-bindings.ts";
+import { type LoadProgress, loadWeights } from "./load-weights.ts";
+
+export interface WasmEngineOptions {
+  /** KV cache storage: fp16 (default) or int8 with a scale per (position, kv head). */
+  kvCache?: "f16" | "q8";
+  /** int4 matvecs on activations quantized to int8 per 32-block (default, faster) or on fp32. */
+  activations?: "q8" | "f32";
+  /** Tokens the KV cache holds (default: the model's context, at most 2048). */
+  contextSize?: number;
+  /**
+   * Prompt tokens per pass over the weights, 1..PREFILL_BLOCK (default PREFILL_BLOCK; 1 = token by
+   * token). Each costs one row of activation buffers.
+   */
+  prefillBlock?: number;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+type Matrix = { kind: "int4"; t: Int4Tensor } | { kind: "int8"; t: Int8Tensor };
+
+/** Most prompt tokens one prefill pass carries through the layers (matmulInt4's row limit). */
+export const PREFILL_BLOCK = MAX_MATMUL_ROWS;
+
+/** `rows` fp32 vectors in wasm memory, row i at ptr + i * stride * 4 (zero-padded up to stride). */
+interface Rows {
+  ptr: number;
+  stride: number;
+}
+
+const rowAt = (b: Rows, i: number) => b.ptr + i * b.stride * 4;
+
+type LayerWeights = SharedLayerWeights<number, Int4Tensor>;
+
+/** One sequence on a WasmEngine. */
+export class WasmState implements InferenceState {
+  length = 0;
+  constructor(
+    readonly owner: WasmEngine,
+    readonly capacity: number,
+    readonly generation: number,
+  ) {}
+}
+
+export class EngineStateError extends Error {
+  override readonly name = "EngineStateError";
+}
+
+const roundUp32 = (n: number) => Math.ceil(n / 32) * 32;
+
+export class WasmEngine implements LogitsModel<WasmState> {
+  readonly config: ModelConfig;
+  readonly contextSize: number;
+  readonly kvCache: "f16" | "q8";
+  readonly activations: "q8" | "f32";
+  private readonly k: WasmKernels;
+  private readonly layers: LayerWeights[] = [];
+  private readonly embedding: Matrix;
+  private readonly head: Matrix;
+  private readonly outputNorm: number;
+  private generation = 0;
+  /** Prompt tokens per prefill pass (`prefillBlock`, at most the context); decode uses row 0. */
+  readonly block: number;
+  // Activation rows (wasm memory), zero-padded to what their consumers read: one row per block token.
+  private readonly x: Rows;
+  private readonly xb: Rows;
+  private readonly q: Rows;
+  private readonly kv: { k: Rows; v: Rows };
+  private readonly att: Rows;
+  private readonly delta: Rows;
+  private readonly gate: Rows;
+  private readonly up: Rows;
+  private readonly hb: Rows;
+  /** The head's input (final norm of the last token), padded to the head's kPadded. */
+  private readonly headIn: number;
+  private readonly logits: number;
+  private readonly ropeCos: Rows;
+  private readonly ropeSin: Rows;
+  /** Q8 activation space by kPadded, one per block row. */
+  private readonly q8 = new Map<number, Q8Activations[]>();
+  /** Per layer: K and V caches, and for q8 their per-(position, kv head) scales. */
+  private readonly cache: { k: number; v: number; kScale: number; vScale: number }[] = [];
+
+  private constructor(kernels: WasmKernels, table: WeightTable, base: number, opts: WasmEngineOptions) {
+    const c = table.config;
+    this.config = c;
+    this.k = kernels;
+    this.kvCache = opts.kvCache ?? "f16";
+    this.activations = opts.activations ?? "q8";
+    this.contextSize = opts.contextSize ?? Math.min(c.maxContext, 2048);
+    if (!Number.isInteger(this.contextSize) || this.contextSize < 1 || this.contextSize > c.maxContext) {
+      throw new RangeError(`contextSize must be an integer in 1..${c.maxContext}, got ${opts.contextSize}`);
+    }
+
+    const bound = bindWeights<number, Int4Tensor, Matrix>(table, {
+      vector: (e) => base + e.offset,
+      int4: (e) => kernels.int4At(base + e.offset),
+      matrix: (e) =>
+        e.encoding.kind === "int4"
+          ? { kind: "int4", t: kernels.int4At(base + e.offset) }
+          : { kind: "int8", t: kernels.int8At(base + e.offset) },
+    });
+    this.layers.push(...bound.layers);
+    this.embedding = bound.embedding;
+    this.head = bound.head;
+    this.outputNorm = bound.outputNorm;
+
+    // Padded widths: every buffer is as long as the widest kPadded that reads it, zeros beyond.
+    const l0 = this.layers[0]!;
+    const hiddenPad = Math.max(
+      l0.wq.kPadded,
+      l0.wGate.kPadded,
+      this.head.t.kPadded,
+      this.embedding.t.kPadded,
+      roundUp32(c.hiddenSize),
+    );
+    const qDim = c.numHeads * c.headDim;
+    const kvDim = c.numKvHeads * c.headDim;
+    const block = opts.prefillBlock ?? PREFILL_BLOCK;
+    if (!Number.isInteger(block) || block < 1 || block > PREFILL_BLOCK) {
+      throw new RangeError(
+        `prefillBlock must be an integer in 1..${PREFILL_BLOCK}, got ${opts.prefillBlock}`,
+      );
+    }
+    const B = Math.min(block, this.contextSize);
+    this.block = B;
+    const f32 = (n: number) => kernels.allocZeroed(n * 4);
+    const rows = (stride: number): Rows => ({ ptr: f32(B * stride), stride });
+    this.x = rows(hiddenPad);
+    // Matrix inputs are exactly their weight's kPadded apart (what matmulInt4 reads).
+    this.xb = rows(Math.max(l0.wq.kPadded, l0.wGate.kPadded));
+    this.delta = rows(c.hiddenSize);
+    this.q = rows(qDim);
+    this.kv = { k: rows(kvDim), v: rows(kvDim) };
+    this.att = rows(Math.max(l0.wo.kPadded, qDim));
+    this.gate = rows(c.intermediateSize);
+    this.up = rows(c.intermediateSize);
+    this.hb = rows(Math.max(l0.wDown.kPadded, c.intermediateSize));
+    this.headIn = f32(hiddenPad);
+    this.logits = f32(c.vocabSize);
+    this.ropeCos = rows(c.headDim / 2);
+    this.ropeSin = rows(c.headDim / 2);
+    for (const kp of new Set([
+      l0.wq.kPadded,
+      l0.wGate.kPadded,
+      l0.wo.kPadded,
+      l0.wDown.kPadded,
+      this.head.t.kPadded,
+    ])) {
+      if (kp % 32 === 0)
+        this.q8.set(
+          kp,
+          Array.from({ length: B }, () => kernels.allocQ8(kp)),
+        );
+    }
+    const cells = this.contextSize * kvDim;
+    for (let l = 0; l < c.numLayers; l++) {
+      if (this.kvCache === "f16") {
+        this.cache.push({ k: kernels.alloc(cells * 2), v: kernels.alloc(cells * 2), kScale: 0, vScale: 0 });
+      } else {
+        const scales = this.contextSize * c.numKvHeads * 4;
+        this.cache.push({
+          k: kernels.alloc(cells),
+          v: kernels.alloc(cells),
+          kScale: kernels.alloc(scales),
+          vScale: kernels.alloc(scales),
+        });
+      }
+    }
+  }
+
+  /** Streams the weights into a fresh kernels instance's memory and builds the engine. */
+  static async load(
+    kernels: WasmKernels,
+    table: WeightTable,
+    weights: ReadableStream<Uint8Array>,
+    opts: WasmEngineOptions = {},
+  ): Promise<WasmEngine> {
+    const base = await loadWeights(kernels, table, weights, opts.onProgress);
+    return new WasmEngine(kernels, table, base, opts);
+  }
+
+  get vocabSize(): number {
+    return this.config.vocabSize;
+  }
+
+  get maxContext(): number {
+    return this.contextSize;
+  }
+
+  /** WebAssembly memory in use (it never shrinks, so this is also the peak). */
+  get memoryBytes(): number {
+    return this.k.memory.buffer.byteLength;
+  }
+
+  newState(maxTokens: number): WasmState {
+    if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > this.contextSize) {
+      throw new RangeError(`state size must be an integer in 1..${this.contextSize}, got ${maxTokens}`);
+    }
+    return new WasmState(this, maxTokens, ++this.generation);
+  }
+
+  prefill(state: WasmState, tokens: readonly number[]): Float32Array {
+    this.checkState(state);
+    if (tokens.length === 0) throw new RangeError("prefill needs at least one token");
+    for (const t of tokens) this.checkToken(t);
+    if (state.length + tokens.length > state.capacity) {
+      throw new RangeError(
+        `${tokens.length} tokens do not fit: the state holds ${state.length} of ${state.capacity}`,
+      );
+    }
+    for (let i = 0; i < tokens.length; i += this.block) {
+      const end = Math.min(tokens.length, i + this.block);
+      this.pass(state, tokens.slice(i, end), end === tokens.length);
+    }
+    return this.k.f32(this.logits, this.config.vocabSize).slice();
+  }
+
+  forward(state: WasmState, tokenId: number): Float32Array {
+    this.checkState(state);
+    this.checkToken(tokenId);
+    if (state.length >= state.capacity) throw new RangeError(`the state is full (${state.capacity} tokens)`);
+    this.pass(state, [tokenId], true);
+    return this.k.f32(this.logits, this.config.vocabSize).slice();
+  }
+
+  private checkState(state: WasmState): void {
+    if (state.owner !== this) throw new EngineStateError("this state belongs to another engine");
+    if (state.generation !== this.generation) {
+      throw new EngineStateError("this state was retired: the engine has started another sequence since");
+    }
+  }
+
+  private checkToken(tokenId: number): void {
+    const n = this.config.vocabSize;
+    if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= n) {
+      throw new RangeError(`token id ${tokenId} is outside the vocabulary (0..${n - 1})`);
+    }
+  }
+
+  /**
+   * Y = X W^T for `n` rows. q8 activations: per row, quantize (unless `quantized`: q/k/v and gate/up
+   * share one quantized input) and matvec; the weight stays in cache from the second row on. fp32
+   * activations: matmulInt4, which decodes each weight chunk once for all rows.
+   */
+  private linear(w: Int4Tensor, x: Rows, y: Rows, n: number, quantized: boolean): void {
+    const k = this.k;
+    if (this.activations === "q8") {
+      const q8 = this.q8.get(w.kPadded)!;
+      for (let i = 0; i < n; i++) {
+        if (!quantized) k.quantizeQ8(rowAt(x, i), q8[i]!);
+        k.matvecInt4Q8(w, q8[i]!, rowAt(y, i));
+      }
+    } else if (n > 1 && x.stride === w.kPadded && y.stride === w.N) k.matmulInt4(w, x.ptr, y.ptr, n);
+    else for (let i = 0; i < n; i++) k.matvecInt4(w, rowAt(x, i), rowAt(y, i));
+  }
+
+  /** Appends `tokens` (at most `block`) to the sequence; logits of the last one if asked. */
+  private pass(state: WasmState, tokens: readonly number[], wantLogits: boolean): void {
+    const c = this.config;
+    const k = this.k;
+    const n = tokens.length;
+    const pos0 = state.length;
+    const hd = c.headDim;
+    const kvDim = c.numKvHeads * hd;
+    const qDim = c.numHeads * hd;
+    const scale = 1 / Math.sqrt(hd);
+    const { x, xb, q, att, delta, gate, up, hb, ropeCos, ropeSin } = this;
+    const kx = this.kv.k;
+    const vx = this.kv.v;
+
+    for (let i = 0; i < n; i++) {
+      if (this.embedding.kind === "int4") k.embedRowInt4(this.embedding.t, tokens[i]!, rowAt(x, i));
+      else k.embedRowInt8(this.embedding.t, tokens[i]!, rowAt(x, i));
+      k.ropeTable(pos0 + i, c.ropeTheta, c.ropeDim, rowAt(ropeCos, i), rowAt(ropeSin, i));
+    }
+
+    for (let l = 0; l < c.numLayers; l++) {
+      const w = this.layers[l]!;
+      const cache = this.cache[l]!;
+
+      for (let i = 0; i < n; i++)
+        k.rmsnorm(rowAt(x, i), w.attnNorm, rowAt(xb, i), c.hiddenSize, c.rmsNormEps);
+      this.linear(w.wq, xb, q, n, false);
+      this.linear(w.wk, xb, kx, n, true); // q, k, v share one quantized input
+      this.linear(w.wv, xb, vx, n, true);
+      for (let i = 0; i < n; i++) {
+        const pos = pos0 + i;
+        const qi = rowAt(q, i);
+        const ki = rowAt(kx, i);
+        const vi = rowAt(vx, i);
+        if (w.bq !== null && w.bk !== null && w.bv !== null) {
+          k.addF32(qi, w.bq, qDim);
+          k.addF32(ki, w.bk, kvDim);
+          k.addF32(vi, w.bv, kvDim);
+        }
+        k.rope(qi, c.numHeads, hd, c.ropeDim, rowAt(ropeCos, i), rowAt(ropeSin, i), c.ropeStyle);
+        k.rope(ki, c.numKvHeads, hd, c.ropeDim, rowAt(ropeCos, i), rowAt(ropeSin, i), c.ropeStyle);
+        if (this.kvCache === "f16") {
+          k.kvStoreF16(ki, cache.k + pos * kvDim * 2, kvDim);
+          k.kvStoreF16(vi, cache.v + pos * kvDim * 2, kvDim);
+        } else {
+          k.kvStoreQ8(ki, cache.k + pos * kvDim, cache.kScale + pos * c.numKvHeads * 4, c.numKvHeads, hd);
+          k.kvStoreQ8(vi, cache.v + pos * kvDim, cache.vScale + pos * c.numKvHeads * 4, c.numKvHeads, hd);
+        }
+      }
+      // Causal attention per token: row i sees positions up to its own (later rows are stored already).
+      for (let i = 0; i < n; i++) {
+        const pos = pos0 + i;
+        const first = c.slidingWindow === null ? 0 : Math.max(0, pos - c.slidingWindow + 1);
+        const qi = rowAt(q, i);
+        const ai = rowAt(att, i);
+        if (this.kvCache === "f16") {
+          k.attentionF16(
+            qi,
+            cache.k,
+            cache.v,
+            ai,
+            c.numHeads,
+            c.numKvHeads,
+            hd,
+            first,
+            pos - first + 1,
+            scale,
+          );
+        } else {
+          k.attentionQ8(
+            qi,
+            cache.k,
+            cache.kScale,
+            cache.v,
+            cache.vScale,
+            ai,
+            c.numHeads,
+            c.numKvHeads,
+            hd,
+            first,
+            pos - first + 1,
+            scale,
+          );
+        }
+      }
+      this.linear(w.wo, att, delta, n, false);
+      for (let i = 0; i < n; i++) {
+        k.addF32(rowAt(x, i), rowAt(delta, i), c.hiddenSize);
+        k.rmsnorm(rowAt(x, i), w.ffnNorm, rowAt(xb, i), c.hiddenSize, c.rmsNormEps);
+      }
+      this.linear(w.wGate, xb, gate, n, false);
+      this.linear(w.wUp, xb, up, n, true);
+      for (let i = 0; i < n; i++) k.siluGate(rowAt(gate, i), rowAt(up, i), rowAt(hb, i), c.intermediateSize);
+      this.linear(w.wDown, hb, delta, n, false);
+      for (let i = 0; i < n; i++) k.addF32(rowAt(x, i), rowAt(delta, i), c.hiddenSize);
+    }
+    state.length = pos0 + n;
+    if (!wantLogits) return;
+
+    k.rmsnorm(rowAt(x, n - 1), this.outputNorm, this.headIn, c.hiddenSize, c.rmsNormEps);
+    const headIn: Rows = { ptr: this.headIn, stride: 0 };
+    if (this.head.kind === "int4")
+      this.linear(this.head.t, headIn, { ptr: this.logits, stride: 0 }, 1, false);
+    else {
+      const q8 = this.q8.get(this.head.t.kPadded)![0]!;
+      k.quantizeQ8(this.headIn, q8);
+      k.matvecInt8Q8(this.head.t, q8, this.logits);
+    }
+  }
+}
