@@ -1,60 +1,18 @@
 /**
- * Builds the playground's in-browser engine (src/playground/engine.ts) into one ES module for
- * browsers, with the WASM kernels inlined, written as build/playground/engine.js.txt: the Worker
- * imports it as a string (wrangler's default Text rule for .txt; esbuild's text loader in the test
- * harness) and serves it at GET /playground/engine.js.
- *   npx tsx scripts/build-playground.ts      (npm run build:playground; npm start and the tests run it)
+ * Builds the kernels if stale, then the playground (src/playground/build.ts).
+ *   npx tsx scripts/build-playground.ts      (npm run build:playground)
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { statSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { build, type Plugin } from "esbuild";
+import { buildPlayground } from "../src/playground/build.ts";
 import { ensureKernelsWasm } from "./build-wasm.ts";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-export const PLAYGROUND_ENGINE_PATH = path.join(root, "build/playground/engine.js.txt");
-
-/** `shardlm:kernels/relaxed` and `shardlm:kernels/simd`: the kernels' bytes as Uint8Arrays. */
-function kernelsPlugin(files: { relaxed: string; simd: string }): Plugin {
-  return {
-    name: "shardlm-kernels",
-    setup(b) {
-      b.onResolve({ filter: /^shardlm:kernels\// }, (args) => ({ path: args.path, namespace: "kernels" }));
-      b.onLoad({ filter: /.*/, namespace: "kernels" }, async (args) => {
-        const which = args.path.endsWith("/relaxed") ? files.relaxed : files.simd;
-        return { contents: await readFile(which), loader: "binary" };
-      });
-    },
-  };
+const t0 = performance.now();
+const files = await buildPlayground({
+  relaxed: await ensureKernelsWasm({ relaxed: true }),
+  simd: await ensureKernelsWasm(),
+});
+for (const file of files) {
+  console.log(`${path.relative(process.cwd(), file)}  ${(statSync(file).size / 1024).toFixed(1)} KiB`);
 }
-
-export async function buildPlayground(): Promise<string> {
-  const files = {
-    relaxed: await ensureKernelsWasm({ relaxed: true }),
-    simd: await ensureKernelsWasm(),
-  };
-  const result = await build({
-    entryPoints: [path.join(root, "src/playground/engine.ts")],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    minify: true,
-    write: false,
-    legalComments: "none",
-    plugins: [kernelsPlugin(files)],
-    logLevel: "silent",
-  });
-  await mkdir(path.dirname(PLAYGROUND_ENGINE_PATH), { recursive: true });
-  await writeFile(PLAYGROUND_ENGINE_PATH, result.outputFiles[0]!.text);
-  return PLAYGROUND_ENGINE_PATH;
-}
-
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const t0 = performance.now();
-  const file = await buildPlayground();
-  const { size } = await import("node:fs").then((fs) => fs.statSync(file));
-  console.log(
-    `${path.relative(root, file)}  ${(size / 1024).toFixed(0)} KiB  ${(performance.now() - t0).toFixed(0)} ms`,
-  );
-}
+console.log(`built in ${(performance.now() - t0).toFixed(0)} ms`);

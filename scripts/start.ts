@@ -11,8 +11,8 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { downloadHfModel } from "../src/model/hf-hub.ts";
+import { buildPlayground } from "../src/playground/build.ts";
 import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
-import { buildPlayground } from "./build-playground.ts";
 import { DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
 import { buildKernelsWasm } from "./build-wasm.ts";
 import { deploy, deploySummary } from "./deploy.ts";
@@ -42,10 +42,10 @@ async function main(): Promise<void> {
   });
   const log = (m: string) => console.error(m);
   log("building the WASM kernels");
-  await buildKernelsWasm();
-  await buildKernelsWasm({ relaxed: true });
-  log("building the playground engine bundle");
-  await buildPlayground();
+  const simd = await buildKernelsWasm();
+  const relaxed = await buildKernelsWasm({ relaxed: true });
+  log("building the playground");
+  await buildPlayground({ relaxed: relaxed.path, simd: simd.path });
 
   const model = await chooseModel(values);
   const persistTo = resolve(values["persist-to"]!);
@@ -69,9 +69,23 @@ async function main(): Promise<void> {
   log(
     `    -d '{"model":"shardlm","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48}'\n`,
   );
+  // API keys reach the local Worker as a var (visible in this machine's process list, like any argv).
+  const keys = process.env.SHARDLM_API_KEYS?.trim();
+  if (keys) log("API keys on: /v1 routes need Authorization: Bearer <key> (SHARDLM_API_KEYS)\n");
+  else log("warning: the API is open (no SHARDLM_API_KEYS); anyone who can reach the port can use it\n");
   const child = spawn(
     "npx",
-    ["wrangler", "dev", "--ip", "127.0.0.1", "--port", port, "--persist-to", persistTo],
+    [
+      "wrangler",
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      port,
+      "--persist-to",
+      persistTo,
+      ...(keys ? ["--var", `SHARDLM_API_KEYS:${keys}`] : []),
+    ],
     {
       stdio: "inherit",
       env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
