@@ -27,7 +27,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ModelDescription } from "../src/format/model.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { ReferenceModel } from "../src/model/reference/index.ts";
-import { promptTokens, renderPrompt } from "../src/runtime/chat.ts";
+import { promptText, promptTokens, renderPrompt } from "../src/runtime/chat.ts";
 import { generate } from "../src/runtime/generate.ts";
 import { softmax } from "../src/runtime/sampler.ts";
 import { createTokenizer, type Tokenizer } from "../src/runtime/tokenizer/index.ts";
@@ -180,8 +180,9 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
     const messages = [
       { role: "user" as const, content: "Write a short story about a robot who learns to paint." },
     ];
-    const text = renderPrompt(description.chatTemplate, messages, tok);
-    const prompt = promptTokens(text, tok);
+    const rendered = renderPrompt(description.chatTemplate, messages, tok);
+    const prompt = promptTokens(rendered, tok);
+    const text = promptText(rendered);
     expect(prompt).toEqual(Array.from(theirModel.tokenize(text, true)));
     const seq = ctx.getSequence();
     const theirs: number[] = [];
