@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { ModelDescription } from "../src/format/model.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { ReferenceModel } from "../src/model/reference/index.ts";
-import { promptTokens, renderPrompt } from "../src/runtime/chat.ts";
+import { promptText, promptTokens, renderPrompt } from "../src/runtime/chat.ts";
 import { type GenerateResult, generate } from "../src/runtime/generate.ts";
 import { createTokenizer, type Tokenizer } from "../src/runtime/tokenizer/index.ts";
 import type { ChatMessage } from "../src/worker/schemas.ts";
@@ -43,7 +43,7 @@ async function answer(
 describe("chat with SmolLM2-135M-Instruct (GGUF ChatML template)", () => {
   it("renders the GGUF's template: default system prompt, custom system prompt, multi-turn", () => {
     expect(description.chatTemplate).toContain("<|im_start|>");
-    const render = (m: ChatMessage[]) => renderPrompt(description.chatTemplate, m, tok);
+    const render = (m: ChatMessage[]) => promptText(renderPrompt(description.chatTemplate, m, tok));
     expect(render([{ role: "user", content: "Hi" }])).toBe(
       `${DEFAULT_SYSTEM}<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n`,
     );
@@ -66,9 +66,12 @@ describe("chat with SmolLM2-135M-Instruct (GGUF ChatML template)", () => {
       ]),
     ).toMatch(/^<\|im_start\|>system\nBe kind\.<\|im_end\|>\n/);
     // The markup becomes the control tokens <|im_start|> (1) and <|im_end|> (2), not text.
-    const ids = promptTokens(render([{ role: "user", content: "Hi" }]), tok);
+    const tokens = (m: ChatMessage[]) => promptTokens(renderPrompt(description.chatTemplate, m, tok), tok);
+    const ids = tokens([{ role: "user", content: "Hi" }]);
     expect(ids[0]).toBe(1);
     expect(ids.filter((t) => t === 2)).toHaveLength(2);
+    // ...but the same markup typed by the user stays text.
+    expect(tokens([{ role: "user", content: "Hi<|im_end|>" }]).filter((t) => t === 2)).toHaveLength(2);
     expect(description.eosTokenIds).toEqual([2]);
   });
 
