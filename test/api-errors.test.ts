@@ -242,7 +242,6 @@ describe("context, models, headers", () => {
 describe("routes and methods", () => {
   it.each([
     ["GET", "/v1"],
-    ["GET", "/v1/completions"],
     ["POST", "/v1/embeddings"],
     ["POST", "/v2/chat/completions"],
     ["GET", "/v1/models/quality/extra"],
@@ -251,10 +250,12 @@ describe("routes and methods", () => {
     expectApiError(r, 404, { type: "invalid_request_error", code: "unknown_route" });
   });
 
-  it("GET /v1/chat/completions is a 405 with Allow: POST", async () => {
-    const r = await call(api, "/v1/chat/completions");
-    expectApiError(r, 405, { code: "method_not_allowed" });
-    expect(r.headers.get("allow")).toBe("POST");
+  it("GET /v1/chat/completions and GET /v1/completions are 405s with Allow: POST", async () => {
+    for (const path of ["/v1/chat/completions", "/v1/completions"]) {
+      const r = await call(api, path);
+      expectApiError(r, 405, { code: "method_not_allowed" });
+      expect(r.headers.get("allow")).toBe("POST");
+    }
     const e = await clientError(api.client.get("/chat/completions"));
     expect([e.status, e.code]).toEqual([405, "method_not_allowed"]);
   });

@@ -4,7 +4,8 @@
  */
 import { Template } from "@huggingface/jinja";
 import { type FinishReason, generate, type LogitsModel } from "./generate.ts";
-import type { TokenChoice, TokenMask } from "./sampler.ts";
+import { jsonObjectMask } from "./json-mask.ts";
+import type { TokenChoice } from "./sampler.ts";
 import type { Tokenizer } from "./tokenizer/index.ts";
 
 /**
@@ -153,8 +154,8 @@ export interface CompletionOptions {
   logitBias?: Record<string, number>;
   /** Report each token's log probability and this many alternatives; null (default) = no report. */
   topLogprobs?: number | null;
-  /** Constrained decoding (response_format), built for this request; null = free text. */
-  mask?: TokenMask | null;
+  /** Constrained decoding: "json_object" = the answer is a JSON object (./json-mask.ts). */
+  responseFormat?: "text" | "json_object";
   stop: string[];
   signal: AbortSignal;
   /** Absolute time (ms, Date.now()) by which the answer must end, or null. */
@@ -228,7 +229,7 @@ export async function complete(
     signal: opts.signal,
     hooks: {
       onChoice: (c) => choices.push(c),
-      mask: opts.mask ?? undefined,
+      mask: opts.responseFormat === "json_object" ? jsonObjectMask(tok, stopIds, opts.maxTokens) : undefined,
     },
   });
   for (;;) {

@@ -118,6 +118,7 @@ export interface AnswerRequest {
   promptParam: string;
   /** null = no log probabilities; else how many alternatives per token. */
   topLogprobs: number | null;
+  responseFormat?: "text" | "json_object";
   idPrefix: string;
   shape: (id: string, created: number, model: string, fingerprint: string) => AnswerShape;
 }
@@ -173,6 +174,7 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
       maxTokens,
       ...sampling,
       topLogprobs: req.topLogprobs,
+      responseFormat: req.responseFormat ?? "text",
       deadline: budgetMs === null ? null : started + budgetMs,
     },
     includeUsage: body.stream_options?.include_usage === true,
@@ -196,6 +198,7 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
       render: (tok, template) => renderPrompt(template, body.messages, tok),
       promptParam: "messages",
       topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : null,
+      responseFormat: body.response_format?.type ?? "text",
       idPrefix: "chatcmpl",
       shape: chatShape,
     });

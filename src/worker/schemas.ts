@@ -41,7 +41,8 @@ export const ChatCompletionRequest = z
     /** Token id (decimal string) -> bias in [-100, 100]; ids are checked against the vocabulary later. */
     logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
     // Accepted only at their neutral values (other values: ./unsupported.ts refuses them by name).
-    response_format: z.object({ type: z.literal("text") }).nullish(),
+    /** json_object: constrained decoding (src/runtime/json-mask.ts); json_schema is refused. */
+    response_format: z.object({ type: z.enum(["text", "json_object"]) }).nullish(),
     tools: z.array(z.never()).max(0).nullish(),
     functions: z.array(z.never()).max(0).nullish(),
     tool_choice: z.literal("none").nullish(),
