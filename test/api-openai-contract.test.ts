@@ -305,6 +305,16 @@ describe('response_format {"type": "json_object"}: constrained decoding', () => 
     }
   });
 
+  it("max_tokens 1 cannot hold an object: 400 naming max_tokens", async () => {
+    const r = await chat(api, {
+      model: "quality",
+      messages: story,
+      max_tokens: 1,
+      response_format: { type: "json_object" },
+    });
+    expectApiError(r, 400, { type: "invalid_request_error", param: "max_tokens" });
+  });
+
   it("streamed too: the joined deltas parse", async () => {
     const stream = await api.client.chat.completions.create({
       model: "speed",

@@ -107,3 +107,38 @@ describe("JsonPrefix (json_object recognizer)", () => {
     }
   });
 });
+
+describe("jsonObjectMask on the stories260K tokenizer, random logits", () => {
+  it("every draw until the stop token or the token limit is a JSON object text", async () => {
+    const { loadModel } = await import("../src/model/import/index.ts");
+    const { createTokenizer } = await import("../src/runtime/tokenizer/index.ts");
+    const { jsonObjectMask } = await import("../src/runtime/json-mask.ts");
+    const { createSampler } = await import("../src/runtime/sampler.ts");
+    const { sharedModelPath } = await import("./helpers/paths.ts");
+    const model = await loadModel(sharedModelPath());
+    const tok = createTokenizer(model.tokenizer);
+    const stops = tok.eosIds;
+    const rand = mulberry32(7);
+    let completeBeforeLimit = 0;
+    for (let run = 0; run < 30; run++) {
+      const maxTokens = 2 + (run % 10) * 7; // "{" and "}": the fewest tokens an object takes
+      const mask = jsonObjectMask(tok, stops, maxTokens);
+      const sampler = createSampler({ temperature: 1, seed: run }, { mask });
+      const ids: number[] = [];
+      for (let i = 0; i < maxTokens; i++) {
+        // Random logits, biased towards ending so both endings happen.
+        const logits = Float32Array.from({ length: tok.vocabSize }, () => rand() * 4);
+        for (const s of stops) logits[s] = 6;
+        const id = sampler.sample(logits);
+        if (stops.includes(id)) {
+          completeBeforeLimit++;
+          break;
+        }
+        ids.push(id);
+      }
+      const text = tok.decode(ids, { continuation: true });
+      expect(isObjectText(text), `${maxTokens}: ${JSON.stringify(text)}`).toBe(true);
+    }
+    expect(completeBeforeLimit).toBeGreaterThan(0);
+  });
+});

@@ -5,7 +5,7 @@
  * complete. A pushdown automaton over characters; `clone()` is cheap (a short stack), so a token
  * mask can try every vocabulary entry's text from the current state.
  *
- * Not yet wired into the API (constrained decoding for response_format is issue 15's next step).
+ * Used by ./json-mask.ts for response_format json_object.
  */
 
 type Mode =

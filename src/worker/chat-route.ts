@@ -193,6 +193,13 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
     if (body.logprobs !== true && (body.top_logprobs ?? 0) > 0) {
       throw badRequest("top_logprobs requires logprobs to be true.", "top_logprobs");
     }
+    const limit = body.max_completion_tokens ?? body.max_tokens;
+    if (body.response_format?.type === "json_object" && limit === 1) {
+      throw badRequest(
+        'response_format {"type": "json_object"} needs room for an object: at least 2 tokens ("{" and "}").',
+        body.max_completion_tokens ? "max_completion_tokens" : "max_tokens",
+      );
+    }
     return answer(c, {
       body,
       render: (tok, template) => renderPrompt(template, body.messages, tok),
