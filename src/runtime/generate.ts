@@ -163,7 +163,11 @@ export function generate<S extends InferenceState>(
         if (signal?.aborted) return done("abort");
         const token = history.at(-1)!;
         const room = Math.min(state.capacity - state.length - 1, maxTokens - completionTokens - 1);
-        drafts = drafter ? await drafter.propose(state, history, room) : [];
+        if (drafter) {
+          const before = drafter.passes;
+          drafts = await drafter.propose(state, history, room);
+          stats.draftPasses = (stats.draftPasses ?? 0) + drafter.passes - before;
+        }
         if (drafts.length > 0) {
           stats.drafted += drafts.length;
           stats.verifications++;

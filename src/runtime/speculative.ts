@@ -46,6 +46,8 @@ export interface SpeculationStats {
   accepted: number;
   /** Verification passes that carried drafts. */
   verifications: number;
+  /** Layer-skip draft steps run (each a partial forward pass; 0 with prompt lookup only). */
+  draftPasses?: number;
 }
 
 /**
@@ -85,6 +87,8 @@ export class Drafter<S extends InferenceState> {
   private skipRate = 1;
   private pausedFor = 0;
   private last: { source: Source; drafted: number } | null = null;
+  /** Layer-skip draft steps run so far. */
+  passes = 0;
 
   constructor(
     readonly model: SpeculativeModel<S>,
@@ -126,6 +130,7 @@ export class Drafter<S extends InferenceState> {
     try {
       while (drafts.length < want) {
         const logits = await this.model.forwardSkipping!(state, token, this.skip);
+        this.passes++;
         if (topProbability(logits) < s.minConfidence) break;
         token = argmax(logits);
         drafts.push(token);
