@@ -14,7 +14,7 @@ import { loadModel } from "../model/import/index.ts";
 
 export const REAL_MODEL_PATH =
   process.env.SHARDLM_REAL_MODEL ?? "/work/models-cache/SmolLM2-135M-Instruct.Q4_1.gguf";
-export const REAL_MODEL_SHAPE = "SmolLM2-135M-Instruct";
+export const REAL_MODEL_SHAPE = "SmolLM2-135M-Instruct" as const;
 const PACK_VERSION = "rtn-g32-int4emb-1";
 
 export interface RealModel {
