@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { CALIBRATION_TEXT, calibrate, calibrationSequences, type Log } from "../src/compress/calibration.ts";
 import { compressVariant } from "../src/compress/compress-variant.ts";
 import { engineFor, measureQuality, measureSpeed } from "../src/compress/measure.ts";
+import { chatCalibrationTokens, searchSpeculative } from "../src/compress/speculative-search.ts";
 import {
   putContent,
   putManifest,
@@ -32,6 +33,7 @@ import {
 import { type Manifest, R2Keys } from "../src/format/manifest.ts";
 import { type ModelDescription, ModelImportError, parameterCount } from "../src/format/model.ts";
 import { packWeights } from "../src/format/pack.ts";
+import type { SpeculativeProfile } from "../src/format/speculative.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { MODEL_SHAPES, type ModelShape, syntheticModel } from "../src/model/synthetic.ts";
 import { table } from "./lib/table.ts";
@@ -183,6 +185,20 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
       `  decode ${speed.decodeMsPerToken.toFixed(3)} ms/token, prefill ${speed.prefillMsPerToken.toFixed(3)} ms/token`,
     );
 
+    let speculative: SpeculativeProfile | undefined;
+    if (file.speculative) {
+      const prompts = chatCalibrationTokens(original, file.speculative.prompts);
+      const found = await searchSpeculative(engine, prompts, {
+        answerTokens: file.speculative.answerTokens,
+        log: (m) => log(`  ${m}`),
+      });
+      speculative = found.profile;
+      log(
+        `  speculation ${speculative.enabled ? "on" : "off"}: skip [${speculative.draft.skipLayers.join(",")}], ` +
+          `estimated ${speculative.measured.estimatedSpeedup.toFixed(2)}x`,
+      );
+    }
+
     const shards = putShards(opts.out, data, file.shardBytes);
     const tokenizerSha = putContent(opts.out, R2Keys.blob, tokenizerJson);
     const params = parameterCount(compressed.model);
@@ -213,6 +229,7 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
       },
       quality,
       speed,
+      ...(speculative ? { speculative } : {}),
     };
     const id = putManifest(opts.out, manifest);
     index.variants[v.name] = id;

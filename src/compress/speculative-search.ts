@@ -12,9 +12,12 @@
  * tokens / (draft steps * draftCost + verified rows * rowCost + plain steps).
  */
 import { readFileSync } from "node:fs";
+import type { TokenizerSpec } from "../format/model.ts";
 import { type DraftMeasurement, DraftSettings, type SpeculativeProfile } from "../format/speculative.ts";
+import { promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { generate } from "../runtime/generate.ts";
 import { ngramDraft, type SpeculationStats } from "../runtime/speculative.ts";
+import { createTokenizer } from "../runtime/tokenizer/index.ts";
 import type { WasmEngine } from "../runtime/wasm/engine.ts";
 
 /** data/chat/calibration.json: chat prompts (text) the search runs on. */
@@ -187,4 +190,15 @@ function ngramAgreement(prompts: readonly (readonly number[])[]): { coverage: nu
     }
   }
   return { coverage: positions ? proposed / positions : 0, agreement: proposed ? right / proposed : 0 };
+}
+
+/** The calibration chat prompts as token ids for a model (its chat template, or the base-model one). */
+export function chatCalibrationTokens(
+  model: { tokenizer: TokenizerSpec; chatTemplate: string | null },
+  count?: number,
+): number[][] {
+  const tok = createTokenizer(model.tokenizer);
+  return readChatCalibration()
+    .slice(0, count)
+    .map((content) => promptTokens(renderPrompt(model.chatTemplate, [{ role: "user", content }], tok), tok));
 }

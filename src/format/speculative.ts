@@ -43,3 +43,32 @@ export const SpeculativeProfile = z.strictObject({
   measured: DraftMeasurement,
 });
 export type SpeculativeProfile = z.infer<typeof SpeculativeProfile>;
+
+/**
+ * Expected decode cost per token with speculation as built (for the router's cost model):
+ * the plain per-token cost divided by the build's estimated speedup when speculation is on.
+ */
+export function effectiveDecodeMsPerToken(
+  plainMsPerToken: number,
+  spec: SpeculativeProfile | undefined,
+): number {
+  return spec?.enabled ? plainMsPerToken / spec.measured.estimatedSpeedup : plainMsPerToken;
+}
+
+/** What GET /v1/models shows of a variant's speculation (null: the build recorded none). */
+export function speculationInfo(spec: SpeculativeProfile | undefined): {
+  enabled: boolean;
+  skip_layers: number[];
+  prompt_lookup: boolean;
+  estimated_speedup: number;
+  draft_acceptance: number;
+} | null {
+  if (!spec) return null;
+  return {
+    enabled: spec.enabled,
+    skip_layers: spec.draft.skipLayers,
+    prompt_lookup: true,
+    estimated_speedup: spec.measured.estimatedSpeedup,
+    draft_acceptance: spec.measured.skipAgreement,
+  };
+}

@@ -6,6 +6,7 @@ import { Template } from "@huggingface/jinja";
 import type { LoadedVariant } from "../worker/engines.ts";
 import { type ChatMessage, contentText } from "../worker/schemas.ts";
 import { type FinishReason, generate } from "./generate.ts";
+import type { SpeculationStats } from "./speculative.ts";
 import type { Tokenizer } from "./tokenizer/index.ts";
 
 /**
@@ -61,6 +62,9 @@ export interface CompletionResult {
   budgetExhausted: boolean;
   prefillMs: number;
   decodeMs: number;
+  /** Speculative decoding: drafted and accepted tokens (0 when the variant does not speculate). */
+  drafted: number;
+  accepted: number;
 }
 
 /** Longest suffix of `text` that is a proper prefix of some stop string (held back while streaming). */
@@ -100,7 +104,13 @@ export async function complete(
   let firstTokenAt = 0;
   let lastYield = started;
 
+  // Speculation where the build measured a gain (manifest.speculative), and the variant's prefix cache.
+  const spec = v.manifest.speculative;
+  const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0 };
   const gen = generate(v.engine, prompt, {
+    speculative: spec?.enabled ? spec.draft : false,
+    ...(v.prefixCache ? { prefixCache: v.prefixCache } : {}),
+    stats,
     maxTokens: opts.maxTokens,
     temperature: opts.temperature,
     topP: opts.topP,
@@ -152,6 +162,8 @@ export async function complete(
     budgetExhausted,
     prefillMs: (firstTokenAt || end) - started,
     decodeMs: firstTokenAt ? end - firstTokenAt : 0,
+    drafted: stats.drafted,
+    accepted: stats.accepted,
   };
 }
 

@@ -66,10 +66,16 @@ async function parseBody(c: Context): Promise<ChatCompletionRequest> {
   return body;
 }
 
-function serverTiming(t: { loadMs: number; prefillMs?: number; decodeMs?: number }): string {
+function serverTiming(t: {
+  loadMs: number;
+  prefillMs?: number;
+  decodeMs?: number;
+  spec?: { drafted: number; accepted: number };
+}): string {
   const parts = [`load;dur=${t.loadMs.toFixed(1)}`];
   if (t.prefillMs !== undefined) parts.push(`prefill;dur=${t.prefillMs.toFixed(1)}`);
   if (t.decodeMs !== undefined) parts.push(`decode;dur=${t.decodeMs.toFixed(1)}`);
+  if (t.spec && t.spec.drafted > 0) parts.push(`spec;desc="${t.spec.accepted}/${t.spec.drafted}"`);
   return parts.join(", ");
 }
 
@@ -223,7 +229,12 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
         prediction.decodeMsPerToken,
       );
       observe(r);
-      headers["Server-Timing"] = serverTiming({ loadMs, prefillMs: r.prefillMs, decodeMs: r.decodeMs });
+      headers["Server-Timing"] = serverTiming({
+        loadMs,
+        prefillMs: r.prefillMs,
+        decodeMs: r.decodeMs,
+        spec: { drafted: r.drafted, accepted: r.accepted },
+      });
       if (r.budgetExhausted) headers["X-Budget-Exhausted"] = "true";
       return c.json(
         {

@@ -11,6 +11,7 @@ import { ZodError } from "zod";
 // The kernels, compiled by wrangler from the build output (npm run build:wasm); workerd has relaxed SIMD.
 import kernels from "../../build/wasm/kernels-relaxed.wasm";
 import type { Manifest } from "../format/manifest.ts";
+import { speculationInfo } from "../format/speculative.ts";
 import { chatCompletions } from "./chat-route.ts";
 import { registerContentRoutes } from "./content-routes.ts";
 import type { Env } from "./env.ts";
@@ -70,6 +71,7 @@ app.get("/v1/models", async (c) => {
     bytes: m.size.totalBytes,
     bits_per_weight: m.size.bitsPerWeight,
     kl_mean: m.quality.klMean,
+    speculative: speculationInfo(m.speculative),
     ...variantState(s, live.manifestIds.get(m.variant)!, m),
   }));
   for (const tier of TIERS) {
