@@ -47,7 +47,10 @@ export function workerCompatibilityFlags(): string[] {
   return line ? [...line[1]!.matchAll(/"([^"]+)"/g)].map((m) => m[1]!) : [];
 }
 
-export async function startApiServer(bindings: Record<string, string> = {}): Promise<ApiServer> {
+export async function startApiServer(
+  bindings: Record<string, string> = {},
+  ratelimits?: Record<string, { simple: { limit: number; period: 10 | 60 } }>,
+): Promise<ApiServer> {
   const { dir, index } = await buildTestVariants();
   // The worker on its own socket, as in production: client disconnects reach it (request.signal).
   const mf = await startWorkerd(WORKER, {
@@ -57,6 +60,7 @@ export async function startApiServer(bindings: Record<string, string> = {}): Pro
     http: true,
     direct: true,
     compatibilityFlags: workerCompatibilityFlags(),
+    ...(ratelimits ? { ratelimits } : {}),
   });
   const url = await mf.unsafeGetDirectURL();
   const bucket = miniflareBucket(await mf.getR2Bucket("SHARDS"));

@@ -5,10 +5,9 @@
 import type { SourceDType } from "../../format/model.ts";
 import { GGML_TYPE_INFO } from "./ggml/types.ts";
 
-export { f16ToF32 } from "./ggml/f16.ts";
-
 /** Round-to-nearest-even fp32 -> fp16 bits (one implementation, shared with the int4 format). */
 export { f32ToF16 } from "../../format/int4.ts";
+export { f16ToF32 } from "./ggml/f16.ts";
 
 export const Q8_0_BLOCK = 32;
 export const Q8_0_BLOCK_BYTES = 34;
