@@ -109,9 +109,12 @@ export async function searchSpeculative(
     `speculative search: ${L} layers, head share ${headShare.toFixed(2)}, verify row cost ${rowCost.toFixed(2)}`,
   );
 
+  // Drafts right less often than a verified row costs are a loss: sources pause below that rate.
+  const pauseBelow = Math.min(0.9, Math.max(0.1, rowCost));
   const evaluate = async (skipLayers: number[], ngram: boolean): Promise<CandidateResult> => {
     const settings = DraftSettings.parse({
       skipLayers,
+      minAcceptance: pauseBelow,
       ...(ngram ? {} : { ngramMin: 8, ngramMax: 8 }),
     });
     let tokens = 0;
@@ -167,7 +170,7 @@ export async function searchSpeculative(
   return {
     profile: {
       enabled: chosen.estimatedSpeedup >= (opts.minGain ?? 1.05),
-      draft: DraftSettings.parse({ skipLayers: chosen.skipLayers }),
+      draft: DraftSettings.parse({ skipLayers: chosen.skipLayers, minAcceptance: pauseBelow }),
       measured,
     },
     candidates: [...candidates, combined, ...(ngramOnly === combined ? [] : [ngramOnly])],

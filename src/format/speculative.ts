@@ -16,7 +16,10 @@ export const DraftSettings = z.strictObject({
   /** Prompt-lookup: longest and shortest suffix n-gram searched in the prompt and answer so far. */
   ngramMax: z.number().int().min(1).max(8).default(3),
   ngramMin: z.number().int().min(1).max(8).default(2),
-  /** Layer-skip drafting pauses while its running acceptance rate is below this. */
+  /**
+   * A draft source pauses while its running acceptance rate is below this (a rejected draft costs a
+   * verified row: the build sets it to the measured per-row verify cost).
+   */
   minAcceptance: z.number().min(0).max(1).default(0.35),
 });
 export type DraftSettings = z.output<typeof DraftSettings>;

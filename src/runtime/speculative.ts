@@ -11,7 +11,7 @@
  *
  * Draft length adapts per source like transformers' assisted generation heuristic: +2 after a fully
  * accepted draft, -1 otherwise; the layer-skip draft also stops when its top probability falls below
- * `minConfidence` and pauses while its running acceptance rate is below `minAcceptance`.
+ * `minConfidence`, and either source pauses while its running acceptance rate is below `minAcceptance`.
  */
 import { DraftSettings, type DraftSettingsInput } from "../format/speculative.ts";
 import type { InferenceState, LogitsModel } from "./generate.ts";
@@ -84,8 +84,9 @@ export class Drafter<S extends InferenceState> {
   readonly settings: DraftSettings;
   private readonly skip: ReadonlySet<number>;
   private readonly k: Record<Source, number>;
-  private skipRate = 1;
-  private pausedFor = 0;
+  /** Running acceptance rate per source, and draft steps each source sits out after falling too low. */
+  private readonly rate: Record<Source, number> = { ngram: 1, skip: 1 };
+  private readonly pausedFor: Record<Source, number> = { ngram: 0, skip: 0 };
   private last: { source: Source; drafted: number } | null = null;
   /** Layer-skip draft steps run so far. */
   passes = 0;
@@ -113,14 +114,17 @@ export class Drafter<S extends InferenceState> {
     this.last = null;
     if (room <= 0) return [];
     const s = this.settings;
-    const fromNgram = ngramDraft(history, Math.min(room, this.k.ngram), s.ngramMax, s.ngramMin);
-    if (fromNgram.length > 0) {
-      this.last = { source: "ngram", drafted: fromNgram.length };
-      return fromNgram;
+    if (this.pausedFor.ngram > 0) this.pausedFor.ngram--;
+    else {
+      const fromNgram = ngramDraft(history, Math.min(room, this.k.ngram), s.ngramMax, s.ngramMin);
+      if (fromNgram.length > 0) {
+        this.last = { source: "ngram", drafted: fromNgram.length };
+        return fromNgram;
+      }
     }
     if (!this.layerSkip) return [];
-    if (this.pausedFor > 0) {
-      this.pausedFor--;
+    if (this.pausedFor.skip > 0) {
+      this.pausedFor.skip--;
       return [];
     }
     const base = state.length;
@@ -151,12 +155,13 @@ export class Drafter<S extends InferenceState> {
       accepted === last.drafted
         ? Math.min(max, this.k[last.source] + 2)
         : Math.max(1, this.k[last.source] - 1);
-    if (last.source === "skip") {
-      this.skipRate = 0.7 * this.skipRate + 0.3 * (accepted / last.drafted);
-      if (this.skipRate < this.settings.minAcceptance) {
-        this.pausedFor = 16;
-        this.skipRate = this.settings.minAcceptance + 0.15; // try again after the pause
-      }
+    // A rejected draft costs a verified row for nothing: a source whose acceptance falls below
+    // minAcceptance (set by the build to the measured per-row verify cost) sits out a while.
+    const src = last.source;
+    this.rate[src] = 0.7 * this.rate[src] + 0.3 * (accepted / last.drafted);
+    if (this.rate[src] < this.settings.minAcceptance) {
+      this.pausedFor[src] = 16;
+      this.rate[src] = Math.min(1, this.settings.minAcceptance + 0.15); // try again after the pause
     }
   }
 }

@@ -44,10 +44,17 @@ export interface Generation {
   includeUsage: boolean;
 }
 
-function serverTiming(t: { loadMs: number; prefillMs?: number; decodeMs?: number }): string {
+function serverTiming(t: {
+  loadMs: number;
+  prefillMs?: number;
+  decodeMs?: number;
+  /** Speculative decoding: accepted / drafted tokens (left out when nothing was drafted). */
+  spec?: { drafted: number; accepted: number };
+}): string {
   const parts = [`load;dur=${t.loadMs.toFixed(1)}`];
   if (t.prefillMs !== undefined) parts.push(`prefill;dur=${t.prefillMs.toFixed(1)}`);
   if (t.decodeMs !== undefined) parts.push(`decode;dur=${t.decodeMs.toFixed(1)}`);
+  if (t.spec && t.spec.drafted > 0) parts.push(`spec;desc="${t.spec.accepted}/${t.spec.drafted}"`);
   return parts.join(", ");
 }
 
@@ -100,6 +107,7 @@ export async function respondJson(
       loadMs: served.loadMs,
       prefillMs: r.prefillMs,
       decodeMs: r.decodeMs,
+      spec: { drafted: r.drafted, accepted: r.accepted },
     });
     if (r.budgetExhausted) headers["X-Budget-Exhausted"] = "true";
     return c.json(
