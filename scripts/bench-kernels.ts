@@ -6,6 +6,9 @@
  * int8: codes + fp16 scales), then int8 output heads and decode attention over fp16 / int8 KV caches.
  */
 
+import { randn, relErr } from "../src/bench/data.ts";
+import { matvecInt8Array } from "../src/bench/kernel-arrays.ts";
+import { type OrtMatMul, ortMatMulNBits } from "../src/bench/ort-matmul.ts";
 import {
   type Int4GroupSize,
   type Int8GroupSize,
@@ -13,10 +16,9 @@ import {
   quantizeRtn,
   toMatMulNBits,
 } from "../src/format/int4.ts";
+import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { q8Row } from "../src/kernels/wasm/index.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
-import { matvecInt8Array } from "../test/helpers/kernel-arrays.ts";
-import { loadTestKernels, type OrtMatMul, ortMatMulNBits, randn, relErr } from "../test/kernels-helpers.ts";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -80,7 +82,7 @@ function plainMatvec(w: Float32Array, x: Float32Array, y: Float32Array, N: numbe
   }
 }
 
-const kern = wasmPath ? await loadKernelsNode(wasmPath) : await loadTestKernels();
+const kern = await loadKernelsNode(wasmPath ?? (await ensureKernelsWasm()));
 const rows: string[][] = [];
 const header = [
   "model",

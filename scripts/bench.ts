@@ -2,9 +2,13 @@
  * `npm run bench`: shardlm's WASM-SIMD (and WebGPU) int4 engines against onnxruntime-web, node-llama-cpp and the fp32
  * reference, on synthetic weights in real model shapes (src/model/synthetic.ts).
  *   npm run bench [-- --json] [--quick] [--shapes stories15M,stories110M,SmolLM2-135M]
- *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref] [--no-profile]
+ *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref]
+ *                 [--no-profile] [--no-kernels] [--no-relaxed]
  * Prints a table (or, with --json, one JSON object per row on stdout; progress always goes to stderr),
- * the issue's targets with measured values, and a per-op profile of our engine on stories110M.
+ * the kernel table (GB/s, instructions per 32 weights, batched per-row cost against M), the targets as
+ * [MET]/[MISS] with measured values, and a per-op profile of our engine on stories110M.
+ * Node runs the relaxed-SIMD build too (rows "node+relaxed"): the bench sets V8's
+ * --experimental-wasm-relaxed-simd for its own process (--no-relaxed: don't).
  */
 import os from "node:os";
 import {
@@ -15,15 +19,27 @@ import {
   log,
   packedShape,
 } from "../src/bench/common.ts";
+import { innermostLoops, type LoopCount } from "../src/bench/instructions.ts";
+import { type KernelRow, kernelTable } from "../src/bench/kernel-table.ts";
 import { llamaRow } from "../src/bench/llama.ts";
 import { ortRow } from "../src/bench/ort.ts";
+import { type PairedDecode, pairedDecode } from "../src/bench/paired.ts";
 import { referenceRow } from "../src/bench/reference.ts";
 import { speculativeBench, speculativeTargets } from "../src/bench/speculative.ts";
-import { type OpProfile, type PrefillComparison, wasmNodeRows, wasmProfile } from "../src/bench/wasm-node.ts";
+import {
+  enableRelaxedSimd,
+  type OpProfile,
+  type PrefillComparison,
+  wasmNodeRows,
+  wasmProfile,
+} from "../src/bench/wasm-node.ts";
 import { webgpuRow } from "../src/bench/webgpu.ts";
-import { WorkerdBench } from "../src/bench/workerd.ts";
+import { WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
+import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
 import { MODEL_SHAPES, type ModelShape } from "../src/model/synthetic.ts";
 import {
+  decodeTargets,
+  kernelReport,
   machine,
   notes,
   prefillReport,
@@ -32,6 +48,7 @@ import {
   targetReport,
   targets,
 } from "./bench/report.ts";
+import { ensureKernelsWasm } from "./build-wasm.ts";
 
 const ALL_ENGINES = [...ENGINES, "workerd"] as const;
 
@@ -60,6 +77,8 @@ function parseArgs(argv: string[]): BenchOptions {
     repeats: quick ? 2 : 3,
     engines: new Set(list("--engines", ALL_ENGINES)),
     profile: !argv.includes("--no-profile"),
+    kernels: !argv.includes("--no-kernels"),
+    relaxed: !argv.includes("--no-relaxed"),
   };
 }
 
@@ -108,8 +127,13 @@ const loadAtStart = os.loadavg()[0]!;
 const out = o.json ? (s: string) => log(s) : (s: string) => console.log(s);
 log(`shardlm bench: ${machine()}; shapes ${o.shapes.join(", ")}${o.quick ? " (quick)" : ""}`);
 
+const relaxed = o.relaxed && (await enableRelaxedSimd());
+if (o.relaxed && !relaxed) log("  this Node cannot run the relaxed-SIMD build: node+relaxed rows skipped");
 const rows: BenchRow[] = [];
 const prefill: PrefillComparison[] = [];
+const paired: PairedDecode[] = [];
+const tables: Record<string, KernelRow[]> = {};
+const loops: Record<string, LoopCount[]> = {};
 let profile: OpProfile | null = null;
 const profileShape: ModelShape = o.shapes.includes("stories110M") ? "stories110M" : o.shapes.at(-1)!;
 const emit = (r: BenchRow) => {
@@ -126,7 +150,7 @@ try {
     log(`${shape}:`);
     const p = packedShape(shape);
     if (o.engines.has("shardlm-wasm")) {
-      const r = await wasmNodeRows(p, o);
+      const r = await wasmNodeRows(p, o, relaxed);
       r.rows.forEach(emit);
       prefill.push(r.prefill);
       if (o.profile && shape === profileShape) profile = await wasmProfile(p, o);
@@ -143,11 +167,38 @@ try {
     }
     if (o.engines.has("onnxruntime-web")) emit(await ortRow(p, o));
     if (o.engines.has("node-llama-cpp")) emit(await llamaRow(p, o));
+    if (o.engines.has("node-llama-cpp") && o.engines.has("shardlm-wasm")) {
+      log("    decode, alternating rounds: ours / node-llama-cpp ...");
+      paired.push(await pairedDecode(p, o, relaxed));
+    }
     if (o.engines.has("shardlm-ref")) emit(await referenceRow(p, o));
     forgetShape(shape);
   }
 } finally {
   await workerd?.dispose();
+}
+
+if (o.kernels) {
+  log("kernel table ...");
+  const ko = o.quick ? { batches: 3, batchMs: 20 } : {};
+  tables["node SIMD128"] = kernelTable(await loadKernelsNode(await ensureKernelsWasm()), ko);
+  loops.SIMD128 = innermostLoops(await ensureKernelsWasm(), ["matvec_q4_q8", "matmul_q4_q8"], false);
+  if (relaxed) {
+    tables["node relaxed"] = kernelTable(
+      await loadKernelsNode(await ensureKernelsWasm({ relaxed: true })),
+      ko,
+    );
+    loops.relaxed = innermostLoops(
+      await ensureKernelsWasm({ relaxed: true }),
+      ["matvec_q4_q8", "matmul_q4_q8"],
+      true,
+    );
+  }
+  if (o.engines.has("workerd")) {
+    const w = await workerdKernelTables();
+    tables["workerd SIMD128"] = w.simd;
+    tables["workerd relaxed"] = w.relaxed;
+  }
 }
 
 out(
@@ -157,6 +208,7 @@ out(
 resultTable(rows, o.shapes, out);
 notes(o, out);
 prefillReport(prefill, out);
-targetReport(targets(rows), out);
+kernelReport(tables, loops, out);
+targetReport([...decodeTargets(rows, paired, tables), ...targets(rows)], out);
 if (profile) profileReport(profile, out);
 log(`\ndone in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);

@@ -1,249 +1,21 @@
 /**
  * `npm run build:variants -- --model <path> [--config config/variants.json] [--out variants] [--force]`
  *
- * Turns a model into the compressed variants the API serves: calibrate, prune + heal, error-aware
- * int4, then shards + manifest with measured quality (vs the original, on held-out text) and speed
- * (the WASM engine, single thread). Output mirrors the R2 layout (see src/compress/variant-store.ts).
- * A variant whose inputs (model hash, its config, calibration, pipeline code) are unchanged is reused.
+ * CLI over src/compress/build-variants.ts: parses arguments, prints progress and the summary table.
  */
-import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { CALIBRATION_TEXT, calibrate, calibrationSequences, type Log } from "../src/compress/calibration.ts";
-import { compressVariant } from "../src/compress/compress-variant.ts";
-import { engineFor, measureQuality, measureSpeed } from "../src/compress/measure.ts";
-import { chatCalibrationTokens, searchSpeculative } from "../src/compress/speculative-search.ts";
 import {
-  putContent,
-  putManifest,
-  putShards,
-  readManifest,
-  readVariantsIndex,
-  type VariantsIndex,
-  writeVariantsIndex,
-} from "../src/compress/variant-store.ts";
-import {
-  ConfigError,
-  readVariantsFile,
-  type VariantConfig,
-  type VariantsFile,
-} from "../src/compress/variants-config.ts";
-import { type Manifest, R2Keys } from "../src/format/manifest.ts";
-import { type ModelDescription, ModelImportError, parameterCount } from "../src/format/model.ts";
-import { packWeights } from "../src/format/pack.ts";
-import type { SpeculativeProfile } from "../src/format/speculative.ts";
-import { loadModel } from "../src/model/import/index.ts";
-import { MODEL_SHAPES, type ModelShape, syntheticModel } from "../src/model/synthetic.ts";
+  type BuildResult,
+  buildVariants,
+  DEFAULT_CONFIG,
+  DEFAULT_OUT,
+} from "../src/compress/build-variants.ts";
+import { ConfigError } from "../src/compress/variants-config.ts";
+import { ModelImportError } from "../src/format/model.ts";
+import { defaultModelPath } from "./lib/default-model.ts";
 import { table } from "./lib/table.ts";
 
-const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
-export const DEFAULT_MODEL = resolve(root, "../shared/models/stories260K.gguf");
-export const DEFAULT_CONFIG = join(root, "config/variants.json");
-export const DEFAULT_OUT = join(root, "variants");
-
-/** The code that decides a variant's bytes and measurements (not deploy, CLI or table code). */
-const PIPELINE_SOURCES = [
-  "src/compress",
-  "src/format",
-  "src/model/synthetic.ts",
-  "scripts/build-variants.ts",
-];
-
-/** Hash of the code that decides what a variant's bytes are: change it and variants rebuild. */
-export function pipelineVersion(): string {
-  const h = createHash("sha256");
-  for (const entry of PIPELINE_SOURCES) {
-    const path = join(root, entry);
-    const files = statSync(path).isDirectory()
-      ? readdirSync(path)
-          .filter((f) => f.endsWith(".ts"))
-          .sort()
-          .map((f) => join(entry, f))
-      : [entry];
-    for (const f of files) h.update(f).update(readFileSync(join(root, f)));
-  }
-  return h.digest("hex").slice(0, 16);
-}
-
-async function fileSha256(path: string): Promise<{ sha256: string; bytes: number }> {
-  const files = statSync(path).isDirectory()
-    ? readdirSync(path)
-        .filter((f) => /\.(json|safetensors)$/.test(f))
-        .sort()
-        .map((f) => join(path, f))
-    : [path];
-  const h = createHash("sha256");
-  let bytes = 0;
-  for (const f of files) {
-    for await (const chunk of createReadStream(f)) {
-      h.update(chunk as Buffer);
-      bytes += (chunk as Buffer).byteLength;
-    }
-  }
-  return { sha256: h.digest("hex"), bytes };
-}
-
-/**
- * A model file/folder, or `synthetic:<shape>` (seeded synthetic weights in a real model's shape:
- * stories15M, stories110M, SmolLM2-135M) for builds and benchmarks without a download.
- */
-async function loadSource(
-  path: string,
-): Promise<{ original: ModelDescription; source: { sha256: string; bytes: number } }> {
-  const m = /^synthetic:(.+)$/.exec(path);
-  if (!m) return { original: await loadModel(path), source: await fileSha256(path) };
-  const shape = m[1] as ModelShape;
-  if (!MODEL_SHAPES.includes(shape)) {
-    throw new ModelImportError(path, `unknown synthetic shape (known: ${MODEL_SHAPES.join(", ")})`);
-  }
-  const original = syntheticModel(shape);
-  const bytes = [...original.tensors.values()].reduce((n, t) => n + t.byteLength, 0);
-  return { original, source: { sha256: createHash("sha256").update(path).digest("hex"), bytes } };
-}
-
-export interface BuildOptions {
-  model: string;
-  config: string;
-  out: string;
-  force?: boolean;
-  log?: Log;
-}
-
-export interface BuildResult {
-  out: string;
-  index: VariantsIndex;
-  rows: { variant: string; manifest: Manifest; reused: boolean }[];
-}
-
-function inputKey(sourceSha: string, v: VariantConfig, file: VariantsFile, pipeline: string): string {
-  const key = {
-    sourceSha,
-    variant: v,
-    seed: file.seed,
-    calibration: file.calibration,
-    shardBytes: file.shardBytes,
-    pipeline,
-  };
-  return createHash("sha256").update(JSON.stringify(key)).digest("hex");
-}
-
-export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
-  const log = opts.log ?? ((m: string) => console.error(m));
-  const file = readVariantsFile(opts.config);
-  log(`loading ${opts.model}`);
-  const { original, source } = await loadSource(opts.model);
-  const pipeline = pipelineVersion();
-  const previous = readVariantsIndex(opts.out);
-  const index: VariantsIndex = { format: "shardlm-variants", variants: {}, inputs: {} };
-  const rows: BuildResult["rows"] = [];
-  const tokenizerJson = JSON.stringify(original.tokenizer);
-  const heldout = calibrationSequences(original, {
-    textPath: CALIBRATION_TEXT.heldout,
-    maxTokens: file.evaluation.maxTokens,
-  });
-  let stats: ReturnType<typeof calibrate> | null = null;
-
-  for (const v of file.variants) {
-    const key = inputKey(source.sha256, v, file, pipeline);
-    const prevId = previous?.variants[v.name];
-    if (
-      !opts.force &&
-      prevId &&
-      previous?.inputs[v.name] === key &&
-      existsSync(join(opts.out, R2Keys.manifest(prevId)))
-    ) {
-      log(`${v.name}: inputs unchanged, reusing manifest ${prevId.slice(0, 12)}`);
-      index.variants[v.name] = prevId;
-      index.inputs[v.name] = key;
-      rows.push({ variant: v.name, manifest: readManifest(opts.out, prevId), reused: true });
-      continue;
-    }
-    const t0 = performance.now();
-    log(`${v.name} (${v.tier}): building`);
-    if (!stats) {
-      log("  calibrating the original model");
-      stats = calibrate(original, {
-        source: file.calibration.source,
-        maxTokens: file.calibration.maxTokens,
-        seed: file.seed,
-      });
-    }
-    const compressed = compressVariant(original, stats, v, file, (m) => log(`  ${m}`));
-    const { table, data } = packWeights(compressed.model, compressed.tensors);
-    log(
-      `  packed ${(data.byteLength / 1e6).toFixed(2)} MB; measuring quality on ${heldout.length} held-out sequences`,
-    );
-    const engine = await engineFor(table, data);
-    const quality = measureQuality(original, engine, heldout);
-    log(
-      `  KL ${quality.klMean.toFixed(4)}, top-1 ${(quality.top1Agreement * 100).toFixed(1)}%, ppl ${quality.perplexity.toFixed(2)} (original ${quality.referencePerplexity.toFixed(2)})`,
-    );
-    const speed = await measureSpeed(table, data);
-    log(
-      `  decode ${speed.decodeMsPerToken.toFixed(3)} ms/token, prefill ${speed.prefillMsPerToken.toFixed(3)} ms/token`,
-    );
-
-    let speculative: SpeculativeProfile | undefined;
-    if (file.speculative) {
-      const prompts = chatCalibrationTokens(original, file.speculative.prompts);
-      const found = await searchSpeculative(engine, prompts, {
-        answerTokens: file.speculative.answerTokens,
-        log: (m) => log(`  ${m}`),
-      });
-      speculative = found.profile;
-      log(
-        `  speculation ${speculative.enabled ? "on" : "off"}: skip [${speculative.draft.skipLayers.join(",")}], ` +
-          `estimated ${speculative.measured.estimatedSpeedup.toFixed(2)}x`,
-      );
-    }
-
-    const shards = putShards(opts.out, data, file.shardBytes);
-    const tokenizerSha = putContent(opts.out, R2Keys.blob, tokenizerJson);
-    const params = parameterCount(compressed.model);
-    const manifest: Manifest = {
-      format: "shardlm-manifest",
-      version: 1,
-      variant: v.name,
-      tier: v.tier,
-      source: {
-        name: basename(opts.model).replace(/\.gguf$/, ""),
-        format: original.source.format,
-        ...source,
-      },
-      build: { pipelineVersion: pipeline, config: v as unknown as Record<string, unknown>, seed: file.seed },
-      model: {
-        config: table.config,
-        bosTokenId: original.bosTokenId,
-        eosTokenIds: original.eosTokenIds,
-        chatTemplate: original.chatTemplate,
-        tokenizer: { sha256: tokenizerSha, bytes: Buffer.byteLength(tokenizerJson) },
-      },
-      weights: table,
-      shards,
-      size: {
-        totalBytes: data.byteLength,
-        parameters: params,
-        bitsPerWeight: (data.byteLength * 8) / params,
-      },
-      quality,
-      speed,
-      ...(speculative ? { speculative } : {}),
-    };
-    const id = putManifest(opts.out, manifest);
-    index.variants[v.name] = id;
-    index.inputs[v.name] = key;
-    rows.push({ variant: v.name, manifest, reused: false });
-    log(
-      `  manifest ${id.slice(0, 12)}, ${shards.length} shard(s), ${((performance.now() - t0) / 1000).toFixed(1)} s`,
-    );
-  }
-  writeVariantsIndex(opts.out, index);
-  return { out: opts.out, index, rows };
-}
-
-export function summaryTable(rows: BuildResult["rows"]): string {
+function summaryTable(rows: BuildResult["rows"]): string {
   const head = ["variant", "tier", "MB", "bits/w", "KL", "top-1", "ppl", "decode ms/tok", ""];
   const body = rows.map(({ variant, manifest: m, reused }) => [
     variant,
@@ -262,21 +34,22 @@ export function summaryTable(rows: BuildResult["rows"]): string {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      model: { type: "string", default: process.env.SHARDLM_MODEL ?? DEFAULT_MODEL },
+      model: { type: "string", default: process.env.SHARDLM_MODEL },
       config: { type: "string", default: DEFAULT_CONFIG },
       out: { type: "string", default: DEFAULT_OUT },
       force: { type: "boolean", default: false },
     },
   });
   try {
+    const t0 = performance.now();
     const r = await buildVariants({
-      model: values.model!,
+      model: values.model ?? (await defaultModelPath()),
       config: values.config!,
       out: values.out!,
       force: values.force,
     });
     console.log(summaryTable(r.rows));
-    console.log(`\nwrote ${r.out}/variants.json`);
+    console.log(`\nwrote ${r.out}/variants.json in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } catch (e) {
     if (e instanceof ModelImportError || e instanceof ConfigError || (e as Error).name === "PruneError") {
       console.error(`error: ${(e as Error).message}`);
@@ -286,4 +59,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+await main();

@@ -13,28 +13,9 @@
  * Any failure exits non-zero with live.json untouched. --dry-run builds and prints the plan; it writes
  * nothing to the bucket. A set identical to the live one is not switched again.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { z } from "zod";
-import { readVariantsIndex, sha256Hex, type VariantsIndex } from "../src/compress/variant-store.ts";
-import { readVariantsFile } from "../src/compress/variants-config.ts";
-import { LivePointer, Manifest, R2Keys } from "../src/format/manifest.ts";
-import type { Bucket } from "../src/publish/buckets.ts";
-import {
-  checkComplete,
-  DeployError,
-  type Deployment,
-  formatIssues,
-  nextVersion,
-  readBucketManifest,
-  readHistory,
-  readLive,
-  sameVariants,
-  summarize,
-  switchLive,
-  type VariantSummary,
-  writeDeployment,
-} from "../src/publish/history.ts";
+import { type DeployOptions, type DeployResult, deploy, preflight } from "../src/publish/deploy.ts";
 import {
   BUCKET_OPTIONS,
   BUCKET_USAGE,
@@ -45,357 +26,6 @@ import {
   runMain,
   table,
 } from "./deploy/cli.ts";
-
-export interface LocalObject {
-  key: string;
-  /** File in the variants folder. */
-  path: string;
-  sha256: string;
-  bytes: number;
-}
-
-export interface PlannedObject extends LocalObject {
-  /** present: in the bucket with this size; missing (or a wrong size): to upload. */
-  status: "present" | "missing";
-}
-
-export interface ObjectProgress {
-  key: string;
-  bytes: number;
-  action: "uploaded" | "present";
-  index: number;
-  total: number;
-  /** Upload time (PUT), and read-back verification time. */
-  putMs: number;
-  verifyMs: number;
-}
-
-export interface DeployOptions {
-  model: string;
-  config: string;
-  out: string;
-  force?: boolean;
-  /** Deploy the folder as last built (its variants.json) without building; model and config unused. */
-  skipBuild?: boolean;
-  dryRun?: boolean;
-  /** Progress lines (stderr in the CLI). */
-  log?: (line: string) => void;
-  onObject?: (p: ObjectProgress) => void;
-}
-
-export interface DeployRow {
-  variant: string;
-  manifestId: string;
-  manifest: Manifest;
-  summary: VariantSummary;
-  rebuilt: boolean;
-  uploaded: number;
-  present: number;
-}
-
-export interface DeployResult {
-  /** What was deployed: variant name -> manifest id (the folder's variants.json). */
-  index: VariantsIndex;
-  objects: PlannedObject[];
-  uploaded: { objects: number; bytes: number };
-  previous: LivePointer | null;
-  /** The live pointer after the run (the previous one when nothing switched). */
-  live: LivePointer | null;
-  deployment: Deployment | null;
-  /** deployed: switched to a new version; unchanged: the set is already live; dry-run: nothing written. */
-  outcome: "deployed" | "unchanged" | "dry-run";
-  rows: DeployRow[];
-}
-
-/** Checks a variants folder before anything is uploaded; returns manifests and the objects they need. */
-export function validateVariantsFolder(
-  dir: string,
-  index: VariantsIndex,
-): { manifests: Map<string, Manifest>; objects: LocalObject[] } {
-  const manifests = new Map<string, Manifest>();
-  const objects = new Map<string, LocalObject>();
-  const problems: string[] = [];
-  const need = (key: string, sha: string, bytes: number, what: string) => {
-    if (objects.has(key)) return;
-    const path = join(dir, key);
-    if (!existsSync(path)) return void problems.push(`${what}: ${path} is missing`);
-    const data = readFileSync(path);
-    if (data.byteLength !== bytes)
-      return void problems.push(`${what}: ${path} is ${data.byteLength} bytes, the manifest says ${bytes}`);
-    if (sha256Hex(data) !== sha) return void problems.push(`${what}: ${path} does not match its sha256`);
-    objects.set(key, { key, path, sha256: sha, bytes });
-  };
-  const manifestObjects: LocalObject[] = [];
-  for (const [name, id] of Object.entries(index.variants)) {
-    const key = R2Keys.manifest(id);
-    const path = join(dir, key);
-    if (!existsSync(path)) {
-      problems.push(`variant ${name}: manifest ${path} is missing`);
-      continue;
-    }
-    const bytes = readFileSync(path);
-    if (sha256Hex(bytes) !== id) {
-      problems.push(`variant ${name}: manifest ${path} does not hash to its name (edited or corrupt)`);
-      continue;
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(bytes.toString("utf8"));
-    } catch (e) {
-      problems.push(`variant ${name}: manifest ${path} is not JSON (${(e as Error).message})`);
-      continue;
-    }
-    const parsed = Manifest.safeParse(json);
-    if (!parsed.success) {
-      problems.push(`variant ${name}: manifest ${path} is invalid: ${formatIssues(parsed.error)}`);
-      continue;
-    }
-    const m = parsed.data;
-    if (m.variant !== name) problems.push(`variant ${name}: manifest ${path} is for variant ${m.variant}`);
-    for (const s of m.shards)
-      need(R2Keys.shard(s.sha256), s.sha256, s.bytes, `variant ${name} shard @${s.offset}`);
-    const t = m.model.tokenizer;
-    need(R2Keys.blob(t.sha256), t.sha256, t.bytes, `variant ${name} tokenizer`);
-    manifests.set(id, m);
-    manifestObjects.push({ key, path, sha256: id, bytes: bytes.byteLength });
-  }
-  if (problems.length > 0) {
-    throw new DeployError(
-      `the variants folder ${dir} fails validation; nothing was deployed:\n  ${problems.join("\n  ")}`,
-    );
-  }
-  // Manifests last: a manifest in the bucket means its shards are there.
-  return { manifests, objects: [...objects.values(), ...manifestObjects] };
-}
-
-/** HEAD every object: present (right size) or missing. */
-export async function planUpload(bucket: Bucket, objects: LocalObject[]): Promise<PlannedObject[]> {
-  const out: PlannedObject[] = [];
-  for (const o of objects) {
-    const head = await bucket.head(o.key);
-    out.push({ ...o, status: head && head.size === o.bytes ? "present" : "missing" });
-  }
-  return out;
-}
-
-/** Uploads the missing objects in order, each read back (size + sha256) before the next. */
-export async function uploadPlan(
-  bucket: Bucket,
-  plan: PlannedObject[],
-  onObject: (p: ObjectProgress) => void = () => {},
-): Promise<{ objects: number; bytes: number }> {
-  let objects = 0;
-  let bytes = 0;
-  for (const [i, o] of plan.entries()) {
-    const base = { key: o.key, bytes: o.bytes, index: i + 1, total: plan.length };
-    if (o.status === "present") {
-      onObject({ ...base, action: "present", putMs: 0, verifyMs: 0 });
-      continue;
-    }
-    const data = new Uint8Array(readFileSync(o.path));
-    if (data.byteLength !== o.bytes || sha256Hex(data) !== o.sha256)
-      throw new DeployError(`${o.path} changed on disk during the deploy`);
-    const t0 = performance.now();
-    await bucket.put(o.key, data);
-    const t1 = performance.now();
-    const back = await bucket.get(o.key);
-    if (!back) throw new DeployError(`${o.key}: not in the bucket right after upload`);
-    if (back.byteLength !== o.bytes)
-      throw new DeployError(`${o.key}: read back ${back.byteLength} bytes, uploaded ${o.bytes}`);
-    if (sha256Hex(back) !== o.sha256) throw new DeployError(`${o.key}: read-back sha256 differs from upload`);
-    objects++;
-    bytes += o.bytes;
-    onObject({ ...base, action: "uploaded", putMs: t1 - t0, verifyMs: performance.now() - t1 });
-  }
-  return { objects, bytes };
-}
-
-function progressLine(p: ObjectProgress): string {
-  const n = `[${String(p.index).padStart(String(p.total).length)}/${p.total}]`;
-  if (p.action === "present") return `  ${n} present   ${p.key}  ${humanBytes(p.bytes)}`;
-  const rate = p.bytes / 1e6 / Math.max(p.putMs / 1000, 1e-6);
-  return `  ${n} uploaded  ${p.key}  ${humanBytes(p.bytes)}  ${rate.toFixed(1)} MB/s  verified in ${p.verifyMs.toFixed(0)} ms`;
-}
-
-/** Model and config checks that need neither the build code nor the bucket. */
-export function preflight(opts: Pick<DeployOptions, "model" | "config" | "out" | "skipBuild">): void {
-  if (opts.skipBuild) {
-    if (!readVariantsIndex(opts.out))
-      throw new DeployError(`--skip-build: ${join(opts.out, "variants.json")} does not exist (build first)`);
-    return;
-  }
-  if (!opts.model.startsWith("synthetic:") && !existsSync(opts.model)) {
-    throw new DeployError(`model not found: ${opts.model} (pass --model <file.gguf | hf folder>)`);
-  }
-  if (!existsSync(opts.config)) throw new DeployError(`variants config not found: ${opts.config}`);
-  readVariantsFile(opts.config); // ConfigError naming the field
-}
-
-async function build(
-  opts: DeployOptions,
-  log: (line: string) => void,
-): Promise<{ index: VariantsIndex; rebuilt: Set<string> }> {
-  if (opts.skipBuild) {
-    log(`build: skipped; deploying ${opts.out} as built`);
-    return { index: readVariantsIndex(opts.out)!, rebuilt: new Set() };
-  }
-  log(`build: ${opts.model} with ${opts.config} -> ${opts.out}`);
-  // Imported here: the build pulls in the AssemblyScript compiler (seconds), which errors need not wait for.
-  const { buildVariants } = await import("./build-variants.ts");
-  try {
-    const r = await buildVariants({
-      model: opts.model,
-      config: opts.config,
-      out: opts.out,
-      ...(opts.force ? { force: true } : {}),
-      log: (m) => log(`  ${m}`),
-    });
-    return {
-      index: r.index,
-      rebuilt: new Set(r.rows.filter((row) => !row.reused).map((row) => row.variant)),
-    };
-  } catch (e) {
-    if (e instanceof z.ZodError) {
-      throw new DeployError(
-        `a manifest in ${opts.out} fails validation (${formatIssues(e)}); nothing was deployed (rebuild with --force)`,
-      );
-    }
-    throw e;
-  }
-}
-
-export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<DeployResult> {
-  const log = opts.log ?? ((m: string) => console.error(m));
-  preflight(opts);
-  const { index, rebuilt } = await build(opts, log);
-
-  const { manifests, objects } = validateVariantsFolder(opts.out, index);
-  log(`validate: ${manifests.size} manifest(s), ${objects.length} object(s) ok`);
-
-  log(`plan: checking ${objects.length} object(s) in ${bucket.description}`);
-  const plan = await planUpload(bucket, objects);
-  const previous = await readLive(bucket);
-  const history = await readHistory(bucket);
-  const unchanged = previous !== null && sameVariants(previous.variants, index.variants);
-  const missing = plan.filter((o) => o.status === "missing");
-
-  const rowsFor = (uploaded: Set<string>): DeployRow[] =>
-    Object.entries(index.variants).map(([variant, id]) => {
-      const m = manifests.get(id)!;
-      const keys = [
-        R2Keys.manifest(id),
-        R2Keys.blob(m.model.tokenizer.sha256),
-        ...m.shards.map((s) => R2Keys.shard(s.sha256)),
-      ];
-      const up = keys.filter((k) => uploaded.has(k)).length;
-      return {
-        variant,
-        manifestId: id,
-        manifest: m,
-        summary: summarize(id, m),
-        rebuilt: rebuilt.has(variant),
-        uploaded: up,
-        present: keys.length - up,
-      };
-    });
-
-  if (opts.dryRun) {
-    for (const o of plan)
-      log(`  ${o.status === "present" ? "present      " : "would upload "} ${o.key}  ${humanBytes(o.bytes)}`);
-    const bytes = missing.reduce((n, o) => n + o.bytes, 0);
-    log(
-      `dry run: would upload ${missing.length} object(s), ${humanBytes(bytes)}; ` +
-        (unchanged
-          ? `live.json already serves this set (version ${previous!.version}): no switch`
-          : `would switch live.json from ${previous ? `version ${previous.version}` : "nothing"} to version ${nextVersion(previous, history)}`),
-    );
-    return {
-      index,
-      objects: plan,
-      uploaded: { objects: 0, bytes: 0 },
-      previous,
-      live: previous,
-      deployment: null,
-      outcome: "dry-run",
-      rows: rowsFor(new Set(missing.map((o) => o.key))),
-    };
-  }
-
-  log(`upload: ${missing.length} of ${plan.length} object(s) missing`);
-  const uploaded = await uploadPlan(bucket, plan, (p) => {
-    log(progressLine(p));
-    opts.onObject?.(p);
-  });
-  const rows = rowsFor(new Set(missing.map((o) => o.key)));
-
-  if (unchanged) {
-    log(`live.json already serves this set (version ${previous!.version}); nothing to switch`);
-    return {
-      index,
-      objects: plan,
-      uploaded,
-      previous,
-      live: previous,
-      deployment: null,
-      outcome: "unchanged",
-      rows,
-    };
-  }
-
-  // A live.json published by other means (no record): record it so it can be rolled back to.
-  if (previous && !history.some((d) => d.version === previous.version)) {
-    try {
-      const variants: Record<string, VariantSummary> = {};
-      for (const [name, id] of Object.entries(previous.variants))
-        variants[name] = summarize(id, await readBucketManifest(bucket, id));
-      const adopted: Deployment = {
-        format: "shardlm-deployment",
-        version: previous.version,
-        createdAt: new Date(Date.parse(previous.updatedAt) || Date.now()).toISOString(),
-        kind: "adopted",
-        rollbackOf: null,
-        previousVersion: null,
-        live: previous,
-        variants,
-        uploaded: { objects: 0, bytes: 0 },
-      };
-      await writeDeployment(bucket, adopted);
-      history.push(adopted);
-      log(
-        `history: recorded the current live.json (version ${previous.version}) as deployments/${previous.version}.json`,
-      );
-    } catch (e) {
-      log(
-        `history: could not record the current live.json (${(e as Error).message}); it cannot be rolled back to`,
-      );
-    }
-  }
-
-  const version = nextVersion(previous, history);
-  const live = LivePointer.parse({
-    format: "shardlm-live",
-    version,
-    variants: index.variants,
-    updatedAt: new Date().toISOString(),
-  });
-  const deployment: Deployment = {
-    format: "shardlm-deployment",
-    version,
-    createdAt: live.updatedAt,
-    kind: "deploy",
-    rollbackOf: null,
-    previousVersion: previous?.version ?? null,
-    live,
-    variants: Object.fromEntries(rows.map((r) => [r.variant, r.summary])),
-    uploaded,
-  };
-  await writeDeployment(bucket, deployment);
-  // The record now protects these objects from gc; make sure none went missing meanwhile.
-  await checkComplete(bucket, live.variants);
-  await switchLive(bucket, live, previous);
-  log(`switch: live.json -> version ${version}${previous ? ` (was ${previous.version})` : ""}`);
-  return { index, objects: plan, uploaded, previous, live, deployment, outcome: "deployed", rows };
-}
 
 export function deploySummary(r: DeployResult): string {
   const head = ["variant", "tier", "manifest", "MB", "bits/w", "KL", "top-1", "decode ms/tok", "objects"];
@@ -465,18 +95,25 @@ async function main(): Promise<void> {
   const defaults =
     flags.out && (skipBuild || (flags.model && flags.config))
       ? null
-      : await import("./build-variants.ts").then((m) => ({
-          model: m.DEFAULT_MODEL,
+      : await import("../src/compress/build-variants.ts").then((m) => ({
           config: m.DEFAULT_CONFIG,
           out: m.DEFAULT_OUT,
         }));
+  const model =
+    flags.model ??
+    process.env.SHARDLM_MODEL ??
+    (skipBuild
+      ? ""
+      : (await import("../src/model/default-model.ts").then((m) => m.resolveDefaultModel())).path);
   const opts: DeployOptions = {
-    model: modelPath(flags.model ?? process.env.SHARDLM_MODEL ?? defaults?.model ?? ""),
+    model: modelPath(model),
     config: resolve(flags.config ?? defaults?.config ?? ""),
     out: resolve(flags.out ?? defaults!.out),
     force: flags.force === true,
     skipBuild,
     dryRun,
+    // Imported on use: the build pulls in the AssemblyScript compiler (seconds), which errors need not wait for.
+    build: async (o) => (await import("../src/compress/build-variants.ts")).buildVariants(o),
   };
   preflight(opts); // before the bucket is opened (a local state folder is created on open)
   const bucket = await bucketFromFlags(flags, { readOnly: dryRun });

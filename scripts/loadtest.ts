@@ -12,8 +12,11 @@
  * finish, then are aborted (and counted as errors).
  */
 import { readdirSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
-import { startApiServer } from "../test/helpers/api-server.ts";
+import { startLocalApi } from "../src/bench/local-api.ts";
+import { buildVariants, DEFAULT_CONFIG } from "../src/compress/build-variants.ts";
+import { TINY_MODEL } from "../src/model/default-model.ts";
 
 interface Options {
   clients: number;
@@ -23,6 +26,10 @@ interface Options {
 }
 
 const TIERS = ["quality", "balanced", "speed"];
+/** Where the stories260K variants are built (reused while their inputs are unchanged). */
+const LOADTEST_VARIANTS_DIR = fileURLToPath(
+  new URL("../node_modules/.cache/shardlm/test-variants", import.meta.url),
+);
 const PROMPTS = [
   "Once upon a time",
   "Lily and Ben went to the park",
@@ -173,7 +180,13 @@ async function main(): Promise<void> {
     `loadtest: ${opts.clients} streaming clients for ${opts.seconds} s, max_tokens ${opts.maxTokens}, ` +
       `${opts.tier ? `tier ${opts.tier}` : "tiers round-robin"}`,
   );
-  const api = await startApiServer();
+  const built = await buildVariants({
+    model: TINY_MODEL,
+    config: DEFAULT_CONFIG,
+    out: LOADTEST_VARIANTS_DIR,
+    log: () => {},
+  });
+  const api = await startLocalApi({ dir: built.out, index: built.index });
   try {
     if (api.url.hostname !== "127.0.0.1") throw new Error(`refusing to load ${api.url}: not 127.0.0.1`);
     const workerd = findWorkerd();

@@ -3,29 +3,28 @@
  * are missing or stale, deploys them to wrangler's local R2, and serves the API with `wrangler dev`
  * on http://127.0.0.1:8787.
  *
- * The model: --model <path> | $SHARDLM_MODEL | ../shared/models/stories260K.gguf when present |
- * --hf <owner/name> | $SHARDLM_HF_REPO (downloaded from the Hugging Face Hub, or $HF_ENDPOINT).
+ * The model: --model <path> | $SHARDLM_MODEL | --hf <owner/name> | $SHARDLM_HF_REPO (downloaded from
+ * the Hugging Face Hub, or $HF_ENDPOINT) | the default SmolLM2-135M-Instruct (fetch-model's cache,
+ * downloaded when missing) | ../shared/models/stories260K.gguf as the announced offline fallback.
  */
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { buildVariants, DEFAULT_CONFIG, DEFAULT_OUT } from "../src/compress/build-variants.ts";
+import { buildKernelsWasm } from "../src/kernels/wasm/build.ts";
+import { resolveDefaultModel } from "../src/model/default-model.ts";
 import { downloadHfModel } from "../src/model/hf-hub.ts";
+import { buildPlayground } from "../src/playground/build.ts";
 import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
-import { buildPlayground } from "./build-playground.ts";
-import { DEFAULT_CONFIG, DEFAULT_MODEL, DEFAULT_OUT } from "./build-variants.ts";
-import { buildKernelsWasm } from "./build-wasm.ts";
-import { deploy, deploySummary } from "./deploy.ts";
+import { deploy } from "../src/publish/deploy.ts";
+import { deploySummary } from "./deploy.ts";
 
 async function chooseModel(flags: { model?: string; hf?: string }): Promise<string> {
   const explicit = flags.model ?? process.env.SHARDLM_MODEL;
   if (explicit) return explicit.startsWith("synthetic:") ? explicit : resolve(explicit);
   const repo = flags.hf ?? process.env.SHARDLM_HF_REPO;
   if (repo) return downloadHfModel(repo);
-  if (existsSync(DEFAULT_MODEL)) return DEFAULT_MODEL;
-  throw new Error(
-    `no model: ${DEFAULT_MODEL} is missing. Pass --model <file.gguf | hf-folder>, set SHARDLM_MODEL, or --hf <owner/name> to download one.`,
-  );
+  return (await resolveDefaultModel()).path;
 }
 
 async function main(): Promise<void> {
@@ -42,10 +41,10 @@ async function main(): Promise<void> {
   });
   const log = (m: string) => console.error(m);
   log("building the WASM kernels");
-  await buildKernelsWasm();
-  await buildKernelsWasm({ relaxed: true });
+  const simd = (await buildKernelsWasm()).path;
+  const relaxed = (await buildKernelsWasm({ relaxed: true })).path;
   log("building the playground");
-  await buildPlayground();
+  await buildPlayground({ relaxed, simd });
 
   const model = await chooseModel(values);
   const persistTo = resolve(values["persist-to"]!);
@@ -55,6 +54,7 @@ async function main(): Promise<void> {
       model,
       config: resolve(values.config!),
       out: resolve(values.out!),
+      build: buildVariants,
       log,
     });
     console.log(deploySummary(result));

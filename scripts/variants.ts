@@ -5,9 +5,8 @@
  * manifest, size and quality; marks the live one (and records that never went live).
  */
 import { z } from "zod";
-import type { LivePointer } from "../src/format/manifest.ts";
-import type { Bucket } from "../src/publish/buckets.ts";
-import { type Deployment, readHistory, readLive, wentLive } from "../src/publish/history.ts";
+import { type DeploymentListing, listDeployments } from "../src/publish/deployments.ts";
+import type { Deployment } from "../src/publish/history.ts";
 import {
   BUCKET_OPTIONS,
   BUCKET_USAGE,
@@ -17,27 +16,6 @@ import {
   runMain,
   table,
 } from "./deploy/cli.ts";
-
-export interface DeploymentListing {
-  live: LivePointer | null;
-  /** Newest first. */
-  deployments: (Deployment & { isLive: boolean; wasLive: boolean })[];
-  /** live.json names a version with no record (published without the deploy script). */
-  liveWithoutRecord: boolean;
-}
-
-export async function listDeployments(bucket: Bucket): Promise<DeploymentListing> {
-  const live = await readLive(bucket);
-  const history = await readHistory(bucket);
-  const was = wentLive(history, live);
-  return {
-    live,
-    deployments: history
-      .map((d) => ({ ...d, isLive: d.version === live?.version, wasLive: was.has(d.version) }))
-      .reverse(),
-    liveWithoutRecord: live !== null && !history.some((d) => d.version === live.version),
-  };
-}
 
 function kindText(d: Deployment): string {
   if (d.kind === "rollback") return `rollback to the set of v${d.rollbackOf}`;

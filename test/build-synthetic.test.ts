@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildVariants } from "../scripts/build-variants.ts";
+import { buildVariants } from "../src/compress/build-variants.ts";
 import { SHAPE_CONFIGS } from "../src/model/synthetic.ts";
 import { estimateEngineBytes } from "../src/runtime/load-engine.ts";
 import { tempDirs } from "./helpers/paths.ts";

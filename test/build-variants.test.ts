@@ -6,8 +6,8 @@
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildVariants, DEFAULT_CONFIG } from "../scripts/build-variants.ts";
-import { evaluate } from "../scripts/eval.ts";
+import { buildVariants, DEFAULT_CONFIG } from "../src/compress/build-variants.ts";
+import { evaluate } from "../src/compress/eval-variants.ts";
 import { readManifest } from "../src/compress/variant-store.ts";
 import { Manifest } from "../src/format/manifest.ts";
 import { buildTestVariants } from "./helpers/api-server.ts";

@@ -8,9 +8,9 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deploy } from "../scripts/deploy.ts";
 import { localBucket } from "../src/publish/buckets.ts";
-import { BUCKET_NAME, MODEL, quiet, type VariantSet, variantsA, variantsB } from "./deploy-helpers.ts";
+import { deploy } from "../src/publish/deploy.ts";
+import { BUCKET_NAME, build, MODEL, quiet, type VariantSet, variantsA, variantsB } from "./deploy-helpers.ts";
 import { tempDirs } from "./helpers/paths.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -127,7 +127,7 @@ describe("deploy, variants, rollback, gc", () => {
 
     // A second deployment, in-process, on the same state.
     const bucket = await localBucket(state, BUCKET_NAME);
-    await deploy(bucket, { model: MODEL, config: B.config, out: B.out, log: quiet });
+    await deploy(bucket, { model: MODEL, config: B.config, out: B.out, build, log: quiet });
     await bucket.close();
 
     const list = await cli("variants.ts", flags);

@@ -8,14 +8,16 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import OpenAI from "openai";
-import { buildVariants } from "../scripts/build-variants.ts";
-import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
 import { bundleWorker } from "../src/bench/workerd-host.ts";
+import { buildVariants } from "../src/compress/build-variants.ts";
+import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import type { Bucket } from "../src/publish/buckets.ts";
 import { buildTestVariants } from "./helpers/api-server.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 
 export const MODEL = sharedModelPath();
+/** What deploy() builds the variants folder with (the pipeline's buildVariants). */
+export const build = buildVariants;
 export const BUCKET_NAME = "shardlm-shards";
 const CACHE = fileURLToPath(new URL("../node_modules/.cache/shardlm", import.meta.url));
 const WORKER = fileURLToPath(new URL("../src/worker/index.ts", import.meta.url));

@@ -6,17 +6,18 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deploy } from "../scripts/deploy.ts";
-import { gc } from "../scripts/gc.ts";
-import { rollback } from "../scripts/rollback.ts";
-import { listDeployments } from "../scripts/variants.ts";
 import { readVariantsIndex, sha256Hex, writeVariantsIndex } from "../src/compress/variant-store.ts";
 import { type Manifest, R2Keys } from "../src/format/manifest.ts";
 import { type Bucket, localBucket } from "../src/publish/buckets.ts";
+import { deploy } from "../src/publish/deploy.ts";
+import { listDeployments } from "../src/publish/deployments.ts";
+import { gc } from "../src/publish/gc.ts";
 import { DeployError, readHistory, readLive } from "../src/publish/history.ts";
 import { publish } from "../src/publish/publish.ts";
+import { rollback } from "../src/publish/rollback.ts";
 import {
   BUCKET_NAME,
+  build,
   countingBucket,
   MODEL,
   quiet,
@@ -38,7 +39,7 @@ async function freshBucket(): Promise<Bucket> {
 }
 
 const run = (bucket: Bucket, set: VariantSet, extra: { dryRun?: boolean } = {}) =>
-  deploy(bucket, { model: MODEL, config: set.config, out: set.out, log: quiet, ...extra });
+  deploy(bucket, { model: MODEL, config: set.config, out: set.out, build, log: quiet, ...extra });
 
 async function liveBytes(bucket: Bucket): Promise<string | null> {
   const b = await bucket.get(R2Keys.live);

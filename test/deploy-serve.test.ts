@@ -5,12 +5,13 @@
  * mixing versions, and rolls back (after the live cache TTL).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deploy } from "../scripts/deploy.ts";
-import { rollback } from "../scripts/rollback.ts";
 import type { LivePointer } from "../src/format/manifest.ts";
 import { type Bucket, localBucket } from "../src/publish/buckets.ts";
+import { deploy } from "../src/publish/deploy.ts";
+import { rollback } from "../src/publish/rollback.ts";
 import {
   BUCKET_NAME,
+  build,
   MODEL,
   type PersistedWorker,
   quiet,
@@ -103,7 +104,7 @@ function stream(url: URL, body: object): { firstChunk: Promise<void>; result: Pr
 
 describe("deploy and serve from local R2", () => {
   it("deploys to wrangler's local state; the worker lists the variants and answers", async () => {
-    const r = await deploy(bucket, { model: MODEL, config: A.config, out: A.out, log: quiet });
+    const r = await deploy(bucket, { model: MODEL, config: A.config, out: A.out, build, log: quiet });
     liveA = r.live!;
     const models = await worker.client.models.list();
     const ids = models.data.map((m) => m.id);
@@ -156,7 +157,7 @@ describe("deploy and serve from local R2", () => {
         await bucket.put(key, bytes);
       },
     };
-    const deploying = deploy(gated, { model: MODEL, config: B.config, out: B.out, log: quiet });
+    const deploying = deploy(gated, { model: MODEL, config: B.config, out: B.out, build, log: quiet });
     await reachedSwitch;
 
     const streams = Array.from({ length: 12 }, () => stream(worker.url, params));

@@ -7,14 +7,22 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deploy } from "../scripts/deploy.ts";
-import { gc } from "../scripts/gc.ts";
-import { rollback } from "../scripts/rollback.ts";
 import { BucketConfigError, remoteBucket } from "../src/publish/buckets.ts";
+import { deploy } from "../src/publish/deploy.ts";
+import { gc } from "../src/publish/gc.ts";
 import { readLive } from "../src/publish/history.ts";
+import { rollback } from "../src/publish/rollback.ts";
 import { parseListPage, r2S3Bucket, S3Error } from "../src/publish/s3-bucket.ts";
 import { sha256Hex, signV4, uriEncode } from "../src/publish/sigv4.ts";
-import { countingBucket, MODEL, quiet, type VariantSet, variantsA, variantsB } from "./deploy-helpers.ts";
+import {
+  build,
+  countingBucket,
+  MODEL,
+  quiet,
+  type VariantSet,
+  variantsA,
+  variantsB,
+} from "./deploy-helpers.ts";
 import { tempDirs } from "./helpers/paths.ts";
 
 const EMPTY = sha256Hex("");
@@ -352,14 +360,14 @@ describe("R2 over the S3 API", () => {
       R2_SECRET_ACCESS_KEY: KEYS.secretAccessKey,
     };
     const bucket = countingBucket(remoteBucket("shardlm-shards", env));
-    const a = await deploy(bucket, { model: MODEL, config: A.config, out: A.out, log: quiet });
+    const a = await deploy(bucket, { model: MODEL, config: A.config, out: A.out, build, log: quiet });
     expect(a.live!.version).toBe(1);
-    const b = await deploy(bucket, { model: MODEL, config: B.config, out: B.out, log: quiet });
+    const b = await deploy(bucket, { model: MODEL, config: B.config, out: B.out, build, log: quiet });
     expect(b.objects.find((o) => o.key.startsWith("blobs/"))!.status).toBe("present");
     const before = bucket.puts.length;
-    expect((await deploy(bucket, { model: MODEL, config: B.config, out: B.out, log: quiet })).outcome).toBe(
-      "unchanged",
-    );
+    expect(
+      (await deploy(bucket, { model: MODEL, config: B.config, out: B.out, build, log: quiet })).outcome,
+    ).toBe("unchanged");
     expect(bucket.puts.length).toBe(before);
     const r = await rollback(bucket, { log: quiet });
     expect((await readLive(bucket))!.variants).toEqual(a.live!.variants);

@@ -6,8 +6,8 @@
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
 import { startWorkerd } from "../src/bench/workerd-host.ts";
+import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { generate } from "../src/runtime/generate.ts";
 import { WasmEngine } from "../src/runtime/wasm/engine.ts";

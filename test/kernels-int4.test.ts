@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { matmulInt4Array, matmulInt4Q8Array, matvecInt4Array } from "../src/bench/kernel-arrays.ts";
 import {
   dequantize,
   f16ToF32,
@@ -8,7 +9,6 @@ import {
   quantizeRtn,
 } from "../src/format/int4.ts";
 import { q8Row, type WasmKernels } from "../src/kernels/wasm/index.ts";
-import { matmulInt4Array, matmulInt4Q8Array, matvecInt4Array } from "./helpers/kernel-arrays.ts";
 import { emulateQ8, loadTestKernels, randn, refMatvec, relErr } from "./kernels-helpers.ts";
 
 let kern: WasmKernels;

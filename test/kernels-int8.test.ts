@@ -3,6 +3,7 @@
  * small fp32 helpers, each against a plain-TS reference.
  */
 import { beforeAll, describe, expect, it } from "vitest";
+import { matvecInt4Array, matvecInt8Array } from "../src/bench/kernel-arrays.ts";
 import {
   BLOB_HEADER_BYTES,
   dequantizeInt4Row,
@@ -22,7 +23,6 @@ import {
   serializeInt8,
 } from "../src/format/int4.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
-import { matvecInt4Array, matvecInt8Array } from "./helpers/kernel-arrays.ts";
 import { emulateQ8, loadTestKernels, randn, refMatvec, relErr } from "./kernels-helpers.ts";
 
 let kern: WasmKernels;

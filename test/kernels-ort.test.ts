@@ -3,9 +3,9 @@
  * with toMatMulNBits, run through ORT's own kernel (WASM EP, one thread) must give our kernels' outputs.
  */
 import { beforeAll, describe, expect, it } from "vitest";
+import { matmulInt4Array, matvecInt4Array } from "../src/bench/kernel-arrays.ts";
 import { type Int4GroupSize, quantizeRtn, toMatMulNBits } from "../src/format/int4.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
-import { matmulInt4Array, matvecInt4Array } from "./helpers/kernel-arrays.ts";
 import { loadOrt, loadTestKernels, ortMatMulNBits, randn, relErr } from "./kernels-helpers.ts";
 
 let kern: WasmKernels;

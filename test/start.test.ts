@@ -84,4 +84,19 @@ describe("npm start", () => {
     expect(text).toMatch(/^, there was a little girl/);
     expect(output).toMatch(/deployed version 1: uploaded \d+ object/);
   });
+
+  it("serves the playground's page and bundles through wrangler's module rules", async () => {
+    const files = [
+      ["/", /^text\/html/, 'src="/playground/app.js"'],
+      ["/playground/app.js", /^text\/javascript/, "/playground/engine.js"],
+      ["/playground/app.css", /^text\/css/, ".turn"],
+      ["/playground/engine.js", /^text\/javascript/, "runInBrowser"],
+    ] as const;
+    for (const [path, type, marker] of files) {
+      const res = await fetch(`${base}${path}`);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("content-type"), path).toMatch(type);
+      expect(await res.text(), path).toContain(marker);
+    }
+  });
 });

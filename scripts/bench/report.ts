@@ -2,6 +2,9 @@
 import { execFileSync } from "node:child_process";
 import os from "node:os";
 import type { BenchOptions, BenchRow } from "../../src/bench/common.ts";
+import type { LoopCount } from "../../src/bench/instructions.ts";
+import { BATCH_ROWS, type KernelRow } from "../../src/bench/kernel-table.ts";
+import type { PairedDecode } from "../../src/bench/paired.ts";
 import { CATEGORIES } from "../../src/bench/profile.ts";
 import type { OpProfile, PrefillComparison } from "../../src/bench/wasm-node.ts";
 
@@ -85,7 +88,8 @@ export function notes(o: BenchOptions, out: (s: string) => void): void {
       `${o.promptTokens}-token prompt, ${o.decodeTokens} greedy decode steps, one thread everywhere, best of ${o.repeats} runs after a warm-up.`,
       "- shardlm-wasm: q8 activations; int8 embeddings/head for stories*, int4 tied embeddings/head for SmolLM2;",
       "  KV f16 (quant int4-g32) or int8 (int4-g32/kv8); context: the model's (stories) / 2048 (SmolLM2).",
-      "  node = kernels.wasm (SIMD128); workerd = kernels-relaxed.wasm (relaxed SIMD), timed from outside.",
+      "  node = kernels.wasm (SIMD128); node+relaxed = kernels-relaxed.wasm in Node (V8 flag set by the bench);",
+      "  workerd = kernels-relaxed.wasm (relaxed SIMD), timed from outside. speculative: false on all decode rows.",
       "  peak MB = the whole wasm memory (weights + KV cache + activations; it never shrinks).",
       "- onnxruntime-web: MATMULS ONLY (MatMulNBits per linear shape, summed per token incl. the head; no",
       "  attention/norms): an upper bound on a full ORT model's tok/s. Prefill: M = prompt rows per call.",
@@ -118,6 +122,104 @@ export interface TargetResult {
   name: string;
   measured: string;
   met: boolean | null;
+}
+
+/** Per-row cost of the batched matmul at M = 4, averaged over a table's shapes. */
+function perRowAt4(table: KernelRow[]): number {
+  return table.reduce((a, r) => a + r.perRow[4]!, 0) / table.length;
+}
+
+/** Issue 12's targets: decode >= 0.7x llama.cpp per shape and runtime, batched per-row cost <= 0.4x. */
+export function decodeTargets(
+  rows: BenchRow[],
+  paired: PairedDecode[],
+  tables: Record<string, KernelRow[]>,
+): TargetResult[] {
+  const res: TargetResult[] = [];
+  for (const pd of paired) {
+    const llama = pd.tokS["llama.cpp"]!;
+    const llamaCpu = pd.cpuTokS["llama.cpp"]!;
+    for (const label of ["node", "node+relaxed"]) {
+      const ours = pd.tokS[label];
+      const oursCpu = pd.cpuTokS[label];
+      if (ours === undefined || oursCpu === undefined) continue;
+      res.push({
+        name: `${pd.shape} decode >= 0.7x node-llama-cpp (${label === "node" ? "Node, SIMD128" : "Node, relaxed SIMD (flag)"}; alternating rounds, CPU time)`,
+        measured:
+          `${fmt(oursCpu)} vs ${fmt(llamaCpu)} tok/s of CPU time = ${fmt(oursCpu / llamaCpu, 2)}x ` +
+          `(wall: ${fmt(ours)} vs ${fmt(llama)} = ${fmt(ours / llama, 2)}x)`,
+        met: oursCpu / llamaCpu >= 0.7,
+      });
+    }
+    const w = rows.find((r) => r.runtime === "workerd" && r.model_shape === pd.shape);
+    if (w)
+      res.push({
+        name: `${pd.shape} decode >= 0.7x node-llama-cpp (workerd, relaxed SIMD; its row vs the paired llama.cpp best)`,
+        measured: `${fmt(w.decode_tok_s)} vs ${fmt(llama)} tok/s = ${fmt(w.decode_tok_s / llama, 2)}x`,
+        met: w.decode_tok_s / llama >= 0.7,
+      });
+  }
+  for (const [label, table] of Object.entries(tables)) {
+    if (!table.length) continue;
+    const r4 = perRowAt4(table);
+    res.push({
+      name: `batched int4 x Q8 matmul: per-row cost at M=4 <= 0.4x one matvec (${label}, mean of ${table.length} shapes)`,
+      measured: `${fmt(r4, 2)}x`,
+      met: r4 <= 0.4,
+    });
+  }
+  return res;
+}
+
+export function kernelReport(
+  tables: Record<string, KernelRow[]>,
+  loops: Record<string, LoopCount[]>,
+  out: (s: string) => void,
+): void {
+  const labels = Object.keys(tables).filter((k) => tables[k]!.length);
+  if (labels.length) {
+    out("\nKernels: int4 x Q8 matvec streaming its weights (GB/s of codes + fp16 scales), and the batched");
+    out("matmul's cost per activation row at M rows relative to one matvec (1.00 = no saving)");
+    const body: string[][] = [];
+    for (const label of labels)
+      for (const r of tables[label]!)
+        body.push([
+          label,
+          r.shape,
+          fmt(r.matvecUs, 1),
+          fmt(r.gbs, 2),
+          ...BATCH_ROWS.filter((m) => m > 1).map((m) => fmt(r.perRow[m]!, 2)),
+        ]);
+    printTable(
+      [
+        "runtime / build",
+        "N x K",
+        "matvec µs",
+        "GB/s",
+        ...BATCH_ROWS.filter((m) => m > 1).map((m) => `M=${m}`),
+      ],
+      body,
+      out,
+    );
+  }
+  const lbl = Object.keys(loops);
+  if (lbl.length) {
+    out("\nInstructions per 32 weights per weight row in the int4 x Q8 inner loop (x64 code from Node's V8,");
+    out("TurboFan; one loop pass = one 16-byte chunk of 4 weight rows, count / (4 x passes unrolled))");
+    printTable(
+      ["build", "kernel", "instructions", "of them SIMD", "loop instructions"],
+      lbl.flatMap((b) =>
+        loops[b]!.map((l) => [
+          b,
+          l.fn,
+          fmt(l.total / l.perRowDivisor, 1),
+          fmt(l.simd / l.perRowDivisor, 1),
+          String(l.total),
+        ]),
+      ),
+      out,
+    );
+  }
 }
 
 export function targets(rows: BenchRow[]): TargetResult[] {
@@ -166,7 +268,7 @@ export function targets(rows: BenchRow[]): TargetResult[] {
 }
 
 export function targetReport(list: TargetResult[], out: (s: string) => void): void {
-  out("\nTargets (issue: WASM-SIMD int4 engine benchmark)");
+  out("\nTargets");
   for (const t of list) {
     const mark = t.met === null ? "n/a " : t.met ? "MET " : "MISS";
     out(`  [${mark}] ${t.name}: ${t.measured}`);

@@ -126,15 +126,5 @@ export async function runMain(main: () => Promise<void>): Promise<void> {
   }
 }
 
-export function mb(bytes: number): string {
-  return (bytes / 1e6).toFixed(2);
-}
-
-export function humanBytes(bytes: number): string {
-  if (bytes < 1e3) return `${bytes} B`;
-  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`;
-  if (bytes < 1e9) return `${(bytes / 1e6).toFixed(2)} MB`;
-  return `${(bytes / 1e9).toFixed(2)} GB`;
-}
-
+export { humanBytes, mb } from "../../src/publish/bytes.ts";
 export { table } from "../lib/table.ts";

@@ -54,6 +54,10 @@ export interface BenchOptions {
   repeats: number;
   engines: Set<EngineName | "workerd">;
   profile: boolean;
+  /** The kernel table (GB/s, instructions per 32 weights, batched per-row cost). */
+  kernels: boolean;
+  /** Also run the relaxed-SIMD build in Node (sets V8's --experimental-wasm-relaxed-simd). */
+  relaxed: boolean;
 }
 
 /** Progress and notes: stderr, so `--json` output on stdout stays machine-readable. */

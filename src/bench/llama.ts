@@ -25,7 +25,15 @@ function ggufBytesPerToken(p: PackedShape): number {
   return sum;
 }
 
-export async function llamaRow(p: PackedShape, o: BenchOptions): Promise<BenchRow> {
+/** A loaded Q4_0 model + 1-thread context: `run(steps)` times one prompt + greedy decode. */
+export interface LlamaRunner {
+  /** decodeCpuMs: this process's CPU time over the decode part (llama.cpp computes on its 1 thread here). */
+  run(steps: number): Promise<{ prefillMs: number; decodeMs: number; decodeCpuMs: number }>;
+  row(o: BenchOptions, prefillMs: number, decodeMs: number, cpuShare: number | null): BenchRow;
+  dispose(): Promise<void>;
+}
+
+export async function startLlama(p: PackedShape, o: BenchOptions): Promise<LlamaRunner> {
   const file = path.join(os.tmpdir(), `shardlm-bench-${p.shape}-${process.pid}-q4_0.gguf`);
   const t0 = performance.now();
   await writeGguf(p.model, file, { dtype: "q4_0", name: `synthetic ${p.shape}` });
@@ -34,30 +42,32 @@ export async function llamaRow(p: PackedShape, o: BenchOptions): Promise<BenchRo
   const model = await llama.loadModel({ modelPath: file });
   const batchSize = 512;
   const context = await model.createContext({ contextSize: contextSizeFor(p), threads: 1, batchSize });
-  try {
-    const sequence = context.getSequence();
-    const prompt = promptIds(o.promptTokens, p.table.config.vocabSize) as Token[];
-    const run = async (steps: number) => {
-      await sequence.clearHistory();
-      const start = performance.now();
-      let first = start;
-      let n = 0;
-      for await (const _ of sequence.evaluate(prompt, { temperature: 0 })) {
-        if (n === 0) first = performance.now();
-        if (++n > steps) break;
+  const sequence = context.getSequence();
+  const prompt = promptIds(o.promptTokens, p.table.config.vocabSize) as Token[];
+  const run = async (steps: number) => {
+    await sequence.clearHistory();
+    const start = performance.now();
+    let first = start;
+    let cpu0 = process.cpuUsage();
+    let n = 0;
+    for await (const _ of sequence.evaluate(prompt, { temperature: 0 })) {
+      if (n === 0) {
+        first = performance.now();
+        cpu0 = process.cpuUsage();
       }
-      return { prefillMs: first - start, decodeMs: performance.now() - first };
-    };
-    await run(8);
-    let prefillMs = Number.POSITIVE_INFINITY;
-    let decodeMs = Number.POSITIVE_INFINITY;
-    const meter = new CpuMeter();
-    for (let r = 0; r < o.repeats; r++) {
-      const t = await meter.measure(() => run(o.decodeTokens));
-      prefillMs = Math.min(prefillMs, t.prefillMs);
-      decodeMs = Math.min(decodeMs, t.decodeMs);
+      if (++n > steps) break;
     }
+    const c = process.cpuUsage(cpu0);
     return {
+      prefillMs: first - start,
+      decodeMs: performance.now() - first,
+      decodeCpuMs: (c.user + c.system) / 1000,
+    };
+  };
+  await run(8);
+  return {
+    run,
+    row: (o, prefillMs, decodeMs, cpuShare) => ({
       engine: "node-llama-cpp",
       runtime: "native",
       model_shape: p.shape,
@@ -69,16 +79,35 @@ export async function llamaRow(p: PackedShape, o: BenchOptions): Promise<BenchRo
       prompt_tokens: o.promptTokens,
       decode_tokens: o.decodeTokens,
       threads: context.currentThreads,
-      cpu_share: meter.share,
+      cpu_share: cpuShare,
       batch_size: context.batchSize,
       context_size: context.contextSize,
       flash_attention: context.flashAttention,
       kv_cache: "f16",
+      speculative: false,
       note: `llama.cpp CPU build, ${context.currentThreads} thread, batch ${context.batchSize} (prompt in one batch); memory = model + context state (compute buffers not counted)`,
-    };
+    }),
+    async dispose() {
+      await context.dispose();
+      await model.dispose();
+      await rm(file, { force: true });
+    },
+  };
+}
+
+export async function llamaRow(p: PackedShape, o: BenchOptions): Promise<BenchRow> {
+  const runner = await startLlama(p, o);
+  try {
+    let prefillMs = Number.POSITIVE_INFINITY;
+    let decodeMs = Number.POSITIVE_INFINITY;
+    const meter = new CpuMeter();
+    for (let r = 0; r < o.repeats; r++) {
+      const t = await meter.measure(() => runner.run(o.decodeTokens));
+      prefillMs = Math.min(prefillMs, t.prefillMs);
+      decodeMs = Math.min(decodeMs, t.decodeMs);
+    }
+    return runner.row(o, prefillMs, decodeMs, meter.share);
   } finally {
-    await context.dispose();
-    await model.dispose();
-    await rm(file, { force: true });
+    await runner.dispose();
   }
 }

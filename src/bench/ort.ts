@@ -4,7 +4,6 @@
  * norms or graph overhead, so its tok/s is an upper bound for a full ORT model.
  */
 
-import { ortMatMulNBits, randn } from "../../test/kernels-helpers.ts";
 import { type PackedInt4, quantizeRtn, toMatMulNBits } from "../format/int4.ts";
 import { TensorNames } from "../format/model.ts";
 import {
@@ -16,6 +15,8 @@ import {
   log,
   type PackedShape,
 } from "./common.ts";
+import { randn } from "./data.ts";
+import { ortMatMulNBits } from "./ort-matmul.ts";
 
 interface Linear {
   name: string;

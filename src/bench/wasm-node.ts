@@ -5,8 +5,8 @@
  * blocked prefill, and the per-op profile.
  */
 
-import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
 import { TensorNames } from "../format/model.ts";
+import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import type { WasmKernels } from "../kernels/wasm/index.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { WasmEngine, type WasmEngineOptions } from "../runtime/wasm/engine.ts";
@@ -29,11 +29,24 @@ export function contextSizeFor(p: PackedShape): number {
   return Math.min(p.table.config.maxContext, 2048);
 }
 
+/**
+ * Lets this Node process compile the relaxed-SIMD build (Node 20: --experimental-wasm-relaxed-simd, set
+ * here before any module using it compiles; bench-only, the library never flips V8 flags). False when
+ * this Node has no such flag or rejects the module.
+ */
+export async function enableRelaxedSimd(): Promise<boolean> {
+  const { setFlagsFromString } = await import("node:v8");
+  setFlagsFromString("--experimental-wasm-relaxed-simd");
+  const { readFile } = await import("node:fs/promises");
+  return WebAssembly.validate(await readFile(await ensureKernelsWasm({ relaxed: true })));
+}
+
 export async function loadEngine(
   p: PackedShape,
   opts: WasmEngineOptions,
+  relaxed = false,
 ): Promise<{ engine: WasmEngine; kernels: WasmKernels }> {
-  const kernels = await loadKernelsNode(await ensureKernelsWasm());
+  const kernels = await loadKernelsNode(await ensureKernelsWasm({ relaxed }));
   const engine = await WasmEngine.load(kernels, p.table, bytesToStream(p.data), {
     contextSize: contextSizeFor(p),
     ...opts,
@@ -52,22 +65,28 @@ export interface PrefillComparison {
 export async function wasmNodeRows(
   p: PackedShape,
   o: BenchOptions,
+  relaxedAvailable = false,
 ): Promise<{ rows: BenchRow[]; prefill: PrefillComparison }> {
   const c = p.table.config;
   const prompt = promptIds(o.promptTokens, c.vocabSize);
   const rows: BenchRow[] = [];
   let blockedLogits: Float32Array | null = null;
   let blockedTokS = 0;
-  for (const kvCache of ["f16", "q8"] as const) {
-    const { engine } = await loadEngine(p, { kvCache, activations: "q8" });
+  const variants: { kvCache: "f16" | "q8"; relaxed: boolean }[] = [
+    { kvCache: "f16", relaxed: false },
+    { kvCache: "q8", relaxed: false },
+    ...(relaxedAvailable ? [{ kvCache: "f16" as const, relaxed: true }] : []),
+  ];
+  for (const { kvCache, relaxed } of variants) {
+    const { engine } = await loadEngine(p, { kvCache, activations: "q8" }, relaxed);
     const t = await timeModel(engine, prompt, o.decodeTokens, o.repeats);
-    if (kvCache === "f16") {
+    if (kvCache === "f16" && !relaxed) {
       blockedLogits = t.promptLogits;
       blockedTokS = (o.promptTokens * 1000) / t.prefillMs;
     }
     rows.push({
       engine: "shardlm-wasm",
-      runtime: "node",
+      runtime: relaxed ? "node+relaxed" : "node",
       model_shape: p.shape,
       quant: kvCache === "f16" ? "int4-g32" : "int4-g32/kv8",
       decode_tok_s: (o.decodeTokens * 1000) / t.decodeMs,
@@ -78,16 +97,21 @@ export async function wasmNodeRows(
       decode_tokens: o.decodeTokens,
       threads: 1,
       cpu_share: t.cpuShare,
-      kernels: "kernels.wasm (SIMD128)",
+      kernels: relaxed
+        ? "kernels-relaxed.wasm (relaxed SIMD, --experimental-wasm-relaxed-simd)"
+        : "kernels.wasm (SIMD128)",
       activations: "q8",
       kv_cache: kvCache,
+      speculative: false,
       context_size: engine.contextSize,
       prefill_block: engine.block,
       embeddings: p.pack.embeddings ?? "int8",
       head: c.tiedEmbeddings ? `tied (${p.pack.embeddings ?? "int8"})` : (p.pack.head ?? "int8"),
       note: "wasm memory = weights + KV cache + activations",
     });
-    log(`    shardlm-wasm node ${kvCache} KV: ${rows.at(-1)!.decode_tok_s.toFixed(1)} tok/s decode`);
+    log(
+      `    shardlm-wasm node${relaxed ? "+relaxed" : ""} ${kvCache} KV: ${rows.at(-1)!.decode_tok_s.toFixed(1)} tok/s decode`,
+    );
   }
 
   // Before/after for batched prefill: the same engine run token by token.

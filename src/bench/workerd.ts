@@ -9,14 +9,16 @@
  */
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
-import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
+import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
+import type { KernelRow } from "./kernel-table.ts";
 import { contextSizeFor } from "./wasm-node.ts";
 import { startWorkerd } from "./workerd-host.ts";
 
 type R2Put = { put(key: string, value: string | Uint8Array): Promise<unknown> };
 
 const WORKER = fileURLToPath(new URL("./engine-worker.ts", import.meta.url));
+const KERNEL_WORKER = fileURLToPath(new URL("./kernel-worker.ts", import.meta.url));
 
 export class WorkerdBench {
   private constructor(private readonly mf: Miniflare) {}
@@ -90,8 +92,35 @@ export class WorkerdBench {
       kernels: "kernels-relaxed.wasm (relaxed SIMD)",
       activations: "q8",
       kv_cache: kvCache,
+      speculative: false,
       context_size: contextSizeFor(p),
       note: "timed from outside: differences of request times (S vs 2S steps, P vs 2P prompt)",
     };
+  }
+}
+
+/** The kernel table (scripts/bench/kernel-table.ts) run inside workerd, on both kernel builds. */
+export async function workerdKernelTables(): Promise<{ simd: KernelRow[]; relaxed: KernelRow[] }> {
+  const wasm = {
+    "/kernels.wasm": await ensureKernelsWasm(),
+    "/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true }),
+  };
+  const mf = await startWorkerd(KERNEL_WORKER, { wasm });
+  try {
+    const table = async (relaxed: boolean) => {
+      const res = await mf.dispatchFetch("http://kernels/", {
+        method: "POST",
+        body: JSON.stringify({ relaxed }),
+      });
+      const text = await res.text();
+      if (res.status !== 200)
+        throw new Error(`workerd kernel table: HTTP ${res.status}: ${text.slice(0, 500)}`);
+      const got = JSON.parse(text) as { relaxed: boolean; rows: KernelRow[] };
+      if (got.relaxed !== relaxed) throw new Error("workerd kernel table: wrong build loaded");
+      return got.rows;
+    };
+    return { simd: await table(false), relaxed: await table(true) };
+  } finally {
+    await mf.dispose();
   }
 }

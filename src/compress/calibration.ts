@@ -15,6 +15,7 @@ import { ReferenceModel } from "../model/reference/index.ts";
 import type { ActivationObserver, ActivationSite } from "../model/reference/transformer.ts";
 import { createSampler } from "../runtime/sampler.ts";
 import { createTokenizer } from "../runtime/tokenizer/index.ts";
+import type { BatchedForward, BatchSite } from "./batched-forward.ts";
 
 export type Log = (message: string) => void;
 
@@ -242,6 +243,66 @@ export function collectCalibrationStats(
     for (const s of [layer.attnIn, layer.attnOutIn, layer.ffnIn, layer.ffnDownIn]) finishInputStats(s);
     layer.blockCosine = tokens > 0 ? cosineSums[l]! / tokens : 1;
     log(`calibration: layer ${l}: block cosine(in, out) ${layer.blockCosine.toFixed(4)}`);
+  }
+  finishInputStats(outputIn);
+  return { layers, outputIn, tokens, sequences: sequences.length };
+}
+
+/**
+ * `collectCalibrationStats` on the batched WASM forward pass (same statistics, fp32 products): one
+ * sequence at a time, Gram matrices added per sequence instead of per token.
+ */
+export function collectCalibrationStatsBatched(
+  forward: BatchedForward,
+  sequences: readonly (readonly number[])[],
+  options: CollectOptions = {},
+): CalibrationStats {
+  const log = options.log ?? (() => {});
+  const c = forward.config;
+  const qDim = c.numHeads * c.headDim;
+  const layers: LayerStats[] = Array.from({ length: c.numLayers }, () => ({
+    attnIn: newInputStats(c.hiddenSize),
+    attnOutIn: newInputStats(qDim),
+    ffnIn: newInputStats(c.hiddenSize),
+    ffnDownIn: newInputStats(c.intermediateSize),
+    blockCosine: 0,
+  }));
+  const outputIn = newInputStats(c.hiddenSize);
+  const cosineSums = new Float64Array(c.numLayers);
+  const statsOf = (layer: number, site: BatchSite): InputStats => {
+    if (site === "output_in") return outputIn;
+    const l = layers[layer]!;
+    return site === "attn_in"
+      ? l.attnIn
+      : site === "attn_out_in"
+        ? l.attnOutIn
+        : site === "ffn_in"
+          ? l.ffnIn
+          : l.ffnDownIn;
+  };
+  const observer = {
+    site(layer: number, site: BatchSite, values: Float32Array, rows: number, cols: number) {
+      const s = statsOf(layer, site);
+      forward.addGram(values, rows, cols, s.gram);
+      for (let t = 0; t < rows; t++)
+        for (let k = 0; k < cols; k++) s.absSum[k]! += Math.abs(values[t * cols + k]!);
+      s.rows += rows;
+    },
+    blockCosines(layer: number, cosines: Float64Array) {
+      for (const v of cosines) cosineSums[layer]! += v;
+    },
+  };
+  let tokens = 0;
+  const t0 = performance.now();
+  for (const [i, seq] of sequences.entries()) {
+    forward.run(seq, { observer });
+    tokens += seq.length;
+    const s = (performance.now() - t0) / 1000;
+    log(`calibration: sequence ${i + 1}/${sequences.length}, ${tokens} tokens, ${s.toFixed(1)} s`);
+  }
+  for (const [l, layer] of layers.entries()) {
+    for (const s of [layer.attnIn, layer.attnOutIn, layer.ffnIn, layer.ffnDownIn]) finishInputStats(s);
+    layer.blockCosine = tokens > 0 ? cosineSums[l]! / tokens : 1;
   }
   finishInputStats(outputIn);
   return { layers, outputIn, tokens, sequences: sequences.length };

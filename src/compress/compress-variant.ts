@@ -24,6 +24,9 @@ export function compressVariant(
   variant: VariantConfig,
   file: VariantsFile,
   log: Log,
+  /** Calibration of a pruned model (default: the per-token reference pass). */
+  recalibrate: (model: ModelDescription) => CalibrationStats = (m) =>
+    calibrate(m, { source: file.calibration.source, maxTokens: file.calibration.maxTokens, seed: file.seed }),
 ): CompressedVariant {
   let model = original;
   let stats = originalStats;
@@ -49,11 +52,7 @@ export function compressVariant(
       healReport = healed.report;
     }
     log("  recalibrating the pruned model");
-    stats = calibrate(model, {
-      source: file.calibration.source,
-      maxTokens: file.calibration.maxTokens,
-      seed: file.seed,
-    });
+    stats = recalibrate(model);
   }
   const q = variant.quant;
   const { tensors, report, folded } = quantizeModel(

@@ -25,7 +25,7 @@ import {
   quantizeCode,
   searchGroupParams,
 } from "./int4-groups.ts";
-import { choleskyUpper, invertSpd, meanDiagonal, NotPositiveDefiniteError } from "./linalg.ts";
+import { inverseCholeskyUpper as invCholU, meanDiagonal, NotPositiveDefiniteError } from "./linalg.ts";
 
 export const Int4GroupSizeSchema = z.union([z.literal(32), z.literal(64), z.literal(128)]);
 
@@ -48,20 +48,23 @@ export const GptqOptions = z.strictObject({
 export type GptqOptionsInput = z.input<typeof GptqOptions>;
 
 /** U with H⁻¹ = UᵀU for the damped H; damping grows until H is positive definite. */
-function inverseCholeskyUpper(h: Float64Array, K: number, dampening: number): Float64Array {
+function dampedInverseCholeskyUpper(h: Float64Array, K: number, dampening: number): Float64Array {
   const base = meanDiagonal(h, K);
   let lambda = dampening;
   for (let attempt = 0; ; attempt++) {
     const damped = Float64Array.from(h);
     for (let k = 0; k < K; k++) damped[k * K + k]! += lambda * base;
     try {
-      return choleskyUpper(invertSpd(damped, K), K);
+      return invCholU(damped, K);
     } catch (e) {
       if (!(e instanceof NotPositiveDefiniteError) || attempt >= 4) throw e;
       lambda *= 10;
     }
   }
 }
+
+/** Per Gram matrix (by identity; callers never mutate a Gram after calibration): its factor U. */
+const factorCache = new WeakMap<Float64Array, { key: string; u: Float64Array }>();
 
 /**
  * GPTQ-quantizes a row-major [N, K] weight given its input Gram matrix XᵀX ([K, K], e.g.
@@ -97,13 +100,18 @@ export function quantizeGptq(
 
   const perm = Array.from({ length: K }, (_, k) => k);
   if (o.actOrder) perm.sort((a, c) => diag[c]! - diag[a]! || a - c);
-  const hp = new Float64Array(K * K);
   const wp = new Float64Array(K * N);
-  for (let i = 0; i < K; i++) {
-    wp.set(wt.subarray(perm[i]! * N, (perm[i]! + 1) * N), i * N);
-    for (let j = 0; j < K; j++) hp[i * K + j] = h[perm[i]! * K + perm[j]!]!;
+  for (let i = 0; i < K; i++) wp.set(wt.subarray(perm[i]! * N, (perm[i]! + 1) * N), i * N);
+  // q/k/v (and gate/up) share one Gram matrix: factor it once (U depends on H, damping, order only).
+  const cacheKey = `${o.dampening}/${o.actOrder}`;
+  let cached = factorCache.get(gram);
+  if (cached?.key !== cacheKey) {
+    const hp = new Float64Array(K * K);
+    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) hp[i * K + j] = h[perm[i]! * K + perm[j]!]!;
+    cached = { key: cacheKey, u: dampedInverseCholeskyUpper(hp, K, o.dampening) };
+    factorCache.set(gram, cached);
   }
-  const u = inverseCholeskyUpper(hp, K, o.dampening);
+  const u = cached.u;
 
   const params: GroupParams[] = new Array(N * b.nGroups);
   const groupValues = new Float64Array(G);

@@ -3,10 +3,10 @@
  * quality against the original model (reference fp32 pass) on held-out text, and speed.
  */
 import { cpus } from "node:os";
-import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
 import type { QualityMetrics, SpeedProfile } from "../format/manifest.ts";
 import type { ModelDescription } from "../format/model.ts";
 import type { WeightTable } from "../format/weights.ts";
+import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { ReferenceModel } from "../model/reference/index.ts";
 import { argmax } from "../runtime/sampler.ts";
@@ -27,12 +27,13 @@ export async function engineFor(
 
 /** KL(original || variant), top-1 agreement and both perplexities, teacher-forced on `sequences`. */
 export function measureQuality<S>(
-  original: ModelDescription,
+  original: ModelDescription | SyncLogits<unknown>,
   engine: SyncLogits<S> & { readonly maxContext: number },
   sequences: readonly (readonly number[])[],
 ): QualityMetrics {
   const fitting = sequences.map((s) => s.slice(0, engine.maxContext));
-  const c = compareLogits(new ReferenceModel(original), engine, fitting);
+  const reference = "tensors" in original ? new ReferenceModel(original) : original;
+  const c = compareLogits(reference, engine, fitting);
   if (c.reference.tokens === 0) throw new Error("measureQuality: no evaluation positions");
   return {
     klMean: Math.max(0, c.meanKl),

@@ -120,6 +120,13 @@ export const Manifest = z
   });
 export type Manifest = z.infer<typeof Manifest>;
 
+const TIER_RANK = { quality: 0, balanced: 1, speed: 2 } as const;
+
+/** Sort order of variants, best quality first: lower measured KL first; ties by tier. */
+export function byQuality(a: Manifest, b: Manifest): number {
+  return a.quality.klMean - b.quality.klMean || TIER_RANK[a.tier] - TIER_RANK[b.tier];
+}
+
 export const LivePointer = z
   .object({
     format: z.literal("shardlm-live"),

@@ -11,14 +11,12 @@
  */
 import kernelsRelaxed from "shardlm:kernels/relaxed";
 import kernelsSimd from "shardlm:kernels/simd";
-import { LivePointer, Manifest, type ShardRef } from "../format/manifest.ts";
+import { byQuality, LivePointer, Manifest, type ShardRef } from "../format/manifest.ts";
 import type { TokenizerSpec } from "../format/model.ts";
 import { type BackendChoice, type CreatedEngine, createEngine } from "../runtime/backend.ts";
-import { complete, promptTokens, renderPrompt } from "../runtime/chat.ts";
+import { type ChatMessage, complete, promptTokens, renderPrompt } from "../runtime/chat.ts";
+import { engineContextFor } from "../runtime/memory-plan.ts";
 import { createTokenizer, type Tokenizer } from "../runtime/tokenizer/index.ts";
-import { ENGINE_CONTEXT, type LoadedVariant } from "../worker/engines.ts";
-import { byQuality } from "../worker/live.ts";
-import type { ChatMessage } from "../worker/schemas.ts";
 
 export interface BrowserRunOptions {
   /** "auto" (the best-quality live variant), or a tier. */
@@ -135,7 +133,7 @@ async function load(
   const tokenizer = createTokenizer(spec);
   status(`loading ${manifest.shards.length} shards of ${manifest.variant}`);
   // The Worker's engine settings, so both run the same arithmetic on the WASM backend.
-  const contextSize = Math.min(manifest.model.config.maxContext, ENGINE_CONTEXT);
+  const contextSize = engineContextFor(manifest.model.config);
   const created = await createEngine({
     table: manifest.weights,
     weights: shardStream(base, manifest.shards),
@@ -170,15 +168,9 @@ export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunR
     renderPrompt(loaded.manifest.model.chatTemplate, opts.messages, loaded.tokenizer),
     loaded.tokenizer,
   );
-  // complete() reads the engine, tokenizer and manifest of a variant; the rest is the Worker's.
-  const v = {
-    engine: loaded.created.engine,
-    tokenizer: loaded.tokenizer,
-    manifest: loaded.manifest,
-  } as unknown as LoadedVariant;
   let text = "";
   const r = await complete(
-    v,
+    { engine: loaded.created.engine, tokenizer: loaded.tokenizer, manifest: loaded.manifest },
     prompt,
     {
       maxTokens: opts.maxTokens,

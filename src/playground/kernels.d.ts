@@ -1,4 +1,4 @@
-// The WASM kernels' bytes, inlined into the playground's engine bundle (scripts/build-playground.ts).
+// The WASM kernels' bytes, inlined into the playground's engine bundle (./build.ts).
 declare module "shardlm:kernels/relaxed" {
   const bytes: Uint8Array;
   export default bytes;

@@ -1,6 +1,6 @@
 /**
- * Bucket backends for deploy, rollback, gc and the listing: one interface (publish.ts's BucketWriter
- * plus list and delete), three implementations:
+ * Bucket backends for deploy, rollback, gc and the listing: one interface (./bucket.ts), three
+ * implementations:
  *   local   wrangler's local R2 state: a Miniflare R2 bucket persisted at <persist-to>/v3/r2, exactly
  *           what `wrangler dev` (and `wrangler r2 object put --local`) open for the wrangler.toml bucket
  *   remote  the real R2 bucket through its S3-compatible API (./s3-bucket.ts)
@@ -11,29 +11,16 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { z } from "zod";
+import type { Bucket, ListedObject } from "./bucket.ts";
 import { miniflareBucket } from "./miniflare-bucket.ts";
-import type { BucketWriter } from "./publish.ts";
 import { r2S3Bucket } from "./s3-bucket.ts";
+
+export type { Bucket, ListedObject } from "./bucket.ts";
 
 export const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 export const WRANGLER_TOML = join(ROOT, "wrangler.toml");
 /** Where `wrangler dev` keeps local state when run from the project root. */
 export const DEFAULT_PERSIST_TO = join(ROOT, ".wrangler/state");
-
-export interface ListedObject {
-  key: string;
-  size: number;
-  /** When the object was written (R2's `uploaded`, S3's LastModified). */
-  uploaded: Date;
-}
-
-export interface Bucket extends BucketWriter {
-  /** For messages: "local R2 shardlm-shards at .wrangler/state". */
-  readonly description: string;
-  list(prefix: string): Promise<ListedObject[]>;
-  delete(key: string): Promise<void>;
-  close(): Promise<void>;
-}
 
 export class BucketConfigError extends Error {
   override readonly name = "BucketConfigError";

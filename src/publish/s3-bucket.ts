@@ -3,7 +3,7 @@
  * signed with ./sigv4.ts. HEAD/GET/PUT/DELETE objects and ListObjectsV2; network errors and 5xx/429
  * answers are retried with backoff; other errors name the S3 error code and never the secret.
  */
-import type { Bucket, ListedObject } from "./buckets.ts";
+import type { Bucket, ListedObject } from "./bucket.ts";
 import { type SigV4Credentials, sha256Hex, signV4, uriEncode } from "./sigv4.ts";
 
 export interface S3BucketOptions {

@@ -13,8 +13,8 @@
 import type { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
 import { WebGpuDevice, type WebGpuDeviceOptions } from "../kernels/webgpu/device.ts";
+import type { LoadProgress } from "./engine-core.ts";
 import { WasmEngine, type WasmEngineOptions } from "./wasm/engine.ts";
-import type { LoadProgress } from "./wasm/load-weights.ts";
 import { WebGpuEngine, type WebGpuEngineOptions } from "./webgpu/engine.ts";
 
 export type BackendChoice = "auto" | "webgpu" | "wasm";

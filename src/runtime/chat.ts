@@ -3,11 +3,35 @@
  * models), tokenization, generation with stop strings, a latency budget and client aborts.
  */
 import { Template } from "@huggingface/jinja";
-import type { LoadedVariant } from "../worker/engines.ts";
-import { type ChatMessage, contentText } from "../worker/schemas.ts";
-import { type FinishReason, generate } from "./generate.ts";
+import type { SpeculativeProfile } from "../format/speculative.ts";
+import { type FinishReason, generate, type LogitsModel } from "./generate.ts";
+import type { PrefixCache } from "./prefix-cache.ts";
 import type { SpeculationStats } from "./speculative.ts";
 import type { Tokenizer } from "./tokenizer/index.ts";
+
+/**
+ * One chat message as the template sees it: OpenAI's roles, content as a string or text parts
+ * (assistant content may be null). The Worker validates requests into this shape (its zod schema).
+ */
+export interface ChatMessage {
+  role: "system" | "developer" | "user" | "assistant";
+  content: string | { type: "text"; text: string }[] | null;
+}
+
+/** Plain text of a message's content. */
+export function contentText(content: ChatMessage["content"]): string {
+  if (content === null) return "";
+  return typeof content === "string" ? content : content.map((p) => p.text).join("");
+}
+
+/** What a completion runs on: an engine, its tokenizer, and the model's end-of-sequence tokens. */
+export interface CompletionModel {
+  engine: LogitsModel;
+  tokenizer: Tokenizer;
+  manifest: { model: { eosTokenIds: readonly number[] }; speculative?: SpeculativeProfile };
+  /** KV rows of recent sequences on this engine (see ./prefix-cache.ts). */
+  prefixCache?: PrefixCache;
+}
 
 /**
  * Base models (no chat template in their files): the messages' contents joined by blank lines, and
@@ -164,7 +188,7 @@ function heldBack(text: string, stops: string[]): number {
  * a client disconnect is noticed.
  */
 export async function complete(
-  v: LoadedVariant,
+  v: CompletionModel,
   prompt: number[],
   opts: CompletionOptions,
   emit: (text: string) => void | Promise<void>,

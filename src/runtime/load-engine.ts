@@ -4,7 +4,10 @@
  */
 import type { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
-import { PREFILL_BLOCK, WasmEngine, type WasmEngineOptions } from "./wasm/engine.ts";
+import { planWasmMemory } from "./memory-plan.ts";
+import { WasmEngine, type WasmEngineOptions } from "./wasm/engine.ts";
+
+export { ENGINE_CONTEXT, engineContextFor } from "./memory-plan.ts";
 
 export type { WasmEngineOptions };
 export { WasmEngine };
@@ -18,17 +21,14 @@ export async function loadEngine(
   return WasmEngine.load(await WasmKernels.create(kernelsModule), table, weights, opts);
 }
 
-/** Bytes of WebAssembly memory an engine for `table` will take (weights + KV cache + buffers), roughly. */
+/**
+ * Bytes of WebAssembly memory an engine for `table` takes once loaded (weights + buffers + KV cache,
+ * whole pages): the memory plan WasmEngine allocates by (./memory-plan.ts).
+ */
 export function estimateEngineBytes(
   table: WeightTable,
   contextSize: number,
   kvCache: "f16" | "q8" = "f16",
 ): number {
-  const c = table.config;
-  const kvDim = c.numKvHeads * c.headDim;
-  const kv = kvCache === "f16" ? contextSize * kvDim * 2 * 2 : contextSize * (kvDim + c.numKvHeads * 4) * 2;
-  // Activation rows for a prefill block of PREFILL_BLOCK tokens, logits, kernel scratch.
-  const perRow = 6 * c.hiddenSize + 2 * c.numHeads * c.headDim + 3 * c.intermediateSize;
-  const buffers = 4 * (PREFILL_BLOCK * perRow + c.vocabSize) + 512 * 1024;
-  return table.totalBytes + kv * c.numLayers + buffers;
+  return planWasmMemory(table, { contextSize, kvCache }).totalBytes;
 }

@@ -8,7 +8,7 @@
  */
 
 import type { Manifest } from "../format/manifest.ts";
-import { estimateEngineBytes, loadEngine, type WasmEngine } from "../runtime/load-engine.ts";
+import { ENGINE_CONTEXT, estimateEngineBytes, loadEngine, type WasmEngine } from "../runtime/load-engine.ts";
 import { PrefixCache } from "../runtime/prefix-cache.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { R2BucketLike } from "./env.ts";
@@ -34,8 +34,8 @@ export const PREFIX_CACHE_BYTES = 8 << 20;
 
 export class VariantLoadError extends Error {}
 
-/** Context the engines allocate: the model's, capped so variants stay small in an isolate. */
-export const ENGINE_CONTEXT = 2048;
+export { ENGINE_CONTEXT };
+
 const MAX_WAITING = 32;
 /** How long a request waits for another request's load of the same variant. */
 const SHARED_LOAD_WAIT_MS = 60_000;

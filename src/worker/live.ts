@@ -2,7 +2,7 @@
  * The live variant set, read from R2 (live.json -> manifests) and cached briefly per isolate, so a
  * deploy goes live without a code deploy. Everything read is validated with the manifest schema.
  */
-import { LivePointer, Manifest, R2Keys } from "../format/manifest.ts";
+import { byQuality, LivePointer, Manifest, R2Keys } from "../format/manifest.ts";
 import type { R2BucketLike } from "./env.ts";
 import { ApiError } from "./errors.ts";
 
@@ -26,11 +26,7 @@ async function readManifest(bucket: R2BucketLike, sha256: string): Promise<Manif
   return manifest;
 }
 
-/** Lower KL = better; ties by tier. */
-const TIER_RANK = { quality: 0, balanced: 1, speed: 2 } as const;
-export function byQuality(a: Manifest, b: Manifest): number {
-  return a.quality.klMean - b.quality.klMean || TIER_RANK[a.tier] - TIER_RANK[b.tier];
-}
+export { byQuality };
 
 /**
  * Each request that finds the cached set stale reads live.json itself: sharing one in-flight read

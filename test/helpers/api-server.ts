@@ -1,24 +1,18 @@
 /**
- * The real API in workerd for tests: variants built from stories260K (cached in
- * node_modules/.cache, rebuilt only when the pipeline or config changes), published to the
- * worker's local R2 with the same code the deploy script uses, served over HTTP on 127.0.0.1.
+ * The real API in workerd for tests (src/bench/local-api.ts) over variants built from stories260K,
+ * cached in node_modules/.cache and rebuilt only when the pipeline or config changes.
  */
-import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { Miniflare } from "miniflare";
-import OpenAI from "openai";
-import { buildVariants, DEFAULT_CONFIG } from "../../scripts/build-variants.ts";
-import { ensureKernelsWasm } from "../../scripts/build-wasm.ts";
-import { startWorkerd } from "../../src/bench/workerd-host.ts";
+import { type ApiServer, type RateLimits, startLocalApi } from "../../src/bench/local-api.ts";
+import { buildVariants, DEFAULT_CONFIG } from "../../src/compress/build-variants.ts";
 import type { VariantsIndex } from "../../src/compress/variant-store.ts";
-import { miniflareBucket } from "../../src/publish/miniflare-bucket.ts";
-import { type BucketWriter, publish } from "../../src/publish/publish.ts";
 import { sharedModelPath } from "./paths.ts";
+
+export { type ApiServer, workerCompatibilityFlags } from "../../src/bench/local-api.ts";
 
 export const TEST_VARIANTS_DIR = fileURLToPath(
   new URL("../../node_modules/.cache/shardlm/test-variants", import.meta.url),
 );
-const WORKER = fileURLToPath(new URL("../../src/worker/index.ts", import.meta.url));
 
 export async function buildTestVariants(): Promise<{ dir: string; index: VariantsIndex }> {
   const r = await buildVariants({
@@ -30,41 +24,10 @@ export async function buildTestVariants(): Promise<{ dir: string; index: Variant
   return { dir: r.out, index: r.index };
 }
 
-export interface ApiServer {
-  mf: Miniflare;
-  url: URL;
-  bucket: BucketWriter;
-  client: OpenAI;
-  index: VariantsIndex;
-  dir: string;
-  close(): Promise<void>;
-}
-
-/** The worker's compatibility flags, as deployed (wrangler.toml's compatibility_flags). */
-export function workerCompatibilityFlags(): string[] {
-  const toml = readFileSync(fileURLToPath(new URL("../../wrangler.toml", import.meta.url)), "utf8");
-  const line = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml);
-  return line ? [...line[1]!.matchAll(/"([^"]+)"/g)].map((m) => m[1]!) : [];
-}
-
+/** The API over the cached stories260K test variants (built on first use). */
 export async function startApiServer(
   bindings: Record<string, string> = {},
-  ratelimits?: Record<string, { simple: { limit: number; period: 10 | 60 } }>,
+  ratelimits?: RateLimits,
 ): Promise<ApiServer> {
-  const { dir, index } = await buildTestVariants();
-  // The worker on its own socket, as in production: client disconnects reach it (request.signal).
-  const mf = await startWorkerd(WORKER, {
-    workerPath: "/src/worker/index.js",
-    wasm: { "/build/wasm/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true }) },
-    bindings: { LIVE_CACHE_SECONDS: "0", ...bindings },
-    http: true,
-    direct: true,
-    compatibilityFlags: workerCompatibilityFlags(),
-    ...(ratelimits ? { ratelimits } : {}),
-  });
-  const url = await mf.unsafeGetDirectURL();
-  const bucket = miniflareBucket(await mf.getR2Bucket("SHARDS"));
-  await publish(bucket, dir, index);
-  const client = new OpenAI({ baseURL: new URL("/v1", url).toString(), apiKey: "unused", maxRetries: 0 });
-  return { mf, url, bucket, client, index, dir, close: () => mf.dispose() };
+  return startLocalApi(await buildTestVariants(), bindings, ratelimits);
 }

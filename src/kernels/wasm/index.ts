@@ -100,7 +100,7 @@ export function q8Row(b: Q8Batch, i: number): Q8Activations {
 export const MAX_MATMUL_ROWS = 16;
 const PAGE = 65536;
 /** Kernel scratch: matvec group sums, matmul accumulators and unpacked chunks, attention blocks. */
-const SCRATCH_BYTES = 128 * 1024;
+export const SCRATCH_BYTES = 128 * 1024;
 /** Addressable bytes a blob used in place (int4At / int8At) needs after its end (see src/format/int4.ts). */
 export const BLOB_SLACK_BYTES = 16;
 

@@ -16,17 +16,21 @@
 
 import type { ModelConfig } from "../../format/model.ts";
 import type { WeightTable } from "../../format/weights.ts";
+import type { Int4Tensor, Int8Tensor, Q8Activations, WasmKernels } from "../../kernels/wasm/index.ts";
 import {
-  type Int4Tensor,
-  type Int8Tensor,
-  MAX_MATMUL_ROWS,
-  type Q8Activations,
-  type WasmKernels,
-} from "../../kernels/wasm/index.ts";
-import type { InferenceState, LogitsModel } from "../generate.ts";
+  checkAppend,
+  checkState as checkSequence,
+  checkStateSize,
+  checkToken,
+  EngineSequence,
+  EngineStateError,
+  type LoadProgress,
+} from "../engine-core.ts";
+import type { LogitsModel } from "../generate.ts";
+import { PREFILL_BLOCK, planWasmMemory, type RowsPlan } from "../memory-plan.ts";
 import type { KvSnapshot } from "../prefix-cache.ts";
 import { bindWeights, type LayerWeights as SharedLayerWeights } from "../weight-bindings.ts";
-import { type LoadProgress, loadWeights } from "./load-weights.ts";
+import { loadWeights } from "./load-weights.ts";
 
 export interface WasmEngineOptions {
   /** KV cache storage: fp16 (default) or int8 with a scale per (position, kv head). */
@@ -45,8 +49,7 @@ export interface WasmEngineOptions {
 
 type Matrix = { kind: "int4"; t: Int4Tensor } | { kind: "int8"; t: Int8Tensor };
 
-/** Most prompt tokens one prefill pass carries through the layers (matmulInt4's row limit). */
-export const PREFILL_BLOCK = MAX_MATMUL_ROWS;
+export { PREFILL_BLOCK };
 
 /** `rows` fp32 vectors in wasm memory, row i at ptr + i * stride * 4 (zero-padded up to stride). */
 interface Rows {
@@ -59,20 +62,7 @@ const rowAt = (b: Rows, i: number) => b.ptr + i * b.stride * 4;
 type LayerWeights = SharedLayerWeights<number, Int4Tensor>;
 
 /** One sequence on a WasmEngine. */
-export class WasmState implements InferenceState {
-  length = 0;
-  constructor(
-    readonly owner: WasmEngine,
-    readonly capacity: number,
-    readonly generation: number,
-  ) {}
-}
-
-export class EngineStateError extends Error {
-  override readonly name = "EngineStateError";
-}
-
-const roundUp32 = (n: number) => Math.ceil(n / 32) * 32;
+export class WasmState extends EngineSequence<WasmEngine> {}
 
 export class WasmEngine implements LogitsModel<WasmState> {
   readonly config: ModelConfig;
@@ -113,12 +103,11 @@ export class WasmEngine implements LogitsModel<WasmState> {
     const c = table.config;
     this.config = c;
     this.k = kernels;
-    this.kvCache = opts.kvCache ?? "f16";
+    // Every buffer below is sized by the memory plan, which the Worker's budget check also reads.
+    const plan = planWasmMemory(table, opts);
+    this.kvCache = plan.kvCache;
     this.activations = opts.activations ?? "q8";
-    this.contextSize = opts.contextSize ?? Math.min(c.maxContext, 2048);
-    if (!Number.isInteger(this.contextSize) || this.contextSize < 1 || this.contextSize > c.maxContext) {
-      throw new RangeError(`contextSize must be an integer in 1..${c.maxContext}, got ${opts.contextSize}`);
-    }
+    this.contextSize = plan.contextSize;
 
     const bound = bindWeights<number, Int4Tensor, Matrix>(table, {
       vector: (e) => base + e.offset,
@@ -132,66 +121,59 @@ export class WasmEngine implements LogitsModel<WasmState> {
     this.embedding = bound.embedding;
     this.head = bound.head;
     this.outputNorm = bound.outputNorm;
-
-    // Padded widths: every buffer is as long as the widest kPadded that reads it, zeros beyond.
     const l0 = this.layers[0]!;
-    const hiddenPad = Math.max(
-      l0.wq.kPadded,
-      l0.wGate.kPadded,
-      this.head.t.kPadded,
-      this.embedding.t.kPadded,
-      roundUp32(c.hiddenSize),
-    );
-    const qDim = c.numHeads * c.headDim;
-    const kvDim = c.numKvHeads * c.headDim;
-    const block = opts.prefillBlock ?? PREFILL_BLOCK;
-    if (!Number.isInteger(block) || block < 1 || block > PREFILL_BLOCK) {
-      throw new RangeError(
-        `prefillBlock must be an integer in 1..${PREFILL_BLOCK}, got ${opts.prefillBlock}`,
-      );
+    const blobs = {
+      wq: l0.wq.kPadded,
+      wo: l0.wo.kPadded,
+      wGate: l0.wGate.kPadded,
+      wDown: l0.wDown.kPadded,
+      embedding: this.embedding.t.kPadded,
+      head: this.head.t.kPadded,
+    };
+    for (const [name, kp] of Object.entries(blobs)) {
+      const planned = plan.kPadded[name as keyof typeof blobs];
+      if (kp !== planned)
+        throw new Error(`${name}: blob is ${kp} wide (kPadded), its table entry ${planned}`);
     }
-    const B = Math.min(block, this.contextSize);
+
+    const B = plan.block;
     this.block = B;
     const f32 = (n: number) => kernels.allocZeroed(n * 4);
-    const rows = (stride: number): Rows => ({ ptr: f32(B * stride), stride });
-    this.x = rows(hiddenPad);
-    // Matrix inputs are exactly their weight's kPadded apart (what matmulInt4 reads).
-    this.xb = rows(Math.max(l0.wq.kPadded, l0.wGate.kPadded));
-    this.delta = rows(c.hiddenSize);
-    this.q = rows(qDim);
-    this.kv = { k: rows(kvDim), v: rows(kvDim) };
-    this.att = rows(Math.max(l0.wo.kPadded, qDim));
-    this.gate = rows(c.intermediateSize);
-    this.up = rows(c.intermediateSize);
-    this.hb = rows(Math.max(l0.wDown.kPadded, c.intermediateSize));
-    this.headIn = f32(hiddenPad);
-    this.logits = f32(c.vocabSize);
-    this.ropeCos = rows(c.headDim / 2);
-    this.ropeSin = rows(c.headDim / 2);
-    for (const kp of new Set([
-      l0.wq.kPadded,
-      l0.wGate.kPadded,
-      l0.wo.kPadded,
-      l0.wDown.kPadded,
-      this.head.t.kPadded,
-    ])) {
-      if (kp % 32 === 0)
-        this.q8.set(
-          kp,
-          Array.from({ length: B }, () => kernels.allocQ8(kp)),
-        );
+    const rows = (p: RowsPlan): Rows => ({ ptr: f32(p.rows * p.stride), stride: p.stride });
+    const r = plan.rows;
+    this.x = rows(r.x);
+    this.xb = rows(r.xb);
+    this.delta = rows(r.delta);
+    this.q = rows(r.q);
+    this.kv = { k: rows(r.k), v: rows(r.v) };
+    this.att = rows(r.att);
+    this.gate = rows(r.gate);
+    this.up = rows(r.up);
+    this.hb = rows(r.hb);
+    this.headIn = f32(plan.headIn);
+    this.logits = f32(plan.logits);
+    this.ropeCos = rows(plan.rope);
+    this.ropeSin = rows(plan.rope);
+    for (const kp of plan.q8Widths) {
+      this.q8.set(
+        kp,
+        Array.from({ length: B }, () => kernels.allocQ8(kp)),
+      );
     }
-    const cells = this.contextSize * kvDim;
     for (let l = 0; l < c.numLayers; l++) {
       if (this.kvCache === "f16") {
-        this.cache.push({ k: kernels.alloc(cells * 2), v: kernels.alloc(cells * 2), kScale: 0, vScale: 0 });
-      } else {
-        const scales = this.contextSize * c.numKvHeads * 4;
         this.cache.push({
-          k: kernels.alloc(cells),
-          v: kernels.alloc(cells),
-          kScale: kernels.alloc(scales),
-          vScale: kernels.alloc(scales),
+          k: kernels.alloc(plan.cache.kv),
+          v: kernels.alloc(plan.cache.kv),
+          kScale: 0,
+          vScale: 0,
+        });
+      } else {
+        this.cache.push({
+          k: kernels.alloc(plan.cache.kv),
+          v: kernels.alloc(plan.cache.kv),
+          kScale: kernels.alloc(plan.cache.scales),
+          vScale: kernels.alloc(plan.cache.scales),
         });
       }
     }
@@ -222,21 +204,13 @@ export class WasmEngine implements LogitsModel<WasmState> {
   }
 
   newState(maxTokens: number): WasmState {
-    if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > this.contextSize) {
-      throw new RangeError(`state size must be an integer in 1..${this.contextSize}, got ${maxTokens}`);
-    }
+    checkStateSize(maxTokens, this.contextSize);
     return new WasmState(this, maxTokens, ++this.generation);
   }
 
   prefill(state: WasmState, tokens: readonly number[]): Float32Array {
     this.checkState(state);
-    if (tokens.length === 0) throw new RangeError("prefill needs at least one token");
-    for (const t of tokens) this.checkToken(t);
-    if (state.length + tokens.length > state.capacity) {
-      throw new RangeError(
-        `${tokens.length} tokens do not fit: the state holds ${state.length} of ${state.capacity}`,
-      );
-    }
+    checkAppend(state, tokens, this.config.vocabSize);
     for (let i = 0; i < tokens.length; i += this.block) {
       const end = Math.min(tokens.length, i + this.block);
       this.pass(state, tokens.slice(i, end), end === tokens.length);
@@ -246,8 +220,7 @@ export class WasmEngine implements LogitsModel<WasmState> {
 
   forward(state: WasmState, tokenId: number): Float32Array {
     this.checkState(state);
-    this.checkToken(tokenId);
-    if (state.length >= state.capacity) throw new RangeError(`the state is full (${state.capacity} tokens)`);
+    checkAppend(state, [tokenId], this.config.vocabSize);
     this.pass(state, [tokenId], true);
     return this.k.f32(this.logits, this.config.vocabSize).slice();
   }
@@ -259,7 +232,8 @@ export class WasmEngine implements LogitsModel<WasmState> {
    * fp32 activations the batched matmul is avoided for that reason). Roll back with `rollback`.
    */
   verify(state: WasmState, tokens: readonly number[]): Float32Array[] {
-    this.checkAppend(state, tokens);
+    this.checkState(state);
+    checkAppend(state, tokens, this.config.vocabSize);
     const out: Float32Array[] = [];
     this.rowExact = true;
     try {
@@ -289,7 +263,8 @@ export class WasmEngine implements LogitsModel<WasmState> {
    * rolled back and verified before its tokens count.
    */
   forwardSkipping(state: WasmState, tokenId: number, skip: ReadonlySet<number>): Float32Array {
-    this.checkAppend(state, [tokenId]);
+    this.checkState(state);
+    checkAppend(state, [tokenId], this.config.vocabSize);
     for (const l of skip) {
       if (!Number.isInteger(l) || l < 0 || l >= this.config.numLayers)
         throw new RangeError(`skip layer ${l} is outside 0..${this.config.numLayers - 1}`);
@@ -368,29 +343,12 @@ export class WasmEngine implements LogitsModel<WasmState> {
     return parts;
   }
 
-  private checkAppend(state: WasmState, tokens: readonly number[]): void {
-    this.checkState(state);
-    if (tokens.length === 0) throw new RangeError("at least one token is needed");
-    for (const t of tokens) this.checkToken(t);
-    if (state.length + tokens.length > state.capacity) {
-      throw new RangeError(
-        `${tokens.length} tokens do not fit: the state holds ${state.length} of ${state.capacity}`,
-      );
-    }
-  }
-
   private checkState(state: WasmState): void {
-    if (state.owner !== this) throw new EngineStateError("this state belongs to another engine");
-    if (state.generation !== this.generation) {
-      throw new EngineStateError("this state was retired: the engine has started another sequence since");
-    }
+    checkSequence(state, this, this.generation);
   }
 
   private checkToken(tokenId: number): void {
-    const n = this.config.vocabSize;
-    if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= n) {
-      throw new RangeError(`token id ${tokenId} is outside the vocabulary (0..${n - 1})`);
-    }
+    checkToken(tokenId, this.config.vocabSize);
   }
 
   /**

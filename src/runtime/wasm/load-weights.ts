@@ -6,56 +6,7 @@
 import type { WeightTable } from "../../format/weights.ts";
 import { WEIGHT_ALIGNMENT } from "../../format/weights.ts";
 import type { WasmKernels } from "../../kernels/wasm/index.ts";
-
-export interface LoadProgress {
-  bytes: number;
-  totalBytes: number;
-  /** Tensors whose bytes have all arrived (in table order). */
-  tensorsReady: number;
-}
-
-export class WeightStreamError extends Error {
-  override readonly name = "WeightStreamError";
-}
-
-/**
- * Reads a data region's stream, handing each chunk to `sink` with its offset in the region, and
- * checks it is exactly as long as the table declares. Shared by every engine's loader.
- */
-export async function readRegion(
-  table: WeightTable,
-  stream: ReadableStream<Uint8Array>,
-  sink: (chunk: Uint8Array, offset: number) => void,
-  onProgress?: (p: LoadProgress) => void,
-): Promise<void> {
-  const reader = stream.getReader();
-  let pos = 0;
-  let ready = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (pos + value.byteLength > table.totalBytes) {
-        throw new WeightStreamError(
-          `weight stream is longer than the ${table.totalBytes} bytes its table declares`,
-        );
-      }
-      sink(value, pos);
-      pos += value.byteLength;
-      while (ready < table.tensors.length) {
-        const t = table.tensors[ready]!;
-        if (t.offset + t.bytes > pos) break;
-        ready++;
-      }
-      onProgress?.({ bytes: pos, totalBytes: table.totalBytes, tensorsReady: ready });
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  if (pos !== table.totalBytes) {
-    throw new WeightStreamError(`weight stream ended after ${pos} of ${table.totalBytes} bytes`);
-  }
-}
+import { type LoadProgress, readRegion } from "../engine-core.ts";
 
 /** Copies the stream into fresh wasm memory; returns the address of the data region. */
 export async function loadWeights(

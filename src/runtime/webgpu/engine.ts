@@ -26,9 +26,17 @@ import {
   type VectorBinding,
   WebGpuKernels,
 } from "../../kernels/webgpu/kernels.ts";
-import type { InferenceState, LogitsModel } from "../generate.ts";
-import { EngineStateError } from "../wasm/engine.ts";
-import type { LoadProgress } from "../wasm/load-weights.ts";
+import {
+  checkAppend,
+  checkState as checkSequence,
+  checkStateSize,
+  contextSizeFor,
+  EngineSequence,
+  EngineStateError,
+  type LoadProgress,
+  prefillBlockFor,
+} from "../engine-core.ts";
+import type { LogitsModel } from "../generate.ts";
 import { bindWeights } from "../weight-bindings.ts";
 import { loadWeightsToGpu } from "./load-weights.ts";
 
@@ -43,14 +51,7 @@ export interface WebGpuEngineOptions {
 }
 
 /** One sequence on a WebGpuEngine. */
-export class WebGpuState implements InferenceState {
-  length = 0;
-  constructor(
-    readonly owner: WebGpuEngine,
-    readonly capacity: number,
-    readonly generation: number,
-  ) {}
-}
+export class WebGpuState extends EngineSequence<WebGpuEngine> {}
 
 const roundUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
@@ -84,15 +85,8 @@ export class WebGpuEngine implements LogitsModel<WebGpuState> {
     this.config = c;
     this.k = new WebGpuKernels(gpu);
     this.kvCache = opts.kvCache ?? "f16";
-    this.contextSize = opts.contextSize ?? Math.min(c.maxContext, 2048);
-    if (!Number.isInteger(this.contextSize) || this.contextSize < 1 || this.contextSize > c.maxContext) {
-      throw new RangeError(`contextSize must be an integer in 1..${c.maxContext}, got ${opts.contextSize}`);
-    }
-    const block = opts.prefillBlock ?? MAX_ROWS;
-    if (!Number.isInteger(block) || block < 1 || block > MAX_ROWS) {
-      throw new RangeError(`prefillBlock must be an integer in 1..${MAX_ROWS}, got ${opts.prefillBlock}`);
-    }
-    this.block = Math.min(block, this.contextSize);
+    this.contextSize = contextSizeFor(c, opts.contextSize);
+    this.block = prefillBlockFor(opts.prefillBlock, MAX_ROWS, this.contextSize);
     if (c.headDim % 2 !== 0 || c.ropeDim % 2 !== 0)
       throw new Error("the WebGPU engine needs even head/rope dims");
   }
@@ -304,9 +298,7 @@ export class WebGpuEngine implements LogitsModel<WebGpuState> {
   }
 
   newState(maxTokens: number): WebGpuState {
-    if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > this.contextSize) {
-      throw new RangeError(`state size must be an integer in 1..${this.contextSize}, got ${maxTokens}`);
-    }
+    checkStateSize(maxTokens, this.contextSize);
     return new WebGpuState(this, maxTokens, ++this.generation);
   }
 
@@ -366,10 +358,7 @@ export class WebGpuEngine implements LogitsModel<WebGpuState> {
 
   private checkState(state: WebGpuState): void {
     if (this.destroyed) throw new EngineStateError("this engine was destroyed");
-    if (state.owner !== this) throw new EngineStateError("this state belongs to another engine");
-    if (state.generation !== this.generation) {
-      throw new EngineStateError("this state was retired: the engine has started another sequence since");
-    }
+    checkSequence(state, this, this.generation);
   }
 
   private async run(
@@ -378,20 +367,8 @@ export class WebGpuEngine implements LogitsModel<WebGpuState> {
     want: "logits" | "argmax",
   ): Promise<Float32Array | number> {
     this.checkState(state);
-    if (tokens.length === 0) throw new RangeError("prefill needs at least one token");
     const n = this.config.vocabSize;
-    for (const t of tokens) {
-      if (!Number.isInteger(t) || t < 0 || t >= n) {
-        throw new RangeError(`token id ${t} is outside the vocabulary (0..${n - 1})`);
-      }
-    }
-    if (state.length + tokens.length > state.capacity) {
-      throw new RangeError(
-        tokens.length === 1 && state.length >= state.capacity
-          ? `the state is full (${state.capacity} tokens)`
-          : `${tokens.length} tokens do not fit: the state holds ${state.length} of ${state.capacity}`,
-      );
-    }
+    checkAppend(state, tokens, n);
     if (this.busy) throw new EngineStateError("another call on this engine is still running");
     this.busy = true;
     try {

@@ -8,7 +8,7 @@
 import { BLOB_HEADER_BYTES } from "../../format/int4.ts";
 import type { WeightTable } from "../../format/weights.ts";
 import { BufferUsage, type WebGpuDevice, WebGpuError } from "../../kernels/webgpu/device.ts";
-import { type LoadProgress, readRegion } from "../wasm/load-weights.ts";
+import { type LoadProgress, readRegion } from "../engine-core.ts";
 
 export interface GpuWeights {
   readonly buffer: GPUBuffer;

@@ -1,8 +1,8 @@
 /**
  * Test conveniences over WasmKernels: run a kernel on JS arrays (upload, run, copy out, free the
- * temporaries). Test-only: the engine works on pointers into wasm memory.
+ * temporaries). For tests and the kernel bench only: the engine works on pointers into wasm memory.
  */
-import type { Int4Tensor, Int8Tensor, WasmKernels } from "../../src/kernels/wasm/index.ts";
+import type { Int4Tensor, Int8Tensor, WasmKernels } from "../kernels/wasm/index.ts";
 
 /** Uploads m rows of K values as m zero-padded rows of kPadded floats. */
 function uploadRows(kern: WasmKernels, x: Float32Array, m: number, K: number, kPadded: number): number {

@@ -1,0 +1,312 @@
+/**
+ * `npm run build:variants -- --model <path> [--config config/variants.json] [--out variants] [--force]`
+ *
+ * Turns a model into the compressed variants the API serves: calibrate, prune + heal, error-aware
+ * int4, then shards + manifest with measured quality (vs the original, on held-out text) and speed
+ * (the WASM engine, single thread). Output mirrors the R2 layout (see src/compress/variant-store.ts).
+ * A variant whose inputs (model hash, its config, calibration, pipeline code) are unchanged is reused.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Manifest, R2Keys } from "../format/manifest.ts";
+import { type ModelDescription, ModelImportError, parameterCount } from "../format/model.ts";
+import { packWeights } from "../format/pack.ts";
+import type { SpeculativeProfile } from "../format/speculative.ts";
+import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
+import { loadKernelsNode } from "../kernels/wasm/node.ts";
+import { loadModel } from "../model/import/index.ts";
+import { MODEL_SHAPES, type ModelShape, syntheticModel } from "../model/synthetic.ts";
+import { BatchedForward, recordedLogits } from "./batched-forward.ts";
+import {
+  CALIBRATION_TEXT,
+  type CalibrationStats,
+  calibrationSequences,
+  collectCalibrationStatsBatched,
+  type Log,
+} from "./calibration.ts";
+import { compressVariant } from "./compress-variant.ts";
+import { engineFor, measureQuality, measureSpeed } from "./measure.ts";
+import { chatCalibrationTokens, searchSpeculative } from "./speculative-search.ts";
+import {
+  putContent,
+  putManifest,
+  putShards,
+  readManifest,
+  readVariantsIndex,
+  type VariantsIndex,
+  writeVariantsIndex,
+} from "./variant-store.ts";
+import { readVariantsFile, type VariantConfig, type VariantsFile } from "./variants-config.ts";
+
+const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+export const DEFAULT_CONFIG = join(root, "config/variants.json");
+export const DEFAULT_OUT = join(root, "variants");
+
+/** The code that decides a variant's bytes and measurements (not deploy, CLI or table code). */
+const PIPELINE_SOURCES = ["src/compress", "src/format", "src/model/synthetic.ts"];
+
+/** Hash of the code that decides what a variant's bytes are: change it and variants rebuild. */
+export function pipelineVersion(): string {
+  const h = createHash("sha256");
+  for (const entry of PIPELINE_SOURCES) {
+    const path = join(root, entry);
+    const files = statSync(path).isDirectory()
+      ? readdirSync(path)
+          .filter((f) => f.endsWith(".ts"))
+          .sort()
+          .map((f) => join(entry, f))
+      : [entry];
+    for (const f of files) h.update(f).update(readFileSync(join(root, f)));
+  }
+  return h.digest("hex").slice(0, 16);
+}
+
+async function fileSha256(path: string): Promise<{ sha256: string; bytes: number }> {
+  const files = statSync(path).isDirectory()
+    ? readdirSync(path)
+        .filter((f) => /\.(json|safetensors)$/.test(f))
+        .sort()
+        .map((f) => join(path, f))
+    : [path];
+  const h = createHash("sha256");
+  let bytes = 0;
+  for (const f of files) {
+    for await (const chunk of createReadStream(f)) {
+      h.update(chunk as Buffer);
+      bytes += (chunk as Buffer).byteLength;
+    }
+  }
+  return { sha256: h.digest("hex"), bytes };
+}
+
+/**
+ * A model file/folder, or `synthetic:<shape>` (seeded synthetic weights in a real model's shape:
+ * stories15M, stories110M, SmolLM2-135M) for builds and benchmarks without a download.
+ */
+async function loadSource(
+  path: string,
+): Promise<{ original: ModelDescription; source: { sha256: string; bytes: number } }> {
+  const m = /^synthetic:(.+)$/.exec(path);
+  if (!m) return { original: await loadModel(path), source: await fileSha256(path) };
+  const shape = m[1] as ModelShape;
+  if (!MODEL_SHAPES.includes(shape)) {
+    throw new ModelImportError(path, `unknown synthetic shape (known: ${MODEL_SHAPES.join(", ")})`);
+  }
+  const original = syntheticModel(shape);
+  const bytes = [...original.tensors.values()].reduce((n, t) => n + t.byteLength, 0);
+  return { original, source: { sha256: createHash("sha256").update(path).digest("hex"), bytes } };
+}
+
+export interface BuildOptions {
+  model: string;
+  config: string;
+  out: string;
+  force?: boolean;
+  log?: Log;
+}
+
+export interface BuildResult {
+  out: string;
+  index: VariantsIndex;
+  rows: { variant: string; manifest: Manifest; reused: boolean }[];
+}
+
+function inputKey(sourceSha: string, v: VariantConfig, file: VariantsFile, pipeline: string): string {
+  const key = {
+    sourceSha,
+    variant: v,
+    seed: file.seed,
+    calibration: file.calibration,
+    shardBytes: file.shardBytes,
+    pipeline,
+  };
+  return createHash("sha256").update(JSON.stringify(key)).digest("hex");
+}
+
+export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
+  const log = withProgress(opts.log ?? ((m: string) => console.error(m)));
+  const file = readVariantsFile(opts.config);
+  log(`loading ${opts.model}`);
+  const { original, source } = await loadSource(opts.model);
+  // One WASM instance: the original model's fp32 weights stay resident (calibration, reference
+  // logits); a pruned model's are allocated above them for its recalibration and released.
+  const kernels = await loadKernelsNode(await ensureKernelsWasm());
+  let forward: BatchedForward | null = null;
+  const originalForward = () => {
+    forward ??= new BatchedForward(kernels, original);
+    return forward;
+  };
+  const calibrateBatched = (model: ModelDescription, fwd?: BatchedForward): CalibrationStats => {
+    const mark = kernels.mark();
+    try {
+      const f = fwd ?? new BatchedForward(kernels, model);
+      const seqs = calibrationSequences(model, {
+        source: file.calibration.source,
+        maxTokens: file.calibration.maxTokens,
+        seed: file.seed,
+      });
+      return collectCalibrationStatsBatched(f, seqs, { log: log.every(8) });
+    } finally {
+      if (!fwd) kernels.release(mark);
+    }
+  };
+  let referenceLogits: ReturnType<typeof recordedLogits> | null = null;
+  const pipeline = pipelineVersion();
+  const previous = readVariantsIndex(opts.out);
+  const index: VariantsIndex = { format: "shardlm-variants", variants: {}, inputs: {} };
+  const rows: BuildResult["rows"] = [];
+  const tokenizerJson = JSON.stringify(original.tokenizer);
+  const heldout = calibrationSequences(original, {
+    textPath: CALIBRATION_TEXT.heldout,
+    maxTokens: file.evaluation.maxTokens,
+  });
+  let stats: CalibrationStats | null = null;
+
+  for (const v of file.variants) {
+    const key = inputKey(source.sha256, v, file, pipeline);
+    const prevId = previous?.variants[v.name];
+    if (
+      !opts.force &&
+      prevId &&
+      previous?.inputs[v.name] === key &&
+      existsSync(join(opts.out, R2Keys.manifest(prevId)))
+    ) {
+      log(`${v.name}: inputs unchanged, reusing manifest ${prevId.slice(0, 12)}`);
+      index.variants[v.name] = prevId;
+      index.inputs[v.name] = key;
+      rows.push({ variant: v.name, manifest: readManifest(opts.out, prevId), reused: true });
+      continue;
+    }
+    const t0 = performance.now();
+    log(`${v.name} (${v.tier}): building`);
+    if (!stats) {
+      log("  calibrating the original model");
+      stats = calibrateBatched(original, originalForward());
+    }
+    log.startStage(v.name, original.config.numLayers * 7);
+    const compressed = compressVariant(
+      original,
+      stats,
+      v,
+      file,
+      (m) => log(`  ${m}`),
+      (m) => calibrateBatched(m),
+    );
+    const { table, data } = packWeights(compressed.model, compressed.tensors);
+    log(
+      `  packed ${(data.byteLength / 1e6).toFixed(2)} MB; measuring quality on ${heldout.length} held-out sequences`,
+    );
+    const engine = await engineFor(table, data);
+    if (!referenceLogits) {
+      log("  original model's logits on the held-out text (once, for every variant)");
+      referenceLogits = recordedLogits(originalForward(), heldout);
+    }
+    const quality = measureQuality(referenceLogits, engine, heldout);
+    log(
+      `  KL ${quality.klMean.toFixed(4)}, top-1 ${(quality.top1Agreement * 100).toFixed(1)}%, ppl ${quality.perplexity.toFixed(2)} (original ${quality.referencePerplexity.toFixed(2)})`,
+    );
+    const speed = await measureSpeed(table, data);
+    log(
+      `  decode ${speed.decodeMsPerToken.toFixed(3)} ms/token, prefill ${speed.prefillMsPerToken.toFixed(3)} ms/token`,
+    );
+
+    let speculative: SpeculativeProfile | undefined;
+    if (file.speculative) {
+      const prompts = chatCalibrationTokens(original, file.speculative.prompts);
+      const found = await searchSpeculative(engine, prompts, {
+        answerTokens: file.speculative.answerTokens,
+        log: (m) => log(`  ${m}`),
+      });
+      speculative = found.profile;
+      log(
+        `  speculation ${speculative.enabled ? "on" : "off"}: skip [${speculative.draft.skipLayers.join(",")}], ` +
+          `estimated ${speculative.measured.estimatedSpeedup.toFixed(2)}x`,
+      );
+    }
+
+    const shards = putShards(opts.out, data, file.shardBytes);
+    const tokenizerSha = putContent(opts.out, R2Keys.blob, tokenizerJson);
+    const params = parameterCount(compressed.model);
+    const manifest: Manifest = {
+      format: "shardlm-manifest",
+      version: 1,
+      variant: v.name,
+      tier: v.tier,
+      source: {
+        name: basename(opts.model).replace(/\.gguf$/, ""),
+        format: original.source.format,
+        ...source,
+      },
+      build: { pipelineVersion: pipeline, config: v as unknown as Record<string, unknown>, seed: file.seed },
+      model: {
+        config: table.config,
+        bosTokenId: original.bosTokenId,
+        eosTokenIds: original.eosTokenIds,
+        chatTemplate: original.chatTemplate,
+        tokenizer: { sha256: tokenizerSha, bytes: Buffer.byteLength(tokenizerJson) },
+      },
+      weights: table,
+      shards,
+      size: {
+        totalBytes: data.byteLength,
+        parameters: params,
+        bitsPerWeight: (data.byteLength * 8) / params,
+      },
+      quality,
+      speed,
+      ...(speculative ? { speculative } : {}),
+    };
+    const id = putManifest(opts.out, manifest);
+    index.variants[v.name] = id;
+    index.inputs[v.name] = key;
+    rows.push({ variant: v.name, manifest, reused: false });
+    log(
+      `  manifest ${id.slice(0, 12)}, ${shards.length} shard(s), ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+  }
+  writeVariantsIndex(opts.out, index);
+  return { out: opts.out, index, rows };
+}
+
+type ProgressLog = Log & {
+  /** Starts counting `quantize:` lines of one variant (`total` expected) for an ETA. */
+  startStage(name: string, total: number): void;
+  /** A log that passes only every n-th line (and the last of a run is not known: keep n small). */
+  every(n: number): Log;
+};
+
+/** Prefixes lines with the elapsed time; `quantize:` lines get "i/n, ETA" within the variant. */
+function withProgress(log: Log): ProgressLog {
+  const t0 = performance.now();
+  let stage = { name: "", total: 0, done: 0, start: 0 };
+  const stamp = () => {
+    const s = Math.round((performance.now() - t0) / 1000);
+    return `[${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}]`;
+  };
+  const out = ((m: string) => {
+    if (stage.total > 0 && m.trimStart().startsWith("quantize:")) {
+      stage.done++;
+      const spent = (performance.now() - stage.start) / 1000;
+      const eta = (spent / stage.done) * Math.max(0, stage.total - stage.done);
+      if (stage.done % 7 === 0 || stage.done === stage.total) {
+        log(
+          `${stamp()} ${stage.name}: quantized ${stage.done}/${stage.total} tensors, ETA ${eta.toFixed(0)} s for this variant`,
+        );
+      }
+      return;
+    }
+    log(`${stamp()} ${m}`);
+  }) as ProgressLog;
+  out.startStage = (name, total) => {
+    stage = { name, total, done: 0, start: performance.now() };
+  };
+  out.every = (n) => {
+    let i = 0;
+    return (m) => {
+      if (i++ % n === 0) out(m);
+    };
+  };
+  return out;
+}

@@ -1,0 +1,21 @@
+/**
+ * What deploy, rollback, gc and the listing need of a bucket: publish.ts's BucketWriter plus list and
+ * delete. Implemented by ./buckets.ts (local, memory) and ./s3-bucket.ts (remote); apart from both so
+ * neither imports the other.
+ */
+import type { BucketWriter } from "./publish.ts";
+
+export interface ListedObject {
+  key: string;
+  size: number;
+  /** When the object was written (R2's `uploaded`, S3's LastModified). */
+  uploaded: Date;
+}
+
+export interface Bucket extends BucketWriter {
+  /** For messages: "local R2 shardlm-shards at .wrangler/state". */
+  readonly description: string;
+  list(prefix: string): Promise<ListedObject[]>;
+  delete(key: string): Promise<void>;
+  close(): Promise<void>;
+}
