@@ -15,6 +15,7 @@ import { LivePointer, Manifest, type ShardRef } from "../format/manifest.ts";
 import type { TokenizerSpec } from "../format/model.ts";
 import { type BackendChoice, type CreatedEngine, createEngine } from "../runtime/backend.ts";
 import { complete, promptTokens, renderPrompt } from "../runtime/chat.ts";
+import { systemClock } from "../runtime/clock.ts";
 import { createTokenizer, type Tokenizer } from "../runtime/tokenizer/index.ts";
 import { ENGINE_CONTEXT, type LoadedVariant } from "../worker/engines.ts";
 import { byQuality } from "../worker/live.ts";
@@ -159,24 +160,32 @@ export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunR
     manifest: loaded.manifest,
   } as unknown as LoadedVariant;
   let text = "";
+  // A budget is planned in tokens from the manifest's measured costs, as the Worker does.
+  const speed = loaded.manifest.speed;
+  const budgetTokens = opts.budgetMs
+    ? Math.max(
+        1,
+        Math.floor((opts.budgetMs - prompt.length * speed.prefillMsPerToken) / speed.decodeMsPerToken),
+      )
+    : opts.maxTokens;
   const r = await complete(
     v,
     prompt,
     {
-      maxTokens: opts.maxTokens,
+      maxTokens: Math.min(opts.maxTokens, budgetTokens),
       temperature: opts.temperature,
       topP: 1,
       topK: 0,
       seed: undefined,
       stop: [],
       signal: new AbortController().signal,
-      deadline: opts.budgetMs ? Date.now() + opts.budgetMs : null,
+      clock: systemClock,
+      yieldEveryTokens: 8,
     },
     (t) => {
       text += t;
       opts.onText(t);
     },
-    loaded.manifest.speed.decodeMsPerToken,
   );
   return {
     variant: loaded.manifest.variant,

@@ -2,8 +2,11 @@
 import type { Context } from "hono";
 import type { Manifest } from "../format/manifest.ts";
 import { type CompletionResult, complete, promptTokens, renderPrompt } from "../runtime/chat.ts";
+import type { Clock } from "../runtime/clock.ts";
+import { observeGeneration, observeLoad } from "./calibrate.ts";
 import { type LoadedVariant, VariantLoadError } from "./engines.ts";
 import { ApiError, badRequest, errorBody } from "./errors.ts";
+import { planRequest } from "./plan.ts";
 import { OverloadedError } from "./queue.ts";
 import { type Prediction, rankVariants, TIERS, type Tier } from "./router.ts";
 import { ChatCompletionRequest, describeIssue } from "./schemas.ts";
@@ -17,6 +20,8 @@ const PROMPT_HEAD_CHARS_PER_TOKEN = 16;
 const MAX_BUDGET_MS = 600_000;
 /** Events a streamed answer may queue beyond what the runtime has taken (see ./sse.ts). */
 const STREAM_BUFFER_CHUNKS = 16;
+/** Tokens between the generation's yields to the event loop (where a disconnect can be seen). */
+const YIELD_EVERY_TOKENS = 8;
 
 function parseTier(raw: string | undefined): Tier | null {
   if (raw === undefined) return null;
@@ -75,6 +80,8 @@ function serverTiming(t: { loadMs: number; prefillMs?: number; decodeMs?: number
 
 export async function chatCompletions(c: Context, services: Services): Promise<Response> {
   const started = Date.now();
+  const clock = services.clock();
+  const arrival = clock.now();
   const body = await parseBody(c);
   const headerTier = parseTier(c.req.header("X-Quality-Tier"));
   const budgetMs = parseBudget(c.req.header("X-Latency-Budget-Ms"));
@@ -149,7 +156,23 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
     services.cost,
     (m) => services.engines.isResident(live.manifestIds.get(m.variant)!),
   );
-  const { variant, manifest, prediction, loadMs } = await loadFirst(services, live.manifestIds, ranked);
+  const { variant, manifest, prediction, loadMs } = await loadFirst(
+    services,
+    live.manifestIds,
+    ranked,
+    clock,
+  );
+  // The plan (./plan.ts): refused here if even its first token would pass the CPU limit.
+  const planInput = {
+    manifest,
+    prediction,
+    promptTokens: prompt.length,
+    maxTokens,
+    budgetMs,
+    spentMs: 0,
+    cpuLimitMs: services.cpuLimitMs,
+  };
+  planRequest(planInput);
 
   // The request's signal (compatibility flag enable_request_signal) fires for some client
   // disconnects, not all (see ./sse.ts): it stops a queued request and ends a running generation.
@@ -176,14 +199,20 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
     throw e;
   }
 
+  // Planned once it is this request's turn: time queued counts against the budget.
+  const plan = planRequest({ ...planInput, spentMs: Math.max(0, clock.now() - arrival) });
   const id = `chatcmpl-${crypto.randomUUID().replace(/-/g, "")}`;
   const created = Math.floor(started / 1000);
   const headers: Record<string, string> = {
     "X-Variant": manifest.variant,
     "X-Predicted-Ms": String(Math.round(prediction.totalMs)),
+    "X-Planned-Tokens": String(plan.maxDecodeTokens),
   };
+  if (plan.limitedBy === "cpu") headers["X-Max-Tokens-Capped"] = "cpu";
+  const budgetExhausted = (r: CompletionResult) =>
+    plan.limitedBy === "budget" && r.finishReason === "length" && r.completionTokens >= plan.maxDecodeTokens;
   const opts = {
-    maxTokens,
+    maxTokens: plan.maxDecodeTokens,
     temperature: body.temperature ?? 1,
     topP: body.top_p ?? 1,
     topK: body.top_k ?? 0,
@@ -195,14 +224,14 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
           ? [body.stop]
           : body.stop,
     signal: abort.signal,
-    deadline: budgetMs === null ? null : started + budgetMs,
+    clock,
+    yieldEveryTokens: YIELD_EVERY_TOKENS,
   };
   const observe = (r: CompletionResult) => {
     services.stats.generations++;
     services.stats.tokens += r.completionTokens;
     if (r.finishReason === "abort") services.stats.clientGone++;
-    services.cost.observe(manifest, "prefill", r.prefillMs, prompt.length);
-    if (r.completionTokens > 1) services.cost.observe(manifest, "decode", r.decodeMs, r.completionTokens - 1);
+    observeGeneration(services, clock, manifest, prediction, prompt.length, r);
   };
   const usage = (n: number) => ({
     prompt_tokens: prompt.length,
@@ -213,18 +242,12 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   if (!body.stream) {
     let text = "";
     try {
-      const r = await complete(
-        variant,
-        prompt,
-        opts,
-        (t) => {
-          text += t;
-        },
-        prediction.decodeMsPerToken,
-      );
+      const r = await complete(variant, prompt, opts, (t) => {
+        text += t;
+      });
       observe(r);
       headers["Server-Timing"] = serverTiming({ loadMs, prefillMs: r.prefillMs, decodeMs: r.decodeMs });
-      if (r.budgetExhausted) headers["X-Budget-Exhausted"] = "true";
+      if (budgetExhausted(r)) headers["X-Budget-Exhausted"] = "true";
       return c.json(
         {
           id,
@@ -271,24 +294,18 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
     try {
       await send(chunk({ role: "assistant", content: "" }, null));
       // A client found gone aborts the signal, and generation ends at the next token ("abort").
-      const r = await complete(
-        variant,
-        prompt,
-        opts,
-        async (t) => {
-          if (!t || sse.isGone) return;
-          await send(chunk({ content: t }, null)).catch((e) => {
-            if (!(e instanceof ClientGoneError)) throw e;
-          });
-        },
-        prediction.decodeMsPerToken,
-      );
+      const r = await complete(variant, prompt, opts, async (t) => {
+        if (!t || sse.isGone) return;
+        await send(chunk({ content: t }, null)).catch((e) => {
+          if (!(e instanceof ClientGoneError)) throw e;
+        });
+      });
       observe(r);
       if (r.finishReason === "abort") return;
       await send(
         chunk({}, r.finishReason, {
           shardlm: {
-            budget_exhausted: r.budgetExhausted,
+            budget_exhausted: budgetExhausted(r),
             timing_ms: { load: loadMs, prefill: r.prefillMs, decode: r.decodeMs },
           },
         }),
@@ -333,6 +350,7 @@ async function loadFirst(
   services: Services,
   ids: Map<string, string>,
   ranked: { manifest: Manifest; prediction: Prediction }[],
+  clock: Clock,
 ): Promise<{ variant: LoadedVariant; manifest: Manifest; prediction: Prediction; loadMs: number }> {
   const failures: string[] = [];
   for (const { manifest, prediction } of ranked) {
@@ -343,11 +361,11 @@ async function loadFirst(
       continue;
     }
     const wasResident = services.engines.isResident(id);
-    const t0 = Date.now();
+    const t0 = clock.now();
     try {
       const variant = await services.engines.get(id, manifest);
-      const loadMs = wasResident ? 0 : Date.now() - t0;
-      if (!wasResident) services.cost.observe(manifest, "load", loadMs, manifest.weights.totalBytes / 1e6);
+      const loadMs = wasResident ? 0 : clock.now() - t0;
+      if (!wasResident) observeLoad(services, manifest, loadMs);
       return { variant, manifest, prediction, loadMs };
     } catch (e) {
       if (!(e instanceof VariantLoadError)) throw e;

@@ -25,4 +25,14 @@ export interface Env {
    * taken for gone and its generation stopped (default 2000; see src/worker/sse.ts).
    */
   STREAM_STALL_MS?: string;
+  /**
+   * The CPU limit per request, ms: must equal wrangler.toml's [limits] cpu_ms (the Worker cannot
+   * read that table; a test checks they agree). Plans are capped to fit it (src/worker/plan.ts).
+   */
+  CPU_LIMIT_MS?: string;
+  /**
+   * "1": read time on a clock that advances only at I/O, as deployed Workers' clocks do
+   * (src/runtime/clock.ts), to watch production behaviour locally.
+   */
+  SHARDLM_FROZEN_CLOCK?: string;
 }
