@@ -18,7 +18,7 @@ export interface Fed {
 }
 
 export function observeGeneration(
-  s: Services,
+  s: Pick<Services, "cost" | "clockTrust">,
   clock: Clock,
   m: Manifest,
   prediction: Prediction,
@@ -36,6 +36,6 @@ export function observeGeneration(
 }
 
 /** A load's interval (awaited R2 reads throughout) feeds the load cost when it read more than 0. */
-export function observeLoad(s: Services, m: Manifest, loadMs: number): boolean {
+export function observeLoad(s: Pick<Services, "cost">, m: Manifest, loadMs: number): boolean {
   return s.cost.observe(m, "load", loadMs, m.weights.totalBytes / 1e6);
 }
