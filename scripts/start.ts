@@ -5,6 +5,9 @@
  *
  * The model: --model <path> | $SHARDLM_MODEL | ../shared/models/stories260K.gguf when present |
  * --hf <owner/name> | $SHARDLM_HF_REPO (downloaded from the Hugging Face Hub, or $HF_ENDPOINT).
+ *
+ * SHARDLM_FROZEN_CLOCK=1: the Worker reads time on a clock that advances only at I/O, as deployed
+ * Workers' clocks do (src/runtime/clock.ts).
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -71,7 +74,17 @@ async function main(): Promise<void> {
   );
   const child = spawn(
     "npx",
-    ["wrangler", "dev", "--ip", "127.0.0.1", "--port", port, "--persist-to", persistTo],
+    [
+      "wrangler",
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      port,
+      "--persist-to",
+      persistTo,
+      ...(process.env.SHARDLM_FROZEN_CLOCK === "1" ? ["--var", "SHARDLM_FROZEN_CLOCK:1"] : []),
+    ],
     {
       stdio: "inherit",
       env: { ...process.env, WRANGLER_SEND_METRICS: "false" },

@@ -6,13 +6,13 @@
  * POST /decode-loop {steps} -> runs `steps` forward passes on the loaded engine (for timing from outside).
  */
 
-// Provided by the test as CompiledWasm modules (workerd cannot compile wasm from bytes at run time).
-import simdModule from "./kernels.wasm";
-import relaxedModule from "./kernels-relaxed.wasm";
 import { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
 import { generate } from "../runtime/generate.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
+// Provided by the test as CompiledWasm modules (workerd cannot compile wasm from bytes at run time).
+import simdModule from "./kernels.wasm";
+import relaxedModule from "./kernels-relaxed.wasm";
 
 interface Env {
   SHARDS: { get(key: string): Promise<{ body: ReadableStream<Uint8Array>; json<T>(): Promise<T> } | null> };

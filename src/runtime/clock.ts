@@ -91,8 +91,12 @@ let probeSink = 0;
 /** The probe's last state (only so the loop cannot be optimised away). */
 export const lastProbeState = () => probeSink;
 
-/** Predicted work above which an interval that reads 0 ms proves the clock frozen, ms. */
-export const SUBSTANTIAL_WORK_MS = 1;
+/**
+ * Predicted work above which an interval that reads 0 ms proves the clock frozen, ms. Well above
+ * a clock's resolution (workerd's is 1 ms locally) times the worst prediction error the cost model
+ * allows (its corrections are bounded to 10x).
+ */
+export const SUBSTANTIAL_WORK_MS = 20;
 
 /**
  * Per-isolate verdict on whether intervals of CPU work can be measured with the request clocks.

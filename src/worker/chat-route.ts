@@ -20,8 +20,14 @@ const PROMPT_HEAD_CHARS_PER_TOKEN = 16;
 const MAX_BUDGET_MS = 600_000;
 /** Events a streamed answer may queue beyond what the runtime has taken (see ./sse.ts). */
 const STREAM_BUFFER_CHUNKS = 16;
-/** Tokens between the generation's yields to the event loop (where a disconnect can be seen). */
-const YIELD_EVERY_TOKENS = 8;
+/**
+ * Predicted work between the generation's yields to the event loop (where a disconnect is seen and
+ * the stream flushes), ms: counted in tokens from the decode cost, since a frozen clock cannot say
+ * when 10 ms have passed. A yield costs ~1 ms in workerd, so far fewer would slow a small model.
+ */
+const YIELD_WORK_MS = 10;
+/** How often a queued stream sends an SSE comment to find out whether its client is still there. */
+const HEARTBEAT_MS = 100;
 
 function parseTier(raw: string | undefined): Tier | null {
   if (raw === undefined) return null;
@@ -180,9 +186,17 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   const clientSignal = c.req.raw.signal;
   if (clientSignal?.aborted) abort.abort();
   else clientSignal?.addEventListener("abort", () => abort.abort(), { once: true });
-  let release: () => void;
+  // A stream waits for its turn inside its body, where a client that leaves is noticed (./sse.ts);
+  // only a full queue (refused at once, before any await) is answered here, as a 429.
+  const turn = variant.queue.acquire(abort.signal);
+  const noTurn = () => {};
+  let release: () => void = noTurn;
+  let queued = false;
   try {
-    release = await variant.queue.acquire(abort.signal);
+    const now = await Promise.race([turn, Promise.resolve(null)]);
+    if (now) release = now;
+    else if (body.stream) queued = true;
+    else release = await turn;
   } catch (e) {
     if (e instanceof OverloadedError) {
       throw new ApiError(
@@ -200,7 +214,14 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   }
 
   // Planned once it is this request's turn: time queued counts against the budget.
-  const plan = planRequest({ ...planInput, spentMs: Math.max(0, clock.now() - arrival) });
+  // The load is done (and counted in the time spent), so the plan charges only what is left.
+  const replan = () =>
+    planRequest({
+      ...planInput,
+      prediction: { ...prediction, loadMs: 0 },
+      spentMs: Math.max(0, clock.now() - arrival),
+    });
+  let plan = replan();
   const id = `chatcmpl-${crypto.randomUUID().replace(/-/g, "")}`;
   const created = Math.floor(started / 1000);
   const headers: Record<string, string> = {
@@ -211,7 +232,7 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   if (plan.limitedBy === "cpu") headers["X-Max-Tokens-Capped"] = "cpu";
   const budgetExhausted = (r: CompletionResult) =>
     plan.limitedBy === "budget" && r.finishReason === "length" && r.completionTokens >= plan.maxDecodeTokens;
-  const opts = {
+  const opts = () => ({
     maxTokens: plan.maxDecodeTokens,
     temperature: body.temperature ?? 1,
     topP: body.top_p ?? 1,
@@ -225,8 +246,8 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
           : body.stop,
     signal: abort.signal,
     clock,
-    yieldEveryTokens: YIELD_EVERY_TOKENS,
-  };
+    yieldEveryTokens: Math.max(1, Math.ceil(YIELD_WORK_MS / prediction.decodeMsPerToken)),
+  });
   const observe = (r: CompletionResult) => {
     services.stats.generations++;
     services.stats.tokens += r.completionTokens;
@@ -242,7 +263,7 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   if (!body.stream) {
     let text = "";
     try {
-      const r = await complete(variant, prompt, opts, (t) => {
+      const r = await complete(variant, prompt, opts(), (t) => {
         text += t;
       });
       observe(r);
@@ -293,8 +314,18 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   const work = (async () => {
     try {
       await send(chunk({ role: "assistant", content: "" }, null));
+      if (queued) {
+        // Heartbeats while queued: a client that left stops taking them, and its turn is given up.
+        const beat = setInterval(() => sse.comment("queued").catch(() => {}), HEARTBEAT_MS);
+        try {
+          release = await turn;
+        } finally {
+          clearInterval(beat);
+        }
+        plan = replan(); // time queued counts against the budget
+      }
       // A client found gone aborts the signal, and generation ends at the next token ("abort").
-      const r = await complete(variant, prompt, opts, async (t) => {
+      const r = await complete(variant, prompt, opts(), async (t) => {
         if (!t || sse.isGone) return;
         await send(chunk({ content: t }, null)).catch((e) => {
           if (!(e instanceof ClientGoneError)) throw e;
@@ -322,8 +353,10 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
       }
       await sse.event("[DONE]");
     } catch (e) {
+      const gone = abort.signal.aborted || sse.isGone || e instanceof ClientGoneError;
       abort.abort();
-      if (!(e instanceof ClientGoneError) && !sse.isGone) {
+      if (gone && queued && release === noTurn) services.stats.clientGone++; // left while queued
+      if (!gone) {
         // Headers are sent: the error goes in the stream, as OpenAI's streams report them.
         console.error(e);
         await sse

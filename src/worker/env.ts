@@ -21,8 +21,8 @@ export interface Env {
   /** Bytes of engine memory an isolate may hold across cached variants (default 100 MB). */
   ENGINE_MEMORY_BUDGET?: string;
   /**
-   * Milliseconds a streaming client may read nothing (with the answer's buffer full) before it is
-   * taken for gone and its generation stopped (default 2000; see src/worker/sse.ts).
+   * Milliseconds bytes of a streamed answer may wait for the runtime to take them before the client is
+   * taken for gone and its generation stopped (default 500; see src/worker/sse.ts).
    */
   STREAM_STALL_MS?: string;
   /**

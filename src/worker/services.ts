@@ -36,7 +36,7 @@ export interface Services {
   waitUntil(c: Context, p: Promise<unknown>): void;
 }
 
-const DEFAULT_STREAM_STALL_MS = 2000;
+const DEFAULT_STREAM_STALL_MS = 500;
 /** Workers' default CPU limit per request on paid plans, ms (used when CPU_LIMIT_MS is garbage). */
 const DEFAULT_CPU_LIMIT_MS = 30_000;
 
