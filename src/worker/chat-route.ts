@@ -254,6 +254,15 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
     if (r.finishReason === "abort") services.stats.clientGone++;
     observeGeneration(services, clock, manifest, prediction, prompt.length, r);
   };
+  // Runs the planned generation, counted in GET /healthz while it runs.
+  const generateCounted = async (emit: (text: string) => void | Promise<void>): Promise<CompletionResult> => {
+    services.stats.running++;
+    try {
+      return await complete(variant, prompt, opts(), emit);
+    } finally {
+      services.stats.running--;
+    }
+  };
   const usage = (n: number) => ({
     prompt_tokens: prompt.length,
     completion_tokens: n,
@@ -263,7 +272,7 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
   if (!body.stream) {
     let text = "";
     try {
-      const r = await complete(variant, prompt, opts(), (t) => {
+      const r = await generateCounted((t) => {
         text += t;
       });
       observe(r);
@@ -325,7 +334,7 @@ export async function chatCompletions(c: Context, services: Services): Promise<R
         plan = replan(); // time queued counts against the budget
       }
       // A client found gone aborts the signal, and generation ends at the next token ("abort").
-      const r = await complete(variant, prompt, opts(), async (t) => {
+      const r = await generateCounted(async (t) => {
         if (!t || sse.isGone) return;
         await send(chunk({ content: t }, null)).catch((e) => {
           if (!(e instanceof ClientGoneError)) throw e;

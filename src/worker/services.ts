@@ -14,6 +14,8 @@ export interface Stats {
   tokens: number;
   /** Generations stopped because the client went away. */
   clientGone: number;
+  /** Generations running now. */
+  running: number;
 }
 
 export interface Services {
@@ -63,7 +65,7 @@ export function servicesFor(env: Env, kernels: WebAssembly.Module): Services {
     frozenClock,
     clock: () => requestClock(frozenClock),
     clockTrust: new ClockTrust(),
-    stats: { generations: 0, tokens: 0, clientGone: 0 },
+    stats: { generations: 0, tokens: 0, clientGone: 0, running: 0 },
     waitUntil(c, p) {
       try {
         c.executionCtx.waitUntil(p);
