@@ -15,6 +15,7 @@ import {
 } from "../src/format/int4.ts";
 import { q8Row } from "../src/kernels/wasm/index.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
+import { matvecInt8Array } from "../test/helpers/kernel-arrays.ts";
 import { loadTestKernels, type OrtMatMul, ortMatMulNBits, randn, relErr } from "../test/kernels-helpers.ts";
 
 const args = process.argv.slice(2);
@@ -229,7 +230,7 @@ if (section("int8")) {
       const p = quantizeInt8Rtn(w, N, K, { groupSize: gs });
       const bytes = p.data.byteLength + p.scales.byteLength;
       const t = kern.uploadInt8(p);
-      const err = relErr(kern.matvecInt8Array(t, x, "q8"), kern.matvecInt8Array(t, x, "f32"));
+      const err = relErr(matvecInt8Array(kern, t, x, "q8"), matvecInt8Array(kern, t, x, "f32"));
       if (err > 0.02) console.warn(`  int8 q8 vs f32 disagree on ${N}x${K}: ${err}`);
       const usQ = await time(() => kern.matvecInt8Q8(t, q8, y));
       const usF = await time(() => kern.matvecInt8(t, xp, y));

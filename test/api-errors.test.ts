@@ -71,7 +71,8 @@ describe("wrong types and values", () => {
     ["max_tokens is 1.5", { max_tokens: 1.5 }, "max_tokens"],
     ["max_tokens is 0", { max_tokens: 0 }, "max_tokens"],
     ['max_tokens is "10"', { max_tokens: "10" }, "max_tokens"],
-    ["top_p is 0", { top_p: 0 }, "top_p"],
+    ["top_p is -0.1", { top_p: -0.1 }, "top_p"],
+    ["top_p is 1.5", { top_p: 1.5 }, "top_p"],
     ["stream is a string", { stream: "yes" }, "stream"],
     ["stop has five strings", { stop: ["a", "b", "c", "d", "e"] }, "stop"],
     ["seed is 1.5", { seed: 1.5 }, "seed"],
@@ -160,10 +161,10 @@ describe("wrong types and values", () => {
 });
 
 describe("context, models, headers", () => {
-  it("a prompt longer than the context is a 413 context_length_exceeded", async () => {
+  it("a prompt longer than the context is a 400 context_length_exceeded (as OpenAI answers it)", async () => {
     const long = "Once upon a time there was a little girl named Lily. ".repeat(300); // ~3800 tokens
     const r = await chat(api, withFields({ messages: [{ role: "user", content: long }] }));
-    expectApiError(r, 413, {
+    expectApiError(r, 400, {
       type: "invalid_request_error",
       code: "context_length_exceeded",
       param: "messages",
@@ -172,17 +173,17 @@ describe("context, models, headers", () => {
     const e = await clientError(
       api.client.chat.completions.create({ model: "quality", messages: [{ role: "user", content: long }] }),
     );
-    expect([e.status, e.code, e.param]).toEqual([413, "context_length_exceeded", "messages"]);
+    expect([e.status, e.code, e.param]).toEqual([400, "context_length_exceeded", "messages"]);
   });
 
   it("a prompt many times the context is refused quickly (from its head)", async () => {
     const huge = "Once upon a time there was a little girl named Lily. ".repeat(60_000); // 3 MB
     const r = await chat(api, withFields({ messages: [{ role: "user", content: huge }] }));
-    expectApiError(r, 413, { code: "context_length_exceeded", message: /your messages use at least \d+/ });
+    expectApiError(r, 400, { code: "context_length_exceeded", message: /your messages use at least \d+/ });
     expect(r.ms).toBeLessThan(2000); // tokenizing all of it takes seconds
   });
 
-  it("a prompt of context - 1 tokens is served (one token); one of context tokens is a 413", async () => {
+  it("a prompt of context - 1 tokens is served (one token); one of context tokens is a 400", async () => {
     // Prompt tokens + the generated token must fit the 2048-token context.
     const ofTokens = (n: number) => {
       for (let words = n - 8; words <= n + 8; words++) {
@@ -196,12 +197,12 @@ describe("context, models, headers", () => {
     const answer = fits.json as { usage: { prompt_tokens: number; completion_tokens: number } };
     expect(answer.usage).toMatchObject({ prompt_tokens: 2047, completion_tokens: 1 });
     const full = await chat(api, withFields({ messages: ofTokens(2048), max_tokens: 1 }));
-    expectApiError(full, 413, { code: "context_length_exceeded", message: /your messages use 2048\./ });
+    expectApiError(full, 400, { code: "context_length_exceeded", message: /your messages use 2048\./ });
   });
 
   it("an unknown model is a 404 model_not_found", async () => {
     const r = await chat(api, withFields({ model: "gpt-17" }));
-    expectApiError(r, 404, { type: "not_found_error", code: "model_not_found", param: "model" });
+    expectApiError(r, 404, { type: "invalid_request_error", code: "model_not_found", param: "model" });
     const e = await clientError(api.client.chat.completions.create({ model: "gpt-17", messages: story }));
     expect(e).toBeInstanceOf(OpenAI.NotFoundError);
     expect([e.status, e.code, e.param]).toEqual([404, "model_not_found", "model"]);
@@ -240,7 +241,7 @@ describe("routes and methods", () => {
     ["GET", "/v1/models/quality/extra"],
   ])("%s %s is a 404 in OpenAI's error format", async (method, path) => {
     const r = await call(api, path, { method, ...(method === "POST" ? { body: valid } : {}) });
-    expectApiError(r, 404, { type: "not_found_error", code: "unknown_route" });
+    expectApiError(r, 404, { type: "invalid_request_error", code: "unknown_route" });
   });
 
   it("GET /v1/chat/completions is a 405 with Allow: POST", async () => {

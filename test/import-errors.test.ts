@@ -97,19 +97,42 @@ describe("bad GGUF files", () => {
     await expectImportError(path, path, /unsupported architecture "falcon"/);
   });
 
-  it("a tensor of an unsupported ggml type (Q4_K, id 12)", async () => {
-    const path = join(dirs.make(), "q4k.gguf");
+  it("a tensor of an unsupported ggml type (IQ4_XS, id 23)", async () => {
+    const path = join(dirs.make(), "iq4xs.gguf");
+    const parts = ggufParts(src, path);
+    const iq4xs: GgufTensor = {
+      name: "blk.0.ffn_gate.weight",
+      shape: [2, 256],
+      ggmlType: 23,
+      byteLength: 2 * 136,
+      bytes: () => new Uint8Array(2 * 136),
+    };
+    const tensors = parts.tensors.map((t) => (t.name === iq4xs.name ? iq4xs : t));
+    await writeGgufFile(path, { ...parts, tensors });
+    await expectImportError(
+      path,
+      path,
+      /tensor blk\.0\.ffn_gate\.weight: unsupported dtype IQ4_XS \(supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K\)/,
+    );
+  });
+
+  it("a K-quant tensor whose rows are not whole 256-element super-blocks", async () => {
+    const path = join(dirs.make(), "q4k-short-rows.gguf");
     const parts = ggufParts(src, path);
     const q4k: GgufTensor = {
       name: "blk.0.ffn_gate.weight",
-      shape: [2, 256],
+      shape: [8, 64],
       ggmlType: GgmlType.Q4_K,
       byteLength: 2 * 144,
       bytes: () => new Uint8Array(2 * 144),
     };
     const tensors = parts.tensors.map((t) => (t.name === q4k.name ? q4k : t));
     await writeGgufFile(path, { ...parts, tensors });
-    await expectImportError(path, path, /tensor blk\.0\.ffn_gate\.weight: unsupported dtype Q4_K/);
+    await expectImportError(
+      path,
+      path,
+      /tensor blk\.0\.ffn_gate\.weight: Q4_K row length 64 is not a multiple of 256/,
+    );
   });
 
   it("missing tensor and wrong tensor shape", async () => {

@@ -8,6 +8,7 @@ import {
   quantizeRtn,
 } from "../src/format/int4.ts";
 import { q8Row, type WasmKernels } from "../src/kernels/wasm/index.ts";
+import { matmulInt4Array, matmulInt4Q8Array, matvecInt4Array } from "./helpers/kernel-arrays.ts";
 import { emulateQ8, loadTestKernels, randn, refMatvec, relErr } from "./kernels-helpers.ts";
 
 let kern: WasmKernels;
@@ -34,7 +35,7 @@ describe("int4 matvec, fp32 activations, vs fp32 matvec over dequantize()", () =
           const p = quantizeRtn(weights(N, K, K + groupSize), N, K, { groupSize, zeroPoint });
           const x = randn(K, K * 3 + groupSize);
           const ref = refMatvec(dequantize(p), x, N, K);
-          const got = kern.scoped(() => kern.matvecInt4Array(kern.uploadInt4(p), x));
+          const got = kern.scoped(() => matvecInt4Array(kern, kern.uploadInt4(p), x));
           expect(relErr(got, ref)).toBeLessThan(1e-4);
           // and elementwise against the row's own scale
           for (let n = 0; n < N; n++)
@@ -48,7 +49,7 @@ describe("int4 matvec, fp32 activations, vs fp32 matvec over dequantize()", () =
     for (const N of [1, 2, 3, 4, 5]) {
       const p = quantizeRtn(weights(N, 32, N), N, 32, { zeroPoint: N % 2 === 0 });
       const x = randn(32, 9);
-      const got = kern.scoped(() => kern.matvecInt4Array(kern.uploadInt4(p), x));
+      const got = kern.scoped(() => matvecInt4Array(kern, kern.uploadInt4(p), x));
       expect(relErr(got, refMatvec(dequantize(p), x, N, 32))).toBeLessThan(1e-4);
     }
   });
@@ -62,7 +63,7 @@ describe("int4 matvec, Q8 activations", () => {
           const N = 9;
           const p = quantizeRtn(weights(N, K, 7 * K + groupSize), N, K, { groupSize, zeroPoint });
           const x = randn(K, K + 5 * groupSize);
-          const got = kern.scoped(() => kern.matvecInt4Array(kern.uploadInt4(p), x, "q8"));
+          const got = kern.scoped(() => matvecInt4Array(kern, kern.uploadInt4(p), x, "q8"));
 
           // 1) what the kernel should compute from the quantized activations it was given
           const { q, d } = emulateQ8(x, p.kPadded);
@@ -125,7 +126,7 @@ describe("int4 matmul (prefill, M rows)", () => {
       it(`${N}x${K} g${groupSize} ${zeroPoint ? "asym" : "sym"}, M=${M}`, () => {
         const p = quantizeRtn(weights(N, K, N + K), N, K, { groupSize, zeroPoint });
         const x = randn(M * K, M * 31 + K);
-        const got = kern.scoped(() => kern.matmulInt4Array(kern.uploadInt4(p), x, M));
+        const got = kern.scoped(() => matmulInt4Array(kern, kern.uploadInt4(p), x, M));
         const dq = dequantize(p);
         for (let m = 0; m < M; m++) {
           const ref = refMatvec(dq, x.subarray(m * K, (m + 1) * K), N, K);
@@ -139,7 +140,7 @@ describe("int4 matmul (prefill, M rows)", () => {
     const p = quantizeRtn(weights(4, 32, 1), 4, 32);
     kern.scoped(() => {
       const t = kern.uploadInt4(p);
-      expect(() => kern.matmulInt4Array(t, new Float32Array(17 * 32), 17)).toThrow(/1\.\.16/);
+      expect(() => matmulInt4Array(kern, t, new Float32Array(17 * 32), 17)).toThrow(/1\.\.16/);
     });
   });
 });
@@ -152,18 +153,18 @@ describe("int4 matmul, Q8 activations (prefill)", () => {
     [21, 2048, 32, false],
   ];
   for (const [N, K, groupSize, zeroPoint] of shapes) {
-    for (const M of [1, 2, 5, 16, 33]) {
+    for (const M of [1, 2, 3, 4, 5, 8, 16, 33]) {
       it(`${N}x${K} g${groupSize} ${zeroPoint ? "asym" : "sym"}, M=${M}: bit-identical to per-row matvecInt4Q8`, () => {
         const p = quantizeRtn(weights(N, K, 3 * N + K), N, K, { groupSize, zeroPoint });
         const x = randn(M * K, M * 17 + K);
-        const got = kern.scoped(() => kern.matmulInt4Q8Array(kern.uploadInt4(p), x, M));
+        const got = kern.scoped(() => matmulInt4Q8Array(kern, kern.uploadInt4(p), x, M));
         const dq = dequantize(p);
         kern.scoped(() => {
           const t = kern.uploadInt4(p);
           for (let m = 0; m < M; m++) {
             const xm = x.subarray(m * K, (m + 1) * K);
             const row = got.subarray(m * N, (m + 1) * N);
-            expect(row).toEqual(kern.matvecInt4Array(t, xm, "q8"));
+            expect(row).toEqual(matvecInt4Array(kern, t, xm, "q8"));
             expect(relErr(row, refMatvec(dq, xm, N, K))).toBeLessThan(0.02);
           }
         });
@@ -174,7 +175,7 @@ describe("int4 matmul, Q8 activations (prefill)", () => {
   it("q8Row views one row of a batch; validates m and widths", () => {
     kern.scoped(() => {
       const b = kern.allocQ8Batch(64, 3);
-      expect(q8Row(b, 2)).toEqual({ kPadded: 64, q: b.q + 128, d: b.d + 16, ds: b.ds + 16 });
+      expect(q8Row(b, 2)).toEqual({ kPadded: 64, q: b.q + 128, w: b.w + 256, d: b.d + 16, ds: b.ds + 16 });
       expect(() => q8Row(b, 3)).toThrow(RangeError);
       const t = kern.uploadInt4(quantizeRtn(weights(4, 64, 1), 4, 64));
       expect(() => kern.matmulInt4Q8(t, b, kern.alloc(64), 4)).toThrow(RangeError);

@@ -5,6 +5,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { type Int4GroupSize, quantizeRtn, toMatMulNBits } from "../src/format/int4.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
+import { matmulInt4Array, matvecInt4Array } from "./helpers/kernel-arrays.ts";
 import { loadOrt, loadTestKernels, ortMatMulNBits, randn, relErr } from "./kernels-helpers.ts";
 
 let kern: WasmKernels;
@@ -26,13 +27,13 @@ describe("int4 kernels vs onnxruntime MatMulNBits", () => {
             // matvec (M = 1)
             const x = randn(K, K + 1);
             const expected = await ort.run(x, 1);
-            const got = kern.scoped(() => kern.matvecInt4Array(kern.uploadInt4(p), x));
+            const got = kern.scoped(() => matvecInt4Array(kern, kern.uploadInt4(p), x));
             expect(relErr(got, expected)).toBeLessThan(1e-4);
             // matmul (M = 3), row by row
             const M = 3;
             const xm = randn(M * K, K + 2);
             const expectedM = await ort.run(xm, M);
-            const gotM = kern.scoped(() => kern.matmulInt4Array(kern.uploadInt4(p), xm, M));
+            const gotM = kern.scoped(() => matmulInt4Array(kern, kern.uploadInt4(p), xm, M));
             for (let m = 0; m < M; m++) {
               expect(
                 relErr(gotM.subarray(m * N, (m + 1) * N), expectedM.subarray(m * N, (m + 1) * N)),
@@ -53,7 +54,7 @@ describe("int4 kernels vs onnxruntime MatMulNBits", () => {
     const ort = await ortMatMulNBits(toMatMulNBits(p));
     try {
       const x = randn(K, 100);
-      const got = kern.scoped(() => kern.matvecInt4Array(kern.uploadInt4(p), x));
+      const got = kern.scoped(() => matvecInt4Array(kern, kern.uploadInt4(p), x));
       expect(relErr(got, await ort.run(x, 1))).toBeLessThan(1e-4);
     } finally {
       await ort.release();

@@ -11,12 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
 import { type Int4GroupSize, type Int8GroupSize, quantizeInt8Rtn, quantizeRtn } from "../src/format/int4.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
+import { matmulInt4Q8Array, matvecInt4Array, matvecInt8Array } from "./helpers/kernel-arrays.ts";
 import { loadTestKernels, randn, relErr } from "./kernels-helpers.ts";
 
 const WORKER = `
 import simd from "./kernels.wasm";
 import relaxed from "./kernels-relaxed.wasm";
 import { WasmKernels } from "./src/kernels/wasm/index.js";
+import { matmulInt4Q8Array, matvecInt4Array, matvecInt8Array } from "./kernel-arrays.js";
 export default {
   async fetch(request) {
     const b = await request.json();
@@ -27,19 +29,19 @@ export default {
       const x8 = Float32Array.from(b.x);
       return Response.json({
         relaxed: k.relaxedSimd,
-        f32: Array.from(k.matvecInt8Array(t8, x8, "f32")),
-        q8: Array.from(k.matvecInt8Array(t8, x8, "q8")),
+        f32: Array.from(matvecInt8Array(k, t8, x8, "f32")),
+        q8: Array.from(matvecInt8Array(k, t8, x8, "q8")),
       });
     }
     const p = { ...b.p, qweight: Uint8Array.from(b.p.qweight), scales: Uint16Array.from(b.p.scales),
       zeros: b.p.zeros ? Uint8Array.from(b.p.zeros) : null };
     const t = k.uploadInt4(p);
     const x = Float32Array.from(b.x);
-    if (b.m) return Response.json({ relaxed: k.relaxedSimd, y: Array.from(k.matmulInt4Q8Array(t, x, b.m)) });
+    if (b.m) return Response.json({ relaxed: k.relaxedSimd, y: Array.from(matmulInt4Q8Array(k, t, x, b.m)) });
     return Response.json({
       relaxed: k.relaxedSimd,
-      f32: Array.from(k.matvecInt4Array(t, x, "f32")),
-      q8: Array.from(k.matvecInt4Array(t, x, "q8")),
+      f32: Array.from(matvecInt4Array(k, t, x, "f32")),
+      q8: Array.from(matvecInt4Array(k, t, x, "q8")),
     });
   },
 };`;
@@ -58,12 +60,14 @@ beforeAll(async () => {
     }).outputText;
   const wrapperJs = await transpile("../src/kernels/wasm/index.ts");
   const formatJs = await transpile("../src/format/int4.ts");
+  const arraysJs = await transpile("./helpers/kernel-arrays.ts");
   mf = new Miniflare({
     modulesRoot: "/",
     modules: [
       { type: "ESModule", path: "/worker.js", contents: WORKER },
       { type: "ESModule", path: "/src/kernels/wasm/index.js", contents: wrapperJs },
       { type: "ESModule", path: "/src/format/int4.ts", contents: formatJs },
+      { type: "ESModule", path: "/kernel-arrays.js", contents: arraysJs },
       { type: "CompiledWasm", path: "/kernels.wasm", contents: await readFile(simd) },
       { type: "CompiledWasm", path: "/kernels-relaxed.wasm", contents: await readFile(relaxed) },
     ],
@@ -105,8 +109,8 @@ describe("kernels in workerd", () => {
         const m = kern.mark();
         try {
           const t = kern.uploadInt4(p);
-          expect(relErr(Float32Array.from(got.f32), kern.matvecInt4Array(t, x, "f32"))).toBeLessThan(1e-6);
-          expect(relErr(Float32Array.from(got.q8), kern.matvecInt4Array(t, x, "q8"))).toBeLessThan(1e-6);
+          expect(relErr(Float32Array.from(got.f32), matvecInt4Array(kern, t, x, "f32"))).toBeLessThan(1e-6);
+          expect(relErr(Float32Array.from(got.q8), matvecInt4Array(kern, t, x, "q8"))).toBeLessThan(1e-6);
         } finally {
           kern.release(m);
         }
@@ -136,8 +140,8 @@ describe("kernels in workerd", () => {
         const m = kern.mark();
         try {
           const t = kern.uploadInt8(p);
-          expect(relErr(Float32Array.from(got.f32), kern.matvecInt8Array(t, x, "f32"))).toBeLessThan(1e-6);
-          expect(relErr(Float32Array.from(got.q8), kern.matvecInt8Array(t, x, "q8"))).toBeLessThan(1e-6);
+          expect(relErr(Float32Array.from(got.f32), matvecInt8Array(kern, t, x, "f32"))).toBeLessThan(1e-6);
+          expect(relErr(Float32Array.from(got.q8), matvecInt8Array(kern, t, x, "q8"))).toBeLessThan(1e-6);
         } finally {
           kern.release(m);
         }
@@ -169,7 +173,7 @@ describe("kernels in workerd", () => {
       const m = kern.mark();
       try {
         const t = kern.uploadInt4(p);
-        expect(relErr(Float32Array.from(got.y), kern.matmulInt4Q8Array(t, x, M))).toBeLessThan(1e-6);
+        expect(relErr(Float32Array.from(got.y), matmulInt4Q8Array(kern, t, x, M))).toBeLessThan(1e-6);
       } finally {
         kern.release(m);
       }

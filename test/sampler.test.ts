@@ -142,7 +142,7 @@ describe("sampling distributions (chi-square over 20,000 seeded draws)", () => {
 describe("options validation", () => {
   it.each([
     [{ temperature: -0.1 }],
-    [{ topP: 0 }],
+    [{ topP: -0.1 }],
     [{ topP: 1.01 }],
     [{ topK: -1 }],
     [{ topK: 1.5 }],

@@ -44,8 +44,25 @@ export const ModelConfig = z.object({
 });
 export type ModelConfig = z.infer<typeof ModelConfig>;
 
-/** Storage types we can read from model files. Everything is dequantized to fp32 on read. */
-export const SOURCE_DTYPES = ["f32", "f16", "bf16", "q8_0"] as const;
+/**
+ * Storage types we can read from model files: plain floats and ggml's block quantizations
+ * (Q4_0..Q8_0, K-quants Q2_K..Q6_K). Everything is dequantized to fp32 on read.
+ */
+export const SOURCE_DTYPES = [
+  "f32",
+  "f16",
+  "bf16",
+  "q4_0",
+  "q4_1",
+  "q5_0",
+  "q5_1",
+  "q8_0",
+  "q2_k",
+  "q3_k",
+  "q4_k",
+  "q5_k",
+  "q6_k",
+] as const;
 export type SourceDType = (typeof SOURCE_DTYPES)[number];
 
 export interface TensorEntry {

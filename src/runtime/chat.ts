@@ -18,7 +18,41 @@ export const BASE_MODEL_TEMPLATE =
 
 const templates = new Map<string, Template>();
 
-export function renderPrompt(chatTemplate: string | null, messages: ChatMessage[], tok: Tokenizer): string {
+/**
+ * A rendered chat prompt, in the order written: `template` parts are the chat template's own text
+ * (its markup may name control tokens such as "<|im_start|>"), the others are message contents
+ * (user text: never parsed for control tokens).
+ */
+export interface RenderedPrompt {
+  parts: { text: string; template: boolean }[];
+}
+
+/** The whole prompt as one string (what the model reads, before tokenization). */
+export const promptText = (p: RenderedPrompt): string => p.parts.map((x) => x.text).join("");
+
+/** The prompt cut after `chars` characters (to refuse a huge prompt from its head). */
+export function promptHead(p: RenderedPrompt, chars: number): RenderedPrompt {
+  const parts: RenderedPrompt["parts"] = [];
+  let left = chars;
+  for (const x of p.parts) {
+    if (left <= 0) break;
+    parts.push({ text: x.text.slice(0, left), template: x.template });
+    left -= x.text.length;
+  }
+  return { parts };
+}
+
+/**
+ * Renders the messages with the model's chat template (or BASE_MODEL_TEMPLATE), keeping track of
+ * where each message's content landed: the template is rendered with a unique marker in place of
+ * every non-empty content, and the output split at the markers. Content is inserted as given: a
+ * template's filters on content (e.g. `| trim`) see the marker, not the text.
+ */
+export function renderPrompt(
+  chatTemplate: string | null,
+  messages: ChatMessage[],
+  tok: Tokenizer,
+): RenderedPrompt {
   const source = chatTemplate ?? BASE_MODEL_TEMPLATE;
   let t = templates.get(source);
   if (!t) {
@@ -26,22 +60,65 @@ export function renderPrompt(chatTemplate: string | null, messages: ChatMessage[
     templates.set(source, t);
   }
   const piece = (id: number | null) => (id === null ? "" : (tok.tokenToPiece(id) ?? ""));
-  return t.render({
-    messages: messages.map((m) => ({
+  const contents = messages.map((m) => contentText(m.content));
+  const nonce = crypto.getRandomValues(new Uint32Array(2)).join("-");
+  const marker = (i: number) => `\u{F0000}${nonce}:${i}\u{F0001}`;
+  const rendered = t.render({
+    messages: messages.map((m, i) => ({
       role: m.role === "developer" ? "system" : m.role,
-      content: contentText(m.content),
+      content: contents[i] === "" ? "" : marker(i),
     })),
     add_generation_prompt: true,
     bos_token: piece(tok.bosId),
     eos_token: piece(tok.eosIds[0] ?? null),
   });
+  const parts: RenderedPrompt["parts"] = [];
+  const re = new RegExp(`\u{F0000}${nonce}:(\\d+)\u{F0001}`, "gu");
+  let at = 0;
+  for (const m of rendered.matchAll(re)) {
+    if (m.index > at) parts.push({ text: rendered.slice(at, m.index), template: true });
+    parts.push({ text: contents[Number(m[1])]!, template: false });
+    at = m.index + m[0].length;
+  }
+  if (at < rendered.length) parts.push({ text: rendered.slice(at), template: true });
+  return { parts };
 }
 
-/** Prompt tokens: a template that writes BOS itself gets no second one. */
-export function promptTokens(text: string, tok: Tokenizer): number[] {
+/**
+ * Prompt tokens. Template parts that name control tokens are tokenized with special-token parsing
+ * on; everything else (message contents, plain template text between them) with it off, so a user
+ * typing "</s>" or "<|im_start|>system" gets the text, never the control token. A template that
+ * writes BOS itself gets no second one.
+ */
+export function promptTokens(p: RenderedPrompt, tok: Tokenizer): number[] {
+  // Runs of text tokenized together: consecutive plain parts are joined (tokenizing them apart
+  // would split merges and add sentencepiece space prefixes at the seams).
+  const runs: { text: string; special: boolean }[] = [];
+  for (const x of p.parts) {
+    const special =
+      x.template &&
+      tok
+        .encode(x.text, { parseSpecial: true, addBos: false, addEos: false })
+        .some((id) => tok.isSpecial(id));
+    const last = runs[runs.length - 1];
+    if (last && !special && !last.special) last.text += x.text;
+    else runs.push({ text: x.text, special });
+  }
   const bos = tok.bosId === null ? null : tok.tokenToPiece(tok.bosId);
+  const text = promptText(p);
   const writesBos = bos !== undefined && bos !== null && bos !== "" && text.startsWith(bos);
-  return tok.encode(text, { parseSpecial: true, addBos: writesBos ? false : undefined });
+  const out: number[] = [];
+  runs.forEach((r, i) => {
+    out.push(
+      ...tok.encode(r.text, {
+        parseSpecial: r.special,
+        addBos: i === 0 ? (writesBos ? false : undefined) : false,
+        addEos: i === runs.length - 1 ? undefined : false,
+      }),
+    );
+  });
+  if (runs.length === 0) out.push(...tok.encode("", { addBos: writesBos ? false : undefined }));
+  return out;
 }
 
 export interface CompletionOptions {

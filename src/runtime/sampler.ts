@@ -16,8 +16,11 @@ export const SamplerOptions = z.strictObject({
   temperature: z.number().min(0).default(1),
   /** Keep only the k most likely tokens; 0 = off. */
   topK: z.number().int().min(0).default(0),
-  /** Keep the smallest set of most likely tokens whose probability sums to >= topP; 1 = off. */
-  topP: z.number().gt(0).max(1).default(1),
+  /**
+   * Keep the smallest set of most likely tokens whose probability sums to >= topP; 1 = off, 0 = the
+   * most likely token only (greedy), as OpenAI's [0, 1] range means it.
+   */
+  topP: z.number().min(0).max(1).default(1),
   /** uint32 seed; omitted = a random one. */
   seed: z
     .number()
@@ -111,7 +114,7 @@ export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Arra
 /** A sampler for one sequence (it owns its PRNG state). Throws a ZodError on invalid options. */
 export function createSampler(options: SamplerOptionsInput = {}): Sampler {
   const o = SamplerOptions.parse(options);
-  if (o.temperature === 0 || o.topK === 1) return { sample: argmax };
+  if (o.temperature === 0 || o.topK === 1 || o.topP === 0) return { sample: argmax };
   const rng = new Xoshiro128(o.seed ?? randomSeed());
   return { sample: (logits) => sampleOnce(logits, o, rng) };
 }

@@ -7,11 +7,12 @@
  *   GET /v1/live                live.json: which manifests serve now (cached briefly)
  * Hashed objects never change: `Cache-Control: immutable` for a year, ETag = the hash (an
  * If-None-Match naming it gets 304). A hash that is not 64 lowercase hex digits is a 400; an object
- * the bucket lacks a 404, both as OpenAI errors. CORS is open: the objects are public.
+ * the bucket lacks a 404, both as OpenAI errors. CORS is open: the objects are public (their
+ * Access-Control-Allow-Origin: * overrides the API's allowed origins).
  */
 import type { Context, Hono } from "hono";
 import { R2Keys } from "../format/manifest.ts";
-import type { Env } from "./env.ts";
+import type { AppEnv } from "./app-env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 
 const HASH = /^[0-9a-f]{64}$/;
@@ -23,7 +24,7 @@ const KINDS = {
   manifests: { key: R2Keys.manifest, type: "application/json", what: "manifest" },
 } as const;
 
-async function serveObject(c: Context<{ Bindings: Env }>, kind: keyof typeof KINDS): Promise<Response> {
+async function serveObject(c: Context<AppEnv>, kind: keyof typeof KINDS): Promise<Response> {
   const { key, type, what } = KINDS[kind];
   const sha = c.req.param("sha256") ?? "";
   if (!HASH.test(sha)) {
@@ -63,7 +64,7 @@ async function serveObject(c: Context<{ Bindings: Env }>, kind: keyof typeof KIN
   });
 }
 
-export function registerContentRoutes(app: Hono<{ Bindings: Env }>): void {
+export function registerContentRoutes(app: Hono<AppEnv>): void {
   app.get("/v1/shards/:sha256", (c) => serveObject(c, "shards"));
   app.get("/v1/blobs/:sha256", (c) => serveObject(c, "blobs"));
   app.get("/v1/manifests/:sha256", (c) => serveObject(c, "manifests"));
@@ -91,22 +92,4 @@ export function registerContentRoutes(app: Hono<{ Bindings: Env }>): void {
       },
     });
   });
-  // Other methods on these paths: 405, as for the other known routes.
-  for (const path of ["/v1/shards/:sha256", "/v1/blobs/:sha256", "/v1/manifests/:sha256", "/v1/live"]) {
-    app.all(path, (c) => methodNotAllowed(c, path, "GET, HEAD"));
-  }
-}
-
-export function methodNotAllowed(c: Context, path: string, allow: string): Response {
-  return errorResponse(
-    c,
-    new ApiError(
-      405,
-      `Method ${c.req.method} is not allowed on ${path}; use ${allow.split(", ")[0]}`,
-      "invalid_request_error",
-      "method_not_allowed",
-      null,
-      { Allow: allow },
-    ),
-  );
 }

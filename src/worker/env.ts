@@ -14,6 +14,11 @@ export interface R2BucketLike {
   head(key: string): Promise<{ size: number } | null>;
 }
 
+/** Workers' rate-limiting binding (wrangler.toml [[ratelimits]]): one call per request. */
+export interface RateLimiterLike {
+  limit(options: { key: string }): Promise<{ success: boolean }>;
+}
+
 export interface Env {
   SHARDS: R2BucketLike;
   /** Seconds the live pointer and manifests are cached per isolate (default 5). */
@@ -35,4 +40,16 @@ export interface Env {
    * (src/runtime/clock.ts), to watch production behaviour locally.
    */
   SHARDLM_FROZEN_CLOCK?: string;
+  /**
+   * API keys (a secret): comma-separated keys, or their lowercase hex SHA-256 hashes. When set,
+   * every /v1 route needs `Authorization: Bearer <key>` (src/worker/api-keys.ts); unset, the API is open.
+   */
+  SHARDLM_API_KEYS?: string;
+  /**
+   * Origins browsers may call the API from (CORS): comma-separated, e.g.
+   * "https://app.example.com,http://localhost:5173", or "*" (the default: any origin).
+   */
+  SHARDLM_CORS_ORIGINS?: string;
+  /** Per-key request limit (wrangler.toml [[ratelimits]]); absent, requests are not limited. */
+  API_RATE_LIMITER?: RateLimiterLike;
 }

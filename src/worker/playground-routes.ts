@@ -6,11 +6,10 @@
  */
 import type { Hono } from "hono";
 import engineJs from "../../build/playground/engine.js.txt";
-import { methodNotAllowed } from "./content-routes.ts";
-import type { Env } from "./env.ts";
+import type { AppEnv } from "./app-env.ts";
 import { PLAYGROUND_HTML } from "./playground-page.ts";
 
-export function registerPlaygroundRoutes(app: Hono<{ Bindings: Env }>): void {
+export function registerPlaygroundRoutes(app: Hono<AppEnv>): void {
   app.get("/", (c) => {
     c.header("Cache-Control", "no-cache");
     return c.html(PLAYGROUND_HTML);
@@ -20,7 +19,4 @@ export function registerPlaygroundRoutes(app: Hono<{ Bindings: Env }>): void {
     c.header("Cache-Control", "no-cache");
     return c.body(engineJs);
   });
-  for (const path of ["/", "/playground/engine.js"]) {
-    app.all(path, (c) => methodNotAllowed(c, path, "GET, HEAD"));
-  }
 }

@@ -19,14 +19,14 @@ export const ChatCompletionRequest = z
     stream: z.boolean().nullish(),
     stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
     temperature: z.number().min(0).max(2).nullish(),
-    top_p: z.number().gt(0).max(1).nullish(),
+    top_p: z.number().min(0).max(1).nullish(),
     /** Not OpenAI's: top-k sampling (0 = off), as llama.cpp's server accepts it. */
     top_k: z.number().int().min(0).nullish(),
     max_tokens: z.number().int().min(1).nullish(),
     max_completion_tokens: z.number().int().min(1).nullish(),
     stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
     seed: z.number().int().nullish(),
-    n: z.number().int().nullish(),
+    n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
     // Accepted and ignored (they do not change what this server computes).
     user: z.string().nullish(),
     metadata: z.record(z.string(), z.string()).nullish(),

@@ -20,125 +20,13 @@ import {
   type PackedInt8,
 } from "../../format/int4.ts";
 import type { RopeStyle } from "../../format/model.ts";
+import type { instantiate } from "./kernels.generated.js";
 
-interface RawExports {
-  memory: WebAssembly.Memory;
-  heap_base(): number;
-  relaxed_simd(): number;
-  matvec_q4_f32(
-    qw: number,
-    sc: number,
-    zp: number,
-    x: number,
-    y: number,
-    n: number,
-    kp: number,
-    gs: number,
-    tmp: number,
-  ): void;
-  quantize_q8(x: number, kp: number, xq: number, xd: number, xds: number): void;
-  matvec_q4_q8(
-    qw: number,
-    sc: number,
-    zp: number,
-    xq: number,
-    xd: number,
-    xds: number,
-    y: number,
-    n: number,
-    kp: number,
-    gs: number,
-    tmp: number,
-  ): void;
-  matmul_q4_f32(
-    qw: number,
-    sc: number,
-    zp: number,
-    x: number,
-    y: number,
-    m: number,
-    n: number,
-    kp: number,
-    gs: number,
-    tmp: number,
-  ): void;
-  matvec_f32(w: number, x: number, y: number, n: number, k: number): void;
-  rmsnorm(x: number, w: number, out: number, n: number, eps: number): void;
-  softmax(x: number, n: number): void;
-  silu_gate(g: number, u: number, out: number, n: number): void;
-  rope_table(pos: number, theta: number, ropeDim: number, cos: number, sin: number): void;
-  rope(
-    x: number,
-    nHeads: number,
-    headDim: number,
-    ropeDim: number,
-    cos: number,
-    sin: number,
-    neox: number,
-  ): void;
-  argmax(x: number, n: number): number;
-  matmul_q4_q8(
-    qw: number,
-    sc: number,
-    zp: number,
-    xq: number,
-    xd: number,
-    xds: number,
-    y: number,
-    m: number,
-    n: number,
-    kp: number,
-    gs: number,
-    tmp: number,
-  ): void;
-  matmul_q4_q8_scratch(m: number, ng: number): number;
-  matvec_q8w_q8(
-    w: number,
-    sc: number,
-    xq: number,
-    xd: number,
-    y: number,
-    n: number,
-    kp: number,
-    gs: number,
-    tmp: number,
-  ): void;
-  matvec_q8w_f32(w: number, sc: number, x: number, y: number, n: number, kp: number, gs: number): void;
-  embed_row_q4(qw: number, sc: number, zp: number, row: number, kp: number, gs: number, out: number): void;
-  embed_row_q8(w: number, sc: number, row: number, kp: number, gs: number, out: number): void;
-  add_f32(x: number, y: number, n: number): void;
-  kv_store_f16(src: number, dst: number, n: number): void;
-  kv_store_q8(src: number, codes: number, scales: number, nKv: number, hd: number): void;
-  att_scratch_bytes(group: number, hd: number): number;
-  attention_f16(
-    q: number,
-    kc: number,
-    vc: number,
-    out: number,
-    nHeads: number,
-    nKv: number,
-    hd: number,
-    first: number,
-    count: number,
-    scale: number,
-    tmp: number,
-  ): void;
-  attention_q8(
-    q: number,
-    kc: number,
-    ks: number,
-    vc: number,
-    vs: number,
-    out: number,
-    nHeads: number,
-    nKv: number,
-    hd: number,
-    first: number,
-    count: number,
-    scale: number,
-    tmp: number,
-  ): void;
-}
+/**
+ * The module's exports, typed by the declarations the AssemblyScript compiler generates for them
+ * (kernels.generated.d.ts, written by `npm run build:wasm`; a kernel test fails when it is stale).
+ */
+export type RawExports = Awaited<ReturnType<typeof instantiate>>;
 
 /** An int4 tensor resident in wasm memory (layout: src/format/int4.ts). */
 export interface Int4Tensor {
@@ -169,25 +57,28 @@ export interface Int8Tensor {
 }
 
 /**
- * Activations quantized per 32-block: int8 codes (in the kernel's lane order, not k order: internal),
- * per-block f32 scales (amax / 127), per-block scale * sum(codes). Quantize once, reuse for every
- * matvec that reads the same input (q/k/v, gate/up).
+ * Activations quantized per 32-block (layout: src/kernels/wasm/assembly/quantize.ts): int8 codes in k
+ * order (q, kPadded bytes), the SIMD128 int4 kernel's i16 operand vectors (w, 2 * kPadded bytes; unused by
+ * the relaxed build), per-block f32 scales (d = amax / 127) and scale * sum(codes) (ds). Quantize once,
+ * reuse for every matvec that reads the same input (q/k/v, gate/up).
  */
 export interface Q8Activations {
   readonly kPadded: number;
   readonly q: number;
+  readonly w: number;
   readonly d: number;
   readonly ds: number;
 }
 
 /**
- * `rows` activation vectors quantized like Q8Activations, row i at q + i * kPadded, d / ds + i * kPadded / 8
- * (quantizeQ8Batch). Row i alone is `q8Row(batch, i)`.
+ * `rows` activation vectors quantized like Q8Activations, row i at q + i * kPadded, w + 2 * i * kPadded,
+ * d / ds + i * kPadded / 8 (quantizeQ8Batch). Row i alone is `q8Row(batch, i)`.
  */
 export interface Q8Batch {
   readonly kPadded: number;
   readonly rows: number;
   readonly q: number;
+  readonly w: number;
   readonly d: number;
   readonly ds: number;
 }
@@ -199,6 +90,7 @@ export function q8Row(b: Q8Batch, i: number): Q8Activations {
   return {
     kPadded: b.kPadded,
     q: b.q + i * b.kPadded,
+    w: b.w + 2 * i * b.kPadded,
     d: b.d + (i * b.kPadded) / 8,
     ds: b.ds + (i * b.kPadded) / 8,
   };
@@ -207,7 +99,7 @@ export function q8Row(b: Q8Batch, i: number): Q8Activations {
 /** Largest prefill block matmulInt4 accepts. */
 export const MAX_MATMUL_ROWS = 16;
 const PAGE = 65536;
-/** Kernel scratch: matvec group sums, matmul accumulators, int8-matvec activation reorder, attention blocks. */
+/** Kernel scratch: matvec group sums, matmul accumulators and unpacked chunks, attention blocks. */
 const SCRATCH_BYTES = 128 * 1024;
 /** Addressable bytes a blob used in place (int4At / int8At) needs after its end (see src/format/int4.ts). */
 export const BLOB_SLACK_BYTES = 16;
@@ -387,9 +279,10 @@ export class WasmKernels {
   allocQ8(kPadded: number): Q8Activations {
     if (kPadded % 32 !== 0) throw new Error(`allocQ8: ${kPadded} is not a multiple of 32`);
     const q = this.alloc(kPadded);
+    const w = this.alloc(2 * kPadded);
     const d = this.alloc(kPadded / 8);
     const ds = this.alloc(kPadded / 8);
-    return { kPadded, q, d, ds };
+    return { kPadded, q, w, d, ds };
   }
 
   // ---- int4 kernels --------------------------------------------------------------------------
@@ -406,23 +299,24 @@ export class WasmKernels {
     if (kPadded % 32 !== 0) throw new Error(`allocQ8Batch: ${kPadded} is not a multiple of 32`);
     checkInt("allocQ8Batch: rows", rows, 1);
     const q = this.alloc(rows * kPadded);
+    const w = this.alloc(2 * rows * kPadded);
     const d = this.alloc((rows * kPadded) / 8);
     const ds = this.alloc((rows * kPadded) / 8);
-    return { kPadded, rows, q, d, ds };
+    return { kPadded, rows, q, w, d, ds };
   }
 
   /** Quantizes out.rows activation rows (x: rows of out.kPadded floats, zero-padded) into out. */
   quantizeQ8Batch(x: number, out: Q8Batch): Q8Batch {
     for (let i = 0; i < out.rows; i++) {
       const r = q8Row(out, i);
-      this.raw.quantize_q8(x + i * out.kPadded * 4, out.kPadded, r.q, r.d, r.ds);
+      this.raw.quantize_q8(x + i * out.kPadded * 4, out.kPadded, r.q, r.w, r.d, r.ds);
     }
     return out;
   }
 
   /** Quantizes kPadded floats at x (a multiple of 32, zero-padded) to int8 per 32-block. */
   quantizeQ8(x: number, out: Q8Activations): Q8Activations {
-    this.raw.quantize_q8(x, out.kPadded, out.q, out.d, out.ds);
+    this.raw.quantize_q8(x, out.kPadded, out.q, out.w, out.d, out.ds);
     return out;
   }
 
@@ -437,6 +331,7 @@ export class WasmKernels {
       w.scales,
       w.zeros,
       x.q,
+      x.w,
       x.d,
       x.ds,
       y,
@@ -488,6 +383,7 @@ export class WasmKernels {
       w.scales,
       w.zeros,
       x.q,
+      x.w,
       x.d,
       x.ds,
       y,
@@ -505,8 +401,7 @@ export class WasmKernels {
   matvecInt8Q8(w: Int8Tensor, x: Q8Activations, y: number): void {
     if (x.kPadded !== w.kPadded)
       throw new Error(`matvecInt8Q8: activations ${x.kPadded} vs weights ${w.kPadded}`);
-    if (w.kPadded > SCRATCH_BYTES) throw new Error(`matvecInt8Q8: kPadded ${w.kPadded} exceeds scratch`);
-    this.raw.matvec_q8w_q8(w.data, w.scales, x.q, x.d, y, w.N, w.kPadded, w.groupSize, this.scratch);
+    this.raw.matvec_q8w_q8(w.data, w.scales, x.q, x.d, y, w.N, w.kPadded, w.groupSize);
   }
 
   /** y[N] = W x, int8 weights, fp32 activations x (w.kPadded floats, zero beyond w.K). ~2x slower than Q8. */
@@ -707,7 +602,7 @@ export class WasmKernels {
     return this.raw.argmax(x, n);
   }
 
-  // ---- array conveniences (allocate and free their own temporaries) -----------------------------
+  // ---- scoped temporaries ----------------------------------------------------------------------
 
   /** Runs fn between mark() and release(). */
   scoped<T>(fn: () => T): T {
@@ -717,58 +612,5 @@ export class WasmKernels {
     } finally {
       this.release(m);
     }
-  }
-
-  /** y = W x for a JS array x of length w.K (int4 weights, fp32 or Q8 activations). */
-  matvecInt4Array(w: Int4Tensor, x: Float32Array, mode: "f32" | "q8" = "f32"): Float32Array {
-    if (x.length !== w.K) throw new Error(`matvecInt4Array: x has ${x.length} values, K = ${w.K}`);
-    return this.scoped(() => {
-      const xp = this.uploadF32(x, w.kPadded);
-      const y = this.alloc(w.N * 4);
-      if (mode === "q8") this.matvecInt4Q8(w, this.quantizeQ8(xp, this.allocQ8(w.kPadded)), y);
-      else this.matvecInt4(w, xp, y);
-      return this.f32(y, w.N).slice();
-    });
-  }
-
-  /** Y [m][N] for X [m][K] through Q8 activations (matmulInt4Q8). */
-  matmulInt4Q8Array(w: Int4Tensor, x: Float32Array, m: number): Float32Array {
-    if (x.length !== m * w.K)
-      throw new Error(`matmulInt4Q8Array: x has ${x.length} values, want ${m} x ${w.K}`);
-    return this.scoped(() => {
-      const xp = this.allocZeroed(m * w.kPadded * 4);
-      const xv = this.f32(xp, m * w.kPadded);
-      for (let i = 0; i < m; i++) xv.set(x.subarray(i * w.K, (i + 1) * w.K), i * w.kPadded);
-      const q8 = this.quantizeQ8Batch(xp, this.allocQ8Batch(w.kPadded, m));
-      const y = this.alloc(m * w.N * 4);
-      this.matmulInt4Q8(w, q8, y, m);
-      return this.f32(y, m * w.N).slice();
-    });
-  }
-
-  /** y = W x for a JS array x of length w.K (int8 weights, fp32 or Q8 activations). */
-  matvecInt8Array(w: Int8Tensor, x: Float32Array, mode: "f32" | "q8" = "q8"): Float32Array {
-    if (x.length !== w.K) throw new Error(`matvecInt8Array: x has ${x.length} values, K = ${w.K}`);
-    return this.scoped(() => {
-      const xp = this.uploadF32(x, w.kPadded);
-      const y = this.alloc(w.N * 4);
-      if (mode === "q8") this.matvecInt8Q8(w, this.quantizeQ8(xp, this.allocQ8(w.kPadded)), y);
-      else this.matvecInt8(w, xp, y);
-      return this.f32(y, w.N).slice();
-    });
-  }
-
-  /** Y [m][N] for X [m][K] (m <= 16). */
-  matmulInt4Array(w: Int4Tensor, x: Float32Array, m: number): Float32Array {
-    if (x.length !== m * w.K)
-      throw new Error(`matmulInt4Array: x has ${x.length} values, want ${m} x ${w.K}`);
-    return this.scoped(() => {
-      const xp = this.allocZeroed(m * w.kPadded * 4);
-      const xv = this.f32(xp, m * w.kPadded);
-      for (let i = 0; i < m; i++) xv.set(x.subarray(i * w.K, (i + 1) * w.K), i * w.kPadded);
-      const y = this.alloc(m * w.N * 4);
-      this.matmulInt4(w, xp, y, m);
-      return this.f32(y, m * w.N).slice();
-    });
   }
 }

@@ -1,72 +1,37 @@
-/** Conversions from the storage types we read (f16, bf16, q8_0) to fp32. */
+/**
+ * Conversions from the storage types we read (f32, f16, bf16 and ggml's block quantizations) to
+ * fp32. The per-type layouts and dequantizers live in ./ggml/ (one file per family).
+ */
 import type { SourceDType } from "../../format/model.ts";
-
-const f16Table = buildF16Table();
-
-function buildF16Table(): Float32Array {
-  const t = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    if (exp === 0) t[h] = sign * frac * 2 ** -24;
-    else if (exp === 31) t[h] = frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-    else t[h] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
-  return t;
-}
-
-export function f16ToF32(h: number): number {
-  return f16Table[h & 0xffff]!;
-}
+import { GGML_TYPE_INFO } from "./ggml/types.ts";
 
 /** Round-to-nearest-even fp32 -> fp16 bits (one implementation, shared with the int4 format). */
 export { f32ToF16 } from "../../format/int4.ts";
+export { f16ToF32 } from "./ggml/f16.ts";
 
 export const Q8_0_BLOCK = 32;
 export const Q8_0_BLOCK_BYTES = 34;
 
-/** Bytes a tensor of `count` elements takes in `dtype`. */
-export function storageBytes(dtype: SourceDType, count: number): number {
-  switch (dtype) {
-    case "f32":
-      return count * 4;
-    case "f16":
-    case "bf16":
-      return count * 2;
-    case "q8_0":
-      return (count / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES;
-  }
+/** Elements per block of `dtype` (1 for plain floats); a row's length must be a multiple of it. */
+export function blockSize(dtype: SourceDType): number {
+  return GGML_TYPE_INFO[dtype].blockSize;
 }
 
-/** Decodes `count` little-endian values of `dtype` from `bytes` into fp32. */
+/** Bytes a tensor of `count` elements takes in `dtype` (`count` a multiple of the block size). */
+export function storageBytes(dtype: SourceDType, count: number): number {
+  const t = GGML_TYPE_INFO[dtype];
+  if (count % t.blockSize !== 0) throw new Error(`${count} elements is not whole ${t.name} blocks`);
+  return (count / t.blockSize) * t.bytesPerBlock;
+}
+
+/** Decodes `count` little-endian values of `dtype` from `bytes` into fp32, exactly as ggml does. */
 export function decodeToF32(dtype: SourceDType, bytes: Uint8Array, count: number): Float32Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const t = GGML_TYPE_INFO[dtype];
   const out = new Float32Array(count);
-  switch (dtype) {
-    case "f32":
-      for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
-      break;
-    case "f16":
-      for (let i = 0; i < count; i++) out[i] = f16Table[view.getUint16(i * 2, true)]!;
-      break;
-    case "bf16": {
-      const u32 = new Uint32Array(1);
-      const f32 = new Float32Array(u32.buffer);
-      for (let i = 0; i < count; i++) {
-        u32[0] = view.getUint16(i * 2, true) << 16;
-        out[i] = f32[0]!;
-      }
-      break;
-    }
-    case "q8_0":
-      // llama.cpp block_q8_0: fp16 scale d, then 32 int8 quants; x = d * q.
-      for (let b = 0; b < count / Q8_0_BLOCK; b++) {
-        const base = b * Q8_0_BLOCK_BYTES;
-        const d = f16Table[view.getUint16(base, true)]!;
-        for (let j = 0; j < Q8_0_BLOCK; j++) out[b * Q8_0_BLOCK + j] = d * view.getInt8(base + 2 + j);
-      }
-      break;
+  const blocks = count / t.blockSize;
+  if (!Number.isInteger(blocks) || bytes.byteLength < blocks * t.bytesPerBlock) {
+    throw new Error(`${t.name}: ${bytes.byteLength} bytes cannot hold ${count} values`);
   }
+  t.dequantize(bytes, blocks, out);
   return out;
 }

@@ -15,23 +15,9 @@ import {
   TensorNames,
   type TokenizerSpec,
 } from "../../format/model.ts";
-import { decodeToF32, Q8_0_BLOCK, storageBytes } from "./dtypes.ts";
+import { decodeToF32, storageBytes } from "./dtypes.ts";
 import { fileSize, readRange } from "./file-bytes.ts";
-
-/** ggml_type ids we can read (ggml.h). */
-const GGML_TYPES: Record<number, SourceDType> = { 0: "f32", 1: "f16", 8: "q8_0", 30: "bf16" };
-const GGML_TYPE_NAMES: Record<number, string> = {
-  2: "Q4_0",
-  3: "Q4_1",
-  6: "Q5_0",
-  7: "Q5_1",
-  10: "Q2_K",
-  11: "Q3_K",
-  12: "Q4_K",
-  13: "Q5_K",
-  14: "Q6_K",
-  15: "Q8_K",
-};
+import { GGML_DTYPE_BY_ID, GGML_DTYPES, GGML_TYPE_INFO, UNSUPPORTED_GGML_TYPES } from "./ggml/types.ts";
 
 const GGUF_ARCHITECTURES: Record<string, Architecture> = {
   llama: "llama",
@@ -158,22 +144,24 @@ export async function importGguf(path: string): Promise<ModelDescription> {
   const tokenizer = tokenizerSpec(path, meta);
   const tensors = new Map<string, TensorEntry>();
   for (const info of header.tensorInfos) {
-    const dtype = GGML_TYPES[info.dtype];
+    const dtype = GGML_DTYPE_BY_ID.get(info.dtype);
     if (!dtype) {
-      const name = GGML_TYPE_NAMES[info.dtype] ?? `ggml type ${info.dtype}`;
+      const name = UNSUPPORTED_GGML_TYPES[info.dtype] ?? `ggml type ${info.dtype}`;
+      const supported = GGML_DTYPES.map((t) => GGML_TYPE_INFO[t].name).join(", ");
       throw new ModelImportError(
         path,
-        `tensor ${info.name}: unsupported dtype ${name} (supported: F32, F16, BF16, Q8_0)`,
+        `tensor ${info.name}: unsupported dtype ${name} (supported: ${supported})`,
       );
     }
     // GGUF lists dims fastest-first; we use row-major PyTorch order.
     const shape = info.shape.map(Number).reverse();
     const count = shape.reduce((a, b) => a * b, 1);
     const inner = shape[shape.length - 1] ?? 1;
-    if (dtype === "q8_0" && inner % Q8_0_BLOCK !== 0) {
+    const { blockSize, name: typeName } = GGML_TYPE_INFO[dtype];
+    if (inner % blockSize !== 0) {
       throw new ModelImportError(
         path,
-        `tensor ${info.name}: Q8_0 row length ${inner} is not a multiple of 32`,
+        `tensor ${info.name}: ${typeName} row length ${inner} is not a multiple of ${blockSize}`,
       );
     }
     const byteLength = storageBytes(dtype, count);

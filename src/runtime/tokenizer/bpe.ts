@@ -19,7 +19,16 @@ export interface BpeOptions {
   byteFallback: boolean;
   /** A word that is itself in the vocabulary is emitted whole, without merging (Llama 3). */
   ignoreMerges: boolean;
+  /**
+   * llama.cpp (llm_tokenizer_bpe): a character outside the vocabulary (no byte token, no <unk>) stays
+   * a symbol that nothing merges with, and is dropped only at the end; HF drops it before merging,
+   * so its neighbours may merge across it (" \x14." is " ", "." in llama.cpp, " ." in HF).
+   */
+  unknownSplitsMerges?: boolean;
 }
+
+/** A symbol that never merges (an unknown character under unknownSplitsMerges). */
+const BARRIER = -1;
 
 interface Candidate {
   rank: number;
@@ -95,9 +104,11 @@ export class BpeModel {
         if (!(this.options.fuseUnk && lastWasUnk)) symbols.push(unkId);
         lastWasUnk = true;
       }
-      // No byte token and no <unk>: HF drops the character.
+      // No byte token and no <unk>: HF drops the character, llama.cpp keeps it as a barrier first.
+      else if (this.options.unknownSplitsMerges) symbols.push(BARRIER);
     }
-    return this.mergeSymbols(symbols);
+    const merged = this.mergeSymbols(symbols);
+    return merged.includes(BARRIER) ? merged.filter((id) => id !== BARRIER) : merged;
   }
 
   private byteTokens(ch: string): number[] | null {
@@ -125,6 +136,7 @@ export class BpeModel {
       if (left < 0 || right < 0) return;
       const leftId = ids[left]!;
       const rightId = ids[right]!;
+      if (leftId === BARRIER || rightId === BARRIER) return;
       const slot = this.merges.find(leftId, rightId);
       if (slot >= 0) {
         queue.push({

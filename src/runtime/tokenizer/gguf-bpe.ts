@@ -103,6 +103,7 @@ export function ggufBpeToTokenizerJson(spec: GgufBpeSpec): {
       fuse_unk: false,
       byte_fallback: false,
       ignore_merges: recipe.ignoreMerges ?? false,
+      llama_cpp_unknown_chars: true,
       vocab,
       merges,
     },

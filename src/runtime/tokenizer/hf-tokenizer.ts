@@ -45,6 +45,8 @@ const BpeModelJson = z.object({
   fuse_unk: z.boolean().default(false),
   byte_fallback: z.boolean().default(false),
   ignore_merges: z.boolean().default(false),
+  /** shardlm extension for GGUF vocabularies: see BpeOptions.unknownSplitsMerges. */
+  llama_cpp_unknown_chars: z.boolean().default(false),
   continuing_subword_prefix: z.string().nullish(),
   end_of_word_suffix: z.string().nullish(),
   // Dropout only randomizes training-time segmentation; inference is deterministic without it.
@@ -164,6 +166,7 @@ class HfTokenizer implements Tokenizer, PieceRenderer {
       fuseUnk: bpe.fuse_unk,
       byteFallback: bpe.byte_fallback,
       ignoreMerges: bpe.ignore_merges,
+      unknownSplitsMerges: bpe.llama_cpp_unknown_chars,
     });
     this.normalizer = buildNormalizer(json.normalizer);
     this.preTokenizer = buildPreTokenizer(json.pre_tokenizer);

@@ -1,0 +1,305 @@
+// int4 weights x Q8 activations (quantize.ts): the decode matvec and the batched matmul (prefill,
+// speculative verification). Weight layout: src/format/int4.ts (16-byte chunks, byte j = codes for
+// k = j (low nibble) and k = j + 16 (high nibble)). Zero points never enter the integer dot: each group's
+// term z * scale * sum(x) is subtracted once per group (prep_supergroup / prep_scales_gz).
+//
+// Integer dot of one chunk (32 codes) with one activation block, per build:
+// - SIMD128: the chunk viewed as 8 i16 lanes holds nibbles c0..c3 (k = 2i, 16+2i, 2i+1, 17+2i) at bits
+//   0, 4, 8, 12. Unmasked shifts give e1 = c1 + 16 c2 + 256 c3, e2 = c2 + 16 c3, e3 = c3; the activation
+//   side cancels the extra terms (quantize.ts stores b2 = a2 - 16 a1, b3 = a3 - 16 a2), so
+//   (v & 15).a0 + e1.a1 + e2.b2 + e3.b3 = sum c.a exactly with 4 unpack ops instead of 6 (|b| <= 2159,
+//   |e| <= 4095: every i32x4.dot_i16x8_s product and pair sum fits i32).
+// - relaxed SIMD: the low / high nibble bytes (0..15) are the 7-bit operand of
+//   i16x8.relaxed_dot_i8x16_i7x16_s against the int8 codes in k order; the two i16 results are added
+//   (|sum| <= 4 * 15 * 127 = 7620, no i16 overflow) and widened pairwise. The instruction's result is
+//   only defined when the second operand is in 0..127, which nibbles always are. The i32 variant
+//   (relaxed_dot_i8x16_i7x16_add_s) is not used: Node 20's V8 returns 2 * dot and drops the accumulator
+//   (test/kernels-relaxed.test.ts pins both facts).
+
+import {
+  log2_cpg, pad_sums, prep_supergroup, reduce4_i32, store_rows, h2f4, zraw4,
+} from "./common";
+
+/** SIMD128 dot of one chunk v with the 4 i16x8 activation vectors b0..b3 of quantize.ts (i32x4 partials). */
+// @ts-ignore: decorator
+@inline function chunk_dot_i16(v: v128, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(v, i16x8.splat(15)), b0), i32x4.dot_i16x8_s(i16x8.shr_u(v, 4), b1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_u(v, 8), b2), i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), b3)),
+  );
+}
+
+/** Relaxed-SIMD dot of the nibble bytes lo (k 0..15) / hi (k 16..31) with the int8 codes q0 / q1 (i32x4 partials). */
+// @ts-ignore: decorator
+@inline function nibble_dot_relaxed(lo: v128, hi: v128, q0: v128, q1: v128): v128 {
+  return i32x4.extadd_pairwise_i16x8_s(
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(q0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(q1, hi)),
+  );
+}
+
+// @ts-ignore: decorator
+@inline function chunk_dot_relaxed(v: v128, q0: v128, q1: v128): v128 {
+  const m = i8x16.splat(15);
+  return nibble_dot_relaxed(v128.and(v, m), v128.and(i16x8.shr_u(v, 4), m), q0, q1);
+}
+
+/** sums[g] = sum of xds over the blocks of group g (sum of the dequantized activations). */
+function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
+  for (let g = 0; g < ng; g++) {
+    let s: f32 = 0;
+    for (let c = 0; c < cpg; c++) {
+      s += load<f32>(xds);
+      xds += 4;
+    }
+    store<f32>(out + (<usize>g << 2), s);
+  }
+  pad_sums(out, ng);
+}
+
+/**
+ * y = W x with Q8 activations (xq: int8 codes in k order, used by the relaxed build; xw: the SIMD128
+ * build's i16 vectors; xd / xds: block scales and scale * code sums). 4 weight rows at a time share each
+ * activation load. tmp: 64 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
+ */
+export function matvec_q4_q8(
+  qw: usize, sc: usize, zp: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, n: i32, kp: i32,
+  gs: i32, tmp: usize,
+): void {
+  const ng = kp / gs;
+  const lcpg = log2_cpg(gs);
+  const rowBytes = <usize>(kp >> 1);
+  const zpRow = <usize>((ng + 1) >> 1);
+  const scRow = <usize>ng << 1;
+  const gbuf = tmp;
+  const gsums = tmp + 64;
+  block_group_sums(xds, ng, 1 << lcpg, gsums);
+  for (let r = 0; r < n; r += 4) {
+    const r1 = min(r + 1, n - 1);
+    const r2 = min(r + 2, n - 1);
+    const r3 = min(r + 3, n - 1);
+    let w0 = qw + <usize>r * rowBytes;
+    let w1 = qw + <usize>r1 * rowBytes;
+    let w2 = qw + <usize>r2 * rowBytes;
+    let w3 = qw + <usize>r3 * rowBytes;
+    let acc = f32x4.splat(0);
+    let corr = f32x4.splat(0);
+    let ap = ASC_FEATURE_RELAXED_SIMD ? xq : xw;
+    let dp = xd;
+    for (let g0 = 0; g0 < ng; g0 += 4) {
+      corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, zpRow, r, r1, r2, r3, g0, gsums, gbuf));
+      const chunks = min(4, ng - g0) << lcpg;
+      for (let j = 0; j < chunks; j++) {
+        let dot: v128;
+        if (ASC_FEATURE_RELAXED_SIMD) {
+          const q0 = v128.load(ap, 0);
+          const q1 = v128.load(ap, 16);
+          dot = reduce4_i32(
+            chunk_dot_relaxed(v128.load(w0), q0, q1),
+            chunk_dot_relaxed(v128.load(w1), q0, q1),
+            chunk_dot_relaxed(v128.load(w2), q0, q1),
+            chunk_dot_relaxed(v128.load(w3), q0, q1),
+          );
+          ap += 32;
+        } else {
+          const b0 = v128.load(ap, 0);
+          const b1 = v128.load(ap, 16);
+          const b2 = v128.load(ap, 32);
+          const b3 = v128.load(ap, 48);
+          dot = reduce4_i32(
+            chunk_dot_i16(v128.load(w0), b0, b1, b2, b3),
+            chunk_dot_i16(v128.load(w1), b0, b1, b2, b3),
+            chunk_dot_i16(v128.load(w2), b0, b1, b2, b3),
+            chunk_dot_i16(v128.load(w3), b0, b1, b2, b3),
+          );
+          ap += 64;
+        }
+        const s = f32x4.mul(v128.load(gbuf + (<usize>(j >> lcpg) << 4)), v128.load32_splat(dp));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dot), s));
+        w0 += 16;
+        w1 += 16;
+        w2 += 16;
+        w3 += 16;
+        dp += 4;
+      }
+    }
+    store_rows(y, r, n, f32x4.sub(acc, corr));
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// int4 weights x M Q8 activation rows: Y[i][n] = sum_k W[n][k] X[i][k], row i of X quantized with
+// quantize_q8 (codes at xq + i*kp, i16 vectors at xw + 2*i*kp, scales at xd / xds + i*kp/8). Same
+// 4-weight-row blocking, integer dots and float operation order as matvec_q4_q8 (so row i is
+// bit-identical to a matvec of row i), but each 16-byte weight chunk is unpacked once into an L1 buffer
+// and reused for all m rows, and the per-super-group scale transpose / zero-point products are computed
+// once for all rows. Accumulators live in tmp (m can exceed the register file).
+// tmp: matmul_q4_q8_scratch(m, ng) bytes, 16-byte aligned.
+
+export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
+  return 32 * m + 256 + 128 + m * (((ng + 3) & ~3) << 2);
+}
+
+/** gbuf[g] = the 4 rows' scales of group g0 + g (transposed), gz[g] = gbuf[g] * zero points (4 x 16 bytes each). */
+// @ts-ignore: decorator
+@inline function prep_scales_gz(
+  sc: usize, scRow: usize, zp: usize, zpRow: usize, r0: i32, r1: i32, r2: i32, r3: i32, g0: i32, gbuf: usize, gz: usize,
+): void {
+  const go = <usize>g0 << 1;
+  const S0 = h2f4(v128.load64_zero(sc + <usize>r0 * scRow + go));
+  const S1 = h2f4(v128.load64_zero(sc + <usize>r1 * scRow + go));
+  const S2 = h2f4(v128.load64_zero(sc + <usize>r2 * scRow + go));
+  const S3 = h2f4(v128.load64_zero(sc + <usize>r3 * scRow + go));
+  const t0 = v128.shuffle<f32>(S0, S1, 0, 4, 1, 5);
+  const t1 = v128.shuffle<f32>(S0, S1, 2, 6, 3, 7);
+  const t2 = v128.shuffle<f32>(S2, S3, 0, 4, 1, 5);
+  const t3 = v128.shuffle<f32>(S2, S3, 2, 6, 3, 7);
+  const G0 = v128.shuffle<f32>(t0, t2, 0, 1, 4, 5);
+  const G1 = v128.shuffle<f32>(t0, t2, 2, 3, 6, 7);
+  const G2 = v128.shuffle<f32>(t1, t3, 0, 1, 4, 5);
+  const G3 = v128.shuffle<f32>(t1, t3, 2, 3, 6, 7);
+  v128.store(gbuf, G0, 0);
+  v128.store(gbuf, G1, 16);
+  v128.store(gbuf, G2, 32);
+  v128.store(gbuf, G3, 48);
+  if (zp == 0) {
+    const e = f32x4.splat(8.0);
+    v128.store(gz, f32x4.mul(G0, e), 0);
+    v128.store(gz, f32x4.mul(G1, e), 16);
+    v128.store(gz, f32x4.mul(G2, e), 32);
+    v128.store(gz, f32x4.mul(G3, e), 48);
+  } else {
+    const m15 = i32x4.splat(15);
+    const Z = zraw4(zp, zpRow, r0, r1, r2, r3, g0);
+    v128.store(gz, f32x4.mul(G0, f32x4.convert_i32x4_s(v128.and(Z, m15))), 0);
+    v128.store(gz, f32x4.mul(G1, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(Z, 4), m15))), 16);
+    v128.store(gz, f32x4.mul(G2, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(Z, 8), m15))), 32);
+    v128.store(gz, f32x4.mul(G3, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(Z, 12), m15))), 48);
+  }
+}
+
+/** Unpacks one weight chunk for every activation row: 4 i16x8 vectors (SIMD128) or 2 nibble-byte vectors (relaxed). */
+// @ts-ignore: decorator
+@inline function unpack_chunk(v: v128, dst: usize): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const m = i8x16.splat(15);
+    v128.store(dst, v128.and(v, m), 0);
+    v128.store(dst, v128.and(i16x8.shr_u(v, 4), m), 16);
+  } else {
+    v128.store(dst, v128.and(v, i16x8.splat(15)), 0);
+    v128.store(dst, i16x8.shr_u(v, 4), 16);
+    v128.store(dst, i16x8.shr_u(v, 8), 32);
+    v128.store(dst, i16x8.shr_u(v, 12), 48);
+  }
+}
+
+/** chunk_dot_i16 on a chunk already unpacked by unpack_chunk (SIMD128 build). */
+// @ts-ignore: decorator
+@inline function unpacked_dot_i16(e: usize, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.load(e, 0), b0), i32x4.dot_i16x8_s(v128.load(e, 16), b1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.load(e, 32), b2), i32x4.dot_i16x8_s(v128.load(e, 48), b3)),
+  );
+}
+
+export function matmul_q4_q8(
+  qw: usize, sc: usize, zp: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, m: i32, n: i32,
+  kp: i32, gs: i32, tmp: usize,
+): void {
+  const ng = kp / gs;
+  const lcpg = log2_cpg(gs);
+  const rowBytes = <usize>(kp >> 1);
+  const zpRow = <usize>((ng + 1) >> 1);
+  const scRow = <usize>ng << 1;
+  const nb = <usize>(kp >> 5);
+  const accs = tmp;
+  const corrs = accs + (<usize>m << 4);
+  const ubuf = corrs + (<usize>m << 4); // 4 weight rows x 64 bytes of unpacked chunk
+  const gbuf = ubuf + 256;
+  const gz = gbuf + 64;
+  const gsStride = <usize>(((ng + 3) & ~3) << 2);
+  const gsums = gz + 64;
+  // activation stride per row and per chunk: int8 codes (relaxed) or i16 vectors (SIMD128)
+  const aRow: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>kp : <usize>kp << 1;
+  const aChunk: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
+  const a0p = ASC_FEATURE_RELAXED_SIMD ? xq : xw;
+  for (let i = 0; i < m; i++) block_group_sums(xds + <usize>i * (nb << 2), ng, 1 << lcpg, gsums + <usize>i * gsStride);
+  for (let r = 0; r < n; r += 4) {
+    const r1 = min(r + 1, n - 1);
+    const r2 = min(r + 2, n - 1);
+    const r3 = min(r + 3, n - 1);
+    let w0 = qw + <usize>r * rowBytes;
+    let w1 = qw + <usize>r1 * rowBytes;
+    let w2 = qw + <usize>r2 * rowBytes;
+    let w3 = qw + <usize>r3 * rowBytes;
+    for (let i = 0; i < m; i++) {
+      v128.store(accs + (<usize>i << 4), f32x4.splat(0));
+      v128.store(corrs + (<usize>i << 4), f32x4.splat(0));
+    }
+    let chunk: usize = 0;
+    for (let g0 = 0; g0 < ng; g0 += 4) {
+      prep_scales_gz(sc, scRow, zp, zpRow, r, r1, r2, r3, g0, gbuf, gz);
+      const Z0 = v128.load(gz, 0);
+      const Z1 = v128.load(gz, 16);
+      const Z2 = v128.load(gz, 32);
+      const Z3 = v128.load(gz, 48);
+      for (let i = 0; i < m; i++) {
+        // zero-point term, as in prep_supergroup; gsums is 0 past ng
+        const A = v128.load(gsums + <usize>i * gsStride + (<usize>g0 << 2));
+        const c = f32x4.add(
+          f32x4.add(f32x4.mul(Z0, v128.shuffle<f32>(A, A, 0, 0, 0, 0)), f32x4.mul(Z1, v128.shuffle<f32>(A, A, 1, 1, 1, 1))),
+          f32x4.add(f32x4.mul(Z2, v128.shuffle<f32>(A, A, 2, 2, 2, 2)), f32x4.mul(Z3, v128.shuffle<f32>(A, A, 3, 3, 3, 3))),
+        );
+        const cp = corrs + (<usize>i << 4);
+        v128.store(cp, f32x4.add(v128.load(cp), c));
+      }
+      const chunks = min(4, ng - g0) << lcpg;
+      for (let j = 0; j < chunks; j++) {
+        unpack_chunk(v128.load(w0), ubuf);
+        unpack_chunk(v128.load(w1), ubuf + 64);
+        unpack_chunk(v128.load(w2), ubuf + 128);
+        unpack_chunk(v128.load(w3), ubuf + 192);
+        const gsv = v128.load(gbuf + (<usize>(j >> lcpg) << 4));
+        let ap = a0p + chunk * aChunk;
+        let dp = xd + (chunk << 2);
+        let acp = accs;
+        for (let i = 0; i < m; i++) {
+          let dot: v128;
+          if (ASC_FEATURE_RELAXED_SIMD) {
+            const q0 = v128.load(ap, 0);
+            const q1 = v128.load(ap, 16);
+            dot = reduce4_i32(
+              nibble_dot_relaxed(v128.load(ubuf, 0), v128.load(ubuf, 16), q0, q1),
+              nibble_dot_relaxed(v128.load(ubuf, 64), v128.load(ubuf, 80), q0, q1),
+              nibble_dot_relaxed(v128.load(ubuf, 128), v128.load(ubuf, 144), q0, q1),
+              nibble_dot_relaxed(v128.load(ubuf, 192), v128.load(ubuf, 208), q0, q1),
+            );
+          } else {
+            const b0 = v128.load(ap, 0);
+            const b1 = v128.load(ap, 16);
+            const b2 = v128.load(ap, 32);
+            const b3 = v128.load(ap, 48);
+            dot = reduce4_i32(
+              unpacked_dot_i16(ubuf, b0, b1, b2, b3),
+              unpacked_dot_i16(ubuf + 64, b0, b1, b2, b3),
+              unpacked_dot_i16(ubuf + 128, b0, b1, b2, b3),
+              unpacked_dot_i16(ubuf + 192, b0, b1, b2, b3),
+            );
+          }
+          const s = f32x4.mul(gsv, v128.load32_splat(dp));
+          v128.store(acp, f32x4.add(v128.load(acp), f32x4.mul(f32x4.convert_i32x4_s(dot), s)));
+          ap += aRow;
+          dp += nb << 2;
+          acp += 16;
+        }
+        w0 += 16;
+        w1 += 16;
+        w2 += 16;
+        w3 += 16;
+        chunk++;
+      }
+    }
+    for (let i = 0; i < m; i++) {
+      store_rows(y + ((<usize>i * <usize>n) << 2), r, n, f32x4.sub(v128.load(accs + (<usize>i << 4)), v128.load(corrs + (<usize>i << 4))));
+    }
+  }
+}

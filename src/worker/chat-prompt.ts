@@ -1,0 +1,56 @@
+/**
+ * A chat request's prompt: rendered with the deployment's chat template, tokenized (message
+ * contents never yield control tokens, see src/runtime/chat.ts), checked against the context, and
+ * the completion length that fits after it.
+ */
+import type { Manifest } from "../format/manifest.ts";
+import { promptHead, promptText, promptTokens, type RenderedPrompt } from "../runtime/chat.ts";
+import type { Tokenizer } from "../runtime/tokenizer/index.ts";
+import { ApiError, badRequest } from "./errors.ts";
+
+export const DEFAULT_MAX_TOKENS = 256;
+/** Characters of a long prompt tokenized first to see whether it can fit at all. */
+const PROMPT_HEAD_CHARS_PER_TOKEN = 16;
+
+/** The context every live variant can serve (the smallest of theirs and the engine's). */
+export function contextOf(variants: Manifest[], engineContext: number): number {
+  return Math.min(...variants.map((v) => Math.min(v.model.config.maxContext, engineContext)));
+}
+
+/**
+ * Prompt tokens and the completion budget. `requested` is max_completion_tokens or max_tokens
+ * (`param` names which). Throws 400 context_length_exceeded when the prompt leaves no room, 400
+ * naming `param` when the request asks for more than the context.
+ */
+export function planPrompt(
+  rendered: RenderedPrompt,
+  tok: Tokenizer,
+  context: number,
+  requested: { value: number | null; param: string },
+  promptParam = "messages",
+): { prompt: number[]; maxTokens: number } {
+  const tooLong = (used: string) =>
+    new ApiError(
+      400,
+      `This model's maximum context length is ${context} tokens; your ${promptParam} use ${used}.`,
+      "invalid_request_error",
+      "context_length_exceeded",
+      promptParam,
+    );
+  // A prompt far over the context is refused from its head, not tokenized whole (that costs CPU
+  // in proportion to its size: ~1 s per MB).
+  const headChars = context * PROMPT_HEAD_CHARS_PER_TOKEN;
+  if (promptText(rendered).length > headChars) {
+    const head = promptTokens(promptHead(rendered, headChars), tok).length;
+    if (head > context) throw tooLong(`at least ${head - 1}`);
+  }
+  const prompt = promptTokens(rendered, tok);
+  if (prompt.length >= context) throw tooLong(String(prompt.length));
+  if (requested.value !== null && requested.value > context) {
+    throw badRequest(
+      `${requested.param} is ${requested.value}; this model's context holds ${context} tokens in all.`,
+      requested.param,
+    );
+  }
+  return { prompt, maxTokens: Math.min(requested.value ?? DEFAULT_MAX_TOKENS, context - prompt.length) };
+}

@@ -1,0 +1,65 @@
+/**
+ * GET /v1/models: each live variant once, then each tier whose name is not already a variant's
+ * (as an alias). GET /v1/models/:id: one of those entries (404 model_not_found otherwise).
+ */
+import type { Context } from "hono";
+import type { Manifest } from "../format/manifest.ts";
+import type { AppEnv } from "./app-env.ts";
+import { TIERS } from "./router.ts";
+import type { Services } from "./services.ts";
+import { modelNotFound } from "./variant-choice.ts";
+
+/**
+ * A variant as this isolate sees it. A live variant stays listed even when it cannot serve: then
+ * `available` is false and `unavailable_reason` says why (its shards failed verification here);
+ * requests pinned to it get a 503, requests for its tier fall back to another variant. `cost` is
+ * what the router predicts with now (see ./router.ts).
+ */
+function variantState(s: Services, manifestId: string, m: Manifest) {
+  const resident = s.engines.isResident(manifestId);
+  const bad = s.engines.badReason(manifestId);
+  const c = s.cost.costs(m, resident);
+  return {
+    resident,
+    available: bad === null,
+    ...(bad === null ? {} : { unavailable_reason: bad }),
+    cost: {
+      load_ms: c.loadMs,
+      prefill_ms_per_token: c.prefillMsPerToken,
+      decode_ms_per_token: c.decodeMsPerToken,
+    },
+  };
+}
+
+async function modelList(s: Services) {
+  const live = await s.live.get();
+  const data: Record<string, unknown>[] = live.variants.map((m) => ({
+    id: m.variant,
+    object: "model",
+    created: 0,
+    owned_by: "shardlm",
+    tier: m.tier,
+    source_model: m.source.name,
+    bytes: m.size.totalBytes,
+    bits_per_weight: m.size.bitsPerWeight,
+    kl_mean: m.quality.klMean,
+    ...variantState(s, live.manifestIds.get(m.variant)!, m),
+  }));
+  for (const tier of TIERS) {
+    const target = live.variants.find((m) => m.tier === tier);
+    // A tier named like a variant is that variant (model: "quality" pins it): no second entry.
+    if (!target || data.some((d) => d.id === tier)) continue;
+    data.push({ ...data.find((d) => d.id === target.variant)!, id: tier, alias_of: target.variant });
+  }
+  return data;
+}
+
+export const listModels = async (c: Context<AppEnv>) =>
+  c.json({ object: "list", data: await modelList(c.var.services) });
+
+export const retrieveModel = async (c: Context<AppEnv>) => {
+  const id = c.req.param("id") ?? "";
+  const entry = (await modelList(c.var.services)).find((d) => d.id === id);
+  if (!entry) throw modelNotFound(id);
+  return c.json(entry);
+};

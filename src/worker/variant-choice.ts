@@ -1,0 +1,212 @@
+/**
+ * From a request's `model` and routing headers to a loaded variant holding its queue: which names
+ * the deployment answers to, the router's ranking (./router.ts), loading with fallback, queueing.
+ */
+import type { Manifest } from "../format/manifest.ts";
+import type { Clock } from "../runtime/clock.ts";
+import { observeLoad } from "./calibrate.ts";
+import { type LoadedVariant, VariantLoadError } from "./engines.ts";
+import { ApiError } from "./errors.ts";
+import type { LiveSet } from "./live.ts";
+import { type Plan, planRequest } from "./plan.ts";
+import { OverloadedError } from "./queue.ts";
+import { type Prediction, rankVariants, TIERS, type Tier } from "./router.ts";
+import type { Services } from "./services.ts";
+
+export interface ModelChoice {
+  /** Tier to route within, or null. */
+  tier: Tier | null;
+  /** Variant pinned by name, or null. */
+  pinned: string | null;
+}
+
+export const modelNotFound = (model: string) =>
+  new ApiError(
+    404,
+    `The model '${model}' does not exist. See GET /v1/models.`,
+    "invalid_request_error",
+    "model_not_found",
+    "model",
+  );
+
+/**
+ * `model` (see ./router.ts): with X-Quality-Tier it only has to name this deployment (the header
+ * routes). Without it, a live variant's name pins that variant, also when the name is a tier's too
+ * (deployments name variants after their tiers); a tier name that is no variant's acts like the
+ * header; the source model's name, "shardlm" or "auto" let the router choose. Other names: 404.
+ */
+export function chooseModel(model: string, headerTier: Tier | null, live: LiveSet): ModelChoice {
+  const modelIsTier = (TIERS as readonly string[]).includes(model);
+  const modelIsVariant = live.variants.some((v) => v.variant === model);
+  const pinned = headerTier === null && modelIsVariant ? model : null;
+  const sourceNames = new Set(live.variants.map((v) => v.source.name));
+  if (!modelIsTier && !modelIsVariant && !["shardlm", "auto"].includes(model) && !sourceNames.has(model))
+    throw modelNotFound(model);
+  return { tier: headerTier ?? (modelIsTier && !pinned ? (model as Tier) : null), pinned };
+}
+
+export interface Served {
+  variant: LoadedVariant;
+  manifest: Manifest;
+  prediction: Prediction;
+  /** Milliseconds spent loading the variant for this request (0 when resident). */
+  loadMs: number;
+  /** Aborted when the client goes away (or generation fails): stops the generation. */
+  abort: AbortController;
+  /** Gives the variant's queue slot back (or the place in its queue); call exactly once. */
+  release: () => void;
+  /** Whether the request still waits for its turn (only with `waitForTurn: false`). */
+  readonly queued: boolean;
+  /** Waits for the turn (at once when not queued); rejects when the client left meanwhile. */
+  turn(): Promise<void>;
+  /**
+   * The plan (./plan.ts) from this moment: time spent so far (queueing included) counts against
+   * a budget. Call it once the turn is held.
+   */
+  plan(): Plan;
+  /** The request's clock (for the timings it reports). */
+  clock: Clock;
+}
+
+/**
+ * Ranks, loads the first variant that loads, and waits for its queue. Throws 503 when none loads,
+ * 429 when its queue is full, 400 when the plan cannot fit the CPU limit; returns null when the
+ * client left while queued. With `waitForTurn: false` (streams) it returns at once with `queued`
+ * set, and the caller waits for `turn()` where it can watch its client (./sse.ts).
+ */
+export async function serve(
+  services: Services,
+  live: LiveSet,
+  choice: ModelChoice,
+  request: {
+    budgetMs: number | null;
+    promptTokens: number;
+    maxTokens: number;
+    signal: AbortSignal | undefined;
+    clock: Clock;
+    /** The clock's reading when the request arrived. */
+    arrival: number;
+    waitForTurn: boolean;
+  },
+): Promise<Served | null> {
+  const { clock } = request;
+  const ranked = rankVariants(
+    live.variants,
+    {
+      tier: choice.tier,
+      pinned: choice.pinned,
+      budgetMs: request.budgetMs,
+      promptTokens: request.promptTokens,
+      maxTokens: request.maxTokens,
+    },
+    services.cost,
+    (m) => services.engines.isResident(live.manifestIds.get(m.variant)!),
+  );
+  const loaded = await loadFirst(services, live.manifestIds, ranked, clock);
+  const planInput = {
+    manifest: loaded.manifest,
+    prediction: loaded.prediction,
+    promptTokens: request.promptTokens,
+    maxTokens: request.maxTokens,
+    budgetMs: request.budgetMs,
+    cpuLimitMs: services.cpuLimitMs,
+  };
+  planRequest({ ...planInput, spentMs: 0 }); // refused here if the CPU limit cannot hold a token
+  // The load is done (and counted in the time spent), so later plans charge only what is left.
+  const plan = () =>
+    planRequest({
+      ...planInput,
+      prediction: { ...loaded.prediction, loadMs: 0 },
+      spentMs: Math.max(0, clock.now() - request.arrival),
+    });
+
+  // The request's signal (compatibility flag enable_request_signal) fires for some client
+  // disconnects, not all (see ./sse.ts): it stops a queued request and ends a running generation.
+  const abort = new AbortController();
+  const clientSignal = request.signal;
+  if (clientSignal?.aborted) abort.abort();
+  else clientSignal?.addEventListener("abort", () => abort.abort(), { once: true });
+  // Waiting starts now (the place in the queue is taken); only a full queue refuses at once.
+  const turn = loaded.variant.queue.acquire(abort.signal);
+  try {
+    let held = await Promise.race([turn, Promise.resolve(null)]);
+    if (!held && request.waitForTurn) held = await turn;
+    const queued = held === null;
+    let released = false;
+    return {
+      ...loaded,
+      abort,
+      queued,
+      clock,
+      plan,
+      turn: async () => {
+        if (!held) held = await turn;
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        if (held) held();
+        else {
+          // Still queued: leave the queue (the abort makes the waiter give up its place).
+          abort.abort();
+          turn.then(
+            (r) => r(),
+            () => {},
+          );
+        }
+      },
+    };
+  } catch (e) {
+    if (e instanceof OverloadedError) {
+      throw new ApiError(
+        429,
+        "This variant is busy; retry shortly.",
+        "rate_limit_error",
+        "overloaded",
+        null,
+        {
+          "Retry-After": "1",
+        },
+      );
+    }
+    if (abort.signal.aborted) return null;
+    throw e;
+  }
+}
+
+async function loadFirst(
+  services: Services,
+  ids: Map<string, string>,
+  ranked: { manifest: Manifest; prediction: Prediction }[],
+  clock: Clock,
+): Promise<{ variant: LoadedVariant; manifest: Manifest; prediction: Prediction; loadMs: number }> {
+  const failures: string[] = [];
+  for (const { manifest, prediction } of ranked) {
+    const id = ids.get(manifest.variant)!;
+    const bad = services.engines.badReason(id);
+    if (bad) {
+      failures.push(bad);
+      continue;
+    }
+    const wasResident = services.engines.isResident(id);
+    const t0 = clock.now();
+    try {
+      const variant = await services.engines.get(id, manifest);
+      const loadMs = wasResident ? 0 : clock.now() - t0;
+      if (!wasResident) observeLoad(services, manifest, loadMs);
+      return { variant, manifest, prediction, loadMs };
+    } catch (e) {
+      if (!(e instanceof VariantLoadError)) throw e;
+      failures.push(e.message);
+    }
+  }
+  throw new ApiError(
+    503,
+    ranked.length === 1
+      ? `The model '${ranked[0]!.manifest.variant}' is unavailable: ${failures.join("; ")}`
+      : `No variant could be loaded: ${failures.join("; ") || "none matches"}`,
+    "server_error",
+    "variant_unavailable",
+    ranked.length === 1 ? "model" : null,
+  );
+}
