@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   log("building the WASM kernels");
   await buildKernelsWasm();
   await buildKernelsWasm({ relaxed: true });
-  log("building the playground engine bundle");
+  log("building the playground");
   await buildPlayground();
 
   const model = await chooseModel(values);
@@ -72,6 +72,10 @@ async function main(): Promise<void> {
   log(
     `    -d '{"model":"shardlm","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48}'\n`,
   );
+  // API keys reach the local Worker as a var (visible in this machine's process list, like any argv).
+  const keys = process.env.SHARDLM_API_KEYS?.trim();
+  if (keys) log("API keys on: /v1 routes need Authorization: Bearer <key> (SHARDLM_API_KEYS)\n");
+  else log("warning: the API is open (no SHARDLM_API_KEYS); anyone who can reach the port can use it\n");
   const child = spawn(
     "npx",
     [
@@ -84,6 +88,7 @@ async function main(): Promise<void> {
       "--persist-to",
       persistTo,
       ...(process.env.SHARDLM_FROZEN_CLOCK === "1" ? ["--var", "SHARDLM_FROZEN_CLOCK:1"] : []),
+      ...(keys ? ["--var", `SHARDLM_API_KEYS:${keys}`] : []),
     ],
     {
       stdio: "inherit",

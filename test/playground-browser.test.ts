@@ -1,6 +1,7 @@
 /**
- * The playground in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core; .ci/run
- * installs it): the page streams an answer from the worker in workerd and shows its routing headers.
+ * The playground chat in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core;
+ * .ci/run installs it) against the worker in workerd: multi-turn conversations, the composer's keys,
+ * the stop button, each answer's variant and timings, and the in-browser engine.
  */
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,78 +23,225 @@ export const SCREENSHOT_DIR = mkdtempSync(join(tmpdir(), "shardlm-playground-"))
 let api: ApiServer;
 let browser: Browser;
 
-async function openPage(): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 900, height: 760 } });
-  page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
-  await page.goto(new URL("/", api.url).toString());
-  return page;
+interface Sent {
+  messages: { role: string; content: string }[];
+  max_tokens: number;
+  /** The request's Authorization header. */
+  authorization: string | undefined;
 }
 
-describe.skipIf(!haveChromium)("the playground in Chromium", () => {
+/**
+ * The page (in a fresh browser context: its own storage), and every chat request it sends, as
+ * Chromium put it on the wire.
+ */
+async function openPage(server: ApiServer = api): Promise<{ page: Page; sent: Sent[] }> {
+  const page = await browser.newPage({ viewport: { width: 900, height: 900 } });
+  page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+  const sent: Sent[] = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && new URL(r.url()).pathname === "/v1/chat/completions") {
+      sent.push({ ...JSON.parse(r.postData()!), authorization: r.headers().authorization });
+    }
+  });
+  await page.goto(new URL("/", server.url).toString());
+  await page.waitForSelector("body[data-ready=true]");
+  return { page, sent };
+}
+
+async function waitForState(page: Page, states: string[], timeout = 60_000): Promise<string> {
+  await page.waitForFunction((s) => s.includes(document.body.dataset.state ?? ""), states, { timeout });
+  return (await page.evaluate(() => document.body.dataset.state))!;
+}
+
+/** Types a message into the composer, sends it with Enter and waits for its answer to end. */
+async function say(page: Page, text: string): Promise<void> {
+  const before = await page.locator(".turn.assistant").count();
+  await page.fill("#message", text);
+  await page.press("#message", "Enter");
+  await page.waitForFunction(
+    (n) => {
+      const answers = document.querySelectorAll<HTMLElement>(".turn.assistant");
+      return answers.length === n + 1 && answers[n]!.dataset.state !== "streaming";
+    },
+    before,
+    { timeout: 90_000 },
+  );
+  const state = await page.evaluate(() => document.body.dataset.state);
+  expect(state, `status: ${await page.textContent("#status")}`).toBe("done");
+}
+
+const lastAnswer = ".turn.assistant:last-child";
+const metaOf = (page: Page, key: string) => page.textContent(`${lastAnswer} dd.${key}`);
+
+beforeAll(async () => {
+  if (!haveChromium) return;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+      "--enable-unsafe-webgpu",
+      "--use-webgpu-adapter=swiftshader",
+      "--enable-features=Vulkan",
+    ],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
   beforeAll(async () => {
     api = await startApiServer();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--enable-unsafe-webgpu",
-        "--use-webgpu-adapter=swiftshader",
-        "--enable-features=Vulkan",
-      ],
-    });
   }, 300_000);
 
   afterAll(async () => {
-    await browser?.close();
     await api?.close();
   });
 
-  it("streams an answer into the page and shows the routing headers", async () => {
-    const page = await openPage();
+  it("holds a multi-turn conversation: each request carries the history, each answer its variant and timings", async () => {
+    const { page, sent } = await openPage();
     await page.selectOption("#tier", "quality");
-    await page.fill("#max-tokens", "96");
-    await page.fill("#message", "Once upon a time");
-    // Record the answer's length each time the page changes it (the stream arrives in several reads).
-    await page.evaluate(() => {
-      const out = document.getElementById("output")!;
-      const w = window as unknown as { lengths: number[] };
-      w.lengths = [];
-      new MutationObserver(() => w.lengths.push(out.textContent!.length)).observe(out, {
-        childList: true,
-        characterData: true,
-        subtree: true,
-      });
-    });
-    await page.click("#send");
-    await page.waitForFunction(() => document.body.dataset.state === "done", undefined, { timeout: 60_000 });
-    const lengths = await page.evaluate(() => (window as unknown as { lengths: number[] }).lengths);
-    const grew = [...new Set(lengths.filter((n) => n > 0))];
-    // The page appends each SSE delta as it parses it. A fast tiny model's whole stream may arrive
-    // in one network read (so the DOM changes once); the deltas the page consumed prove streaming.
-    const deltas = Number(await page.evaluate(() => document.body.dataset.deltas));
-    expect(deltas, `lengths seen: ${lengths.join(",")}`).toBeGreaterThan(10);
-    const text = (await page.textContent("#output"))!;
-    expect(text.length).toBe(Math.max(...grew));
-    expect(text).toMatch(/there was a little/);
-    expect(await page.textContent("#variant")).toBe("quality");
-    expect(await page.textContent("#predicted")).toMatch(/^\d+ ms$/);
-    expect(await page.textContent("#server-timing")).toMatch(/load;dur=/);
-    expect(await page.textContent("#timings")).toMatch(/load \d+ ms, prefill \d+ ms, decode \d+ ms/);
+    await page.fill("#max-tokens", "40");
+    await page.click(".system summary");
+    await page.fill("#system", "Tell short stories.");
 
-    const shot = join(SCREENSHOT_DIR, "playground.png");
+    await say(page, "Once upon a time");
+    const first = (await page.textContent(`${lastAnswer} .text`))!;
+    expect(first).toMatch(/there was a little/);
+    // The page appends each SSE delta as it parses it (a fast tiny model's whole stream may arrive
+    // in one network read, so count the deltas the page consumed, not DOM mutations).
+    expect(Number(await page.getAttribute(lastAnswer, "data-deltas"))).toBeGreaterThan(10);
+    expect(await metaOf(page, "variant")).toBe("quality");
+    expect(await metaOf(page, "engine")).toBe("server");
+    expect(await metaOf(page, "predicted")).toMatch(/^\d+ ms$/);
+    expect(await metaOf(page, "server-timing")).toMatch(/^load \d+ ms$/);
+    expect(await metaOf(page, "timings")).toMatch(/^load \d+ ms, prefill \d+ ms, decode \d+ ms$/);
+    expect(await metaOf(page, "tokens")).toMatch(/^40(, [\d.]+ tok\/s)?$/);
+    expect(await metaOf(page, "first-token")).toMatch(/^\d+ ms$/);
+    expect(await metaOf(page, "finish")).toBe("length");
+
+    await page.selectOption("#tier", "speed");
+    await say(page, "The dog ran home.");
+    expect(sent).toHaveLength(2);
+    const conversation: { role: "system" | "user" | "assistant"; content: string }[] = [
+      { role: "system", content: "Tell short stories." },
+      { role: "user", content: "Once upon a time" },
+      { role: "assistant", content: first },
+      { role: "user", content: "The dog ran home." },
+    ];
+    expect(sent[0]!.messages).toEqual(conversation.slice(0, 2));
+    expect(sent[1]!.messages).toEqual(conversation);
+    // What the page shows is the API's answer to that conversation (greedy, so reproducible).
+    const direct = await api.client.chat.completions.create({
+      model: "speed",
+      messages: conversation,
+      temperature: 0,
+      max_tokens: 40,
+    });
+    expect(await page.textContent(`${lastAnswer} .text`)).toBe(direct.choices[0]!.message.content);
+    expect(await metaOf(page, "variant")).toBe("speed");
+    // Both answers keep their own facts.
+    expect(await page.locator(".turn.assistant dd.variant").allTextContents()).toEqual(["quality", "speed"]);
+    expect(await page.locator(".turn").count()).toBe(4);
+
+    const shot = join(SCREENSHOT_DIR, "playground-chat.png");
     await page.screenshot({ path: shot, fullPage: true });
     const png = readFileSync(shot);
     expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
-    expect(png.byteLength).toBeGreaterThan(10_000);
     console.log(`playground screenshot: ${shot}`);
+
+    // "New chat" forgets the conversation.
+    await page.click("#new-chat");
+    expect(await page.locator(".turn").count()).toBe(0);
+    await say(page, "Once upon a time");
+    expect(sent[2]!.messages).toEqual(conversation.slice(0, 2));
     await page.close();
   });
+
+  it("sends on Enter and starts a new line on Shift+Enter", async () => {
+    const { page, sent } = await openPage();
+    await page.fill("#max-tokens", "8");
+    await page.focus("#message");
+    await page.keyboard.type("line one");
+    await page.keyboard.press("Shift+Enter");
+    await page.keyboard.type("line two");
+    expect(await page.inputValue("#message")).toBe("line one\nline two");
+    expect(await page.locator(".turn").count()).toBe(0);
+    expect(await page.evaluate(() => document.body.dataset.state)).toBe("idle");
+
+    await page.keyboard.press("Enter");
+    expect(await waitForState(page, ["done", "error"])).toBe("done");
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.messages).toEqual([{ role: "user", content: "line one\nline two" }]);
+    expect(await page.inputValue("#message")).toBe("");
+    expect(await page.textContent(".turn.user .text")).toBe("line one\nline two");
+    // An empty composer sends nothing.
+    await page.keyboard.press("Enter");
+    await page.keyboard.type("   ");
+    await page.keyboard.press("Enter");
+    expect(sent).toHaveLength(1);
+    await page.close();
+  });
+
+  it("stops a streaming answer with the stop button and stays usable", async () => {
+    const { page, sent } = await openPage();
+    await page.selectOption("#tier", "quality");
+    await page.fill("#max-tokens", "400");
+    // Slow the network (Chromium's own throttling) so the answer is still arriving when Stop is pressed.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: 0,
+      downloadThroughput: 3000,
+      uploadThroughput: -1,
+    });
+    await page.fill("#message", "Once upon a time");
+    await page.press("#message", "Enter");
+    await page.waitForFunction(
+      (sel) => Number(document.querySelector(sel)?.getAttribute("data-deltas") ?? 0) >= 2,
+      lastAnswer,
+      { timeout: 60_000 },
+    );
+    expect(await page.isVisible("#stop")).toBe(true);
+    expect(await page.isVisible("#send")).toBe(false);
+    await page.click("#stop");
+    expect(await waitForState(page, ["stopped", "done", "error"])).toBe("stopped");
+    expect(await page.getAttribute(lastAnswer, "data-state")).toBe("stopped");
+    const partial = (await page.textContent(`${lastAnswer} .text`))!;
+    expect(partial.length).toBeGreaterThan(0);
+    expect(await page.locator(`${lastAnswer} dd.finish`).count()).toBe(0);
+    // Nothing more arrives after the stop.
+    await page.waitForTimeout(500);
+    expect(await page.textContent(`${lastAnswer} .text`)).toBe(partial);
+    expect(await page.isVisible("#send")).toBe(true);
+    expect(await page.isVisible("#stop")).toBe(false);
+
+    // Usable again: the next message goes out with the partial answer in its history and completes.
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: 0,
+      downloadThroughput: -1,
+      uploadThroughput: -1,
+    });
+    await page.fill("#max-tokens", "16");
+    await say(page, "And then?");
+    expect(sent[1]!.messages).toEqual([
+      { role: "user", content: "Once upon a time" },
+      { role: "assistant", content: partial },
+      { role: "user", content: "And then?" },
+    ]);
+    expect(await metaOf(page, "finish")).toBe("length");
+    await page.close();
+  });
+
   /** The server's greedy answer, and the page's own with "run in this browser" on `backend`. */
   async function compareInBrowser(backend: "wasm" | "webgpu") {
     const messages = [{ role: "user" as const, content: "Once upon a time" }];
@@ -103,26 +251,18 @@ describe.skipIf(!haveChromium)("the playground in Chromium", () => {
       temperature: 0,
       max_tokens: 64,
     });
-    const page = await openPage();
+    const { page, sent } = await openPage();
     await page.selectOption("#tier", "quality");
     await page.fill("#max-tokens", "64");
     await page.check("#local");
     await page.selectOption("#backend", backend);
-    await page.click("#send");
-    await page.waitForFunction(
-      () => ["done", "error"].includes(document.body.dataset.state ?? ""),
-      undefined,
-      {
-        timeout: 90_000,
-      },
-    );
-    const status = await page.textContent("#status");
-    expect(await page.evaluate(() => document.body.dataset.state), status ?? "").toBe("done");
+    await say(page, "Once upon a time");
+    expect(sent).toHaveLength(0);
     const result = {
-      text: (await page.textContent("#output"))!,
-      engine: (await page.textContent("#engine"))!,
-      variant: (await page.textContent("#variant"))!,
-      timings: (await page.textContent("#timings"))!,
+      text: (await page.textContent(`${lastAnswer} .text`))!,
+      engine: (await metaOf(page, "engine"))!,
+      variant: (await metaOf(page, "variant"))!,
+      timings: (await metaOf(page, "timings"))!,
     };
     await page.close();
     return { server: server.choices[0]!.message.content!, ...result };
@@ -133,12 +273,13 @@ describe.skipIf(!haveChromium)("the playground in Chromium", () => {
     console.log(`in-browser wasm: ${r.engine}; ${r.timings}`);
     expect(r.engine).toMatch(/^this browser: wasm/);
     expect(r.variant).toBe("quality");
+    expect(r.timings).toMatch(/^load \d+ ms, prefill \d+ ms, decode \d+ ms$/);
     expect(r.server).toMatch(/there was a little/);
     expect(r.text).toBe(r.server);
   });
 
   it("runs the engine in the browser on WebGPU when Chromium gives an adapter", async (ctx) => {
-    const page = await openPage();
+    const { page } = await openPage();
     const adapter = await page.evaluate(async () => {
       const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
       if (!gpu) return "navigator.gpu is absent";
@@ -152,5 +293,107 @@ describe.skipIf(!haveChromium)("the playground in Chromium", () => {
     console.log(`in-browser webgpu: ${r.engine}; ${r.timings}`);
     expect(r.engine).toMatch(/^this browser: webgpu/);
     expect(r.text).toBe(r.server);
+  });
+});
+
+describe.skipIf(!haveChromium)("the playground against an API that wants a key", () => {
+  const KEY = "sk-playground-test-1";
+  let locked: ApiServer;
+
+  beforeAll(async () => {
+    locked = await startApiServer({ SHARDLM_API_KEYS: `other-key, ${KEY}` });
+  }, 300_000);
+
+  afterAll(async () => {
+    await locked?.close();
+  });
+
+  const dialogOpen = (page: Page) => page.waitForSelector("#key-dialog[open]", { timeout: 30_000 });
+  const storedKeys = (page: Page) =>
+    page.evaluate(() => ({
+      session: sessionStorage.getItem("shardlm.apiKey"),
+      local: localStorage.getItem("shardlm.apiKey"),
+    }));
+
+  it("asks for a key on 401, says when one is refused, and sends it as a Bearer header", async () => {
+    const { page, sent } = await openPage(locked);
+    await page.fill("#max-tokens", "12");
+    await page.fill("#message", "Once upon a time");
+    await page.press("#message", "Enter");
+    await dialogOpen(page);
+    expect(await page.textContent("#key-reason")).toMatch(/needs an API key/);
+    await page.screenshot({ path: join(SCREENSHOT_DIR, "playground-key.png") });
+    // The dialog has the focus: typing goes into the key field.
+    await page.keyboard.type("sk-wrong");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => /refused/.test(document.getElementById("key-reason")!.textContent!));
+    expect(await page.isVisible("#key-dialog")).toBe(true);
+    await page.fill("#key-input", KEY);
+    await page.click("#key-save");
+    await waitForState(page, ["done", "error"]);
+    expect(await page.evaluate(() => document.body.dataset.state)).toBe("done");
+    expect(await page.isVisible("#key-dialog")).toBe(false);
+    expect(sent.map((s) => s.authorization)).toEqual([undefined, "Bearer sk-wrong", `Bearer ${KEY}`]);
+    expect((await page.textContent(`${lastAnswer} .text`))!.length).toBeGreaterThan(0);
+    // Not remembered: this tab only.
+    expect(await storedKeys(page)).toEqual({ session: KEY, local: null });
+
+    // The key outlives a reload of the tab: the next message goes out with it, no dialog.
+    await page.reload();
+    await page.waitForSelector("body[data-ready=true]");
+    await say(page, "Hello");
+    expect(sent.at(-1)!.authorization).toBe(`Bearer ${KEY}`);
+    expect(await page.textContent("#key-button")).toMatch(/✓/);
+    await page.close();
+  });
+
+  it("keeps the page usable when the key prompt is cancelled", async () => {
+    const { page, sent } = await openPage(locked);
+    await page.fill("#message", "Once upon a time");
+    await page.press("#message", "Enter");
+    await dialogOpen(page);
+    await page.keyboard.press("Escape");
+    expect(await waitForState(page, ["done", "error"])).toBe("error");
+    expect(await page.getAttribute(lastAnswer, "data-state")).toBe("error");
+    expect(await page.textContent(`${lastAnswer} .error`)).toMatch(/API key/);
+    expect(await page.isVisible("#send")).toBe(true);
+    expect(sent).toHaveLength(1);
+
+    // Set the key from the header button, remembered on this device; the question can be asked again.
+    await page.click("#key-button");
+    await dialogOpen(page);
+    await page.fill("#key-input", KEY);
+    await page.check("#key-remember");
+    await page.click("#key-save");
+    expect(await storedKeys(page)).toEqual({ session: null, local: KEY });
+    await page.fill("#max-tokens", "8");
+    await say(page, "Once upon a time");
+    // The failed question left the conversation: the retry is sent alone.
+    expect(sent[1]!.messages).toEqual([{ role: "user", content: "Once upon a time" }]);
+    expect(sent[1]!.authorization).toBe(`Bearer ${KEY}`);
+    await page.close();
+  });
+
+  it("sends the key from the in-browser engine too (the content routes are under /v1)", async () => {
+    const { page, sent } = await openPage(locked);
+    await page.fill("#max-tokens", "16");
+    await page.check("#local");
+    await page.selectOption("#backend", "wasm");
+    const auth: (string | undefined)[] = [];
+    page.on("request", (r) => {
+      if (new URL(r.url()).pathname === "/v1/live") auth.push(r.headers().authorization);
+    });
+    await page.fill("#message", "Once upon a time");
+    await page.press("#message", "Enter");
+    await dialogOpen(page);
+    await page.fill("#key-input", KEY);
+    await page.click("#key-save");
+    expect(await waitForState(page, ["done", "error"], 90_000), (await page.textContent("#status"))!).toBe(
+      "done",
+    );
+    expect(await metaOf(page, "engine")).toMatch(/^this browser: wasm/);
+    expect(auth).toEqual([undefined, `Bearer ${KEY}`]);
+    expect(sent).toHaveLength(0);
+    await page.close();
   });
 });

@@ -107,13 +107,35 @@ describe("content routes", () => {
 });
 
 describe("the playground page", () => {
-  it("GET / serves the chat page", async () => {
+  it("GET / serves the chat page, which loads its script and style sheet from the Worker", async () => {
     const res = await get("/");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/text\/html/);
     const html = await res.text();
-    for (const id of ["tier", "budget", "message", "send", "output", "variant", "server-timing"]) {
+    for (const id of ["tier", "budget", "message", "send", "stop", "log", "key-dialog"]) {
       expect(html).toContain(`id="${id}"`);
+    }
+    // The script is a bundle of its own, not inline JavaScript.
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    expect(html).toContain('<script type="module" src="/playground/app.js">');
+    expect(html).toContain('href="/playground/app.css"');
+  });
+
+  it("serves the page's script, style sheet and the engine bundle", async () => {
+    const files = [
+      ["/playground/app.js", /^text\/javascript/, "/playground/engine.js"],
+      ["/playground/app.css", /^text\/css/, ".turn"],
+      ["/playground/engine.js", /^text\/javascript/, "runInBrowser"],
+    ] as const;
+    for (const [path, type, marker] of files) {
+      const res = await get(path);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("content-type"), path).toMatch(type);
+      expect(res.headers.get("cache-control"), path).toBe("no-cache");
+      expect(await res.text(), path).toContain(marker);
+      const post = await get(path, { method: "POST" });
+      expect(post.status, path).toBe(405);
+      expect(post.headers.get("allow"), path).toBe("GET, HEAD");
     }
   });
 });

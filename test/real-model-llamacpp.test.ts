@@ -136,6 +136,9 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
         const theirs = await seq.controlledEvaluate(
           chunk.map((t) => [t as Token, { generateNext: { logits: true, probabilities: true } }]),
         );
+        console.info(
+          `next-token comparison: position ${at} of ${POSITIONS}, top-1 agreement so far ${agree}/${at}`,
+        );
         chunk.forEach((t, i) => {
           const logits = ours.forward(state, t);
           const probs = softmax(logits);
@@ -171,7 +174,7 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
     expect(agree / POSITIONS).toBeGreaterThanOrEqual(0.99);
     expect(maxProb).toBeLessThan(0.05);
     expect(sumProb / POSITIONS).toBeLessThan(0.005);
-  }, 900_000);
+  }, 3_600_000);
 
   it(`continues a chat prompt greedily for ${CONTINUATION} tokens as llama.cpp does`, async () => {
     const messages = [
@@ -213,5 +216,5 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
     );
     expect(logitNoise).not.toBeNull();
     expect(margin).toBeLessThan(logitNoise!);
-  }, 600_000);
+  }, 3_600_000);
 });

@@ -37,6 +37,8 @@ export interface WorkerdOptions {
    */
   direct?: boolean;
   compatibilityFlags?: string[];
+  /** Workers rate-limiting bindings (wrangler.toml [[ratelimits]]), by binding name. */
+  ratelimits?: Record<string, { simple: { limit: number; period: 10 | 60 } }>;
 }
 
 export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise<Miniflare> {
@@ -57,6 +59,7 @@ export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise
     compatibilityFlags: opts.compatibilityFlags ?? [],
     r2Buckets: ["SHARDS"],
     bindings: opts.bindings ?? {},
+    ...(opts.ratelimits ? { ratelimits: opts.ratelimits } : {}),
     ...(opts.http ? { host: "127.0.0.1", port: 0 } : {}),
     ...(opts.http && opts.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
   });

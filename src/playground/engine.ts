@@ -31,6 +31,10 @@ export interface BrowserRunOptions {
   backend?: BackendChoice;
   /** Where the API is (default: this page's origin). */
   base?: string;
+  /** Sent as `Authorization: Bearer <key>` on every fetch (a Worker with SHARDLM_API_KEYS wants it). */
+  apiKey?: string | null;
+  /** Stops generation at the next token (finishReason "abort"); loading runs to its end and is kept. */
+  signal?: AbortSignal;
   onText(text: string): void;
   onStatus?(status: string): void;
 }
@@ -57,13 +61,26 @@ interface Loaded {
 
 const engines = new Map<string, Promise<Loaded>>();
 
+/** A content route answered with a non-2xx status (401: the API wants a key). */
+export class FetchError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "FetchError";
+  }
+}
+
+let authHeaders: Record<string, string> = {};
+
 function toHex(buf: ArrayBuffer): string {
   return [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 async function fetchVerified(url: URL, sha256: string): Promise<Uint8Array> {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`GET ${url.pathname}: ${res.status}`);
+  const res = await fetch(url, { headers: authHeaders });
+  if (!res.ok) throw new FetchError(res.status, `GET ${url.pathname}: ${res.status}`);
   const bytes = await res.arrayBuffer();
   const actual = toHex(await crypto.subtle.digest("SHA-256", bytes));
   if (actual !== sha256) throw new Error(`${url.pathname} is corrupt (sha256 ${actual})`);
@@ -88,8 +105,8 @@ function shardStream(base: string, shards: ShardRef[]): ReadableStream<Uint8Arra
 }
 
 export async function liveVariants(base: string): Promise<{ manifest: Manifest; id: string }[]> {
-  const res = await fetch(new URL("/v1/live", base), { cache: "no-cache" });
-  if (!res.ok) throw new Error(`GET /v1/live: ${res.status}`);
+  const res = await fetch(new URL("/v1/live", base), { cache: "no-cache", headers: authHeaders });
+  if (!res.ok) throw new FetchError(res.status, `GET /v1/live: ${res.status}`);
   const live = LivePointer.parse(await res.json());
   const all = await Promise.all(
     Object.values(live.variants).map(async (id) => {
@@ -135,6 +152,7 @@ export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunR
   const base = opts.base ?? location.origin;
   const status = opts.onStatus ?? (() => {});
   const backend = opts.backend ?? "auto";
+  authHeaders = opts.apiKey ? { Authorization: `Bearer ${opts.apiKey}` } : {};
   status("reading the live deployment");
   const variants = await liveVariants(base);
   const chosen = opts.tier === "auto" ? variants[0] : variants.find((v) => v.manifest.tier === opts.tier);
@@ -178,7 +196,7 @@ export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunR
       topK: 0,
       seed: undefined,
       stop: [],
-      signal: new AbortController().signal,
+      signal: opts.signal ?? new AbortController().signal,
       clock: systemClock,
       yieldEveryTokens: 8,
     },

@@ -12,6 +12,7 @@ import { type AnswerShape, type Generation, respondJson, respondStream } from ".
 import { routingHeaders } from "./routing-headers.ts";
 import { ChatCompletionRequest } from "./schemas.ts";
 import { tokenizerFor } from "./tokenizers.ts";
+import { refuseUnsupported } from "./unsupported.ts";
 import { chooseModel, serve } from "./variant-choice.ts";
 
 /** Sampling and stopping options from an OpenAI request body (chat or legacy completions). */
@@ -67,6 +68,7 @@ function chatShape(id: string, created: number, model: string, fingerprint: stri
 export const chatCompletions = createFactory<AppEnv>().createHandlers(
   bodySizeLimit,
   parseJson,
+  refuseUnsupported,
   validJson(ChatCompletionRequest),
   routingHeaders,
   async (c) => {

@@ -50,6 +50,8 @@ export interface Env {
    * "https://app.example.com,http://localhost:5173", or "*" (the default: any origin).
    */
   SHARDLM_CORS_ORIGINS?: string;
+  /** Largest request body in bytes (default 8 MiB, src/worker/request.ts). */
+  SHARDLM_MAX_BODY_BYTES?: string;
   /** Per-key request limit (wrangler.toml [[ratelimits]]); absent, requests are not limited. */
   API_RATE_LIMITER?: RateLimiterLike;
 }

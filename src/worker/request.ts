@@ -8,6 +8,7 @@ import { zValidator } from "@hono/zod-validator";
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
+import type { Env } from "./env.ts";
 import { ApiError, badRequest, safeText } from "./errors.ts";
 import { describeIssue } from "./schemas.ts";
 
@@ -16,18 +17,32 @@ export const MAX_BODY_BYTES = 8 * 1024 * 1024;
 
 const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
 
-/** Over MAX_BODY_BYTES: 413 request_too_large (before anything reads the body). */
-export const bodySizeLimit = bodyLimit({
-  maxSize: MAX_BODY_BYTES,
-  onError: () => {
-    throw new ApiError(
-      413,
-      `The request body is larger than ${MAX_BODY_BYTES} bytes.`,
-      "invalid_request_error",
-      "request_too_large",
-    );
-  },
-});
+const limits = new Map<number, MiddlewareHandler>();
+
+/**
+ * Over MAX_BODY_BYTES (or the Worker's SHARDLM_MAX_BODY_BYTES): 413 request_too_large, before
+ * anything reads the body.
+ */
+export const bodySizeLimit: MiddlewareHandler<{ Bindings: Env }> = (c, next) => {
+  const configured = Number(c.env?.SHARDLM_MAX_BODY_BYTES ?? Number.NaN);
+  const maxSize = Number.isInteger(configured) && configured > 0 ? configured : MAX_BODY_BYTES;
+  let limit = limits.get(maxSize);
+  if (!limit) {
+    limit = bodyLimit({
+      maxSize,
+      onError: () => {
+        throw new ApiError(
+          413,
+          `The request body is larger than ${maxSize} bytes.`,
+          "invalid_request_error",
+          "request_too_large",
+        );
+      },
+    });
+    limits.set(maxSize, limit);
+  }
+  return limit(c, next);
+};
 
 /**
  * The body, parsed as JSON into Hono's body cache (so the validator after this reads it without a

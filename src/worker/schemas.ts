@@ -29,13 +29,24 @@ export const ChatCompletionRequest = z
     n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
     // Accepted and ignored (they do not change what this server computes).
     user: z.string().nullish(),
+    safety_identifier: z.string().nullish(),
+    prompt_cache_key: z.string().nullish(),
+    service_tier: z.enum(["auto", "default", "flex", "scale", "priority"]).nullish(),
     metadata: z.record(z.string(), z.string()).nullish(),
     store: z.boolean().nullish(),
-    // Accepted only at their neutral values.
+    // Accepted only at their neutral values (other values: ./unsupported.ts refuses them by name).
     frequency_penalty: z.literal(0).nullish(),
     presence_penalty: z.literal(0).nullish(),
     logprobs: z.literal(false).nullish(),
+    top_logprobs: z.literal(0).nullish(),
+    logit_bias: z.object({}).strict().nullish(),
     response_format: z.object({ type: z.literal("text") }).nullish(),
+    tools: z.array(z.never()).max(0).nullish(),
+    functions: z.array(z.never()).max(0).nullish(),
+    tool_choice: z.literal("none").nullish(),
+    function_call: z.literal("none").nullish(),
+    parallel_tool_calls: z.boolean().nullish(),
+    modalities: z.array(z.literal("text")).nullish(),
   })
   .strict();
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;

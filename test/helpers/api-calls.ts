@@ -150,8 +150,8 @@ export function manifests(api: ApiServer): Map<string, Manifest> {
 
 const tokenizers = new Map<string, Tokenizer>();
 
-/** Prompt tokens for `messages`, computed the way the worker computes them (src/runtime/chat.ts). */
-export function countPromptTokens(api: ApiServer, messages: ChatMessage[]): number {
+/** The deployment's tokenizer, read from the published blob. */
+export function deployedTokenizer(api: ApiServer): Tokenizer {
   const m = [...manifests(api).values()][0]!;
   let tok = tokenizers.get(m.model.tokenizer.sha256);
   if (!tok) {
@@ -159,5 +159,12 @@ export function countPromptTokens(api: ApiServer, messages: ChatMessage[]): numb
     tok = createTokenizer(spec as TokenizerSpec);
     tokenizers.set(m.model.tokenizer.sha256, tok);
   }
+  return tok;
+}
+
+/** Prompt tokens for `messages`, computed the way the worker computes them (src/runtime/chat.ts). */
+export function countPromptTokens(api: ApiServer, messages: ChatMessage[]): number {
+  const m = [...manifests(api).values()][0]!;
+  const tok = deployedTokenizer(api);
   return promptTokens(renderPrompt(m.model.chatTemplate, messages, tok), tok).length;
 }

@@ -70,7 +70,10 @@ export const FROZEN_CLOCK_FROM_ENV = process.env.SHARDLM_FROZEN_CLOCK === "1";
  * Starts the API. Bindings default to wrangler.toml's [vars] that matter here (CPU_LIMIT_MS) and
  * SHARDLM_FROZEN_CLOCK from the environment; `bindings` override them.
  */
-export async function startApiServer(bindings: Record<string, string> = {}): Promise<ApiServer> {
+export async function startApiServer(
+  bindings: Record<string, string> = {},
+  ratelimits?: Record<string, { simple: { limit: number; period: 10 | 60 } }>,
+): Promise<ApiServer> {
   const cpuLimit = wranglerSetting("vars", "CPU_LIMIT_MS");
   const defaults: Record<string, string> = {
     ...(cpuLimit ? { CPU_LIMIT_MS: cpuLimit } : {}),
@@ -85,6 +88,7 @@ export async function startApiServer(bindings: Record<string, string> = {}): Pro
     http: true,
     direct: true,
     compatibilityFlags: workerCompatibilityFlags(),
+    ...(ratelimits ? { ratelimits } : {}),
   });
   const url = await mf.unsafeGetDirectURL();
   const bucket = miniflareBucket(await mf.getR2Bucket("SHARDS"));

@@ -1,0 +1,277 @@
+/**
+ * The playground page (src/playground/index.html): a chat with the API. The conversation so far is
+ * sent with each message to POST /v1/chat/completions (streamed), or, with "run in this browser",
+ * generated in the page by the engine bundle (/playground/engine.js, loaded on first use). Each
+ * answer shows the variant that served it and its timings. When the API answers 401 the page asks
+ * for a key and retries with `Authorization: Bearer <key>`.
+ *
+ * Bundled by scripts/build-playground.ts into build/playground/app.js.txt, served by the Worker at
+ * /playground/app.js. `document.body.dataset.state` is idle | running | done | stopped | error.
+ */
+import { browserKeyStore } from "./api-key.ts";
+import { ApiError, type ChatTurn, streamChat, type Tier } from "./chat-api.ts";
+import { isSendKey } from "./composer-keys.ts";
+import type * as Engine from "./engine.ts";
+import { keyDialog } from "./key-dialog.ts";
+import { type AssistantTurn, appendAssistantTurn, appendUserTurn } from "./view.ts";
+
+/** A separate bundle (it inlines the WASM kernels), fetched only when the user runs in the browser. */
+const ENGINE_URL = "/playground/engine.js";
+
+function byId<T extends HTMLElement>(id: string, kind: { new (): T; prototype: T }): T {
+  const el = document.getElementById(id);
+  if (!(el instanceof kind)) throw new Error(`the page has no ${kind.name} #${id}`);
+  return el;
+}
+
+const ui = {
+  tier: byId("tier", HTMLSelectElement),
+  budget: byId("budget", HTMLInputElement),
+  budgetValue: byId("budget-value", HTMLOutputElement),
+  maxTokens: byId("max-tokens", HTMLInputElement),
+  temperature: byId("temperature", HTMLInputElement),
+  local: byId("local", HTMLInputElement),
+  backendWrap: byId("backend-wrap", HTMLLabelElement),
+  backend: byId("backend", HTMLSelectElement),
+  system: byId("system", HTMLTextAreaElement),
+  log: byId("log", HTMLOListElement),
+  empty: byId("empty", HTMLParagraphElement),
+  composer: byId("composer", HTMLFormElement),
+  message: byId("message", HTMLTextAreaElement),
+  send: byId("send", HTMLButtonElement),
+  stop: byId("stop", HTMLButtonElement),
+  status: byId("status", HTMLSpanElement),
+  newChat: byId("new-chat", HTMLButtonElement),
+  keyButton: byId("key-button", HTMLButtonElement),
+};
+
+const keys = browserKeyStore();
+const askKey = keyDialog(
+  {
+    dialog: byId("key-dialog", HTMLDialogElement),
+    form: byId("key-form", HTMLFormElement),
+    reason: byId("key-reason", HTMLParagraphElement),
+    input: byId("key-input", HTMLInputElement),
+    remember: byId("key-remember", HTMLInputElement),
+    cancel: byId("key-cancel", HTMLButtonElement),
+    forget: byId("key-forget", HTMLButtonElement),
+  },
+  keys,
+);
+
+/** The finished turns, as the API gets them (the system prompt is added at send time). */
+const history: ChatTurn[] = [];
+let running: AbortController | null = null;
+
+const ms = (x: number) => `${Math.round(x)} ms`;
+
+function numberIn(input: HTMLInputElement, min: number, max: number, fallback: number): number {
+  const n = Number(input.value);
+  return input.value.trim() !== "" && Number.isFinite(n) ? Math.min(max, Math.max(min, n)) : fallback;
+}
+
+function settings() {
+  const budget = Number(ui.budget.value);
+  return {
+    tier: ui.tier.value as Tier | "auto",
+    budgetMs: budget > 0 ? budget : null,
+    maxTokens: Math.round(numberIn(ui.maxTokens, 1, 2048, 128)),
+    temperature: numberIn(ui.temperature, 0, 2, 0),
+  };
+}
+
+function conversation(): ChatTurn[] {
+  const system = ui.system.value.trim();
+  return system ? [{ role: "system", content: system }, ...history] : [...history];
+}
+
+function setStatus(text: string, error = false): void {
+  ui.status.textContent = text;
+  ui.status.classList.toggle("error", error);
+}
+
+function setRunning(on: boolean): void {
+  ui.send.hidden = on;
+  ui.stop.hidden = !on;
+  ui.newChat.disabled = on;
+}
+
+function showKeyState(): void {
+  const where = keys.where();
+  ui.keyButton.textContent = where ? "API key \u2713" : "API key";
+  ui.keyButton.title = where ? `A key is kept for ${where}.` : "No key set.";
+}
+
+/** Asks for a key after a 401 (`message`: the server's words); false when the user declined. */
+async function keyAfter401(message: string): Promise<boolean> {
+  const refused = keys.get() !== null;
+  if (refused) keys.clear();
+  const key = await askKey.ask(
+    refused
+      ? `The key was refused: ${message} Enter another key.`
+      : "This API needs an API key. The page sends it with each request as Authorization: Bearer <key>.",
+  );
+  showKeyState();
+  return key !== null;
+}
+
+async function answerFromServer(answer: AssistantTurn, signal: AbortSignal): Promise<void> {
+  const s = settings();
+  for (;;) {
+    const t0 = performance.now();
+    let first = true;
+    try {
+      const end = await streamChat(
+        { ...s, messages: conversation(), apiKey: keys.get(), signal },
+        {
+          head(h) {
+            answer.setMeta("variant", h.variant);
+            answer.setMeta("engine", "server");
+            answer.setMeta("predicted", h.predictedMs === null ? null : ms(h.predictedMs));
+            answer.setMeta(
+              "server-timing",
+              h.serverTiming.map((m) => (m.durMs === null ? m.name : `${m.name} ${ms(m.durMs)}`)).join(", "),
+            );
+          },
+          text(delta) {
+            if (first) answer.setMeta("first-token", ms(performance.now() - t0));
+            first = false;
+            answer.append(delta);
+          },
+        },
+      );
+      const t = end.timingMs;
+      if (t) {
+        answer.setMeta(
+          "timings",
+          `load ${ms(t.load)}, prefill ${ms(t.prefill)}, decode ${ms(t.decode)}` +
+            (end.budgetExhausted ? " (budget exhausted)" : ""),
+        );
+      }
+      if (end.completionTokens !== null) {
+        const rate =
+          t && t.decode > 0 ? `, ${((end.completionTokens / t.decode) * 1000).toFixed(1)} tok/s` : "";
+        answer.setMeta("tokens", `${end.completionTokens}${rate}`);
+      }
+      answer.setMeta("finish", end.finishReason);
+      return;
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401 && !signal.aborted && (await keyAfter401(e.message)))
+        continue;
+      throw e;
+    }
+  }
+}
+
+async function answerInBrowser(answer: AssistantTurn, signal: AbortSignal): Promise<void> {
+  setStatus("loading the engine bundle\u2026");
+  const engine = (await import(/* @vite-ignore */ ENGINE_URL)) as typeof Engine;
+  const s = settings();
+  for (;;) {
+    try {
+      const r = await engine.runInBrowser({
+        ...s,
+        messages: conversation(),
+        backend: ui.backend.value as Engine.BrowserRunOptions["backend"],
+        apiKey: keys.get(),
+        signal,
+        onText: (delta) => answer.append(delta),
+        onStatus: (status) => setStatus(status),
+      });
+      answer.setMeta("variant", r.variant);
+      answer.setMeta("engine", `this browser: ${r.backend} (${r.reason})`);
+      answer.setMeta("timings", `load ${ms(r.loadMs)}, prefill ${ms(r.prefillMs)}, decode ${ms(r.decodeMs)}`);
+      const rate = r.decodeMs > 0 ? `, ${((r.tokens / r.decodeMs) * 1000).toFixed(1)} tok/s` : "";
+      answer.setMeta("tokens", `${r.tokens}${rate}`);
+      answer.setMeta("finish", r.finishReason);
+      return;
+    } catch (e) {
+      if (e instanceof engine.FetchError && e.status === 401 && (await keyAfter401(e.message))) continue;
+      throw e;
+    }
+  }
+}
+
+async function send(content: string): Promise<void> {
+  if (running || content.trim() === "") return;
+  const ctrl = new AbortController();
+  running = ctrl;
+  setRunning(true);
+  ui.message.value = "";
+  ui.empty.hidden = true;
+  appendUserTurn(ui.log, content);
+  history.push({ role: "user", content });
+  const answer = appendAssistantTurn(ui.log);
+  document.body.dataset.state = "running";
+  setStatus("");
+  const t0 = performance.now();
+  try {
+    await (ui.local.checked ? answerInBrowser(answer, ctrl.signal) : answerFromServer(answer, ctrl.signal));
+    if (ctrl.signal.aborted) throw ctrl.signal.reason;
+    history.push({ role: "assistant", content: answer.text() });
+    answer.finish("done");
+    document.body.dataset.state = "done";
+    setStatus(`answered in ${ms(performance.now() - t0)}`);
+  } catch (e) {
+    if (ctrl.signal.aborted) {
+      // Stopped: what arrived stays, in the view and in the conversation the next message sends.
+      if (answer.text()) history.push({ role: "assistant", content: answer.text() });
+      else history.pop();
+      answer.finish("stopped");
+      document.body.dataset.state = "stopped";
+      setStatus("stopped");
+    } else {
+      // Failed: the question stays on screen but leaves the conversation, so it can be asked again.
+      history.pop();
+      const message = e instanceof Error ? e.message : String(e);
+      answer.finish("error", message);
+      document.body.dataset.state = "error";
+      setStatus(message, true);
+    }
+  } finally {
+    running = null;
+    setRunning(false);
+  }
+}
+
+ui.composer.addEventListener("submit", (e) => {
+  e.preventDefault();
+  void send(ui.message.value);
+});
+ui.message.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && running) {
+    running.abort();
+    return;
+  }
+  if (!isSendKey(e)) return;
+  e.preventDefault();
+  if (!running) ui.composer.requestSubmit();
+});
+ui.stop.addEventListener("click", () => {
+  running?.abort();
+  ui.message.focus();
+});
+ui.newChat.addEventListener("click", () => {
+  if (running) return;
+  history.length = 0;
+  ui.log.replaceChildren();
+  ui.empty.hidden = false;
+  document.body.dataset.state = "idle";
+  setStatus("");
+  ui.message.focus();
+});
+ui.keyButton.addEventListener("click", async () => {
+  await askKey.ask("The key is sent as Authorization: Bearer <key> to this API.");
+  showKeyState();
+});
+const budgetLabel = () => {
+  ui.budgetValue.value = ui.budget.value === "0" ? "off" : `${ui.budget.value} ms`;
+};
+ui.budget.addEventListener("input", budgetLabel);
+ui.local.addEventListener("change", () => {
+  ui.backendWrap.hidden = !ui.local.checked;
+});
+budgetLabel();
+showKeyState();
+ui.backendWrap.hidden = !ui.local.checked;
+document.body.dataset.ready = "true";

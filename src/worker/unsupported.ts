@@ -1,0 +1,63 @@
+/**
+ * OpenAI chat-completions parameters shardlm does not implement, refused by name: 400
+ * invalid_request_error, code "unsupported_parameter", `param` naming it (what api.openai.com
+ * answers for a parameter a model does not support). Neutral values (null, false, an empty list,
+ * 0 penalties, response_format text) pass, so clients that always send them keep working.
+ * The README's parameter table lists the same.
+ */
+import type { MiddlewareHandler } from "hono";
+import { badRequest } from "./errors.ts";
+
+const NEUTRAL: Record<string, (v: unknown) => boolean> = {
+  frequency_penalty: (v) => v === 0,
+  presence_penalty: (v) => v === 0,
+  logprobs: (v) => v === false,
+  top_logprobs: (v) => v === 0,
+  logit_bias: (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0,
+  response_format: (v) => typeof v === "object" && v !== null && (v as { type?: unknown }).type === "text",
+  tools: (v) => Array.isArray(v) && v.length === 0,
+  functions: (v) => Array.isArray(v) && v.length === 0,
+  tool_choice: (v) => v === "none",
+  function_call: (v) => v === "none",
+  parallel_tool_calls: (v) => typeof v === "boolean",
+  modalities: (v) => Array.isArray(v) && v.every((m) => m === "text"),
+};
+
+/** Why each unsupported parameter is refused. */
+export const UNSUPPORTED: Record<string, string> = {
+  frequency_penalty: "repetition penalties are not implemented yet",
+  presence_penalty: "repetition penalties are not implemented yet",
+  logprobs: "log probabilities are not returned yet",
+  top_logprobs: "log probabilities are not returned yet",
+  logit_bias: "logit bias is not implemented yet",
+  response_format: 'only {"type": "text"} is supported (no constrained JSON decoding yet)',
+  tools: "the served models' chat templates have no tool calling",
+  tool_choice: "the served models' chat templates have no tool calling",
+  functions: "the served models' chat templates have no tool calling",
+  function_call: "the served models' chat templates have no tool calling",
+  parallel_tool_calls: "the served models' chat templates have no tool calling",
+  audio: "the served models are text-only",
+  modalities: "the served models are text-only",
+  prediction: "predicted outputs are not implemented",
+  web_search_options: "there is no web search",
+  reasoning_effort: "the served models are not reasoning models",
+  verbosity: "the served models are not reasoning models",
+};
+
+/** Refuses a request naming an unsupported parameter with a non-neutral value (runs after parseJson). */
+export const refuseUnsupported: MiddlewareHandler = async (c, next) => {
+  const body: unknown = await c.req.json();
+  if (typeof body === "object" && body !== null && !Array.isArray(body)) {
+    for (const [name, why] of Object.entries(UNSUPPORTED)) {
+      if (!(name in body)) continue;
+      const v = (body as Record<string, unknown>)[name];
+      if (v === null || NEUTRAL[name]?.(v)) continue;
+      throw badRequest(
+        `Unsupported parameter: '${name}' is not supported by shardlm: ${why}.`,
+        name,
+        "unsupported_parameter",
+      );
+    }
+  }
+  await next();
+};
