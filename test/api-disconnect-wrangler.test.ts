@@ -68,7 +68,7 @@ beforeAll(async () => {
     if (Date.now() > deadline) throw new Error(`wrangler dev did not serve within 120 s:\n${output}`);
     await new Promise((r) => setTimeout(r, 500));
   }
-}, 300_000);
+}, 600_000);
 
 afterAll(() => {
   if (child?.pid) {
