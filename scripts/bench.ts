@@ -35,6 +35,7 @@ import {
 } from "../src/bench/wasm-node.ts";
 import { webgpuRow } from "../src/bench/webgpu.ts";
 import { WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
+import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
 import { MODEL_SHAPES, type ModelShape } from "../src/model/synthetic.ts";
 import {
@@ -48,7 +49,6 @@ import {
   targetReport,
   targets,
 } from "./bench/report.ts";
-import { ensureKernelsWasm } from "./build-wasm.ts";
 
 const ALL_ENGINES = [...ENGINES, "workerd"] as const;
 

@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { buildKernelsWasm, KERNELS_DTS_PATH } from "../scripts/build-wasm.ts";
+import { buildKernelsWasm, KERNELS_DTS_PATH } from "../src/kernels/wasm/build.ts";
 import type { RawExports } from "../src/kernels/wasm/index.ts";
 import { loadTestKernels } from "./kernels-helpers.ts";
 

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureKernelsWasm } from "../scripts/build-wasm.ts";
+import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import {
   compileRelaxedProbe,
   expectedDot16,

@@ -4,6 +4,7 @@
  */
 import { Template } from "@huggingface/jinja";
 import type { SpeculativeProfile } from "../format/speculative.ts";
+import type { Clock } from "./clock.ts";
 import { type FinishReason, generate, type LogitsModel } from "./generate.ts";
 import type { PrefixCache } from "./prefix-cache.ts";
 import type { SpeculationStats } from "./speculative.ts";
@@ -146,6 +147,7 @@ export function promptTokens(p: RenderedPrompt, tok: Tokenizer): number[] {
 }
 
 export interface CompletionOptions {
+  /** Most tokens to generate: the request's plan (its budget and CPU cap are counted in here). */
   maxTokens: number;
   temperature: number;
   topP: number;
@@ -153,19 +155,26 @@ export interface CompletionOptions {
   seed: number | undefined;
   stop: string[];
   signal: AbortSignal;
-  /** Absolute time (ms, Date.now()) by which the answer must end, or null. */
-  deadline: number | null;
+  /** Reads time for the timings reported back (never to decide anything). */
+  clock: Clock;
+  /**
+   * Tokens between yields to the event loop (a timer): what lets a disconnect be noticed and a
+   * non-streamed answer's client be found gone. Counted in tokens, since a clock frozen during
+   * CPU work would never say it is time to yield.
+   */
+  yieldEveryTokens: number;
 }
 
 export interface CompletionResult {
   finishReason: "stop" | "length" | "abort";
   completionTokens: number;
-  budgetExhausted: boolean;
+  /** From the first clock reading to the first token (prefill and one sampling), as read. */
   prefillMs: number;
+  /** From the first token to the end, as read. */
   decodeMs: number;
   /** Speculative decoding: drafted and accepted tokens (0 when the variant does not speculate). */
-  drafted: number;
-  accepted: number;
+  drafted?: number;
+  accepted?: number;
 }
 
 /** Longest suffix of `text` that is a proper prefix of some stop string (held back while streaming). */
@@ -184,26 +193,25 @@ function heldBack(text: string, stops: string[]): number {
 
 /**
  * Generates the completion, calling `emit` with each new piece of text. Runs with the variant's
- * queue held by the caller. Yields to the event loop now and then so the response streams out and
- * a client disconnect is noticed.
+ * queue held by the caller. Yields to the event loop every `yieldEveryTokens` tokens so the
+ * response streams out and a client disconnect is noticed; an aborted signal ends it at the next
+ * token (finishReason "abort").
  */
 export async function complete(
   v: CompletionModel,
   prompt: number[],
   opts: CompletionOptions,
   emit: (text: string) => void | Promise<void>,
-  decodeMsPerToken: number,
 ): Promise<CompletionResult> {
   const tok = v.tokenizer;
   const stream = tok.createStreamDecoder({ continuation: true });
   const stopIds = [...new Set([...v.manifest.model.eosTokenIds, ...tok.eosIds])];
   let pending = ""; // decoded text not yet emitted (may hold the start of a stop string)
   let completionTokens = 0;
-  let budgetExhausted = false;
-  let finish: FinishReason | "budget" = "length";
-  const started = Date.now();
+  let finish: FinishReason = "length";
+  const clock = opts.clock;
+  const started = clock.now();
   let firstTokenAt = 0;
-  let lastYield = started;
 
   // Speculation where the build measured a gain (manifest.speculative), and the variant's prefix cache.
   const spec = v.manifest.speculative;
@@ -226,7 +234,7 @@ export async function complete(
       finish = next.value.finishReason;
       break;
     }
-    if (completionTokens === 0) firstTokenAt = Date.now();
+    if (completionTokens === 0) firstTokenAt = clock.now();
     completionTokens++;
     pending += stream.push(next.value);
     const hit = opts.stop.length ? firstStop(pending, opts.stop) : -1;
@@ -242,25 +250,16 @@ export async function complete(
       await emit(pending.slice(0, pending.length - keep));
       pending = pending.slice(pending.length - keep);
     }
-    const now = Date.now();
-    if (opts.deadline !== null && now + decodeMsPerToken > opts.deadline) {
-      budgetExhausted = true;
-      finish = "budget";
-      await gen.return(undefined as never);
-      break;
-    }
-    if (now - lastYield > 10) {
+    if (completionTokens % opts.yieldEveryTokens === 0) {
       await new Promise((r) => setTimeout(r, 0));
-      lastYield = Date.now();
     }
   }
   if (finish !== "stop") pending += stream.flush();
-  if (pending) await emit(pending);
-  const end = Date.now();
+  if (pending && finish !== "abort") await emit(pending);
+  const end = clock.now();
   return {
     finishReason: finish === "stop" ? "stop" : finish === "abort" ? "abort" : "length",
     completionTokens,
-    budgetExhausted,
     prefillMs: (firstTokenAt || end) - started,
     decodeMs: firstTokenAt ? end - firstTokenAt : 0,
     drafted: stats.drafted,

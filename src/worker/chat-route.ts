@@ -76,6 +76,8 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
     const body = c.req.valid("json");
     const headers = c.req.valid("header");
     const services = c.var.services;
+    const clock = services.clock();
+    const arrival = clock.now();
     const live = await services.live.get();
     if (live.variants.length === 0)
       throw new ApiError(503, "no variants are live", "server_error", "no_variants");
@@ -100,6 +102,9 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
       promptTokens: prompt.length,
       maxTokens,
       signal: c.req.raw.signal,
+      clock,
+      arrival,
+      waitForTurn: !body.stream, // a stream waits in its body, watching its client (./respond.ts)
     });
     // Gone while queued: nobody reads the answer (nginx's 499, "client closed request").
     if (served === null) return new Response(null, { status: 499 });
@@ -110,11 +115,7 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
     const g: Generation = {
       served,
       prompt,
-      options: {
-        maxTokens,
-        ...samplingOptions(body),
-        deadline: budgetMs === null ? null : started + budgetMs,
-      },
+      options: samplingOptions(body),
       includeUsage: body.stream_options?.include_usage === true,
     };
     return body.stream ? respondStream(c, services, g, shape) : respondJson(c, services, g, shape);

@@ -5,10 +5,10 @@
  * Prints one JSON line: the probe's raw results and both kernel builds' outputs on the same inputs.
  */
 import { readFile } from "node:fs/promises";
+import { matmulInt4Q8Array, matvecInt4Array } from "../../src/bench/kernel-arrays.ts";
 import { quantizeRtn } from "../../src/format/int4.ts";
 import { loadKernelsNode } from "../../src/kernels/wasm/node.ts";
 import { randn } from "../kernels-helpers.ts";
-import { matmulInt4Q8Array, matvecInt4Array } from "./kernel-arrays.ts";
 import { probeVectors, runProbe } from "./relaxed-probe.ts";
 
 const [probePath, simdPath, relaxedPath] = process.argv.slice(2) as [string, string, string];
