@@ -129,11 +129,12 @@ export interface AnswerRequest {
  * the queue and a JSON or SSE answer.
  */
 export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Response> {
-  const started = Date.now();
   const { body } = req;
   // Validated by the routingHeaders middleware both endpoints run.
   const headers = c.req.valid("header" as never) as z.output<typeof RoutingHeaders>;
   const services = c.var.services;
+  const clock = services.clock();
+  const arrival = clock.now();
   const live = await services.live.get();
   if (live.variants.length === 0)
     throw new ApiError(503, "no variants are live", "server_error", "no_variants");
@@ -160,22 +161,23 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
     promptTokens: prompt.length,
     maxTokens,
     signal: c.req.raw.signal,
+    clock,
+    arrival,
+    waitForTurn: !body.stream, // a stream waits in its body, watching its client (./respond.ts)
   });
   // Gone while queued: nobody reads the answer (nginx's 499, "client closed request").
   if (served === null) return new Response(null, { status: 499 });
 
   const model = served.manifest.variant;
   const fingerprint = `shardlm-${live.manifestIds.get(model)!.slice(0, 12)}`;
-  const shape = req.shape(newId(req.idPrefix), Math.floor(started / 1000), model, fingerprint);
+  const shape = req.shape(newId(req.idPrefix), Math.floor(arrival / 1000), model, fingerprint);
   const g: Generation = {
     served,
     prompt,
     options: {
-      maxTokens,
       ...sampling,
       topLogprobs: req.topLogprobs,
       responseFormat: req.responseFormat ?? "text",
-      deadline: budgetMs === null ? null : started + budgetMs,
     },
     includeUsage: body.stream_options?.include_usage === true,
   };

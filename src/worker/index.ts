@@ -80,6 +80,10 @@ app.get("/healthz", (c) => {
     generations: s.stats.generations,
     tokens_generated: s.stats.tokens,
     client_gone: s.stats.clientGone,
+    generations_running: s.stats.running,
+    // The request clocks (src/runtime/clock.ts) and whether they have been found to measure CPU work.
+    clock: s.frozenClock ? "frozen-at-io" : "system",
+    clock_measures_cpu: s.clockTrust.known,
   });
 });
 app.get("/v1/models", listModels);
