@@ -347,10 +347,6 @@ export class WasmEngine implements LogitsModel<WasmState> {
     checkSequence(state, this, this.generation);
   }
 
-  private checkToken(tokenId: number): void {
-    checkToken(tokenId, this.config.vocabSize);
-  }
-
   /**
    * Y = X W^T for `n` rows. q8 activations: per row, quantize (unless `quantized`: q/k/v and gate/up
    * share one quantized input) and matvec; the weight stays in cache from the second row on. fp32
