@@ -21,7 +21,6 @@ import {
   checkAppend,
   checkState as checkSequence,
   checkStateSize,
-  checkToken,
   EngineSequence,
   EngineStateError,
   type LoadProgress,
