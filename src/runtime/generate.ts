@@ -5,32 +5,13 @@
  */
 import { z } from "zod";
 import type { DraftSettingsInput } from "../format/speculative.ts";
+import type { InferenceState, LogitsModel } from "./logits-model.ts";
 import { type PrefixCache, supportsKvTransfer } from "./prefix-cache.ts";
 import { createSampler, type SamplerHooks, SamplerOptions } from "./sampler.ts";
 import { Drafter, type SpeculationStats, supportsSpeculation } from "./speculative.ts";
 
 /** One sequence's context inside an engine (KV cache and whatever else it needs). */
-export interface InferenceState {
-  /** Tokens in the context so far. */
-  readonly length: number;
-  /** Most tokens the state can hold. */
-  readonly capacity: number;
-}
-
-/**
- * What an engine implements so `generate` can drive it: the reference model today, WASM/WebGPU
- * engines later (hence results may be promises).
- */
-export interface LogitsModel<S extends InferenceState = InferenceState> {
-  readonly vocabSize: number;
-  /** Longest context the model supports; `newState` accepts up to this many tokens. */
-  readonly maxContext: number;
-  newState(maxTokens: number): S;
-  /** Appends `tokens` to the sequence; returns the logits after the last one. */
-  prefill(state: S, tokens: readonly number[]): Float32Array | Promise<Float32Array>;
-  /** Appends one token; returns the next-token logits. */
-  forward(state: S, tokenId: number): Float32Array | Promise<Float32Array>;
-}
+export type { InferenceState, LogitsModel } from "./logits-model.ts";
 
 export const GenerateOptions = SamplerOptions.extend({
   /** Most tokens to generate (stop tokens are not counted: they are never yielded). */

@@ -14,7 +14,7 @@
  * `minConfidence`, and either source pauses while its running acceptance rate is below `minAcceptance`.
  */
 import { DraftSettings, type DraftSettingsInput } from "../format/speculative.ts";
-import type { InferenceState, LogitsModel } from "./generate.ts";
+import type { InferenceState, LogitsModel } from "./logits-model.ts";
 import { argmax } from "./sampler.ts";
 
 /** What an engine offers beyond LogitsModel so `generate` can speculate on it. */
