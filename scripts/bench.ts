@@ -25,6 +25,7 @@ import { llamaRow } from "../src/bench/llama.ts";
 import { ortRow } from "../src/bench/ort.ts";
 import { type PairedDecode, pairedDecode } from "../src/bench/paired.ts";
 import { referenceRow } from "../src/bench/reference.ts";
+import { speculativeBench, speculativeTargets } from "../src/bench/speculative.ts";
 import {
   enableRelaxedSimd,
   type OpProfile,
@@ -79,6 +80,45 @@ function parseArgs(argv: string[]): BenchOptions {
     kernels: !argv.includes("--no-kernels"),
     relaxed: !argv.includes("--no-relaxed"),
   };
+}
+
+if (process.argv.includes("--speculative")) {
+  await speculativeMain(process.argv.slice(2));
+  process.exit(0);
+}
+
+/** `--speculative [--json] [--quick] [--skip-layers 11,12,..] [--no-llama]`: the issue-13 bench on the real model. */
+async function speculativeMain(argv: string[]): Promise<void> {
+  const json = argv.includes("--json");
+  const quick = argv.includes("--quick");
+  const skipAt = argv.indexOf("--skip-layers");
+  const skipLayers = skipAt >= 0 ? argv[skipAt + 1]!.split(",").map(Number) : [];
+  const t0 = Date.now();
+  log(`shardlm speculative bench: ${machine()}, 1-min load average ${os.loadavg()[0]!.toFixed(1)}`);
+  const { rows, turns } = await speculativeBench({
+    draft: { skipLayers },
+    llama: !argv.includes("--no-llama"),
+    ...(quick ? { perSet: 3, tokens: 64 } : {}),
+  });
+  const say = json ? log : (x: string) => console.log(x);
+  if (json)
+    for (const r of rows)
+      console.log(
+        JSON.stringify(r, (_, v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(3) : v)),
+      );
+  say(`\nengine          set       spec  tok/s   accept  mean-len  identical`);
+  for (const r of rows)
+    say(
+      `${r.engine.padEnd(15)} ${r.prompt_set.padEnd(9)} ${String(r.speculative).padEnd(5)} ${r.decode_tok_s.toFixed(1).padStart(6)}  ` +
+        `${r.acceptance_rate === null ? "   -  " : r.acceptance_rate.toFixed(2).padStart(6)}  ${r.mean_accepted_length === null ? "    -   " : r.mean_accepted_length.toFixed(2).padStart(8)}  ${r.greedy_identical ?? "-"}`,
+    );
+  for (const t of turns)
+    say(
+      `turn ${t.turn}: ${t.promptTokens} prompt tokens, ${t.cachedTokens} from the prefix cache, TTFT ${t.ttftMs.toFixed(0)} ms`,
+    );
+  say("\ntargets (timings on a shared machine: ratios from the same run):");
+  for (const line of speculativeTargets(rows, turns)) say(`  ${line}`);
+  log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 
 const o = parseArgs(process.argv.slice(2));

@@ -6,6 +6,9 @@
  * The model: --model <path> | $SHARDLM_MODEL | --hf <owner/name> | $SHARDLM_HF_REPO (downloaded from
  * the Hugging Face Hub, or $HF_ENDPOINT) | the default SmolLM2-135M-Instruct (fetch-model's cache,
  * downloaded when missing) | ../shared/models/stories260K.gguf as the announced offline fallback.
+ *
+ * SHARDLM_FROZEN_CLOCK=1: the Worker reads time on a clock that advances only at I/O, as deployed
+ * Workers' clocks do (src/runtime/clock.ts).
  */
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
@@ -84,6 +87,7 @@ async function main(): Promise<void> {
       port,
       "--persist-to",
       persistTo,
+      ...(process.env.SHARDLM_FROZEN_CLOCK === "1" ? ["--var", "SHARDLM_FROZEN_CLOCK:1"] : []),
       ...(keys ? ["--var", `SHARDLM_API_KEYS:${keys}`] : []),
     ],
     {

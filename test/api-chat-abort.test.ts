@@ -218,3 +218,53 @@ describe("a cold isolate under a burst", () => {
     expect(h.tokens_generated).toBe(90 * 16);
   });
 });
+
+describe("streaming, at the byte level", () => {
+  let slow: ApiServer;
+
+  beforeAll(async () => {
+    // A client may stop reading for a minute without counting as gone: while it does not read,
+    // the answer cannot run more than the body's buffer ahead of it (src/worker/sse.ts).
+    slow = await startApiServer({ STREAM_STALL_MS: "60000" });
+  }, 300_000);
+
+  afterAll(async () => {
+    await slow?.close();
+  });
+
+  it("the first SSE bytes arrive while the generation is still running", async () => {
+    await chat(slow, greedy("quality", 4)); // loaded
+    const before = await healthz(slow);
+    expect(before.generations_running).toBe(0);
+    const res = await fetch(new URL("/v1/chat/completions", slow.url), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...greedy("quality", LONG), stream: true }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    let text = "";
+    while (!/"content":"[^"]/.test(text)) {
+      const { done, value } = await reader.read();
+      expect(done).toBe(false);
+      text += new TextDecoder().decode(value);
+    }
+    // First token received; the server says its generation has not ended (it cannot: nobody
+    // reads its bytes, and it runs at most a buffer ahead of the reader).
+    const during = await healthz(slow);
+    expect(during.generations_running).toBe(1);
+    expect(during.generations).toBe(before.generations);
+    expect(text).not.toContain("[DONE]");
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    expect(text).toMatch(/data: \[DONE\]\n\n$/);
+    const after = await healthz(slow);
+    expect(after.generations_running).toBe(0);
+    expect(after.generations).toBe(before.generations + 1);
+    expect(after.tokens_generated - before.tokens_generated).toBe(LONG);
+  });
+});

@@ -15,6 +15,16 @@ const Usage = z.object({
   completion_tokens: z.number().int().min(0),
   total_tokens: z.number().int().min(0),
 });
+const TopLogprob = z.object({
+  token: z.string(),
+  logprob: z.number().max(0),
+  bytes: z.array(z.number().int().min(0).max(255)).nullable(),
+});
+const TokenLogprob = TopLogprob.extend({ top_logprobs: z.array(TopLogprob) });
+const Logprobs = z.object({
+  content: z.array(TokenLogprob).nullable(),
+  refusal: z.array(TokenLogprob).nullable(),
+});
 const Finish = z.enum(["stop", "length", "tool_calls", "content_filter", "function_call"]);
 const ChatCompletion = z.object({
   id: z.string().min(1),
@@ -27,7 +37,7 @@ const ChatCompletion = z.object({
       z.object({
         index: z.number().int(),
         message: z.object({ role: z.literal("assistant"), content: z.string().nullable() }),
-        logprobs: z.null(),
+        logprobs: Logprobs.nullable(),
         finish_reason: Finish,
       }),
     )
@@ -44,7 +54,7 @@ const Chunk = z.object({
     z.object({
       index: z.number().int(),
       delta: z.object({ role: z.literal("assistant").optional(), content: z.string().nullable().optional() }),
-      logprobs: z.null().optional(),
+      logprobs: Logprobs.nullable().optional(),
       finish_reason: Finish.nullable(),
     }),
   ),
@@ -93,7 +103,12 @@ async function sse(body: object): Promise<unknown[]> {
 
 describe("OpenAI response objects", () => {
   it("chat.completion (plain, with stop, seeded)", async () => {
-    for (const extra of [{}, { stop: ["Lily"] }, { seed: 3, temperature: 0.8 }]) {
+    for (const extra of [
+      {},
+      { stop: ["Lily"] },
+      { seed: 3, temperature: 0.8 },
+      { logprobs: true, top_logprobs: 3, presence_penalty: 1, logit_bias: { "5": -100 } },
+    ]) {
       const r = await call(api, "/v1/chat/completions", {
         body: { model: "quality", messages: story, max_tokens: 8, ...extra },
       });
@@ -109,6 +124,15 @@ describe("OpenAI response objects", () => {
     expect(chunks[0]!.choices[0]!.delta.role).toBe("assistant");
     const finishes = chunks.map((c) => c.choices[0]?.finish_reason ?? null).filter((f) => f !== null);
     expect(finishes).toEqual(["length"]);
+  });
+
+  it("chat.completion.chunk stream with logprobs: every content chunk carries its tokens' entries", async () => {
+    const chunks = (
+      await sse({ model: "speed", messages: story, max_tokens: 6, logprobs: true, top_logprobs: 2 })
+    ).map((c) => Chunk.parse(c));
+    const entries = chunks.flatMap((c) => c.choices[0]?.logprobs?.content ?? []);
+    expect(entries).toHaveLength(6);
+    for (const e of entries) expect(e.top_logprobs).toHaveLength(2);
   });
 
   it('include_usage: every chunk carries "usage": null, then a usage chunk with choices: []', async () => {
@@ -129,7 +153,8 @@ describe("OpenAI response objects", () => {
   it("error objects, for each status the API answers", async () => {
     const cases: [string, Parameters<typeof call>[2], number][] = [
       ["/v1/chat/completions", { body: "{" }, 400],
-      ["/v1/chat/completions", { body: { model: "quality", messages: story, logprobs: true } }, 400],
+      ["/v1/chat/completions", { body: { model: "quality", messages: story, tools: [{}] } }, 400],
+      ["/v1/chat/completions", { body: { model: "quality", messages: story, logit_bias: { x: 1 } } }, 400],
       ["/v1/chat/completions", { body: { model: "nope", messages: story } }, 404],
       ["/v1/models/nope", {}, 404],
       ["/v1/nope", {}, 404],

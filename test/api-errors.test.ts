@@ -97,8 +97,15 @@ describe("wrong types and values", () => {
       { messages: [{ role: "user", content: null }] },
       "messages[0].content",
     ],
-    ["frequency_penalty is not 0", { frequency_penalty: 0.5 }, "frequency_penalty"],
-    ["logprobs is true", { logprobs: true }, "logprobs"],
+    ["frequency_penalty is over 2", { frequency_penalty: 2.5 }, "frequency_penalty"],
+    ["presence_penalty is a string", { presence_penalty: "high" }, "presence_penalty"],
+    ["logprobs is a string", { logprobs: "yes" }, "logprobs"],
+    ["top_logprobs is 21", { logprobs: true, top_logprobs: 21 }, "top_logprobs"],
+    ["top_logprobs without logprobs", { top_logprobs: 2 }, "top_logprobs"],
+    ["a logit_bias over 100", { logit_bias: { "5": 200 } }, "logit_bias.5"],
+    ["a logit_bias key that is no number", { logit_bias: { abc: 1 } }, "logit_bias"],
+    ["a logit_bias id outside the vocabulary", { logit_bias: { "99999999": 1 } }, "logit_bias"],
+    ["a negative logit_bias id", { logit_bias: { "-1": 1 } }, "logit_bias"],
   ])("%s: 400 naming %s", async (_, fields, param) => {
     const r = await chat(api, withFields(fields));
     expectApiError(r, 400, { type: "invalid_request_error", param });
@@ -235,7 +242,6 @@ describe("context, models, headers", () => {
 describe("routes and methods", () => {
   it.each([
     ["GET", "/v1"],
-    ["GET", "/v1/completions"],
     ["POST", "/v1/embeddings"],
     ["POST", "/v2/chat/completions"],
     ["GET", "/v1/models/quality/extra"],
@@ -244,10 +250,12 @@ describe("routes and methods", () => {
     expectApiError(r, 404, { type: "invalid_request_error", code: "unknown_route" });
   });
 
-  it("GET /v1/chat/completions is a 405 with Allow: POST", async () => {
-    const r = await call(api, "/v1/chat/completions");
-    expectApiError(r, 405, { code: "method_not_allowed" });
-    expect(r.headers.get("allow")).toBe("POST");
+  it("GET /v1/chat/completions and GET /v1/completions are 405s with Allow: POST", async () => {
+    for (const path of ["/v1/chat/completions", "/v1/completions"]) {
+      const r = await call(api, path);
+      expectApiError(r, 405, { code: "method_not_allowed" });
+      expect(r.headers.get("allow")).toBe("POST");
+    }
     const e = await clientError(api.client.get("/chat/completions"));
     expect([e.status, e.code]).toEqual([405, "method_not_allowed"]);
   });

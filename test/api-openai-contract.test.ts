@@ -211,14 +211,129 @@ describe("error bodies are valid JSON whatever the request held", () => {
   });
 });
 
+describe("sampling controls and log probabilities (openai client)", () => {
+  const ask = (extra: object) =>
+    api.client.chat.completions.create({ model: "quality", messages: story, max_tokens: 16, ...extra });
+
+  it("logprobs: one entry per generated token, matching the answer; greedy picks the top alternative", async () => {
+    const r = await ask({ temperature: 0, logprobs: true, top_logprobs: 5 });
+    const content = r.choices[0]!.logprobs!.content!;
+    expect(content).toHaveLength(r.usage!.completion_tokens);
+    const bytes = content.flatMap((e) => e.bytes!);
+    expect(new TextDecoder().decode(Uint8Array.from(bytes))).toBe(r.choices[0]!.message.content);
+    for (const e of content) {
+      expect(e.top_logprobs).toHaveLength(5);
+      expect(e.top_logprobs[0]!.token).toBe(e.token);
+      expect(e.top_logprobs[0]!.logprob).toBe(e.logprob);
+      expect(e.logprob).toBeLessThanOrEqual(0);
+      const lps = e.top_logprobs.map((t) => t.logprob);
+      expect(lps).toEqual([...lps].sort((a, b) => b - a));
+      // The alternatives are a distribution's: their probabilities sum to at most 1.
+      expect(lps.reduce((a, b) => a + Math.exp(b), 0)).toBeLessThanOrEqual(1 + 1e-9);
+    }
+    // Asking for logprobs does not change the answer.
+    expect((await ask({ temperature: 0 })).choices[0]!.message.content).toBe(r.choices[0]!.message.content);
+  });
+
+  it("seeded sampling with logprobs: the sampled token is reported, with its own log probability", async () => {
+    const r = await ask({ temperature: 1.2, seed: 11, logprobs: true, top_logprobs: 20 });
+    const again = await ask({ temperature: 1.2, seed: 11 });
+    expect(r.choices[0]!.message.content).toBe(again.choices[0]!.message.content);
+    for (const e of r.choices[0]!.logprobs!.content!) {
+      const listed = e.top_logprobs.find((t) => t.token === e.token);
+      if (listed) expect(listed.logprob).toBe(e.logprob);
+      else expect(e.logprob).toBeLessThanOrEqual(e.top_logprobs.at(-1)!.logprob);
+    }
+  });
+
+  it("logit_bias +100 forces a token on every step; -100 bans the greedy first token", async () => {
+    const tok = deployedTokenizer(api);
+    const forced = tok.encode(" the", { addBos: false })[0]!;
+    const r = await ask({ temperature: 1, seed: 1, logit_bias: { [forced]: 100 }, logprobs: true });
+    const want = [...tok.tokenToBytes(forced)];
+    for (const e of r.choices[0]!.logprobs!.content!) expect(e.bytes).toEqual(want);
+    expect(r.usage!.completion_tokens).toBe(16);
+
+    const greedy = await ask({ temperature: 0, max_tokens: 1, logprobs: true, top_logprobs: 2 });
+    const [first] = greedy.choices[0]!.logprobs!.content!;
+    const sameBytes = (id: number) => tok.tokenToBytes(id).join() === first!.bytes!.join();
+    const firstIds = Array.from({ length: tok.vocabSize }, (_, id) => id).filter(sameBytes);
+    expect(firstIds.length).toBeGreaterThan(0);
+    const banned = await ask({
+      temperature: 0,
+      max_tokens: 1,
+      logprobs: true,
+      logit_bias: Object.fromEntries(firstIds.map((id) => [id, -100])),
+    });
+    expect(banned.choices[0]!.logprobs!.content![0]!.token).not.toBe(first!.token);
+  });
+
+  it("frequency and presence penalties change a greedy answer that repeats itself", async () => {
+    const plain = await ask({ temperature: 0, max_tokens: 40 });
+    const text = plain.choices[0]!.message.content!;
+    for (const extra of [{ frequency_penalty: 2 }, { presence_penalty: 2 }]) {
+      const r = await ask({ temperature: 0, max_tokens: 40, ...extra });
+      expect(r.choices[0]!.message.content, JSON.stringify(extra)).not.toBe(text);
+      // Reproducible: greedy with a penalty is still deterministic.
+      expect((await ask({ temperature: 0, max_tokens: 40, ...extra })).choices[0]!.message.content).toBe(
+        r.choices[0]!.message.content,
+      );
+    }
+  });
+});
+
+describe('response_format {"type": "json_object"}: constrained decoding', () => {
+  it("every answer parses as a JSON object, sampled or greedy, long or cut by max_tokens", async () => {
+    const cases = [
+      { temperature: 0, max_tokens: 40 },
+      { temperature: 1.3, seed: 1, max_tokens: 60 },
+      { temperature: 1, seed: 2, max_tokens: 5 },
+      { temperature: 0.8, seed: 3, max_tokens: 120 },
+      { temperature: 1, seed: 4, max_tokens: 2 },
+    ];
+    for (const extra of cases) {
+      const r = await api.client.chat.completions.create({
+        model: "quality",
+        messages: story,
+        response_format: { type: "json_object" },
+        ...extra,
+      });
+      const text = r.choices[0]!.message.content!;
+      const value: unknown = JSON.parse(text);
+      expect(typeof value === "object" && value !== null && !Array.isArray(value), text).toBe(true);
+      expect(r.usage!.completion_tokens).toBeLessThanOrEqual(extra.max_tokens);
+    }
+  });
+
+  it("max_tokens 1 cannot hold an object: 400 naming max_tokens", async () => {
+    const r = await chat(api, {
+      model: "quality",
+      messages: story,
+      max_tokens: 1,
+      response_format: { type: "json_object" },
+    });
+    expectApiError(r, 400, { type: "invalid_request_error", param: "max_tokens" });
+  });
+
+  it("streamed too: the joined deltas parse", async () => {
+    const stream = await api.client.chat.completions.create({
+      model: "speed",
+      messages: story,
+      response_format: { type: "json_object" },
+      temperature: 1,
+      seed: 9,
+      max_tokens: 30,
+      stream: true,
+    });
+    let text = "";
+    for await (const c of stream) text += c.choices[0]?.delta.content ?? "";
+    expect(typeof JSON.parse(text)).toBe("object");
+  });
+});
+
 describe("parameters shardlm does not implement are refused by name", () => {
   const nonNeutral: Record<string, unknown> = {
-    frequency_penalty: 0.5,
-    presence_penalty: -1,
-    logprobs: true,
-    top_logprobs: 3,
-    logit_bias: { "50": 10 },
-    response_format: { type: "json_object" },
+    response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object" } } },
     tools: [{ type: "function", function: { name: "f", parameters: {} } }],
     tool_choice: "auto",
     functions: [{ name: "f" }],

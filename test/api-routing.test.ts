@@ -7,11 +7,16 @@
  * manifests' own measurements; serving a variant corrects only that variant's costs (workerd is
  * slower than the Node measurement), so each describe starts its own server and forces the fastest
  * variant first.
+ *
+ * Every describe runs twice: with the local clock, and with the production clock
+ * (SHARDLM_FROZEN_CLOCK=1: time advances only at I/O, as on deployed Workers). Budgets are planned
+ * in tokens, so both pick the same variants and end answers within their plan; under the frozen
+ * clock the CPU costs are never corrected from its readings, so predictions stay the manifests'.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChatMessage } from "../src/worker/schemas.ts";
 import { countPromptTokens, liveVariants, manifests, predictions, story } from "./helpers/api-calls.ts";
-import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
+import { type ApiServer, startApiServer, wranglerSetting } from "./helpers/api-server.ts";
 
 const QUALITY_ORDER = ["quality", "balanced", "speed"];
 
@@ -60,163 +65,282 @@ async function ask(api: ApiServer, w: Workload, headers: Record<string, string>,
     .create({ model, messages: w.messages, max_tokens: w.maxTokens, temperature: 0 }, { headers })
     .withResponse();
   expect(data.usage?.prompt_tokens).toBe(w.promptTokens);
+  // The answer ends within its plan (budget and CPU limit counted in tokens).
+  const planned = Number(response.headers.get("x-planned-tokens"));
+  expect(planned).toBeGreaterThanOrEqual(1);
+  expect(data.usage!.completion_tokens).toBeLessThanOrEqual(planned);
   return {
     data,
+    planned,
     variant: response.headers.get("x-variant"),
     predicted: Number(response.headers.get("x-predicted-ms")),
     exhausted: response.headers.get("x-budget-exhausted"),
   };
 }
 
-describe("a budget forces each variant", () => {
-  let api: ApiServer;
-  let w: Workload;
+const CLOCKS = [
+  { clock: "system", frozen: false },
+  { clock: "frozen at I/O", frozen: true },
+];
 
-  beforeAll(async () => {
-    api = await startApiServer();
-    w = await pickWorkload(api);
-  }, 300_000);
+describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
+  const clockBindings = { SHARDLM_FROZEN_CLOCK: frozen ? "1" : "0" };
 
-  afterAll(async () => {
-    await api?.close();
+  describe("a budget forces each variant", () => {
+    let api: ApiServer;
+    let w: Workload;
+
+    beforeAll(async () => {
+      api = await startApiServer(clockBindings);
+      w = await pickWorkload(api);
+    }, 300_000);
+
+    afterAll(async () => {
+      await api?.close();
+    });
+
+    it("before any request, the published costs are the manifests' measured speed", async () => {
+      const ms = manifests(api);
+      for (const v of await liveVariants(api)) {
+        const m = ms.get(v.id)!;
+        expect(v.resident).toBe(false);
+        expect(v.cost.prefill_ms_per_token).toBeCloseTo(m.speed.prefillMsPerToken, 12);
+        expect(v.cost.decode_ms_per_token).toBeCloseTo(m.speed.decodeMsPerToken, 12);
+        expect(v.cost.load_ms).toBeCloseTo((m.speed.loadMsPerMB * m.weights.totalBytes) / 1e6, 9);
+      }
+    });
+
+    // Fastest first: serving a variant changes only its own costs.
+    it.each(["speed", "balanced", "quality"])("a budget between the predictions picks %s", async (target) => {
+      const p = await predictions(api, w.promptTokens, w.maxTokens);
+      const budget = budgetFor(target, p);
+      const r = await ask(api, w, { "X-Latency-Budget-Ms": String(budget) });
+      expect(r.variant).toBe(target);
+      expect(r.data.model).toBe(target);
+      expect(r.predicted).toBeLessThanOrEqual(budget);
+      expect(Math.abs(r.predicted - p.get(target)!)).toBeLessThanOrEqual(0.5);
+    });
+
+    it("a variant that was served is resident and its costs follow what this isolate measured", async () => {
+      for (const v of await liveVariants(api)) {
+        expect(v.resident).toBe(true);
+        expect(v.cost.load_ms).toBe(0);
+        expect(v.cost.decode_ms_per_token).toBeGreaterThan(0);
+      }
+    });
   });
 
-  it("before any request, the published costs are the manifests' measured speed", async () => {
-    const ms = manifests(api);
-    for (const v of await liveVariants(api)) {
-      const m = ms.get(v.id)!;
-      expect(v.resident).toBe(false);
-      expect(v.cost.prefill_ms_per_token).toBeCloseTo(m.speed.prefillMsPerToken, 12);
-      expect(v.cost.decode_ms_per_token).toBeCloseTo(m.speed.decodeMsPerToken, 12);
-      expect(v.cost.load_ms).toBeCloseTo((m.speed.loadMsPerMB * m.weights.totalBytes) / 1e6, 9);
-    }
+  describe("tiers and budgets together", () => {
+    let api: ApiServer;
+    let w: Workload;
+    /** For requests whose routing does not depend on the predictions' size. */
+    let short: Workload;
+
+    beforeAll(async () => {
+      api = await startApiServer(clockBindings);
+      w = await pickWorkload(api);
+      short = { messages: story, promptTokens: countPromptTokens(api, story), maxTokens: 16 };
+    }, 300_000);
+
+    afterAll(async () => {
+      await api?.close();
+    });
+
+    it("X-Quality-Tier: balanced with a budget only speed fits picks speed", async () => {
+      const p = await predictions(api, w.promptTokens, w.maxTokens);
+      const budget = budgetFor("speed", p);
+      const r = await ask(api, w, { "X-Quality-Tier": "balanced", "X-Latency-Budget-Ms": String(budget) });
+      expect(r.variant).toBe("speed");
+      expect(r.predicted).toBeLessThanOrEqual(budget);
+    });
+
+    it("X-Quality-Tier: quality with a budget balanced fits but quality does not picks balanced", async () => {
+      const p = await predictions(api, w.promptTokens, w.maxTokens);
+      const budget = budgetFor("balanced", p);
+      const r = await ask(api, w, { "X-Quality-Tier": "quality", "X-Latency-Budget-Ms": String(budget) });
+      expect(r.variant).toBe("balanced");
+      expect(r.predicted).toBeLessThanOrEqual(budget);
+    });
+
+    it.each([
+      [{ "X-Quality-Tier": "balanced" }, "shardlm", "balanced"],
+      [{ "X-Quality-Tier": "speed" }, "shardlm", "speed"],
+      [{}, "balanced", "balanced"], // a variant name as the model pins it
+      [{ "X-Quality-Tier": "speed" }, "quality", "speed"], // the header wins over the model's tier
+      [{}, "shardlm", "quality"], // no tier: the best that fits
+    ])(
+      "the tier caps quality: %o, model %s, a budget everything fits -> %s",
+      async (headers, model, want) => {
+        const r = await ask(api, short, { ...headers, "X-Latency-Budget-Ms": "600000" }, model);
+        expect(r.variant).toBe(want);
+        expect(r.exhausted).toBeNull();
+        expect(r.data.choices[0]!.finish_reason).toBe("length");
+        expect(r.data.usage?.completion_tokens).toBe(short.maxTokens);
+      },
+    );
+
+    it("a budget nothing fits picks the fastest variant and cuts the answer (X-Budget-Exhausted)", async () => {
+      const p = await predictions(api, w.promptTokens, w.maxTokens);
+      const fastest = [...p].sort((a, b) => a[1] - b[1])[0]![0];
+      const r = await ask(api, w, { "X-Latency-Budget-Ms": "1" });
+      expect(r.variant).toBe(fastest);
+      expect(r.predicted).toBeGreaterThan(1);
+      expect(r.exhausted).toBe("true");
+      expect(r.data.choices[0]!.finish_reason).toBe("length");
+      expect(r.data.usage!.completion_tokens).toBeGreaterThanOrEqual(1);
+      expect(r.data.usage!.completion_tokens).toBeLessThan(w.maxTokens);
+    });
+
+    it("a pinned variant (model: its name) is never swapped by a budget, only cut short", async () => {
+      const r = await ask(api, w, { "X-Latency-Budget-Ms": "1" }, "quality");
+      expect(r.variant).toBe("quality");
+      expect(r.exhausted).toBe("true");
+      expect(r.data.usage!.completion_tokens).toBeLessThan(w.maxTokens);
+    });
+
+    it("with a tier, a budget nothing fits picks the fastest at or below the tier", async () => {
+      const p = await predictions(api, w.promptTokens, w.maxTokens);
+      const fastest = ["balanced", "speed"].sort((a, b) => p.get(a)! - p.get(b)!)[0];
+      const r = await ask(api, w, { "X-Quality-Tier": "balanced", "X-Latency-Budget-Ms": "1" });
+      expect(r.variant).toBe(fastest);
+      expect(r.exhausted).toBe("true");
+    });
+
+    it("streaming: the final chunk carries shardlm.budget_exhausted", async () => {
+      const stream = async (x: Workload, budget: string) => {
+        const s = await api.client.chat.completions.create(
+          { model: "shardlm", messages: x.messages, max_tokens: x.maxTokens, temperature: 0, stream: true },
+          { headers: { "X-Latency-Budget-Ms": budget } },
+        );
+        let last: Record<string, unknown> | null = null;
+        let finish: string | null = null;
+        for await (const chunk of s) {
+          const c = chunk.choices[0];
+          if (c?.finish_reason) {
+            finish = c.finish_reason;
+            last = chunk as unknown as Record<string, unknown>;
+          }
+        }
+        return { finish, shardlm: last?.shardlm as { budget_exhausted: boolean } | undefined };
+      };
+      const cut = await stream(w, "1");
+      expect(cut.finish).toBe("length");
+      expect(cut.shardlm?.budget_exhausted).toBe(true);
+      const whole = await stream(short, "600000");
+      expect(whole.finish).toBe("length");
+      expect(whole.shardlm?.budget_exhausted).toBe(false);
+    });
+
+    it("a non-streaming answer under a generous budget has no X-Budget-Exhausted header", async () => {
+      const { response } = await api.client.chat.completions
+        .create(
+          { model: "speed", messages: story, max_tokens: 8 },
+          { headers: { "X-Latency-Budget-Ms": "60000" } },
+        )
+        .withResponse();
+      expect(response.headers.get("x-budget-exhausted")).toBeNull();
+    });
   });
 
-  // Fastest first: serving a variant changes only its own costs.
-  it.each(["speed", "balanced", "quality"])("a budget between the predictions picks %s", async (target) => {
-    const p = await predictions(api, w.promptTokens, w.maxTokens);
-    const budget = budgetFor(target, p);
-    const r = await ask(api, w, { "X-Latency-Budget-Ms": String(budget) });
-    expect(r.variant).toBe(target);
-    expect(r.data.model).toBe(target);
-    expect(r.predicted).toBeLessThanOrEqual(budget);
-    expect(Math.abs(r.predicted - p.get(target)!)).toBeLessThanOrEqual(0.5);
+  describe("predictions after answers", () => {
+    let api: ApiServer;
+
+    beforeAll(async () => {
+      api = await startApiServer(clockBindings);
+    }, 300_000);
+
+    afterAll(async () => {
+      await api?.close();
+    });
+
+    it(
+      frozen
+        ? "do not collapse: CPU costs stay the manifests' (the frozen clock reads ~0 ms), load is measured"
+        : "follow what the clock measured: CPU costs are corrected from the manifests'",
+      async () => {
+        const ms = manifests(api);
+        for (const model of QUALITY_ORDER) {
+          for (let i = 0; i < 3; i++) {
+            const r = await api.client.chat.completions.create({
+              model,
+              messages: story,
+              max_tokens: 200,
+              temperature: 0,
+            });
+            expect(r.usage!.completion_tokens).toBeGreaterThan(1);
+          }
+        }
+        const health = (await (await fetch(new URL("/healthz", api.url))).json()) as Record<string, unknown>;
+        expect(health.clock).toBe(frozen ? "frozen-at-io" : "system");
+        expect(health.clock_measures_cpu).toBe(!frozen);
+        for (const v of await liveVariants(api)) {
+          const m = ms.get(v.id)!;
+          if (frozen) {
+            expect(v.cost.decode_ms_per_token).toBe(m.speed.decodeMsPerToken);
+            expect(v.cost.prefill_ms_per_token).toBe(m.speed.prefillMsPerToken);
+          } else {
+            // observe() fed: the corrected cost is no longer exactly the manifest's
+            expect(v.cost.decode_ms_per_token).not.toBe(m.speed.decodeMsPerToken);
+            expect(v.cost.decode_ms_per_token).toBeGreaterThan(0);
+          }
+        }
+      },
+    );
   });
 
-  it("a variant that was served is resident and its costs follow what this isolate measured", async () => {
-    for (const v of await liveVariants(api)) {
-      expect(v.resident).toBe(true);
-      expect(v.cost.load_ms).toBe(0);
-      expect(v.cost.decode_ms_per_token).toBeGreaterThan(0);
-    }
+  describe("the CPU limit", () => {
+    let api: ApiServer;
+    const LIMIT_MS = 20;
+
+    beforeAll(async () => {
+      api = await startApiServer({ ...clockBindings, CPU_LIMIT_MS: String(LIMIT_MS) });
+    }, 300_000);
+
+    afterAll(async () => {
+      await api?.close();
+    });
+
+    it("caps max tokens so the predicted CPU time fits (X-Max-Tokens-Capped: cpu)", async () => {
+      const promptTokens = countPromptTokens(api, story);
+      const p = await predictions(api, promptTokens, 2000);
+      expect(p.get("speed")!, "2000 tokens are predicted past the limit").toBeGreaterThan(LIMIT_MS);
+      const { data, response } = await api.client.chat.completions
+        .create({ model: "speed", messages: story, max_tokens: 2000, temperature: 0 })
+        .withResponse();
+      expect(response.headers.get("x-max-tokens-capped")).toBe("cpu");
+      const planned = Number(response.headers.get("x-planned-tokens"));
+      expect(planned).toBeGreaterThanOrEqual(1);
+      expect(planned).toBeLessThan(2000);
+      expect(data.usage!.completion_tokens).toBeLessThanOrEqual(planned);
+      expect(data.choices[0]!.finish_reason).toBe("length");
+    });
+
+    it("refuses up front a prompt whose prefill alone is predicted past the limit (400 cpu_limit_exceeded)", async () => {
+      const long: ChatMessage[] = [{ role: "user", content: "Lily ".repeat(998) }];
+      const p = await predictions(api, countPromptTokens(api, long), 1);
+      expect(Math.min(...p.values()), "the prompt's prefill is predicted past the limit").toBeGreaterThan(
+        LIMIT_MS,
+      );
+      const r = await fetch(new URL("/v1/chat/completions", api.url), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "speed", messages: long, max_tokens: 4 }),
+      });
+      expect(r.status).toBe(400);
+      const body = (await r.json()) as { error: Record<string, unknown> };
+      expect(body.error).toMatchObject({
+        type: "invalid_request_error",
+        code: "cpu_limit_exceeded",
+        param: "messages",
+      });
+      expect(String(body.error.message)).toMatch(/limit per request is 20 ms/);
+    });
   });
 });
 
-describe("tiers and budgets together", () => {
-  let api: ApiServer;
-  let w: Workload;
-  /** For requests whose routing does not depend on the predictions' size. */
-  let short: Workload;
-
-  beforeAll(async () => {
-    api = await startApiServer();
-    w = await pickWorkload(api);
-    short = { messages: story, promptTokens: countPromptTokens(api, story), maxTokens: 16 };
-  }, 300_000);
-
-  afterAll(async () => {
-    await api?.close();
-  });
-
-  it("X-Quality-Tier: balanced with a budget only speed fits picks speed", async () => {
-    const p = await predictions(api, w.promptTokens, w.maxTokens);
-    const budget = budgetFor("speed", p);
-    const r = await ask(api, w, { "X-Quality-Tier": "balanced", "X-Latency-Budget-Ms": String(budget) });
-    expect(r.variant).toBe("speed");
-    expect(r.predicted).toBeLessThanOrEqual(budget);
-  });
-
-  it("X-Quality-Tier: quality with a budget balanced fits but quality does not picks balanced", async () => {
-    const p = await predictions(api, w.promptTokens, w.maxTokens);
-    const budget = budgetFor("balanced", p);
-    const r = await ask(api, w, { "X-Quality-Tier": "quality", "X-Latency-Budget-Ms": String(budget) });
-    expect(r.variant).toBe("balanced");
-    expect(r.predicted).toBeLessThanOrEqual(budget);
-  });
-
-  it.each([
-    [{ "X-Quality-Tier": "balanced" }, "shardlm", "balanced"],
-    [{ "X-Quality-Tier": "speed" }, "shardlm", "speed"],
-    [{}, "balanced", "balanced"], // a variant name as the model pins it
-    [{ "X-Quality-Tier": "speed" }, "quality", "speed"], // the header wins over the model's tier
-    [{}, "shardlm", "quality"], // no tier: the best that fits
-  ])("the tier caps quality: %o, model %s, a budget everything fits -> %s", async (headers, model, want) => {
-    const r = await ask(api, short, { ...headers, "X-Latency-Budget-Ms": "600000" }, model);
-    expect(r.variant).toBe(want);
-    expect(r.exhausted).toBeNull();
-    expect(r.data.choices[0]!.finish_reason).toBe("length");
-    expect(r.data.usage?.completion_tokens).toBe(short.maxTokens);
-  });
-
-  it("a budget nothing fits picks the fastest variant and cuts the answer (X-Budget-Exhausted)", async () => {
-    const p = await predictions(api, w.promptTokens, w.maxTokens);
-    const fastest = [...p].sort((a, b) => a[1] - b[1])[0]![0];
-    const r = await ask(api, w, { "X-Latency-Budget-Ms": "1" });
-    expect(r.variant).toBe(fastest);
-    expect(r.predicted).toBeGreaterThan(1);
-    expect(r.exhausted).toBe("true");
-    expect(r.data.choices[0]!.finish_reason).toBe("length");
-    expect(r.data.usage!.completion_tokens).toBeGreaterThanOrEqual(1);
-    expect(r.data.usage!.completion_tokens).toBeLessThan(w.maxTokens);
-  });
-
-  it("a pinned variant (model: its name) is never swapped by a budget, only cut short", async () => {
-    const r = await ask(api, w, { "X-Latency-Budget-Ms": "1" }, "quality");
-    expect(r.variant).toBe("quality");
-    expect(r.exhausted).toBe("true");
-    expect(r.data.usage!.completion_tokens).toBeLessThan(w.maxTokens);
-  });
-
-  it("with a tier, a budget nothing fits picks the fastest at or below the tier", async () => {
-    const p = await predictions(api, w.promptTokens, w.maxTokens);
-    const fastest = ["balanced", "speed"].sort((a, b) => p.get(a)! - p.get(b)!)[0];
-    const r = await ask(api, w, { "X-Quality-Tier": "balanced", "X-Latency-Budget-Ms": "1" });
-    expect(r.variant).toBe(fastest);
-    expect(r.exhausted).toBe("true");
-  });
-
-  it("streaming: the final chunk carries shardlm.budget_exhausted", async () => {
-    const stream = async (x: Workload, budget: string) => {
-      const s = await api.client.chat.completions.create(
-        { model: "shardlm", messages: x.messages, max_tokens: x.maxTokens, temperature: 0, stream: true },
-        { headers: { "X-Latency-Budget-Ms": budget } },
-      );
-      let last: Record<string, unknown> | null = null;
-      let finish: string | null = null;
-      for await (const chunk of s) {
-        const c = chunk.choices[0];
-        if (c?.finish_reason) {
-          finish = c.finish_reason;
-          last = chunk as unknown as Record<string, unknown>;
-        }
-      }
-      return { finish, shardlm: last?.shardlm as { budget_exhausted: boolean } | undefined };
-    };
-    const cut = await stream(w, "1");
-    expect(cut.finish).toBe("length");
-    expect(cut.shardlm?.budget_exhausted).toBe(true);
-    const whole = await stream(short, "600000");
-    expect(whole.finish).toBe("length");
-    expect(whole.shardlm?.budget_exhausted).toBe(false);
-  });
-
-  it("a non-streaming answer under a generous budget has no X-Budget-Exhausted header", async () => {
-    const { response } = await api.client.chat.completions
-      .create(
-        { model: "speed", messages: story, max_tokens: 8 },
-        { headers: { "X-Latency-Budget-Ms": "60000" } },
-      )
-      .withResponse();
-    expect(response.headers.get("x-budget-exhausted")).toBeNull();
-  });
+it("wrangler.toml tells the Worker its CPU limit ([vars] CPU_LIMIT_MS = [limits] cpu_ms)", () => {
+  const limit = wranglerSetting("limits", "cpu_ms");
+  expect(limit).toMatch(/^\d+$/);
+  expect(Number(limit)).toBeLessThanOrEqual(300_000);
+  expect(wranglerSetting("vars", "CPU_LIMIT_MS")).toBe(limit);
 });

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildVariants, DEFAULT_CONFIG } from "../src/compress/build-variants.ts";
 import { evaluate } from "../src/compress/eval-variants.ts";
 import { readManifest } from "../src/compress/variant-store.ts";
+import { Manifest } from "../src/format/manifest.ts";
 import { buildTestVariants } from "./helpers/api-server.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 
@@ -35,6 +36,16 @@ describe("build:variants on stories260K", () => {
     expect(balanced!.size.totalBytes).toBeLessThan(quality!.size.totalBytes);
     expect(speed!.model.config.numLayers).toBeLessThan(quality!.model.config.numLayers);
     expect(balanced!.model.config.intermediateSize % 32).toBe(0);
+    // The speculative search ran on the chat calibration prompts and recorded its choice.
+    for (const v of [quality!, balanced!, speed!]) {
+      const spec = v.speculative!;
+      expect(spec.measured.calibrationTokens).toBeGreaterThan(0);
+      expect(spec.measured.estimatedSpeedup).toBeGreaterThan(0);
+      for (const l of spec.draft.skipLayers) expect(l).toBeLessThan(v.model.config.numLayers);
+      // Manifests from before the field still parse.
+      const { speculative: _, ...old } = v;
+      expect(Manifest.parse(old).speculative).toBeUndefined();
+    }
   });
 
   it("the same input and seed give byte-identical shards; unchanged inputs are reused", async () => {

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { argmax, createSampler, softmax, Xoshiro128 } from "../src/runtime/sampler.ts";
+import {
+  argmax,
+  createSampler,
+  logprobsOf,
+  softmax,
+  type TokenChoice,
+  Xoshiro128,
+} from "../src/runtime/sampler.ts";
 
 /** Logits whose softmax is exactly `probs`. */
 const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);
@@ -150,11 +157,111 @@ describe("options validation", () => {
     [{ seed: 2 ** 32 }],
     [{ temperature: Number.NaN }],
     [{ top_p: 0.5 }],
+    [{ presencePenalty: 2.01 }],
+    [{ frequencyPenalty: -2.01 }],
+    [{ logitBias: { "3": 101 } }],
+    [{ logitBias: { x: 1 } }],
+    [{ topLogprobs: 21 }],
   ])("rejects %o with a ZodError", (options) => {
     expect(() => createSampler(options as never)).toThrow(z.ZodError);
   });
 
   it("accepts the boundaries", () => {
     expect(() => createSampler({ temperature: 0, topK: 0, topP: 1, seed: 2 ** 32 - 1 })).not.toThrow();
+  });
+});
+
+describe("shaping: logit bias, presence and frequency penalties (OpenAI's formula)", () => {
+  it("logit_bias +100 forces a token, -100 bans one", () => {
+    const logits = logitsOf([0.7, 0.1, 0.1, 0.1]);
+    const forced = createSampler({ temperature: 1, seed: 1, logitBias: { "2": 100 } });
+    for (let i = 0; i < 50; i++) expect(forced.sample(logits)).toBe(2);
+    const banned = histogram({ temperature: 1, seed: 2, logitBias: { "0": -100 } }, logits, 2000);
+    expect(banned[0]).toBe(0);
+    expect(() => createSampler({ temperature: 0, logitBias: { "9": 1 } }).sample(logits)).toThrow(RangeError);
+  });
+
+  it("greedy: penalties push already generated tokens down by count*frequency + presence", () => {
+    // Token 0 leads by 1.5 over token 1. frequency 1: after one 0, 0 sits at +0.5; after two, at -0.5.
+    const logits = Float32Array.from([2.5, 1, 0]);
+    const freq = createSampler({ temperature: 0, frequencyPenalty: 1 });
+    expect([0, 1, 2, 3, 4].map(() => freq.sample(logits))).toEqual([0, 0, 1, 0, 1]);
+    // presence 2: once generated, 0 drops to 0.5 for good, below 1; 1 then drops to -1 below 0.5.
+    const pres = createSampler({ temperature: 0, presencePenalty: 2 });
+    expect([0, 1, 2, 3].map(() => pres.sample(logits))).toEqual([0, 1, 0, 0]);
+    // Negative penalties favour repetition.
+    const rep = createSampler({ temperature: 0, presencePenalty: -2, logitBias: { "1": 1.6 } });
+    expect([0, 1, 2].map(() => rep.sample(logits))).toEqual([1, 1, 1]);
+  });
+
+  it("seeded sampling with penalties is reproducible, and the penalty changes the distribution", () => {
+    const logits = logitsOf([0.4, 0.3, 0.2, 0.1]);
+    const draw = (o: object) => {
+      const s = createSampler({ temperature: 1, seed: 9, ...o });
+      return Array.from({ length: 200 }, () => s.sample(logits));
+    };
+    expect(draw({ frequencyPenalty: 0.5 })).toEqual(draw({ frequencyPenalty: 0.5 }));
+    // A strong frequency penalty spreads draws: no token runs away with them.
+    const spread = new Set(draw({ frequencyPenalty: 2 }).slice(0, 40));
+    expect(spread.size).toBe(4);
+    // With no shaping requested, the shaped path is not taken: same stream as before.
+    expect(draw({ presencePenalty: 0, logitBias: {} })).toEqual(draw({}));
+  });
+});
+
+describe("log probabilities of the chosen token", () => {
+  it("logprobsOf is log-softmax(logits / T), top k most likely first, ties to the lowest id", () => {
+    const logits = [1, 3, 3, -Infinity, 0.5];
+    const r = logprobsOf(logits, 2, 4, 3);
+    const p = softmax(logits, 2);
+    expect(r.logprob).toBeCloseTo(Math.log(p[4]!), 12);
+    expect(r.top.map((t) => t.token)).toEqual([1, 2, 0]);
+    for (const t of r.top) expect(t.logprob).toBeCloseTo(Math.log(p[t.token]!), 12);
+    expect(logprobsOf(logits, 1, 3, 0)).toEqual({ logprob: -Infinity, top: [] });
+  });
+
+  it("reports every chosen token: greedy picks top[0]; sampled tokens carry their own log probability", () => {
+    const logits = logitsOf([0.5, 0.25, 0.125, 0.125]);
+    const greedy: TokenChoice[] = [];
+    const g = createSampler({ temperature: 0, topLogprobs: 2 }, { onChoice: (c) => greedy.push(c) });
+    expect(g.sample(logits)).toBe(0);
+    expect(greedy).toHaveLength(1);
+    expect(greedy[0]!.token).toBe(0);
+    expect(greedy[0]!.logprob).toBeCloseTo(Math.log(0.5), 6);
+    expect(greedy[0]!.top.map((t) => t.token)).toEqual([0, 1]);
+
+    const seen: TokenChoice[] = [];
+    const s = createSampler(
+      { temperature: 1, seed: 4, topLogprobs: 0, logitBias: { "3": Math.log(2) } },
+      { onChoice: (c) => seen.push(c) },
+    );
+    const tokens = Array.from({ length: 30 }, () => s.sample(logits));
+    expect(seen.map((c) => c.token)).toEqual(tokens);
+    // The bias doubles token 3's weight: [0.5, 0.25, 0.125, 0.25] / 1.125.
+    const shaped = [0.5, 0.25, 0.125, 0.25].map((x) => x / 1.125);
+    for (const c of seen) {
+      expect(c.logprob).toBeCloseTo(Math.log(shaped[c.token]!), 6);
+      expect(c.top).toEqual([]);
+    }
+    // Same seed, same draws whether or not log probabilities are reported.
+    const plain = createSampler({ temperature: 1, seed: 4, logitBias: { "3": Math.log(2) } });
+    expect(Array.from({ length: 30 }, () => plain.sample(logits))).toEqual(tokens);
+  });
+
+  it("a token mask limits the draw and follows the chosen tokens", () => {
+    const accepted: number[] = [];
+    const mask = {
+      allow(l: Float64Array) {
+        // Only ids of the parity opposite to the last accepted token.
+        const parity = accepted.length === 0 ? 0 : 1 - (accepted.at(-1)! % 2);
+        for (let i = 0; i < l.length; i++) if (i % 2 !== parity) l[i] = Number.NEGATIVE_INFINITY;
+      },
+      accept: (t: number) => accepted.push(t),
+    };
+    const s = createSampler({ temperature: 1.5, seed: 5 }, { mask });
+    const logits = logitsOf([0.1, 0.6, 0.2, 0.1]);
+    const out = Array.from({ length: 40 }, () => s.sample(logits));
+    expect(accepted).toEqual(out);
+    expect(out.map((t) => t % 2)).toEqual(out.map((_, i) => i % 2));
   });
 });

@@ -247,6 +247,28 @@ describe.skipIf(!gpu)(
       expect(compare([await blocked.forward(s1, 42)], [await single.forward(s2, 42)]).rel).toBeLessThan(1e-5);
     });
 
+    it("speculative decoding (verify as steps, rollback): greedy output equals plain decoding", async () => {
+      const e = await gpuEngine(packed);
+      const prompts = [PROMPT, [1, 60, 61, 62, 63, 60, 61, 62, 63, 60, 61]];
+      let drafted = 0;
+      for (const p of prompts) {
+        const plain: number[] = [];
+        for await (const t of generate(e, p, { maxTokens: 40, temperature: 0 })) plain.push(t);
+        const spec: number[] = [];
+        const gen = generate(e, p, { maxTokens: 40, temperature: 0, speculative: { ngramMin: 1 } });
+        let r = await gen.next();
+        for (; !r.done; r = await gen.next()) spec.push(r.value);
+        expect(spec).toEqual(plain);
+        drafted += r.value.drafted;
+      }
+      expect(drafted).toBeGreaterThan(0);
+      const s = e.newState(8);
+      await e.prefill(s, [1, 2, 3]);
+      expect(() => e.rollback(s, 4)).toThrow(RangeError);
+      e.rollback(s, 1);
+      expect(s.length).toBe(1);
+    });
+
     it("rejects a retired state, bad tokens, overfull prompts, overlapping calls and bad streams", async () => {
       const e = await gpuEngine(packed);
       expect(e.dispatchesPerToken).toBeLessThan(60);

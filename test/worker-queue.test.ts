@@ -128,7 +128,7 @@ describe("SseBody", () => {
     expect(gone).toBe(1);
   });
 
-  it("a reader that stops reading is taken for gone after stallMs, once the buffer is full", async () => {
+  it("a reader that stops reading is taken for gone once bytes waited stallMs", async () => {
     let gone = 0;
     const sse = new SseBody({ bufferChunks: 3, stallMs: 40, onGone: () => gone++ });
     const reader = sse.stream.getReader();
@@ -147,15 +147,51 @@ describe("SseBody", () => {
   it("a slow reader that keeps reading is never cut off", async () => {
     const sse = new SseBody({ bufferChunks: 2, stallMs: 40 });
     const reading = (async () => {
-      let n = 0;
-      for await (const _ of sse.stream as unknown as AsyncIterable<Uint8Array>) {
-        n++;
+      let text = "";
+      for await (const c of sse.stream as unknown as AsyncIterable<Uint8Array>) {
+        text += new TextDecoder().decode(c);
         await sleep(15);
       }
-      return n;
+      return text;
     })();
     for (let i = 0; i < 12; i++) await sse.event(String(i));
     sse.close();
-    expect(await reading).toBe(12);
+    // Events that waited meanwhile arrive together, in order.
+    expect(await reading).toBe(Array.from({ length: 12 }, (_, i) => `data: ${i}\n\n`).join(""));
+  });
+
+  it("a heartbeat finds a reader that is gone while nothing else is written (a queued request)", async () => {
+    let gone = 0;
+    const sse = new SseBody({ bufferChunks: 16, stallMs: 40, onGone: () => gone++ });
+    const reader = sse.stream.getReader();
+    await sse.event("first");
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe("data: first\n\n");
+    // The reader stops asking; one heartbeat later (not a full buffer) it counts as gone.
+    const t0 = performance.now();
+    await sse.comment("queued");
+    expect(sse.isGone).toBe(false);
+    await sleep(80);
+    expect(sse.isGone).toBe(true);
+    expect(gone).toBe(1);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(40);
+    await expect(sse.comment("queued")).rejects.toBeInstanceOf(ClientGoneError);
+  });
+
+  it("heartbeats to a reader that keeps reading are comments, never a disconnect", async () => {
+    const sse = new SseBody({ bufferChunks: 16, stallMs: 40 });
+    const reading = (async () => {
+      let text = "";
+      for await (const c of sse.stream as unknown as AsyncIterable<Uint8Array>)
+        text += new TextDecoder().decode(c);
+      return text;
+    })();
+    for (let i = 0; i < 5; i++) {
+      await sse.comment("queued");
+      await sleep(20);
+    }
+    await sse.event("x");
+    sse.close();
+    expect(await reading).toBe(`${": queued\n\n".repeat(5)}data: x\n\n`);
+    expect(sse.isGone).toBe(false);
   });
 });

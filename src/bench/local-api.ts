@@ -28,25 +28,53 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
+const wranglerToml = () =>
+  readFileSync(fileURLToPath(new URL("../../wrangler.toml", import.meta.url)), "utf8");
+
 /** The worker's compatibility flags, as deployed (wrangler.toml's compatibility_flags). */
 export function workerCompatibilityFlags(): string[] {
-  const toml = readFileSync(fileURLToPath(new URL("../../wrangler.toml", import.meta.url)), "utf8");
+  const toml = wranglerToml();
   const line = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml);
   return line ? [...line[1]!.matchAll(/"([^"]+)"/g)].map((m) => m[1]!) : [];
 }
 
-/** Starts the Worker with `bindings` and publishes the variants in `dir` (its variants.json: `index`). */
+/** A `KEY = "value"` string line of wrangler.toml's [vars], [limits] or any table, or null. */
+export function wranglerSetting(table: string, key: string): string | null {
+  const toml = wranglerToml();
+  const start = toml.search(new RegExp(`^\\[${table}\\]\\s*$`, "m"));
+  if (start < 0) return null;
+  const body = toml.slice(start).split(/^\[/m)[1] ?? "";
+  const m = new RegExp(`^${key}\\s*=\\s*"?([^"\\n]*)"?\\s*$`, "m").exec(body);
+  return m ? m[1]!.trim() : null;
+}
+
+/**
+ * Whether this run serves with the production clock (a clock that advances only at I/O):
+ * SHARDLM_FROZEN_CLOCK=1 in the environment, or the SHARDLM_FROZEN_CLOCK binding per server.
+ */
+export const FROZEN_CLOCK_FROM_ENV = process.env.SHARDLM_FROZEN_CLOCK === "1";
+
+/**
+ * Starts the Worker with `bindings` (over defaults from wrangler.toml's [vars] that matter here,
+ * CPU_LIMIT_MS, and SHARDLM_FROZEN_CLOCK from the environment) and publishes the variants in `dir`
+ * (its variants.json: `index`).
+ */
 export async function startLocalApi(
   variants: { dir: string; index: VariantsIndex },
   bindings: Record<string, string> = {},
   ratelimits?: RateLimits,
 ): Promise<ApiServer> {
   const { dir, index } = variants;
+  const cpuLimit = wranglerSetting("vars", "CPU_LIMIT_MS");
+  const defaults: Record<string, string> = {
+    ...(cpuLimit ? { CPU_LIMIT_MS: cpuLimit } : {}),
+    ...(FROZEN_CLOCK_FROM_ENV ? { SHARDLM_FROZEN_CLOCK: "1" } : {}),
+  };
   // The worker on its own socket, as in production: client disconnects reach it (request.signal).
   const mf = await startWorkerd(WORKER, {
     workerPath: "/src/worker/index.js",
     wasm: { "/build/wasm/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true }) },
-    bindings: { LIVE_CACHE_SECONDS: "0", ...bindings },
+    bindings: { LIVE_CACHE_SECONDS: "0", ...defaults, ...bindings },
     http: true,
     direct: true,
     compatibilityFlags: workerCompatibilityFlags(),

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { type Manifest, R2Keys } from "../format/manifest.ts";
 import { type ModelDescription, ModelImportError, parameterCount } from "../format/model.ts";
 import { packWeights } from "../format/pack.ts";
+import type { SpeculativeProfile } from "../format/speculative.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { loadModel } from "../model/import/index.ts";
@@ -27,6 +28,7 @@ import {
 } from "./calibration.ts";
 import { compressVariant } from "./compress-variant.ts";
 import { engineFor, measureQuality, measureSpeed } from "./measure.ts";
+import { chatCalibrationTokens, searchSpeculative } from "./speculative-search.ts";
 import {
   putContent,
   putManifest,
@@ -229,6 +231,20 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
       `  decode ${speed.decodeMsPerToken.toFixed(3)} ms/token, prefill ${speed.prefillMsPerToken.toFixed(3)} ms/token`,
     );
 
+    let speculative: SpeculativeProfile | undefined;
+    if (file.speculative) {
+      const prompts = chatCalibrationTokens(original, file.speculative.prompts);
+      const found = await searchSpeculative(engine, prompts, {
+        answerTokens: file.speculative.answerTokens,
+        log: (m) => log(`  ${m}`),
+      });
+      speculative = found.profile;
+      log(
+        `  speculation ${speculative.enabled ? "on" : "off"}: skip [${speculative.draft.skipLayers.join(",")}], ` +
+          `estimated ${speculative.measured.estimatedSpeedup.toFixed(2)}x`,
+      );
+    }
+
     const shards = putShards(opts.out, data, file.shardBytes);
     const tokenizerSha = putContent(opts.out, R2Keys.blob, tokenizerJson);
     const params = parameterCount(compressed.model);
@@ -259,6 +275,7 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
       },
       quality,
       speed,
+      ...(speculative ? { speculative } : {}),
     };
     const id = putManifest(opts.out, manifest);
     index.variants[v.name] = id;

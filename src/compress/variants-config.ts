@@ -60,6 +60,18 @@ export const VariantsFile = z
     evaluation: z
       .strictObject({ maxTokens: z.number().int().min(8).default(2048) })
       .default({ maxTokens: 2048 }),
+    /**
+     * Speculative decoding search (src/compress/speculative-search.ts) on data/chat/calibration.json:
+     * `prompts` of them, `answerTokens` greedy tokens each; null = none (manifests get no
+     * `speculative` field and the API never speculates).
+     */
+    speculative: z
+      .strictObject({
+        prompts: z.number().int().min(1).default(8),
+        answerTokens: z.number().int().min(4).default(32),
+      })
+      .nullable()
+      .default({ prompts: 8, answerTokens: 32 }),
     /** Largest shard in bytes (default 16 MiB). */
     shardBytes: z
       .number()

@@ -11,6 +11,7 @@
  */
 import { z } from "zod";
 import { ModelConfig } from "./model.ts";
+import { SpeculativeProfile } from "./speculative.ts";
 import { WeightTable } from "./weights.ts";
 
 export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, "a lowercase hex sha256");
@@ -90,6 +91,8 @@ export const Manifest = z
       .strict(),
     quality: QualityMetrics,
     speed: SpeedProfile,
+    /** Speculative decoding settings the build searched and measured (absent in older manifests). */
+    speculative: SpeculativeProfile.optional(),
   })
   .strict()
   .superRefine((m, ctx) => {
@@ -106,6 +109,10 @@ export const Manifest = z
         path: ["shards"],
         message: `shards cover ${pos} of ${m.weights.totalBytes} bytes`,
       });
+    }
+    for (const l of m.speculative?.draft.skipLayers ?? []) {
+      if (l >= m.model.config.numLayers)
+        ctx.addIssue({ code: "custom", path: ["speculative"], message: `skip layer ${l} does not exist` });
     }
     if (JSON.stringify(m.weights.config) !== JSON.stringify(m.model.config)) {
       ctx.addIssue({ code: "custom", path: ["weights", "config"], message: "differs from model.config" });

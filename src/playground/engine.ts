@@ -15,6 +15,7 @@ import { byQuality, LivePointer, Manifest, type ShardRef } from "../format/manif
 import type { TokenizerSpec } from "../format/model.ts";
 import { type BackendChoice, type CreatedEngine, createEngine } from "../runtime/backend.ts";
 import { type ChatMessage, complete, promptTokens, renderPrompt } from "../runtime/chat.ts";
+import { systemClock } from "../runtime/clock.ts";
 import { engineContextFor } from "../runtime/memory-plan.ts";
 import { createTokenizer, type Tokenizer } from "../runtime/tokenizer/index.ts";
 
@@ -169,24 +170,32 @@ export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunR
     loaded.tokenizer,
   );
   let text = "";
+  // A budget is planned in tokens from the manifest's measured costs, as the Worker does.
+  const speed = loaded.manifest.speed;
+  const budgetTokens = opts.budgetMs
+    ? Math.max(
+        1,
+        Math.floor((opts.budgetMs - prompt.length * speed.prefillMsPerToken) / speed.decodeMsPerToken),
+      )
+    : opts.maxTokens;
   const r = await complete(
     { engine: loaded.created.engine, tokenizer: loaded.tokenizer, manifest: loaded.manifest },
     prompt,
     {
-      maxTokens: opts.maxTokens,
+      maxTokens: Math.min(opts.maxTokens, budgetTokens),
       temperature: opts.temperature,
       topP: 1,
       topK: 0,
       seed: undefined,
       stop: [],
       signal: opts.signal ?? new AbortController().signal,
-      deadline: opts.budgetMs ? Date.now() + opts.budgetMs : null,
+      clock: systemClock,
+      yieldEveryTokens: 8,
     },
     (t) => {
       text += t;
       opts.onText(t);
     },
-    loaded.manifest.speed.decodeMsPerToken,
   );
   return {
     variant: loaded.manifest.variant,

@@ -3,7 +3,13 @@
  * models), tokenization, generation with stop strings, a latency budget and client aborts.
  */
 import { Template } from "@huggingface/jinja";
+import type { SpeculativeProfile } from "../format/speculative.ts";
+import type { Clock } from "./clock.ts";
 import { type FinishReason, generate, type LogitsModel } from "./generate.ts";
+import { jsonObjectMask } from "./json-mask.ts";
+import type { PrefixCache } from "./prefix-cache.ts";
+import type { TokenChoice } from "./sampler.ts";
+import type { SpeculationStats } from "./speculative.ts";
 import type { Tokenizer } from "./tokenizer/index.ts";
 
 /**
@@ -25,7 +31,9 @@ export function contentText(content: ChatMessage["content"]): string {
 export interface CompletionModel {
   engine: LogitsModel;
   tokenizer: Tokenizer;
-  manifest: { model: { eosTokenIds: readonly number[] } };
+  manifest: { model: { eosTokenIds: readonly number[] }; speculative?: SpeculativeProfile };
+  /** KV rows of recent sequences on this engine (see ./prefix-cache.ts). */
+  prefixCache?: PrefixCache;
 }
 
 /**
@@ -141,23 +149,42 @@ export function promptTokens(p: RenderedPrompt, tok: Tokenizer): number[] {
 }
 
 export interface CompletionOptions {
+  /** Most tokens to generate: the request's plan (its budget and CPU cap are counted in here). */
   maxTokens: number;
   temperature: number;
   topP: number;
   topK: number;
   seed: number | undefined;
+  /** OpenAI's penalties and logit bias (see ./sampler.ts); default none. */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  logitBias?: Record<string, number>;
+  /** Report each token's log probability and this many alternatives; null (default) = no report. */
+  topLogprobs?: number | null;
+  /** Constrained decoding: "json_object" = the answer is a JSON object (./json-mask.ts). */
+  responseFormat?: "text" | "json_object";
   stop: string[];
   signal: AbortSignal;
-  /** Absolute time (ms, Date.now()) by which the answer must end, or null. */
-  deadline: number | null;
+  /** Reads time for the timings reported back (never to decide anything). */
+  clock: Clock;
+  /**
+   * Tokens between yields to the event loop (a timer): what lets a disconnect be noticed and a
+   * non-streamed answer's client be found gone. Counted in tokens, since a clock frozen during
+   * CPU work would never say it is time to yield.
+   */
+  yieldEveryTokens: number;
 }
 
 export interface CompletionResult {
   finishReason: "stop" | "length" | "abort";
   completionTokens: number;
-  budgetExhausted: boolean;
+  /** From the first clock reading to the first token (prefill and one sampling), as read. */
   prefillMs: number;
+  /** From the first token to the end, as read. */
   decodeMs: number;
+  /** Speculative decoding: drafted and accepted tokens (0 when the variant does not speculate). */
+  drafted?: number;
+  accepted?: number;
 }
 
 /** Longest suffix of `text` that is a proper prefix of some stop string (held back while streaming). */
@@ -175,36 +202,56 @@ function heldBack(text: string, stops: string[]): number {
 }
 
 /**
- * Generates the completion, calling `emit` with each new piece of text. Runs with the variant's
- * queue held by the caller. Yields to the event loop now and then so the response streams out and
- * a client disconnect is noticed.
+ * Generates the completion, calling `emit` with each new piece of text and the token choices made
+ * since the previous call (empty unless `topLogprobs` is set; the last call may carry choices whose
+ * text a stop string cut away). Runs with the variant's queue held by the caller. Yields to the
+ * event loop every `yieldEveryTokens` tokens so the response streams out and a client disconnect is
+ * noticed; an aborted signal ends it at the next token (finishReason "abort").
  */
 export async function complete(
   v: CompletionModel,
   prompt: number[],
   opts: CompletionOptions,
-  emit: (text: string) => void | Promise<void>,
-  decodeMsPerToken: number,
+  emit: (text: string, choices: TokenChoice[]) => void | Promise<void>,
 ): Promise<CompletionResult> {
   const tok = v.tokenizer;
   const stream = tok.createStreamDecoder({ continuation: true });
   const stopIds = [...new Set([...v.manifest.model.eosTokenIds, ...tok.eosIds])];
   let pending = ""; // decoded text not yet emitted (may hold the start of a stop string)
   let completionTokens = 0;
-  let budgetExhausted = false;
-  let finish: FinishReason | "budget" = "length";
-  const started = Date.now();
+  let finish: FinishReason = "length";
+  const clock = opts.clock;
+  const started = clock.now();
   let firstTokenAt = 0;
-  let lastYield = started;
+  let choices: TokenChoice[] = [];
+  const send = async (text: string) => {
+    const c = choices;
+    choices = [];
+    await emit(text, c);
+  };
 
+  // Speculation where the build measured a gain (manifest.speculative), and the variant's prefix cache.
+  const spec = v.manifest.speculative;
+  const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0 };
   const gen = generate(v.engine, prompt, {
+    speculative: spec?.enabled ? spec.draft : false,
+    ...(v.prefixCache ? { prefixCache: v.prefixCache } : {}),
+    stats,
     maxTokens: opts.maxTokens,
     temperature: opts.temperature,
     topP: opts.topP,
     topK: opts.topK,
     seed: opts.seed,
+    presencePenalty: opts.presencePenalty,
+    frequencyPenalty: opts.frequencyPenalty,
+    logitBias: opts.logitBias,
+    topLogprobs: opts.topLogprobs ?? undefined,
     stopTokenIds: stopIds,
     signal: opts.signal,
+    hooks: {
+      onChoice: (c) => choices.push(c),
+      mask: opts.responseFormat === "json_object" ? jsonObjectMask(tok, stopIds, opts.maxTokens) : undefined,
+    },
   });
   for (;;) {
     const next = await gen.next();
@@ -212,12 +259,12 @@ export async function complete(
       finish = next.value.finishReason;
       break;
     }
-    if (completionTokens === 0) firstTokenAt = Date.now();
+    if (completionTokens === 0) firstTokenAt = clock.now();
     completionTokens++;
     pending += stream.push(next.value);
     const hit = opts.stop.length ? firstStop(pending, opts.stop) : -1;
     if (hit >= 0) {
-      await emit(pending.slice(0, hit));
+      await send(pending.slice(0, hit));
       pending = "";
       finish = "stop";
       await gen.return(undefined as never);
@@ -225,30 +272,23 @@ export async function complete(
     }
     const keep = heldBack(pending, opts.stop);
     if (pending.length > keep) {
-      await emit(pending.slice(0, pending.length - keep));
+      await send(pending.slice(0, pending.length - keep));
       pending = pending.slice(pending.length - keep);
     }
-    const now = Date.now();
-    if (opts.deadline !== null && now + decodeMsPerToken > opts.deadline) {
-      budgetExhausted = true;
-      finish = "budget";
-      await gen.return(undefined as never);
-      break;
-    }
-    if (now - lastYield > 10) {
+    if (completionTokens % opts.yieldEveryTokens === 0) {
       await new Promise((r) => setTimeout(r, 0));
-      lastYield = Date.now();
     }
   }
   if (finish !== "stop") pending += stream.flush();
-  if (pending) await emit(pending);
-  const end = Date.now();
+  if ((pending || choices.length > 0) && finish !== "abort") await send(pending);
+  const end = clock.now();
   return {
     finishReason: finish === "stop" ? "stop" : finish === "abort" ? "abort" : "length",
     completionTokens,
-    budgetExhausted,
     prefillMs: (firstTokenAt || end) - started,
     decodeMs: firstTokenAt ? end - firstTokenAt : 0,
+    drafted: stats.drafted,
+    accepted: stats.accepted,
   };
 }
 

@@ -4,7 +4,10 @@
  * (client disconnect).
  */
 import { z } from "zod";
-import { createSampler, SamplerOptions } from "./sampler.ts";
+import type { DraftSettingsInput } from "../format/speculative.ts";
+import { type PrefixCache, supportsKvTransfer } from "./prefix-cache.ts";
+import { createSampler, type SamplerHooks, SamplerOptions } from "./sampler.ts";
+import { Drafter, type SpeculationStats, supportsSpeculation } from "./speculative.ts";
 
 /** One sequence's context inside an engine (KV cache and whatever else it needs). */
 export interface InferenceState {
@@ -35,7 +38,20 @@ export const GenerateOptions = SamplerOptions.extend({
   /** Generation ends when one of these is sampled; it is not yielded. */
   stopTokenIds: z.array(z.number().int().min(0)).default([]),
 });
-export type GenerateOptionsInput = z.input<typeof GenerateOptions> & { signal?: AbortSignal };
+export type GenerateOptionsInput = z.input<typeof GenerateOptions> & {
+  signal?: AbortSignal;
+  /** The sampler's choice reports (logprobs) and token mask (constrained decoding). */
+  hooks?: SamplerHooks;
+  /**
+   * Speculative decoding (src/runtime/speculative.ts) with these draft settings, on models that can
+   * verify (WasmEngine, WebGpuEngine); ignored on others. Output is exactly plain decoding's.
+   */
+  speculative?: DraftSettingsInput | false;
+  /** Reuse and keep KV rows of recent sequences (src/runtime/prefix-cache.ts) on models that export them. */
+  prefixCache?: PrefixCache;
+  /** Filled in as generation runs (readable even when the consumer stops the generator early). */
+  stats?: SpeculationStats;
+};
 
 /**
  * Why generation ended: a stop token, `maxTokens`, the context (state or model) filled up, or the
@@ -47,6 +63,11 @@ export interface GenerateResult {
   finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;
+  /** Prompt tokens whose KV rows came from the prefix cache instead of prefill. */
+  cachedTokens: number;
+  /** Speculation: tokens drafted and accepted (0 without speculation). */
+  drafted: number;
+  accepted: number;
 }
 
 /**
@@ -61,7 +82,7 @@ export function generate<S extends InferenceState>(
   promptTokens: readonly number[],
   options: GenerateOptionsInput,
 ): AsyncGenerator<number, GenerateResult, undefined> {
-  const { signal, ...rest } = options;
+  const { signal, hooks, speculative, prefixCache, stats: statsOut, ...rest } = options;
   const opts = GenerateOptions.parse(rest);
   const { maxTokens, stopTokenIds, ...samplerOptions } = opts;
   if (promptTokens.length === 0) throw new RangeError("the prompt needs at least one token (e.g. BOS)");
@@ -71,32 +92,101 @@ export function generate<S extends InferenceState>(
     );
   }
   const prompt = [...promptTokens]; // the caller may reuse its array while we iterate
-  const sampler = createSampler(samplerOptions);
+  const sampler = createSampler(samplerOptions, hooks);
   const stops = new Set(stopTokenIds);
+  const drafter =
+    speculative !== undefined && speculative !== false && supportsSpeculation(model)
+      ? new Drafter(model, speculative)
+      : null;
+  const cache = prefixCache && supportsKvTransfer<S>(model) ? { store: prefixCache, kv: model } : null;
+  const stats = statsOut ?? { drafted: 0, accepted: 0, verifications: 0 };
   return run();
 
+  /**
+   * Plain decoding is the case without drafts. With drafts, the full model's logits after each
+   * verified position go through the same sampler, in the same order, as plain decoding would run it;
+   * a draft is accepted exactly when the sampled token equals it. For a deterministic draft (q = one
+   * token) this is speculative sampling's accept/reject rule (Leviathan et al. 2023, Chen et al. 2023):
+   * accept with probability p(draft), else draw from p without the draft; and it even consumes the
+   * seeded random stream exactly as plain decoding does, so seeded output is the same text.
+   */
   async function* run(): AsyncGenerator<number, GenerateResult, undefined> {
     let completionTokens = 0;
+    let cachedTokens = 0;
     const done = (finishReason: FinishReason): GenerateResult => ({
       finishReason,
       promptTokens: prompt.length,
       completionTokens,
+      cachedTokens,
+      drafted: stats.drafted,
+      accepted: stats.accepted,
     });
     if (maxTokens === 0) return done("length");
     if (signal?.aborted) return done("abort");
 
     // Room for the prompt and every generated token but the last (which is never fed back).
     const state = model.newState(Math.min(model.maxContext, prompt.length + maxTokens - 1));
-    let logits = await model.prefill(state, prompt);
-    for (;;) {
-      const token = sampler.sample(logits);
-      if (stops.has(token)) return done("stop");
-      yield token;
-      completionTokens++;
-      if (completionTokens >= maxTokens) return done("length");
-      if (state.length >= state.capacity) return done("context");
-      if (signal?.aborted) return done("abort");
-      logits = await model.forward(state, token);
+    if (cache) {
+      const hit = cache.store.lookup(prompt);
+      if (hit) {
+        cache.kv.importKv(state, hit.kv, hit.reuse);
+        cachedTokens = hit.reuse;
+      }
+    }
+    // The sequence: its first state.length tokens are in the state; a sampled token waits at the end.
+    const history = [...prompt];
+    try {
+      // rows[i]: logits after sequence position state.length - rows.length + i; drafts[i] was proposed for it.
+      let rows = [await model.prefill(state, prompt.slice(cachedTokens))];
+      let drafts: number[] = [];
+      for (;;) {
+        let accepted = 0;
+        for (let i = 0; i < rows.length; i++) {
+          const token = sampler.sample(rows[i]!);
+          if (stops.has(token)) return done("stop");
+          yield token;
+          completionTokens++;
+          history.push(token);
+          if (i < drafts.length && token === drafts[i]) {
+            accepted++;
+            stats.accepted++;
+            if (completionTokens >= maxTokens) return done("length");
+            if (signal?.aborted) return done("abort");
+            continue;
+          }
+          // A token the drafts did not predict: positions after it hold rejected drafts.
+          const keep = state.length - rows.length + i + 1;
+          if (keep < state.length) drafter!.model.rollback(state, keep);
+          break;
+        }
+        if (drafts.length > 0) drafter!.update(accepted);
+        if (completionTokens >= maxTokens) return done("length");
+        if (state.length >= state.capacity) return done("context");
+        if (signal?.aborted) return done("abort");
+        const token = history.at(-1)!;
+        const room = Math.min(state.capacity - state.length - 1, maxTokens - completionTokens - 1);
+        if (drafter) {
+          const before = drafter.passes;
+          drafts = await drafter.propose(state, history, room);
+          stats.draftPasses = (stats.draftPasses ?? 0) + drafter.passes - before;
+        }
+        if (drafts.length > 0) {
+          stats.drafted += drafts.length;
+          stats.verifications++;
+          rows = await drafter!.model.verify(state, [token, ...drafts]);
+        } else rows = [await model.forward(state, token)];
+      }
+    } finally {
+      // Best effort: keep this sequence's KV rows for a later prompt that starts the same way.
+      // (An early return can leave unchecked drafts past the sequence: only history's rows count.)
+      const n = Math.min(state.length, history.length);
+      if (cache && n > 0) {
+        try {
+          cache.store.store(history.slice(0, n), cache.kv.exportKv(state, n));
+        } catch {
+          // the engine moved on to another sequence (state retired): nothing to keep
+        }
+      }
     }
   }
 }

@@ -1,5 +1,13 @@
 /**
- * Next-token selection: greedy, or seeded sampling with temperature, top-k and top-p.
+ * Next-token selection: greedy, or seeded sampling with temperature, top-k and top-p, over logits
+ * shaped first by logit bias, presence/frequency penalties and an optional token mask (constrained
+ * decoding); optionally reporting each chosen token's log probability and the most likely
+ * alternatives.
+ *
+ * Shaping follows OpenAI's documented formula (platform.openai.com/docs/advanced-usage, "frequency
+ * and presence penalties"): logit[j] -= count[j] * frequency_penalty + (count[j] > 0) * presence_penalty,
+ * count[j] = how often token j was generated so far in this sequence (prompt tokens do not count);
+ * logit_bias adds its value to the token's logit.
  *
  * Order: temperature → top-k → top-p → draw, as Hugging Face transformers' logits warpers apply them.
  * (llama.cpp's default chain applies temperature *last*, after top-k/top-p; the two agree on top-k
@@ -28,14 +36,54 @@ export const SamplerOptions = z.strictObject({
     .min(0)
     .max(2 ** 32 - 1)
     .optional(),
+  /** OpenAI's presence_penalty, [-2, 2]: subtracted once from every token already generated. */
+  presencePenalty: z.number().min(-2).max(2).default(0),
+  /** OpenAI's frequency_penalty, [-2, 2]: subtracted once per earlier occurrence of the token. */
+  frequencyPenalty: z.number().min(-2).max(2).default(0),
+  /** Added to the logit of the token id (key: id as a decimal string), [-100, 100]. */
+  logitBias: z.record(z.string().regex(/^\d+$/), z.number().min(-100).max(100)).default({}),
+  /**
+   * Report each choice (token, log probability, this many alternatives) through the sampler's
+   * `onChoice` hook; undefined = no report (nothing extra computed).
+   */
+  topLogprobs: z.number().int().min(0).max(20).optional(),
 });
 /** Options as callers write them (every field optional). */
 export type SamplerOptionsInput = z.input<typeof SamplerOptions>;
 export type SamplerOptions = z.output<typeof SamplerOptions>;
 
 export interface Sampler {
-  /** Picks the next token id from a vocabulary-sized logits vector. */
+  /**
+   * Picks the next token id from a vocabulary-sized logits vector. Every call's result counts as
+   * generated (the penalties and a token mask advance on it), so call it once per position, in order.
+   */
   sample(logits: ArrayLike<number>): number;
+}
+
+/** A token and its log probability (natural log) in the distribution it was chosen from. */
+export interface TokenLogprob {
+  token: number;
+  logprob: number;
+}
+
+/** One sampling step as reported: the chosen token and the `topLogprobs` most likely ones. */
+export interface TokenChoice extends TokenLogprob {
+  top: TokenLogprob[];
+}
+
+/**
+ * Constrained decoding: says which tokens may come next, and follows the chosen ones.
+ * `allow` sets disallowed entries of `logits` to -Infinity (at least one must stay finite).
+ */
+export interface TokenMask {
+  allow(logits: Float64Array): void;
+  accept(token: number): void;
+}
+
+export interface SamplerHooks {
+  /** Called with each choice when options.topLogprobs is set. */
+  onChoice?: (choice: TokenChoice) => void;
+  mask?: TokenMask;
 }
 
 /** xoshiro128** 1.1 (https://prng.di.unimi.it/xoshiro128starstar.c), seeded from a uint32 via SplitMix32. */
@@ -111,12 +159,76 @@ export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Arra
   return out;
 }
 
-/** A sampler for one sequence (it owns its PRNG state). Throws a ZodError on invalid options. */
-export function createSampler(options: SamplerOptionsInput = {}): Sampler {
+/**
+ * A sampler for one sequence (it owns its PRNG state, the counts of generated tokens and the mask).
+ * Throws a ZodError on invalid options; a logit_bias id outside the logits is a RangeError at the
+ * first sample.
+ *
+ * Reported log probabilities are log-softmax of the shaped logits divided by the temperature (1 for
+ * greedy): the distribution the token is drawn from before top-k / top-p truncation. Tokens a mask
+ * forbids have probability 0 (-Infinity).
+ */
+export function createSampler(options: SamplerOptionsInput = {}, hooks: SamplerHooks = {}): Sampler {
   const o = SamplerOptions.parse(options);
-  if (o.temperature === 0 || o.topK === 1 || o.topP === 0) return { sample: argmax };
-  const rng = new Xoshiro128(o.seed ?? randomSeed());
-  return { sample: (logits) => sampleOnce(logits, o, rng) };
+  const greedy = o.temperature === 0 || o.topK === 1 || o.topP === 0;
+  const bias = Object.entries(o.logitBias).map(([id, v]) => [Number(id), v] as const);
+  const penalized = o.presencePenalty !== 0 || o.frequencyPenalty !== 0;
+  const { mask, onChoice } = hooks;
+  const report = o.topLogprobs !== undefined && onChoice !== undefined;
+  // Plain sampling (no shaping, no report) reads the engine's logits as they are.
+  if (!penalized && bias.length === 0 && !mask && !report) {
+    if (greedy) return { sample: argmax };
+    const rng = new Xoshiro128(o.seed ?? randomSeed());
+    return { sample: (logits) => sampleOnce(logits, o, rng) };
+  }
+  const rng = greedy ? null : new Xoshiro128(o.seed ?? randomSeed());
+  const counts = new Map<number, number>();
+  return {
+    sample(raw) {
+      argmax(raw); // NaN check on the engine's output
+      const logits = Float64Array.from(raw);
+      for (const [id, v] of bias) {
+        if (id >= logits.length) throw new RangeError(`logit_bias token ${id} is outside the vocabulary`);
+        logits[id] = logits[id]! + v;
+      }
+      if (penalized) {
+        for (const [id, n] of counts) logits[id] = logits[id]! - n * o.frequencyPenalty - o.presencePenalty;
+      }
+      mask?.allow(logits);
+      const token = rng ? sampleOnce(logits, o, rng) : argmax(logits);
+      if (report)
+        onChoice({ token, ...logprobsOf(logits, greedy ? 1 : o.temperature, token, o.topLogprobs!) });
+      if (penalized) counts.set(token, (counts.get(token) ?? 0) + 1);
+      mask?.accept(token);
+      return token;
+    },
+  };
+}
+
+/** log-softmax(logits / temperature) at `token`, and the `k` most likely tokens (ties: lowest id). */
+export function logprobsOf(
+  logits: ArrayLike<number>,
+  temperature: number,
+  token: number,
+  k: number,
+): { logprob: number; top: TokenLogprob[] } {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i]! - max) / temperature);
+  const logZ = Math.log(sum);
+  const lp = (i: number) => (logits[i]! - max) / temperature - logZ;
+  // Top k by insertion into a short sorted list (k <= 20, one pass over the vocabulary).
+  const top: number[] = [];
+  for (let i = 0; i < logits.length && k > 0; i++) {
+    const v = logits[i]!;
+    if (top.length === k && v <= logits[top[k - 1]!]!) continue;
+    let at = top.length;
+    while (at > 0 && v > logits[top[at - 1]!]!) at--;
+    top.splice(at, 0, i);
+    if (top.length > k) top.pop();
+  }
+  return { logprob: lp(token), top: top.map((i) => ({ token: i, logprob: lp(i) })) };
 }
 
 function randomSeed(): number {
@@ -124,6 +236,7 @@ function randomSeed(): number {
 }
 
 function sampleOnce(logits: ArrayLike<number>, o: SamplerOptions, rng: Xoshiro128): number {
+  // (-Infinity logits, from a mask, get probability 0: they are never drawn.)
   const n = logits.length;
   argmax(logits); // NaN check
   // Candidates, most likely first, ties to the lowest id (so truncation is deterministic).

@@ -9,6 +9,7 @@
 
 import type { Manifest } from "../format/manifest.ts";
 import { ENGINE_CONTEXT, estimateEngineBytes, loadEngine, type WasmEngine } from "../runtime/load-engine.ts";
+import { PrefixCache } from "../runtime/prefix-cache.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { R2BucketLike } from "./env.ts";
 import { FairQueue } from "./queue.ts";
@@ -24,7 +25,12 @@ export interface LoadedVariant {
   queue: FairQueue;
   loadMs: number;
   lastUsed: number;
+  /** KV rows of this variant's recent sequences (the next turn of a chat prefills only new tokens). */
+  prefixCache?: PrefixCache;
 }
+
+/** Bytes of KV rows a variant's prefix cache may keep, when they fit the isolate budget beside it. */
+export const PREFIX_CACHE_BYTES = 8 << 20;
 
 export class VariantLoadError extends Error {}
 
@@ -71,7 +77,7 @@ export class EngineCache {
 
   residentBytes(): number {
     let n = 0;
-    for (const v of this.loaded.values()) n += v.engine.memoryBytes;
+    for (const v of this.loaded.values()) n += v.engine.memoryBytes + (v.prefixCache?.bytes ?? 0);
     return n;
   }
 
@@ -117,7 +123,8 @@ export class EngineCache {
       this.markBad(manifestId, why);
       throw new VariantLoadError(why);
     }
-    this.evictFor(need);
+    const cacheBytes = need + PREFIX_CACHE_BYTES <= this.budgetBytes ? PREFIX_CACHE_BYTES : 0;
+    this.evictFor(need + cacheBytes);
     const started = Date.now();
     try {
       const tokenizer = await tokenizerFor(this.bucket, manifest.model.tokenizer.sha256);
@@ -135,6 +142,7 @@ export class EngineCache {
         queue: new FairQueue(MAX_WAITING),
         loadMs: Date.now() - started,
         lastUsed: Date.now(),
+        ...(cacheBytes > 0 ? { prefixCache: new PrefixCache(cacheBytes) } : {}),
       };
       this.loaded.set(manifestId, v);
       return v;

@@ -26,10 +26,20 @@ export interface Env {
   /** Bytes of engine memory an isolate may hold across cached variants (default 100 MB). */
   ENGINE_MEMORY_BUDGET?: string;
   /**
-   * Milliseconds a streaming client may read nothing (with the answer's buffer full) before it is
-   * taken for gone and its generation stopped (default 2000; see src/worker/sse.ts).
+   * Milliseconds bytes of a streamed answer may wait for the runtime to take them before the client is
+   * taken for gone and its generation stopped (default 500; see src/worker/sse.ts).
    */
   STREAM_STALL_MS?: string;
+  /**
+   * The CPU limit per request, ms: must equal wrangler.toml's [limits] cpu_ms (the Worker cannot
+   * read that table; a test checks they agree). Plans are capped to fit it (src/worker/plan.ts).
+   */
+  CPU_LIMIT_MS?: string;
+  /**
+   * "1": read time on a clock that advances only at I/O, as deployed Workers' clocks do
+   * (src/runtime/clock.ts), to watch production behaviour locally.
+   */
+  SHARDLM_FROZEN_CLOCK?: string;
   /**
    * API keys (a secret): comma-separated keys, or their lowercase hex SHA-256 hashes. When set,
    * every /v1 route needs `Authorization: Bearer <key>` (src/worker/api-keys.ts); unset, the API is open.

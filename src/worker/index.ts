@@ -1,6 +1,7 @@
 /**
  * The Worker: an OpenAI-compatible API over the live shardlm variants in R2.
  *   POST /v1/chat/completions   (JSON or SSE; X-Quality-Tier, X-Latency-Budget-Ms)
+ *   POST /v1/completions        (legacy text completions: a prompt string, JSON or SSE)
  *   GET  /v1/models             live variants and the tier aliases; GET /v1/models/:id one of them
  *   GET  /v1/{shards,blobs,manifests}/:sha256, /v1/live   content-addressed objects (./content-routes.ts)
  *   GET  /healthz               liveness, and this isolate's engine memory
@@ -19,6 +20,7 @@ import kernels from "../../build/wasm/kernels-relaxed.wasm";
 import { requireApiKey } from "./api-keys.ts";
 import type { AppEnv } from "./app-env.ts";
 import { chatCompletions } from "./chat-route.ts";
+import { completions } from "./completions-route.ts";
 import { registerContentRoutes } from "./content-routes.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { listModels, retrieveModel } from "./models-route.ts";
@@ -78,11 +80,16 @@ app.get("/healthz", (c) => {
     generations: s.stats.generations,
     tokens_generated: s.stats.tokens,
     client_gone: s.stats.clientGone,
+    generations_running: s.stats.running,
+    // The request clocks (src/runtime/clock.ts) and whether they have been found to measure CPU work.
+    clock: s.frozenClock ? "frozen-at-io" : "system",
+    clock_measures_cpu: s.clockTrust.known,
   });
 });
 app.get("/v1/models", listModels);
 app.get("/v1/models/:id", retrieveModel);
 app.post("/v1/chat/completions", ...chatCompletions);
+app.post("/v1/completions", ...completions);
 registerContentRoutes(app);
 registerPlaygroundRoutes(app);
 

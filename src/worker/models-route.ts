@@ -4,6 +4,7 @@
  */
 import type { Context } from "hono";
 import type { Manifest } from "../format/manifest.ts";
+import { speculationInfo } from "../format/speculative.ts";
 import type { AppEnv } from "./app-env.ts";
 import { TIERS } from "./router.ts";
 import type { Services } from "./services.ts";
@@ -43,6 +44,7 @@ async function modelList(s: Services) {
     bytes: m.size.totalBytes,
     bits_per_weight: m.size.bitsPerWeight,
     kl_mean: m.quality.klMean,
+    speculative: speculationInfo(m.speculative),
     ...variantState(s, live.manifestIds.get(m.variant)!, m),
   }));
   for (const tier of TIERS) {

@@ -4,15 +4,26 @@
  * generation ends; streams run as waitUntil work, so a disconnect cannot freeze them halfway.
  */
 import type { Context } from "hono";
-import type { Manifest } from "../format/manifest.ts";
 import { type CompletionOptions, type CompletionResult, complete } from "../runtime/chat.ts";
+import type { TokenChoice } from "../runtime/sampler.ts";
+import type { Tokenizer } from "../runtime/tokenizer/index.ts";
+import { observeGeneration } from "./calibrate.ts";
 import { ApiError, errorBody } from "./errors.ts";
+import type { Plan } from "./plan.ts";
 import type { Services } from "./services.ts";
 import { ClientGoneError, SseBody } from "./sse.ts";
 import type { Served } from "./variant-choice.ts";
 
 /** Events a streamed answer may queue beyond what the runtime has taken (see ./sse.ts). */
 const STREAM_BUFFER_CHUNKS = 16;
+/** How often a queued stream sends an SSE comment to find out whether its client is still there. */
+const HEARTBEAT_MS = 100;
+/**
+ * Predicted work between the generation's yields to the event loop (where a disconnect is seen and
+ * the stream flushes), ms: counted in tokens from the decode cost, since a frozen clock cannot say
+ * when 10 ms have passed. A yield costs ~1 ms in workerd, so far fewer would slow a small model.
+ */
+const YIELD_WORK_MS = 10;
 
 export type FinishReason = "stop" | "length";
 
@@ -22,14 +33,41 @@ export interface Usage {
   total_tokens: number;
 }
 
+/** OpenAI's ChatCompletionTokenLogprob: the token's text, natural-log probability and UTF-8 bytes. */
+export interface TokenLogprobEntry {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+/** OpenAI reports tokens of probability 0 (here: masked) as -9999, not -Infinity (not JSON). */
+const finiteLogprob = (x: number) => (Number.isFinite(x) ? x : -9999);
+
+/** Choices as OpenAI's logprobs.content entries (the token text decodes its bytes, lossily). */
+export function logprobEntries(tok: Tokenizer, choices: TokenChoice[]): TokenLogprobEntry[] {
+  const decoder = new TextDecoder();
+  const one = (token: number, logprob: number) => {
+    const bytes = tok.tokenToBytes(token);
+    return { token: decoder.decode(bytes), logprob: finiteLogprob(logprob), bytes: [...bytes] };
+  };
+  return choices.map((c) => ({
+    ...one(c.token, c.logprob),
+    top_logprobs: c.top.map((t) => one(t.token, t.logprob)),
+  }));
+}
+
 /** How an endpoint's answers look. `head` is the fields every object of the answer shares. */
 export interface AnswerShape {
-  /** The non-streamed answer's object, given its text (usage is added after). */
-  whole(text: string, finish: FinishReason): Record<string, unknown>;
+  /**
+   * The non-streamed answer's object, given its text and, when requested, its tokens' log
+   * probabilities (usage is added after).
+   */
+  whole(text: string, finish: FinishReason, logprobs: TokenLogprobEntry[] | null): Record<string, unknown>;
   /** First streamed chunk (e.g. the assistant role), or null. */
   opening(): Record<string, unknown> | null;
-  /** A streamed chunk carrying `text`. */
-  piece(text: string): Record<string, unknown>;
+  /** A streamed chunk carrying `text` (and the log probabilities of its tokens, when requested). */
+  piece(text: string, logprobs: TokenLogprobEntry[] | null): Record<string, unknown>;
   /** The chunk that carries the finish reason. */
   closing(finish: FinishReason): Record<string, unknown>;
   /** The fields of a usage-only chunk besides `usage` (id, object, created, model, choices: []). */
@@ -39,15 +77,23 @@ export interface AnswerShape {
 export interface Generation {
   served: Served;
   prompt: number[];
-  options: Omit<CompletionOptions, "signal">;
+  /** Sampling and stop strings; the plan (./plan.ts) sets how many tokens. */
+  options: Omit<CompletionOptions, "signal" | "maxTokens" | "clock" | "yieldEveryTokens">;
   /** stream_options.include_usage: every chunk carries "usage" (null until the last). */
   includeUsage: boolean;
 }
 
-function serverTiming(t: { loadMs: number; prefillMs?: number; decodeMs?: number }): string {
+function serverTiming(t: {
+  loadMs: number;
+  prefillMs?: number;
+  decodeMs?: number;
+  /** Speculative decoding: accepted / drafted tokens (left out when nothing was drafted). */
+  spec?: { drafted: number; accepted: number };
+}): string {
   const parts = [`load;dur=${t.loadMs.toFixed(1)}`];
   if (t.prefillMs !== undefined) parts.push(`prefill;dur=${t.prefillMs.toFixed(1)}`);
   if (t.decodeMs !== undefined) parts.push(`decode;dur=${t.decodeMs.toFixed(1)}`);
+  if (t.spec && t.spec.drafted > 0) parts.push(`spec;desc="${t.spec.accepted}/${t.spec.drafted}"`);
   return parts.join(", ");
 }
 
@@ -57,29 +103,60 @@ function usageOf(prompt: number, completion: number): Usage {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-function observe(services: Services, manifest: Manifest, promptTokens: number, r: CompletionResult): void {
+function observe(services: Services, g: Generation, r: CompletionResult): void {
   services.stats.generations++;
   services.stats.tokens += r.completionTokens;
   if (r.finishReason === "abort") services.stats.clientGone++;
-  services.cost.observe(manifest, "prefill", r.prefillMs, promptTokens);
-  if (r.completionTokens > 1) services.cost.observe(manifest, "decode", r.decodeMs, r.completionTokens - 1);
+  const { served } = g;
+  observeGeneration(services, served.clock, served.manifest, served.prediction, g.prompt.length, r);
 }
 
-function routingHeaders(served: Served): Record<string, string> {
-  return {
+function routingHeaders(served: Served, plan: Plan): Record<string, string> {
+  const h: Record<string, string> = {
     "X-Variant": served.manifest.variant,
     "X-Predicted-Ms": String(Math.round(served.prediction.totalMs)),
+    "X-Planned-Tokens": String(plan.maxDecodeTokens),
   };
+  if (plan.limitedBy === "cpu") h["X-Max-Tokens-Capped"] = "cpu";
+  return h;
 }
 
-const run = (g: Generation, emit: (t: string) => void | Promise<void>) =>
-  complete(
-    g.served.variant,
-    g.prompt,
-    { ...g.options, signal: g.served.abort.signal },
-    emit,
-    g.served.prediction.decodeMsPerToken,
-  );
+/** The answer was cut by its latency budget: it ran the whole plan, and the plan was the budget's. */
+const budgetExhausted = (plan: Plan, r: CompletionResult) =>
+  plan.limitedBy === "budget" && r.finishReason === "length" && r.completionTokens >= plan.maxDecodeTokens;
+
+/** Runs the planned generation, counted in GET /healthz while it runs. */
+async function run(
+  services: Services,
+  g: Generation,
+  plan: Plan,
+  emit: (t: string, logprobs: TokenLogprobEntry[] | null) => void | Promise<void>,
+): Promise<CompletionResult> {
+  const { served } = g;
+  services.stats.running++;
+  try {
+    return await complete(
+      served.variant,
+      g.prompt,
+      {
+        ...g.options,
+        maxTokens: plan.maxDecodeTokens,
+        signal: served.abort.signal,
+        clock: served.clock,
+        yieldEveryTokens: Math.max(1, Math.ceil(YIELD_WORK_MS / served.prediction.decodeMsPerToken)),
+      },
+      (t, choices) =>
+        emit(
+          t,
+          g.options.topLogprobs === null || g.options.topLogprobs === undefined
+            ? null
+            : logprobEntries(served.variant.tokenizer, choices),
+        ),
+    );
+  } finally {
+    services.stats.running--;
+  }
+}
 
 /** The whole answer as JSON. */
 export async function respondJson(
@@ -90,20 +167,28 @@ export async function respondJson(
 ): Promise<Response> {
   const { served } = g;
   let text = "";
+  const wantLogprobs = g.options.topLogprobs !== null && g.options.topLogprobs !== undefined;
+  const logprobs: TokenLogprobEntry[] = [];
   try {
-    const r = await run(g, (t) => {
+    const plan = served.plan();
+    const r = await run(services, g, plan, (t, lp) => {
       text += t;
+      if (lp) logprobs.push(...lp);
     });
-    observe(services, served.manifest, g.prompt.length, r);
-    const headers = routingHeaders(served);
+    observe(services, g, r);
+    const headers = routingHeaders(served, plan);
     headers["Server-Timing"] = serverTiming({
       loadMs: served.loadMs,
       prefillMs: r.prefillMs,
       decodeMs: r.decodeMs,
+      spec: { drafted: r.drafted ?? 0, accepted: r.accepted ?? 0 },
     });
-    if (r.budgetExhausted) headers["X-Budget-Exhausted"] = "true";
+    if (budgetExhausted(plan, r)) headers["X-Budget-Exhausted"] = "true";
     return c.json(
-      { ...shape.whole(text, finishOf(r)), usage: usageOf(g.prompt.length, r.completionTokens) },
+      {
+        ...shape.whole(text, finishOf(r), wantLogprobs ? logprobs : null),
+        usage: usageOf(g.prompt.length, r.completionTokens),
+      },
       200,
       headers,
     );
@@ -122,23 +207,38 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
   });
   const withUsage = (o: Record<string, unknown>) => (g.includeUsage ? { ...o, usage: null } : o);
   const send = (obj: unknown) => sse.event(JSON.stringify(obj));
+  // Headers go out at once, before the turn: the plan's numbers there are an upper bound.
+  let plan = served.plan();
+  let inQueue = served.queued;
   const work = (async () => {
     try {
       const opening = shape.opening();
       if (opening) await send(withUsage(opening));
+      else if (served.queued) await sse.comment("queued");
+      if (served.queued) {
+        // Heartbeats while queued: a client that left stops taking them, and its turn is given up.
+        const beat = setInterval(() => sse.comment("queued").catch(() => {}), HEARTBEAT_MS);
+        try {
+          await served.turn();
+          inQueue = false;
+        } finally {
+          clearInterval(beat);
+        }
+        plan = served.plan(); // time queued counts against the budget
+      }
       // A client found gone aborts the signal, and generation ends at the next token ("abort").
-      const r = await run(g, async (t) => {
-        if (!t || sse.isGone) return;
-        await send(withUsage(shape.piece(t))).catch((e) => {
+      const r = await run(services, g, plan, async (t, lp) => {
+        if ((!t && !lp?.length) || sse.isGone) return;
+        await send(withUsage(shape.piece(t, lp))).catch((e) => {
           if (!(e instanceof ClientGoneError)) throw e;
         });
       });
-      observe(services, served.manifest, g.prompt.length, r);
+      observe(services, g, r);
       if (r.finishReason === "abort") return;
       await send({
         ...withUsage(shape.closing(finishOf(r))),
         shardlm: {
-          budget_exhausted: r.budgetExhausted,
+          budget_exhausted: budgetExhausted(plan, r),
           timing_ms: { load: served.loadMs, prefill: r.prefillMs, decode: r.decodeMs },
         },
       });
@@ -146,8 +246,10 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
         await send({ ...shape.usageOnly(), usage: usageOf(g.prompt.length, r.completionTokens) });
       await sse.event("[DONE]");
     } catch (e) {
+      const gone = served.abort.signal.aborted || sse.isGone || e instanceof ClientGoneError;
       served.abort.abort();
-      if (!(e instanceof ClientGoneError) && !sse.isGone) {
+      if (gone && inQueue) services.stats.clientGone++; // left while queued
+      if (!gone) {
         // Headers are sent: the error goes in the stream, as OpenAI's streams report them.
         console.error(e);
         await sse
@@ -162,7 +264,7 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
   services.waitUntil(c, work);
   return new Response(sse.stream, {
     headers: {
-      ...routingHeaders(served),
+      ...routingHeaders(served, plan),
       "Content-Type": "text/event-stream; charset=utf-8",
       "Cache-Control": "no-cache",
       "Server-Timing": serverTiming({ loadMs: served.loadMs }),

@@ -11,10 +11,10 @@
  *   if it cannot load the request is a 503 (no fallback). For fallback, send the tier header.
  * - `X-Latency-Budget-Ms: n` picks the best-quality variant (lowest measured KL) whose predicted
  *   latency fits: prompt tokens x prefill cost + max tokens x decode cost + the load cost when the
- *   variant is not resident in this isolate. If none fits, the fastest is chosen (and the budget
- *   still ends the answer early: finish_reason "length", X-Budget-Exhausted: true). Only a variant
- *   predicted faster than every better one can be forced by a budget; the budget counts from the
- *   request's arrival, so time spent queued behind other requests is part of it.
+ *   variant is not resident in this isolate. If none fits, the fastest is chosen, and ./plan.ts
+ *   cuts its answer to the decode tokens that fit (finish_reason "length", X-Budget-Exhausted:
+ *   true). Only a variant predicted faster than every better one can be forced by a budget. The
+ *   budget is planned in tokens, never enforced by reading a clock (see ./plan.ts).
  * - Neither: the best-quality variant.
  *
  * The result is a preference list; the caller serves the first variant that loads. A variant that
@@ -23,84 +23,16 @@
  * it, nearest first (an answer of better quality than asked beats a 503).
  *
  * Costs start from each manifest's measured speed profile and are corrected by timings observed in
- * this isolate (an exponential moving average of observed / predicted, per variant and phase). The
+ * this isolate where its clock can measure them (../runtime/cost-model.ts, ../runtime/clock.ts). The
  * corrected costs are public (GET /v1/models, `cost`), so a client can size a budget: for a variant
  * with cost {load_ms, prefill_ms_per_token, decode_ms_per_token} the prediction is
  * load_ms + prompt tokens x prefill_ms_per_token + max tokens x decode_ms_per_token, as sent back in
  * X-Predicted-Ms (rounded).
  */
 import type { Manifest } from "../format/manifest.ts";
+import type { CostModel, Prediction } from "../runtime/cost-model.ts";
 
-export type Phase = "prefill" | "decode" | "load";
-
-export interface Prediction {
-  totalMs: number;
-  loadMs: number;
-  prefillMs: number;
-  decodeMsPerToken: number;
-}
-
-export interface VariantCosts {
-  /** Loading it into this isolate (0 when resident). */
-  loadMs: number;
-  prefillMsPerToken: number;
-  decodeMsPerToken: number;
-}
-
-const ALPHA = 0.3;
-
-export class CostModel {
-  private readonly factors = new Map<string, Record<Phase, number>>();
-
-  private factor(variant: string): Record<Phase, number> {
-    let f = this.factors.get(variant);
-    if (!f) {
-      f = { prefill: 1, decode: 1, load: 1 };
-      this.factors.set(variant, f);
-    }
-    return f;
-  }
-
-  /** A variant's current costs: its manifest's measured speed times this isolate's corrections. */
-  costs(m: Manifest, resident: boolean): VariantCosts {
-    const f = this.factor(m.variant);
-    const mb = m.weights.totalBytes / 1e6;
-    return {
-      loadMs: resident ? 0 : m.speed.loadMsPerMB * mb * f.load,
-      prefillMsPerToken: m.speed.prefillMsPerToken * f.prefill,
-      decodeMsPerToken: m.speed.decodeMsPerToken * f.decode,
-    };
-  }
-
-  predict(m: Manifest, promptTokens: number, maxTokens: number, resident: boolean): Prediction {
-    const c = this.costs(m, resident);
-    const prefillMs = promptTokens * c.prefillMsPerToken;
-    return {
-      totalMs: c.loadMs + prefillMs + maxTokens * c.decodeMsPerToken,
-      loadMs: c.loadMs,
-      prefillMs,
-      decodeMsPerToken: c.decodeMsPerToken,
-    };
-  }
-
-  /** Feeds back an observation: `observedMs` for `units` (tokens, or MB for load). */
-  observe(m: Manifest, phase: Phase, observedMs: number, units: number): void {
-    if (units <= 0 || !Number.isFinite(observedMs)) return;
-    const base =
-      phase === "load"
-        ? m.speed.loadMsPerMB
-        : phase === "prefill"
-          ? m.speed.prefillMsPerToken
-          : m.speed.decodeMsPerToken;
-    const ratio = Math.min(50, Math.max(0.02, observedMs / units / base));
-    const f = this.factor(m.variant);
-    f[phase] = (1 - ALPHA) * f[phase] + ALPHA * ratio;
-  }
-
-  correction(variant: string): Record<Phase, number> {
-    return { ...this.factor(variant) };
-  }
-}
+export { CostModel, type Phase, type Prediction, type VariantCosts } from "../runtime/cost-model.ts";
 
 export const TIERS = ["quality", "balanced", "speed"] as const;
 export type Tier = (typeof TIERS)[number];

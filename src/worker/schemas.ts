@@ -34,13 +34,15 @@ export const ChatCompletionRequest = z
     service_tier: z.enum(["auto", "default", "flex", "scale", "priority"]).nullish(),
     metadata: z.record(z.string(), z.string()).nullish(),
     store: z.boolean().nullish(),
+    frequency_penalty: z.number().min(-2).max(2).nullish(),
+    presence_penalty: z.number().min(-2).max(2).nullish(),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: z.number().int().min(0).max(20).nullish(),
+    /** Token id (decimal string) -> bias in [-100, 100]; ids are checked against the vocabulary later. */
+    logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
     // Accepted only at their neutral values (other values: ./unsupported.ts refuses them by name).
-    frequency_penalty: z.literal(0).nullish(),
-    presence_penalty: z.literal(0).nullish(),
-    logprobs: z.literal(false).nullish(),
-    top_logprobs: z.literal(0).nullish(),
-    logit_bias: z.object({}).strict().nullish(),
-    response_format: z.object({ type: z.literal("text") }).nullish(),
+    /** json_object: constrained decoding (src/runtime/json-mask.ts); json_schema is refused. */
+    response_format: z.object({ type: z.enum(["text", "json_object"]) }).nullish(),
     tools: z.array(z.never()).max(0).nullish(),
     functions: z.array(z.never()).max(0).nullish(),
     tool_choice: z.literal("none").nullish(),

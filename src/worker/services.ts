@@ -1,5 +1,6 @@
 /** Per-isolate state shared by requests: live set, loaded engines, cost model. */
 import type { Context } from "hono";
+import { type Clock, ClockTrust, requestClock } from "../runtime/clock.ts";
 import { ENGINE_CONTEXT, EngineCache } from "./engines.ts";
 import type { Env, R2BucketLike } from "./env.ts";
 import { LiveVariants } from "./live.ts";
@@ -13,6 +14,8 @@ export interface Stats {
   tokens: number;
   /** Generations stopped because the client went away. */
   clientGone: number;
+  /** Generations running now. */
+  running: number;
 }
 
 export interface Services {
@@ -23,11 +26,21 @@ export interface Services {
   engineContext: number;
   /** See Env.STREAM_STALL_MS. */
   streamStallMs: number;
+  /** See Env.CPU_LIMIT_MS; null when unset. */
+  cpuLimitMs: number | null;
+  /** Whether request clocks freeze during CPU work (Env.SHARDLM_FROZEN_CLOCK, as deployed). */
+  frozenClock: boolean;
+  /** A new request's clock (../runtime/clock.ts). */
+  clock(): Clock;
+  /** Whether CPU intervals read on request clocks can calibrate the cost model. */
+  clockTrust: ClockTrust;
   stats: Stats;
   waitUntil(c: Context, p: Promise<unknown>): void;
 }
 
-const DEFAULT_STREAM_STALL_MS = 2000;
+const DEFAULT_STREAM_STALL_MS = 500;
+/** Workers' default CPU limit per request on paid plans, ms (used when CPU_LIMIT_MS is garbage). */
+const DEFAULT_CPU_LIMIT_MS = 30_000;
 
 function numberOr(raw: string | undefined, fallback: number): number {
   const n = Number(raw ?? Number.NaN);
@@ -39,6 +52,7 @@ let services: Services | null = null;
 export function servicesFor(env: Env, kernels: WebAssembly.Module): Services {
   if (services && services.bucket === env.SHARDS) return services;
   const ttl = Number(env.LIVE_CACHE_SECONDS ?? "5") * 1000;
+  const frozenClock = env.SHARDLM_FROZEN_CLOCK === "1";
   const budget = Number(env.ENGINE_MEMORY_BUDGET ?? String(100 * 1024 * 1024));
   services = {
     bucket: env.SHARDS,
@@ -47,7 +61,11 @@ export function servicesFor(env: Env, kernels: WebAssembly.Module): Services {
     cost: new CostModel(),
     engineContext: ENGINE_CONTEXT,
     streamStallMs: numberOr(env.STREAM_STALL_MS, DEFAULT_STREAM_STALL_MS),
-    stats: { generations: 0, tokens: 0, clientGone: 0 },
+    cpuLimitMs: env.CPU_LIMIT_MS === undefined ? null : numberOr(env.CPU_LIMIT_MS, DEFAULT_CPU_LIMIT_MS),
+    frozenClock,
+    clock: () => requestClock(frozenClock),
+    clockTrust: new ClockTrust(),
+    stats: { generations: 0, tokens: 0, clientGone: 0, running: 0 },
     waitUntil(c, p) {
       try {
         c.executionCtx.waitUntil(p);

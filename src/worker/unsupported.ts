@@ -2,19 +2,17 @@
  * OpenAI chat-completions parameters shardlm does not implement, refused by name: 400
  * invalid_request_error, code "unsupported_parameter", `param` naming it (what api.openai.com
  * answers for a parameter a model does not support). Neutral values (null, false, an empty list,
- * 0 penalties, response_format text) pass, so clients that always send them keep working.
+ * response_format text or json_object) pass, so clients that always send them keep working.
  * The README's parameter table lists the same.
  */
 import type { MiddlewareHandler } from "hono";
 import { badRequest } from "./errors.ts";
 
 const NEUTRAL: Record<string, (v: unknown) => boolean> = {
-  frequency_penalty: (v) => v === 0,
-  presence_penalty: (v) => v === 0,
-  logprobs: (v) => v === false,
-  top_logprobs: (v) => v === 0,
-  logit_bias: (v) => typeof v === "object" && v !== null && Object.keys(v).length === 0,
-  response_format: (v) => typeof v === "object" && v !== null && (v as { type?: unknown }).type === "text",
+  response_format: (v) =>
+    typeof v === "object" &&
+    v !== null &&
+    ["text", "json_object"].includes((v as { type?: unknown }).type as string),
   tools: (v) => Array.isArray(v) && v.length === 0,
   functions: (v) => Array.isArray(v) && v.length === 0,
   tool_choice: (v) => v === "none",
@@ -25,12 +23,7 @@ const NEUTRAL: Record<string, (v: unknown) => boolean> = {
 
 /** Why each unsupported parameter is refused. */
 export const UNSUPPORTED: Record<string, string> = {
-  frequency_penalty: "repetition penalties are not implemented yet",
-  presence_penalty: "repetition penalties are not implemented yet",
-  logprobs: "log probabilities are not returned yet",
-  top_logprobs: "log probabilities are not returned yet",
-  logit_bias: "logit bias is not implemented yet",
-  response_format: 'only {"type": "text"} is supported (no constrained JSON decoding yet)',
+  response_format: 'only {"type": "text"} and {"type": "json_object"} are supported (json_schema is not yet)',
   tools: "the served models' chat templates have no tool calling",
   tool_choice: "the served models' chat templates have no tool calling",
   functions: "the served models' chat templates have no tool calling",

@@ -3,9 +3,12 @@
  * the deployment answers to, the router's ranking (./router.ts), loading with fallback, queueing.
  */
 import type { Manifest } from "../format/manifest.ts";
+import type { Clock } from "../runtime/clock.ts";
+import { observeLoad } from "./calibrate.ts";
 import { type LoadedVariant, VariantLoadError } from "./engines.ts";
 import { ApiError } from "./errors.ts";
 import type { LiveSet } from "./live.ts";
+import { type Plan, planRequest } from "./plan.ts";
 import { OverloadedError } from "./queue.ts";
 import { type Prediction, rankVariants, TIERS, type Tier } from "./router.ts";
 import type { Services } from "./services.ts";
@@ -50,13 +53,26 @@ export interface Served {
   loadMs: number;
   /** Aborted when the client goes away (or generation fails): stops the generation. */
   abort: AbortController;
-  /** Gives the variant's queue slot back; call exactly once. */
+  /** Gives the variant's queue slot back (or the place in its queue); call exactly once. */
   release: () => void;
+  /** Whether the request still waits for its turn (only with `waitForTurn: false`). */
+  readonly queued: boolean;
+  /** Waits for the turn (at once when not queued); rejects when the client left meanwhile. */
+  turn(): Promise<void>;
+  /**
+   * The plan (./plan.ts) from this moment: time spent so far (queueing included) counts against
+   * a budget. Call it once the turn is held.
+   */
+  plan(): Plan;
+  /** The request's clock (for the timings it reports). */
+  clock: Clock;
 }
 
 /**
  * Ranks, loads the first variant that loads, and waits for its queue. Throws 503 when none loads,
- * 429 when its queue is full; returns null when the client left while queued.
+ * 429 when its queue is full, 400 when the plan cannot fit the CPU limit; returns null when the
+ * client left while queued. With `waitForTurn: false` (streams) it returns at once with `queued`
+ * set, and the caller waits for `turn()` where it can watch its client (./sse.ts).
  */
 export async function serve(
   services: Services,
@@ -67,8 +83,13 @@ export async function serve(
     promptTokens: number;
     maxTokens: number;
     signal: AbortSignal | undefined;
+    clock: Clock;
+    /** The clock's reading when the request arrived. */
+    arrival: number;
+    waitForTurn: boolean;
   },
 ): Promise<Served | null> {
+  const { clock } = request;
   const ranked = rankVariants(
     live.variants,
     {
@@ -81,7 +102,23 @@ export async function serve(
     services.cost,
     (m) => services.engines.isResident(live.manifestIds.get(m.variant)!),
   );
-  const loaded = await loadFirst(services, live.manifestIds, ranked);
+  const loaded = await loadFirst(services, live.manifestIds, ranked, clock);
+  const planInput = {
+    manifest: loaded.manifest,
+    prediction: loaded.prediction,
+    promptTokens: request.promptTokens,
+    maxTokens: request.maxTokens,
+    budgetMs: request.budgetMs,
+    cpuLimitMs: services.cpuLimitMs,
+  };
+  planRequest({ ...planInput, spentMs: 0 }); // refused here if the CPU limit cannot hold a token
+  // The load is done (and counted in the time spent), so later plans charge only what is left.
+  const plan = () =>
+    planRequest({
+      ...planInput,
+      prediction: { ...loaded.prediction, loadMs: 0 },
+      spentMs: Math.max(0, clock.now() - request.arrival),
+    });
 
   // The request's signal (compatibility flag enable_request_signal) fires for some client
   // disconnects, not all (see ./sse.ts): it stops a queued request and ends a running generation.
@@ -89,9 +126,36 @@ export async function serve(
   const clientSignal = request.signal;
   if (clientSignal?.aborted) abort.abort();
   else clientSignal?.addEventListener("abort", () => abort.abort(), { once: true });
+  // Waiting starts now (the place in the queue is taken); only a full queue refuses at once.
+  const turn = loaded.variant.queue.acquire(abort.signal);
   try {
-    const release = await loaded.variant.queue.acquire(abort.signal);
-    return { ...loaded, abort, release };
+    let held = await Promise.race([turn, Promise.resolve(null)]);
+    if (!held && request.waitForTurn) held = await turn;
+    const queued = held === null;
+    let released = false;
+    return {
+      ...loaded,
+      abort,
+      queued,
+      clock,
+      plan,
+      turn: async () => {
+        if (!held) held = await turn;
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        if (held) held();
+        else {
+          // Still queued: leave the queue (the abort makes the waiter give up its place).
+          abort.abort();
+          turn.then(
+            (r) => r(),
+            () => {},
+          );
+        }
+      },
+    };
   } catch (e) {
     if (e instanceof OverloadedError) {
       throw new ApiError(
@@ -114,6 +178,7 @@ async function loadFirst(
   services: Services,
   ids: Map<string, string>,
   ranked: { manifest: Manifest; prediction: Prediction }[],
+  clock: Clock,
 ): Promise<{ variant: LoadedVariant; manifest: Manifest; prediction: Prediction; loadMs: number }> {
   const failures: string[] = [];
   for (const { manifest, prediction } of ranked) {
@@ -124,11 +189,11 @@ async function loadFirst(
       continue;
     }
     const wasResident = services.engines.isResident(id);
-    const t0 = Date.now();
+    const t0 = clock.now();
     try {
       const variant = await services.engines.get(id, manifest);
-      const loadMs = wasResident ? 0 : Date.now() - t0;
-      if (!wasResident) services.cost.observe(manifest, "load", loadMs, manifest.weights.totalBytes / 1e6);
+      const loadMs = wasResident ? 0 : clock.now() - t0;
+      if (!wasResident) observeLoad(services, manifest, loadMs);
       return { variant, manifest, prediction, loadMs };
     } catch (e) {
       if (!(e instanceof VariantLoadError)) throw e;

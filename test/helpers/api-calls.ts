@@ -100,6 +100,7 @@ export interface Health {
   generations: number;
   tokens_generated: number;
   client_gone: number;
+  generations_running: number;
 }
 
 export async function healthz(api: ApiServer): Promise<Health> {

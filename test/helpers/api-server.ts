@@ -8,7 +8,12 @@ import { buildVariants, DEFAULT_CONFIG } from "../../src/compress/build-variants
 import type { VariantsIndex } from "../../src/compress/variant-store.ts";
 import { sharedModelPath } from "./paths.ts";
 
-export { type ApiServer, workerCompatibilityFlags } from "../../src/bench/local-api.ts";
+export {
+  type ApiServer,
+  FROZEN_CLOCK_FROM_ENV,
+  workerCompatibilityFlags,
+  wranglerSetting,
+} from "../../src/bench/local-api.ts";
 
 export const TEST_VARIANTS_DIR = fileURLToPath(
   new URL("../../node_modules/.cache/shardlm/test-variants", import.meta.url),

@@ -10,7 +10,6 @@ import {
   ModelConfig,
   type ModelDescription,
   ModelImportError,
-  type SourceDType,
   type TensorEntry,
   TensorNames,
   type TokenizerSpec,

@@ -21,12 +21,13 @@ import {
   checkAppend,
   checkState as checkSequence,
   checkStateSize,
-  checkToken,
   EngineSequence,
+  EngineStateError,
   type LoadProgress,
 } from "../engine-core.ts";
 import type { LogitsModel } from "../generate.ts";
 import { PREFILL_BLOCK, planWasmMemory, type RowsPlan } from "../memory-plan.ts";
+import type { KvSnapshot } from "../prefix-cache.ts";
 import { bindWeights, type LayerWeights as SharedLayerWeights } from "../weight-bindings.ts";
 import { loadWeights } from "./load-weights.ts";
 
@@ -73,6 +74,8 @@ export class WasmEngine implements LogitsModel<WasmState> {
   private readonly head: Matrix;
   private readonly outputNorm: number;
   private generation = 0;
+  /** fp32 activations: run batched rows as single-row matvecs (verify must equal decode steps bit for bit). */
+  private rowExact = false;
   /** Prompt tokens per prefill pass (`prefillBlock`, at most the context); decode uses row 0. */
   readonly block: number;
   // Activation rows (wasm memory), zero-padded to what their consumers read: one row per block token.
@@ -221,12 +224,126 @@ export class WasmEngine implements LogitsModel<WasmState> {
     return this.k.f32(this.logits, this.config.vocabSize).slice();
   }
 
-  private checkState(state: WasmState): void {
-    checkSequence(state, this, this.generation);
+  /**
+   * Speculative verification: appends `tokens` (the last sampled token, then the drafts) in batched
+   * passes of up to `block` rows and returns the next-token logits after each of them, row i
+   * bit-identical to what `forward` would have returned at that position (same single-row ops; with
+   * fp32 activations the batched matmul is avoided for that reason). Roll back with `rollback`.
+   */
+  verify(state: WasmState, tokens: readonly number[]): Float32Array[] {
+    this.checkState(state);
+    checkAppend(state, tokens, this.config.vocabSize);
+    const out: Float32Array[] = [];
+    this.rowExact = true;
+    try {
+      for (let i = 0; i < tokens.length; i += this.block)
+        out.push(...this.pass(state, tokens.slice(i, i + this.block), "all"));
+    } finally {
+      this.rowExact = false;
+    }
+    return out;
   }
 
-  private checkToken(tokenId: number): void {
-    checkToken(tokenId, this.config.vocabSize);
+  /**
+   * Shortens the sequence to `length` tokens (rejected drafts). Nothing is cleared: the KV rows past
+   * `length` are overwritten by the next pass, and attention never reads past the current position.
+   */
+  rollback(state: WasmState, length: number): void {
+    this.checkState(state);
+    if (!Number.isInteger(length) || length < 0 || length > state.length) {
+      throw new RangeError(`rollback to ${length}: the state holds ${state.length} tokens`);
+    }
+    state.length = length;
+  }
+
+  /**
+   * One decode step of the self-speculative draft: the same weights with the layers in `skip` left
+   * out (no extra memory). Writes KV rows of the kept layers at this position, so a draft must be
+   * rolled back and verified before its tokens count.
+   */
+  forwardSkipping(state: WasmState, tokenId: number, skip: ReadonlySet<number>): Float32Array {
+    this.checkState(state);
+    checkAppend(state, [tokenId], this.config.vocabSize);
+    for (const l of skip) {
+      if (!Number.isInteger(l) || l < 0 || l >= this.config.numLayers)
+        throw new RangeError(`skip layer ${l} is outside 0..${this.config.numLayers - 1}`);
+    }
+    this.pass(state, [tokenId], true, skip);
+    return this.k.f32(this.logits, this.config.vocabSize).slice();
+  }
+
+  /** Bytes of KV cache one position takes over all layers (what a prefix-cache entry costs per token). */
+  get kvBytesPerToken(): number {
+    return this.kvRowBytes().total * this.config.numLayers;
+  }
+
+  /** Copies the KV rows of the first `length` positions out of wasm memory (for a prefix cache). */
+  exportKv(state: WasmState, length = state.length): KvSnapshot {
+    this.checkState(state);
+    if (!Number.isInteger(length) || length < 0 || length > state.length)
+      throw new RangeError(`exportKv of ${length} positions: the state holds ${state.length}`);
+    const r = this.kvRowBytes();
+    const out = new Uint8Array(r.total * length * this.config.numLayers);
+    const mem = new Uint8Array(this.k.memory.buffer);
+    let o = 0;
+    for (const layer of this.cache) {
+      for (const [ptr, per] of this.kvParts(layer, r)) {
+        out.set(mem.subarray(ptr, ptr + per * length), o);
+        o += per * length;
+      }
+    }
+    return { length, bytes: out };
+  }
+
+  /**
+   * Writes the first `length` positions of a snapshot from `exportKv` (same engine shape and cache
+   * kind) into an empty state: the state then holds them without running them.
+   */
+  importKv(state: WasmState, kv: KvSnapshot, length: number): void {
+    this.checkState(state);
+    const r = this.kvRowBytes();
+    if (state.length !== 0) throw new EngineStateError("importKv needs a fresh state");
+    if (!Number.isInteger(length) || length < 0 || length > state.capacity || length > kv.length)
+      throw new RangeError(
+        `importKv of ${length} positions: the state holds ${state.capacity}, the snapshot ${kv.length}`,
+      );
+    if (kv.bytes.byteLength !== r.total * kv.length * this.config.numLayers)
+      throw new RangeError(
+        `importKv: ${kv.bytes.byteLength} bytes is not ${kv.length} positions of this cache`,
+      );
+    const mem = new Uint8Array(this.k.memory.buffer);
+    let o = 0;
+    for (const layer of this.cache) {
+      for (const [ptr, per] of this.kvParts(layer, r)) {
+        mem.set(kv.bytes.subarray(o, o + per * length), ptr);
+        o += per * kv.length;
+      }
+    }
+    state.length = length;
+  }
+
+  private kvRowBytes(): { row: number; scale: number; total: number } {
+    const c = this.config;
+    const kvDim = c.numKvHeads * c.headDim;
+    const row = this.kvCache === "f16" ? kvDim * 2 : kvDim;
+    const scale = this.kvCache === "f16" ? 0 : c.numKvHeads * 4;
+    return { row, scale, total: 2 * (row + scale) };
+  }
+
+  private kvParts(
+    layer: { k: number; v: number; kScale: number; vScale: number },
+    r: { row: number; scale: number },
+  ): [number, number][] {
+    const parts: [number, number][] = [
+      [layer.k, r.row],
+      [layer.v, r.row],
+    ];
+    if (r.scale > 0) parts.push([layer.kScale, r.scale], [layer.vScale, r.scale]);
+    return parts;
+  }
+
+  private checkState(state: WasmState): void {
+    checkSequence(state, this, this.generation);
   }
 
   /**
@@ -242,12 +359,22 @@ export class WasmEngine implements LogitsModel<WasmState> {
         if (!quantized) k.quantizeQ8(rowAt(x, i), q8[i]!);
         k.matvecInt4Q8(w, q8[i]!, rowAt(y, i));
       }
-    } else if (n > 1 && x.stride === w.kPadded && y.stride === w.N) k.matmulInt4(w, x.ptr, y.ptr, n);
+    } else if (n > 1 && !this.rowExact && x.stride === w.kPadded && y.stride === w.N)
+      k.matmulInt4(w, x.ptr, y.ptr, n);
     else for (let i = 0; i < n; i++) k.matvecInt4(w, rowAt(x, i), rowAt(y, i));
   }
 
-  /** Appends `tokens` (at most `block`) to the sequence; logits of the last one if asked. */
-  private pass(state: WasmState, tokens: readonly number[], wantLogits: boolean): void {
+  /**
+   * Appends `tokens` (at most `block`) to the sequence; logits of the last one if asked (`true`), or
+   * of every row (`"all"`: returned, one copy per row). `skip` leaves those layers out entirely (the
+   * residual stream passes through; their KV rows are not written): the self-speculative draft.
+   */
+  private pass(
+    state: WasmState,
+    tokens: readonly number[],
+    wantLogits: boolean | "all",
+    skip: ReadonlySet<number> | null = null,
+  ): Float32Array[] {
     const c = this.config;
     const k = this.k;
     const n = tokens.length;
@@ -267,6 +394,7 @@ export class WasmEngine implements LogitsModel<WasmState> {
     }
 
     for (let l = 0; l < c.numLayers; l++) {
+      if (skip?.has(l)) continue;
       const w = this.layers[l]!;
       const cache = this.cache[l]!;
 
@@ -343,9 +471,25 @@ export class WasmEngine implements LogitsModel<WasmState> {
       for (let i = 0; i < n; i++) k.addF32(rowAt(x, i), rowAt(delta, i), c.hiddenSize);
     }
     state.length = pos0 + n;
-    if (!wantLogits) return;
+    if (wantLogits === false) return [];
+    if (wantLogits === true) {
+      this.head1(n - 1);
+      return [];
+    }
+    // Every row through the same single-row head as decode: each row's logits are bit-identical to a step.
+    const out: Float32Array[] = [];
+    for (let i = 0; i < n; i++) {
+      this.head1(i);
+      out.push(this.k.f32(this.logits, c.vocabSize).slice());
+    }
+    return out;
+  }
 
-    k.rmsnorm(rowAt(x, n - 1), this.outputNorm, this.headIn, c.hiddenSize, c.rmsNormEps);
+  /** Final norm of row `i` of x and the head, into `logits`. */
+  private head1(i: number): void {
+    const c = this.config;
+    const k = this.k;
+    k.rmsnorm(rowAt(this.x, i), this.outputNorm, this.headIn, c.hiddenSize, c.rmsNormEps);
     const headIn: Rows = { ptr: this.headIn, stride: 0 };
     if (this.head.kind === "int4")
       this.linear(this.head.t, headIn, { ptr: this.logits, stride: 0 }, 1, false);

@@ -320,6 +320,31 @@ export class WebGpuEngine implements LogitsModel<WebGpuState> {
     return (await this.run(state, [tokenId], "argmax")) as number;
   }
 
+  /**
+   * Speculative verification (same contract as WasmEngine.verify): appends `tokens` and returns the
+   * logits after each. Runs them as sequential decode steps (one submit and read-back each), so every
+   * row is exactly a `forward` step; a batched verify pass would need a per-row head in the plans.
+   */
+  async verify(state: WebGpuState, tokens: readonly number[]): Promise<Float32Array[]> {
+    if (state.length + tokens.length > state.capacity) {
+      throw new RangeError(
+        `${tokens.length} tokens do not fit: the state holds ${state.length} of ${state.capacity}`,
+      );
+    }
+    const out: Float32Array[] = [];
+    for (const t of tokens) out.push(await this.forward(state, t));
+    return out;
+  }
+
+  /** Shortens the sequence to `length` tokens; KV rows past it are overwritten by later passes. */
+  rollback(state: WebGpuState, length: number): void {
+    this.checkState(state);
+    if (!Number.isInteger(length) || length < 0 || length > state.length) {
+      throw new RangeError(`rollback to ${length}: the state holds ${state.length} tokens`);
+    }
+    state.length = length;
+  }
+
   /** Frees this engine's GPU buffers (not the device, which the caller owns). */
   destroy(): void {
     this.destroyed = true;

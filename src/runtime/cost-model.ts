@@ -1,0 +1,96 @@
+/**
+ * Per-token costs of each variant, for planning requests in units of work.
+ *
+ * Start: the manifest's speed profile, measured at build time (src/format/manifest.ts,
+ * `speed`: ms per prefill token, per decode token, per MB loaded). Corrections: a factor per variant
+ * and phase, an exponential moving average of observed / manifest cost, fed only with intervals
+ * the caller could measure (see ./clock.ts, ClockTrust): an observation of 0 ms or less, or a
+ * non-finite one, is ignored (it is a frozen clock's reading, not a speed-up), and every factor stays
+ * within [MIN_CORRECTION, MAX_CORRECTION] so no run of odd readings can make a variant look free
+ * or unusable.
+ */
+import type { Manifest } from "../format/manifest.ts";
+
+export type Phase = "prefill" | "decode" | "load";
+
+export interface Prediction {
+  totalMs: number;
+  loadMs: number;
+  prefillMs: number;
+  decodeMsPerToken: number;
+}
+
+export interface VariantCosts {
+  /** Loading it into this isolate (0 when resident), ms. */
+  loadMs: number;
+  prefillMsPerToken: number;
+  decodeMsPerToken: number;
+}
+
+/** Weight of the newest observation in the moving average. */
+export const CORRECTION_ALPHA = 0.3;
+/** Bounds of a correction factor: at most 10x faster or slower than the manifest measured. */
+export const MIN_CORRECTION = 0.1;
+export const MAX_CORRECTION = 10;
+
+export class CostModel {
+  private readonly factors = new Map<string, Record<Phase, number>>();
+
+  private factor(variant: string): Record<Phase, number> {
+    let f = this.factors.get(variant);
+    if (!f) {
+      f = { prefill: 1, decode: 1, load: 1 };
+      this.factors.set(variant, f);
+    }
+    return f;
+  }
+
+  /** A variant's current costs: its manifest's measured speed times this isolate's corrections. */
+  costs(m: Manifest, resident: boolean): VariantCosts {
+    const f = this.factor(m.variant);
+    const mb = m.weights.totalBytes / 1e6;
+    return {
+      loadMs: resident ? 0 : m.speed.loadMsPerMB * mb * f.load,
+      prefillMsPerToken: m.speed.prefillMsPerToken * f.prefill,
+      decodeMsPerToken: m.speed.decodeMsPerToken * f.decode,
+    };
+  }
+
+  /** Predicted ms: load (unless resident) + prompt tokens x prefill + max tokens x decode. */
+  predict(m: Manifest, promptTokens: number, maxTokens: number, resident: boolean): Prediction {
+    const c = this.costs(m, resident);
+    const prefillMs = promptTokens * c.prefillMsPerToken;
+    return {
+      totalMs: c.loadMs + prefillMs + maxTokens * c.decodeMsPerToken,
+      loadMs: c.loadMs,
+      prefillMs,
+      decodeMsPerToken: c.decodeMsPerToken,
+    };
+  }
+
+  /**
+   * Feeds back a measured interval: `observedMs` for `units` (tokens, or MB for load). Returns
+   * whether it was used: zero, negative or non-finite readings and empty intervals are not.
+   */
+  observe(m: Manifest, phase: Phase, observedMs: number, units: number): boolean {
+    if (!(units > 0) || !Number.isFinite(observedMs) || observedMs <= 0) return false;
+    const base =
+      phase === "load"
+        ? m.speed.loadMsPerMB
+        : phase === "prefill"
+          ? m.speed.prefillMsPerToken
+          : m.speed.decodeMsPerToken;
+    const ratio = clamp(observedMs / units / base);
+    const f = this.factor(m.variant);
+    f[phase] = clamp((1 - CORRECTION_ALPHA) * f[phase] + CORRECTION_ALPHA * ratio);
+    return true;
+  }
+
+  correction(variant: string): Record<Phase, number> {
+    return { ...this.factor(variant) };
+  }
+}
+
+function clamp(x: number): number {
+  return Math.min(MAX_CORRECTION, Math.max(MIN_CORRECTION, x));
+}

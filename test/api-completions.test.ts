@@ -1,0 +1,178 @@
+/**
+ * Legacy POST /v1/completions in workerd over real HTTP, through the official openai client's
+ * `client.completions.create`: text_completion objects, JSON and SSE, validated against zod schemas
+ * of OpenAI's Completion object; the prompt is plain text (the test model has no chat template, so
+ * the chat endpoint renders the same tokens: both answers must agree); unsupported forms refused by name.
+ */
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { call, clientError, deployedTokenizer, expectApiError } from "./helpers/api-calls.ts";
+import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
+
+const Usage = z.object({
+  prompt_tokens: z.number().int().min(0),
+  completion_tokens: z.number().int().min(0),
+  total_tokens: z.number().int().min(0),
+});
+/** OpenAI's Completion object (also each streamed chunk, with finish_reason null until the last). */
+const TextCompletion = z.object({
+  id: z.string().min(1),
+  object: z.literal("text_completion"),
+  created: z.number().int(),
+  model: z.string(),
+  system_fingerprint: z.string().optional(),
+  choices: z.array(
+    z.object({
+      text: z.string(),
+      index: z.number().int(),
+      logprobs: z.null(),
+      finish_reason: z.enum(["stop", "length", "content_filter"]).nullable(),
+    }),
+  ),
+  usage: Usage.nullable().optional(),
+});
+
+let api: ApiServer;
+
+beforeAll(async () => {
+  api = await startApiServer();
+}, 300_000);
+
+afterAll(async () => {
+  await api?.close();
+});
+
+const prompt = "Once upon a time";
+
+describe("POST /v1/completions (openai client)", () => {
+  it("a text_completion answer; greedy text equals the chat endpoint's for the same text", async () => {
+    const r = await api.client.completions.create({
+      model: "quality",
+      prompt,
+      max_tokens: 12,
+      temperature: 0,
+    });
+    const parsed = TextCompletion.parse(r);
+    expect(parsed.choices).toHaveLength(1);
+    expect(parsed.choices[0]!.finish_reason).toBe("length");
+    expect(r.usage!.completion_tokens).toBe(12);
+    const tok = deployedTokenizer(api);
+    expect(r.usage!.prompt_tokens).toBe(tok.encode(prompt).length);
+    const viaChat = await api.client.chat.completions.create({
+      model: "quality",
+      messages: [{ role: "user", content: prompt }],
+      max_tokens: 12,
+      temperature: 0,
+    });
+    expect(r.choices[0]!.text).toBe(viaChat.choices[0]!.message.content);
+    expect(r.choices[0]!.text.length).toBeGreaterThan(0);
+  });
+
+  it("max_tokens defaults to 16 (OpenAI's default here); an array of one prompt is the prompt", async () => {
+    const r = await api.client.completions.create({ model: "quality", prompt: [prompt], temperature: 0 });
+    expect(r.usage!.completion_tokens).toBe(16);
+    const same = await api.client.completions.create({ model: "quality", prompt, temperature: 0 });
+    expect(r.choices[0]!.text).toBe(same.choices[0]!.text);
+  });
+
+  it("seed, stop and penalties as in chat", async () => {
+    const ask = (extra: object) =>
+      api.client.completions.create({ model: "quality", prompt, max_tokens: 20, ...extra });
+    const a = await ask({ temperature: 0.9, seed: 5 });
+    expect((await ask({ temperature: 0.9, seed: 5 })).choices[0]!.text).toBe(a.choices[0]!.text);
+    const greedy = (await ask({ temperature: 0 })).choices[0]!.text;
+    const cut = greedy.slice(3, 6);
+    const stopped = await ask({ temperature: 0, stop: [cut] });
+    expect(stopped.choices[0]!.finish_reason).toBe("stop");
+    expect(stopped.choices[0]!.text).toBe(greedy.slice(0, greedy.indexOf(cut)));
+    // 40 greedy tokens of the toy model repeat themselves: a frequency penalty changes them.
+    const long = (await ask({ temperature: 0, max_tokens: 40 })).choices[0]!.text;
+    const penalized = await ask({ temperature: 0, max_tokens: 40, frequency_penalty: 2 });
+    expect(penalized.choices[0]!.text).not.toBe(long);
+  });
+
+  it("streams text_completion chunks ending with data: [DONE]; the text joins to the JSON answer's", async () => {
+    const whole = await api.client.completions.create({
+      model: "speed",
+      prompt,
+      max_tokens: 10,
+      temperature: 0,
+    });
+    const stream = await api.client.completions.create({
+      model: "speed",
+      prompt,
+      max_tokens: 10,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    const chunks: z.infer<typeof TextCompletion>[] = [];
+    for await (const chunk of stream) {
+      const c = TextCompletion.parse(chunk);
+      chunks.push(c);
+      text += c.choices[0]?.text ?? "";
+    }
+    expect(text).toBe(whole.choices[0]!.text);
+    const finishes = chunks.flatMap((c) => c.choices.map((x) => x.finish_reason)).filter((f) => f !== null);
+    expect(finishes).toEqual(["length"]);
+    expect(chunks.at(-1)!.choices).toEqual([]);
+    expect(chunks.at(-1)!.usage).toMatchObject({ completion_tokens: 10 });
+    for (const c of chunks.slice(0, -1)) expect(c.usage).toBeNull();
+    // Raw SSE framing.
+    const res = await fetch(new URL("/v1/completions", api.url), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "speed", prompt, max_tokens: 3, stream: true }),
+    });
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const events = (await res.text()).split("\n\n").filter(Boolean);
+    expect(events.at(-1)).toBe("data: [DONE]");
+    for (const e of events.slice(0, -1)) TextCompletion.parse(JSON.parse(e.replace(/^data: /, "")));
+  });
+
+  it("control-token markup in the prompt stays text", async () => {
+    const r = await api.client.completions.create({
+      model: "quality",
+      prompt: "</s>".repeat(5),
+      max_tokens: 1,
+    });
+    const tok = deployedTokenizer(api);
+    expect(r.usage!.prompt_tokens).toBe(tok.encode("</s>".repeat(5), { parseSpecial: false }).length);
+    expect(r.usage!.prompt_tokens).toBeGreaterThan(6);
+  });
+});
+
+describe("/v1/completions refuses what it does not serve, naming the parameter", () => {
+  const post = (body: unknown) => call(api, "/v1/completions", { method: "POST", body });
+  it.each([
+    ["token-id prompt", { prompt: [1, 2, 3] }, "prompt", null],
+    ["two prompts", { prompt: ["a", "b"] }, "prompt", null],
+    ["no prompt", { prompt: undefined }, "prompt", null],
+    ["an object prompt", { prompt: { text: "x" } }, "prompt", null],
+    ["logprobs as an integer", { logprobs: 2 }, "logprobs", "unsupported_parameter"],
+    ["echo", { echo: true }, "echo", "unsupported_parameter"],
+    ["suffix", { suffix: "the end" }, "suffix", "unsupported_parameter"],
+    ["best_of 3", { best_of: 3 }, "best_of", "unsupported_parameter"],
+    ["n 2", { n: 2 }, "n", null],
+    ["temperature 3", { temperature: 3 }, "temperature", null],
+    ["a logit_bias id outside the vocabulary", { logit_bias: { "99999999": 1 } }, "logit_bias", null],
+    ["messages (a chat field)", { messages: [] }, "messages", null],
+  ])("%s: 400 naming %s", async (_, fields, param, code) => {
+    const r = await post({ model: "quality", prompt, max_tokens: 2, ...fields });
+    expectApiError(r, 400, { type: "invalid_request_error", param, ...(code ? { code } : {}) });
+  });
+
+  it("a prompt over the context is 400 context_length_exceeded naming prompt", async () => {
+    const r = await post({ model: "quality", prompt: "Once upon a time ".repeat(2000), max_tokens: 2 });
+    expectApiError(r, 400, { code: "context_length_exceeded", param: "prompt" });
+  });
+
+  it("the client surfaces refusals as BadRequestError; GET is a 405", async () => {
+    const e = await clientError(api.client.completions.create({ model: "quality", prompt, logprobs: 3 }));
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect([e.code, e.param]).toEqual(["unsupported_parameter", "logprobs"]);
+    expect((await call(api, "/v1/completions")).status).toBe(405);
+  });
+});

@@ -1,0 +1,143 @@
+/**
+ * Clients that leave, under `wrangler dev` itself (the server `npm start` runs): there, neither
+ * request.signal nor cancelling the response body tells the Worker that a client disconnected;
+ * the runtime just stops taking the body's bytes (src/worker/sse.ts). A stream answers at once
+ * (headers and the role chunk) and waits for its engine inside its body, sending heartbeats, so a
+ * client that leaves while queued or while its answer runs is found within STREAM_STALL_MS (500 ms)
+ * and its place freed.
+ *
+ * The scenario of issue 14: 10 concurrent streams (max_tokens 2000) each dropped after their first
+ * bytes, then one small request: it starts within 1 s, and the dropped answers generated a small
+ * fraction of their tokens. The 1 s bound is the issue's acceptance criterion (measured here:
+ * 0.15-0.6 s on a loaded 2-core box), so a loaded CI machine gets two more tries.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
+import { openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
+import { publish } from "../src/publish/publish.ts";
+import { buildTestVariants } from "./helpers/api-server.ts";
+import { tempDirs } from "./helpers/paths.ts";
+
+const dirs = tempDirs("disconnect");
+let child: ChildProcess;
+let base: string;
+let output = "";
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+beforeAll(async () => {
+  const { dir, index } = await buildTestVariants();
+  await ensureKernelsWasm({ relaxed: true });
+  const persistTo = dirs.make();
+  const bucket = await openBucket({ remote: false, persistTo, bucketName: wranglerBucketName() });
+  try {
+    await publish(bucket, dir, index);
+  } finally {
+    await bucket.close();
+  }
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  child = spawn(
+    "npx",
+    ["wrangler", "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistTo],
+    {
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    },
+  );
+  child.stdout!.on("data", (d) => (output += d));
+  child.stderr!.on("data", (d) => (output += d));
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${output}`);
+    try {
+      if ((await fetch(`${base}/v1/models`)).ok) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`wrangler dev did not serve within 120 s:\n${output}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}, 600_000);
+
+afterAll(() => {
+  if (child?.pid) {
+    try {
+      process.kill(-child.pid, "SIGTERM"); // the whole group: npx, wrangler, workerd
+    } catch {
+      // already gone
+    }
+  }
+  dirs.cleanup();
+});
+
+const body = (maxTokens: number) =>
+  JSON.stringify({
+    model: "quality",
+    messages: [{ role: "user", content: "Once upon a time" }],
+    max_tokens: maxTokens,
+    temperature: 0,
+    stream: true,
+  });
+
+const post = (maxTokens: number, signal?: AbortSignal) =>
+  fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: body(maxTokens),
+    signal: signal ?? AbortSignal.timeout(30_000),
+  });
+
+interface Health {
+  generations: number;
+  tokens_generated: number;
+  client_gone: number;
+}
+const health = async () => (await (await fetch(`${base}/healthz`)).json()) as Health;
+
+describe("under wrangler dev", () => {
+  it("10 streams dropped after their first bytes, then a small request: it starts within 1 s", {
+    retry: 2,
+  }, async () => {
+    await (await post(4)).text(); // the variant loaded
+    const before = await health();
+    await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        const ac = new AbortController();
+        const res = await post(2000, ac.signal);
+        expect(res.status).toBe(200);
+        const first = await res.body!.getReader().read(); // queued ones too: the role chunk
+        expect(new TextDecoder().decode(first.value)).toMatch(/^data: /);
+        ac.abort();
+      }),
+    );
+    const t0 = performance.now();
+    const res = await post(8);
+    const reader = res.body!.getReader();
+    let text = "";
+    let firstTokenMs = Number.NaN;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+      if (Number.isNaN(firstTokenMs) && /"content":"[^"]/.test(text)) firstTokenMs = performance.now() - t0;
+    }
+    expect(text).toMatch(/data: \[DONE\]\n\n$/);
+    expect(firstTokenMs, "the small request's first token").toBeLessThan(1000);
+
+    const after = await health();
+    expect(after.client_gone - before.client_gone).toBe(10);
+    // The ten dropped answers stopped early: together far fewer tokens than one whole answer.
+    expect(after.tokens_generated - before.tokens_generated - 8).toBeLessThan(2000);
+  });
+});

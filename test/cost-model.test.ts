@@ -1,0 +1,209 @@
+/**
+ * The cost model (src/runtime/cost-model.ts), the request clocks (src/runtime/clock.ts) and what
+ * feeds one from the other (src/worker/calibrate.ts), on synthetic observations: corrections
+ * converge to the truth, zero and frozen readings are ignored, factors stay bounded; the frozen
+ * clock really does not move during CPU work and does move across a timer.
+ */
+import { describe, expect, it } from "vitest";
+import type { Manifest } from "../src/format/manifest.ts";
+import type { CompletionResult } from "../src/runtime/chat.ts";
+import {
+  advancesDuringCpuWork,
+  ClockTrust,
+  IoFrozenClock,
+  SUBSTANTIAL_WORK_MS,
+  systemClock,
+} from "../src/runtime/clock.ts";
+import { CostModel, MAX_CORRECTION, MIN_CORRECTION } from "../src/runtime/cost-model.ts";
+import { observeGeneration } from "../src/worker/calibrate.ts";
+import { planRequest } from "../src/worker/plan.ts";
+
+/** The fields of a manifest the cost model reads (a real manifest has many more). */
+function manifest(variant: string, decode = 2, prefill = 0.5, loadPerMB = 10): Manifest {
+  return {
+    variant,
+    speed: {
+      decodeMsPerToken: decode,
+      prefillMsPerToken: prefill,
+      loadMsPerMB: loadPerMB,
+      measuredOn: "test",
+    },
+    weights: { totalBytes: 3_000_000 },
+  } as unknown as Manifest;
+}
+
+/** Deterministic noise in [-amp, amp]. */
+function noise(i: number, amp: number): number {
+  return amp * Math.sin(i * 12.9898) * Math.cos(i * 4.1414);
+}
+
+function busy(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // spin: CPU work with no I/O
+  }
+}
+
+describe("CostModel", () => {
+  it("corrections converge to the true cost on noisy synthetic observations, per phase", () => {
+    const m = manifest("a");
+    const cost = new CostModel();
+    const truth = { decode: 3.4, prefill: 0.3, load: 25 }; // ms per token / MB
+    for (let i = 0; i < 60; i++) {
+      const k = 1 + noise(i, 0.05);
+      expect(cost.observe(m, "decode", truth.decode * 50 * k, 50)).toBe(true);
+      expect(cost.observe(m, "prefill", truth.prefill * 20 * k, 20)).toBe(true);
+      expect(cost.observe(m, "load", truth.load * 3 * k, 3)).toBe(true);
+    }
+    const c = cost.costs(m, false);
+    expect(c.decodeMsPerToken / truth.decode).toBeCloseTo(1, 1);
+    expect(c.prefillMsPerToken / truth.prefill).toBeCloseTo(1, 1);
+    expect(c.loadMs / (truth.load * 3)).toBeCloseTo(1, 1);
+    // Without noise the fixed point is exact.
+    for (let i = 0; i < 80; i++) cost.observe(m, "decode", truth.decode * 10, 10);
+    expect(cost.costs(m, true).decodeMsPerToken).toBeCloseTo(truth.decode, 6);
+  });
+
+  it("observations change predictions (and only the observed variant's)", () => {
+    const a = manifest("a");
+    const b = manifest("b");
+    const cost = new CostModel();
+    const before = cost.predict(a, 10, 100, true).totalMs;
+    expect(before).toBeCloseTo(10 * 0.5 + 100 * 2, 9);
+    for (let i = 0; i < 20; i++) cost.observe(a, "decode", 4 * 100, 100); // 2x slower than measured
+    const after = cost.predict(a, 10, 100, true);
+    expect(after.decodeMsPerToken).toBeGreaterThan(3.9);
+    expect(after.totalMs).toBeGreaterThan(before * 1.9);
+    expect(cost.predict(b, 10, 100, true).totalMs).toBe(before);
+  });
+
+  it.each([0, -5, Number.NaN, Number.POSITIVE_INFINITY])("ignores an observation of %s ms", (ms) => {
+    const m = manifest("a");
+    const cost = new CostModel();
+    for (let i = 0; i < 50; i++) {
+      expect(cost.observe(m, "decode", ms, 100)).toBe(false);
+      expect(cost.observe(m, "prefill", ms, 10)).toBe(false);
+    }
+    expect(cost.correction("a")).toEqual({ prefill: 1, decode: 1, load: 1 });
+  });
+
+  it("ignores empty intervals", () => {
+    const cost = new CostModel();
+    expect(cost.observe(manifest("a"), "decode", 10, 0)).toBe(false);
+    expect(cost.correction("a").decode).toBe(1);
+  });
+
+  it("stays bounded however extreme the observations", () => {
+    const m = manifest("a");
+    const cost = new CostModel();
+    for (let i = 0; i < 100; i++) {
+      cost.observe(m, "decode", 1e9, 1);
+      expect(cost.correction("a").decode).toBeLessThanOrEqual(MAX_CORRECTION);
+    }
+    expect(cost.correction("a").decode).toBeCloseTo(MAX_CORRECTION, 9);
+    for (let i = 0; i < 100; i++) {
+      cost.observe(m, "decode", 1e-9, 1);
+      expect(cost.correction("a").decode).toBeGreaterThanOrEqual(MIN_CORRECTION);
+    }
+    expect(cost.correction("a").decode).toBeCloseTo(MIN_CORRECTION, 9);
+    expect(cost.costs(m, true).decodeMsPerToken).toBeCloseTo(2 * MIN_CORRECTION, 12);
+  });
+});
+
+describe("request clocks", () => {
+  it("the frozen clock does not move during CPU work, and moves once the event loop turns", async () => {
+    const clock = new IoFrozenClock();
+    const t0 = clock.now();
+    busy(15);
+    expect(clock.now()).toBe(t0);
+    await Promise.resolve(); // a promise chain is not I/O
+    busy(5);
+    expect(clock.now()).toBe(t0);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(clock.now()).toBeGreaterThanOrEqual(t0 + 10);
+  });
+
+  it("the CPU probe tells a free clock from a frozen one", () => {
+    expect(advancesDuringCpuWork(systemClock)).toBe(true);
+    expect(advancesDuringCpuWork(new IoFrozenClock())).toBe(false);
+  });
+
+  it("ClockTrust gives up on a clock that read 0 ms across substantial work, and only then", () => {
+    const t = new ClockTrust();
+    expect(t.cpuMeasurable(systemClock)).toBe(true);
+    expect(t.check(0, SUBSTANTIAL_WORK_MS / 10)).toBe(false); // too little work to tell
+    expect(t.known).toBe(true);
+    expect(t.check(3, 2)).toBe(true);
+    expect(t.check(0, 50)).toBe(false);
+    expect(t.known).toBe(false);
+    expect(t.check(3, 2)).toBe(false); // from now on nothing is measured on it
+    expect(t.cpuMeasurable(systemClock)).toBe(false);
+  });
+});
+
+describe("feeding generations back (calibrate.ts)", () => {
+  const result = (prefillMs: number, decodeMs: number): CompletionResult => ({
+    finishReason: "length",
+    completionTokens: 101,
+    prefillMs,
+    decodeMs,
+  });
+
+  it("a free clock's readings correct the costs; a frozen clock's never do, and predictions hold", async () => {
+    const m = manifest("a");
+    const free = { cost: new CostModel(), clockTrust: new ClockTrust() };
+    const p = free.cost.predict(m, 10, 101, true);
+    for (let i = 0; i < 30; i++) {
+      expect(observeGeneration(free, systemClock, m, p, 10, result(10, 300))).toEqual({
+        prefill: true,
+        decode: true,
+      });
+    }
+    expect(free.cost.costs(m, true).decodeMsPerToken).toBeCloseTo(3, 3);
+    expect(free.cost.costs(m, true).prefillMsPerToken).toBeCloseTo(1, 3);
+
+    // Frozen: the generation reads ~0 ms, as in production; the costs stay the manifest's.
+    const frozen = { cost: new CostModel(), clockTrust: new ClockTrust() };
+    const clock = new IoFrozenClock();
+    for (let i = 0; i < 30; i++) {
+      const t0 = clock.now();
+      busy(2);
+      const read = clock.now() - t0;
+      expect(read).toBe(0);
+      expect(observeGeneration(frozen, clock, m, p, 10, result(read, read))).toEqual({
+        prefill: false,
+        decode: false,
+      });
+    }
+    expect(frozen.cost.predict(m, 10, 101, true).totalMs).toBe(p.totalMs);
+  });
+});
+
+describe("plans", () => {
+  const m = manifest("a", 2, 0.5, 10);
+  const p = new CostModel().predict(m, 10, 1000, true); // 5 ms prefill + 2 ms per token
+  const base = { manifest: m, prediction: p, promptTokens: 10, maxTokens: 1000, spentMs: 0 };
+
+  it("a budget becomes decode tokens: what fits after prefill and time already spent", () => {
+    expect(planRequest({ ...base, budgetMs: null, cpuLimitMs: null })).toMatchObject({
+      maxDecodeTokens: 1000,
+      limitedBy: "request",
+      speculation: false,
+      prefillTokens: 10,
+    });
+    expect(planRequest({ ...base, budgetMs: 105, cpuLimitMs: null })).toMatchObject({
+      maxDecodeTokens: 50,
+      limitedBy: "budget",
+    });
+    expect(planRequest({ ...base, budgetMs: 105, spentMs: 40, cpuLimitMs: null }).maxDecodeTokens).toBe(30);
+    expect(planRequest({ ...base, budgetMs: 1, cpuLimitMs: null }).maxDecodeTokens).toBe(1);
+  });
+
+  it("the CPU limit caps decode tokens, and refuses a request whose prefill alone passes it", () => {
+    const capped = planRequest({ ...base, budgetMs: null, cpuLimitMs: 1000 });
+    expect(capped.limitedBy).toBe("cpu");
+    expect(capped.maxDecodeTokens).toBe(Math.floor((800 - 5) / 2));
+    expect(capped.predictedMs).toBeLessThanOrEqual(800);
+    expect(() => planRequest({ ...base, budgetMs: null, cpuLimitMs: 5 })).toThrow(/cpu|CPU/);
+  });
+});

@@ -1,0 +1,312 @@
+/**
+ * Exact speculative decoding on stories260K (issue 13): greedy output with speculation (prompt lookup,
+ * layer skipping, both) equals plain decoding token for token; with temperature > 0, seeded runs equal
+ * plain seeded runs, and the accept/reject rule keeps the model's distribution (chi-square); the KV
+ * rollback and the prefix cache leave outputs equal to a cold run.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadModel } from "../src/model/import/index.ts";
+import { type GenerateOptionsInput, generate } from "../src/runtime/generate.ts";
+import { PrefixCache } from "../src/runtime/prefix-cache.ts";
+import { softmax } from "../src/runtime/sampler.ts";
+import { ngramDraft, type SpeculationStats } from "../src/runtime/speculative.ts";
+import { WasmEngine, type WasmEngineOptions } from "../src/runtime/wasm/engine.ts";
+import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
+import { type PackedTestModel, packForTest } from "./helpers/packed-model.ts";
+import { sharedModelPath } from "./helpers/paths.ts";
+import { mulberry32 } from "./helpers/random.ts";
+import { loadTestKernels } from "./kernels-helpers.ts";
+
+let packed: PackedTestModel;
+let engine: WasmEngine;
+
+beforeAll(async () => {
+  packed = packForTest(await loadModel(sharedModelPath()));
+  engine = await load();
+});
+
+async function load(opts: WasmEngineOptions = {}): Promise<WasmEngine> {
+  return WasmEngine.load(await loadTestKernels(), packed.table, bytesToStream(packed.data, 4096), opts);
+}
+
+/** Prompts: BOS + random token runs, some repeating themselves (so prompt lookup has matches). */
+function prompts(count: number, seed: number): number[][] {
+  const r = mulberry32(seed);
+  const V = packed.table.config.vocabSize;
+  return Array.from({ length: count }, (_, i) => {
+    const base = Array.from({ length: 4 + Math.floor(r() * 12) }, () => 3 + Math.floor(r() * (V - 3)));
+    return i % 2 === 0 ? [1, ...base] : [1, ...base, ...base.slice(0, 3), ...base];
+  });
+}
+
+async function run(
+  model: WasmEngine,
+  prompt: number[],
+  opts: GenerateOptionsInput,
+): Promise<{ tokens: number[]; drafted: number; accepted: number; cached: number }> {
+  const tokens: number[] = [];
+  const gen = generate(model, prompt, opts);
+  for (;;) {
+    const n = await gen.next();
+    if (n.done)
+      return { tokens, drafted: n.value.drafted, accepted: n.value.accepted, cached: n.value.cachedTokens };
+    tokens.push(n.value);
+  }
+}
+
+describe("greedy: speculative output equals plain decoding", () => {
+  const drafts = {
+    ngram: { skipLayers: [] },
+    "layer skip": { skipLayers: [2, 3], ngramMin: 8, ngramMax: 8, minConfidence: 0 },
+    both: { skipLayers: [3] },
+  };
+  for (const [name, speculative] of Object.entries(drafts)) {
+    it(`${name}: 24 prompts x 96 tokens`, async () => {
+      let drafted = 0;
+      let accepted = 0;
+      for (const p of prompts(24, 7)) {
+        const plain = await run(engine, p, { maxTokens: 96, temperature: 0 });
+        const spec = await run(engine, p, { maxTokens: 96, temperature: 0, speculative });
+        expect(spec.tokens).toEqual(plain.tokens);
+        drafted += spec.drafted;
+        accepted += spec.accepted;
+      }
+      // The drafters did draft, and some drafts were right and some wrong (both paths ran).
+      expect(drafted).toBeGreaterThan(100);
+      expect(accepted).toBeGreaterThan(0);
+      expect(accepted).toBeLessThan(drafted);
+    });
+  }
+
+  it("q8 KV cache, prefill block 1, fp32 activations: still exact", async () => {
+    for (const opts of [{ kvCache: "q8" }, { prefillBlock: 1 }, { activations: "f32" }] as const) {
+      const e = await load(opts);
+      for (const p of prompts(6, 11)) {
+        const plain = await run(e, p, { maxTokens: 64, temperature: 0 });
+        const spec = await run(e, p, { maxTokens: 64, temperature: 0, speculative: { skipLayers: [1] } });
+        expect(spec.tokens).toEqual(plain.tokens);
+      }
+    }
+  });
+
+  it("stops, maxTokens and a full context end speculation exactly where plain decoding ends", async () => {
+    const small = await load({ contextSize: 40 });
+    for (const p of prompts(8, 3)) {
+      for (const opts of [
+        { maxTokens: 200 },
+        { maxTokens: 7 },
+        { maxTokens: 60, stopTokenIds: [p[2]!, p[3]!] },
+      ]) {
+        const plainGen = generate(small, p, { ...opts, temperature: 0 });
+        const specGen = generate(small, p, { ...opts, temperature: 0, speculative: {} });
+        const a: number[] = [];
+        const b: number[] = [];
+        let ra = await plainGen.next();
+        while (!ra.done) {
+          a.push(ra.value);
+          ra = await plainGen.next();
+        }
+        let rb = await specGen.next();
+        while (!rb.done) {
+          b.push(rb.value);
+          rb = await specGen.next();
+        }
+        expect(b).toEqual(a);
+        expect(rb.value.finishReason).toBe(ra.value.finishReason);
+        expect(rb.value.completionTokens).toBe(ra.value.completionTokens);
+      }
+    }
+  });
+});
+
+describe("sampling (temperature > 0)", () => {
+  it("seeded speculative runs equal seeded plain runs and repeat themselves", async () => {
+    for (const [i, p] of prompts(8, 5).entries()) {
+      const opts = { maxTokens: 64, temperature: 0.8, topP: 0.95, seed: 1000 + i };
+      const plain = await run(engine, p, opts);
+      const spec = await run(engine, p, { ...opts, speculative: { skipLayers: [3] } });
+      const again = await run(engine, p, { ...opts, speculative: { skipLayers: [3] } });
+      expect(spec.tokens).toEqual(plain.tokens);
+      expect(again.tokens).toEqual(spec.tokens);
+    }
+  });
+
+  it("with penalties, logit bias and logprob reports, speculative runs still equal plain runs", async () => {
+    let drafted = 0;
+    for (const [i, p] of prompts(4, 6).entries()) {
+      for (const temperature of [0, 0.9]) {
+        const shaping = {
+          maxTokens: 48,
+          temperature,
+          seed: 2000 + i,
+          presencePenalty: 0.7,
+          frequencyPenalty: 0.4,
+          logitBias: { "5": 2, "13": -3 },
+          topLogprobs: 3,
+        };
+        const plainChoices: number[] = [];
+        const specChoices: number[] = [];
+        const plain = await run(engine, p, {
+          ...shaping,
+          hooks: { onChoice: (c) => plainChoices.push(c.logprob) },
+        });
+        const spec = await run(engine, p, {
+          ...shaping,
+          speculative: { skipLayers: [3] },
+          hooks: { onChoice: (c) => specChoices.push(c.logprob) },
+        });
+        expect(spec.tokens).toEqual(plain.tokens);
+        // The logits rows a verify computes equal forward steps', so the reports agree too.
+        expect(specChoices).toEqual(plainChoices);
+        drafted += spec.drafted;
+      }
+    }
+    expect(drafted).toBeGreaterThan(0);
+  });
+
+  it("the accept/reject rule keeps the distribution: chi-square over 3000 seeded samples", async () => {
+    // The layer-skip draft (confidence floor 0) always drafts the second token: it is accepted or
+    // replaced by the rule. Tally (first, second) token pairs against p(first) * p(second | first).
+    const prompt = [1, 60, 61, 62, 60, 61, 62, 60, 61];
+    const N = 3000;
+    const counts = new Map<string, number>();
+    let drafted = 0;
+    let accepted = 0;
+    for (let s = 0; s < N; s++) {
+      const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0 };
+      // maxTokens 3: room for one draft, for the second token.
+      const r = await run(engine, prompt, {
+        maxTokens: 3,
+        temperature: 1,
+        seed: s,
+        speculative: { skipLayers: [2], minConfidence: 0, ngramMin: 8, ngramMax: 8 },
+        stats,
+      });
+      drafted += stats.drafted;
+      accepted += stats.accepted;
+      const key = r.tokens.slice(0, 2).join(",");
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    expect(drafted).toBe(N);
+    expect(accepted).toBeGreaterThan(0.05 * N); // both branches of the rule ran often
+    expect(accepted).toBeLessThan(0.95 * N);
+
+    const expected = async (temperature: number) => {
+      const st = engine.newState(prompt.length + 1);
+      const p1 = softmax(engine.prefill(st, prompt), temperature);
+      const probs = new Map<string, number>();
+      for (const key of counts.keys()) {
+        const [a, b] = key.split(",").map(Number) as [number, number];
+        const s2 = engine.newState(prompt.length + 1);
+        engine.prefill(s2, prompt);
+        const p2 = softmax(engine.forward(s2, a), temperature);
+        probs.set(key, p1[a]! * p2[b]!);
+      }
+      return probs;
+    };
+    const chi2 = (probs: Map<string, number>) => {
+      // Cells with expected count >= 5; the rest pooled into one.
+      let stat = 0;
+      let df = -1;
+      let restObs = 0;
+      let restExp = 0;
+      for (const [key, p] of probs) {
+        const e = p * N;
+        const o = counts.get(key)!;
+        if (e >= 5) {
+          stat += (o - e) ** 2 / e;
+          df++;
+        } else {
+          restObs += o;
+          restExp += e;
+        }
+      }
+      const unseen = N - [...probs.values()].reduce((a, b) => a + b, 0) * N; // pairs never drawn
+      restExp += unseen;
+      if (restExp > 0) {
+        stat += (restObs - restExp) ** 2 / restExp;
+        df++;
+      }
+      return { stat, df };
+    };
+    // Upper 0.1% point of chi-square(df), Wilson-Hilferty approximation (z = 3.09).
+    const critical = (df: number) => df * (1 - 2 / (9 * df) + 3.09 * Math.sqrt(2 / (9 * df))) ** 3;
+    const right = chi2(await expected(1));
+    expect(right.df).toBeGreaterThan(5);
+    expect(right.stat).toBeLessThan(critical(right.df));
+    // The test has power: the same samples against a slightly different distribution fail it.
+    const wrong = chi2(await expected(0.8));
+    expect(wrong.stat).toBeGreaterThan(critical(wrong.df));
+  });
+});
+
+describe("engine rollback and drafts", () => {
+  it("verify's rows equal forward steps; rollback then re-feeding gives the same logits", async () => {
+    const p = prompts(1, 9)[0]!;
+    const tokens = [17, 99, 250, 3, 17, 44, 8, 120, 77, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+    const a = engine.newState(64);
+    engine.prefill(a, p);
+    const stepwise = tokens.map((t) => engine.forward(a, t));
+    const b = engine.newState(64);
+    engine.prefill(b, p);
+    engine.forwardSkipping(b, 400, new Set([1, 2]));
+    engine.rollback(b, p.length);
+    engine.verify(b, [5, 5, 5, 5, 5, 5]); // rejected drafts, overwritten below
+    engine.rollback(b, p.length);
+    const verified = engine.verify(b, tokens);
+    expect(verified.length).toBe(tokens.length);
+    for (let i = 0; i < tokens.length; i++) expect(verified[i]).toEqual(stepwise[i]);
+  });
+
+  it("bad input: rollback past the end, unknown layers, oversized verifies throw RangeErrors", () => {
+    const s = engine.newState(8);
+    engine.prefill(s, [1, 2, 3]);
+    expect(() => engine.rollback(s, 4)).toThrow(RangeError);
+    expect(() => engine.rollback(s, -1)).toThrow(RangeError);
+    expect(() => engine.forwardSkipping(s, 5, new Set([99]))).toThrow(RangeError);
+    expect(() => engine.verify(s, [1, 2, 3, 4, 5, 6])).toThrow(RangeError);
+    expect(() => engine.verify(s, [1, 1e9])).toThrow(RangeError);
+    expect(s.length).toBe(3);
+  });
+
+  it("prompt lookup drafts what followed the latest earlier occurrence of the suffix", () => {
+    expect(ngramDraft([5, 6, 7, 8, 1, 5, 6], 3, 3, 1)).toEqual([7, 8, 1]);
+    expect(ngramDraft([5, 6, 7, 9, 5, 6, 8, 5, 6], 2, 3, 2)).toEqual([8, 5]);
+    expect(ngramDraft([1, 2, 3], 4, 3, 1)).toEqual([]);
+    expect(ngramDraft([4, 4], 3, 3, 1)).toEqual([4]);
+  });
+});
+
+describe("prefix cache", () => {
+  it("multi-turn: later turns reuse the cached prefix and equal cold runs", async () => {
+    const cache = new PrefixCache(8 << 20);
+    let conversation = prompts(1, 21)[0]!;
+    const r = mulberry32(4);
+    for (let turn = 0; turn < 5; turn++) {
+      const opts = { maxTokens: 24, temperature: 0.7, seed: turn };
+      const cold = await run(engine, conversation, opts);
+      const warm = await run(engine, conversation, { ...opts, prefixCache: cache, speculative: {} });
+      expect(warm.tokens).toEqual(cold.tokens);
+      if (turn > 0) expect(warm.cached).toBeGreaterThan(conversation.length / 2);
+      const user = Array.from({ length: 5 }, () => 3 + Math.floor(r() * 500));
+      conversation = [...conversation, ...warm.tokens, ...user];
+    }
+    expect(cache.size).toBe(1); // each turn replaced the one it extends
+  });
+
+  it("stays within its byte budget (LRU) and rejects snapshots that do not match", async () => {
+    const per = engine.kvBytesPerToken;
+    const cache = new PrefixCache(per * 50);
+    for (const p of prompts(6, 31))
+      await run(engine, p, { maxTokens: 20, temperature: 0, prefixCache: cache });
+    expect(cache.bytes).toBeLessThanOrEqual(per * 50);
+    expect(cache.size).toBeGreaterThan(0);
+    const s = engine.newState(16);
+    engine.prefill(s, [1, 2, 3]);
+    const snap = engine.exportKv(s);
+    const t = engine.newState(16);
+    expect(() => engine.importKv(t, { length: 3, bytes: snap.bytes.subarray(1) }, 3)).toThrow(RangeError);
+    expect(() => engine.importKv(t, snap, 4)).toThrow(RangeError);
+    expect(() => cache.store([1, 2], snap)).toThrow(RangeError);
+  });
+});
