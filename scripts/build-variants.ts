@@ -7,8 +7,8 @@ import { parseArgs } from "node:util";
 import {
   type BuildResult,
   buildVariants,
-  DEFAULT_CONFIG,
   DEFAULT_OUT,
+  defaultConfigFor,
 } from "../src/compress/build-variants.ts";
 import { ConfigError } from "../src/compress/variants-config.ts";
 import { ModelImportError } from "../src/format/model.ts";
@@ -35,16 +35,17 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       model: { type: "string", default: process.env.SHARDLM_MODEL },
-      config: { type: "string", default: DEFAULT_CONFIG },
+      config: { type: "string" },
       out: { type: "string", default: DEFAULT_OUT },
       force: { type: "boolean", default: false },
     },
   });
   try {
     const t0 = performance.now();
+    const model = values.model ?? (await defaultModelPath());
     const r = await buildVariants({
-      model: values.model ?? (await defaultModelPath()),
-      config: values.config!,
+      model,
+      config: values.config ?? defaultConfigFor(model),
       out: values.out!,
       force: values.force,
     });

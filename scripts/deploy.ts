@@ -96,7 +96,7 @@ async function main(): Promise<void> {
     flags.out && (skipBuild || (flags.model && flags.config))
       ? null
       : await import("../src/compress/build-variants.ts").then((m) => ({
-          config: m.DEFAULT_CONFIG,
+          config: m.defaultConfigFor,
           out: m.DEFAULT_OUT,
         }));
   const model =
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
       : (await import("../src/model/default-model.ts").then((m) => m.resolveDefaultModel())).path);
   const opts: DeployOptions = {
     model: modelPath(model),
-    config: resolve(flags.config ?? defaults?.config ?? ""),
+    config: resolve(flags.config ?? defaults?.config(modelPath(model)) ?? ""),
     out: resolve(flags.out ?? defaults!.out),
     force: flags.force === true,
     skipBuild,

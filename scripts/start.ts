@@ -13,7 +13,7 @@
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { buildVariants, DEFAULT_CONFIG, DEFAULT_OUT } from "../src/compress/build-variants.ts";
+import { buildVariants, DEFAULT_OUT, defaultConfigFor } from "../src/compress/build-variants.ts";
 import { buildKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { resolveDefaultModel } from "../src/model/default-model.ts";
 import { downloadHfModel } from "../src/model/hf-hub.ts";
@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     options: {
       model: { type: "string" },
       hf: { type: "string" },
-      config: { type: "string", default: DEFAULT_CONFIG },
+      config: { type: "string" },
       port: { type: "string", default: "8787" },
       out: { type: "string", default: DEFAULT_OUT },
       "persist-to": { type: "string", default: DEFAULT_PERSIST_TO },
@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   try {
     const result = await deploy(bucket, {
       model,
-      config: resolve(values.config!),
+      config: resolve(values.config ?? defaultConfigFor(model)),
       out: resolve(values.out!),
       build: buildVariants,
       log,

@@ -27,7 +27,7 @@ import { quantizeClipSearch } from "./clip-search.ts";
 import { Int4GroupSizeSchema, quantizeGptq } from "./gptq.ts";
 import { DEFAULT_CLIP_RATIOS } from "./int4-groups.ts";
 import { type QuantizedTensor, withTensors } from "./model-edit.ts";
-import { outputError } from "./output-error.ts";
+import { OUTPUT_ERROR_MAX_ROWS, outputError } from "./output-error.ts";
 
 export const QuantMethod = z.enum(["rtn", "search", "gptq"]);
 export type QuantMethod = z.infer<typeof QuantMethod>;
@@ -53,6 +53,11 @@ export const QuantizeOptions = z.strictObject({
   awqMaxRows: z.number().int().min(1).default(512),
   /** Tensors kept int8 whatever their int4 error: exact names or globs ("blk.*.ffn_down.weight"). */
   int8: z.array(z.string().min(1)).default([]),
+  /**
+   * Rows of each weight whose output error is computed (K² multiply-adds each, evenly spaced; the
+   * reported error and the maxRelativeError check use them): the report's cost on a real model.
+   */
+  errorRows: z.number().int().min(1).default(OUTPUT_ERROR_MAX_ROWS),
   /** A linear weight whose int4 relative output error exceeds this becomes int8. */
   maxRelativeError: z.number().positive().nullable().default(null),
   int8GroupSize: z.union([Int4GroupSizeSchema, z.literal("row")]).default(32),
@@ -135,13 +140,8 @@ function runJob(
   int8Requested: boolean,
 ): { value: PackedInt4 | PackedInt8; report: TensorQuantReport } {
   const { name, N, K } = job;
-  const rtn = outputError(
-    job.original,
-    dequantize(quantizeRtn(job.original, N, K, o)),
-    N,
-    K,
-    job.originalGram,
-  );
+  const rtnInt4 = quantizeRtn(job.original, N, K, o);
+  const rtn = outputError(job.original, dequantize(rtnInt4), N, K, job.originalGram, o.errorRows);
   const base = {
     name,
     shape: [N, K] as const,
@@ -149,8 +149,14 @@ function runJob(
     errorKind: "output" as const,
     awqAlpha: job.awqAlpha,
   };
-  const int4 = int8Requested ? null : quantizeInt4(job, o);
-  const int4Error = int4 ? outputError(job.weights, dequantize(int4), N, K, job.gram).relative : null;
+  // Plain RTN of unscaled weights is the baseline itself: no second quantization or error pass.
+  const same = o.method === "rtn" && job.awqAlpha === null && job.weights === job.original;
+  const int4 = int8Requested ? null : same ? rtnInt4 : quantizeInt4(job, o);
+  const int4Error = !int4
+    ? null
+    : same
+      ? rtn.relative
+      : outputError(job.weights, dequantize(int4), N, K, job.gram, o.errorRows).relative;
   if (int4 && int4Error !== null && (o.maxRelativeError === null || int4Error <= o.maxRelativeError)) {
     return {
       value: int4,
@@ -164,7 +170,7 @@ function runJob(
     };
   }
   const int8 = quantizeInt8Rtn(job.weights, N, K, { groupSize: o.int8GroupSize });
-  const int8Error = outputError(job.weights, dequantizeInt8(int8), N, K, job.gram).relative;
+  const int8Error = outputError(job.weights, dequantizeInt8(int8), N, K, job.gram, o.errorRows).relative;
   return {
     value: int8,
     report: {
@@ -336,13 +342,14 @@ export function quantizeModel(
     for (const [name, input] of inputs) {
       const [N, K] = w.shape(name) as [number, number];
       const scaled = awq?.get(name);
+      const original = model.tensors.get(name)!.f32();
       const job: LinearJob = {
         name,
-        weights: o.awq ? w.get(name) : model.tensors.get(name)!.f32(),
+        weights: o.awq ? w.get(name) : original,
         N,
         K,
         gram: scaled?.gram ?? input.gram,
-        original: model.tensors.get(name)!.f32(),
+        original,
         originalGram: input.gram,
         awqAlpha: scaled?.alpha ?? null,
       };

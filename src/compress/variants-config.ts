@@ -17,6 +17,8 @@ export const QuantConfig = z.strictObject({
   zeroPoint: z.boolean().default(false),
   embeddings: z.enum(["int8", "int4"]).default("int8"),
   head: z.enum(["int8", "int4"]).default("int8"),
+  /** Rows per weight whose output error is reported (K² work each: lower it for large models). */
+  errorRows: z.number().int().min(1).default(64),
   /** Tensors (canonical names or suffixes like "ffn_down.weight") kept int8. */
   int8Tensors: z.array(z.string()).default([]),
 });
