@@ -140,4 +140,36 @@ describe("under wrangler dev", () => {
     // The ten dropped answers stopped early: together far fewer tokens than one whole answer.
     expect(after.tokens_generated - before.tokens_generated - 8).toBeLessThan(2000);
   });
+
+  it("a chunked body over the size limit is a 413, and the server goes on serving (JSON answers)", async () => {
+    const chunk = new Uint8Array(1024 * 1024).fill(0x20); // 9 MiB of spaces, no Content-Length
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 9) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const big = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: stream,
+      duplex: "half",
+    } as RequestInit);
+    expect(big.status).toBe(413);
+    expect(((await big.json()) as { error: { code: string } }).error.code).toBe("request_too_large");
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${base}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "quality",
+          messages: [{ role: "user", content: "Hi" }],
+          max_tokens: 2,
+        }),
+      });
+      expect(res.status, await res.clone().text()).toBe(200);
+      expect(((await res.json()) as { object: string }).object).toBe("chat.completion");
+    }
+  });
 });

@@ -19,24 +19,61 @@ const JSON_TYPE = /^application\/([\w.-]+\+)?json$/i;
 
 const limits = new Map<number, MiddlewareHandler>();
 
+function tooLarge(maxSize: number): ApiError {
+  return new ApiError(
+    413,
+    `The request body is larger than ${maxSize} bytes.`,
+    "invalid_request_error",
+    "request_too_large",
+  );
+}
+
 /**
- * Over MAX_BODY_BYTES (or the Worker's SHARDLM_MAX_BODY_BYTES): 413 request_too_large, before
- * anything reads the body.
+ * A body without Content-Length (chunked) is read whole here, and past the limit the rest is still
+ * drained before the 413: under `wrangler dev`, a body left half-read made the next request on the
+ * server fail with a plain-text 503. The platform bounds what a request body can hold.
  */
-export const bodySizeLimit: MiddlewareHandler<{ Bindings: Env }> = (c, next) => {
+async function readCapped(body: ReadableStream<Uint8Array>, maxSize: number): Promise<ArrayBuffer | null> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size <= maxSize) chunks.push(value);
+  }
+  if (size > maxSize) return null;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out.buffer;
+}
+
+/**
+ * Over MAX_BODY_BYTES (or the Worker's SHARDLM_MAX_BODY_BYTES): 413 request_too_large. A declared
+ * Content-Length is checked before anything reads the body (hono/body-limit); a chunked body is
+ * counted as it is read.
+ */
+export const bodySizeLimit: MiddlewareHandler<{ Bindings: Env }> = async (c, next) => {
   const configured = Number(c.env?.SHARDLM_MAX_BODY_BYTES ?? Number.NaN);
   const maxSize = Number.isInteger(configured) && configured > 0 ? configured : MAX_BODY_BYTES;
+  const raw = c.req.raw;
+  if (raw.body && !raw.headers.has("content-length")) {
+    const bytes = await readCapped(raw.body, maxSize);
+    if (bytes === null) throw tooLarge(maxSize);
+    c.req.raw = new Request(raw, { body: bytes });
+    return next();
+  }
   let limit = limits.get(maxSize);
   if (!limit) {
     limit = bodyLimit({
       maxSize,
       onError: () => {
-        throw new ApiError(
-          413,
-          `The request body is larger than ${maxSize} bytes.`,
-          "invalid_request_error",
-          "request_too_large",
-        );
+        throw tooLarge(maxSize);
       },
     });
     limits.set(maxSize, limit);
