@@ -12,6 +12,8 @@ import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
+// In CI (.ci/run installs chromium) a missing browser is a failure, never a silent skip.
+if (!haveChromium && process.env.CI) throw new Error(`CI=${process.env.CI}: ${CHROMIUM} is absent`);
 if (!haveChromium) {
   console.warn(
     `SKIPPED test/playground-browser.test.ts: ${CHROMIUM} is absent (apt-get install chromium; .ci/run does)`,

@@ -13,6 +13,8 @@ export const NO_ADAPTER =
 /** A device from Dawn (Vulkan, else OpenGL ES); null when this machine has no usable driver. */
 export async function openTestDevice(opts: WebGpuDeviceOptions = {}): Promise<WebGpuDevice | null> {
   const dev = await requestNodeDevice(opts);
+  // In CI (.ci/run installs the driver) a missing adapter is a failure, never a silent skip.
+  if (!dev && process.env.CI) throw new Error(`CI=${process.env.CI}: ${NO_ADAPTER}`);
   if (!dev) console.warn(`webgpu tests: ${NO_ADAPTER}`);
   return dev;
 }
