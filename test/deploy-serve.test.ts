@@ -83,8 +83,15 @@ function stream(url: URL, body: object): { firstChunk: Promise<void>; result: Pr
       buf += value;
       let i: number;
       while ((i = buf.indexOf("\n\n")) >= 0) {
-        const event = buf.slice(0, i).replace(/^data: /, "");
+        const block = buf.slice(0, i);
         buf = buf.slice(i + 2);
+        // SSE comment lines (": queued" heartbeats while the request waits its turn) carry no event.
+        const event = block
+          .split("\n")
+          .filter((l) => !l.startsWith(":"))
+          .join("\n")
+          .replace(/^data: /, "");
+        if (event === "") continue;
         first();
         if (event === "[DONE]") {
           out.done = true;
