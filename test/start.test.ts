@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { tempDirs } from "./helpers/paths.ts";
+import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 
 const dirs = tempDirs("start");
 let child: ChildProcess;
@@ -38,7 +38,13 @@ beforeAll(async () => {
       "--persist-to",
       dirs.make(),
     ],
-    { detached: true, stdio: ["ignore", "pipe", "pipe"] },
+    {
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      // The toy model keeps this test to about a minute; the real default model's build takes
+      // minutes (README, "The default model's build").
+      env: { ...process.env, SHARDLM_MODEL: sharedModelPath() },
+    },
   );
   child.stdout!.on("data", (d) => (output += d));
   child.stderr!.on("data", (d) => (output += d));
