@@ -56,13 +56,21 @@ async function collect(gen: AsyncGenerator<number, GenerateResult, undefined>) {
   }
 }
 
+/** What a plain (non-speculative, uncached) run reports besides its tokens. */
+const NO_SPECULATION = { drafted: 0, accepted: 0, cachedTokens: 0 };
+
 describe("generate", () => {
   it("stops at maxTokens without a wasted forward pass, sync or async engine", async () => {
     for (const async of [false, true]) {
       const m = new CountingModel(100, async);
       const { tokens, result } = await collect(generate(m, [1, 2], { maxTokens: 4, temperature: 0 }));
       expect(tokens).toEqual([3, 4, 5, 6]);
-      expect(result).toEqual({ finishReason: "length", promptTokens: 2, completionTokens: 4 });
+      expect(result).toEqual({
+        finishReason: "length",
+        promptTokens: 2,
+        completionTokens: 4,
+        ...NO_SPECULATION,
+      });
       expect(m.calls).toEqual(["newState(5)", "prefill(2)", "forward(3)", "forward(4)", "forward(5)"]);
     }
   });
@@ -81,7 +89,12 @@ describe("generate", () => {
     const { tokens, result } = await collect(generate(m, [0, 1, 2, 3], { maxTokens: 50, temperature: 0 }));
     // 4 prompt tokens + 2 fed back fill 6 positions; the last sampled token is still yielded.
     expect(tokens).toEqual([4, 5, 6]);
-    expect(result).toEqual({ finishReason: "context", promptTokens: 4, completionTokens: 3 });
+    expect(result).toEqual({
+      finishReason: "context",
+      promptTokens: 4,
+      completionTokens: 3,
+      ...NO_SPECULATION,
+    });
   });
 
   it("stops when the signal aborts, between tokens", async () => {
@@ -109,7 +122,7 @@ describe("generate", () => {
     const aborted = await collect(generate(m, [0], { maxTokens: 5, signal: AbortSignal.abort() }));
     expect(aborted).toEqual({
       tokens: [],
-      result: { finishReason: "abort", promptTokens: 1, completionTokens: 0 },
+      result: { finishReason: "abort", promptTokens: 1, completionTokens: 0, ...NO_SPECULATION },
     });
     const zero = await collect(generate(m, [0], { maxTokens: 0 }));
     expect(zero.result.finishReason).toBe("length");
