@@ -46,5 +46,5 @@ describe("build:variants on a synthetic stories110M-shape model", () => {
       expect(m.quality.klMean).toBeGreaterThan(0);
       expect(m.quality.evalTokens).toBeGreaterThan(0);
     }
-  }, 900_000);
+  }, 1_800_000); // ~5 min on an idle 2-core machine; a loaded one (other test files beside it) takes far longer
 });
