@@ -53,12 +53,6 @@ export const ChatCompletionRequest = z
   .strict();
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 
-/** Plain text of a message's content. */
-export function contentText(content: ChatMessage["content"]): string {
-  if (content === null) return "";
-  return typeof content === "string" ? content : content.map((p) => p.text).join("");
-}
-
 /** Turns a zod issue into "messages[0].role: ..." with the parameter path, OpenAI-style. */
 export function describeIssue(issue: z.core.$ZodIssue): { message: string; param: string | null } {
   const param = issue.path
