@@ -7,6 +7,7 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildVariants, DEFAULT_CONFIG } from "../src/compress/build-variants.ts";
+import { CALIBRATION_TEXT } from "../src/compress/calibration.ts";
 import { evaluate } from "../src/compress/eval-variants.ts";
 import { readManifest } from "../src/compress/variant-store.ts";
 import { Manifest } from "../src/format/manifest.ts";
@@ -70,13 +71,38 @@ describe("build:variants on stories260K", () => {
   }, 300_000);
 
   it("eval: the quality variant has lower KL than RTN int4 and llama.cpp Q4_0 at equal or smaller size", async () => {
-    const rows = await evaluate({
+    const report = await evaluate({
       model: sharedModelPath(),
       config: DEFAULT_CONFIG,
       out: cached.dir,
       log: quiet,
     });
+    const { rows } = report;
+    expect(rows.map((r) => r.variant)).toEqual(["quality", "balanced", "speed", "rtn-int4", "q4_0"]);
+    for (const r of rows) {
+      for (const v of [r.bytes, r.bits_per_weight, r.kl_mean, r.top1_agreement, r.perplexity, r.eval_tokens])
+        expect(Number.isFinite(v)).toBe(true);
+      expect(r.eval_tokens).toBeGreaterThan(0);
+      expect(r.top1_agreement).toBeLessThanOrEqual(1);
+    }
     const by = Object.fromEntries(rows.map((r) => [r.variant, r]));
+    // The variants' numbers are their manifests' (same text, same budget, same code).
+    const m = readManifest(cached.dir, cached.index.variants.quality!);
+    expect(by.quality!.kl_mean).toBe(m.quality.klMean);
+    expect(report.target!.ratio).toBeCloseTo(by.quality!.kl_mean / by.q4_0!.kl_mean, 12);
+
+    // Another text re-measures each variant from its shards on that text.
+    const other = await evaluate({
+      model: sharedModelPath(),
+      config: DEFAULT_CONFIG,
+      out: cached.dir,
+      log: quiet,
+      text: CALIBRATION_TEXT.prose,
+      tokens: 64,
+    });
+    expect(other.text).toBe(CALIBRATION_TEXT.prose);
+    for (const r of other.rows) expect(r.eval_tokens).toBeLessThanOrEqual(64);
+    expect(other.rows[0]!.kl_mean).not.toBe(by.quality!.kl_mean);
     expect(by.quality!.bytes).toBeLessThanOrEqual(by["rtn-int4"]!.bytes);
     expect(by.quality!.bytes).toBeLessThanOrEqual(by.q4_0!.bytes);
     expect(by.quality!.kl_mean).toBeLessThan(by["rtn-int4"]!.kl_mean);

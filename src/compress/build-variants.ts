@@ -118,6 +118,14 @@ async function loadSource(
   return { original, source: { sha256: createHash("sha256").update(path).digest("hex"), bytes } };
 }
 
+/** The held-out sequences a variants file's `evaluation` names (text and token budget). */
+export function evaluationSequences(model: ModelDescription, file: VariantsFile): number[][] {
+  return calibrationSequences(model, {
+    textPath: file.evaluation.text === "prose" ? CALIBRATION_TEXT.prose : CALIBRATION_TEXT.heldout,
+    maxTokens: file.evaluation.maxTokens,
+  });
+}
+
 export interface BuildOptions {
   model: string;
   config: string;
@@ -138,6 +146,7 @@ function inputKey(sourceSha: string, v: VariantConfig, file: VariantsFile, pipel
     variant: v,
     seed: file.seed,
     calibration: file.calibration,
+    evaluation: file.evaluation,
     shardBytes: file.shardBytes,
     pipeline,
   };
@@ -177,10 +186,7 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
   const index: VariantsIndex = { format: "shardlm-variants", variants: {}, inputs: {} };
   const rows: BuildResult["rows"] = [];
   const tokenizerJson = JSON.stringify(original.tokenizer);
-  const heldout = calibrationSequences(original, {
-    textPath: CALIBRATION_TEXT.heldout,
-    maxTokens: file.evaluation.maxTokens,
-  });
+  const heldout = evaluationSequences(original, file);
   let stats: CalibrationStats | null = null;
 
   for (const v of file.variants) {

@@ -23,6 +23,8 @@ export type Log = (message: string) => void;
 export const CALIBRATION_TEXT = {
   train: fileURLToPath(new URL("../../data/calibration/train.txt", import.meta.url)),
   heldout: fileURLToPath(new URL("../../data/calibration/heldout.txt", import.meta.url)),
+  /** Real prose (public domain / PSF-licensed, data/heldout/README.md): evaluation only. */
+  prose: fileURLToPath(new URL("../../data/heldout/heldout.txt", import.meta.url)),
 } as const;
 
 export const CalibrationOptions = z.strictObject({
@@ -46,12 +48,38 @@ export const CalibrationOptions = z.strictObject({
 });
 export type CalibrationOptionsInput = z.input<typeof CalibrationOptions>;
 
-/** Paragraphs of a text file (blank-line separated, whitespace-trimmed, empty ones dropped). */
+/** A text file that cannot serve as calibration or evaluation text; the message names the file. */
+export class TextFileError extends Error {
+  override readonly name = "TextFileError";
+}
+
+/**
+ * Paragraphs of a UTF-8 text file (blank-line separated, whitespace-trimmed, empty ones dropped).
+ * Throws TextFileError for a missing/unreadable file, one that is not UTF-8 text (invalid bytes or
+ * NUL: a binary file passed by mistake) or one with no paragraph.
+ */
 export function readParagraphs(path: string): string[] {
-  return readFileSync(path, "utf8")
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new TextFileError(
+      `${path}: cannot read text (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new TextFileError(`${path}: not UTF-8 text`);
+  }
+  if (text.includes("\0")) throw new TextFileError(`${path}: not text (contains NUL bytes)`);
+  const paragraphs = text
     .split(/\r?\n\s*\r?\n/)
     .map((p) => p.replace(/\s+/g, " ").trim())
     .filter((p) => p.length > 0);
+  if (paragraphs.length === 0) throw new TextFileError(`${path}: no text (empty or whitespace only)`);
+  return paragraphs;
 }
 
 /** Token sequences for calibration or evaluation, as `options` ask (deterministic for a seed). */

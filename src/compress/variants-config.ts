@@ -56,10 +56,17 @@ export const VariantsFile = z
         maxTokens: z.number().int().min(16).default(4096),
       })
       .default({ source: "text", maxTokens: 4096 }),
-    /** Held-out tokens scored for each variant's quality metrics. */
+    /**
+     * Held-out tokens scored for each variant's quality metrics, from `text`: "stories"
+     * (data/calibration/heldout.txt, TinyStories-style, for toy models) or "prose" (data/heldout:
+     * real public-domain / PSF-licensed English prose, for real models).
+     */
     evaluation: z
-      .strictObject({ maxTokens: z.number().int().min(8).default(2048) })
-      .default({ maxTokens: 2048 }),
+      .strictObject({
+        maxTokens: z.number().int().min(8).default(2048),
+        text: z.enum(["stories", "prose"]).default("stories"),
+      })
+      .default({ maxTokens: 2048, text: "stories" }),
     /**
      * Speculative decoding search (src/compress/speculative-search.ts) on data/chat/calibration.json:
      * `prompts` of them, `answerTokens` greedy tokens each; null = none (manifests get no
