@@ -266,6 +266,23 @@ describe("quantizeModel", () => {
     expect(klGptq).toBeLessThan(0.7 * klRtn);
   });
 
+  it("int4 embeddings: clip search (head-weighted when tied) beats RTN on the logits, RTN stays RTN", () => {
+    const opts = { method: "search", embeddings: "int4", head: "int4" } as const;
+    const searched = quantizeModel(fx.model, fx.stats, opts);
+    const emb = fx.model.tensors.get(TensorNames.tokenEmbedding)!;
+    const [V, H] = emb.shape as [number, number];
+    const rtnEmb = quantizeRtn(emb.f32(), V, H);
+    const swapped = searched.tensors.map((t) =>
+      t.name === TensorNames.tokenEmbedding ? { ...t, value: rtnEmb } : t,
+    );
+    const kl = (tensors: typeof swapped) =>
+      compareModels(fx.model, dequantizedModel(searched.folded, tensors), fx.heldout).meanKl;
+    expect(kl(searched.tensors)).toBeLessThan(kl(swapped));
+    const rtn = quantizeModel(fx.model, fx.stats, { ...opts, method: "rtn" });
+    const rtnTensor = rtn.tensors.find((t) => t.name === TensorNames.tokenEmbedding)!.value;
+    expect(rtnTensor).toEqual(rtnEmb);
+  });
+
   it("GPTQ + AWQ output packs and runs on the WASM engine like the dequantized reference", async () => {
     // int4 head and embeddings too: no matvec then quantizes its activations.
     const q = quantizeModel(fx.model, fx.stats, {

@@ -363,7 +363,7 @@ export function quantizeModel(
     }
   }
 
-  // Embedding: a lookup table with no input statistics; weight error is what there is.
+  // Embedding: int4 by clip search (plain RTN for method "rtn"); its error is reported on weights.
   const embName = TensorNames.tokenEmbedding;
   const emb = model.tensors.get(embName)!;
   const [vocab, hidden] = emb.shape as [number, number];
@@ -371,7 +371,13 @@ export function quantizeModel(
   const embRtn = dequantize(quantizeRtn(embValues, vocab, hidden, o));
   const embPacked =
     o.embeddings === "int4" && !wantsInt8(embName)
-      ? quantizeRtn(embValues, vocab, hidden, o)
+      ? o.method === "rtn"
+        ? quantizeRtn(embValues, vocab, hidden, o)
+        : quantizeClipSearch(embValues, vocab, hidden, embeddingImportance(stats, hidden, c.tiedEmbeddings), {
+            groupSize: o.groupSize,
+            zeroPoint: o.zeroPoint,
+            clipRatios: o.clipRatios,
+          })
       : quantizeInt8Rtn(embValues, vocab, hidden, { groupSize: "row" });
   packed.set(embName, embPacked);
   const eye = identityGram(hidden);
@@ -379,7 +385,7 @@ export function quantizeModel(
     name: embName,
     shape: [vocab, hidden],
     format: embPacked.format,
-    method: "rtn",
+    method: embPacked.format === "int4" && o.method !== "rtn" ? "search" : "rtn",
     fallback: embPacked.format === "int8" && o.embeddings === "int4" ? "requested" : null,
     relativeError: outputError(embValues, dequantizeAny(embPacked), vocab, hidden, eye).relative,
     rtnRelativeError: outputError(embValues, embRtn, vocab, hidden, eye).relative,
@@ -412,6 +418,20 @@ export function quantizeModel(
     tensors.push({ name: t.name, shape: [...t.shape], value: packed.get(t.name) ?? fp32 });
   }
   return { tensors, report, folded: withTensors(model, foldedEntries) };
+}
+
+/**
+ * Per-channel weights for the embedding's clip search. As a lookup table every channel of a row
+ * counts alike (1); a tied embedding is also the head, whose logit error on channel k grows with
+ * E[x_k²] of the head's input: its calibration Gram diagonal, scaled to mean 1, is added.
+ */
+function embeddingImportance(stats: CalibrationStats, hidden: number, tied: boolean): Float64Array {
+  const w = new Float64Array(hidden).fill(1);
+  if (!tied || stats.outputIn.K !== hidden) return w;
+  let mean = 0;
+  for (let k = 0; k < hidden; k++) mean += stats.outputIn.gram[k * hidden + k]! / hidden;
+  if (mean > 0) for (let k = 0; k < hidden; k++) w[k]! += stats.outputIn.gram[k * hidden + k]! / mean;
+  return w;
 }
 
 function dequantizeAny(p: PackedInt4 | PackedInt8): Float32Array {
