@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: shardlm's WASM-SIMD (and WebGPU) int4 engines against onnxruntime-web, node-llama-cpp and the fp32
  * reference, on synthetic weights in real model shapes (src/model/synthetic.ts).
+ *   npm run bench -- --tiers [--out variants] [--rounds 5]   (decode speed of built variants, alternating rounds)
  *   npm run bench [-- --json] [--quick] [--shapes stories15M,stories110M,SmolLM2-135M]
  *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref]
  *                 [--no-profile] [--no-kernels] [--no-relaxed]
@@ -26,6 +27,7 @@ import { ortRow } from "../src/bench/ort.ts";
 import { type PairedDecode, pairedDecode } from "../src/bench/paired.ts";
 import { referenceRow } from "../src/bench/reference.ts";
 import { speculativeBench, speculativeTargets } from "../src/bench/speculative.ts";
+import { tierSpeeds } from "../src/bench/tier-speed.ts";
 import {
   enableRelaxedSimd,
   type OpProfile,
@@ -35,6 +37,7 @@ import {
 } from "../src/bench/wasm-node.ts";
 import { webgpuRow } from "../src/bench/webgpu.ts";
 import { WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
+import { DEFAULT_OUT } from "../src/compress/build-variants.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
 import { MODEL_SHAPES, type ModelShape } from "../src/model/synthetic.ts";
@@ -80,6 +83,27 @@ function parseArgs(argv: string[]): BenchOptions {
     kernels: !argv.includes("--no-kernels"),
     relaxed: !argv.includes("--no-relaxed"),
   };
+}
+
+if (process.argv.includes("--tiers")) {
+  await tiersMain(process.argv.slice(2));
+  process.exit(0);
+}
+
+/** `--tiers [--out variants] [--rounds 5]`: decode speed of built variants in alternating rounds. */
+async function tiersMain(argv: string[]): Promise<void> {
+  const at = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const dir = at("--out") ?? DEFAULT_OUT;
+  const rounds = Number(at("--rounds") ?? 5);
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new Error(`--rounds: a positive integer (got ${at("--rounds")})`);
+  log(`shardlm tier speeds: ${machine()}, 1-min load average ${os.loadavg()[0]!.toFixed(1)}, ${dir}`);
+  const rows = await tierSpeeds(dir, { rounds, log });
+  console.log("variant   tier      MB     layers  KL      decode ms/tok (wall, CPU)  speedup (CPU)");
+  for (const r of rows)
+    console.log(
+      `${r.variant.padEnd(9)} ${r.tier.padEnd(9)} ${(r.bytes / 1e6).toFixed(2).padStart(6)} ${String(r.layers).padStart(6)}  ${r.kl_mean.toFixed(4)}  ${r.decode_ms_wall.toFixed(1).padStart(8)}, ${r.decode_ms_cpu.toFixed(1).padStart(8)}        ${r.speedup_cpu.toFixed(3)}x`,
+    );
 }
 
 if (process.argv.includes("--speculative")) {
