@@ -210,7 +210,10 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
       log("  calibrating the original model");
       stats = calibrateBatched(original, originalForward());
     }
-    log.startStage(v.name, original.config.numLayers * 7);
+    // Seven linear weights per kept layer (compress-variant.ts drops round(layers · numLayers)).
+    const keptLayers =
+      original.config.numLayers - Math.round((v.prune?.layers ?? 0) * original.config.numLayers);
+    log.startStage(v.name, keptLayers * 7);
     const compressed = compressVariant(
       original,
       stats,
