@@ -250,6 +250,35 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   return i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 48), b3));
 }
 
+/** One activation row against the 4 unpacked weight rows in ubuf: acc (at acp) += the chunk's scaled dots. */
+// @ts-ignore: decorator
+@inline function arow_step(ubuf: usize, ap: usize, gsv: v128, dp: usize, acp: usize, ones: v128): void {
+  let dot: v128;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const q0 = v128.load(ap, 0);
+    const q1 = v128.load(ap, 16);
+    dot = reduce4_i16(
+      nibble_i16_relaxed(v128.load(ubuf, 0), v128.load(ubuf, 16), q0, q1),
+      nibble_i16_relaxed(v128.load(ubuf, 64), v128.load(ubuf, 80), q0, q1),
+      nibble_i16_relaxed(v128.load(ubuf, 128), v128.load(ubuf, 144), q0, q1),
+      nibble_i16_relaxed(v128.load(ubuf, 192), v128.load(ubuf, 208), q0, q1),
+      ones,
+    );
+  } else {
+    const b0 = v128.load(ap, 0);
+    const b1 = v128.load(ap, 16);
+    const b2 = v128.load(ap, 32);
+    const b3 = v128.load(ap, 48);
+    dot = reduce4_i32(
+      unpacked_dot_i16(ubuf, b0, b1, b2, b3),
+      unpacked_dot_i16(ubuf + 64, b0, b1, b2, b3),
+      unpacked_dot_i16(ubuf + 128, b0, b1, b2, b3),
+      unpacked_dot_i16(ubuf + 192, b0, b1, b2, b3),
+    );
+  }
+  v128.store(acp, scale_acc(v128.load(acp), dot, gsv, dp));
+}
+
 export function matmul_q4_q8(
   qw: usize, sc: usize, zp: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, m: i32, n: i32,
   kp: i32, gs: i32, tmp: usize,
@@ -312,35 +341,18 @@ export function matmul_q4_q8(
         let ap = a0p + chunk * aChunk;
         let dp = xd + (chunk << 2);
         let acp = accs;
-        for (let i = 0; i < m; i++) {
-          let dot: v128;
-          if (ASC_FEATURE_RELAXED_SIMD) {
-            const q0 = v128.load(ap, 0);
-            const q1 = v128.load(ap, 16);
-            dot = reduce4_i16(
-              nibble_i16_relaxed(v128.load(ubuf, 0), v128.load(ubuf, 16), q0, q1),
-              nibble_i16_relaxed(v128.load(ubuf, 64), v128.load(ubuf, 80), q0, q1),
-              nibble_i16_relaxed(v128.load(ubuf, 128), v128.load(ubuf, 144), q0, q1),
-              nibble_i16_relaxed(v128.load(ubuf, 192), v128.load(ubuf, 208), q0, q1),
-              ones,
-            );
-          } else {
-            const b0 = v128.load(ap, 0);
-            const b1 = v128.load(ap, 16);
-            const b2 = v128.load(ap, 32);
-            const b3 = v128.load(ap, 48);
-            dot = reduce4_i32(
-              unpacked_dot_i16(ubuf, b0, b1, b2, b3),
-              unpacked_dot_i16(ubuf + 64, b0, b1, b2, b3),
-              unpacked_dot_i16(ubuf + 128, b0, b1, b2, b3),
-              unpacked_dot_i16(ubuf + 192, b0, b1, b2, b3),
-            );
-          }
-          v128.store(acp, scale_acc(v128.load(acp), dot, gsv, dp));
-          ap += aRow;
-          dp += nb << 2;
-          acp += 16;
+        const dStride = nb << 2;
+        // two activation rows per pass (half the loop's overhead; four spilled scalar addresses); the first
+        // row's accumulator store keeps V8 from hoisting the second row's loads above it (which spilled)
+        let i = 0;
+        for (; i + 1 < m; i += 2) {
+          arow_step(ubuf, ap, gsv, dp, acp, ones);
+          arow_step(ubuf, ap + aRow, gsv, dp + dStride, acp + 16, ones);
+          ap += aRow << 1;
+          dp += dStride << 1;
+          acp += 32;
         }
+        if (i < m) arow_step(ubuf, ap, gsv, dp, acp, ones);
         w0 += 16;
         w1 += 16;
         w2 += 16;
