@@ -324,7 +324,7 @@ export class WasmKernels {
   matvecInt4Q8(w: Int4Tensor, x: Q8Activations, y: number): void {
     if (x.kPadded !== w.kPadded)
       throw new Error(`matvecInt4Q8: activations ${x.kPadded} vs weights ${w.kPadded}`);
-    if (64 + 4 * (w.nGroups + 3) > SCRATCH_BYTES)
+    if (96 + 4 * (w.nGroups + 3) > SCRATCH_BYTES)
       throw new Error(`matvecInt4Q8: ${w.nGroups} groups exceed scratch`);
     this.raw.matvec_q4_q8(
       w.qweight,

@@ -74,7 +74,7 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
  * i32x4 [row 0 .. row 3], exact.
  */
 // @ts-ignore: decorator
-@inline function chunk_dot4(w0: usize, w1: usize, w2: usize, w3: usize, ap: usize, ones: v128): v128 {
+@inline function chunk_dot4(w0: usize, w1: usize, w2: usize, w3: usize, ap: usize, ones: v128, sp: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const q0 = v128.load(ap, 0);
     const q1 = v128.load(ap, 16);
@@ -90,12 +90,12 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
   const b1 = v128.load(ap, 16);
   const b2 = v128.load(ap, 32);
   const b3 = v128.load(ap, 48);
-  return reduce4_i32(
-    chunk_dot_chain(v128.load(w0), b0, b1, b2, b3),
-    chunk_dot_chain(v128.load(w1), b0, b1, b2, b3),
-    chunk_dot_chain(v128.load(w2), b0, b1, b2, b3),
-    chunk_dot_chain(v128.load(w3), b0, b1, b2, b3),
-  );
+  // rows 0-1 go through scratch: the stores keep V8 from loading rows 2-3 before they are done
+  v128.store(sp, chunk_dot_chain(v128.load(w0), b0, b1, b2, b3), 0);
+  v128.store(sp, chunk_dot_chain(v128.load(w1), b0, b1, b2, b3), 16);
+  const d2 = chunk_dot_chain(v128.load(w2), b0, b1, b2, b3);
+  const d3 = chunk_dot_chain(v128.load(w3), b0, b1, b2, b3);
+  return reduce4_i32(v128.load(sp, 0), v128.load(sp, 16), d2, d3);
 }
 
 /** acc + float(dot) * (4-row group scales * the block's activation scale): the one float order both kernels use. */
@@ -117,7 +117,7 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
 // @ts-ignore: decorator
 @inline function matvec_q4_q8_body(
   qw: usize, sc: usize, zp: usize, ap0: usize, xd: usize, y: usize, n: i32, ng: i32, lcpg: i32,
-  rowBytes: usize, zpRow: usize, scRow: usize, gbuf: usize, gsums: usize, ones: v128,
+  rowBytes: usize, zpRow: usize, scRow: usize, gbuf: usize, gsums: usize, ones: v128, sp: usize,
 ): void {
   const ab = act_chunk_bytes();
   for (let r = 0; r < n; r += 4) {
@@ -136,7 +136,7 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
       corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, zpRow, r, r1, r2, r3, g0, gsums, gbuf));
       const chunks = min(4, ng - g0) << lcpg;
       for (let j = 0; j < chunks; j++) {
-        const d = chunk_dot4(w0, w1, w2, w3, ap, ones);
+        const d = chunk_dot4(w0, w1, w2, w3, ap, ones, sp);
         acc = scale_acc(acc, d, v128.load(gbuf + (<usize>(j >> lcpg) << 4)), dp);
         w0 += 16;
         w1 += 16;
@@ -153,7 +153,7 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
 /**
  * y = W x with Q8 activations (xq: int8 codes in k order, used by the relaxed build; xw: the SIMD128
  * build's i16 vectors; xd / xds: block scales and scale * code sums). 4 weight rows at a time share each
- * activation load. tmp: 64 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
+ * activation load. tmp: 96 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
  */
 export function matvec_q4_q8(
   qw: usize, sc: usize, zp: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, n: i32, kp: i32,
@@ -165,14 +165,15 @@ export function matvec_q4_q8(
   const zpRow = <usize>((ng + 1) >> 1);
   const scRow = <usize>ng << 1;
   const gbuf = tmp;
-  const gsums = tmp + 64;
+  const sp = tmp + 64;
+  const gsums = tmp + 96;
   // 1 in every i16 lane, from a value the compiler cannot fold (kp > 0), so it stays in a register
   const ones = i16x8.splat(<i16>(1 + (kp >> 31)));
   block_group_sums(xds, ng, 1 << lcpg, gsums);
   const ap0 = ASC_FEATURE_RELAXED_SIMD ? xq : xw;
-  if (lcpg == 0) matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 0, rowBytes, zpRow, scRow, gbuf, gsums, ones);
-  else if (lcpg == 1) matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 1, rowBytes, zpRow, scRow, gbuf, gsums, ones);
-  else matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 2, rowBytes, zpRow, scRow, gbuf, gsums, ones);
+  if (lcpg == 0) matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 0, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp);
+  else if (lcpg == 1) matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 1, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp);
+  else matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 2, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -342,17 +343,24 @@ export function matmul_q4_q8(
         let dp = xd + (chunk << 2);
         let acp = accs;
         const dStride = nb << 2;
-        // two activation rows per pass (half the loop's overhead; four spilled scalar addresses); the first
-        // row's accumulator store keeps V8 from hoisting the second row's loads above it (which spilled)
+        // relaxed: two activation rows per pass (half the loop's overhead; four per pass spilled scalar
+        // addresses); the first row's accumulator store keeps V8 from hoisting the second row's loads
+        // above it (which spilled). SIMD128 keeps one row per pass (its 16 unpacked vectors per row
+        // already spill; two rows measured 0-5% slower).
         let i = 0;
-        for (; i + 1 < m; i += 2) {
+        for (; ASC_FEATURE_RELAXED_SIMD && i + 1 < m; i += 2) {
           arow_step(ubuf, ap, gsv, dp, acp, ones);
           arow_step(ubuf, ap + aRow, gsv, dp + dStride, acp + 16, ones);
           ap += aRow << 1;
           dp += dStride << 1;
           acp += 32;
         }
-        if (i < m) arow_step(ubuf, ap, gsv, dp, acp, ones);
+        for (; i < m; i++) {
+          arow_step(ubuf, ap, gsv, dp, acp, ones);
+          ap += aRow;
+          dp += dStride;
+          acp += 16;
+        }
         w0 += 16;
         w1 += 16;
         w2 += 16;
