@@ -11,7 +11,8 @@
 //   |e| <= 4095: every i32x4.dot_i16x8_s product and pair sum fits i32).
 // - relaxed SIMD: the low / high nibble bytes (0..15) are the 7-bit operand of
 //   i16x8.relaxed_dot_i8x16_i7x16_s against the int8 codes in k order; the two i16 results are added
-//   (|sum| <= 4 * 15 * 127 = 7620, no i16 overflow) and widened pairwise. The instruction's result is
+//   (|sum| <= 4 * 15 * 127 = 7620, no i16 overflow); 4 rows' partials are folded once more in i16
+//   (<= 15240) and then widened (reduce4_i16). The instruction's result is
 //   only defined when the second operand is in 0..127, which nibbles always are. The i32 variant
 //   (relaxed_dot_i8x16_i7x16_add_s) is not used: Node 20's V8 returns 2 * dot and drops the accumulator
 //   (test/kernels-relaxed.test.ts pins both facts).
