@@ -94,6 +94,9 @@ export function describeIssue(issue: z.core.$ZodIssue): {
       param: issue.keys[0] ?? null,
     };
   }
+  if (issue.code === "invalid_union" && param === "stop") {
+    return { message: `stop: must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings`, param };
+  }
   if (issue.code === "invalid_union" && /^messages\[\d+\]\.role$/.test(param)) {
     return { message: `${param}: must be one of system, developer, user, assistant`, param };
   }
