@@ -216,8 +216,10 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
       "Tell short stories.".slice(0, 11),
       "Question 1:",
     ]);
-    // No request of the page 404s (the favicon included).
+    // No request of the page 404s. The favicon: headless Chromium does not ask for one, a desktop
+    // browser asks for /favicon.ico unless the page names an icon, so the page names an inline one.
     expect(notFound).toEqual([]);
+    expect(await page.getAttribute('link[rel="icon"]', "href")).toMatch(/^data:/);
     await page.close();
   });
 

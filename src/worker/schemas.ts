@@ -4,14 +4,6 @@ import { z } from "zod";
 const TextPart = z.object({ type: z.literal("text"), text: z.string() });
 const Content = z.union([z.string(), z.array(TextPart).min(1)]);
 
-export const ChatMessage = z.discriminatedUnion("role", [
-  z.object({ role: z.literal("system"), content: Content, name: z.string().optional() }),
-  z.object({ role: z.literal("developer"), content: Content, name: z.string().optional() }),
-  z.object({ role: z.literal("user"), content: Content, name: z.string().optional() }),
-  z.object({ role: z.literal("assistant"), content: Content.nullable(), name: z.string().optional() }),
-]);
-export type ChatMessage = z.infer<typeof ChatMessage>;
-
 /** OpenAI's limit on stop sequences. */
 export const MAX_STOP_SEQUENCES = 4;
 
@@ -30,6 +22,14 @@ export const Stop = z.union([z.string(), z.array(z.string())]).superRefine((v, c
     });
   }
 });
+
+export const ChatMessage = z.discriminatedUnion("role", [
+  z.object({ role: z.literal("system"), content: Content, name: z.string().optional() }),
+  z.object({ role: z.literal("developer"), content: Content, name: z.string().optional() }),
+  z.object({ role: z.literal("user"), content: Content, name: z.string().optional() }),
+  z.object({ role: z.literal("assistant"), content: Content.nullable(), name: z.string().optional() }),
+]);
+export type ChatMessage = z.infer<typeof ChatMessage>;
 
 export const ChatCompletionRequest = z
   .object({
@@ -84,18 +84,11 @@ export function describeIssue(issue: z.core.$ZodIssue): {
   const param = issue.path
     .map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
     .join("");
-  if (issue.code === "custom" && issue.params?.verbatim === true) {
-    const code = issue.params.code;
-    return { message: issue.message, param: param || null, ...(typeof code === "string" ? { code } : {}) };
-  }
   if (issue.code === "unrecognized_keys") {
     return {
       message: `Unrecognized request argument supplied: ${issue.keys.join(", ")}`,
       param: issue.keys[0] ?? null,
     };
-  }
-  if (issue.code === "invalid_union" && param === "stop") {
-    return { message: `stop: must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings`, param };
   }
   if (issue.code === "invalid_union" && /^messages\[\d+\]\.role$/.test(param)) {
     return { message: `${param}: must be one of system, developer, user, assistant`, param };
@@ -105,6 +98,13 @@ export function describeIssue(issue: z.core.$ZodIssue): {
       message: `${param}: must be a string or an array of text parts ({"type": "text", "text": "..."})`,
       param,
     };
+  }
+  if (issue.code === "custom" && issue.params?.verbatim === true) {
+    const code = issue.params.code;
+    return { message: issue.message, param: param || null, ...(typeof code === "string" ? { code } : {}) };
+  }
+  if (issue.code === "invalid_union" && param === "stop") {
+    return { message: `stop: must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings`, param };
   }
   return { message: param ? `${param}: ${issue.message}` : issue.message, param: param || null };
 }
