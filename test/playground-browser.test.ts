@@ -223,6 +223,22 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     await page.close();
   });
 
+  it("in the browser's own engine too, an over-long conversation drops its oldest turns and says so", async () => {
+    const { page, sent } = await openPage();
+    const m = [...manifests(api).values()][0]!;
+    const context = engineContextFor(m.model.config);
+    await page.selectOption("#tier", "speed");
+    await page.fill("#max-tokens", "4");
+    await page.check("#local");
+    await page.selectOption("#backend", "wasm");
+    const question = (i: number) => `Question ${i}: ${"Lily ".repeat(Math.floor(context / 4) - 60)}`;
+    for (let i = 0; i < 5; i++) await say(page, question(i)); // all "done": none a context error
+    expect(sent).toHaveLength(0);
+    expect(await metaOf(page, "history")).toBe("2 oldest turns no longer sent (over the model's context)");
+    expect(await metaOf(page, "engine")).toMatch(/^this browser: wasm/);
+    await page.close();
+  });
+
   it("sends on Enter and starts a new line on Shift+Enter", async () => {
     const { page, sent } = await openPage();
     await page.fill("#max-tokens", "8");

@@ -70,15 +70,18 @@ describe("SmolLM2-135M-Instruct (quality) in workerd, through the openai client"
     expect(text).toMatch(/\bParis\b/);
   }, 120_000);
 
-  it("remembers a name across a multi-turn conversation", async () => {
-    const first = { role: "user" as const, content: "Hi! My name is Alice." };
-    const reply = await ask([first]);
+  it("remembers a name across a multi-turn conversation (and only from it)", async () => {
+    // The assistant turn is the client's history: it does not repeat the name, so the name can only
+    // come from the first user turn; the same question without that turn is the control.
+    const question = { role: "user" as const, content: "What is my name?" };
     const text = await ask([
-      first,
-      { role: "assistant", content: reply },
-      { role: "user", content: "What is my name?" },
+      { role: "user", content: "Hi! My name is Alice." },
+      { role: "assistant", content: "Nice to meet you! How can I help you today?" },
+      question,
     ]);
-    console.info(`name: ${JSON.stringify(reply)} -> ${JSON.stringify(text)}`);
+    const control = await ask([question]);
+    console.info(`name: ${JSON.stringify(text)}; without the introduction: ${JSON.stringify(control)}`);
     expect(text).toMatch(/\bAlice\b/);
+    expect(control).not.toMatch(/\bAlice\b/);
   }, 120_000);
 });

@@ -250,9 +250,10 @@ async function send(content: string): Promise<void> {
       document.body.dataset.state = "stopped";
       setStatus("stopped");
     } else {
-      // Failed: the question stays on screen but leaves the conversation, so it can be asked again.
+      // Failed: the question stays on screen but leaves the conversation, so it can be asked again;
+      // turns left out only to fit it are sent again.
       history.pop();
-      dropped = Math.min(dropped, history.length);
+      dropped = Math.min(droppedBefore, history.length);
       const message = e instanceof Error ? e.message : String(e);
       answer.finish("error", message);
       document.body.dataset.state = "error";
