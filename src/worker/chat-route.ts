@@ -5,7 +5,8 @@
 import type { Context } from "hono";
 import { createFactory } from "hono/factory";
 import type { z } from "zod";
-import { type RenderedPrompt, renderPrompt } from "../runtime/chat.ts";
+import { type RenderedPrompt, type ResponseFormat, renderPrompt } from "../runtime/chat.ts";
+import { compileSchema, SchemaError } from "../runtime/json-schema.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { AppEnv } from "./app-env.ts";
 import { contextOf, planPrompt } from "./chat-prompt.ts";
@@ -118,7 +119,7 @@ export interface AnswerRequest {
   promptParam: string;
   /** null = no log probabilities; else how many alternatives per token. */
   topLogprobs: number | null;
-  responseFormat?: "text" | "json_object";
+  responseFormat?: ResponseFormat;
   idPrefix: string;
   shape: (id: string, created: number, model: string, fingerprint: string) => AnswerShape;
 }
@@ -184,6 +185,22 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
   return body.stream ? respondStream(c, services, g, shape) : respondJson(c, services, g, shape);
 }
 
+/** The request's response_format, its schema compiled; a schema outside the subset is a 400 naming response_format. */
+function responseFormatOf(f: z.output<typeof ChatCompletionRequest>["response_format"]): ResponseFormat {
+  if (!f || f.type === "text") return "text";
+  if (f.type === "json_object") return "json_object";
+  try {
+    return { jsonSchema: compileSchema(f.json_schema.schema) };
+  } catch (e) {
+    if (!(e instanceof SchemaError)) throw e;
+    throw badRequest(
+      `Invalid schema for response_format '${f.json_schema.name}': ${e.message}. Supported: the subset the README lists (type, properties, required, additionalProperties, items, minItems, maxItems, enum, const, anyOf, local $ref).`,
+      "response_format",
+      "invalid_json_schema",
+    );
+  }
+}
+
 export const chatCompletions = createFactory<AppEnv>().createHandlers(
   bodySizeLimit,
   parseJson,
@@ -195,10 +212,18 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
     if (body.logprobs !== true && (body.top_logprobs ?? 0) > 0) {
       throw badRequest("top_logprobs requires logprobs to be true.", "top_logprobs");
     }
+    const responseFormat = responseFormatOf(body.response_format);
+    // The shortest answer, one token per character at worst (what the mask's closing counts).
+    const shortest =
+      responseFormat === "text"
+        ? ""
+        : responseFormat === "json_object"
+          ? "{}"
+          : responseFormat.jsonSchema.minText[responseFormat.jsonSchema.root.id]!;
     const limit = body.max_completion_tokens ?? body.max_tokens;
-    if (body.response_format?.type === "json_object" && limit === 1) {
+    if (limit !== null && limit !== undefined && limit < shortest.length) {
       throw badRequest(
-        'response_format {"type": "json_object"} needs room for an object: at least 2 tokens ("{" and "}").',
+        `response_format ${JSON.stringify(body.response_format?.type)} needs room for its shortest answer: at least ${shortest.length} tokens (${shortest.slice(0, 200)}).`,
         body.max_completion_tokens ? "max_completion_tokens" : "max_tokens",
       );
     }
@@ -207,7 +232,7 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
       render: (tok, template) => renderPrompt(template, body.messages, tok),
       promptParam: "messages",
       topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : null,
-      responseFormat: body.response_format?.type ?? "text",
+      responseFormat,
       idPrefix: "chatcmpl",
       shape: chatShape,
     });
