@@ -76,30 +76,28 @@ const newId = (prefix: string) => `${prefix}-${crypto.randomUUID().replace(/-/g,
 
 function chatShape(id: string, created: number, model: string, fingerprint: string): AnswerShape {
   const head = { id, object: "chat.completion.chunk", created, model, system_fingerprint: fingerprint };
-  const chunk = (delta: object, finish: string | null, logprobs: object | null = null) => ({
+  const chunk = (index: number, delta: object, finish: string | null, logprobs: object | null = null) => ({
     ...head,
-    choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
+    choices: [{ index, delta, logprobs, finish_reason: finish }],
   });
   const lp = (content: TokenLogprobEntry[] | null) => (content === null ? null : { content, refusal: null });
   return {
-    whole: (text, finish, logprobs) => ({
+    whole: (choices) => ({
       id,
       object: "chat.completion",
       created,
       model,
       system_fingerprint: fingerprint,
-      choices: [
-        {
-          index: 0,
-          message: { role: "assistant", content: text, refusal: null },
-          logprobs: lp(logprobs),
-          finish_reason: finish,
-        },
-      ],
+      choices: choices.map((c, index) => ({
+        index,
+        message: { role: "assistant", content: c.text, refusal: null },
+        logprobs: lp(c.logprobs),
+        finish_reason: c.finish,
+      })),
     }),
-    opening: () => chunk({ role: "assistant", content: "" }, null),
-    piece: (text, logprobs) => chunk({ content: text }, null, lp(logprobs)),
-    closing: (finish) => chunk({}, finish),
+    opening: (index) => chunk(index, { role: "assistant", content: "" }, null),
+    piece: (index, text, logprobs) => chunk(index, { content: text }, null, lp(logprobs)),
+    closing: (index, finish) => chunk(index, {}, finish),
     usageOnly: () => ({ ...head, choices: [] }),
   };
 }
@@ -112,6 +110,7 @@ export interface AnswerRequest {
     stream_options?: { include_usage?: boolean } | null;
     max_tokens?: number | null;
     max_completion_tokens?: number | null;
+    n?: number | null;
   };
   /** The prompt, rendered for the deployment's tokenizer and chat template. */
   render: (tok: Tokenizer, chatTemplate: string | null) => RenderedPrompt;
@@ -161,6 +160,7 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
     budgetMs,
     promptTokens: prompt.length,
     maxTokens,
+    choices: body.n ?? 1,
     signal: c.req.raw.signal,
     clock,
     arrival,
@@ -181,6 +181,7 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
       responseFormat: req.responseFormat ?? "text",
     },
     includeUsage: body.stream_options?.include_usage === true,
+    choices: body.n ?? 1,
   };
   return body.stream ? respondStream(c, services, g, shape) : respondJson(c, services, g, shape);
 }

@@ -12,6 +12,9 @@ export const ChatMessage = z.discriminatedUnion("role", [
 ]);
 export type ChatMessage = z.infer<typeof ChatMessage>;
 
+/** Most choices (OpenAI's n) one request may ask for: they run one after another. */
+export const MAX_CHOICES = 8;
+
 /** OpenAI's response_format; json_schema.name as OpenAI restricts it. */
 export const ResponseFormat = z.discriminatedUnion("type", [
   z.object({ type: z.literal("text") }).strict(),
@@ -45,7 +48,8 @@ export const ChatCompletionRequest = z
     max_completion_tokens: z.number().int().min(1).nullish(),
     stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
     seed: z.number().int().nullish(),
-    n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
+    /** Choices, generated one after another (so bounded: each costs a whole generation). */
+    n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
     // Accepted and ignored (they do not change what this server computes).
     user: z.string().nullish(),
     safety_identifier: z.string().nullish(),
