@@ -67,6 +67,8 @@ const KEYWORDS: Record<string, Set<string>> = {
   object: new Set(["properties", "required", "additionalProperties"]),
   array: new Set(["items", "minItems", "maxItems"]),
 };
+/** Deepest nesting of schemas (the recognizer's stack and the compiler's recursion stay small). */
+const MAX_DEPTH = 64;
 /** Most nodes a compiled schema may have (refs are inlined, so a schema can multiply). */
 const MAX_NODES = 10_000;
 
@@ -102,13 +104,31 @@ export function compileSchema(schema: unknown): CompiledSchema {
     return target;
   };
 
+  let depth = 0;
   const compile = (s: unknown, at: string): SchemaNode => {
+    if (depth >= MAX_DEPTH) throw new SchemaError(`the schema nests deeper than ${MAX_DEPTH} levels`);
+    depth++;
+    try {
+      return compileNode(s, at);
+    } finally {
+      depth--;
+    }
+  };
+
+  const compileNode = (s: unknown, at: string): SchemaNode => {
     if (!isPlainObject(s)) throw new SchemaError(`${at}: a schema must be a JSON object`);
     const keys = Object.keys(s);
     const types = typesOf(s.type, at);
     const allowed = new Set([...KEYWORDS.any!]);
     if (types.includes("object")) for (const k of KEYWORDS.object!) allowed.add(k);
     if (types.includes("array")) for (const k of KEYWORDS.array!) allowed.add(k);
+    const shapes = ["$ref", "enum", "const", "anyOf"].filter((k) => k in s);
+    if (shapes.length + (types.length > 0 ? 1 : 0) === 0) {
+      const other = keys.filter((k) => !ANNOTATIONS.has(k)).slice(0, 10);
+      throw new SchemaError(
+        `${at}: a schema needs type, enum, const, anyOf or $ref${other.length ? ` (unsupported here: ${other.map((k) => JSON.stringify(k.slice(0, 40))).join(", ")})` : ""}`,
+      );
+    }
     const unsupported = keys.filter((k) => !allowed.has(k) && !ANNOTATIONS.has(k));
     if (unsupported.length > 0) {
       throw new SchemaError(
@@ -117,10 +137,6 @@ export function compileSchema(schema: unknown): CompiledSchema {
           .map((k) => JSON.stringify(k.slice(0, 40)))
           .join(", ")}${types.length === 0 ? "" : ` (for type ${types.join(", ")})`}`,
       );
-    }
-    const shapes = ["$ref", "enum", "const", "anyOf"].filter((k) => k in s);
-    if (shapes.length + (types.length > 0 ? 1 : 0) === 0) {
-      throw new SchemaError(`${at}: a schema needs type, enum, const, anyOf or $ref`);
     }
     if (
       shapes.length > 1 ||

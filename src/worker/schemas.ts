@@ -85,9 +85,15 @@ export function describeIssue(issue: z.core.$ZodIssue): { message: string; param
     .map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
     .join("");
   if (issue.code === "unrecognized_keys") {
+    if (!param) {
+      return {
+        message: `Unrecognized request argument supplied: ${issue.keys.join(", ")}`,
+        param: issue.keys[0] ?? null,
+      };
+    }
     return {
-      message: `Unrecognized request argument supplied: ${issue.keys.join(", ")}`,
-      param: issue.keys[0] ?? null,
+      message: `${param}: unrecognized field ${issue.keys.join(", ")}`,
+      param: `${param}.${issue.keys[0] ?? ""}`,
     };
   }
   if (issue.code === "invalid_union" && /^messages\[\d+\]\.role$/.test(param)) {
