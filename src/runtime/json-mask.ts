@@ -132,6 +132,20 @@ function walk(state: JsonRecognizer, texts: (string | null)[], order: WalkOrder,
   }
 }
 
+/**
+ * out[id] = 1 where token `id`'s whole text keeps `state` a valid prefix (special tokens and
+ * byte pieces never). What the mask computes on a cache miss.
+ */
+export function allowedTokens(tok: Tokenizer, state: JsonRecognizer): Uint8Array {
+  const { texts, plain, all, special } = vocabIndex(tok);
+  const out = new Uint8Array(texts.length);
+  if (state.inFreeString) {
+    out.set(plain);
+    walk(state, texts, special, out);
+  } else walk(state, texts, all, out);
+  return out;
+}
+
 /** The mask for a recognizer, `maxTokens` tokens long at most, ended by `stopIds`. */
 export function recognizerMask(
   tok: Tokenizer,
@@ -139,7 +153,7 @@ export function recognizerMask(
   maxTokens: number,
   start: JsonRecognizer,
 ): TokenMask & { cacheHits: number; cacheMisses: number } {
-  const { texts, plain, all, special } = vocabIndex(tok);
+  const { texts, plain } = vocabIndex(tok);
   const stops = new Set(stopIds);
   const cache = new Map<string, Uint8Array>();
   let state = start;
@@ -153,11 +167,7 @@ export function recognizerMask(
       return hit;
     }
     mask.cacheMisses++;
-    const out = new Uint8Array(texts.length);
-    if (state.inFreeString) {
-      out.set(plain);
-      walk(state, texts, special, out);
-    } else walk(state, texts, all, out);
+    const out = allowedTokens(tok, state);
     if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
     cache.set(key, out);
     return out;
