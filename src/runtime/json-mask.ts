@@ -13,8 +13,9 @@
  * recognizer state of the prefix a token shares with the one before it and skipping every token
  * that shares a refused prefix (a trie walk without building the trie); (2) inside a free string,
  * tokens without '"', '\' or control characters ("plain") are allowed at once, and only the rest
- * are walked; (3) the allowed set is cached by the recognizer's state key, which repeats a lot (every
- * token inside one string has the same state). `scripts/bench-json-mask.ts` measures it.
+ * are walked; (3) the allowed set is cached (as a bitset) by the recognizer's state key, which
+ * repeats a lot (every token inside one string has the same state), per tokenizer and language
+ * (json_object, or one schema's text), so requests with the same schema share it. `scripts/bench-json-mask.ts` measures it.
  */
 import { JsonPrefix } from "./json-prefix.ts";
 import type { CompiledSchema } from "./json-schema.ts";
@@ -38,8 +39,8 @@ export interface JsonRecognizer {
 
 /** Tokens before the limit from which each candidate's closing length is checked. */
 const NEAR_END_MARGIN = 16;
-/** Allowed sets kept per request (49 kB each on a 49k vocabulary). */
-const CACHE_ENTRIES = 64;
+/** Allowed sets kept per tokenizer, all languages together (6 kB each on a 49k vocabulary). */
+const CACHE_ENTRIES = 256;
 
 /** A vocabulary prepared for walking: token texts sorted, with their common prefixes. */
 interface WalkOrder {
@@ -59,6 +60,14 @@ interface VocabIndex {
 }
 
 const indexes = new WeakMap<Tokenizer, VocabIndex>();
+/** Per tokenizer: "language\u0000state key" -> allowed bitset, least recently used first. */
+const caches = new WeakMap<Tokenizer, Map<string, Uint32Array>>();
+
+function packBits(allowed: Uint8Array): Uint32Array {
+  const bits = new Uint32Array((allowed.length + 31) >>> 5);
+  for (let id = 0; id < allowed.length; id++) if (allowed[id]) bits[id >>> 5]! |= 1 << (id & 31);
+  return bits;
+}
 
 function walkOrder(texts: (string | null)[], keep: (id: number) => boolean): WalkOrder {
   const list: number[] = [];
@@ -146,30 +155,38 @@ export function allowedTokens(tok: Tokenizer, state: JsonRecognizer): Uint8Array
   return out;
 }
 
-/** The mask for a recognizer, `maxTokens` tokens long at most, ended by `stopIds`. */
+/**
+ * The mask for a recognizer, `maxTokens` tokens long at most, ended by `stopIds`. `language` names
+ * what the recognizer accepts (equal names: equal recognizers from equal keys), for the shared cache.
+ */
 export function recognizerMask(
   tok: Tokenizer,
   stopIds: readonly number[],
   maxTokens: number,
   start: JsonRecognizer,
+  language: string,
 ): TokenMask & { cacheHits: number; cacheMisses: number } {
   const { texts, plain } = vocabIndex(tok);
   const stops = new Set(stopIds);
-  const cache = new Map<string, Uint8Array>();
+  let cache = caches.get(tok);
+  if (!cache) caches.set(tok, (cache = new Map()));
+  const shared = cache;
   let state = start;
   let left = maxTokens;
 
-  const allowedSet = (): Uint8Array => {
-    const key = state.key();
-    const hit = cache.get(key);
+  const allowedSet = (): Uint32Array => {
+    const key = `${language}\u0000${state.key()}`;
+    const hit = shared.get(key);
     if (hit) {
       mask.cacheHits++;
+      shared.delete(key); // most recently used goes last
+      shared.set(key, hit);
       return hit;
     }
     mask.cacheMisses++;
-    const out = allowedTokens(tok, state);
-    if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
-    cache.set(key, out);
+    const out = packBits(allowedTokens(tok, state));
+    if (shared.size >= CACHE_ENTRIES) shared.delete(shared.keys().next().value!);
+    shared.set(key, out);
     return out;
   };
 
@@ -198,7 +215,7 @@ export function recognizerMask(
           const nearEnd = closing.length + NEAR_END_MARGIN >= left;
           const free = state.inFreeString;
           for (let id = 0; id < logits.length; id++) {
-            let ok = id < set.length && set[id] === 1;
+            let ok = (((set[id >>> 5] ?? 0) >>> (id & 31)) & 1) === 1;
             if (ok && nearEnd) {
               if (free && plain[id]) ok = closing.length <= left - 1;
               else {
@@ -228,7 +245,7 @@ export function recognizerMask(
 
 /** response_format json_object: any JSON object, compact whitespace. */
 export function jsonObjectMask(tok: Tokenizer, stopIds: readonly number[], maxTokens: number) {
-  return recognizerMask(tok, stopIds, maxTokens, new JsonPrefix(1));
+  return recognizerMask(tok, stopIds, maxTokens, new JsonPrefix(1), "json_object");
 }
 
 /** response_format json_schema: a value of the compiled schema (./json-schema.ts). */
@@ -238,5 +255,11 @@ export function jsonSchemaMask(
   maxTokens: number,
   schema: CompiledSchema,
 ) {
-  return recognizerMask(tok, stopIds, maxTokens, new JsonSchemaPrefix(schema));
+  return recognizerMask(
+    tok,
+    stopIds,
+    maxTokens,
+    new JsonSchemaPrefix(schema),
+    `json_schema ${schema.source}`,
+  );
 }

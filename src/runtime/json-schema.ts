@@ -38,6 +38,8 @@ export interface SchemaProp {
 }
 
 export interface CompiledSchema {
+  /** The schema's JSON text (what names it in caches: equal texts compile alike). */
+  source: string;
   root: SchemaNode;
   /** Shortest JSON text of each node's values, by node id (the closing text uses it). */
   minText: string[];
@@ -245,7 +247,7 @@ export function compileSchema(schema: unknown): CompiledSchema {
 
   const root = compile(schema, "#");
   if (root.kind !== "object") throw new SchemaError("#: the root schema must be of type object");
-  return { root, minText };
+  return { source: JSON.stringify(schema), root, minText };
 }
 
 function typesOf(t: unknown, at: string): TypeName[] {
