@@ -218,4 +218,10 @@ describe("plans", () => {
     expect(() => planRequest({ ...base, budgetMs: null, cpuLimitMs: 30, choices: 8 })).toThrow(/8 choices/);
     expect(planRequest({ ...base, budgetMs: null, cpuLimitMs: 30 }).maxDecodeTokens).toBeGreaterThan(0);
   });
+
+  it("a token mask's cost is charged on every decode step", () => {
+    const masked = planRequest({ ...base, budgetMs: null, cpuLimitMs: 1000, extraMsPerToken: 2 });
+    expect(masked.maxDecodeTokens).toBe(Math.floor((800 - 5) / (2 + 2)));
+    expect(masked.predictedMs).toBeLessThanOrEqual(800);
+  });
 });

@@ -6,6 +6,7 @@ import type { Context } from "hono";
 import { createFactory } from "hono/factory";
 import type { z } from "zod";
 import { type RenderedPrompt, type ResponseFormat, renderPrompt } from "../runtime/chat.ts";
+import { maskMsPerToken } from "../runtime/json-mask.ts";
 import { compileSchema, SchemaError } from "../runtime/json-schema.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { AppEnv } from "./app-env.ts";
@@ -161,6 +162,7 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
     promptTokens: prompt.length,
     maxTokens,
     choices: body.n ?? 1,
+    extraMsPerToken: (req.responseFormat ?? "text") === "text" ? 0 : maskMsPerToken(tokenizer.vocabSize),
     signal: c.req.raw.signal,
     clock,
     arrival,

@@ -14,6 +14,8 @@
  *   alone would pass it is refused before any generation (400, code "cpu_limit_exceeded").
  * - n choices (OpenAI's `n`) run one after another: each prefills and decodes, so the fixed cost
  *   counts n prefills and the tokens that fit are shared out evenly (maxDecodeTokens is per choice).
+ * - Constrained decoding (response_format json_object/json_schema) adds the mask's estimated cost
+ *   to every decode step (`extraMsPerToken`).
  */
 import type { Manifest } from "../format/manifest.ts";
 import type { Prediction } from "../runtime/cost-model.ts";
@@ -50,13 +52,15 @@ export interface PlanInput {
   cpuLimitMs: number | null;
   /** Choices generated one after another (OpenAI's n); default 1. */
   choices?: number;
+  /** CPU each decode step adds beyond the model's (a constrained-decoding mask), ms; default 0. */
+  extraMsPerToken?: number;
 }
 
 export function planRequest(p: PlanInput): Plan {
   const n = p.choices ?? 1;
   const fixedMs = p.prediction.loadMs + n * p.prediction.prefillMs;
   // A token per choice: n decode steps.
-  const perToken = n * p.prediction.decodeMsPerToken;
+  const perToken = n * (p.prediction.decodeMsPerToken + (p.extraMsPerToken ?? 0));
   let maxDecodeTokens = p.maxTokens;
   let limitedBy: Plan["limitedBy"] = "request";
   if (p.cpuLimitMs !== null) {
