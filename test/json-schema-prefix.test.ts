@@ -146,6 +146,27 @@ describe("JsonSchemaPrefix", () => {
     expect(r.push(bad)).toBe(false);
   });
 
+  it("anyOf options that agree are merged, not multiplied per array item", () => {
+    const schema = {
+      type: "object",
+      properties: {
+        xs: {
+          type: "array",
+          items: { anyOf: [{ type: "string" }, { type: "string" }, { enum: ["a", "b"] }] },
+        },
+      },
+      required: ["xs"],
+    };
+    const r = new JsonSchemaPrefix(compileSchema(schema));
+    const doc = `{"xs":[${Array.from({ length: 40 }, (_, i) => (i % 2 ? '"a"' : '"zz"')).join(",")}]}`;
+    for (const ch of doc) {
+      expect(r.push(ch)).toBe(true);
+      expect(r.key().split("||").length).toBeLessThanOrEqual(3);
+    }
+    expect(r.complete).toBe(true);
+    expect(ajv.validate(schema, JSON.parse(doc))).toBe(true);
+  });
+
   it("accepts a whole valid document with single spaces and newlines, then nothing more", () => {
     const r = new JsonSchemaPrefix(compileSchema(SCHEMAS.nested!));
     const doc =

@@ -49,6 +49,23 @@ const isWs = (ch: string) => ch === " " || ch === "\n";
 const isDigit = (ch: string) => ch >= "0" && ch <= "9";
 const isHex = (ch: string) => /^[0-9a-fA-F]$/.test(ch);
 
+/** Most threads kept: any one of them is a valid parse, so dropping the rest keeps answers valid. */
+const MAX_THREADS = 64;
+
+/** Threads in equal states merged (anyOf options that agree would otherwise multiply per item). */
+function distinct(threads: Thread[]): Thread[] {
+  const seen = new Set<string>();
+  const out: Thread[] = [];
+  for (const t of threads) {
+    const k = threadKey(t);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(t);
+    if (out.length === MAX_THREADS) break;
+  }
+  return out;
+}
+
 const cloneThread = (t: Thread): Thread => ({ frames: t.frames.map((f) => ({ ...f })), ws: t.ws });
 
 export class JsonSchemaPrefix {
@@ -82,32 +99,7 @@ export class JsonSchemaPrefix {
 
   /** Equal keys mean equal futures (what a token mask may cache on). */
   key(): string {
-    return this.threads
-      .map(
-        (t) =>
-          `${t.ws}:${t.frames
-            .map((f) => {
-              switch (f.t) {
-                case "value":
-                  return `v${f.node.id}`;
-                case "object":
-                  return `o${f.node.id}${f.phase}${f.next}${f.phase === "key" ? f.key : ""}${f.phase === "colon" ? `c${f.chosen}` : ""}`;
-                case "array": {
-                  const counted = f.node.minItems > 0 || f.node.maxItems !== null;
-                  return `a${f.node.id}${f.phase}${counted ? f.count : ""}`;
-                }
-                case "string":
-                  return `s${f.escape ? "e" : ""}${f.hexLeft}`;
-                case "number":
-                  return `n${f.integer ? "i" : ""}${f.num}`;
-                case "literal":
-                  return `l${f.texts.join("\u0000")}\u0001${f.matched}`;
-              }
-              return "";
-            })
-            .join("|")}`,
-      )
-      .join("||");
+    return this.threads.map(threadKey).join("||");
   }
 
   /** Feeds `text`; false (and refused for good) as soon as it stops being a valid prefix. */
@@ -116,7 +108,7 @@ export class JsonSchemaPrefix {
       const ch = text[i]!;
       const out: Thread[] = [];
       for (const t of this.threads) this.advance(t, ch, out);
-      this.threads = out;
+      this.threads = out.length > 1 ? distinct(out) : out;
       if (out.length === 0) return false;
     }
     return true;
@@ -145,6 +137,31 @@ export class JsonSchemaPrefix {
     }
     return best ?? "";
   }
+}
+
+/** A thread's state as text: equal keys, equal futures. */
+function threadKey(t: Thread): string {
+  return `${t.ws}:${t.frames
+    .map((f) => {
+      switch (f.t) {
+        case "value":
+          return `v${f.node.id}`;
+        case "object":
+          return `o${f.node.id}${f.phase}${f.next}${f.phase === "key" ? JSON.stringify(f.key) : ""}${f.phase === "colon" ? `c${f.chosen}` : ""}`;
+        case "array": {
+          const counted = f.node.minItems > 0 || f.node.maxItems !== null;
+          return `a${f.node.id}${f.phase}${counted ? f.count : ""}`;
+        }
+        case "string":
+          return `s${f.escape ? "e" : ""}${f.hexLeft}`;
+        case "number":
+          return `n${f.integer ? "i" : ""}${f.num}`;
+        case "literal":
+          return `l${f.texts.join("\u0000")}\u0001${f.matched}`;
+      }
+      return "";
+    })
+    .join("|")}`;
 }
 
 /** "fork": the top frame is an anyOf value and `ch` was not consumed. */
