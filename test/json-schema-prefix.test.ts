@@ -206,6 +206,44 @@ describe("JsonSchemaPrefix", () => {
     [{ type: "object", properties: { a: { type: "array" } } }, /needs items/],
     [{ type: "object", properties: { a: { enum: [] } } }, /non-empty array/],
     [[1, 2], /must be a JSON object/],
+    [
+      {
+        type: "object",
+        properties: {
+          a: {
+            type: "array",
+            minItems: 200,
+            items: {
+              type: "array",
+              minItems: 200,
+              items: { type: "array", minItems: 200, items: { type: "null" } },
+            },
+          },
+        },
+      },
+      /shortest answer the schema allows is longer/,
+    ],
+    [
+      { type: "object", properties: { a: { enum: Array.from({ length: 1001 }, (_, i) => i) } } },
+      /at most 1000/,
+    ],
+    [
+      {
+        type: "object",
+        $defs: {
+          big: {
+            type: "array",
+            minItems: 250,
+            items: { type: "array", minItems: 20, items: { type: "null" } },
+          },
+        },
+        properties: Object.fromEntries(
+          Array.from({ length: 30 }, (_, i) => [`p${i}`, { $ref: "#/$defs/big" }]),
+        ),
+        required: Array.from({ length: 30 }, (_, i) => `p${i}`),
+      },
+      /shortest answer the schema allows is longer/,
+    ],
   ])("refuses %j by name", (schema, message) => {
     expect(() => compileSchema(schema)).toThrow(SchemaError);
     expect(() => compileSchema(schema)).toThrow(message);

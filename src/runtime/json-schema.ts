@@ -71,6 +71,10 @@ const KEYWORDS: Record<string, Set<string>> = {
 };
 /** Deepest nesting of schemas (the recognizer's stack and the compiler's recursion stay small). */
 const MAX_DEPTH = 64;
+/** Longest shortest-answer a schema may have (characters; a token each at worst). */
+const MAX_MIN_TEXT = 32_768;
+/** Most values an enum may list. */
+const MAX_ENUM = 1000;
 /** Most nodes a compiled schema may have (refs are inlined, so a schema can multiply). */
 const MAX_NODES = 10_000;
 
@@ -84,6 +88,11 @@ export function compileSchema(schema: unknown): CompiledSchema {
   const nodes: SchemaNode[] = [];
   const add = (n: DistributiveOmit<SchemaNode, "id">, min: string): SchemaNode => {
     if (nodes.length >= MAX_NODES) throw new SchemaError(`the schema has more than ${MAX_NODES} nodes`);
+    if (min.length > MAX_MIN_TEXT) {
+      throw new SchemaError(
+        `the shortest answer the schema allows is longer than ${MAX_MIN_TEXT} characters`,
+      );
+    }
     const node = { ...n, id: nodes.length } as SchemaNode;
     nodes.push(node);
     minText.push(min);
@@ -161,6 +170,9 @@ export function compileSchema(schema: unknown): CompiledSchema {
     }
     if ("enum" in s || "const" in s) {
       const values = "const" in s ? [s.const] : s.enum;
+      if (Array.isArray(values) && values.length > MAX_ENUM) {
+        throw new SchemaError(`${at}/enum: at most ${MAX_ENUM} values are supported`);
+      }
       if (!Array.isArray(values) || values.length === 0)
         throw new SchemaError(`${at}/enum: must be a non-empty array`);
       const texts = [...new Set(values.map((v) => JSON.stringify(v)))];
@@ -211,6 +223,11 @@ export function compileSchema(schema: unknown): CompiledSchema {
         if (minItems > 256) throw new SchemaError(`${at}/minItems: at most 256 is supported`);
         if (s.items === undefined) throw new SchemaError(`${at}: an array schema needs items`);
         const items = compile(s.items, `${at}/items`);
+        if ((minText[items.id]!.length + 1) * minItems > MAX_MIN_TEXT) {
+          throw new SchemaError(
+            `${at}: the shortest answer the schema allows is longer than ${MAX_MIN_TEXT} characters`,
+          );
+        }
         const min = `[${Array.from({ length: minItems }, () => minText[items.id]!).join(",")}]`;
         return add({ kind: "array", items, minItems, maxItems }, min);
       }
@@ -236,6 +253,14 @@ export function compileSchema(schema: unknown): CompiledSchema {
           node: compile(p, `${at}/properties/${name.replace(/~/g, "~0").replace(/\//g, "~1")}`),
           required: required.includes(name),
         }));
+        const minLength = list
+          .filter((p) => p.required)
+          .reduce((n, p) => n + p.keyText.length + minText[p.node.id]!.length + 2, 2);
+        if (minLength > MAX_MIN_TEXT) {
+          throw new SchemaError(
+            `${at}: the shortest answer the schema allows is longer than ${MAX_MIN_TEXT} characters`,
+          );
+        }
         const min = `{${list
           .filter((p) => p.required)
           .map((p) => `${p.keyText}:${minText[p.node.id]!}`)
