@@ -266,8 +266,8 @@ describe("quantizeModel", () => {
     expect(klGptq).toBeLessThan(0.7 * klRtn);
   });
 
-  it("int4 embeddings: clip search (head-weighted when tied) beats RTN on the logits, RTN stays RTN", () => {
-    const opts = { method: "search", embeddings: "int4", head: "int4" } as const;
+  it("int4 embeddings: clip search when asked (head-weighted when tied) beats RTN on the logits", () => {
+    const opts = { method: "search", embeddings: "int4", head: "int4", embeddingSearch: true } as const;
     const searched = quantizeModel(fx.model, fx.stats, opts);
     const emb = fx.model.tensors.get(TensorNames.tokenEmbedding)!;
     const [V, H] = emb.shape as [number, number];

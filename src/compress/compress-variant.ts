@@ -66,6 +66,7 @@ export function compressVariant(
       embeddings: q.embeddings,
       head: q.head,
       int8: q.int8Tensors,
+      embeddingSearch: q.embeddingSearch,
       errorRows: q.errorRows,
     },
     log,

@@ -64,6 +64,11 @@ export const QuantizeOptions = z.strictObject({
   /** Token embedding (and a tied head) and untied output head storage, as pack.ts. */
   embeddings: z.enum(["int8", "int4"]).default("int8"),
   head: z.enum(["int8", "int4"]).default("int8"),
+  /**
+   * int4 embeddings by clip search (weighted by the head's input E[x²] when tied) instead of RTN.
+   * Off by default: on SmolLM2 it cut KL but flipped a greedy chat answer (test/real-model-api).
+   */
+  embeddingSearch: z.boolean().default(false),
 });
 export type QuantizeOptionsInput = z.input<typeof QuantizeOptions>;
 type Options = z.output<typeof QuantizeOptions>;
@@ -363,7 +368,7 @@ export function quantizeModel(
     }
   }
 
-  // Embedding: int4 by clip search (plain RTN for method "rtn"); its error is reported on weights.
+  // Embedding: int4 by RTN or, asked for, clip search; its error is reported on weights.
   const embName = TensorNames.tokenEmbedding;
   const emb = model.tensors.get(embName)!;
   const [vocab, hidden] = emb.shape as [number, number];
@@ -371,7 +376,7 @@ export function quantizeModel(
   const embRtn = dequantize(quantizeRtn(embValues, vocab, hidden, o));
   const embPacked =
     o.embeddings === "int4" && !wantsInt8(embName)
-      ? o.method === "rtn"
+      ? o.method === "rtn" || !o.embeddingSearch
         ? quantizeRtn(embValues, vocab, hidden, o)
         : quantizeClipSearch(embValues, vocab, hidden, embeddingImportance(stats, hidden, c.tiedEmbeddings), {
             groupSize: o.groupSize,
@@ -385,7 +390,7 @@ export function quantizeModel(
     name: embName,
     shape: [vocab, hidden],
     format: embPacked.format,
-    method: embPacked.format === "int4" && o.method !== "rtn" ? "search" : "rtn",
+    method: embPacked.format === "int4" && o.method !== "rtn" && o.embeddingSearch ? "search" : "rtn",
     fallback: embPacked.format === "int8" && o.embeddings === "int4" ? "requested" : null,
     relativeError: outputError(embValues, dequantizeAny(embPacked), vocab, hidden, eye).relative,
     rtnRelativeError: outputError(embValues, embRtn, vocab, hidden, eye).relative,

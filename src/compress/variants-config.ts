@@ -19,6 +19,8 @@ export const QuantConfig = z.strictObject({
   head: z.enum(["int8", "int4"]).default("int8"),
   /** Rows per weight whose output error is reported (K² work each: lower it for large models). */
   errorRows: z.number().int().min(1).default(64),
+  /** int4 embeddings by clip search instead of RTN (src/compress/quantize.ts embeddingSearch). */
+  embeddingSearch: z.boolean().default(false),
   /** Tensors (canonical names or suffixes like "ffn_down.weight") kept int8. */
   int8Tensors: z.array(z.string()).default([]),
 });
