@@ -111,6 +111,27 @@ describe("wrong types and values", () => {
     expectApiError(r, 400, { type: "invalid_request_error", param });
   });
 
+  it("more than 4 stop strings: OpenAI's message naming stop, the limit and the count (chat and legacy completions)", async () => {
+    const stop = ["a", "b", "c", "d", "e"];
+    for (const r of [
+      await chat(api, withFields({ stop })),
+      await call(api, "/v1/completions", { body: { model: "quality", prompt: "Once", max_tokens: 4, stop } }),
+    ]) {
+      expectApiError(r, 400, {
+        type: "invalid_request_error",
+        param: "stop",
+        code: "array_above_max_length",
+        message:
+          /^Invalid 'stop': array too long\. Expected an array with maximum length 4, but got an array with length 5 instead\.$/,
+      });
+    }
+    const wrongType = await chat(api, withFields({ stop: 7 }));
+    expectApiError(wrongType, 400, {
+      param: "stop",
+      message: /^stop: must be a string or an array of at most 4 strings$/,
+    });
+  });
+
   it("messages with the wrong role or content say what is allowed", async () => {
     const role = await chat(api, withFields({ messages: [{ role: "wizard", content: "hi" }] }));
     expect((role.json as { error: { message: string } }).error.message).toMatch(
@@ -131,8 +152,9 @@ describe("wrong types and values", () => {
     });
   });
 
-  it("n: 2 is a 400 (only n = 1)", async () => {
-    expectApiError(await chat(api, withFields({ n: 2 })), 400, { param: "n" });
+  it('n outside 1..8 (0, 9, 1.5, "2") is a 400 naming n; n: 1 is served', async () => {
+    for (const n of [0, 9, 1.5, "2", -1])
+      expectApiError(await chat(api, withFields({ n })), 400, { param: "n" });
     expect((await chat(api, withFields({ n: 1 }))).status).toBe(200);
   });
 
@@ -158,7 +180,7 @@ describe("wrong types and values", () => {
     e = await bad(withFields({ foo: 1 }));
     expect([e.status, e.param]).toEqual([400, "foo"]);
     expect(e.message).toMatch(/Unrecognized request argument supplied: foo/);
-    e = await bad(withFields({ n: 2 }));
+    e = await bad(withFields({ n: 9 }));
     expect([e.status, e.param]).toEqual([400, "n"]);
     e = await bad(withFields({ max_tokens: 1e9 }));
     expect([e.status, e.param]).toEqual([400, "max_tokens"]);
@@ -278,7 +300,7 @@ describe("robustness", () => {
       "{",
       withFields({ messages: [] }),
       withFields({ model: "nope" }),
-      withFields({ n: 3 }),
+      withFields({ n: 30 }),
       withFields({ max_tokens: 1e9 }),
       withFields({ temperature: "hot" }),
       withFields({ messages: [{ role: "user", content: "Lily ".repeat(5000) }] }),

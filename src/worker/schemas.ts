@@ -4,6 +4,25 @@ import { z } from "zod";
 const TextPart = z.object({ type: z.literal("text"), text: z.string() });
 const Content = z.union([z.string(), z.array(TextPart).min(1)]);
 
+/** OpenAI's limit on stop sequences. */
+export const MAX_STOP_SEQUENCES = 4;
+
+/**
+ * `stop`: one string or up to MAX_STOP_SEQUENCES. Too many gets OpenAI's own words and code
+ * ("Invalid 'stop': array too long. ...", array_above_max_length), not a bare union failure.
+ */
+export const Stop = z.union([z.string(), z.array(z.string())]).superRefine((v, ctx) => {
+  if (Array.isArray(v) && v.length > MAX_STOP_SEQUENCES) {
+    ctx.addIssue({
+      code: "custom",
+      message:
+        `Invalid 'stop': array too long. Expected an array with maximum length ${MAX_STOP_SEQUENCES}, ` +
+        `but got an array with length ${v.length} instead.`,
+      params: { verbatim: true, code: "array_above_max_length" },
+    });
+  }
+});
+
 export const ChatMessage = z.discriminatedUnion("role", [
   z.object({ role: z.literal("system"), content: Content, name: z.string().optional() }),
   z.object({ role: z.literal("developer"), content: Content, name: z.string().optional() }),
@@ -11,6 +30,28 @@ export const ChatMessage = z.discriminatedUnion("role", [
   z.object({ role: z.literal("assistant"), content: Content.nullable(), name: z.string().optional() }),
 ]);
 export type ChatMessage = z.infer<typeof ChatMessage>;
+
+/** Most choices (OpenAI's n) one request may ask for: they run one after another. */
+export const MAX_CHOICES = 8;
+
+/** OpenAI's response_format; json_schema.name as OpenAI restricts it. */
+export const ResponseFormat = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("text") }).strict(),
+  z.object({ type: z.literal("json_object") }).strict(),
+  z
+    .object({
+      type: z.literal("json_schema"),
+      json_schema: z
+        .object({
+          name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1 to 64 of a-z, A-Z, 0-9, _ and -"),
+          description: z.string().nullish(),
+          schema: z.record(z.string(), z.unknown(), { error: "must be a JSON Schema object" }),
+          strict: z.boolean().nullish(),
+        })
+        .strict(),
+    })
+    .strict(),
+]);
 
 export const ChatCompletionRequest = z
   .object({
@@ -24,9 +65,10 @@ export const ChatCompletionRequest = z
     top_k: z.number().int().min(0).nullish(),
     max_tokens: z.number().int().min(1).nullish(),
     max_completion_tokens: z.number().int().min(1).nullish(),
-    stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
+    stop: Stop.nullish(),
     seed: z.number().int().nullish(),
-    n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
+    /** Choices, generated one after another (so bounded: each costs a whole generation). */
+    n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
     // Accepted and ignored (they do not change what this server computes).
     user: z.string().nullish(),
     safety_identifier: z.string().nullish(),
@@ -41,8 +83,11 @@ export const ChatCompletionRequest = z
     /** Token id (decimal string) -> bias in [-100, 100]; ids are checked against the vocabulary later. */
     logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
     // Accepted only at their neutral values (other values: ./unsupported.ts refuses them by name).
-    /** json_object: constrained decoding (src/runtime/json-mask.ts); json_schema is refused. */
-    response_format: z.object({ type: z.enum(["text", "json_object"]) }).nullish(),
+    /**
+     * json_object and json_schema: constrained decoding (src/runtime/json-mask.ts); the schema's
+     * subset is checked when it is compiled (src/runtime/json-schema.ts).
+     */
+    response_format: ResponseFormat.nullish(),
     tools: z.array(z.never()).max(0).nullish(),
     functions: z.array(z.never()).max(0).nullish(),
     tool_choice: z.literal("none").nullish(),
@@ -53,15 +98,28 @@ export const ChatCompletionRequest = z
   .strict();
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 
-/** Turns a zod issue into "messages[0].role: ..." with the parameter path, OpenAI-style. */
-export function describeIssue(issue: z.core.$ZodIssue): { message: string; param: string | null } {
+/**
+ * Turns a zod issue into "messages[0].role: ..." with the parameter path, OpenAI-style. A custom
+ * issue with `params.verbatim` already names its parameter (and may carry OpenAI's `code`).
+ */
+export function describeIssue(issue: z.core.$ZodIssue): {
+  message: string;
+  param: string | null;
+  code?: string;
+} {
   const param = issue.path
     .map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
     .join("");
   if (issue.code === "unrecognized_keys") {
+    if (!param) {
+      return {
+        message: `Unrecognized request argument supplied: ${issue.keys.join(", ")}`,
+        param: issue.keys[0] ?? null,
+      };
+    }
     return {
-      message: `Unrecognized request argument supplied: ${issue.keys.join(", ")}`,
-      param: issue.keys[0] ?? null,
+      message: `${param}: unrecognized field ${issue.keys.join(", ")}`,
+      param: `${param}.${issue.keys[0] ?? ""}`,
     };
   }
   if (issue.code === "invalid_union" && /^messages\[\d+\]\.role$/.test(param)) {
@@ -72,6 +130,13 @@ export function describeIssue(issue: z.core.$ZodIssue): { message: string; param
       message: `${param}: must be a string or an array of text parts ({"type": "text", "text": "..."})`,
       param,
     };
+  }
+  if (issue.code === "custom" && issue.params?.verbatim === true) {
+    const code = issue.params.code;
+    return { message: issue.message, param: param || null, ...(typeof code === "string" ? { code } : {}) };
+  }
+  if (issue.code === "invalid_union" && param === "stop") {
+    return { message: `stop: must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings`, param };
   }
   return { message: param ? `${param}: ${issue.message}` : issue.message, param: param || null };
 }
