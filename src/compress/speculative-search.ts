@@ -119,7 +119,7 @@ export async function searchSpeculative(
     });
     let tokens = 0;
     let plainSteps = 0;
-    const total: Required<SpeculationStats> = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
+    const total = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
     for (const p of prompts) {
       const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
       const gen = generate(engine, p, {
