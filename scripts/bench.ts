@@ -82,12 +82,15 @@ function parseArgs(argv: string[]): BenchOptions {
   };
 }
 
-if (process.argv.includes("--speculative")) {
+if (process.argv.includes("--speculative") || process.argv.includes("--spec")) {
   await speculativeMain(process.argv.slice(2));
   process.exit(0);
 }
 
-/** `--speculative [--json] [--quick] [--skip-layers 11,12,..] [--no-llama]`: the issue-13 bench on the real model. */
+/**
+ * `--speculative` (or `--spec`) `[--json] [--quick] [--skip-layers 11,12,..] [--no-llama]`: the issue-13
+ * bench on the real model.
+ */
 async function speculativeMain(argv: string[]): Promise<void> {
   const json = argv.includes("--json");
   const quick = argv.includes("--quick");

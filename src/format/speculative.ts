@@ -33,6 +33,8 @@ export const DraftSettings = z.strictObject({
    * build measured it on the engine (src/compress/speculative-search.ts, measureRowCost).
    */
   rowCost: z.number().positive().max(4).default(0.75),
+  /** Acceptance the adaptive policy assumes for the layer-skip draft until it has seen its own (the build's measurement). */
+  skipAcceptance: z.number().min(0).max(1).default(0.5),
   /** Share of a decode step spent in the final norm and head (default: from the model's shape). */
   headShare: z.number().min(0).max(1).optional(),
 });

@@ -151,8 +151,6 @@ class Acceptance {
 
 /** Prior acceptance of prompt lookup before a request has shown any (low: plain decoding wins ties). */
 const NGRAM_PRIOR = 0.4;
-/** Prior for the layer-skip draft (the build's measured agreement can replace it). */
-const SKIP_PRIOR = 0.5;
 
 /** One sequence's draft policy (adaptive state included). */
 export class Drafter<S extends InferenceState> {
@@ -175,14 +173,13 @@ export class Drafter<S extends InferenceState> {
   constructor(
     readonly model: SpeculativeModel<S>,
     settings: DraftSettingsInput = {},
-    skipPrior = SKIP_PRIOR,
   ) {
     this.settings = DraftSettings.parse(settings);
     this.skip = new Set(this.settings.skipLayers);
     const start = Math.min(this.settings.maxDraft, 4);
     this.k = { ngram: start, skip: start };
     for (let n = 0; n <= this.settings.ngramMax; n++) this.ngramQ.push(new Acceptance(NGRAM_PRIOR));
-    this.skipQ = new Acceptance(skipPrior);
+    this.skipQ = new Acceptance(this.settings.skipAcceptance);
     const c = model.config;
     const h = this.settings.headShare ?? (c ? headShareOf(c) : 0.15);
     const kept = c ? (c.numLayers - this.skip.size) / c.numLayers : 0.75;
