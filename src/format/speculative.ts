@@ -144,17 +144,23 @@ export function effectiveDecodeMsPerToken(
 /** What GET /v1/models shows of a variant's speculation (null: the build recorded none). */
 export function speculationInfo(spec: SpeculativeProfile | undefined): {
   enabled: boolean;
+  adaptive: boolean;
   skip_layers: number[];
   prompt_lookup: boolean;
   estimated_speedup: number;
+  verify_row_cost: number;
   draft_acceptance: number;
+  prompt_lookup_acceptance: number;
 } | null {
   if (!spec) return null;
   return {
     enabled: spec.enabled,
+    adaptive: spec.draft.adaptive,
     skip_layers: spec.draft.skipLayers,
     prompt_lookup: true,
     estimated_speedup: spec.measured.estimatedSpeedup,
+    verify_row_cost: spec.draft.rowCost,
     draft_acceptance: spec.measured.skipAgreement,
+    prompt_lookup_acceptance: spec.measured.ngramAgreement,
   };
 }

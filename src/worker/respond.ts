@@ -235,11 +235,15 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
       });
       observe(services, g, r);
       if (r.finishReason === "abort") return;
+      // Headers (Server-Timing among them) went out before the answer, and fetch has no trailers: a
+      // stream reports speculation's accepted/drafted in the closing chunk's shardlm object instead.
+      const spec = { drafted: r.drafted ?? 0, accepted: r.accepted ?? 0 };
       await send({
         ...withUsage(shape.closing(finishOf(r))),
         shardlm: {
           budget_exhausted: budgetExhausted(plan, r),
           timing_ms: { load: served.loadMs, prefill: r.prefillMs, decode: r.decodeMs },
+          speculation: spec,
         },
       });
       if (g.includeUsage)
