@@ -11,23 +11,44 @@
  * Workers' clocks do (src/runtime/clock.ts).
  */
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { buildVariants, DEFAULT_OUT, defaultConfigFor } from "../src/compress/build-variants.ts";
-import { buildKernelsWasm } from "../src/kernels/wasm/build.ts";
-import { resolveDefaultModel } from "../src/model/default-model.ts";
-import { downloadHfModel } from "../src/model/hf-hub.ts";
-import { buildPlayground } from "../src/playground/build.ts";
-import { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
-import { deploy } from "../src/publish/deploy.ts";
-import { deploySummary } from "./deploy.ts";
+import { wranglerDevArgs, wranglerDevEnv } from "../src/publish/wrangler-dev.ts";
+
+// The build and deploy modules load on use: importing them (the AssemblyScript compiler among
+// them) takes seconds to tens of seconds, too long to wait for a usage error.
+
+/** A bad argument: reported before any build starts. */
+class UsageError extends Error {}
+
+/** A path the user named that must exist (checked before minutes of building). */
+function existing(path: string, what: string): string {
+  const abs = resolve(path);
+  if (!existsSync(abs)) throw new UsageError(`${what} ${abs} does not exist`);
+  return abs;
+}
 
 async function chooseModel(flags: { model?: string; hf?: string }): Promise<string> {
+  if (flags.model !== undefined && flags.hf !== undefined)
+    throw new UsageError("give --model or --hf, not both");
   const explicit = flags.model ?? process.env.SHARDLM_MODEL;
-  if (explicit) return explicit.startsWith("synthetic:") ? explicit : resolve(explicit);
+  if (explicit !== undefined) {
+    const from = flags.model !== undefined ? "--model" : "$SHARDLM_MODEL";
+    if (explicit.trim() === "") throw new UsageError(`${from} is empty`);
+    if (explicit.startsWith("synthetic:")) return explicit;
+    return existing(explicit, `${from}: the model (a GGUF file or a Hugging Face model folder)`);
+  }
   const repo = flags.hf ?? process.env.SHARDLM_HF_REPO;
-  if (repo) return downloadHfModel(repo);
-  return (await resolveDefaultModel()).path;
+  if (repo) return (await import("../src/model/hf-hub.ts")).downloadHfModel(repo);
+  return (await (await import("../src/model/default-model.ts")).resolveDefaultModel()).path;
+}
+
+function parsePort(raw: string): number {
+  const port = Number(raw);
+  if (!/^\d+$/.test(raw) || port < 1 || port > 65535)
+    throw new UsageError(`--port ${JSON.stringify(raw)} is not a port number (1-65535)`);
+  return port;
 }
 
 async function main(): Promise<void> {
@@ -37,26 +58,37 @@ async function main(): Promise<void> {
       hf: { type: "string" },
       config: { type: "string" },
       port: { type: "string", default: "8787" },
-      out: { type: "string", default: DEFAULT_OUT },
-      "persist-to": { type: "string", default: DEFAULT_PERSIST_TO },
+      out: { type: "string" },
+      "persist-to": { type: "string" },
       "no-serve": { type: "boolean", default: false },
     },
   });
   const log = (m: string) => console.error(m);
+  // Arguments and the model first: a typo should not cost the kernel build.
+  const port = parsePort(values.port!);
+  const config = values.config === undefined ? undefined : existing(values.config, "--config");
+  const model = await chooseModel(values);
+
+  const { buildKernelsWasm } = await import("../src/kernels/wasm/build.ts");
+  const { buildPlayground } = await import("../src/playground/build.ts");
+  const { buildVariants, DEFAULT_OUT, defaultConfigFor } = await import("../src/compress/build-variants.ts");
+  const { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } = await import("../src/publish/buckets.ts");
+  const { deploy } = await import("../src/publish/deploy.ts");
+  const { deploySummary } = await import("./deploy.ts");
+
   log("building the WASM kernels");
   const simd = (await buildKernelsWasm()).path;
   const relaxed = (await buildKernelsWasm({ relaxed: true })).path;
   log("building the playground");
   await buildPlayground({ relaxed, simd });
 
-  const model = await chooseModel(values);
-  const persistTo = resolve(values["persist-to"]!);
+  const persistTo = resolve(values["persist-to"] ?? DEFAULT_PERSIST_TO);
   const bucket = await openBucket({ remote: false, persistTo, bucketName: wranglerBucketName() });
   try {
     const result = await deploy(bucket, {
       model,
-      config: resolve(values.config ?? defaultConfigFor(model)),
-      out: resolve(values.out!),
+      config: config ?? resolve(defaultConfigFor(model)),
+      out: resolve(values.out ?? DEFAULT_OUT),
       build: buildVariants,
       log,
     });
@@ -66,7 +98,6 @@ async function main(): Promise<void> {
   }
   if (values["no-serve"]) return;
 
-  const port = values.port!;
   log(`\nserving on http://127.0.0.1:${port}  (Ctrl-C stops)\n`);
   log(`  curl http://127.0.0.1:${port}/v1/chat/completions -H 'content-type: application/json' \\`);
   log(
@@ -76,25 +107,14 @@ async function main(): Promise<void> {
   const keys = process.env.SHARDLM_API_KEYS?.trim();
   if (keys) log("API keys on: /v1 routes need Authorization: Bearer <key> (SHARDLM_API_KEYS)\n");
   else log("warning: the API is open (no SHARDLM_API_KEYS); anyone who can reach the port can use it\n");
-  const child = spawn(
-    "npx",
-    [
-      "wrangler",
-      "dev",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      port,
-      "--persist-to",
-      persistTo,
-      ...(process.env.SHARDLM_FROZEN_CLOCK === "1" ? ["--var", "SHARDLM_FROZEN_CLOCK:1"] : []),
-      ...(keys ? ["--var", `SHARDLM_API_KEYS:${keys}`] : []),
-    ],
-    {
-      stdio: "inherit",
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
-    },
-  );
+  const vars: Record<string, string> = {};
+  if (process.env.SHARDLM_FROZEN_CLOCK === "1") vars.SHARDLM_FROZEN_CLOCK = "1";
+  if (keys) vars.SHARDLM_API_KEYS = keys;
+  // wranglerDevEnv: no metrics, error-report prompt or Request.cf fetch (offline noise otherwise).
+  const child = spawn("npx", wranglerDevArgs({ port, persistTo, vars }), {
+    stdio: "inherit",
+    env: wranglerDevEnv(),
+  });
   const stop = () => child.kill("SIGINT");
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
@@ -103,5 +123,9 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   console.error(`error: ${(e as Error).message}`);
-  process.exit(1);
+  // Usage errors (parseArgs' own included) exit 2, as CLIs do for bad arguments.
+  const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+  if (usage)
+    console.error("usage: npm start -- [--model <path> | --hf <owner/name>] [--config <json>] [--port <n>]");
+  process.exit(usage ? 2 : 1);
 });

@@ -11,28 +11,18 @@
  * fraction of their tokens. The 1 s bound is the issue's acceptance criterion (measured here:
  * 0.15-0.6 s on a loaded 2-core box), so a loaded CI machine gets two more tries.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { openBucket, wranglerBucketName } from "../src/publish/buckets.ts";
 import { publish } from "../src/publish/publish.ts";
+import { wranglerDevArgs, wranglerDevEnv } from "../src/publish/wrangler-dev.ts";
 import { buildTestVariants } from "./helpers/api-server.ts";
 import { tempDirs } from "./helpers/paths.ts";
+import { type ServingChild, startServingChild } from "./helpers/serving-child.ts";
 
 const dirs = tempDirs("disconnect");
-let child: ChildProcess;
+let server: ServingChild;
 let base: string;
-let output = "";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   const { dir, index } = await buildTestVariants();
@@ -44,40 +34,18 @@ beforeAll(async () => {
   } finally {
     await bucket.close();
   }
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  child = spawn(
-    "npx",
-    ["wrangler", "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistTo],
-    {
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
-    },
-  );
-  child.stdout!.on("data", (d) => (output += d));
-  child.stderr!.on("data", (d) => (output += d));
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${output}`);
-    try {
-      if ((await fetch(`${base}/v1/models`)).ok) break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`wrangler dev did not serve within 120 s:\n${output}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
+  server = await startServingChild({
+    what: "wrangler dev",
+    command: "npx",
+    args: (port) => wranglerDevArgs({ port, persistTo }),
+    env: wranglerDevEnv(),
+    timeoutMs: 120_000,
+  });
+  base = server.base;
 }, 600_000);
 
 afterAll(() => {
-  if (child?.pid) {
-    try {
-      process.kill(-child.pid, "SIGTERM"); // the whole group: npx, wrangler, workerd
-    } catch {
-      // already gone
-    }
-  }
+  server?.stop();
   dirs.cleanup();
 });
 

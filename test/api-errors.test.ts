@@ -111,6 +111,27 @@ describe("wrong types and values", () => {
     expectApiError(r, 400, { type: "invalid_request_error", param });
   });
 
+  it("more than 4 stop strings: OpenAI's message naming stop, the limit and the count (chat and legacy completions)", async () => {
+    const stop = ["a", "b", "c", "d", "e"];
+    for (const r of [
+      await chat(api, withFields({ stop })),
+      await call(api, "/v1/completions", { body: { model: "quality", prompt: "Once", max_tokens: 4, stop } }),
+    ]) {
+      expectApiError(r, 400, {
+        type: "invalid_request_error",
+        param: "stop",
+        code: "array_above_max_length",
+        message:
+          /^Invalid 'stop': array too long\. Expected an array with maximum length 4, but got an array with length 5 instead\.$/,
+      });
+    }
+    const wrongType = await chat(api, withFields({ stop: 7 }));
+    expectApiError(wrongType, 400, {
+      param: "stop",
+      message: /^stop: must be a string or an array of at most 4 strings$/,
+    });
+  });
+
   it("messages with the wrong role or content say what is allowed", async () => {
     const role = await chat(api, withFields({ messages: [{ role: "wizard", content: "hi" }] }));
     expect((role.json as { error: { message: string } }).error.message).toMatch(

@@ -152,6 +152,51 @@ describe("CORS (SHARDLM_CORS_ORIGINS = two origins)", () => {
     const pre = await preflight("https://evil.example");
     expect(pre.headers.get("access-control-allow-origin")).toBeNull();
   });
+
+  it("every shardlm header a cross-origin answer carries is exposed to the page (Access-Control-Expose-Headers)", async () => {
+    const origin = { Origin: "https://app.example" };
+    const answers = [
+      // Routing, plan, budget and timing headers (a 1 ms budget cuts the answer: X-Budget-Exhausted).
+      await call(api, "/v1/chat/completions", {
+        body: { model: "shardlm", messages: story, max_tokens: 64 },
+        headers: { ...origin, "X-Latency-Budget-Ms": "1" },
+      }),
+      await call(api, "/v1/chat/completions", {
+        body: { model: "speed", messages: story, max_tokens: 2, stream: true },
+        headers: origin,
+      }),
+      await call(api, "/v1/completions", {
+        body: { model: "speed", prompt: "Once upon a time", max_tokens: 2 },
+        headers: origin,
+      }),
+      await call(api, "/v1/models", { method: "DELETE", headers: origin }), // 405 with Allow
+    ];
+    const seen = new Set<string>();
+    for (const r of answers) {
+      const exposed = (r.headers.get("access-control-expose-headers") ?? "")
+        .split(",")
+        .map((h) => h.trim().toLowerCase());
+      const own: string[] = [];
+      r.headers.forEach((_, h) => {
+        if (/^(x-|server-timing$|retry-after$|etag$|allow$)/.test(h)) own.push(h);
+      });
+      for (const h of own) {
+        seen.add(h);
+        expect(exposed, `${h} on a ${r.status}`).toContain(h);
+      }
+      // Set only under a CPU limit that caps the answer, so named here rather than seen.
+      expect(exposed).toContain("x-max-tokens-capped");
+    }
+    expect([...seen]).toEqual(
+      expect.arrayContaining([
+        "x-variant",
+        "x-planned-tokens",
+        "x-budget-exhausted",
+        "server-timing",
+        "allow",
+      ]),
+    );
+  });
 });
 
 describe("error bodies are valid JSON whatever the request held", () => {

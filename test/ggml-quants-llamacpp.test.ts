@@ -11,12 +11,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gguf } from "@huggingface/gguf";
 import { afterAll, describe, expect, it } from "vitest";
+import { realModelPath } from "../src/bench/real-model.ts";
 import { decodeToF32, storageBytes } from "../src/model/import/dtypes.ts";
 import { readRange } from "../src/model/import/file-bytes.ts";
 import { GGML_DTYPE_BY_ID } from "../src/model/import/ggml/types.ts";
 import { tempDirs } from "./helpers/paths.ts";
 import { mulberry32 } from "./helpers/random.ts";
-import { realModelPath } from "./helpers/real-model.ts";
 
 const dirs = tempDirs("ggml-quants");
 afterAll(() => dirs.cleanup());

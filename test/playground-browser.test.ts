@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { engineContextFor } from "../src/runtime/memory-plan.ts";
+import { countPromptTokens, manifests } from "./helpers/api-calls.ts";
 import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -33,12 +35,16 @@ interface Sent {
 }
 
 /**
- * The page (in a fresh browser context: its own storage), and every chat request it sends, as
- * Chromium put it on the wire.
+ * The page (in a fresh browser context: its own storage), every chat request it sends, as
+ * Chromium put it on the wire, and every URL that answered 404.
  */
-async function openPage(server: ApiServer = api): Promise<{ page: Page; sent: Sent[] }> {
+async function openPage(server: ApiServer = api): Promise<{ page: Page; sent: Sent[]; notFound: string[] }> {
   const page = await browser.newPage({ viewport: { width: 900, height: 900 } });
   page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+  const notFound: string[] = [];
+  page.on("response", (r) => {
+    if (r.status() === 404) notFound.push(r.url());
+  });
   const sent: Sent[] = [];
   page.on("request", (r) => {
     if (r.method() === "POST" && new URL(r.url()).pathname === "/v1/chat/completions") {
@@ -47,7 +53,7 @@ async function openPage(server: ApiServer = api): Promise<{ page: Page; sent: Se
   });
   await page.goto(new URL("/", server.url).toString());
   await page.waitForSelector("body[data-ready=true]");
-  return { page, sent };
+  return { page, sent, notFound };
 }
 
 async function waitForState(page: Page, states: string[], timeout = 60_000): Promise<string> {
@@ -164,6 +170,72 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     expect(await page.locator(".turn").count()).toBe(0);
     await say(page, "Once upon a time");
     expect(sent[2]!.messages).toEqual(conversation.slice(0, 2));
+    await page.close();
+  });
+
+  it("a conversation over the model's context stops sending its oldest turns (not the system prompt) and says so", async () => {
+    const { page, sent, notFound } = await openPage();
+    const m = [...manifests(api).values()][0]!;
+    const context = engineContextFor(m.model.config);
+    await page.selectOption("#tier", "speed");
+    await page.fill("#max-tokens", "4");
+    await page.click(".system summary");
+    await page.fill("#system", "Tell short stories.");
+    const system = { role: "system" as const, content: "Tell short stories." };
+    // Each question is about a quarter of the context, so the fifth cannot join the first four.
+    const question = (i: number) => `Question ${i}: ${"Lily ".repeat(Math.floor(context / 4) - 60)}`;
+    const window = (msgs: Sent["messages"]) => msgs.map((x) => x.content.slice(0, 11));
+
+    let turns = 0;
+    for (; turns < 8; turns++) {
+      const before = sent.length;
+      await say(page, question(turns)); // every answer is "done", none a context error
+      const last = sent.at(-1)!.messages as { role: "system" | "user" | "assistant"; content: string }[];
+      expect(last[0], "the system prompt is always sent").toEqual(system);
+      expect(last.at(-1)).toEqual({ role: "user", content: question(turns) });
+      expect(countPromptTokens(api, last)).toBeLessThan(context);
+      if (sent.length > before + 1) break; // a refused request, then the trimmed one
+    }
+    expect(turns, "the conversation outgrew the context").toBeGreaterThanOrEqual(3);
+    expect(turns).toBeLessThan(8);
+    // The refused request held the whole conversation; the answered one starts at a later question.
+    const refused = sent.at(-2)!.messages;
+    const answered = sent.at(-1)!.messages;
+    expect(countPromptTokens(api, refused as Parameters<typeof countPromptTokens>[1])).toBeGreaterThanOrEqual(
+      context,
+    );
+    expect(window(refused)[1]).toBe("Question 0:");
+    expect(window(answered)[1]).toBe("Question 1:");
+    expect(answered.slice(1)).toEqual(refused.slice(3)); // one exchange (question + answer) less
+    expect(await metaOf(page, "history")).toBe("2 oldest turns no longer sent (over the model's context)");
+    expect(await page.textContent("#status")).toMatch(/over the model's context/);
+    // Everything stays on screen; the next question goes out from the shorter window.
+    expect(await page.locator(".turn.user").count()).toBe(turns + 1);
+    await say(page, "The end.");
+    expect(window(sent.at(-1)!.messages).slice(0, 2)).toEqual([
+      "Tell short stories.".slice(0, 11),
+      "Question 1:",
+    ]);
+    // No request of the page 404s. The favicon: headless Chromium does not ask for one, a desktop
+    // browser asks for /favicon.ico unless the page names an icon, so the page names an inline one.
+    expect(notFound).toEqual([]);
+    expect(await page.getAttribute('link[rel="icon"]', "href")).toMatch(/^data:/);
+    await page.close();
+  });
+
+  it("in the browser's own engine too, an over-long conversation drops its oldest turns and says so", async () => {
+    const { page, sent } = await openPage();
+    const m = [...manifests(api).values()][0]!;
+    const context = engineContextFor(m.model.config);
+    await page.selectOption("#tier", "speed");
+    await page.fill("#max-tokens", "4");
+    await page.check("#local");
+    await page.selectOption("#backend", "wasm");
+    const question = (i: number) => `Question ${i}: ${"Lily ".repeat(Math.floor(context / 4) - 60)}`;
+    for (let i = 0; i < 5; i++) await say(page, question(i)); // all "done": none a context error
+    expect(sent).toHaveLength(0);
+    expect(await metaOf(page, "history")).toBe("2 oldest turns no longer sent (over the model's context)");
+    expect(await metaOf(page, "engine")).toMatch(/^this browser: wasm/);
     await page.close();
   });
 

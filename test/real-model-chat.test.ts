@@ -4,6 +4,7 @@
  * multi-turn), and greedy answers that stop at the template's end-of-turn token <|im_end|>.
  */
 import { beforeAll, describe, expect, it } from "vitest";
+import { realModelPath } from "../src/bench/real-model.ts";
 import type { ModelDescription } from "../src/format/model.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { ReferenceModel } from "../src/model/reference/index.ts";
@@ -11,7 +12,6 @@ import { promptText, promptTokens, renderPrompt } from "../src/runtime/chat.ts";
 import { type GenerateResult, generate } from "../src/runtime/generate.ts";
 import { createTokenizer, type Tokenizer } from "../src/runtime/tokenizer/index.ts";
 import type { ChatMessage } from "../src/worker/schemas.ts";
-import { realModelPath } from "./helpers/real-model.ts";
 
 const DEFAULT_SYSTEM =
   "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n";

@@ -24,6 +24,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { realModelPath } from "../src/bench/real-model.ts";
 import type { ModelDescription } from "../src/format/model.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { ReferenceModel } from "../src/model/reference/index.ts";
@@ -31,7 +32,6 @@ import { promptText, promptTokens, renderPrompt } from "../src/runtime/chat.ts";
 import { generate } from "../src/runtime/generate.ts";
 import { softmax } from "../src/runtime/sampler.ts";
 import { createTokenizer, type Tokenizer } from "../src/runtime/tokenizer/index.ts";
-import { realModelPath } from "./helpers/real-model.ts";
 import { realModelTestStrings } from "./real-model-strings.ts";
 
 const POSITIONS = 512;

@@ -2,32 +2,23 @@
  * `npm start` for real: kernels built, variants built from stories260K and deployed to a fresh local
  * R2 state, `wrangler dev` serving on 127.0.0.1 — and the openai client streams an answer from it.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { spawnSync } from "node:child_process";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WRANGLER_OFFLINE_ENV } from "../src/publish/wrangler-dev.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
+import { type ServingChild, startServingChild } from "./helpers/serving-child.ts";
 
 const dirs = tempDirs("start");
-let child: ChildProcess;
+let server: ServingChild;
 let base: string;
-let output = "";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+const output = () => server.output();
 
 beforeAll(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  child = spawn(
-    process.execPath,
-    [
+  server = await startServingChild({
+    what: "npm start",
+    command: process.execPath,
+    args: (port) => [
       "--import",
       "tsx",
       "scripts/start.ts",
@@ -38,39 +29,61 @@ beforeAll(async () => {
       "--persist-to",
       dirs.make(),
     ],
-    {
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      // The toy model keeps this test to about a minute; the real default model's build takes
-      // minutes (README, "The default model's build").
-      env: { ...process.env, SHARDLM_MODEL: sharedModelPath() },
-    },
-  );
-  child.stdout!.on("data", (d) => (output += d));
-  child.stderr!.on("data", (d) => (output += d));
-  const deadline = Date.now() + 240_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`npm start exited early:\n${output}`);
-    try {
-      const res = await fetch(`${base}/v1/models`);
-      if (res.ok) break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`npm start did not serve within 240 s:\n${output}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
+    // The toy model keeps this test to about a minute; the real default model's build takes
+    // minutes (README, "The default model's build"). The wrangler settings are npm start's to set.
+    env: { ...withoutWranglerSettings(process.env), SHARDLM_MODEL: sharedModelPath() },
+    timeoutMs: 240_000,
+    pollMs: 1000,
+  });
+  base = server.base;
 }, 300_000);
 
 afterAll(() => {
-  if (child?.pid) {
-    try {
-      process.kill(-child.pid, "SIGTERM"); // the whole group: tsx, wrangler, workerd
-    } catch {
-      // already gone
-    }
-  }
+  server?.stop();
   dirs.cleanup();
+});
+
+/** `env` less the variables npm start itself must set for wrangler. */
+function withoutWranglerSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const k of Object.keys(WRANGLER_OFFLINE_ENV)) delete out[k];
+  return out;
+}
+
+/** npm start with `args` and `env` added, run to its end (it must end: these are refused). */
+function startWith(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const r = spawnSync(process.execPath, ["--import", "tsx", "scripts/start.ts", ...args], {
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  return { status: r.status, output: `${r.stdout}${r.stderr}` };
+}
+
+describe("npm start refuses bad arguments before building anything", () => {
+  it.each([
+    [
+      ["--model", "/nonexistent/model.gguf"],
+      {},
+      /--model: the model .*\/nonexistent\/model\.gguf does not exist/,
+    ],
+    [
+      [],
+      { SHARDLM_MODEL: "/nonexistent/env-model.gguf" },
+      /\$SHARDLM_MODEL: .*env-model\.gguf does not exist/,
+    ],
+    [["--model", ""], {}, /--model is empty/],
+    [["--port", "http"], {}, /--port "http" is not a port number/],
+    [["--port", "70000"], {}, /--port "70000" is not a port number/],
+    [["--config", "/nonexistent/variants.json"], {}, /--config .*variants\.json does not exist/],
+    [["--modle", "x.gguf"], {}, /Unknown option '--modle'/],
+  ])("%j %j: exit 2 with %s", (args, env, message) => {
+    const r = startWith(args, env);
+    expect(r.output).toMatch(message);
+    expect(r.output).toMatch(/usage: npm start/);
+    expect(r.output).not.toMatch(/building the WASM kernels/);
+    expect(r.status).toBe(2);
+  });
 });
 
 describe("npm start", () => {
@@ -88,7 +101,10 @@ describe("npm start", () => {
     let text = "";
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
     expect(text).toMatch(/^, there was a little girl/);
-    expect(output).toMatch(/deployed version 1: uploaded \d+ object/);
+    expect(output()).toMatch(/deployed version 1: uploaded \d+ object/);
+    // wrangler stays offline: no Request.cf fetch (an ENOTFOUND stack per start here), no metrics.
+    expect(output()).toMatch(/Ready on http:\/\/127\.0\.0\.1/);
+    expect(output()).not.toMatch(/ENOTFOUND|Request\.cf/);
   });
 
   it("serves the playground's page and bundles through wrangler's module rules", async () => {

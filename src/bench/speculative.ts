@@ -17,7 +17,7 @@ import { createTokenizer } from "../runtime/tokenizer/index.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 import { bytesToStream } from "../runtime/wasm/load-weights.ts";
 import { log } from "./common.ts";
-import { loadRealModel, REAL_MODEL_PATH, REAL_MODEL_SHAPE, readBenchPrompts } from "./real-model.ts";
+import { loadRealModel, REAL_MODEL_SHAPE, readBenchPrompts, realModelPath } from "./real-model.ts";
 
 export interface SpeculativeRow {
   engine: "shardlm-wasm" | "node-llama-cpp";
@@ -104,7 +104,7 @@ export async function speculativeBench(
 
   const llama =
     o.llama === false ? null : await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
-  const llamaModel = llama ? await llama.loadModel({ modelPath: REAL_MODEL_PATH }) : null;
+  const llamaModel = llama ? await llama.loadModel({ modelPath: await realModelPath() }) : null;
   const llamaCtx = llamaModel
     ? await llamaModel.createContext({ contextSize: 1024, threads: 1, batchSize: 512 })
     : null;

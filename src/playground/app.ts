@@ -3,7 +3,8 @@
  * sent with each message to POST /v1/chat/completions (streamed), or, with "run in this browser",
  * generated in the page by the engine bundle (/playground/engine.js, loaded on first use). Each
  * answer shows the variant that served it and its timings. When the API answers 401 the page asks
- * for a key and retries with `Authorization: Bearer <key>`.
+ * for a key and retries with `Authorization: Bearer <key>`. When the conversation outgrows the
+ * model's context, the oldest exchanges stop being sent (./history-window.ts) and the answer says so.
  *
  * Bundled by scripts/build-playground.ts into build/playground/app.js.txt, served by the Worker at
  * /playground/app.js. `document.body.dataset.state` is idle | running | done | stopped | error.
@@ -12,6 +13,7 @@ import { browserKeyStore } from "./api-key.ts";
 import { ApiError, type ChatTurn, streamChat, type Tier } from "./chat-api.ts";
 import { isSendKey } from "./composer-keys.ts";
 import type * as Engine from "./engine.ts";
+import { conversationWindow, dropOldestExchange, isContextOverflow } from "./history-window.ts";
 import { keyDialog } from "./key-dialog.ts";
 import { type AssistantTurn, appendAssistantTurn, appendUserTurn } from "./view.ts";
 
@@ -61,6 +63,8 @@ const askKey = keyDialog(
 
 /** The finished turns, as the API gets them (the system prompt is added at send time). */
 const history: ChatTurn[] = [];
+/** How many of history's oldest turns are no longer sent (they outgrew the model's context). */
+let dropped = 0;
 let running: AbortController | null = null;
 
 const ms = (x: number) => `${Math.round(x)} ms`;
@@ -81,8 +85,27 @@ function settings() {
 }
 
 function conversation(): ChatTurn[] {
-  const system = ui.system.value.trim();
-  return system ? [{ role: "system", content: system }, ...history] : [...history];
+  return conversationWindow(ui.system.value.trim(), history, dropped);
+}
+
+/**
+ * After a context overflow (`e`): leaves the oldest exchange out of what is sent and says so on
+ * `answer`; true to retry. Rethrows `e`, reworded, when only the newest question is left.
+ */
+function dropForContext(e: unknown, answer: AssistantTurn): boolean {
+  if (!isContextOverflow(e)) return false;
+  const next = dropOldestExchange(history, dropped);
+  if (next === null) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new Error(
+      `${why} Even without the earlier turns this message does not fit: shorten it or the system prompt.`,
+    );
+  }
+  dropped = next;
+  const note = `${dropped} oldest turn${dropped === 1 ? "" : "s"} no longer sent (over the model's context)`;
+  answer.setMeta("history", note);
+  setStatus(`The conversation outgrew the model's context: ${note}.`);
+  return true;
 }
 
 function setStatus(text: string, error = false): void {
@@ -158,6 +181,7 @@ async function answerFromServer(answer: AssistantTurn, signal: AbortSignal): Pro
     } catch (e) {
       if (e instanceof ApiError && e.status === 401 && !signal.aborted && (await keyAfter401(e.message)))
         continue;
+      if (!signal.aborted && dropForContext(e, answer)) continue;
       throw e;
     }
   }
@@ -187,6 +211,7 @@ async function answerInBrowser(answer: AssistantTurn, signal: AbortSignal): Prom
       return;
     } catch (e) {
       if (e instanceof engine.FetchError && e.status === 401 && (await keyAfter401(e.message))) continue;
+      if (!signal.aborted && dropForContext(e, answer)) continue;
       throw e;
     }
   }
@@ -204,6 +229,7 @@ async function send(content: string): Promise<void> {
   const answer = appendAssistantTurn(ui.log);
   document.body.dataset.state = "running";
   setStatus("");
+  const droppedBefore = dropped;
   const t0 = performance.now();
   try {
     await (ui.local.checked ? answerInBrowser(answer, ctrl.signal) : answerFromServer(answer, ctrl.signal));
@@ -211,18 +237,23 @@ async function send(content: string): Promise<void> {
     history.push({ role: "assistant", content: answer.text() });
     answer.finish("done");
     document.body.dataset.state = "done";
-    setStatus(`answered in ${ms(performance.now() - t0)}`);
+    const trimmed =
+      dropped > droppedBefore ? ` (${dropped} oldest turns no longer sent: over the model's context)` : "";
+    setStatus(`answered in ${ms(performance.now() - t0)}${trimmed}`);
   } catch (e) {
     if (ctrl.signal.aborted) {
       // Stopped: what arrived stays, in the view and in the conversation the next message sends.
       if (answer.text()) history.push({ role: "assistant", content: answer.text() });
       else history.pop();
+      dropped = Math.min(dropped, history.length);
       answer.finish("stopped");
       document.body.dataset.state = "stopped";
       setStatus("stopped");
     } else {
-      // Failed: the question stays on screen but leaves the conversation, so it can be asked again.
+      // Failed: the question stays on screen but leaves the conversation, so it can be asked again;
+      // turns left out only to fit it are sent again.
       history.pop();
+      dropped = Math.min(droppedBefore, history.length);
       const message = e instanceof Error ? e.message : String(e);
       answer.finish("error", message);
       document.body.dataset.state = "error";
@@ -254,6 +285,7 @@ ui.stop.addEventListener("click", () => {
 ui.newChat.addEventListener("click", () => {
   if (running) return;
   history.length = 0;
+  dropped = 0;
   ui.log.replaceChildren();
   ui.empty.hidden = false;
   document.body.dataset.state = "idle";

@@ -18,6 +18,7 @@ import { type ChatMessage, complete, promptTokens, renderPrompt } from "../runti
 import { systemClock } from "../runtime/clock.ts";
 import { engineContextFor } from "../runtime/memory-plan.ts";
 import { createTokenizer, type Tokenizer } from "../runtime/tokenizer/index.ts";
+import { ContextOverflowError } from "./history-window.ts";
 
 export interface BrowserRunOptions {
   /** "auto" (the best-quality live variant), or a tier. */
@@ -169,6 +170,9 @@ export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunR
     renderPrompt(loaded.manifest.model.chatTemplate, opts.messages, loaded.tokenizer),
     loaded.tokenizer,
   );
+  // The Worker's rule (src/worker/chat-prompt.ts): the prompt must leave a token to generate.
+  const context = engineContextFor(loaded.manifest.model.config);
+  if (prompt.length >= context) throw new ContextOverflowError(prompt.length, context);
   let text = "";
   // A budget is planned in tokens from the manifest's measured costs, as the Worker does.
   const speed = loaded.manifest.speed;

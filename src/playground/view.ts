@@ -16,6 +16,7 @@ const META = {
   tokens: "tokens",
   "first-token": "first token",
   finish: "finish",
+  history: "history",
 } as const;
 export type MetaKey = keyof typeof META;
 

@@ -13,6 +13,7 @@ import { badRequest } from "./errors.ts";
 import { bodySizeLimit, parseJson, validJson } from "./request.ts";
 import type { AnswerShape } from "./respond.ts";
 import { routingHeaders } from "./routing-headers.ts";
+import { Stop } from "./schemas.ts";
 
 /** OpenAI's default max_tokens for /v1/completions. */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
@@ -33,7 +34,7 @@ export const CompletionRequest = z
     /** Not OpenAI's: top-k sampling (0 = off), as in chat. */
     top_k: z.number().int().min(0).nullish(),
     max_tokens: z.number().int().min(1).nullish(),
-    stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
+    stop: Stop.nullish(),
     seed: z.number().int().nullish(),
     frequency_penalty: z.number().min(-2).max(2).nullish(),
     presence_penalty: z.number().min(-2).max(2).nullish(),

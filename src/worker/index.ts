@@ -29,8 +29,22 @@ import { servicesFor } from "./services.ts";
 
 const app = new Hono<AppEnv>();
 
-/** Response headers a browser app may read (routing results and timings). */
-const EXPOSED_HEADERS = ["X-Variant", "X-Predicted-Ms", "X-Budget-Exhausted", "Server-Timing", "Retry-After"];
+/**
+ * Response headers a browser app on another origin may read: every header shardlm sets beyond
+ * the CORS-safelisted ones (routing results and plan in ./respond.ts, timings, retry hints, a
+ * content object's ETag, the Allow of a 405). test/api-openai-contract.test.ts checks the answers.
+ */
+const EXPOSED_HEADERS = [
+  "X-Variant",
+  "X-Predicted-Ms",
+  "X-Planned-Tokens",
+  "X-Max-Tokens-Capped",
+  "X-Budget-Exhausted",
+  "Server-Timing",
+  "Retry-After",
+  "ETag",
+  "Allow",
+];
 
 app.use(
   cors({

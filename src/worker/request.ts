@@ -110,8 +110,8 @@ export const parseJson: MiddlewareHandler = async (c, next) => {
 export const validJson = <S extends z.ZodType>(schema: S) =>
   zValidator("json", schema, (result) => {
     if (!result.success) {
-      const { message, param } = describeIssue(result.error.issues[0]!);
-      throw badRequest(message, param);
+      const { message, param, code } = describeIssue(result.error.issues[0]!);
+      throw badRequest(message, param, code ?? null);
     }
   });
 

@@ -11,10 +11,13 @@
  *   if it cannot load the request is a 503 (no fallback). For fallback, send the tier header.
  * - `X-Latency-Budget-Ms: n` picks the best-quality variant (lowest measured KL) whose predicted
  *   latency fits: prompt tokens x prefill cost + max tokens x decode cost + the load cost when the
- *   variant is not resident in this isolate. If none fits, the fastest is chosen, and ./plan.ts
- *   cuts its answer to the decode tokens that fit (finish_reason "length", X-Budget-Exhausted:
- *   true). Only a variant predicted faster than every better one can be forced by a budget. The
- *   budget is planned in tokens, never enforced by reading a clock (see ./plan.ts).
+ *   variant is not resident in this isolate. If none fits, the fastest by the manifests' measured
+ *   speed is chosen (`manifestCostMs`: no load cost, no corrections from this isolate, ties to the
+ *   lower-quality variant), so an impossible budget routes the same way in every isolate whatever
+ *   it has loaded or observed; ./plan.ts cuts its answer to the decode tokens that fit
+ *   (finish_reason "length", X-Budget-Exhausted: true). Only a variant predicted faster than every
+ *   better one can be forced by a budget. The budget is planned in tokens, never enforced by
+ *   reading a clock (see ./plan.ts).
  * - Neither: the best-quality variant.
  *
  * The result is a preference list; the caller serves the first variant that loads. A variant that
@@ -43,6 +46,14 @@ export interface RouteRequest {
   pinned: string | null;
   promptTokens: number;
   maxTokens: number;
+}
+
+/**
+ * A request's cost on `m` by its manifest's build-time speed alone: prompt tokens x prefill +
+ * max tokens x decode, ms. Ranks the variants when no budget fits (see above).
+ */
+export function manifestCostMs(m: Manifest, promptTokens: number, maxTokens: number): number {
+  return promptTokens * m.speed.prefillMsPerToken + maxTokens * m.speed.decodeMsPerToken;
 }
 
 /**
@@ -79,8 +90,13 @@ export function rankVariants(
   const lastResort = above.map(score);
   if (req.budgetMs === null) return [...scored, ...lastResort];
   const fits = scored.filter((s) => s.prediction.totalMs <= req.budgetMs!);
+  // Over budget: fastest first by the manifests (deterministic), lower quality first on ties.
+  const manifestCost = (s: (typeof scored)[number]) =>
+    manifestCostMs(s.manifest, req.promptTokens, req.maxTokens);
   const rest = scored
-    .filter((s) => s.prediction.totalMs > req.budgetMs!)
-    .sort((a, b) => a.prediction.totalMs - b.prediction.totalMs);
+    .map((s, i) => ({ s, i, cost: manifestCost(s) }))
+    .filter(({ s }) => s.prediction.totalMs > req.budgetMs!)
+    .sort((a, b) => a.cost - b.cost || b.i - a.i)
+    .map(({ s }) => s);
   return [...fits, ...rest, ...lastResort];
 }

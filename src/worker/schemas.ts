@@ -4,6 +4,25 @@ import { z } from "zod";
 const TextPart = z.object({ type: z.literal("text"), text: z.string() });
 const Content = z.union([z.string(), z.array(TextPart).min(1)]);
 
+/** OpenAI's limit on stop sequences. */
+export const MAX_STOP_SEQUENCES = 4;
+
+/**
+ * `stop`: one string or up to MAX_STOP_SEQUENCES. Too many gets OpenAI's own words and code
+ * ("Invalid 'stop': array too long. ...", array_above_max_length), not a bare union failure.
+ */
+export const Stop = z.union([z.string(), z.array(z.string())]).superRefine((v, ctx) => {
+  if (Array.isArray(v) && v.length > MAX_STOP_SEQUENCES) {
+    ctx.addIssue({
+      code: "custom",
+      message:
+        `Invalid 'stop': array too long. Expected an array with maximum length ${MAX_STOP_SEQUENCES}, ` +
+        `but got an array with length ${v.length} instead.`,
+      params: { verbatim: true, code: "array_above_max_length" },
+    });
+  }
+});
+
 export const ChatMessage = z.discriminatedUnion("role", [
   z.object({ role: z.literal("system"), content: Content, name: z.string().optional() }),
   z.object({ role: z.literal("developer"), content: Content, name: z.string().optional() }),
@@ -24,7 +43,7 @@ export const ChatCompletionRequest = z
     top_k: z.number().int().min(0).nullish(),
     max_tokens: z.number().int().min(1).nullish(),
     max_completion_tokens: z.number().int().min(1).nullish(),
-    stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
+    stop: Stop.nullish(),
     seed: z.number().int().nullish(),
     n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
     // Accepted and ignored (they do not change what this server computes).
@@ -53,8 +72,15 @@ export const ChatCompletionRequest = z
   .strict();
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 
-/** Turns a zod issue into "messages[0].role: ..." with the parameter path, OpenAI-style. */
-export function describeIssue(issue: z.core.$ZodIssue): { message: string; param: string | null } {
+/**
+ * Turns a zod issue into "messages[0].role: ..." with the parameter path, OpenAI-style. A custom
+ * issue with `params.verbatim` already names its parameter (and may carry OpenAI's `code`).
+ */
+export function describeIssue(issue: z.core.$ZodIssue): {
+  message: string;
+  param: string | null;
+  code?: string;
+} {
   const param = issue.path
     .map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
     .join("");
@@ -72,6 +98,13 @@ export function describeIssue(issue: z.core.$ZodIssue): { message: string; param
       message: `${param}: must be a string or an array of text parts ({"type": "text", "text": "..."})`,
       param,
     };
+  }
+  if (issue.code === "custom" && issue.params?.verbatim === true) {
+    const code = issue.params.code;
+    return { message: issue.message, param: param || null, ...(typeof code === "string" ? { code } : {}) };
+  }
+  if (issue.code === "invalid_union" && param === "stop") {
+    return { message: `stop: must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings`, param };
   }
   return { message: param ? `${param}: ${issue.message}` : issue.message, param: param || null };
 }

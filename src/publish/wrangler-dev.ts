@@ -1,0 +1,42 @@
+/**
+ * How `wrangler dev` is started on this machine (by `npm start` and the tests that run it): its
+ * arguments, and an environment that keeps it offline and quiet.
+ */
+
+/**
+ * Wrangler's documented system environment variables
+ * (developers.cloudflare.com/workers/wrangler/system-environment-variables/) that stop its calls
+ * home: usage metrics, the error-report prompt, and the `Request.cf` fetch from
+ * workers.cloudflare.com (offline it logs a getaddrinfo ENOTFOUND stack at every start and reload,
+ * then falls back to a placeholder object anyway).
+ */
+export const WRANGLER_OFFLINE_ENV: Readonly<Record<string, string>> = {
+  WRANGLER_SEND_METRICS: "false",
+  WRANGLER_SEND_ERROR_REPORTS: "false",
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+};
+
+/** `env` (default: this process's) with WRANGLER_OFFLINE_ENV on top. */
+export function wranglerDevEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, ...WRANGLER_OFFLINE_ENV };
+}
+
+/** `wrangler dev` on 127.0.0.1:`port` with local R2 state in `persistTo`; `vars` as --var k:v. */
+export function wranglerDevArgs(opts: {
+  port: number;
+  persistTo: string;
+  vars?: Record<string, string>;
+}): string[] {
+  const vars = Object.entries(opts.vars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  return [
+    "wrangler",
+    "dev",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(opts.port),
+    "--persist-to",
+    opts.persistTo,
+    ...vars,
+  ];
+}
