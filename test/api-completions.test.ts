@@ -15,6 +15,17 @@ const Usage = z.object({
   completion_tokens: z.number().int().min(0),
   total_tokens: z.number().int().min(0),
 });
+/** OpenAI's legacy Logprobs object: one entry per token in each list. */
+const LegacyLogprobs = z
+  .strictObject({
+    tokens: z.array(z.string()),
+    token_logprobs: z.array(z.number().max(0)),
+    top_logprobs: z.array(z.record(z.string(), z.number().max(0))),
+    text_offset: z.array(z.number().int().min(0)),
+  })
+  .refine((l) =>
+    [l.token_logprobs, l.top_logprobs, l.text_offset].every((a) => a.length === l.tokens.length),
+  );
 /** OpenAI's Completion object (also each streamed chunk, with finish_reason null until the last). */
 const TextCompletion = z.object({
   id: z.string().min(1),
@@ -26,7 +37,7 @@ const TextCompletion = z.object({
     z.object({
       text: z.string(),
       index: z.number().int(),
-      logprobs: z.null(),
+      logprobs: LegacyLogprobs.nullable(),
       finish_reason: z.enum(["stop", "length", "content_filter"]).nullable(),
     }),
   ),
@@ -144,6 +155,90 @@ describe("POST /v1/completions (openai client)", () => {
   });
 });
 
+describe("/v1/completions logprobs (legacy format) and n", () => {
+  it("logprobs 3: tokens join to the text, offsets count from the prompt's end, values match chat's", async () => {
+    const r = await api.client.completions.create({
+      model: "quality",
+      prompt,
+      max_tokens: 8,
+      temperature: 0,
+      logprobs: 3,
+    });
+    const lp = TextCompletion.parse(r).choices[0]!.logprobs!;
+    expect(lp.tokens).toHaveLength(r.usage!.completion_tokens);
+    expect(lp.tokens.join("")).toBe(r.choices[0]!.text);
+    let at = [...prompt].length;
+    for (let i = 0; i < lp.tokens.length; i++) {
+      expect(lp.text_offset[i]).toBe(at);
+      at += [...lp.tokens[i]!].length;
+      const top = Object.values(lp.top_logprobs[i]!);
+      expect(top.length).toBeGreaterThanOrEqual(1);
+      expect(top.length).toBeLessThanOrEqual(3);
+      // Greedy: the chosen token is the most likely one.
+      expect(lp.token_logprobs[i]).toBeCloseTo(Math.max(...top), 9);
+    }
+    // The same numbers as chat's logprobs for the same tokens (the toy model has no chat template).
+    const viaChat = await api.client.chat.completions.create({
+      model: "quality",
+      messages: [{ role: "user", content: prompt }],
+      max_tokens: 8,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 3,
+    });
+    const content = viaChat.choices[0]!.logprobs!.content!;
+    expect(content.map((e) => e.token)).toEqual(lp.tokens);
+    expect(content.map((e) => e.logprob)).toEqual(lp.token_logprobs);
+    // logprobs 0: the chosen tokens' values, no alternatives.
+    const zero = await api.client.completions.create({
+      model: "quality",
+      prompt,
+      max_tokens: 3,
+      logprobs: 0,
+    });
+    for (const top of zero.choices[0]!.logprobs!.top_logprobs!) expect(top).toEqual({});
+  });
+
+  it("logprobs streamed: each chunk carries its tokens, offsets continue, all equal the JSON answer's", async () => {
+    const body = { model: "speed", prompt, max_tokens: 10, temperature: 0, logprobs: 2 };
+    const whole = TextCompletion.parse(await api.client.completions.create(body)).choices[0]!.logprobs!;
+    const stream = await api.client.completions.create({ ...body, stream: true });
+    const tokens: string[] = [];
+    const offsets: number[] = [];
+    const values: number[] = [];
+    for await (const chunk of stream) {
+      const c = TextCompletion.parse(chunk).choices[0];
+      if (!c?.logprobs) continue;
+      expect(c.logprobs.tokens.join("")).toBe(c.text);
+      tokens.push(...c.logprobs.tokens);
+      offsets.push(...c.logprobs.text_offset);
+      values.push(...c.logprobs.token_logprobs);
+    }
+    expect(tokens).toEqual(whole.tokens);
+    expect(offsets).toEqual(whole.text_offset);
+    expect(values).toEqual(whole.token_logprobs);
+  });
+
+  it("n 3 seeded: three indexed choices, usage summed, reproducible; choice 0 is the n 1 answer", async () => {
+    const ask = (n: number) =>
+      api.client.completions.create({
+        model: "quality",
+        prompt,
+        max_tokens: 12,
+        temperature: 1,
+        seed: 11,
+        n,
+      });
+    const r = await ask(3);
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    expect(r.usage!.completion_tokens).toBe(36);
+    expect(r.usage!.prompt_tokens).toBe(deployedTokenizer(api).encode(prompt).length);
+    expect((await ask(3)).choices.map((c) => c.text)).toEqual(r.choices.map((c) => c.text));
+    expect((await ask(1)).choices[0]!.text).toBe(r.choices[0]!.text);
+    expect(new Set(r.choices.map((c) => c.text)).size).toBeGreaterThan(1);
+  });
+});
+
 describe("/v1/completions refuses what it does not serve, naming the parameter", () => {
   const post = (body: unknown) => call(api, "/v1/completions", { method: "POST", body });
   it.each([
@@ -151,11 +246,14 @@ describe("/v1/completions refuses what it does not serve, naming the parameter",
     ["two prompts", { prompt: ["a", "b"] }, "prompt", null],
     ["no prompt", { prompt: undefined }, "prompt", null],
     ["an object prompt", { prompt: { text: "x" } }, "prompt", null],
-    ["logprobs as an integer", { logprobs: 2 }, "logprobs", "unsupported_parameter"],
+    ["logprobs 6 (legacy maximum 5)", { logprobs: 6 }, "logprobs", null],
+    ["logprobs true", { logprobs: true }, "logprobs", null],
+    ["logprobs -1", { logprobs: -1 }, "logprobs", null],
     ["echo", { echo: true }, "echo", "unsupported_parameter"],
     ["suffix", { suffix: "the end" }, "suffix", "unsupported_parameter"],
     ["best_of 3", { best_of: 3 }, "best_of", "unsupported_parameter"],
-    ["n 2", { n: 2 }, "n", null],
+    ["n 9", { n: 9 }, "n", null],
+    ["n 0", { n: 0 }, "n", null],
     ["temperature 3", { temperature: 3 }, "temperature", null],
     ["a logit_bias id outside the vocabulary", { logit_bias: { "99999999": 1 } }, "logit_bias", null],
     ["messages (a chat field)", { messages: [] }, "messages", null],
@@ -170,9 +268,9 @@ describe("/v1/completions refuses what it does not serve, naming the parameter",
   });
 
   it("the client surfaces refusals as BadRequestError; GET is a 405", async () => {
-    const e = await clientError(api.client.completions.create({ model: "quality", prompt, logprobs: 3 }));
+    const e = await clientError(api.client.completions.create({ model: "quality", prompt, echo: true }));
     expect(e).toBeInstanceOf(OpenAI.BadRequestError);
-    expect([e.code, e.param]).toEqual(["unsupported_parameter", "logprobs"]);
+    expect([e.code, e.param]).toEqual(["unsupported_parameter", "echo"]);
     expect((await call(api, "/v1/completions")).status).toBe(405);
   });
 });

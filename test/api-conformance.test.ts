@@ -108,6 +108,17 @@ describe("OpenAI response objects", () => {
       { stop: ["Lily"] },
       { seed: 3, temperature: 0.8 },
       { logprobs: true, top_logprobs: 3, presence_penalty: 1, logit_bias: { "5": -100 } },
+      { n: 3, seed: 2, temperature: 1, logprobs: true, top_logprobs: 1 },
+      {
+        max_tokens: 16,
+        response_format: {
+          type: "json_schema",
+          json_schema: {
+            name: "flag",
+            schema: { type: "object", properties: { a: { type: "boolean" } }, required: ["a"] },
+          },
+        },
+      },
     ]) {
       const r = await call(api, "/v1/chat/completions", {
         body: { model: "quality", messages: story, max_tokens: 8, ...extra },
@@ -135,6 +146,25 @@ describe("OpenAI response objects", () => {
     for (const e of entries) expect(e.top_logprobs).toHaveLength(2);
   });
 
+  it("n 2 stream: chunks of choice 0, then of choice 1, each index opened by its role and closed once", async () => {
+    const chunks = (
+      await sse({
+        model: "speed",
+        messages: story,
+        max_tokens: 4,
+        n: 2,
+        seed: 1,
+        stream_options: { include_usage: true },
+      })
+    ).map((c) => Chunk.parse(c));
+    const indexes = chunks.flatMap((c) => c.choices.map((ch) => ch.index));
+    expect(indexes).toEqual([...indexes].sort());
+    expect(new Set(indexes)).toEqual(new Set([0, 1]));
+    const finishes = chunks.flatMap((c) => c.choices.filter((ch) => ch.finish_reason).map((ch) => ch.index));
+    expect(finishes).toEqual([0, 1]);
+    expect(Usage.parse(chunks.at(-1)!.usage)).toMatchObject({ completion_tokens: 8 });
+  });
+
   it('include_usage: every chunk carries "usage": null, then a usage chunk with choices: []', async () => {
     const chunks = (
       await sse({ model: "speed", messages: story, max_tokens: 6, stream_options: { include_usage: true } })
@@ -155,6 +185,22 @@ describe("OpenAI response objects", () => {
       ["/v1/chat/completions", { body: "{" }, 400],
       ["/v1/chat/completions", { body: { model: "quality", messages: story, tools: [{}] } }, 400],
       ["/v1/chat/completions", { body: { model: "quality", messages: story, logit_bias: { x: 1 } } }, 400],
+      ["/v1/chat/completions", { body: { model: "quality", messages: story, n: 9 } }, 400],
+      [
+        "/v1/chat/completions",
+        {
+          body: {
+            model: "quality",
+            messages: story,
+            response_format: {
+              type: "json_schema",
+              json_schema: { name: "x", schema: { type: "object", oneOf: [] } },
+            },
+          },
+        },
+        400,
+      ],
+      ["/v1/completions", { body: { model: "quality", prompt: "x", logprobs: 6 } }, 400],
       ["/v1/chat/completions", { body: { model: "nope", messages: story } }, 404],
       ["/v1/models/nope", {}, 404],
       ["/v1/nope", {}, 404],

@@ -152,8 +152,9 @@ describe("wrong types and values", () => {
     });
   });
 
-  it("n: 2 is a 400 (only n = 1)", async () => {
-    expectApiError(await chat(api, withFields({ n: 2 })), 400, { param: "n" });
+  it('n outside 1..8 (0, 9, 1.5, "2") is a 400 naming n; n: 1 is served', async () => {
+    for (const n of [0, 9, 1.5, "2", -1])
+      expectApiError(await chat(api, withFields({ n })), 400, { param: "n" });
     expect((await chat(api, withFields({ n: 1 }))).status).toBe(200);
   });
 
@@ -179,7 +180,7 @@ describe("wrong types and values", () => {
     e = await bad(withFields({ foo: 1 }));
     expect([e.status, e.param]).toEqual([400, "foo"]);
     expect(e.message).toMatch(/Unrecognized request argument supplied: foo/);
-    e = await bad(withFields({ n: 2 }));
+    e = await bad(withFields({ n: 9 }));
     expect([e.status, e.param]).toEqual([400, "n"]);
     e = await bad(withFields({ max_tokens: 1e9 }));
     expect([e.status, e.param]).toEqual([400, "max_tokens"]);
@@ -299,7 +300,7 @@ describe("robustness", () => {
       "{",
       withFields({ messages: [] }),
       withFields({ model: "nope" }),
-      withFields({ n: 3 }),
+      withFields({ n: 30 }),
       withFields({ max_tokens: 1e9 }),
       withFields({ temperature: "hot" }),
       withFields({ messages: [{ role: "user", content: "Lily ".repeat(5000) }] }),

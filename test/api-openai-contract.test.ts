@@ -386,7 +386,7 @@ describe('response_format {"type": "json_object"}: constrained decoding', () => 
 
 describe("parameters shardlm does not implement are refused by name", () => {
   const nonNeutral: Record<string, unknown> = {
-    response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object" } } },
+    response_format: { type: "grammar", grammar: "root ::= x" },
     tools: [{ type: "function", function: { name: "f", parameters: {} } }],
     tool_choice: "auto",
     functions: [{ name: "f" }],

@@ -236,4 +236,22 @@ describe("plans", () => {
     expect(capped.predictedMs).toBeLessThanOrEqual(800);
     expect(() => planRequest({ ...base, budgetMs: null, cpuLimitMs: 5 })).toThrow(/cpu|CPU/);
   });
+
+  it("n choices run one after another: n prefills, and the tokens that fit are shared out per choice", () => {
+    const four = planRequest({ ...base, budgetMs: null, cpuLimitMs: 1000, choices: 4 });
+    expect(four.limitedBy).toBe("cpu");
+    expect(four.maxDecodeTokens).toBe(Math.floor((800 - 4 * 5) / (4 * 2)));
+    expect(four.predictedMs).toBeLessThanOrEqual(800);
+    // Within the request's own max_tokens nothing changes per choice.
+    expect(planRequest({ ...base, budgetMs: null, cpuLimitMs: null, choices: 8 }).maxDecodeTokens).toBe(1000);
+    // A prefill that fits once can be refused eight times over.
+    expect(() => planRequest({ ...base, budgetMs: null, cpuLimitMs: 30, choices: 8 })).toThrow(/8 choices/);
+    expect(planRequest({ ...base, budgetMs: null, cpuLimitMs: 30 }).maxDecodeTokens).toBeGreaterThan(0);
+  });
+
+  it("a token mask's cost is charged on every decode step", () => {
+    const masked = planRequest({ ...base, budgetMs: null, cpuLimitMs: 1000, extraMsPerToken: 2 });
+    expect(masked.maxDecodeTokens).toBe(Math.floor((800 - 5) / (2 + 2)));
+    expect(masked.predictedMs).toBeLessThanOrEqual(800);
+  });
 });

@@ -6,7 +6,8 @@ import { Template } from "@huggingface/jinja";
 import type { SpeculativeProfile } from "../format/speculative.ts";
 import type { Clock } from "./clock.ts";
 import { type FinishReason, generate, type LogitsModel } from "./generate.ts";
-import { jsonObjectMask } from "./json-mask.ts";
+import { jsonObjectMask, jsonSchemaMask } from "./json-mask.ts";
+import type { CompiledSchema } from "./json-schema.ts";
 import type { PrefixCache } from "./prefix-cache.ts";
 import type { TokenChoice } from "./sampler.ts";
 import type { SpeculationStats } from "./speculative.ts";
@@ -148,6 +149,9 @@ export function promptTokens(p: RenderedPrompt, tok: Tokenizer): number[] {
   return out;
 }
 
+/** What shape an answer must have (OpenAI's response_format, schema compiled). */
+export type ResponseFormat = "text" | "json_object" | { jsonSchema: CompiledSchema };
+
 export interface CompletionOptions {
   /** Most tokens to generate: the request's plan (its budget and CPU cap are counted in here). */
   maxTokens: number;
@@ -161,8 +165,11 @@ export interface CompletionOptions {
   logitBias?: Record<string, number>;
   /** Report each token's log probability and this many alternatives; null (default) = no report. */
   topLogprobs?: number | null;
-  /** Constrained decoding: "json_object" = the answer is a JSON object (./json-mask.ts). */
-  responseFormat?: "text" | "json_object";
+  /**
+   * Constrained decoding (./json-mask.ts): "json_object" = the answer is a JSON object;
+   * { jsonSchema } = a value of that compiled schema (./json-schema.ts).
+   */
+  responseFormat?: ResponseFormat;
   stop: string[];
   signal: AbortSignal;
   /** Reads time for the timings reported back (never to decide anything). */
@@ -250,7 +257,7 @@ export async function complete(
     signal: opts.signal,
     hooks: {
       onChoice: (c) => choices.push(c),
-      mask: opts.responseFormat === "json_object" ? jsonObjectMask(tok, stopIds, opts.maxTokens) : undefined,
+      mask: maskFor(opts.responseFormat ?? "text", tok, stopIds, opts.maxTokens),
     },
   });
   for (;;) {
@@ -290,6 +297,12 @@ export async function complete(
     drafted: stats.drafted,
     accepted: stats.accepted,
   };
+}
+
+function maskFor(format: ResponseFormat, tok: Tokenizer, stopIds: number[], maxTokens: number) {
+  if (format === "text") return undefined;
+  if (format === "json_object") return jsonObjectMask(tok, stopIds, maxTokens);
+  return jsonSchemaMask(tok, stopIds, maxTokens, format.jsonSchema);
 }
 
 function firstStop(text: string, stops: string[]): number {

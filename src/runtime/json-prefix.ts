@@ -39,6 +39,14 @@ export class JsonPrefix {
   private rest = "";
   /** Once a character is refused, the recognizer stays refused. */
   private failed = false;
+  /** Insignificant whitespace characters in the current run. */
+  private wsRun = 0;
+
+  /**
+   * `maxWhitespaceRun`: longest run of insignificant whitespace allowed, and then only spaces and
+   * newlines (compact answers under constraint); omitted = any JSON whitespace, any amount.
+   */
+  constructor(private readonly maxWhitespaceRun = Number.POSITIVE_INFINITY) {}
 
   clone(): JsonPrefix {
     const c = Object.create(JsonPrefix.prototype) as JsonPrefix;
@@ -50,6 +58,16 @@ export class JsonPrefix {
   /** The text so far is a complete JSON object (only whitespace may follow). */
   get complete(): boolean {
     return this.mode === "done" && !this.failed;
+  }
+
+  /** Inside a string, not in an escape: any character but '"', '\\' and controls continues it and changes nothing. */
+  get inFreeString(): boolean {
+    return this.mode === "string" && !this.escape && this.hexLeft === 0 && !this.failed;
+  }
+
+  /** Equal keys mean equal futures (what a token mask may cache on). */
+  key(): string {
+    return `${this.mode}|${this.stack.join("")}|${this.isKey ? 1 : 0}${this.escape ? 1 : 0}${this.hexLeft}|${this.num}|${this.rest}|${this.wsRun}|${this.failed ? 1 : 0}`;
   }
 
   /** Feeds `text`; false (and refused for good) as soon as it stops being a valid prefix. */
@@ -107,17 +125,26 @@ export class JsonPrefix {
     return false;
   }
 
+  /** Insignificant whitespace `ch`, within the run limit. */
+  private space(ch: string): boolean {
+    if (this.maxWhitespaceRun === Number.POSITIVE_INFINITY) return true;
+    if ((ch !== " " && ch !== "\n") || this.wsRun >= this.maxWhitespaceRun) return this.fail();
+    this.wsRun++;
+    return true;
+  }
+
   private step(ch: string): boolean {
     if (this.failed) return false;
+    if (!WS.has(ch)) this.wsRun = 0;
     switch (this.mode) {
       case "start":
-        if (WS.has(ch)) return true;
+        if (WS.has(ch)) return this.space(ch);
         if (ch !== "{") return this.fail();
         this.stack.push("{");
         this.mode = "keyOrEnd";
         return true;
       case "done":
-        return WS.has(ch) || this.fail();
+        return WS.has(ch) ? this.space(ch) : this.fail();
       case "string":
         return this.stringChar(ch);
       case "literal":
@@ -133,7 +160,7 @@ export class JsonPrefix {
         this.mode = "after";
         return this.step(ch);
     }
-    if (WS.has(ch)) return true;
+    if (WS.has(ch)) return this.space(ch);
     switch (this.mode) {
       case "keyOrEnd":
         if (ch === "}") return this.close("{");

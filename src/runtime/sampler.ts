@@ -238,7 +238,28 @@ function randomSeed(): number {
 function sampleOnce(logits: ArrayLike<number>, o: SamplerOptions, rng: Xoshiro128): number {
   // (-Infinity logits, from a mask, get probability 0: they are never drawn.)
   const n = logits.length;
-  argmax(logits); // NaN check
+  const best = argmax(logits); // NaN check
+  if (!((o.topK > 0 && o.topK < n) || o.topP < 1)) {
+    // No truncation: draw from softmax(logits / T) in id order without building candidate lists
+    // (on a 49k vocabulary those cost ~20x the draw itself).
+    const max = logits[best]!;
+    const weights = new Float64Array(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      weights[i] = Math.exp((logits[i]! - max) / o.temperature);
+      total += weights[i]!;
+    }
+    const u = rng.nextFloat() * total;
+    let cumulative = 0;
+    let last = best;
+    for (let i = 0; i < n; i++) {
+      if (weights[i] === 0) continue;
+      cumulative += weights[i]!;
+      last = i;
+      if (u < cumulative) return i;
+    }
+    return last; // u landed in float rounding slack at the very end
+  }
   // Candidates, most likely first, ties to the lowest id (so truncation is deterministic).
   // Sorting is only needed when top-k or top-p cut the list; the draw itself works in any order.
   let ids = Array.from({ length: n }, (_, i) => i);

@@ -5,7 +5,9 @@
 import type { Context } from "hono";
 import { createFactory } from "hono/factory";
 import type { z } from "zod";
-import { type RenderedPrompt, renderPrompt } from "../runtime/chat.ts";
+import { type RenderedPrompt, type ResponseFormat, renderPrompt } from "../runtime/chat.ts";
+import { maskMsPerToken } from "../runtime/json-mask.ts";
+import { compileSchema, SchemaError } from "../runtime/json-schema.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { AppEnv } from "./app-env.ts";
 import { contextOf, planPrompt } from "./chat-prompt.ts";
@@ -75,30 +77,28 @@ const newId = (prefix: string) => `${prefix}-${crypto.randomUUID().replace(/-/g,
 
 function chatShape(id: string, created: number, model: string, fingerprint: string): AnswerShape {
   const head = { id, object: "chat.completion.chunk", created, model, system_fingerprint: fingerprint };
-  const chunk = (delta: object, finish: string | null, logprobs: object | null = null) => ({
+  const chunk = (index: number, delta: object, finish: string | null, logprobs: object | null = null) => ({
     ...head,
-    choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
+    choices: [{ index, delta, logprobs, finish_reason: finish }],
   });
   const lp = (content: TokenLogprobEntry[] | null) => (content === null ? null : { content, refusal: null });
   return {
-    whole: (text, finish, logprobs) => ({
+    whole: (choices) => ({
       id,
       object: "chat.completion",
       created,
       model,
       system_fingerprint: fingerprint,
-      choices: [
-        {
-          index: 0,
-          message: { role: "assistant", content: text, refusal: null },
-          logprobs: lp(logprobs),
-          finish_reason: finish,
-        },
-      ],
+      choices: choices.map((c, index) => ({
+        index,
+        message: { role: "assistant", content: c.text, refusal: null },
+        logprobs: lp(c.logprobs),
+        finish_reason: c.finish,
+      })),
     }),
-    opening: () => chunk({ role: "assistant", content: "" }, null),
-    piece: (text, logprobs) => chunk({ content: text }, null, lp(logprobs)),
-    closing: (finish) => chunk({}, finish),
+    opening: (index) => chunk(index, { role: "assistant", content: "" }, null),
+    piece: (index, text, logprobs) => chunk(index, { content: text }, null, lp(logprobs)),
+    closing: (index, finish) => chunk(index, {}, finish),
     usageOnly: () => ({ ...head, choices: [] }),
   };
 }
@@ -111,6 +111,7 @@ export interface AnswerRequest {
     stream_options?: { include_usage?: boolean } | null;
     max_tokens?: number | null;
     max_completion_tokens?: number | null;
+    n?: number | null;
   };
   /** The prompt, rendered for the deployment's tokenizer and chat template. */
   render: (tok: Tokenizer, chatTemplate: string | null) => RenderedPrompt;
@@ -118,7 +119,7 @@ export interface AnswerRequest {
   promptParam: string;
   /** null = no log probabilities; else how many alternatives per token. */
   topLogprobs: number | null;
-  responseFormat?: "text" | "json_object";
+  responseFormat?: ResponseFormat;
   idPrefix: string;
   shape: (id: string, created: number, model: string, fingerprint: string) => AnswerShape;
 }
@@ -160,6 +161,8 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
     budgetMs,
     promptTokens: prompt.length,
     maxTokens,
+    choices: body.n ?? 1,
+    extraMsPerToken: (req.responseFormat ?? "text") === "text" ? 0 : maskMsPerToken(tokenizer.vocabSize),
     signal: c.req.raw.signal,
     clock,
     arrival,
@@ -180,8 +183,25 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
       responseFormat: req.responseFormat ?? "text",
     },
     includeUsage: body.stream_options?.include_usage === true,
+    choices: body.n ?? 1,
   };
   return body.stream ? respondStream(c, services, g, shape) : respondJson(c, services, g, shape);
+}
+
+/** The request's response_format, its schema compiled; a schema outside the subset is a 400 naming response_format. */
+function responseFormatOf(f: z.output<typeof ChatCompletionRequest>["response_format"]): ResponseFormat {
+  if (!f || f.type === "text") return "text";
+  if (f.type === "json_object") return "json_object";
+  try {
+    return { jsonSchema: compileSchema(f.json_schema.schema) };
+  } catch (e) {
+    if (!(e instanceof SchemaError)) throw e;
+    throw badRequest(
+      `Invalid schema for response_format '${f.json_schema.name}': ${e.message}. Supported: the subset the README lists (type, properties, required, additionalProperties, items, minItems, maxItems, enum, const, anyOf, local $ref).`,
+      "response_format",
+      "invalid_json_schema",
+    );
+  }
 }
 
 export const chatCompletions = createFactory<AppEnv>().createHandlers(
@@ -195,10 +215,18 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
     if (body.logprobs !== true && (body.top_logprobs ?? 0) > 0) {
       throw badRequest("top_logprobs requires logprobs to be true.", "top_logprobs");
     }
+    const responseFormat = responseFormatOf(body.response_format);
+    // The shortest answer, one token per character at worst (what the mask's closing counts).
+    const shortest =
+      responseFormat === "text"
+        ? ""
+        : responseFormat === "json_object"
+          ? "{}"
+          : responseFormat.jsonSchema.minText[responseFormat.jsonSchema.root.id]!;
     const limit = body.max_completion_tokens ?? body.max_tokens;
-    if (body.response_format?.type === "json_object" && limit === 1) {
+    if (limit !== null && limit !== undefined && limit < shortest.length) {
       throw badRequest(
-        'response_format {"type": "json_object"} needs room for an object: at least 2 tokens ("{" and "}").',
+        `response_format ${JSON.stringify(body.response_format?.type)} needs room for its shortest answer: at least ${shortest.length} tokens (${shortest.slice(0, 200)}).`,
         body.max_completion_tokens ? "max_completion_tokens" : "max_tokens",
       );
     }
@@ -207,7 +235,7 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
       render: (tok, template) => renderPrompt(template, body.messages, tok),
       promptParam: "messages",
       topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : null,
-      responseFormat: body.response_format?.type ?? "text",
+      responseFormat,
       idPrefix: "chatcmpl",
       shape: chatShape,
     });

@@ -3,7 +3,10 @@
  * continues (no chat template; BOS as the tokenizer adds it; never parsed for control tokens),
  * answered as `text_completion` objects, JSON or SSE. Same chain and sampling as chat
  * (./chat-route.ts). Only a prompt string (or an array of one string) is served; token-id prompts,
- * several prompts, `echo`, `suffix`, `best_of` > 1 and `logprobs` are refused by name.
+ * several prompts, `echo`, `suffix` and `best_of` > 1 are refused by name. `logprobs` (0 to 5) comes
+ * in the legacy format: tokens, token_logprobs, top_logprobs ({token text: logprob}) and
+ * text_offset (characters, as code points, from the start of the prompt: OpenAI counts the
+ * completion's offsets after the prompt).
  */
 import { createFactory } from "hono/factory";
 import { z } from "zod";
@@ -11,9 +14,9 @@ import type { AppEnv } from "./app-env.ts";
 import { answer } from "./chat-route.ts";
 import { badRequest } from "./errors.ts";
 import { bodySizeLimit, parseJson, validJson } from "./request.ts";
-import type { AnswerShape } from "./respond.ts";
+import type { AnswerShape, TokenLogprobEntry } from "./respond.ts";
 import { routingHeaders } from "./routing-headers.ts";
-import { Stop } from "./schemas.ts";
+import { MAX_CHOICES, Stop } from "./schemas.ts";
 
 /** OpenAI's default max_tokens for /v1/completions. */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
@@ -39,23 +42,19 @@ export const CompletionRequest = z
     frequency_penalty: z.number().min(-2).max(2).nullish(),
     presence_penalty: z.number().min(-2).max(2).nullish(),
     logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
-    n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
+    n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
     user: z.string().nullish(),
+    /** Legacy log probabilities: this many alternatives per token (OpenAI's maximum is 5). */
+    logprobs: z.number().int().min(0).max(5).nullish(),
     // Accepted at their neutral values only (refused by name otherwise, before this schema runs).
     echo: z.literal(false).nullish(),
     suffix: z.null().optional(),
     best_of: z.literal(1).nullish(),
-    logprobs: z.null().optional(),
   })
   .strict();
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
 
 const REFUSED: [name: string, neutral: (v: unknown) => boolean, why: string][] = [
-  [
-    "logprobs",
-    (v) => v === null,
-    "log probabilities of legacy completions are not returned (chat completions have them)",
-  ],
   ["echo", (v) => v === false || v === null, "echoing the prompt is not implemented"],
   ["suffix", (v) => v === null, "insertion (suffix) needs a fill-in-the-middle model"],
   ["best_of", (v) => v === 1 || v === null, "best_of > 1 is not implemented"],
@@ -73,20 +72,56 @@ function refuseLegacyUnsupported(body: unknown): void {
   }
 }
 
-function textShape(id: string, created: number, model: string, fingerprint: string): AnswerShape {
-  const head = { id, object: "text_completion", created, model, system_fingerprint: fingerprint };
-  const choice = (text: string, finish: string | null) => ({
-    text,
-    index: 0,
-    logprobs: null,
-    finish_reason: finish,
-  });
-  return {
-    whole: (text, finish) => ({ ...head, choices: [choice(text, finish)] }),
-    opening: () => null,
-    piece: (text) => ({ ...head, choices: [choice(text, null)] }),
-    closing: (finish) => ({ ...head, choices: [choice("", finish)] }),
-    usageOnly: () => ({ ...head, choices: [] }),
+/** OpenAI's legacy Logprobs object. */
+export interface LegacyLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Record<string, number>[];
+  text_offset: number[];
+}
+
+/**
+ * Entries (chat format) in the legacy format; `offset` is where the first token starts, in code
+ * points from the prompt's start, and is advanced past them.
+ */
+function legacyLogprobs(entries: TokenLogprobEntry[], offset: { at: number }): LegacyLogprobs {
+  const out: LegacyLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  for (const e of entries) {
+    out.tokens.push(e.token);
+    out.token_logprobs.push(e.logprob);
+    out.top_logprobs.push(Object.fromEntries(e.top_logprobs.map((t) => [t.token, t.logprob])));
+    out.text_offset.push(offset.at);
+    offset.at += [...e.token].length;
+  }
+  return out;
+}
+
+function textShape(promptChars: number) {
+  return (id: string, created: number, model: string, fingerprint: string): AnswerShape => {
+    const head = { id, object: "text_completion", created, model, system_fingerprint: fingerprint };
+    // Per choice: where its next token starts (streamed pieces continue their choice's offsets).
+    const offsets = new Map<number, { at: number }>();
+    const offsetOf = (index: number) => {
+      let o = offsets.get(index);
+      if (!o) offsets.set(index, (o = { at: promptChars }));
+      return o;
+    };
+    const choice = (index: number, text: string, finish: string | null, lp: TokenLogprobEntry[] | null) => ({
+      text,
+      index,
+      logprobs: lp === null ? null : legacyLogprobs(lp, offsetOf(index)),
+      finish_reason: finish,
+    });
+    return {
+      whole: (choices) => ({
+        ...head,
+        choices: choices.map((c, i) => choice(i, c.text, c.finish, c.logprobs)),
+      }),
+      opening: () => null,
+      piece: (index, text, lp) => ({ ...head, choices: [choice(index, text, null, lp)] }),
+      closing: (index, finish) => ({ ...head, choices: [choice(index, "", finish, null)] }),
+      usageOnly: () => ({ ...head, choices: [] }),
+    };
   };
 }
 
@@ -106,9 +141,9 @@ export const completions = createFactory<AppEnv>().createHandlers(
       body: { ...body, max_tokens: body.max_tokens ?? COMPLETIONS_DEFAULT_MAX_TOKENS },
       render: () => ({ parts: [{ text, template: false }] }),
       promptParam: "prompt",
-      topLogprobs: null,
+      topLogprobs: body.logprobs ?? null,
       idPrefix: "cmpl",
-      shape: textShape,
+      shape: textShape([...text].length),
     });
   },
 );

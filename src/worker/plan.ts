@@ -12,6 +12,10 @@
  *   predicted CPU time (load + prefill + decode, all counted as CPU: an upper bound) stays within
  *   CPU_SAFETY of the limit (header X-Max-Tokens-Capped: cpu); a request whose load and prefill
  *   alone would pass it is refused before any generation (400, code "cpu_limit_exceeded").
+ * - n choices (OpenAI's `n`) run one after another: each prefills and decodes, so the fixed cost
+ *   counts n prefills and the tokens that fit are shared out evenly (maxDecodeTokens is per choice).
+ * - Constrained decoding (response_format json_object/json_schema) adds the mask's estimated cost
+ *   to every decode step (`extraMsPerToken`).
  */
 import type { Manifest } from "../format/manifest.ts";
 import type { Prediction } from "../runtime/cost-model.ts";
@@ -46,11 +50,17 @@ export interface PlanInput {
   spentMs: number;
   /** The Worker's CPU limit per request, ms, or null for none. */
   cpuLimitMs: number | null;
+  /** Choices generated one after another (OpenAI's n); default 1. */
+  choices?: number;
+  /** CPU each decode step adds beyond the model's (a constrained-decoding mask), ms; default 0. */
+  extraMsPerToken?: number;
 }
 
 export function planRequest(p: PlanInput): Plan {
-  const fixedMs = p.prediction.loadMs + p.prediction.prefillMs;
-  const perToken = p.prediction.decodeMsPerToken;
+  const n = p.choices ?? 1;
+  const fixedMs = p.prediction.loadMs + n * p.prediction.prefillMs;
+  // A token per choice: n decode steps.
+  const perToken = n * (p.prediction.decodeMsPerToken + (p.extraMsPerToken ?? 0));
   let maxDecodeTokens = p.maxTokens;
   let limitedBy: Plan["limitedBy"] = "request";
   if (p.cpuLimitMs !== null) {
@@ -58,8 +68,8 @@ export function planRequest(p: PlanInput): Plan {
     if (fixedMs + perToken > cpuBudget) {
       throw new ApiError(
         400,
-        `This request is predicted to need ${Math.round(fixedMs + perToken)} ms of CPU before its first token on ${p.manifest.variant}; ` +
-          `the limit per request is ${p.cpuLimitMs} ms. Send a shorter prompt or pick a faster variant.`,
+        `This request is predicted to need ${Math.round(fixedMs + perToken)} ms of CPU before its first token${n > 1 ? ` in each of its ${n} choices` : ""} on ${p.manifest.variant}; ` +
+          `the limit per request is ${p.cpuLimitMs} ms. Send a shorter prompt${n > 1 ? ", fewer choices (n)" : ""} or pick a faster variant.`,
         "invalid_request_error",
         "cpu_limit_exceeded",
         "messages",

@@ -57,19 +57,27 @@ export function logprobEntries(tok: Tokenizer, choices: TokenChoice[]): TokenLog
   }));
 }
 
-/** How an endpoint's answers look. `head` is the fields every object of the answer shares. */
+/** One finished choice of an answer. */
+export interface ChoiceResult {
+  text: string;
+  finish: FinishReason;
+  /** Its tokens' log probabilities, when requested. */
+  logprobs: TokenLogprobEntry[] | null;
+}
+
+/**
+ * How an endpoint's answers look; `index` is the choice (OpenAI's n: choices come one after
+ * another, each streamed whole before the next starts).
+ */
 export interface AnswerShape {
-  /**
-   * The non-streamed answer's object, given its text and, when requested, its tokens' log
-   * probabilities (usage is added after).
-   */
-  whole(text: string, finish: FinishReason, logprobs: TokenLogprobEntry[] | null): Record<string, unknown>;
-  /** First streamed chunk (e.g. the assistant role), or null. */
-  opening(): Record<string, unknown> | null;
+  /** The non-streamed answer's object, given its choices (usage is added after). */
+  whole(choices: ChoiceResult[]): Record<string, unknown>;
+  /** First streamed chunk of a choice (e.g. the assistant role), or null. */
+  opening(index: number): Record<string, unknown> | null;
   /** A streamed chunk carrying `text` (and the log probabilities of its tokens, when requested). */
-  piece(text: string, logprobs: TokenLogprobEntry[] | null): Record<string, unknown>;
-  /** The chunk that carries the finish reason. */
-  closing(finish: FinishReason): Record<string, unknown>;
+  piece(index: number, text: string, logprobs: TokenLogprobEntry[] | null): Record<string, unknown>;
+  /** The chunk that carries a choice's finish reason. */
+  closing(index: number, finish: FinishReason): Record<string, unknown>;
   /** The fields of a usage-only chunk besides `usage` (id, object, created, model, choices: []). */
   usageOnly(): Record<string, unknown>;
 }
@@ -81,7 +89,15 @@ export interface Generation {
   options: Omit<CompletionOptions, "signal" | "maxTokens" | "clock" | "yieldEveryTokens">;
   /** stream_options.include_usage: every chunk carries "usage" (null until the last). */
   includeUsage: boolean;
+  /** OpenAI's n: choices generated one after another; seeded, choice i uses seed + i. */
+  choices: number;
 }
+
+/** Generation `g` for choice `i`: its own seed when seeded (reproducible, yet not n copies). */
+const forChoice = (g: Generation, i: number): Generation =>
+  i === 0 || g.options.seed === undefined
+    ? g
+    : { ...g, options: { ...g.options, seed: (g.options.seed + i) >>> 0 } };
 
 function serverTiming(t: {
   loadMs: number;
@@ -166,32 +182,37 @@ export async function respondJson(
   shape: AnswerShape,
 ): Promise<Response> {
   const { served } = g;
-  let text = "";
   const wantLogprobs = g.options.topLogprobs !== null && g.options.topLogprobs !== undefined;
-  const logprobs: TokenLogprobEntry[] = [];
   try {
     const plan = served.plan();
-    const r = await run(services, g, plan, (t, lp) => {
-      text += t;
-      if (lp) logprobs.push(...lp);
-    });
-    observe(services, g, r);
+    const choices: ChoiceResult[] = [];
+    const sum = { completion: 0, prefillMs: 0, decodeMs: 0, drafted: 0, accepted: 0, exhausted: false };
+    for (let i = 0; i < g.choices; i++) {
+      let text = "";
+      const logprobs: TokenLogprobEntry[] = [];
+      const r = await run(services, forChoice(g, i), plan, (t, lp) => {
+        text += t;
+        if (lp) logprobs.push(...lp);
+      });
+      observe(services, g, r);
+      choices.push({ text, finish: finishOf(r), logprobs: wantLogprobs ? logprobs : null });
+      sum.completion += r.completionTokens;
+      sum.prefillMs += r.prefillMs;
+      sum.decodeMs += r.decodeMs;
+      sum.drafted += r.drafted ?? 0;
+      sum.accepted += r.accepted ?? 0;
+      sum.exhausted ||= budgetExhausted(plan, r);
+      if (r.finishReason === "abort") break; // the client left: nobody reads the rest
+    }
     const headers = routingHeaders(served, plan);
     headers["Server-Timing"] = serverTiming({
       loadMs: served.loadMs,
-      prefillMs: r.prefillMs,
-      decodeMs: r.decodeMs,
-      spec: { drafted: r.drafted ?? 0, accepted: r.accepted ?? 0 },
+      prefillMs: sum.prefillMs,
+      decodeMs: sum.decodeMs,
+      spec: { drafted: sum.drafted, accepted: sum.accepted },
     });
-    if (budgetExhausted(plan, r)) headers["X-Budget-Exhausted"] = "true";
-    return c.json(
-      {
-        ...shape.whole(text, finishOf(r), wantLogprobs ? logprobs : null),
-        usage: usageOf(g.prompt.length, r.completionTokens),
-      },
-      200,
-      headers,
-    );
+    if (sum.exhausted) headers["X-Budget-Exhausted"] = "true";
+    return c.json({ ...shape.whole(choices), usage: usageOf(g.prompt.length, sum.completion) }, 200, headers);
   } finally {
     served.release();
   }
@@ -212,7 +233,7 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
   let inQueue = served.queued;
   const work = (async () => {
     try {
-      const opening = shape.opening();
+      const opening = shape.opening(0);
       if (opening) await send(withUsage(opening));
       else if (served.queued) await sse.comment("queued");
       if (served.queued) {
@@ -226,28 +247,34 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
         }
         plan = served.plan(); // time queued counts against the budget
       }
-      // A client found gone aborts the signal, and generation ends at the next token ("abort").
-      const r = await run(services, g, plan, async (t, lp) => {
-        if ((!t && !lp?.length) || sse.isGone) return;
-        await send(withUsage(shape.piece(t, lp))).catch((e) => {
-          if (!(e instanceof ClientGoneError)) throw e;
+      let completion = 0;
+      for (let i = 0; i < g.choices; i++) {
+        if (i > 0) {
+          const open = shape.opening(i);
+          if (open) await send(withUsage(open));
+        }
+        // A client found gone aborts the signal, and generation ends at the next token ("abort").
+        const r = await run(services, forChoice(g, i), plan, async (t, lp) => {
+          if ((!t && !lp?.length) || sse.isGone) return;
+          await send(withUsage(shape.piece(i, t, lp))).catch((e) => {
+            if (!(e instanceof ClientGoneError)) throw e;
+          });
         });
-      });
-      observe(services, g, r);
-      if (r.finishReason === "abort") return;
-      // Headers (Server-Timing among them) went out before the answer, and fetch has no trailers: a
-      // stream reports speculation's accepted/drafted in the closing chunk's shardlm object instead.
-      const spec = { drafted: r.drafted ?? 0, accepted: r.accepted ?? 0 };
-      await send({
-        ...withUsage(shape.closing(finishOf(r))),
-        shardlm: {
-          budget_exhausted: budgetExhausted(plan, r),
-          timing_ms: { load: served.loadMs, prefill: r.prefillMs, decode: r.decodeMs },
-          speculation: spec,
-        },
-      });
-      if (g.includeUsage)
-        await send({ ...shape.usageOnly(), usage: usageOf(g.prompt.length, r.completionTokens) });
+        observe(services, g, r);
+        if (r.finishReason === "abort") return;
+        completion += r.completionTokens;
+        // Headers (Server-Timing among them) went out before the answer, and fetch has no trailers:
+        // a stream reports speculation's accepted/drafted in each closing chunk's shardlm object.
+        await send({
+          ...withUsage(shape.closing(i, finishOf(r))),
+          shardlm: {
+            budget_exhausted: budgetExhausted(plan, r),
+            timing_ms: { load: i === 0 ? served.loadMs : 0, prefill: r.prefillMs, decode: r.decodeMs },
+            speculation: { drafted: r.drafted ?? 0, accepted: r.accepted ?? 0 },
+          },
+        });
+      }
+      if (g.includeUsage) await send({ ...shape.usageOnly(), usage: usageOf(g.prompt.length, completion) });
       await sse.event("[DONE]");
     } catch (e) {
       const gone = served.abort.signal.aborted || sse.isGone || e instanceof ClientGoneError;

@@ -31,6 +31,28 @@ export const ChatMessage = z.discriminatedUnion("role", [
 ]);
 export type ChatMessage = z.infer<typeof ChatMessage>;
 
+/** Most choices (OpenAI's n) one request may ask for: they run one after another. */
+export const MAX_CHOICES = 8;
+
+/** OpenAI's response_format; json_schema.name as OpenAI restricts it. */
+export const ResponseFormat = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("text") }).strict(),
+  z.object({ type: z.literal("json_object") }).strict(),
+  z
+    .object({
+      type: z.literal("json_schema"),
+      json_schema: z
+        .object({
+          name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1 to 64 of a-z, A-Z, 0-9, _ and -"),
+          description: z.string().nullish(),
+          schema: z.record(z.string(), z.unknown(), { error: "must be a JSON Schema object" }),
+          strict: z.boolean().nullish(),
+        })
+        .strict(),
+    })
+    .strict(),
+]);
+
 export const ChatCompletionRequest = z
   .object({
     model: z.string().min(1),
@@ -45,7 +67,8 @@ export const ChatCompletionRequest = z
     max_completion_tokens: z.number().int().min(1).nullish(),
     stop: Stop.nullish(),
     seed: z.number().int().nullish(),
-    n: z.literal(1, { error: "only n = 1 is supported" }).nullish(),
+    /** Choices, generated one after another (so bounded: each costs a whole generation). */
+    n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
     // Accepted and ignored (they do not change what this server computes).
     user: z.string().nullish(),
     safety_identifier: z.string().nullish(),
@@ -60,8 +83,11 @@ export const ChatCompletionRequest = z
     /** Token id (decimal string) -> bias in [-100, 100]; ids are checked against the vocabulary later. */
     logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
     // Accepted only at their neutral values (other values: ./unsupported.ts refuses them by name).
-    /** json_object: constrained decoding (src/runtime/json-mask.ts); json_schema is refused. */
-    response_format: z.object({ type: z.enum(["text", "json_object"]) }).nullish(),
+    /**
+     * json_object and json_schema: constrained decoding (src/runtime/json-mask.ts); the schema's
+     * subset is checked when it is compiled (src/runtime/json-schema.ts).
+     */
+    response_format: ResponseFormat.nullish(),
     tools: z.array(z.never()).max(0).nullish(),
     functions: z.array(z.never()).max(0).nullish(),
     tool_choice: z.literal("none").nullish(),
@@ -85,9 +111,15 @@ export function describeIssue(issue: z.core.$ZodIssue): {
     .map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
     .join("");
   if (issue.code === "unrecognized_keys") {
+    if (!param) {
+      return {
+        message: `Unrecognized request argument supplied: ${issue.keys.join(", ")}`,
+        param: issue.keys[0] ?? null,
+      };
+    }
     return {
-      message: `Unrecognized request argument supplied: ${issue.keys.join(", ")}`,
-      param: issue.keys[0] ?? null,
+      message: `${param}: unrecognized field ${issue.keys.join(", ")}`,
+      param: `${param}.${issue.keys[0] ?? ""}`,
     };
   }
   if (issue.code === "invalid_union" && /^messages\[\d+\]\.role$/.test(param)) {

@@ -2,7 +2,7 @@
  * OpenAI chat-completions parameters shardlm does not implement, refused by name: 400
  * invalid_request_error, code "unsupported_parameter", `param` naming it (what api.openai.com
  * answers for a parameter a model does not support). Neutral values (null, false, an empty list,
- * response_format text or json_object) pass, so clients that always send them keep working.
+ * any response_format type shardlm knows) pass, so clients that always send them keep working.
  * The README's parameter table lists the same.
  */
 import type { MiddlewareHandler } from "hono";
@@ -12,7 +12,7 @@ const NEUTRAL: Record<string, (v: unknown) => boolean> = {
   response_format: (v) =>
     typeof v === "object" &&
     v !== null &&
-    ["text", "json_object"].includes((v as { type?: unknown }).type as string),
+    ["text", "json_object", "json_schema"].includes((v as { type?: unknown }).type as string),
   tools: (v) => Array.isArray(v) && v.length === 0,
   functions: (v) => Array.isArray(v) && v.length === 0,
   tool_choice: (v) => v === "none",
@@ -23,7 +23,7 @@ const NEUTRAL: Record<string, (v: unknown) => boolean> = {
 
 /** Why each unsupported parameter is refused. */
 export const UNSUPPORTED: Record<string, string> = {
-  response_format: 'only {"type": "text"} and {"type": "json_object"} are supported (json_schema is not yet)',
+  response_format: 'the types are "text", "json_object" and "json_schema"',
   tools: "the served models' chat templates have no tool calling",
   tool_choice: "the served models' chat templates have no tool calling",
   functions: "the served models' chat templates have no tool calling",

@@ -82,6 +82,10 @@ export async function serve(
     budgetMs: number | null;
     promptTokens: number;
     maxTokens: number;
+    /** OpenAI's n: choices generated one after another (the plan shares the CPU limit out). */
+    choices?: number;
+    /** CPU a decode step adds beyond the model's (a token mask), ms. */
+    extraMsPerToken?: number;
     signal: AbortSignal | undefined;
     clock: Clock;
     /** The clock's reading when the request arrived. */
@@ -110,6 +114,8 @@ export async function serve(
     maxTokens: request.maxTokens,
     budgetMs: request.budgetMs,
     cpuLimitMs: services.cpuLimitMs,
+    choices: request.choices ?? 1,
+    extraMsPerToken: request.extraMsPerToken ?? 0,
   };
   planRequest({ ...planInput, spentMs: 0 }); // refused here if the CPU limit cannot hold a token
   // The load is done (and counted in the time spent), so later plans charge only what is left.

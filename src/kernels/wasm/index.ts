@@ -324,7 +324,7 @@ export class WasmKernels {
   matvecInt4Q8(w: Int4Tensor, x: Q8Activations, y: number): void {
     if (x.kPadded !== w.kPadded)
       throw new Error(`matvecInt4Q8: activations ${x.kPadded} vs weights ${w.kPadded}`);
-    if (64 + 4 * (w.nGroups + 3) > SCRATCH_BYTES)
+    if (96 + 4 * (w.nGroups + 3) > SCRATCH_BYTES)
       throw new Error(`matvecInt4Q8: ${w.nGroups} groups exceed scratch`);
     this.raw.matvec_q4_q8(
       w.qweight,
@@ -363,10 +363,11 @@ export class WasmKernels {
   }
 
   /**
-   * Y[m][N] = X W^T for the first m rows of a Q8Batch (default all; prefill): each weight chunk is decoded
-   * once for all m rows. Bit-identical to m matvecInt4Q8 calls. The int4 x Q8 dot is compute-bound, so the
-   * saving is modest: per-row cost at m = 16 is ~0.75-0.85x a matvecInt4Q8 (768x768, 2048x768; weights hot in
-   * cache; more when they stream from DRAM). m is limited by scratch (~450 rows at K = 2048, g32).
+   * Y[m][N] = X W^T for the first m rows of a Q8Batch (default all; prefill, speculative verification):
+   * each weight chunk is unpacked once for all m rows. Bit-identical to m matvecInt4Q8 calls. Every
+   * (row, weight) pair still pays its integer dot, so the per-row saving comes from the weight stream:
+   * `npm run bench` prints the per-row cost against m (about 0.5x a matvec at m = 4 on streamed weights).
+   * m is limited by scratch (~450 rows at K = 2048, g32).
    */
   matmulInt4Q8(w: Int4Tensor, x: Q8Batch, y: number, m: number = x.rows): void {
     if (x.kPadded !== w.kPadded)

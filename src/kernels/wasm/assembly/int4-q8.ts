@@ -11,7 +11,8 @@
 //   |e| <= 4095: every i32x4.dot_i16x8_s product and pair sum fits i32).
 // - relaxed SIMD: the low / high nibble bytes (0..15) are the 7-bit operand of
 //   i16x8.relaxed_dot_i8x16_i7x16_s against the int8 codes in k order; the two i16 results are added
-//   (|sum| <= 4 * 15 * 127 = 7620, no i16 overflow) and widened pairwise. The instruction's result is
+//   (|sum| <= 4 * 15 * 127 = 7620, no i16 overflow); 4 rows' partials are folded once more in i16
+//   (<= 15240) and then widened (reduce4_i16). The instruction's result is
 //   only defined when the second operand is in 0..127, which nibbles always are. The i32 variant
 //   (relaxed_dot_i8x16_i7x16_add_s) is not used: Node 20's V8 returns 2 * dot and drops the accumulator
 //   (test/kernels-relaxed.test.ts pins both facts).
@@ -20,27 +21,10 @@ import {
   log2_cpg, pad_sums, prep_supergroup, reduce4_i32, store_rows, h2f4, zraw4,
 } from "./common";
 
-/** SIMD128 dot of one chunk v with the 4 i16x8 activation vectors b0..b3 of quantize.ts (i32x4 partials). */
+/** Relaxed-SIMD i16x8 partials of nibble bytes lo (k 0..15) / hi (k 16..31) against int8 codes q0 / q1: |lane| <= 7620. */
 // @ts-ignore: decorator
-@inline function chunk_dot_i16(v: v128, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(v128.and(v, i16x8.splat(15)), b0), i32x4.dot_i16x8_s(i16x8.shr_u(v, 4), b1)),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.shr_u(v, 8), b2), i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), b3)),
-  );
-}
-
-/** Relaxed-SIMD dot of the nibble bytes lo (k 0..15) / hi (k 16..31) with the int8 codes q0 / q1 (i32x4 partials). */
-// @ts-ignore: decorator
-@inline function nibble_dot_relaxed(lo: v128, hi: v128, q0: v128, q1: v128): v128 {
-  return i32x4.extadd_pairwise_i16x8_s(
-    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(q0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(q1, hi)),
-  );
-}
-
-// @ts-ignore: decorator
-@inline function chunk_dot_relaxed(v: v128, q0: v128, q1: v128): v128 {
-  const m = i8x16.splat(15);
-  return nibble_dot_relaxed(v128.and(v, m), v128.and(i16x8.shr_u(v, 4), m), q0, q1);
+@inline function nibble_i16_relaxed(lo: v128, hi: v128, q0: v128, q1: v128): v128 {
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(q0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(q1, hi));
 }
 
 /** sums[g] = sum of xds over the blocks of group g (sum of the dequantized activations). */
@@ -57,9 +41,120 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
 }
 
 /**
+ * [sum R0, sum R1, sum R2, sum R3] of four i16x8 row partials whose lanes are at most 7620 in magnitude
+ * (relaxed chunk dots): one i16 fold (sums of two lanes, <= 15240, no overflow) halves the widening
+ * work; ones = i16x8.splat(1) held in a register (a constant is re-materialized by V8 on every use).
+ */
+// @ts-ignore: decorator
+@inline function reduce4_i16(r0: v128, r1: v128, r2: v128, r3: v128, ones: v128): v128 {
+  const t01 = i16x8.add(v128.shuffle<i64>(r0, r1, 0, 2), v128.shuffle<i64>(r0, r1, 1, 3));
+  const t23 = i16x8.add(v128.shuffle<i64>(r2, r3, 0, 2), v128.shuffle<i64>(r2, r3, 1, 3));
+  const p01 = i32x4.dot_i16x8_s(t01, ones);
+  const p23 = i32x4.dot_i16x8_s(t23, ones);
+  return i32x4.add(v128.shuffle<i32>(p01, p23, 0, 2, 4, 6), v128.shuffle<i32>(p01, p23, 1, 3, 5, 7));
+}
+
+/** Relaxed-SIMD i16x8 partials of one chunk v against int8 codes q0 (k 0..15) / q1 (k 16..31): |lane| <= 7620. */
+// @ts-ignore: decorator
+@inline function chunk_i16_relaxed(v: v128, q0: v128, q1: v128): v128 {
+  const m = i8x16.splat(15);
+  return nibble_i16_relaxed(v128.and(v, m), v128.and(i16x8.shr_u(v, 4), m), q0, q1);
+}
+
+/** SIMD128 dot of one chunk as a chain (one partial live per row: V8 spilled the tree form). */
+// @ts-ignore: decorator
+@inline function chunk_dot_chain(v: v128, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
+  let d = i32x4.dot_i16x8_s(v128.and(v, i16x8.splat(15)), b0);
+  d = i32x4.add(d, i32x4.dot_i16x8_s(i16x8.shr_u(v, 4), b1));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(i16x8.shr_u(v, 8), b2));
+  return i32x4.add(d, i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), b3));
+}
+
+/**
+ * Integer dots of one chunk of 4 weight rows (at w0 + o .. w3 + o) with the activation block at ap:
+ * i32x4 [row 0 .. row 3], exact.
+ */
+// @ts-ignore: decorator
+@inline function chunk_dot4(w0: usize, w1: usize, w2: usize, w3: usize, ap: usize, ones: v128, sp: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const q0 = v128.load(ap, 0);
+    const q1 = v128.load(ap, 16);
+    return reduce4_i16(
+      chunk_i16_relaxed(v128.load(w0), q0, q1),
+      chunk_i16_relaxed(v128.load(w1), q0, q1),
+      chunk_i16_relaxed(v128.load(w2), q0, q1),
+      chunk_i16_relaxed(v128.load(w3), q0, q1),
+      ones,
+    );
+  }
+  const b0 = v128.load(ap, 0);
+  const b1 = v128.load(ap, 16);
+  const b2 = v128.load(ap, 32);
+  const b3 = v128.load(ap, 48);
+  // rows 0-1 go through scratch: the stores keep V8 from loading rows 2-3 before they are done
+  v128.store(sp, chunk_dot_chain(v128.load(w0), b0, b1, b2, b3), 0);
+  v128.store(sp, chunk_dot_chain(v128.load(w1), b0, b1, b2, b3), 16);
+  const d2 = chunk_dot_chain(v128.load(w2), b0, b1, b2, b3);
+  const d3 = chunk_dot_chain(v128.load(w3), b0, b1, b2, b3);
+  return reduce4_i32(v128.load(sp, 0), v128.load(sp, 16), d2, d3);
+}
+
+/** acc + float(dot) * (4-row group scales * the block's activation scale): the one float order both kernels use. */
+// @ts-ignore: decorator
+@inline function scale_acc(acc: v128, dot: v128, gsv: v128, dp: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.mul(gsv, v128.load32_splat(dp))));
+}
+
+/** Activation bytes per 32-weight chunk: int8 codes (relaxed) or the 4 i16 vectors (SIMD128). */
+// @ts-ignore: decorator
+@inline function act_chunk_bytes(): usize {
+  return ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
+}
+
+/**
+ * matvec_q4_q8 for one chunks-per-group exponent lcpg (a constant after inlining, so the group-scale
+ * index j >> lcpg folds). Not unrolled: V8 hoists the second chunk's loads and spills.
+ */
+// @ts-ignore: decorator
+@inline function matvec_q4_q8_body(
+  qw: usize, sc: usize, zp: usize, ap0: usize, xd: usize, y: usize, n: i32, ng: i32, lcpg: i32,
+  rowBytes: usize, zpRow: usize, scRow: usize, gbuf: usize, gsums: usize, ones: v128, sp: usize,
+): void {
+  const ab = act_chunk_bytes();
+  for (let r = 0; r < n; r += 4) {
+    const r1 = min(r + 1, n - 1);
+    const r2 = min(r + 2, n - 1);
+    const r3 = min(r + 3, n - 1);
+    let w0 = qw + <usize>r * rowBytes;
+    let w1 = qw + <usize>r1 * rowBytes;
+    let w2 = qw + <usize>r2 * rowBytes;
+    let w3 = qw + <usize>r3 * rowBytes;
+    let acc = f32x4.splat(0);
+    let corr = f32x4.splat(0);
+    let ap = ap0;
+    let dp = xd;
+    for (let g0 = 0; g0 < ng; g0 += 4) {
+      corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, zpRow, r, r1, r2, r3, g0, gsums, gbuf));
+      const chunks = min(4, ng - g0) << lcpg;
+      for (let j = 0; j < chunks; j++) {
+        const d = chunk_dot4(w0, w1, w2, w3, ap, ones, sp);
+        acc = scale_acc(acc, d, v128.load(gbuf + (<usize>(j >> lcpg) << 4)), dp);
+        w0 += 16;
+        w1 += 16;
+        w2 += 16;
+        w3 += 16;
+        ap += ab;
+        dp += 4;
+      }
+    }
+    store_rows(y, r, n, f32x4.sub(acc, corr));
+  }
+}
+
+/**
  * y = W x with Q8 activations (xq: int8 codes in k order, used by the relaxed build; xw: the SIMD128
  * build's i16 vectors; xd / xds: block scales and scale * code sums). 4 weight rows at a time share each
- * activation load. tmp: 64 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
+ * activation load. tmp: 96 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
  */
 export function matvec_q4_q8(
   qw: usize, sc: usize, zp: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, n: i32, kp: i32,
@@ -71,59 +166,15 @@ export function matvec_q4_q8(
   const zpRow = <usize>((ng + 1) >> 1);
   const scRow = <usize>ng << 1;
   const gbuf = tmp;
-  const gsums = tmp + 64;
+  const sp = tmp + 64;
+  const gsums = tmp + 96;
+  // 1 in every i16 lane, from a value the compiler cannot fold (kp > 0), so it stays in a register
+  const ones = i16x8.splat(<i16>(1 + (kp >> 31)));
   block_group_sums(xds, ng, 1 << lcpg, gsums);
-  for (let r = 0; r < n; r += 4) {
-    const r1 = min(r + 1, n - 1);
-    const r2 = min(r + 2, n - 1);
-    const r3 = min(r + 3, n - 1);
-    let w0 = qw + <usize>r * rowBytes;
-    let w1 = qw + <usize>r1 * rowBytes;
-    let w2 = qw + <usize>r2 * rowBytes;
-    let w3 = qw + <usize>r3 * rowBytes;
-    let acc = f32x4.splat(0);
-    let corr = f32x4.splat(0);
-    let ap = ASC_FEATURE_RELAXED_SIMD ? xq : xw;
-    let dp = xd;
-    for (let g0 = 0; g0 < ng; g0 += 4) {
-      corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, zpRow, r, r1, r2, r3, g0, gsums, gbuf));
-      const chunks = min(4, ng - g0) << lcpg;
-      for (let j = 0; j < chunks; j++) {
-        let dot: v128;
-        if (ASC_FEATURE_RELAXED_SIMD) {
-          const q0 = v128.load(ap, 0);
-          const q1 = v128.load(ap, 16);
-          dot = reduce4_i32(
-            chunk_dot_relaxed(v128.load(w0), q0, q1),
-            chunk_dot_relaxed(v128.load(w1), q0, q1),
-            chunk_dot_relaxed(v128.load(w2), q0, q1),
-            chunk_dot_relaxed(v128.load(w3), q0, q1),
-          );
-          ap += 32;
-        } else {
-          const b0 = v128.load(ap, 0);
-          const b1 = v128.load(ap, 16);
-          const b2 = v128.load(ap, 32);
-          const b3 = v128.load(ap, 48);
-          dot = reduce4_i32(
-            chunk_dot_i16(v128.load(w0), b0, b1, b2, b3),
-            chunk_dot_i16(v128.load(w1), b0, b1, b2, b3),
-            chunk_dot_i16(v128.load(w2), b0, b1, b2, b3),
-            chunk_dot_i16(v128.load(w3), b0, b1, b2, b3),
-          );
-          ap += 64;
-        }
-        const s = f32x4.mul(v128.load(gbuf + (<usize>(j >> lcpg) << 4)), v128.load32_splat(dp));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dot), s));
-        w0 += 16;
-        w1 += 16;
-        w2 += 16;
-        w3 += 16;
-        dp += 4;
-      }
-    }
-    store_rows(y, r, n, f32x4.sub(acc, corr));
-  }
+  const ap0 = ASC_FEATURE_RELAXED_SIMD ? xq : xw;
+  if (lcpg == 0) matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 0, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp);
+  else if (lcpg == 1) matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 1, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp);
+  else matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 2, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -195,10 +246,39 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
 /** chunk_dot_i16 on a chunk already unpacked by unpack_chunk (SIMD128 build). */
 // @ts-ignore: decorator
 @inline function unpacked_dot_i16(e: usize, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(v128.load(e, 0), b0), i32x4.dot_i16x8_s(v128.load(e, 16), b1)),
-    i32x4.add(i32x4.dot_i16x8_s(v128.load(e, 32), b2), i32x4.dot_i16x8_s(v128.load(e, 48), b3)),
-  );
+  let d = i32x4.dot_i16x8_s(v128.load(e, 0), b0);
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 16), b1));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 32), b2));
+  return i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 48), b3));
+}
+
+/** One activation row against the 4 unpacked weight rows in ubuf: acc (at acp) += the chunk's scaled dots. */
+// @ts-ignore: decorator
+@inline function arow_step(ubuf: usize, ap: usize, gsv: v128, dp: usize, acp: usize, ones: v128): void {
+  let dot: v128;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const q0 = v128.load(ap, 0);
+    const q1 = v128.load(ap, 16);
+    dot = reduce4_i16(
+      nibble_i16_relaxed(v128.load(ubuf, 0), v128.load(ubuf, 16), q0, q1),
+      nibble_i16_relaxed(v128.load(ubuf, 64), v128.load(ubuf, 80), q0, q1),
+      nibble_i16_relaxed(v128.load(ubuf, 128), v128.load(ubuf, 144), q0, q1),
+      nibble_i16_relaxed(v128.load(ubuf, 192), v128.load(ubuf, 208), q0, q1),
+      ones,
+    );
+  } else {
+    const b0 = v128.load(ap, 0);
+    const b1 = v128.load(ap, 16);
+    const b2 = v128.load(ap, 32);
+    const b3 = v128.load(ap, 48);
+    dot = reduce4_i32(
+      unpacked_dot_i16(ubuf, b0, b1, b2, b3),
+      unpacked_dot_i16(ubuf + 64, b0, b1, b2, b3),
+      unpacked_dot_i16(ubuf + 128, b0, b1, b2, b3),
+      unpacked_dot_i16(ubuf + 192, b0, b1, b2, b3),
+    );
+  }
+  v128.store(acp, scale_acc(v128.load(acp), dot, gsv, dp));
 }
 
 export function matmul_q4_q8(
@@ -222,6 +302,7 @@ export function matmul_q4_q8(
   const aRow: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>kp : <usize>kp << 1;
   const aChunk: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
   const a0p = ASC_FEATURE_RELAXED_SIMD ? xq : xw;
+  const ones = i16x8.splat(<i16>(1 + (kp >> 31))); // as in matvec_q4_q8
   for (let i = 0; i < m; i++) block_group_sums(xds + <usize>i * (nb << 2), ng, 1 << lcpg, gsums + <usize>i * gsStride);
   for (let r = 0; r < n; r += 4) {
     const r1 = min(r + 1, n - 1);
@@ -262,33 +343,23 @@ export function matmul_q4_q8(
         let ap = a0p + chunk * aChunk;
         let dp = xd + (chunk << 2);
         let acp = accs;
-        for (let i = 0; i < m; i++) {
-          let dot: v128;
-          if (ASC_FEATURE_RELAXED_SIMD) {
-            const q0 = v128.load(ap, 0);
-            const q1 = v128.load(ap, 16);
-            dot = reduce4_i32(
-              nibble_dot_relaxed(v128.load(ubuf, 0), v128.load(ubuf, 16), q0, q1),
-              nibble_dot_relaxed(v128.load(ubuf, 64), v128.load(ubuf, 80), q0, q1),
-              nibble_dot_relaxed(v128.load(ubuf, 128), v128.load(ubuf, 144), q0, q1),
-              nibble_dot_relaxed(v128.load(ubuf, 192), v128.load(ubuf, 208), q0, q1),
-            );
-          } else {
-            const b0 = v128.load(ap, 0);
-            const b1 = v128.load(ap, 16);
-            const b2 = v128.load(ap, 32);
-            const b3 = v128.load(ap, 48);
-            dot = reduce4_i32(
-              unpacked_dot_i16(ubuf, b0, b1, b2, b3),
-              unpacked_dot_i16(ubuf + 64, b0, b1, b2, b3),
-              unpacked_dot_i16(ubuf + 128, b0, b1, b2, b3),
-              unpacked_dot_i16(ubuf + 192, b0, b1, b2, b3),
-            );
-          }
-          const s = f32x4.mul(gsv, v128.load32_splat(dp));
-          v128.store(acp, f32x4.add(v128.load(acp), f32x4.mul(f32x4.convert_i32x4_s(dot), s)));
+        const dStride = nb << 2;
+        // relaxed: two activation rows per pass (half the loop's overhead; four per pass spilled scalar
+        // addresses); the first row's accumulator store keeps V8 from hoisting the second row's loads
+        // above it (which spilled). SIMD128 keeps one row per pass (its 16 unpacked vectors per row
+        // already spill; two rows measured 0-5% slower).
+        let i = 0;
+        for (; ASC_FEATURE_RELAXED_SIMD && i + 1 < m; i += 2) {
+          arow_step(ubuf, ap, gsv, dp, acp, ones);
+          arow_step(ubuf, ap + aRow, gsv, dp + dStride, acp + 16, ones);
+          ap += aRow << 1;
+          dp += dStride << 1;
+          acp += 32;
+        }
+        for (; i < m; i++) {
+          arow_step(ubuf, ap, gsv, dp, acp, ones);
           ap += aRow;
-          dp += nb << 2;
+          dp += dStride;
           acp += 16;
         }
         w0 += 16;
