@@ -85,23 +85,29 @@ function parseArgs(argv: string[]): BenchOptions {
   };
 }
 
-if (process.argv.includes("--speculative")) {
+if (process.argv.includes("--speculative") || process.argv.includes("--spec")) {
   await speculativeMain(process.argv.slice(2));
   process.exit(0);
 }
 
-/** `--speculative [--json] [--quick] [--skip-layers 11,12,..] [--no-llama]`: the issue-13 bench on the real model. */
+/**
+ * `--speculative` (or `--spec`) `[--json] [--quick] [--per-set N] [--skip-layers 11,12,..] [--no-llama]`: the issue-13
+ * bench on the real model.
+ */
 async function speculativeMain(argv: string[]): Promise<void> {
   const json = argv.includes("--json");
   const quick = argv.includes("--quick");
   const skipAt = argv.indexOf("--skip-layers");
   const skipLayers = skipAt >= 0 ? argv[skipAt + 1]!.split(",").map(Number) : [];
+  const perSetAt = argv.indexOf("--per-set");
+  const perSet = perSetAt >= 0 ? Number(argv[perSetAt + 1]) : undefined;
   const t0 = Date.now();
   log(`shardlm speculative bench: ${machine()}, 1-min load average ${os.loadavg()[0]!.toFixed(1)}`);
   const { rows, turns } = await speculativeBench({
     draft: { skipLayers },
     llama: !argv.includes("--no-llama"),
     ...(quick ? { perSet: 3, tokens: 64 } : {}),
+    ...(perSet ? { perSet } : {}),
   });
   const say = json ? log : (x: string) => console.log(x);
   if (json)
