@@ -5,6 +5,8 @@
  *   npm run bench [-- --json] [--quick] [--shapes stories15M,stories110M,SmolLM2-135M]
  *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref]
  *                 [--no-profile] [--no-kernels] [--no-relaxed]
+ *   npm run bench -- --real [--json] [--quick] [--model file.gguf]: the real default model, ours
+ *                 (Node, workerd) against node-llama-cpp on the same GGUF (see realMain)
  * Prints a table (or, with --json, one JSON object per row on stdout; progress always goes to stderr),
  * the kernel table (GB/s, instructions per 32 weights, batched per-row cost against M), the targets as
  * [MET]/[MISS] with measured values, and a per-op profile of our engine on stories110M.
@@ -25,6 +27,7 @@ import { type KernelRow, kernelTable } from "../src/bench/kernel-table.ts";
 import { llamaRow } from "../src/bench/llama.ts";
 import { ortRow } from "../src/bench/ort.ts";
 import { type PairedDecode, pairedDecode } from "../src/bench/paired.ts";
+import { realPackedShape, sourceQuant } from "../src/bench/real-model.ts";
 import { referenceRow } from "../src/bench/reference.ts";
 import { speculativeBench, speculativeTargets } from "../src/bench/speculative.ts";
 import { tierSpeeds } from "../src/bench/tier-speed.ts";
@@ -106,23 +109,29 @@ async function tiersMain(argv: string[]): Promise<void> {
     );
 }
 
-if (process.argv.includes("--speculative")) {
+if (process.argv.includes("--speculative") || process.argv.includes("--spec")) {
   await speculativeMain(process.argv.slice(2));
   process.exit(0);
 }
 
-/** `--speculative [--json] [--quick] [--skip-layers 11,12,..] [--no-llama]`: the issue-13 bench on the real model. */
+/**
+ * `--speculative` (or `--spec`) `[--json] [--quick] [--per-set N] [--skip-layers 11,12,..] [--no-llama]`: the issue-13
+ * bench on the real model.
+ */
 async function speculativeMain(argv: string[]): Promise<void> {
   const json = argv.includes("--json");
   const quick = argv.includes("--quick");
   const skipAt = argv.indexOf("--skip-layers");
   const skipLayers = skipAt >= 0 ? argv[skipAt + 1]!.split(",").map(Number) : [];
+  const perSetAt = argv.indexOf("--per-set");
+  const perSet = perSetAt >= 0 ? Number(argv[perSetAt + 1]) : undefined;
   const t0 = Date.now();
   log(`shardlm speculative bench: ${machine()}, 1-min load average ${os.loadavg()[0]!.toFixed(1)}`);
   const { rows, turns } = await speculativeBench({
     draft: { skipLayers },
     llama: !argv.includes("--no-llama"),
     ...(quick ? { perSet: 3, tokens: 64 } : {}),
+    ...(perSet ? { perSet } : {}),
   });
   const say = json ? log : (x: string) => console.log(x);
   if (json)
@@ -143,6 +152,61 @@ async function speculativeMain(argv: string[]): Promise<void> {
   say("\ntargets (timings on a shared machine: ratios from the same run):");
   for (const line of speculativeTargets(rows, turns)) say(`  ${line}`);
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+if (process.argv.includes("--real")) {
+  await realMain(parseArgs(process.argv.slice(2)), process.argv.slice(2));
+  process.exit(0);
+}
+
+/**
+ * `--real [--json] [--quick] [--model file.gguf] [--engines ...]`: issue 11's rows on the real default
+ * model. Our engine (Node, Node+relaxed, workerd) on its int4 packing of the GGUF, node-llama-cpp on
+ * the very same GGUF file (its own Q4_1/Q8_0 kernels), 1 thread each, then decode in alternating rounds.
+ */
+async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
+  const at = argv.indexOf("--model");
+  const started = new Date();
+  const loadAtStart = os.loadavg()[0]!;
+  const { p, file } = await realPackedShape(at >= 0 ? argv[at + 1] : undefined);
+  log(`shardlm bench --real: ${machine()}; ${file}`);
+  const source = { file, quant: sourceQuant(p) };
+  const relaxed = o.relaxed && (await enableRelaxedSimd());
+  const rows: BenchRow[] = [];
+  const emit = (r: BenchRow) => {
+    rows.push(r);
+    if (o.json)
+      console.log(
+        JSON.stringify(r, (_, v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(3) : v)),
+      );
+  };
+  if (o.engines.has("shardlm-wasm")) (await wasmNodeRows(p, o, relaxed)).rows.forEach(emit);
+  if (o.engines.has("workerd")) {
+    log("    workerd ...");
+    const w = await WorkerdBench.start();
+    try {
+      emit(await w.row(p, o));
+    } finally {
+      await w.dispose();
+    }
+  }
+  if (o.engines.has("node-llama-cpp")) emit(await llamaRow(p, o, source));
+  let pairedLine = "";
+  if (o.engines.has("node-llama-cpp") && o.engines.has("shardlm-wasm")) {
+    log("    decode, alternating rounds: ours / node-llama-cpp ...");
+    const d = await pairedDecode(p, o, relaxed, source);
+    pairedLine = Object.keys(d.tokS)
+      .map((k) => `${k} ${d.tokS[k]!.toFixed(1)} tok/s (${d.cpuTokS[k]!.toFixed(1)} by CPU time)`)
+      .join(", ");
+  }
+  const out = o.json ? log : (s: string) => console.log(s);
+  out(
+    `\nshardlm bench --real, ${started.toISOString().slice(0, 10)}, ${machine()}, ` +
+      `1-min load average ${loadAtStart.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end\n`,
+  );
+  resultTable(rows, [p.shape], out);
+  if (pairedLine) out(`\ndecode in alternating rounds (same load for each): ${pairedLine}`);
+  log(`\ndone in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);
 }
 
 const o = parseArgs(process.argv.slice(2));

@@ -77,6 +77,12 @@ describe("POST /v1/chat/completions", () => {
     const events = body.split("\n\n").filter(Boolean);
     expect(events.every((e) => e.startsWith("data: "))).toBe(true);
     expect(events.at(-1)).toBe("data: [DONE]");
+    // Headers went out first: speculation's accepted/drafted counts ride in the closing chunk.
+    const closing = JSON.parse(events.at(-2)!.slice("data: ".length));
+    expect(closing.choices[0].finish_reason).toBe("length");
+    const spec = closing.shardlm.speculation;
+    expect(Number.isInteger(spec.drafted) && spec.drafted >= 0).toBe(true);
+    expect(Number.isInteger(spec.accepted) && spec.accepted >= 0 && spec.accepted <= spec.drafted).toBe(true);
   });
 
   it.each(["quality", "balanced", "speed"])("X-Quality-Tier: %s picks that tier's variant", async (tier) => {

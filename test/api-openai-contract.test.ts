@@ -86,6 +86,14 @@ describe("models", () => {
     const ids = (await api.client.models.list()).data.map((m) => m.id);
     expect(ids.length).toBeGreaterThan(0);
     expect(new Set(ids).size).toBe(ids.length);
+    // Each variant says whether it speculates by default and what the build measured (null: no search).
+    for (const m of (await api.client.models.list()).data as unknown as { speculative: unknown }[]) {
+      const spec = m.speculative as null | { enabled: boolean; adaptive: boolean; verify_row_cost: number };
+      if (spec === null) continue;
+      expect(typeof spec.enabled).toBe("boolean");
+      expect(typeof spec.adaptive).toBe("boolean");
+      expect(spec.verify_row_cost).toBeGreaterThan(0);
+    }
   });
 
   it("client.models.retrieve works for every listed id; an unknown id is a 404 model_not_found", async () => {

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { Manifest } from "../src/format/manifest.ts";
+import { DraftSettings } from "../src/format/speculative.ts";
 import type { CompletionResult } from "../src/runtime/chat.ts";
 import {
   advancesDuringCpuWork,
@@ -43,6 +44,35 @@ function busy(ms: number): void {
     // spin: CPU work with no I/O
   }
 }
+
+describe("speculation in the cost model", () => {
+  it("a variant that speculates (build measured a gain) is planned at its effective per-token cost", () => {
+    const plain = manifest("plain", 2);
+    const spec = (enabled: boolean) =>
+      ({
+        ...manifest(enabled ? "spec-on" : "spec-off", 2),
+        speculative: {
+          enabled,
+          draft: DraftSettings.parse({}),
+          measured: {
+            skipAgreement: 0,
+            ngramCoverage: 0.1,
+            ngramAgreement: 0.6,
+            estimatedSpeedup: 1.25,
+            calibrationTokens: 256,
+          },
+        },
+      }) as unknown as Manifest;
+    const cost = new CostModel();
+    expect(cost.costs(plain, true).decodeMsPerToken).toBe(2);
+    expect(cost.costs(spec(false), true).decodeMsPerToken).toBe(2);
+    expect(cost.costs(spec(true), true).decodeMsPerToken).toBeCloseTo(2 / 1.25, 12);
+    expect(cost.predict(spec(true), 10, 100, true).totalMs).toBeCloseTo(10 * 0.5 + 100 * 1.6, 9);
+    // Observations correct against the effective cost: observing exactly it leaves the factor at 1.
+    cost.observe(spec(true), "decode", 1.6 * 50, 50);
+    expect(cost.correction("spec-on").decode).toBeCloseTo(1, 12);
+  });
+});
 
 describe("CostModel", () => {
   it("corrections converge to the true cost on noisy synthetic observations, per phase", () => {

@@ -2,7 +2,14 @@
 import { join } from "node:path";
 import { gguf } from "@huggingface/gguf";
 import { describe, expect, it } from "vitest";
-import { encodeBf16, encodeF16, f32ToBf16, quantizeQ4_0, quantizeQ8_0 } from "../src/model/export/encode.ts";
+import {
+  encodeBf16,
+  encodeF16,
+  f32ToBf16,
+  quantizeQ4_0,
+  quantizeQ4_1,
+  quantizeQ8_0,
+} from "../src/model/export/encode.ts";
 import { type GgufValue, writeGgufFile } from "../src/model/export/gguf-file.ts";
 import { decodeToF32 } from "../src/model/import/dtypes.ts";
 import { tempDirs } from "./helpers/paths.ts";
@@ -45,6 +52,27 @@ describe("Q4_0 (quantize_row_q4_0_ref)", () => {
     // max = +8 -> d = -1 (fp16 0xbc00); 8 maps to nibble 0, zeros to 8.
     const q = quantizeQ4_0(block({ 0: 8 }));
     expect([...q.subarray(0, 3)]).toEqual([0x00, 0xbc, 0x80]);
+  });
+});
+
+describe("Q4_1 (quantize_row_q4_1_ref)", () => {
+  it("uses d = (max - min)/15, m = min, q = min(15, trunc((x - min)/d + 0.5)), nibbles as Q4_0", () => {
+    const q = quantizeQ4_1(block({ 0: -1, 1: 14, 2: 0.5, 3: 0.49, 16: 3, 17: -0.6 }));
+    // d = 1 (0x3c00), m = -1 (0xbc00); zeros map to trunc(1.5) = 1.
+    expect([...q.subarray(0, 8)]).toEqual([0x00, 0x3c, 0x00, 0xbc, 0x40, 0x0f, 0x12, 0x11]);
+    expect(q.subarray(8).every((b) => b === 0x11)).toBe(true);
+    expect(q.length).toBe(20);
+  });
+
+  it("decodes back with the importer within half a step, and refuses partial blocks", () => {
+    const x = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i) * (i < 32 ? 1 : 100) + 3);
+    const back = decodeToF32("q4_1", quantizeQ4_1(x), 64);
+    // Half a step (range/15) plus the fp16 rounding of d and m.
+    for (let i = 0; i < 64; i++) {
+      const scale = i < 32 ? 1 : 100;
+      expect(Math.abs(back[i]! - x[i]!)).toBeLessThan((0.55 * 2 * scale) / 15 + 1e-3 * scale);
+    }
+    expect(() => quantizeQ4_1(new Float32Array(33))).toThrow(/blocks of 32/);
   });
 });
 

@@ -4,14 +4,26 @@
  * very same file:
  * - tokenizer: ids equal on ≥ 2,000 strings (chat markup, code, emoji, CJK, whitespace, numbers,
  *   prose, random Unicode), with and without special-token parsing; decoding equal too;
- * - next-token distributions over ≥ 512 positions of held-out prose: top-1 agreement (target ≥ 99%,
- *   asserted ≥ 96%: see the test) and small probability differences;
+ * - next-token distributions over ≥ 512 positions of held-out prose: top-1 agreement and probability
+ *   differences, judged against llama.cpp's agreement with itself (see below);
  * - a 64-token greedy continuation of a chat prompt: equal, or the first divergence a near-tie.
  *
- * Where the two can differ: we dequantize weights exactly as ggml (tested bit for bit in
- * ggml-quants.test.ts) and compute in fp32/fp64, while llama.cpp's CPU matmuls for Q4_1/Q8_0 weights
- * round each activation vector to 8-bit blocks first (q8_1/q8_0, ~0.4% relative error per value).
- * That quantized-activation noise moves logits by O(0.1) here; it is what the bounds below allow.
+ * Where the two differ: we dequantize weights exactly as ggml (bit for bit, ggml-quants.test.ts) and
+ * compute in fp32/fp64, while llama.cpp's CPU matmuls round every activation vector to 8-bit blocks
+ * first (q8_1 for Q4_1 weights, q8_0 for the Q8_0 head). The reference can emulate that arithmetic
+ * (arithmetic "ggml-cpu", src/model/reference/ggml-cpu.ts; equal to llama.cpp to 2e-6 on a Q8_0
+ * export of stories260K, reference-ggml-cpu.test.ts), but on this model it agrees no better: over
+ * these 512 positions 97.07% top-1, max |prob diff| 0.071, mean 0.016 (fp32: 97.46%, 0.085, 0.014;
+ * measured 2026-11-30; too slow to run here, ~2 s per position). The reason: with 8-bit activations an
+ * fp32 rounding difference of one ulp can move a value across a rounding boundary and change a quant by
+ * one step, and this model amplifies such steps (an F16 instead of F32 KV cache moves its logits by
+ * 0.13 rms at position 0). llama.cpp is therefore not reproducible with itself at the level the issue's
+ * 99% asks for: the same 512 positions evaluated 64 tokens per batch and then one token per batch
+ * (same file, thread, KV type) agree on 96.88% of top-1 tokens, max |prob diff| 0.094, mean 0.015,
+ * max |logit diff| 1.37 (the two runs are bit-equal up to position 26 and diverge from 27 on). Our fp32 pass is at that level (97.46%, 0.085, 0.014, 1.6; measured again
+ * with this test on 2026-11-30, llama.cpp's self-agreement 96.88%, 0.094, 0.015). This test
+ * measures llama.cpp's self-agreement in the same run and requires ours to be no worse than it by more
+ * than one point, with the probability differences no larger than 1.25 times llama.cpp's own.
  * llama.cpp runs with an F32 KV cache and flash attention off so the KV cache adds no f16 rounding.
  */
 import { readFileSync } from "node:fs";
@@ -118,11 +130,23 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
     expect(equal).toBe(strings.length * 2);
   });
 
-  it(`agrees with llama.cpp's next token at ≥ 99% of ${POSITIONS} positions of held-out prose`, async () => {
+  it(`agrees with llama.cpp's next token over ${POSITIONS} positions as well as llama.cpp agrees with itself`, async () => {
     const text = readFileSync(new URL("../data/calibration/heldout.txt", import.meta.url), "utf8");
     const more = readFileSync(new URL("../data/calibration/train.txt", import.meta.url), "utf8");
     const tokens = tok.encode(`${text}\n${more}`, { addBos: false }).slice(0, POSITIONS);
     expect(tokens).toHaveLength(POSITIONS);
+    // llama.cpp's self-agreement: the same tokens one per batch, in a second context of the same kind.
+    const single = await theirModel.createContext({
+      contextSize: 1024,
+      threads: 1,
+      flashAttention: false,
+      experimentalKvCacheKeyType: "F32",
+      experimentalKvCacheValueType: "F32",
+    });
+    const singleSeq = single.getSequence();
+    let selfAgree = 0;
+    let selfMaxProb = 0;
+    let selfSumProb = 0;
     const seq = ctx.getSequence();
     const state = ours.newState(POSITIONS);
     let agree = 0;
@@ -139,6 +163,14 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
         console.info(
           `next-token comparison: position ${at} of ${POSITIONS}, top-1 agreement so far ${agree}/${at}`,
         );
+        const alone: Map<Token, number>[] = [];
+        for (const t of chunk) {
+          const [r] = await singleSeq.controlledEvaluate([
+            [t as Token, { generateNext: { probabilities: true } }],
+          ]);
+          if (!r?.next?.probabilities) throw new Error("no llama.cpp distribution (one token per batch)");
+          alone.push(r.next.probabilities);
+        }
         chunk.forEach((t, i) => {
           const logits = ours.forward(state, t);
           const probs = softmax(logits);
@@ -154,6 +186,19 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
           for (const [id, p] of next.probabilities) posMax = Math.max(posMax, Math.abs(p - probs[id]!));
           maxProb = Math.max(maxProb, posMax);
           sumProb += posMax;
+          // llama.cpp (one token per batch) against llama.cpp (64 per batch).
+          const self = alone[i]!;
+          let selfMax = 0;
+          let selfTop = -1;
+          let selfBest = -1;
+          for (const [id, p] of next.probabilities) {
+            const q = self.get(id as Token) ?? 0;
+            selfMax = Math.max(selfMax, Math.abs(p - q));
+            if (q > selfBest) [selfBest, selfTop] = [q, id];
+          }
+          selfMaxProb = Math.max(selfMaxProb, selfMax);
+          selfSumProb += selfMax;
+          if (selfTop === theirTop) selfAgree++;
           const mine = argmax(logits);
           if (mine === theirTop) agree++;
           else
@@ -164,6 +209,8 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
       }
     } finally {
       seq.dispose();
+      singleSeq.dispose();
+      await single.dispose();
     }
     logitNoise = maxLogit;
     console.info(
@@ -171,15 +218,17 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
         `max |prob diff| ${maxProb.toFixed(4)}, mean per-position max ${(sumProb / POSITIONS).toFixed(5)}, ` +
         `max |logit diff| ${maxLogit.toFixed(3)}; disagreements: ${disagreements.join("; ") || "none"}`,
     );
-    // Issue 11 asks for ≥ 99%. Measured here so far: 186 of the first 192 positions (96.9%), the
-    // misses being near-ties under llama.cpp's 8-bit activation rounding (see the header). Until that
-    // gap is explained or closed, this guards the measured level rather than the target.
+    console.info(
+      `llama.cpp against itself (one token per batch vs 64): top-1 ${selfAgree}/${POSITIONS} ` +
+        `(${((100 * selfAgree) / POSITIONS).toFixed(2)}%), max |prob diff| ${selfMaxProb.toFixed(4)}, ` +
+        `mean per-position max ${(selfSumProb / POSITIONS).toFixed(5)}`,
+    );
+    // Issue 11 asked for ≥ 99%; llama.cpp itself reaches ~97% here (see the header), so the bar is
+    // its own agreement, measured above in this run, less one point; and never below 96%.
+    expect(agree / POSITIONS).toBeGreaterThanOrEqual(selfAgree / POSITIONS - 0.01);
     expect(agree / POSITIONS).toBeGreaterThanOrEqual(0.96);
     expect(maxProb).toBeLessThan(0.1);
-    // Measured 2026-11-29 over 512 positions: top-1 97.46%, max |prob diff| 0.085, mean per-position
-    // max 0.014, max |logit diff| 1.6; every disagreement a near-tie (the two top probabilities
-    // within 0.05). The bounds guard that level; the issue's target (99%) is not met yet.
-    expect(sumProb / POSITIONS).toBeLessThan(0.02);
+    expect(sumProb / POSITIONS).toBeLessThan(1.25 * (selfSumProb / POSITIONS));
   }, 3_600_000);
 
   it(`continues a chat prompt greedily for ${CONTINUATION} tokens as llama.cpp does`, async () => {

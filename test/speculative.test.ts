@@ -5,6 +5,7 @@
  * rollback and the prefix cache leave outputs equal to a cold run.
  */
 import { beforeAll, describe, expect, it } from "vitest";
+import { bestDraftLength, expectedSpeedup, speculationCosts } from "../src/format/speculative.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { type GenerateOptionsInput, generate } from "../src/runtime/generate.ts";
 import { PrefixCache } from "../src/runtime/prefix-cache.ts";
@@ -57,8 +58,11 @@ async function run(
 describe("greedy: speculative output equals plain decoding", () => {
   const drafts = {
     ngram: { skipLayers: [] },
-    "layer skip": { skipLayers: [2, 3], ngramMin: 8, ngramMax: 8, minConfidence: 0 },
-    both: { skipLayers: [3] },
+    // Not adaptive: draft whatever a source offers, so every verify path runs on the tiny model (the
+    // cost model rightly finds layer skipping a loss there).
+    "layer skip": { skipLayers: [2, 3], ngramMin: 8, ngramMax: 8, minConfidence: 0, adaptive: false },
+    both: { skipLayers: [3], adaptive: false },
+    "adaptive, verify rows priced cheap": { skipLayers: [3], rowCost: 0.2 },
   };
   for (const [name, speculative] of Object.entries(drafts)) {
     it(`${name}: 24 prompts x 96 tokens`, async () => {
@@ -152,7 +156,7 @@ describe("sampling (temperature > 0)", () => {
         });
         const spec = await run(engine, p, {
           ...shaping,
-          speculative: { skipLayers: [3] },
+          speculative: { skipLayers: [3], adaptive: false },
           hooks: { onChoice: (c) => specChoices.push(c.logprob) },
         });
         expect(spec.tokens).toEqual(plain.tokens);
@@ -179,7 +183,7 @@ describe("sampling (temperature > 0)", () => {
         maxTokens: 3,
         temperature: 1,
         seed: s,
-        speculative: { skipLayers: [2], minConfidence: 0, ngramMin: 8, ngramMax: 8 },
+        speculative: { skipLayers: [2], minConfidence: 0, ngramMin: 8, ngramMax: 8, adaptive: false },
         stats,
       });
       drafted += stats.drafted;
@@ -256,6 +260,54 @@ describe("engine rollback and drafts", () => {
     const verified = engine.verify(b, tokens);
     expect(verified.length).toBe(tokens.length);
     for (let i = 0; i < tokens.length; i++) expect(verified[i]).toEqual(stepwise[i]);
+  });
+
+  it("verifyRows computes a row's head on demand, equal to verify's row, in any order", async () => {
+    const p = prompts(1, 12)[0]!;
+    const tokens = [17, 99, 250, 3, 17, 44];
+    const a = engine.newState(64);
+    engine.prefill(a, p);
+    const full = engine.verify(a, tokens);
+    const b = engine.newState(64);
+    engine.prefill(b, p);
+    const lazy = engine.verifyRows(b, tokens);
+    engine.forward(b, 5); // a later pass does not disturb the kept rows
+    expect(lazy.length).toBe(tokens.length);
+    for (const i of [3, 0, 5, 1]) expect(lazy.logits(i)).toEqual(full[i]);
+    expect(() => lazy.logits(6)).toThrow(RangeError);
+    expect(() => lazy.logits(-1)).toThrow(RangeError);
+    expect(() => lazy.logits(0.5)).toThrow(RangeError);
+  });
+
+  it("draft length policy: no draft when acceptance cannot pay for verified rows, long drafts when it can", () => {
+    const costs = speculationCosts(0.75, 0.15);
+    expect(costs.body(1)).toBe(1);
+    expect(expectedSpeedup(0, 0.9, costs)).toBe(1);
+    expect(bestDraftLength(8, 0, costs).k).toBe(0);
+    expect(bestDraftLength(8, 0.3, costs).k).toBe(0);
+    const sure = bestDraftLength(8, 1, costs);
+    expect(sure.k).toBe(8);
+    expect(sure.speedup).toBeGreaterThan(1);
+    // Cheaper verify rows make the same acceptance worth a draft.
+    expect(bestDraftLength(8, 0.6, speculationCosts(0.3, 0.15)).k).toBeGreaterThan(0);
+    // A draft step's cost counts against the layer-skip source.
+    expect(expectedSpeedup(4, 0.9, speculationCosts(0.75, 0.15, 0.8))).toBeLessThan(
+      expectedSpeedup(4, 0.9, costs),
+    );
+  });
+
+  it("adaptive policy: on prompts without repeats it falls back to plain steps after a few drafts", async () => {
+    let drafted = 0;
+    let tokens = 0;
+    for (const p of prompts(12, 31).filter((_, i) => i % 2 === 0)) {
+      const plain = await run(engine, p, { maxTokens: 64, temperature: 0.9, seed: 3 });
+      const spec = await run(engine, p, { maxTokens: 64, temperature: 0.9, seed: 3, speculative: {} });
+      expect(spec.tokens).toEqual(plain.tokens);
+      drafted += spec.drafted;
+      tokens += spec.tokens.length;
+    }
+    expect(tokens).toBeGreaterThan(100);
+    expect(drafted).toBeLessThan(tokens / 4);
   });
 
   it("bad input: rollback past the end, unknown layers, oversized verifies throw RangeErrors", () => {

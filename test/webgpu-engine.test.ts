@@ -255,7 +255,13 @@ describe.skipIf(!gpu)(
         const plain: number[] = [];
         for await (const t of generate(e, p, { maxTokens: 40, temperature: 0 })) plain.push(t);
         const spec: number[] = [];
-        const gen = generate(e, p, { maxTokens: 40, temperature: 0, speculative: { ngramMin: 1 } });
+        // Not adaptive: this engine verifies step by step (no batched rows), so priced drafting would
+        // rightly never draft here; the test exercises the verify path.
+        const gen = generate(e, p, {
+          maxTokens: 40,
+          temperature: 0,
+          speculative: { ngramMin: 1, adaptive: false },
+        });
         let r = await gen.next();
         for (; !r.done; r = await gen.next()) spec.push(r.value);
         expect(spec).toEqual(plain);

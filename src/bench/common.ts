@@ -19,10 +19,13 @@ export const ENGINES = [
 export type EngineName = (typeof ENGINES)[number];
 
 /** One line of the benchmark (also the `--json` object). */
+/** A synthetic shape, or the real default model (`npm run bench -- --real`). */
+export type BenchShape = ModelShape | "SmolLM2-135M-Instruct";
+
 export interface BenchRow {
   engine: EngineName;
   runtime: string;
-  model_shape: ModelShape;
+  model_shape: BenchShape;
   quant: string;
   decode_tok_s: number;
   prefill_tok_s: number;
@@ -108,7 +111,7 @@ export async function bestOf(repeats: number, fn: () => Promise<number> | number
 }
 
 export interface PackedShape {
-  shape: ModelShape;
+  shape: BenchShape;
   model: ModelDescription;
   /** The packing our engine rows use. */
   table: WeightTable;

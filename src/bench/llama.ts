@@ -1,6 +1,7 @@
 /**
  * node-llama-cpp (native llama.cpp, CPU prebuilt binary, 1 thread): a Q4_0 GGUF export of the same
- * synthetic weights (every matrix Q4_0, the head included), prompt in one batch, then greedy decode.
+ * synthetic weights (every matrix Q4_0, the head included) or, for the real model, its own GGUF file;
+ * prompt in one batch, then greedy decode.
  * Prefill = time to the first generated token (prompt batch + sampling it), decode = the rest.
  */
 import { rm } from "node:fs/promises";
@@ -33,11 +34,37 @@ export interface LlamaRunner {
   dispose(): Promise<void>;
 }
 
-export async function startLlama(p: PackedShape, o: BenchOptions): Promise<LlamaRunner> {
-  const file = path.join(os.tmpdir(), `shardlm-bench-${p.shape}-${process.pid}-q4_0.gguf`);
-  const t0 = performance.now();
-  await writeGguf(p.model, file, { dtype: "q4_0", name: `synthetic ${p.shape}` });
-  log(`    node-llama-cpp: Q4_0 GGUF written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+/**
+ * An existing GGUF for llama.cpp to run as is (the real model's own file, its native quant types)
+ * instead of a Q4_0 export of `p`'s weights.
+ */
+export interface LlamaSource {
+  file: string;
+  /** How the file stores its weights, for the row ("q4_1 (q8_0 head)"). */
+  quant: string;
+}
+
+/** Weight bytes a decode step reads from `p.model` as its source file stores it (GGUF tensors). */
+function sourceBytesPerToken(p: PackedShape): number {
+  let sum = 0;
+  for (const [name, t] of p.model.tensors) {
+    if (name === TensorNames.tokenEmbedding && !p.model.config.tiedEmbeddings) continue;
+    sum += t.byteLength;
+  }
+  return sum;
+}
+
+export async function startLlama(
+  p: PackedShape,
+  o: BenchOptions,
+  source?: LlamaSource,
+): Promise<LlamaRunner> {
+  const file = source?.file ?? path.join(os.tmpdir(), `shardlm-bench-${p.shape}-${process.pid}-q4_0.gguf`);
+  if (!source) {
+    const t0 = performance.now();
+    await writeGguf(p.model, file, { dtype: "q4_0", name: `synthetic ${p.shape}` });
+    log(`    node-llama-cpp: Q4_0 GGUF written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: file });
   const batchSize = 512;
@@ -71,11 +98,11 @@ export async function startLlama(p: PackedShape, o: BenchOptions): Promise<Llama
       engine: "node-llama-cpp",
       runtime: "native",
       model_shape: p.shape,
-      quant: "q4_0",
+      quant: source?.quant ?? "q4_0",
       decode_tok_s: (o.decodeTokens * 1000) / decodeMs,
       prefill_tok_s: (o.promptTokens * 1000) / prefillMs,
       peak_mem_bytes: model.size + context.stateSize,
-      bytes_per_token: ggufBytesPerToken(p),
+      bytes_per_token: source ? sourceBytesPerToken(p) : ggufBytesPerToken(p),
       prompt_tokens: o.promptTokens,
       decode_tokens: o.decodeTokens,
       threads: context.currentThreads,
@@ -90,13 +117,13 @@ export async function startLlama(p: PackedShape, o: BenchOptions): Promise<Llama
     async dispose() {
       await context.dispose();
       await model.dispose();
-      await rm(file, { force: true });
+      if (!source) await rm(file, { force: true });
     },
   };
 }
 
-export async function llamaRow(p: PackedShape, o: BenchOptions): Promise<BenchRow> {
-  const runner = await startLlama(p, o);
+export async function llamaRow(p: PackedShape, o: BenchOptions, source?: LlamaSource): Promise<BenchRow> {
+  const runner = await startLlama(p, o, source);
   try {
     let prefillMs = Number.POSITIVE_INFINITY;
     let decodeMs = Number.POSITIVE_INFINITY;

@@ -8,7 +8,7 @@
  */
 import type { BenchOptions, PackedShape } from "./common.ts";
 import { argmax, promptIds } from "./common.ts";
-import { startLlama } from "./llama.ts";
+import { type LlamaSource, startLlama } from "./llama.ts";
 import { runOnce } from "./timing.ts";
 import { loadEngine } from "./wasm-node.ts";
 
@@ -26,7 +26,12 @@ interface Timed {
   cpuMs: number;
 }
 
-export async function pairedDecode(p: PackedShape, o: BenchOptions, relaxed: boolean): Promise<PairedDecode> {
+export async function pairedDecode(
+  p: PackedShape,
+  o: BenchOptions,
+  relaxed: boolean,
+  source?: LlamaSource,
+): Promise<PairedDecode> {
   const prompt = promptIds(o.promptTokens, p.table.config.vocabSize);
   const engines: { label: string; run: () => Promise<Timed> }[] = [];
   for (const r of relaxed ? [false, true] : [false]) {
@@ -46,7 +51,7 @@ export async function pairedDecode(p: PackedShape, o: BenchOptions, relaxed: boo
       },
     });
   }
-  const llama = await startLlama(p, o);
+  const llama = await startLlama(p, o, source);
   engines.push({
     label: "llama.cpp",
     run: async () => {

@@ -9,11 +9,12 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { TokenizerSpec } from "../format/model.ts";
+import { TensorNames, type TokenizerSpec } from "../format/model.ts";
 import { packWeights, quantizeModelRtn } from "../format/pack.ts";
 import { WeightTable } from "../format/weights.ts";
 import { defaultModelGguf } from "../model/fetch-model.ts";
 import { loadModel } from "../model/import/index.ts";
+import { bytesPerToken, log, type PackedShape } from "./common.ts";
 
 export const REAL_MODEL_SHAPE = "SmolLM2-135M-Instruct" as const;
 const PACK_VERSION = "rtn-g32-int4emb-1";
@@ -104,4 +105,40 @@ export function readBenchPrompts(): ChatPromptSets {
 export function readCalibrationPrompts(): string[] {
   const file = new URL("../../data/chat/calibration.json", import.meta.url);
   return (JSON.parse(readFileSync(file, "utf8")) as { prompts: string[] }).prompts;
+}
+
+/**
+ * The real model as a bench shape: our packed int4 weights (RTN of the dequantized GGUF, g32, int4
+ * tied embedding: what `loadRealModel` builds) next to the GGUF's own description, so node-llama-cpp
+ * can run the very same file. `file` is the GGUF those rows read.
+ */
+export async function realPackedShape(requested?: string): Promise<{ p: PackedShape; file: string }> {
+  const file = requested ?? (await realModelPath(log));
+  const real = await loadRealModel(file);
+  const model = await loadModel(file);
+  const pack = { groupSize: 32 as const, embeddings: "int4" as const };
+  return {
+    file,
+    p: {
+      shape: REAL_MODEL_SHAPE,
+      model,
+      table: real.table,
+      data: real.data,
+      packed: [], // only the synthetic shapes' profile reads these
+      pack,
+      bytesPerToken: bytesPerToken(real.table),
+    },
+  };
+}
+
+/** "q4_1 (q8_0 token_embd/head)": the GGUF's weight types, for the llama.cpp row. */
+export function sourceQuant(p: PackedShape): string {
+  const linear = new Set<string>();
+  let embd = "";
+  for (const [name, t] of p.model.tensors) {
+    if (name === TensorNames.tokenEmbedding) embd = t.dtype;
+    else if (t.shape.length === 2) linear.add(t.dtype);
+  }
+  const head = p.model.config.tiedEmbeddings ? "token_embd/head" : "token_embd";
+  return `${[...linear].sort().join("+")} (${embd} ${head})`;
 }

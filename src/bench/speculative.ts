@@ -7,6 +7,7 @@
  * after the first token (the first comes from prefill).
  */
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
+import { measureRowCost } from "../compress/speculative-search.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { type GenerateOptionsInput, generate } from "../runtime/generate.ts";
@@ -48,8 +49,11 @@ export interface SpeculativeBenchOptions {
   tokens?: number;
   /** Prompts per set (default: all). */
   perSet?: number;
-  /** Draft settings (default: prompt lookup, no skipped layers). */
-  draft?: GenerateOptionsInput["speculative"];
+  /**
+   * Draft settings (default: prompt lookup, no skipped layers, adaptive); rowCost defaults to the
+   * per-row verify cost measured at the start of this run.
+   */
+  draft?: Exclude<GenerateOptionsInput["speculative"], false | undefined>;
   llama?: boolean;
 }
 
@@ -80,12 +84,16 @@ export async function speculativeBench(
   o: SpeculativeBenchOptions = {},
 ): Promise<{ rows: SpeculativeRow[]; turns: TurnTiming[] }> {
   const tokensPer = o.tokens ?? 128;
-  const draft = o.draft ?? {};
   const model = await loadRealModel();
   const kernels = await loadKernelsNode();
   const engine = await WasmEngine.load(kernels, model.table, bytesToStream(model.data), {
     contextSize: 1024,
   });
+  // The draft policy prices a verified row at what it costs on this engine, measured now (the build
+  // records the same measurement in the manifest).
+  const rowCost = o.draft?.rowCost ?? measureRowCost(engine);
+  log(`  verify row cost (8 rows, layers + head, per row / one decode step): ${rowCost.toFixed(2)}`);
+  const draft = { ...o.draft, rowCost };
   const tok = createTokenizer(model.tokenizer);
   const encode = (messages: { role: "user" | "assistant" | "system"; content: string }[]) =>
     promptTokens(renderPrompt(model.chatTemplate, messages, tok), tok);
@@ -106,7 +114,15 @@ export async function speculativeBench(
       const prompts = texts.map((t) => encode([{ role: "user", content: t }]));
       const acc = {
         plain: { ms: 0, n: 0 },
-        spec: { ms: 0, n: 0, drafted: 0, accepted: 0, verifications: 0, identical: true },
+        spec: {
+          ms: 0,
+          n: 0,
+          drafted: 0,
+          accepted: 0,
+          verifications: 0,
+          headRows: 0,
+          identical: true,
+        },
         llama: { ms: 0, n: 0 },
       };
       for (const [i, p] of prompts.entries()) {
@@ -121,6 +137,7 @@ export async function speculativeBench(
         acc.spec.drafted += spec.stats.drafted;
         acc.spec.accepted += spec.stats.accepted;
         acc.spec.verifications += spec.stats.verifications;
+        acc.spec.headRows += spec.stats.headRows ?? 0;
         acc.spec.identical &&= same;
         if (llamaCtx) {
           const seq = llamaCtx.getSequence();
@@ -138,7 +155,7 @@ export async function speculativeBench(
         log(
           `  ${set} ${i + 1}/${prompts.length}: plain ${((plain.tokens.length - 1) / (plain.decodeMs / 1000)).toFixed(1)} tok/s, ` +
             `speculative ${((spec.tokens.length - 1) / (spec.decodeMs / 1000)).toFixed(1)} tok/s, ` +
-            `accepted ${spec.stats.accepted}/${spec.stats.drafted}${same ? "" : ", OUTPUT DIFFERS"}`,
+            `accepted ${spec.stats.accepted}/${spec.stats.drafted} in ${spec.stats.verifications} verify passes${same ? "" : ", OUTPUT DIFFERS"}`,
         );
       }
       const row = (engineName: SpeculativeRow["engine"], speculative: boolean, ms: number, n: number) => ({
@@ -163,7 +180,10 @@ export async function speculativeBench(
         greedy_identical: acc.spec.identical,
         acceptance_rate: acc.spec.drafted ? acc.spec.accepted / acc.spec.drafted : 0,
         mean_accepted_length: acc.spec.verifications ? acc.spec.accepted / acc.spec.verifications : 0,
-        note: `speculative: ${JSON.stringify(draft)}; ${acc.spec.accepted}/${acc.spec.drafted} drafts accepted in ${acc.spec.verifications} verify passes`,
+        note:
+          `speculative: ${JSON.stringify(draft)}; ${acc.spec.accepted}/${acc.spec.drafted} drafts accepted in ` +
+          `${acc.spec.verifications} verify passes; heads computed for ${acc.spec.headRows} of ` +
+          `${acc.spec.verifications + acc.spec.drafted} verified rows`,
       });
       if (llamaCtx)
         rows.push({

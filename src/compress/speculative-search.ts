@@ -5,15 +5,24 @@
  * optimization (a build must stay minutes, not hours): interleaved and contiguous sets of 1/4 .. 1/2
  * of the layers, plus prompt lookup alone.
  *
- * Each candidate really speculates (generate() with it) over the calibration prompts, so acceptance
- * is what serving will see. Cost model, in units of one plain decode step (measured in the same run):
- * a draft step costs headShare + (1 - headShare) * keptLayers / layers, a verified row costs `rowCost`
- * (a verify of R rows / R plain steps: < 1 when batched rows are cheaper per row). Estimated speedup =
- * tokens / (draft steps * draftCost + verified rows * rowCost + plain steps).
+ * Each candidate really speculates (generate() with the adaptive drafter, priced with the verify row
+ * cost measured here) over the calibration prompts, so acceptance is what serving will see. Cost
+ * model, in units of one plain decode step (src/format/speculative.ts, speculationCosts): plain steps
+ * cost 1; a verify pass's layers cost body(rows) * (1 - headShare) per row, its heads headShare per
+ * row the sampler looked at; a layer-skip draft step costs headShare + (1 - headShare) * kept / layers.
+ * Estimated speedup = decoded tokens / total cost.
  */
 import { readFileSync } from "node:fs";
 import type { TokenizerSpec } from "../format/model.ts";
-import { type DraftMeasurement, DraftSettings, type SpeculativeProfile } from "../format/speculative.ts";
+import {
+  bestDraftLength,
+  type DraftMeasurement,
+  DraftSettings,
+  type DraftSettingsInput,
+  headShareOf,
+  type SpeculativeProfile,
+  speculationCosts,
+} from "../format/speculative.ts";
 import { promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { generate } from "../runtime/generate.ts";
 import { ngramDraft, type SpeculationStats } from "../runtime/speculative.ts";
@@ -96,30 +105,32 @@ export async function searchSpeculative(
 ): Promise<{ profile: SpeculativeProfile; candidates: CandidateResult[] }> {
   const log = opts.log ?? (() => {});
   const L = engine.config.numLayers;
-  const c = engine.config;
-  const layerParams =
-    c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim +
-    c.numHeads * c.headDim * c.hiddenSize +
-    3 * c.hiddenSize * c.intermediateSize;
-  const headParams = c.vocabSize * c.hiddenSize;
-  const headShare = opts.headShare ?? headParams / (headParams + L * layerParams);
+  const headShare = opts.headShare ?? headShareOf(engine.config);
   const rowCost = opts.rowCost ?? measureRowCost(engine);
   const answerTokens = opts.answerTokens ?? 48;
   log(
     `speculative search: ${L} layers, head share ${headShare.toFixed(2)}, verify row cost ${rowCost.toFixed(2)}`,
   );
 
-  // Drafts right less often than a verified row costs are a loss: sources pause below that rate.
-  const pauseBelow = Math.min(0.9, Math.max(0.1, rowCost));
-  const evaluate = async (skipLayers: number[], ngram: boolean): Promise<CandidateResult> => {
+  // The adaptive drafter prices a verified row at what it costs on this engine.
+  const priced = { rowCost, headShare };
+  const draftCostOf = (skipLayers: number[]) => headShare + ((1 - headShare) * (L - skipLayers.length)) / L;
+  // A layer-skip candidate runs non-adaptively (every draft it offers is verified: its raw
+  // acceptance); the served configurations run the adaptive drafter with that acceptance as prior.
+  const evaluate = async (
+    skipLayers: number[],
+    ngram: boolean,
+    extra: DraftSettingsInput = {},
+  ): Promise<CandidateResult> => {
     const settings = DraftSettings.parse({
       skipLayers,
-      minAcceptance: pauseBelow,
-      ...(ngram ? {} : { ngramMin: 8, ngramMax: 8 }),
+      ...priced,
+      ...(ngram ? {} : { ngramMin: 8, ngramMax: 8, adaptive: false }),
+      ...extra,
     });
     let tokens = 0;
     let plainSteps = 0;
-    const total: Required<SpeculationStats> = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
+    const total = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0, headRows: 0 };
     for (const p of prompts) {
       const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
       const gen = generate(engine, p, {
@@ -135,12 +146,15 @@ export async function searchSpeculative(
       total.accepted += stats.accepted;
       total.verifications += stats.verifications;
       total.draftPasses += stats.draftPasses ?? 0;
+      total.headRows += stats.headRows ?? 0;
       // Steps without drafts: every token not produced by a verification pass (minus the prefill's).
       plainSteps += Math.max(0, n - 1 - stats.verifications - stats.accepted);
     }
-    const draftCost = headShare + ((1 - headShare) * (L - skipLayers.length)) / L;
+    const draftCost = draftCostOf(skipLayers);
+    const costs = speculationCosts(rowCost, headShare, draftCost);
     const rows = total.verifications + total.drafted;
-    const cost = total.draftPasses * draftCost + rows * rowCost + plainSteps;
+    const perRow = costs.body(total.verifications > 0 ? rows / total.verifications : 1) * (1 - headShare);
+    const cost = total.draftPasses * draftCost + rows * perRow + total.headRows * headShare + plainSteps;
     const estimatedSpeedup = cost > 0 ? Math.max(0, tokens - prompts.length) / cost : 1;
     const r = { skipLayers, drafted: total.drafted, accepted: total.accepted, tokens, estimatedSpeedup };
     log(
@@ -151,17 +165,30 @@ export async function searchSpeculative(
   };
 
   const candidates: CandidateResult[] = [];
-  for (const set of candidateSkipSets(L)) candidates.push(await evaluate(set, false));
+  const maxDraft = DraftSettings.parse({}).maxDraft;
+  for (const set of candidateSkipSets(L)) {
+    // Even drafts that are always right cannot pay for a draft step this expensive: not worth running.
+    const bound = bestDraftLength(maxDraft, 1, speculationCosts(rowCost, headShare, draftCostOf(set)));
+    if (bound.k === 0) {
+      log(`  skip [${set.join(",")}]: cannot beat plain decoding even if every draft were accepted`);
+      continue;
+    }
+    candidates.push(await evaluate(set, false));
+  }
   candidates.sort((a, b) => b.estimatedSpeedup - a.estimatedSpeedup);
   const bestSkip = candidates[0];
+  const skipAcceptance = bestSkip && bestSkip.drafted > 0 ? bestSkip.accepted / bestSkip.drafted : 0;
   // The served configuration combines the best layer-skip set with prompt lookup; measure it too,
   // and prompt lookup alone (no layer-skip draft) in case skipping never pays.
-  const combined = await evaluate(bestSkip && bestSkip.estimatedSpeedup > 1 ? bestSkip.skipLayers : [], true);
+  const combined =
+    bestSkip && bestSkip.estimatedSpeedup > 1
+      ? await evaluate(bestSkip.skipLayers, true, { skipAcceptance })
+      : await evaluate([], true);
   const ngramOnly = combined.skipLayers.length > 0 ? await evaluate([], true) : combined;
   const chosen = ngramOnly.estimatedSpeedup > combined.estimatedSpeedup ? ngramOnly : combined;
   const ngramStats = ngramAgreement(prompts);
   const measured: DraftMeasurement = {
-    skipAgreement: bestSkip && bestSkip.drafted > 0 ? bestSkip.accepted / bestSkip.drafted : 0,
+    skipAgreement: skipAcceptance,
     ngramCoverage: ngramStats.coverage,
     ngramAgreement: ngramStats.agreement,
     estimatedSpeedup: chosen.estimatedSpeedup,
@@ -169,8 +196,13 @@ export async function searchSpeculative(
   };
   return {
     profile: {
-      enabled: chosen.estimatedSpeedup >= (opts.minGain ?? 1.05),
-      draft: DraftSettings.parse({ skipLayers: chosen.skipLayers, minAcceptance: pauseBelow }),
+      // A small gain is enough: the adaptive drafter falls back to plain steps per request.
+      enabled: chosen.estimatedSpeedup >= (opts.minGain ?? 1.02),
+      draft: DraftSettings.parse({
+        skipLayers: chosen.skipLayers,
+        ...priced,
+        ...(chosen.skipLayers.length > 0 ? { skipAcceptance } : {}),
+      }),
       measured,
     },
     candidates: [...candidates, combined, ...(ngramOnly === combined ? [] : [ngramOnly])],

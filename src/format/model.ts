@@ -75,6 +75,12 @@ export interface TensorEntry {
   readonly byteLength: number;
   /** Dequantized fp32 values, row-major. Materialized on first call and cached. */
   f32(): Float32Array;
+  /**
+   * The tensor's bytes exactly as stored in the source file (ggml blocks for quantized GGUF
+   * tensors), read on each call and not cached; absent where the source has no such bytes.
+   * For arithmetic that emulates a runtime working on the blocks themselves.
+   */
+  stored?(): Uint8Array;
 }
 
 /** Canonical tensor names (format-independent). */

@@ -5,6 +5,7 @@
  * calibration chat data and records what it measured; the runtime only reads this.
  */
 import { z } from "zod";
+import type { ModelConfig } from "./model.ts";
 
 export const DraftSettings = z.strictObject({
   /** Layers the self-speculative draft leaves out ([] = no layer-skip draft, n-gram only). */
@@ -17,13 +18,95 @@ export const DraftSettings = z.strictObject({
   ngramMax: z.number().int().min(1).max(8).default(3),
   ngramMin: z.number().int().min(1).max(8).default(2),
   /**
-   * A draft source pauses while its running acceptance rate is below this (a rejected draft costs a
-   * verified row: the build sets it to the measured per-row verify cost).
+   * Non-adaptive drafting only: a source pauses while its running acceptance rate is below this.
+   * (The adaptive policy decides from `rowCost` and measured acceptance instead.)
    */
   minAcceptance: z.number().min(0).max(1).default(0.35),
+  /**
+   * Adaptive (default): per step, draft the length whose expected tokens per unit of cost is best
+   * (expectedSpeedup below), and decode plainly when no draft is expected to beat a plain step.
+   * false: draft whatever a source offers (tests that must exercise every path; raw acceptance).
+   */
+  adaptive: z.boolean().default(true),
+  /**
+   * Per-row cost of a verify pass of 8 rows (layers and head) relative to one decode step, as the
+   * build measured it on the engine (src/compress/speculative-search.ts, measureRowCost).
+   */
+  rowCost: z.number().positive().max(4).default(0.75),
+  /** Acceptance the adaptive policy assumes for the layer-skip draft until it has seen its own (the build's measurement). */
+  skipAcceptance: z.number().min(0).max(1).default(0.5),
+  /** Share of a decode step spent in the final norm and head (default: from the model's shape). */
+  headShare: z.number().min(0).max(1).optional(),
 });
 export type DraftSettings = z.output<typeof DraftSettings>;
 export type DraftSettingsInput = z.input<typeof DraftSettings>;
+
+/** Share of a decode step's weights in the head (vocab x hidden) versus all layers' matrices. */
+export function headShareOf(
+  c: Pick<
+    ModelConfig,
+    "vocabSize" | "hiddenSize" | "intermediateSize" | "numLayers" | "numHeads" | "numKvHeads" | "headDim"
+  >,
+): number {
+  const layer =
+    c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim +
+    c.numHeads * c.headDim * c.hiddenSize +
+    3 * c.hiddenSize * c.intermediateSize;
+  const head = c.vocabSize * c.hiddenSize;
+  return head / (head + c.numLayers * layer);
+}
+
+/**
+ * Costs in units of one plain decode step, for choosing draft lengths: `head` = the head's share of a
+ * step, `body(m)` = per-row cost of a verify pass's layers at m rows relative to one step's layers
+ * (1 at m = 1; fitted as a + (1 - a) / m through the measured 8-row cost), `draft` = one draft step.
+ */
+export interface SpeculationCosts {
+  head: number;
+  body: (rows: number) => number;
+  draft: number;
+}
+
+/** SpeculationCosts from the settings' measured 8-row cost and head share. */
+export function speculationCosts(rowCost: number, headShare: number, draftCost = 0): SpeculationCosts {
+  const h = Math.min(0.95, Math.max(0, headShare));
+  // rowCost covers layers and head; the head runs per needed row, so only the layers batch.
+  const body8 = Math.max(0.01, (rowCost - h) / (1 - h));
+  const a = Math.min(1, Math.max(0.01, (8 * body8 - 1) / 7));
+  return { head: h, body: (m) => (m <= 1 ? 1 : a + (1 - a) / m), draft: draftCost };
+}
+
+/**
+ * Expected speedup over plain decoding of one verify pass with `k` drafts, each accepted with
+ * probability `q` given the ones before it were: tokens T = 1 + q + ... + q^k (the accepted drafts
+ * and the token sampled after them), cost = layers for k + 1 rows + a head per needed row (T of
+ * them: rows after the first rejection are never looked at) + k draft steps. A plain step is 1.
+ */
+export function expectedSpeedup(k: number, q: number, costs: SpeculationCosts): number {
+  if (k <= 0) return 1;
+  let tokens = 1;
+  let p = 1;
+  for (let j = 1; j <= k; j++) {
+    p *= q;
+    tokens += p;
+  }
+  const cost = (k + 1) * costs.body(k + 1) * (1 - costs.head) + costs.head * tokens + k * costs.draft;
+  return tokens / cost;
+}
+
+/** The draft length in 1..maxK with the best expected speedup, or 0 when none beats plain decoding. */
+export function bestDraftLength(
+  maxK: number,
+  q: number,
+  costs: SpeculationCosts,
+): { k: number; speedup: number } {
+  let best = { k: 0, speedup: 1 };
+  for (let k = 1; k <= maxK; k++) {
+    const s = expectedSpeedup(k, q, costs);
+    if (s > best.speedup) best = { k, speedup: s };
+  }
+  return best;
+}
 
 /** What the build measured for a draft configuration on calibration data. */
 export const DraftMeasurement = z.strictObject({
@@ -61,17 +144,23 @@ export function effectiveDecodeMsPerToken(
 /** What GET /v1/models shows of a variant's speculation (null: the build recorded none). */
 export function speculationInfo(spec: SpeculativeProfile | undefined): {
   enabled: boolean;
+  adaptive: boolean;
   skip_layers: number[];
   prompt_lookup: boolean;
   estimated_speedup: number;
+  verify_row_cost: number;
   draft_acceptance: number;
+  prompt_lookup_acceptance: number;
 } | null {
   if (!spec) return null;
   return {
     enabled: spec.enabled,
+    adaptive: spec.draft.adaptive,
     skip_layers: spec.draft.skipLayers,
     prompt_lookup: true,
     estimated_speedup: spec.measured.estimatedSpeedup,
+    verify_row_cost: spec.draft.rowCost,
     draft_acceptance: spec.measured.skipAgreement,
+    prompt_lookup_acceptance: spec.measured.ngramAgreement,
   };
 }

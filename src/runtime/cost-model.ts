@@ -2,7 +2,8 @@
  * Per-token costs of each variant, for planning requests in units of work.
  *
  * Start: the manifest's speed profile, measured at build time (src/format/manifest.ts,
- * `speed`: ms per prefill token, per decode token, per MB loaded). Corrections: a factor per variant
+ * `speed`: ms per prefill token, per decode token, per MB loaded); decode at its effective cost when
+ * the variant speculates (manifestDecodeMsPerToken). Corrections: a factor per variant
  * and phase, an exponential moving average of observed / manifest cost, fed only with intervals
  * the caller could measure (see ./clock.ts, ClockTrust): an observation of 0 ms or less, or a
  * non-finite one, is ignored (it is a frozen clock's reading, not a speed-up), and every factor stays
@@ -10,6 +11,16 @@
  * or unusable.
  */
 import type { Manifest } from "../format/manifest.ts";
+import { effectiveDecodeMsPerToken } from "../format/speculative.ts";
+
+/**
+ * The manifest's decode cost per token as served: with speculation on (the build measured a gain),
+ * the plain decode cost divided by the build's estimated speedup, so the router plans with what a
+ * token actually costs.
+ */
+export function manifestDecodeMsPerToken(m: Manifest): number {
+  return effectiveDecodeMsPerToken(m.speed.decodeMsPerToken, m.speculative);
+}
 
 export type Phase = "prefill" | "decode" | "load";
 
@@ -52,7 +63,7 @@ export class CostModel {
     return {
       loadMs: resident ? 0 : m.speed.loadMsPerMB * mb * f.load,
       prefillMsPerToken: m.speed.prefillMsPerToken * f.prefill,
-      decodeMsPerToken: m.speed.decodeMsPerToken * f.decode,
+      decodeMsPerToken: manifestDecodeMsPerToken(m) * f.decode,
     };
   }
 
@@ -79,7 +90,7 @@ export class CostModel {
         ? m.speed.loadMsPerMB
         : phase === "prefill"
           ? m.speed.prefillMsPerToken
-          : m.speed.decodeMsPerToken;
+          : manifestDecodeMsPerToken(m);
     const ratio = clamp(observedMs / units / base);
     const f = this.factor(m.variant);
     f[phase] = clamp((1 - CORRECTION_ALPHA) * f[phase] + CORRECTION_ALPHA * ratio);

@@ -8,7 +8,13 @@ import type { DraftSettingsInput } from "../format/speculative.ts";
 import type { InferenceState, LogitsModel } from "./logits-model.ts";
 import { type PrefixCache, supportsKvTransfer } from "./prefix-cache.ts";
 import { createSampler, type SamplerHooks, SamplerOptions } from "./sampler.ts";
-import { Drafter, type SpeculationStats, supportsSpeculation } from "./speculative.ts";
+import {
+  Drafter,
+  type SpeculationStats,
+  supportsSpeculation,
+  type VerifiedRows,
+  verifyRows,
+} from "./speculative.ts";
 
 /** One sequence's context inside an engine (KV cache and whatever else it needs). */
 export type { InferenceState, LogitsModel } from "./logits-model.ts";
@@ -50,6 +56,8 @@ export interface GenerateResult {
   drafted: number;
   accepted: number;
 }
+
+const single = (logits: Float32Array): VerifiedRows => ({ length: 1, logits: () => logits });
 
 /**
  * Yields generated token ids one at a time; the generator's return value says why it ended.
@@ -117,13 +125,15 @@ export function generate<S extends InferenceState>(
     // The sequence: its first state.length tokens are in the state; a sampled token waits at the end.
     const history = [...prompt];
     try {
-      // rows[i]: logits after sequence position state.length - rows.length + i; drafts[i] was proposed for it.
-      let rows = [await model.prefill(state, prompt.slice(cachedTokens))];
+      // rows.logits(i): logits after sequence position state.length - rows.length + i; drafts[i] was
+      // proposed for it. Rows are asked for in order and not past the first rejection (lazy heads).
+      let rows: VerifiedRows = single(await model.prefill(state, prompt.slice(cachedTokens)));
       let drafts: number[] = [];
       for (;;) {
         let accepted = 0;
         for (let i = 0; i < rows.length; i++) {
-          const token = sampler.sample(rows[i]!);
+          if (drafts.length > 0) stats.headRows = (stats.headRows ?? 0) + 1;
+          const token = sampler.sample(await rows.logits(i));
           if (stops.has(token)) return done("stop");
           yield token;
           completionTokens++;
@@ -154,8 +164,8 @@ export function generate<S extends InferenceState>(
         if (drafts.length > 0) {
           stats.drafted += drafts.length;
           stats.verifications++;
-          rows = await drafter!.model.verify(state, [token, ...drafts]);
-        } else rows = [await model.forward(state, token)];
+          rows = await verifyRows(drafter!.model, state, [token, ...drafts]);
+        } else rows = single(await model.forward(state, token));
       }
     } finally {
       // Best effort: keep this sequence's KV rows for a later prompt that starts the same way.

@@ -144,7 +144,8 @@ export function planWasmMemory(table: WeightTable, opts: MemoryPlanOptions = {})
     c.vocabSize * 4,
     rope.rows * rope.stride * 4,
     rope.rows * rope.stride * 4,
-    ...q8Widths.flatMap((kp) => Array.from({ length: B }, () => [kp, kp / 8, kp / 8]).flat()),
+    // allocQ8Batch: codes, i16 operands, scales, scaled sums for B rows.
+    ...q8Widths.flatMap((kp) => [B * kp, 2 * B * kp, (B * kp) / 8, (B * kp) / 8]),
   ];
   const bufferBytes = sizes.reduce((n, s) => n + roundUp(s, ALLOC_ALIGN), 0);
   const perLayer =

@@ -9,18 +9,46 @@
  * - Self-speculative layer skipping (Zhang et al. 2023, "Draft & Verify"): the same weights with some
  *   layers left out, greedy. No extra memory; its KV rows are overwritten by the verification pass.
  *
- * Draft length adapts per source like transformers' assisted generation heuristic: +2 after a fully
- * accepted draft, -1 otherwise; the layer-skip draft also stops when its top probability falls below
- * `minConfidence`, and either source pauses while its running acceptance rate is below `minAcceptance`.
+ * Adaptive policy (default): a verified row is not free (a batched row costs a fraction of a decode
+ * step, measured by the build), so each step the drafter estimates, per source, the probability q that
+ * a drafted token is accepted given the ones before it were, and drafts the length k with the best
+ * expected tokens per cost (src/format/speculative.ts, expectedSpeedup); when no k beats a plain step
+ * it drafts nothing, so a request whose drafts keep failing decodes plainly (worst case ~1.0x).
+ * Prompt-lookup q is kept per matched n-gram length (a longer match is a likelier copy) and is also
+ * learned for free while decoding plainly: the lookup's would-be draft is checked against the token
+ * that plain decoding samples next. The layer-skip draft stops when its top probability falls below
+ * `minConfidence`.
  */
-import { DraftSettings, type DraftSettingsInput } from "../format/speculative.ts";
+
+import type { ModelConfig } from "../format/model.ts";
+import {
+  bestDraftLength,
+  DraftSettings,
+  type DraftSettingsInput,
+  headShareOf,
+  type SpeculationCosts,
+  speculationCosts,
+} from "../format/speculative.ts";
 import type { InferenceState, LogitsModel } from "./logits-model.ts";
 import { argmax } from "./sampler.ts";
+
+/** The rows of a verify pass: logits(i) is the next-token logits after tokens[i] (computed on demand). */
+export interface VerifiedRows {
+  readonly length: number;
+  logits(i: number): Float32Array | Promise<Float32Array>;
+}
 
 /** What an engine offers beyond LogitsModel so `generate` can speculate on it. */
 export interface Verifier<S extends InferenceState> {
   /** Appends `tokens`; returns the next-token logits after each, each equal to a `forward` step's. */
   verify(state: S, tokens: readonly number[]): Float32Array[] | Promise<Float32Array[]>;
+  /**
+   * verify, but each row's head (final norm and vocabulary projection, a large share of a step) runs
+   * only when its logits are asked for: rows after the first rejected draft never need it. Optional.
+   */
+  verifyRows?(state: S, tokens: readonly number[]): VerifiedRows | Promise<VerifiedRows>;
+  /** The model's shape (head share and layer count for the draft policy's cost model); optional. */
+  readonly config?: ModelConfig;
   /** Shortens the sequence to `length` tokens (rejected drafts). */
   rollback(state: S, length: number): void;
   /** One decode step with the layers in `skip` left out (the self-speculative draft); optional. */
@@ -48,6 +76,19 @@ export interface SpeculationStats {
   verifications: number;
   /** Layer-skip draft steps run (each a partial forward pass; 0 with prompt lookup only). */
   draftPasses?: number;
+  /** Rows that went through the head in verification passes (the rest were rejected unseen). */
+  headRows?: number;
+}
+
+/** A verify pass's rows, lazily if the model can (verifyRows), else all computed up front. */
+export async function verifyRows<S extends InferenceState>(
+  model: SpeculativeModel<S>,
+  state: S,
+  tokens: readonly number[],
+): Promise<VerifiedRows> {
+  if (model.verifyRows) return model.verifyRows(state, tokens);
+  const rows = await model.verify(state, tokens);
+  return { length: rows.length, logits: (i) => rows[i]! };
 }
 
 /**
@@ -55,17 +96,27 @@ export interface SpeculationStats {
  * n tokens (n from `maxN` down to `minN`), at most `k`. Empty when no suffix recurs.
  */
 export function ngramDraft(history: readonly number[], k: number, maxN: number, minN: number): number[] {
+  return ngramMatch(history, k, maxN, minN).tokens;
+}
+
+/** ngramDraft with the length n of the suffix it matched (0 when none). */
+export function ngramMatch(
+  history: readonly number[],
+  k: number,
+  maxN: number,
+  minN: number,
+): { tokens: number[]; n: number } {
   const L = history.length;
-  if (k <= 0) return [];
+  if (k <= 0) return { tokens: [], n: 0 };
   for (let n = Math.min(maxN, L - 1); n >= Math.max(1, minN); n--) {
     // Latest start s < L - n with history[s..s+n) equal to the suffix, followed by at least one token.
     for (let s = L - n - 1; s >= 0; s--) {
       let j = 0;
       while (j < n && history[s + j] === history[L - n + j]) j++;
-      if (j === n) return history.slice(s + n, Math.min(L, s + n + k));
+      if (j === n) return { tokens: history.slice(s + n, Math.min(L, s + n + k)), n };
     }
   }
-  return [];
+  return { tokens: [], n: 0 };
 }
 
 /** Top softmax probability of `logits` (the draft's confidence in its argmax). */
@@ -79,15 +130,43 @@ export function topProbability(logits: ArrayLike<number>): number {
 
 type Source = "ngram" | "skip";
 
+/**
+ * Acceptance estimate: decayed counts of accepted / tried draft tokens with a prior (mean `prior`,
+ * weight 2), so recent outcomes count most (copy spans come and go within an answer).
+ */
+class Acceptance {
+  private hits = 0;
+  private tries = 0;
+  constructor(private readonly prior: number) {}
+  get q(): number {
+    return (this.hits + 2 * this.prior) / (this.tries + 2);
+  }
+  observe(accepted: number, tried: number): void {
+    for (let i = 0; i < tried; i++) {
+      this.hits = 0.9 * this.hits + (i < accepted ? 1 : 0);
+      this.tries = 0.9 * this.tries + 1;
+    }
+  }
+}
+
+/** Prior acceptance of prompt lookup before a request has shown any (low: plain decoding wins ties). */
+const NGRAM_PRIOR = 0.4;
+
 /** One sequence's draft policy (adaptive state included). */
 export class Drafter<S extends InferenceState> {
   readonly settings: DraftSettings;
   private readonly skip: ReadonlySet<number>;
+  /** Prompt lookup acceptance per matched n-gram length; layer-skip acceptance. */
+  private readonly ngramQ: Acceptance[] = [];
+  private readonly skipQ: Acceptance;
+  private readonly costs: { ngram: SpeculationCosts; skip: SpeculationCosts };
+  /** Non-adaptive: draft length per source (+2 after a full accept, -1 otherwise) and pauses. */
   private readonly k: Record<Source, number>;
-  /** Running acceptance rate per source, and draft steps each source sits out after falling too low. */
   private readonly rate: Record<Source, number> = { ngram: 1, skip: 1 };
   private readonly pausedFor: Record<Source, number> = { ngram: 0, skip: 0 };
-  private last: { source: Source; drafted: number } | null = null;
+  private last: { source: Source; drafted: number; n: number } | null = null;
+  /** Prompt lookup's first token when it was not drafted: checked against the next sampled token. */
+  private shadow: { token: number; n: number; at: number } | null = null;
   /** Layer-skip draft steps run so far. */
   passes = 0;
 
@@ -99,6 +178,15 @@ export class Drafter<S extends InferenceState> {
     this.skip = new Set(this.settings.skipLayers);
     const start = Math.min(this.settings.maxDraft, 4);
     this.k = { ngram: start, skip: start };
+    for (let n = 0; n <= this.settings.ngramMax; n++) this.ngramQ.push(new Acceptance(NGRAM_PRIOR));
+    this.skipQ = new Acceptance(this.settings.skipAcceptance);
+    const c = model.config;
+    const h = this.settings.headShare ?? (c ? headShareOf(c) : 0.15);
+    const kept = c ? (c.numLayers - this.skip.size) / c.numLayers : 0.75;
+    this.costs = {
+      ngram: speculationCosts(this.settings.rowCost, h),
+      skip: speculationCosts(this.settings.rowCost, h, h + (1 - h) * kept),
+    };
   }
 
   /** Whether the layer-skip draft can run on this model. */
@@ -108,18 +196,50 @@ export class Drafter<S extends InferenceState> {
 
   /**
    * Drafts up to `room` tokens to follow `history` (whose last token is sampled but not yet in
-   * `state`). The layer-skip draft runs on `state` and rolls it back before returning.
+   * `state`). The layer-skip draft runs on `state` and rolls it back before returning. Empty: decode
+   * this step plainly.
    */
   async propose(state: S, history: readonly number[], room: number): Promise<number[]> {
     this.last = null;
+    const sh = this.shadow;
+    this.shadow = null;
+    // The previous step decoded plainly: would prompt lookup's draft have been right?
+    if (sh && history.length === sh.at + 1)
+      this.ngramQ[sh.n]!.observe(history.at(-1) === sh.token ? 1 : 0, 1);
     if (room <= 0) return [];
+    const s = this.settings;
+    if (!s.adaptive) return this.proposeFixed(state, history, room);
+    const max = Math.min(room, s.maxDraft);
+    const match = ngramMatch(history, max, s.ngramMax, s.ngramMin);
+    const ngram =
+      match.n > 0
+        ? bestDraftLength(match.tokens.length, this.ngramQ[match.n]!.q, this.costs.ngram)
+        : { k: 0, speedup: 1 };
+    const skip = this.layerSkip ? bestDraftLength(max, this.skipQ.q, this.costs.skip) : { k: 0, speedup: 1 };
+    if (ngram.k > 0 && ngram.speedup >= skip.speedup) {
+      this.last = { source: "ngram", drafted: ngram.k, n: match.n };
+      return match.tokens.slice(0, ngram.k);
+    }
+    if (skip.k > 0) {
+      const drafts = await this.draftSkipping(state, history, skip.k);
+      if (drafts.length > 0) {
+        this.last = { source: "skip", drafted: drafts.length, n: 0 };
+        return drafts;
+      }
+    }
+    if (match.n > 0) this.shadow = { token: match.tokens[0]!, n: match.n, at: history.length };
+    return [];
+  }
+
+  /** Non-adaptive drafting: prompt lookup when it matches, else the layer-skip draft. */
+  private async proposeFixed(state: S, history: readonly number[], room: number): Promise<number[]> {
     const s = this.settings;
     if (this.pausedFor.ngram > 0) this.pausedFor.ngram--;
     else {
-      const fromNgram = ngramDraft(history, Math.min(room, this.k.ngram), s.ngramMax, s.ngramMin);
-      if (fromNgram.length > 0) {
-        this.last = { source: "ngram", drafted: fromNgram.length };
-        return fromNgram;
+      const m = ngramMatch(history, Math.min(room, this.k.ngram), s.ngramMax, s.ngramMin);
+      if (m.tokens.length > 0) {
+        this.last = { source: "ngram", drafted: m.tokens.length, n: m.n };
+        return m.tokens;
       }
     }
     if (!this.layerSkip) return [];
@@ -127,22 +247,27 @@ export class Drafter<S extends InferenceState> {
       this.pausedFor.skip--;
       return [];
     }
+    const drafts = await this.draftSkipping(state, history, Math.min(room, this.k.skip));
+    if (drafts.length > 0) this.last = { source: "skip", drafted: drafts.length, n: 0 };
+    return drafts;
+  }
+
+  /** Up to `want` greedy tokens from the layer-skip draft; stops when its confidence drops. */
+  private async draftSkipping(state: S, history: readonly number[], want: number): Promise<number[]> {
     const base = state.length;
     const drafts: number[] = [];
     let token = history.at(-1)!;
-    const want = Math.min(room, this.k.skip);
     try {
       while (drafts.length < want) {
         const logits = await this.model.forwardSkipping!(state, token, this.skip);
         this.passes++;
-        if (topProbability(logits) < s.minConfidence) break;
+        if (topProbability(logits) < this.settings.minConfidence) break;
         token = argmax(logits);
         drafts.push(token);
       }
     } finally {
       this.model.rollback(state, base);
     }
-    if (drafts.length > 0) this.last = { source: "skip", drafted: drafts.length };
     return drafts;
   }
 
@@ -150,14 +275,14 @@ export class Drafter<S extends InferenceState> {
   update(accepted: number): void {
     const last = this.last;
     if (!last) return;
-    const max = this.settings.maxDraft;
-    this.k[last.source] =
-      accepted === last.drafted
-        ? Math.min(max, this.k[last.source] + 2)
-        : Math.max(1, this.k[last.source] - 1);
-    // A rejected draft costs a verified row for nothing: a source whose acceptance falls below
-    // minAcceptance (set by the build to the measured per-row verify cost) sits out a while.
     const src = last.source;
+    // Tried: the accepted drafts and the first rejected one (later ones say nothing about q).
+    const tried = Math.min(last.drafted, accepted + 1);
+    if (src === "ngram") this.ngramQ[last.n]!.observe(accepted, tried);
+    else this.skipQ.observe(accepted, tried);
+    if (this.settings.adaptive) return;
+    const max = this.settings.maxDraft;
+    this.k[src] = accepted === last.drafted ? Math.min(max, this.k[src] + 2) : Math.max(1, this.k[src] - 1);
     this.rate[src] = 0.7 * this.rate[src] + 0.3 * (accepted / last.drafted);
     if (this.rate[src] < this.settings.minAcceptance) {
       this.pausedFor[src] = 16;

@@ -263,11 +263,14 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
         observe(services, g, r);
         if (r.finishReason === "abort") return;
         completion += r.completionTokens;
+        // Headers (Server-Timing among them) went out before the answer, and fetch has no trailers:
+        // a stream reports speculation's accepted/drafted in each closing chunk's shardlm object.
         await send({
           ...withUsage(shape.closing(i, finishOf(r))),
           shardlm: {
             budget_exhausted: budgetExhausted(plan, r),
             timing_ms: { load: i === 0 ? served.loadMs : 0, prefill: r.prefillMs, decode: r.decodeMs },
+            speculation: { drafted: r.drafted ?? 0, accepted: r.accepted ?? 0 },
           },
         });
       }

@@ -9,6 +9,7 @@ import { f32ToF16 } from "../import/dtypes.ts";
 export const QK = 32;
 export const Q8_0_BLOCK_BYTES = 34;
 export const Q4_0_BLOCK_BYTES = 18;
+export const Q4_1_BLOCK_BYTES = 20;
 
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -106,6 +107,38 @@ export function quantizeQ4_0(data: Float32Array): Uint8Array {
       const q0 = Math.min(15, Math.trunc(f(f(x[j]! * id) + 8.5)));
       const q1 = Math.min(15, Math.trunc(f(f(x[half + j]! * id) + 8.5)));
       out[base + 2 + j] = q0 | (q1 << 4);
+    }
+  }
+  return out;
+}
+
+/**
+ * ggml block_q4_1 (quantize_row_q4_1_ref): d = (max - min) / 15 and m = min, both fp16;
+ * q = min(15, trunc((x - min) / d + 0.5)) with 1/d in fp32. Nibble order as Q4_0.
+ */
+export function quantizeQ4_1(data: Float32Array): Uint8Array {
+  checkBlocks(data, "Q4_1");
+  const nb = data.length / QK;
+  const half = QK / 2;
+  const out = new Uint8Array(nb * Q4_1_BLOCK_BYTES);
+  const view = new DataView(out.buffer);
+  for (let b = 0; b < nb; b++) {
+    const x = data.subarray(b * QK, (b + 1) * QK);
+    let min = Number.POSITIVE_INFINITY;
+    let max = Number.NEGATIVE_INFINITY;
+    for (const v of x) {
+      min = Math.min(min, v);
+      max = Math.max(max, v);
+    }
+    const d = f(f(max - min) / 15);
+    const id = d ? f(1 / d) : 0;
+    const base = b * Q4_1_BLOCK_BYTES;
+    view.setUint16(base, f32ToF16(d), true);
+    view.setUint16(base + 2, f32ToF16(min), true);
+    for (let j = 0; j < half; j++) {
+      const q0 = Math.min(15, Math.trunc(f(f(f(x[j]! - min) * id) + 0.5)));
+      const q1 = Math.min(15, Math.trunc(f(f(f(x[half + j]! - min) * id) + 0.5)));
+      out[base + 4 + j] = q0 | (q1 << 4);
     }
   }
   return out;

@@ -12,11 +12,12 @@ import { ModelExportError } from "./errors.ts";
 export const GGUF_ALIGNMENT = 32;
 
 /** ggml_type ids (ggml.h) and the bytes one block takes / how many elements a block holds. */
-export const GgmlType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12, BF16: 30 } as const;
+export const GgmlType = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 8, Q4_K: 12, BF16: 30 } as const;
 const BLOCK: Record<number, { elements: number; bytes: number }> = {
   0: { elements: 1, bytes: 4 },
   1: { elements: 1, bytes: 2 },
   2: { elements: 32, bytes: 18 },
+  3: { elements: 32, bytes: 20 },
   8: { elements: 32, bytes: 34 },
   12: { elements: 256, bytes: 144 },
   30: { elements: 1, bytes: 2 },

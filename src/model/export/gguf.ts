@@ -2,12 +2,12 @@
  * `writeGguf(model, path, {dtype})`: a llama.cpp-loadable GGUF v3 file from a ModelDescription.
  * - llama and mistral are written as llama.cpp's "llama" architecture (what its converter does),
  *   with q/k rows in the interleaved rope layout; qwen2 stays neox, as llama.cpp expects.
- * - 1-D tensors (norms, biases) are always F32. Q8_0/Q4_0 need rows that are whole 32-value blocks;
+ * - 1-D tensors (norms, biases) are always F32. Q8_0/Q4_0/Q4_1 need rows that are whole 32-value blocks;
  *   other matrices (e.g. a 172-wide ffn_down) fall back to F16, as ggml cannot store partial blocks.
  */
 import { type ModelDescription, type RopeStyle, type TensorEntry, TensorNames } from "../../format/model.ts";
 import { checkWritable } from "./check.ts";
-import { encodeBf16, encodeF16, encodeF32, QK, quantizeQ4_0, quantizeQ8_0 } from "./encode.ts";
+import { encodeBf16, encodeF16, encodeF32, QK, quantizeQ4_0, quantizeQ4_1, quantizeQ8_0 } from "./encode.ts";
 import { ModelExportError } from "./errors.ts";
 import {
   GgmlType,
@@ -19,7 +19,7 @@ import {
 } from "./gguf-file.ts";
 import { toRopeLayout } from "./rope.ts";
 
-export const GGUF_DTYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"] as const;
+export const GGUF_DTYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"] as const;
 export type GgufDType = (typeof GGUF_DTYPES)[number];
 
 export interface WriteGgufOptions {
@@ -29,20 +29,21 @@ export interface WriteGgufOptions {
 }
 
 /** llama.cpp's llama_ftype for general.file_type. */
-const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, bf16: 32 };
+const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, bf16: 32 };
 const GGML_OF: Record<GgufDType, number> = {
   f32: GgmlType.F32,
   f16: GgmlType.F16,
   bf16: GgmlType.BF16,
   q8_0: GgmlType.Q8_0,
   q4_0: GgmlType.Q4_0,
+  q4_1: GgmlType.Q4_1,
 };
 
 /** The ggml type a tensor of `shape` gets when the file's dtype is `dtype`. */
 export function ggmlTypeFor(shape: readonly number[], dtype: GgufDType): number {
   if (shape.length < 2) return GgmlType.F32;
   const inner = shape[shape.length - 1]!;
-  if ((dtype === "q8_0" || dtype === "q4_0") && inner % QK !== 0) return GgmlType.F16;
+  if ((dtype === "q8_0" || dtype === "q4_0" || dtype === "q4_1") && inner % QK !== 0) return GgmlType.F16;
   return GGML_OF[dtype];
 }
 
@@ -58,6 +59,8 @@ function encode(ggmlType: number, data: Float32Array): Uint8Array {
       return quantizeQ8_0(data);
     case GgmlType.Q4_0:
       return quantizeQ4_0(data);
+    case GgmlType.Q4_1:
+      return quantizeQ4_1(data);
     default:
       throw new Error(`no encoder for ggml type ${ggmlType}`);
   }

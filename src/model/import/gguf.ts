@@ -181,6 +181,7 @@ export async function importGguf(path: string): Promise<ModelDescription> {
         cached ??= decodeToF32(dtype, readRange(path, start, byteLength), count);
         return cached;
       },
+      stored: () => readRange(path, start, byteLength),
     });
   }
 

@@ -11,9 +11,10 @@
  * `ReferenceState` (KV cache + scratch), so many sequences can run over one `ReferenceModel`.
  */
 
-import type { ModelConfig, ModelDescription } from "../../format/model.ts";
+import { type ModelConfig, type ModelDescription, TensorNames, tensorOrThrow } from "../../format/model.ts";
 import type { InferenceState, LogitsModel } from "../../runtime/generate.ts";
 import { validateTensors } from "../import/validate.ts";
+import { type GgmlLinear, ggmlLinear, rmsNormGgml } from "./ggml-cpu.ts";
 import { KVCache } from "./kv-cache.ts";
 import { addInPlace, matVec, rmsNorm, softmaxInPlace, swiGluInPlace } from "./ops.ts";
 import { applyRope, ropeAngles } from "./rope.ts";
@@ -95,16 +96,41 @@ export class ReferenceState implements InferenceState {
   }
 }
 
+/**
+ * How the reference computes its linear layers:
+ *   "fp32"      dequantized fp32 weights times fp32 activations, summed in float64 (the default;
+ *               what every kernel of ours is judged against)
+ *   "ggml-cpu"  llama.cpp's CPU arithmetic for the stored quant types: activations rounded to
+ *               q8_1/q8_0 blocks before each matmul (see ./ggml-cpu.ts). For comparing with
+ *               llama.cpp itself; needs a GGUF source whose linears are Q4_1 or Q8_0.
+ */
+export type ReferenceArithmetic = "fp32" | "ggml-cpu";
+
+interface LayerLinears {
+  readonly q: GgmlLinear;
+  readonly k: GgmlLinear;
+  readonly v: GgmlLinear;
+  readonly o: GgmlLinear;
+  readonly gate: GgmlLinear;
+  readonly up: GgmlLinear;
+  readonly down: GgmlLinear;
+}
+
 export class ReferenceModel implements LogitsModel<ReferenceState> {
   readonly config: ModelConfig;
   readonly weights: ReferenceWeights;
+  readonly arithmetic: ReferenceArithmetic;
   /** Sees every linear layer's input as tokens run (calibration); null = off, at no cost. */
   observer: ActivationObserver | null = null;
+  /** Per layer, the ggml-cpu linears; null in fp32 mode. */
+  private readonly ggml: { layers: LayerLinears[]; output: GgmlLinear } | null;
 
-  constructor(model: ModelDescription) {
+  constructor(model: ModelDescription, options: { arithmetic?: ReferenceArithmetic } = {}) {
     validateTensors(model);
     this.config = model.config;
     this.weights = loadReferenceWeights(model);
+    this.arithmetic = options.arithmetic ?? "fp32";
+    this.ggml = this.arithmetic === "ggml-cpu" ? ggmlLinears(model) : null;
   }
 
   get vocabSize(): number {
@@ -184,37 +210,61 @@ export class ReferenceModel implements LogitsModel<ReferenceState> {
 
       // Attention block.
       if (observe) observe(l, "resid_in", s.x);
-      rmsNorm(s.xb, s.x, lw.attnNorm, c.rmsNormEps);
+      this.norm(s.xb, s.x, lw.attnNorm, c.rmsNormEps);
       if (observe) observe(l, "attn_in", s.xb);
-      matVec(s.q, lw.wq, s.xb, lw.bq);
-      matVec(s.k, lw.wk, s.xb, lw.bk);
-      matVec(s.v, lw.wv, s.xb, lw.bv);
+      this.linear(s.q, lw.wq, s.xb, l, "q", lw.bq);
+      this.linear(s.k, lw.wk, s.xb, l, "k", lw.bk);
+      this.linear(s.v, lw.wv, s.xb, l, "v", lw.bv);
       applyRope(s.q, c.numHeads, c.headDim, angles, c.ropeStyle);
       applyRope(s.k, c.numKvHeads, c.headDim, angles, c.ropeStyle);
       s.cache.write(l, s.k, s.v);
       this.attention(s, l, pos);
       if (observe) observe(l, "attn_out_in", s.attnOut);
-      matVec(s.delta, lw.wo, s.attnOut);
+      this.linear(s.delta, lw.wo, s.attnOut, l, "o");
       addInPlace(s.x, s.delta);
 
       // Feed-forward block (SwiGLU).
-      rmsNorm(s.xb, s.x, lw.ffnNorm, c.rmsNormEps);
+      this.norm(s.xb, s.x, lw.ffnNorm, c.rmsNormEps);
       if (observe) observe(l, "ffn_in", s.xb);
-      matVec(s.gate, lw.wGate, s.xb);
-      matVec(s.up, lw.wUp, s.xb);
+      this.linear(s.gate, lw.wGate, s.xb, l, "gate");
+      this.linear(s.up, lw.wUp, s.xb, l, "up");
       swiGluInPlace(s.gate, s.up);
       if (observe) observe(l, "ffn_down_in", s.gate);
-      matVec(s.delta, lw.wDown, s.gate);
+      this.linear(s.delta, lw.wDown, s.gate, l, "down");
       addInPlace(s.x, s.delta);
       if (observe) observe(l, "resid_out", s.x);
     }
     s.cache.advance();
 
     if (logits) {
-      rmsNorm(s.xb, s.x, w.outputNorm, c.rmsNormEps);
+      this.norm(s.xb, s.x, w.outputNorm, c.rmsNormEps);
       if (observe) observe(c.numLayers, "output_in", s.xb);
-      matVec(logits, w.output, s.xb);
+      if (this.ggml) this.ggml.output(logits, s.xb);
+      else matVec(logits, w.output, s.xb);
     }
+  }
+
+  /** out = rmsnorm(x) * weight in the model's arithmetic. */
+  private norm(out: Float32Array, x: Float32Array, weight: Float32Array, eps: number): void {
+    if (this.ggml) rmsNormGgml(out, x, weight, eps);
+    else rmsNorm(out, x, weight, eps);
+  }
+
+  /** out = W x (+ bias) in the model's arithmetic; `which` names the layer's linear for ggml-cpu. */
+  private linear(
+    out: Float32Array,
+    w: Float32Array,
+    x: Float32Array,
+    layer: number,
+    which: keyof LayerLinears,
+    bias: Float32Array | null = null,
+  ): void {
+    if (!this.ggml) {
+      matVec(out, w, x, bias);
+      return;
+    }
+    this.ggml.layers[layer]![which](out, x);
+    if (bias) addInPlace(out, bias); // ggml adds the bias as a separate fp32 op
   }
 
   /**
@@ -250,4 +300,23 @@ export class ReferenceModel implements LogitsModel<ReferenceState> {
       }
     }
   }
+}
+
+/** The ggml-cpu linears of every layer and the output head (tied: the token embedding). */
+function ggmlLinears(model: ModelDescription): { layers: LayerLinears[]; output: GgmlLinear } {
+  const get = (name: string) => ggmlLinear(tensorOrThrow(model, name));
+  const layers: LayerLinears[] = [];
+  for (let l = 0; l < model.config.numLayers; l++) {
+    layers.push({
+      q: get(TensorNames.attnQ(l)),
+      k: get(TensorNames.attnK(l)),
+      v: get(TensorNames.attnV(l)),
+      o: get(TensorNames.attnOutput(l)),
+      gate: get(TensorNames.ffnGate(l)),
+      up: get(TensorNames.ffnUp(l)),
+      down: get(TensorNames.ffnDown(l)),
+    });
+  }
+  const output = get(model.config.tiedEmbeddings ? TensorNames.tokenEmbedding : TensorNames.output);
+  return { layers, output };
 }

@@ -16,7 +16,13 @@
 
 import type { ModelConfig } from "../../format/model.ts";
 import type { WeightTable } from "../../format/weights.ts";
-import type { Int4Tensor, Int8Tensor, Q8Activations, WasmKernels } from "../../kernels/wasm/index.ts";
+import {
+  type Int4Tensor,
+  type Int8Tensor,
+  type Q8Batch,
+  q8Row,
+  type WasmKernels,
+} from "../../kernels/wasm/index.ts";
 import {
   checkAppend,
   checkState as checkSequence,
@@ -28,6 +34,7 @@ import {
 import type { LogitsModel } from "../generate.ts";
 import { PREFILL_BLOCK, planWasmMemory, type RowsPlan } from "../memory-plan.ts";
 import type { KvSnapshot } from "../prefix-cache.ts";
+import type { VerifiedRows } from "../speculative.ts";
 import { bindWeights, type LayerWeights as SharedLayerWeights } from "../weight-bindings.ts";
 import { loadWeights } from "./load-weights.ts";
 
@@ -59,6 +66,11 @@ interface Rows {
 const rowAt = (b: Rows, i: number) => b.ptr + i * b.stride * 4;
 
 type LayerWeights = SharedLayerWeights<number, Int4Tensor>;
+
+/** VerifiedRows whose logits are computed synchronously. */
+export interface SyncVerifiedRows extends VerifiedRows {
+  logits(i: number): Float32Array;
+}
 
 /** One sequence on a WasmEngine. */
 export class WasmState extends EngineSequence<WasmEngine> {}
@@ -93,8 +105,8 @@ export class WasmEngine implements LogitsModel<WasmState> {
   private readonly logits: number;
   private readonly ropeCos: Rows;
   private readonly ropeSin: Rows;
-  /** Q8 activation space by kPadded, one per block row. */
-  private readonly q8 = new Map<number, Q8Activations[]>();
+  /** Q8 activation space by kPadded: one batch of `block` rows (matmulInt4Q8 reads them together). */
+  private readonly q8 = new Map<number, { batch: Q8Batch; rows: ReturnType<typeof q8Row>[] }>();
   /** Per layer: K and V caches, and for q8 their per-(position, kv head) scales. */
   private readonly cache: { k: number; v: number; kScale: number; vScale: number }[] = [];
 
@@ -154,10 +166,8 @@ export class WasmEngine implements LogitsModel<WasmState> {
     this.ropeCos = rows(plan.rope);
     this.ropeSin = rows(plan.rope);
     for (const kp of plan.q8Widths) {
-      this.q8.set(
-        kp,
-        Array.from({ length: B }, () => kernels.allocQ8(kp)),
-      );
+      const batch = kernels.allocQ8Batch(kp, B);
+      this.q8.set(kp, { batch, rows: Array.from({ length: B }, (_, i) => q8Row(batch, i)) });
     }
     for (let l = 0; l < c.numLayers; l++) {
       if (this.kvCache === "f16") {
@@ -231,17 +241,48 @@ export class WasmEngine implements LogitsModel<WasmState> {
    * fp32 activations the batched matmul is avoided for that reason). Roll back with `rollback`.
    */
   verify(state: WasmState, tokens: readonly number[]): Float32Array[] {
+    const rows = this.verifyRows(state, tokens);
+    return Array.from({ length: rows.length }, (_, i) => rows.logits(i));
+  }
+
+  /**
+   * verify with the head on demand: the layers run for every row now (their hidden states are kept,
+   * hiddenSize floats per row), the final norm and head only when `logits(i)` is called, so rows past
+   * the first rejected draft cost no head. logits(i) is bit-identical to verify's row i, and stays
+   * valid after later passes (it reads the kept hidden state, not the engine's buffers).
+   */
+  verifyRows(state: WasmState, tokens: readonly number[]): SyncVerifiedRows {
     this.checkState(state);
     checkAppend(state, tokens, this.config.vocabSize);
-    const out: Float32Array[] = [];
+    const H = this.config.hiddenSize;
+    const hidden = new Float32Array(tokens.length * H);
     this.rowExact = true;
     try {
-      for (let i = 0; i < tokens.length; i += this.block)
-        out.push(...this.pass(state, tokens.slice(i, i + this.block), "all"));
+      for (let i = 0; i < tokens.length; i += this.block) {
+        const n = Math.min(this.block, tokens.length - i);
+        this.pass(state, tokens.slice(i, i + n), false);
+        for (let r = 0; r < n; r++) hidden.set(this.k.f32(rowAt(this.x, r), H), (i + r) * H);
+      }
     } finally {
       this.rowExact = false;
     }
-    return out;
+    const done: (Float32Array | undefined)[] = [];
+    return {
+      length: tokens.length,
+      logits: (i: number) => {
+        if (!Number.isInteger(i) || i < 0 || i >= tokens.length)
+          throw new RangeError(`verified row ${i} not in 0..${tokens.length - 1}`);
+        let row = done[i];
+        if (!row) {
+          // x row 0 is scratch between passes: the kept hidden state goes there for the head.
+          this.k.f32(rowAt(this.x, 0), H).set(hidden.subarray(i * H, (i + 1) * H));
+          this.head1(0);
+          row = this.k.f32(this.logits, this.config.vocabSize).slice();
+          done[i] = row;
+        }
+        return row;
+      },
+    };
   }
 
   /**
@@ -348,33 +389,33 @@ export class WasmEngine implements LogitsModel<WasmState> {
 
   /**
    * Y = X W^T for `n` rows. q8 activations: per row, quantize (unless `quantized`: q/k/v and gate/up
-   * share one quantized input) and matvec; the weight stays in cache from the second row on. fp32
-   * activations: matmulInt4, which decodes each weight chunk once for all rows.
+   * share one quantized input); then matmulInt4Q8 over all rows (each weight chunk decoded once,
+   * bit-identical to one matvec per row, so verify rows still equal decode steps) or, for one row or
+   * strided output, matvecInt4Q8 per row. fp32 activations: matmulInt4 likewise.
    */
   private linear(w: Int4Tensor, x: Rows, y: Rows, n: number, quantized: boolean): void {
     const k = this.k;
     if (this.activations === "q8") {
       const q8 = this.q8.get(w.kPadded)!;
-      for (let i = 0; i < n; i++) {
-        if (!quantized) k.quantizeQ8(rowAt(x, i), q8[i]!);
-        k.matvecInt4Q8(w, q8[i]!, rowAt(y, i));
-      }
+      if (!quantized) for (let i = 0; i < n; i++) k.quantizeQ8(rowAt(x, i), q8.rows[i]!);
+      if (n > 1 && y.stride === w.N) k.matmulInt4Q8(w, q8.batch, y.ptr, n);
+      else for (let i = 0; i < n; i++) k.matvecInt4Q8(w, q8.rows[i]!, rowAt(y, i));
     } else if (n > 1 && !this.rowExact && x.stride === w.kPadded && y.stride === w.N)
       k.matmulInt4(w, x.ptr, y.ptr, n);
     else for (let i = 0; i < n; i++) k.matvecInt4(w, rowAt(x, i), rowAt(y, i));
   }
 
   /**
-   * Appends `tokens` (at most `block`) to the sequence; logits of the last one if asked (`true`), or
-   * of every row (`"all"`: returned, one copy per row). `skip` leaves those layers out entirely (the
+   * Appends `tokens` (at most `block`) to the sequence; logits of the last one into `logits` if asked
+   * (x keeps every row's final hidden state until the next pass). `skip` leaves those layers out entirely (the
    * residual stream passes through; their KV rows are not written): the self-speculative draft.
    */
   private pass(
     state: WasmState,
     tokens: readonly number[],
-    wantLogits: boolean | "all",
+    wantLogits: boolean,
     skip: ReadonlySet<number> | null = null,
-  ): Float32Array[] {
+  ): void {
     const c = this.config;
     const k = this.k;
     const n = tokens.length;
@@ -471,18 +512,7 @@ export class WasmEngine implements LogitsModel<WasmState> {
       for (let i = 0; i < n; i++) k.addF32(rowAt(x, i), rowAt(delta, i), c.hiddenSize);
     }
     state.length = pos0 + n;
-    if (wantLogits === false) return [];
-    if (wantLogits === true) {
-      this.head1(n - 1);
-      return [];
-    }
-    // Every row through the same single-row head as decode: each row's logits are bit-identical to a step.
-    const out: Float32Array[] = [];
-    for (let i = 0; i < n; i++) {
-      this.head1(i);
-      out.push(this.k.f32(this.logits, c.vocabSize).slice());
-    }
-    return out;
+    if (wantLogits) this.head1(n - 1);
   }
 
   /** Final norm of row `i` of x and the head, into `logits`. */
@@ -494,7 +524,7 @@ export class WasmEngine implements LogitsModel<WasmState> {
     if (this.head.kind === "int4")
       this.linear(this.head.t, headIn, { ptr: this.logits, stride: 0 }, 1, false);
     else {
-      const q8 = this.q8.get(this.head.t.kPadded)![0]!;
+      const q8 = this.q8.get(this.head.t.kPadded)!.rows[0]!;
       k.quantizeQ8(this.headIn, q8);
       k.matvecInt8Q8(this.head.t, q8, this.logits);
     }
