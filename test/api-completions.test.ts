@@ -6,43 +6,10 @@
  */
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { z } from "zod";
+import type { z } from "zod";
 import { call, clientError, deployedTokenizer, expectApiError } from "./helpers/api-calls.ts";
 import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
-
-const Usage = z.object({
-  prompt_tokens: z.number().int().min(0),
-  completion_tokens: z.number().int().min(0),
-  total_tokens: z.number().int().min(0),
-});
-/** OpenAI's legacy Logprobs object: one entry per token in each list. */
-const LegacyLogprobs = z
-  .strictObject({
-    tokens: z.array(z.string()),
-    token_logprobs: z.array(z.number().max(0)),
-    top_logprobs: z.array(z.record(z.string(), z.number().max(0))),
-    text_offset: z.array(z.number().int().min(0)),
-  })
-  .refine((l) =>
-    [l.token_logprobs, l.top_logprobs, l.text_offset].every((a) => a.length === l.tokens.length),
-  );
-/** OpenAI's Completion object (also each streamed chunk, with finish_reason null until the last). */
-const TextCompletion = z.object({
-  id: z.string().min(1),
-  object: z.literal("text_completion"),
-  created: z.number().int(),
-  model: z.string(),
-  system_fingerprint: z.string().optional(),
-  choices: z.array(
-    z.object({
-      text: z.string(),
-      index: z.number().int(),
-      logprobs: LegacyLogprobs.nullable(),
-      finish_reason: z.enum(["stop", "length", "content_filter"]).nullable(),
-    }),
-  ),
-  usage: Usage.nullable().optional(),
-});
+import { TextCompletion } from "./helpers/openai-schemas.ts";
 
 let api: ApiServer;
 

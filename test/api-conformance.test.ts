@@ -6,75 +6,9 @@
  * every chunk but the last carries "usage": null, as OpenAI's streams do.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { z } from "zod";
 import { call, story } from "./helpers/api-calls.ts";
 import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
-
-const Usage = z.object({
-  prompt_tokens: z.number().int().min(0),
-  completion_tokens: z.number().int().min(0),
-  total_tokens: z.number().int().min(0),
-});
-const TopLogprob = z.object({
-  token: z.string(),
-  logprob: z.number().max(0),
-  bytes: z.array(z.number().int().min(0).max(255)).nullable(),
-});
-const TokenLogprob = TopLogprob.extend({ top_logprobs: z.array(TopLogprob) });
-const Logprobs = z.object({
-  content: z.array(TokenLogprob).nullable(),
-  refusal: z.array(TokenLogprob).nullable(),
-});
-const Finish = z.enum(["stop", "length", "tool_calls", "content_filter", "function_call"]);
-const ChatCompletion = z.object({
-  id: z.string().min(1),
-  object: z.literal("chat.completion"),
-  created: z.number().int(),
-  model: z.string(),
-  system_fingerprint: z.string().optional(),
-  choices: z
-    .array(
-      z.object({
-        index: z.number().int(),
-        message: z.object({ role: z.literal("assistant"), content: z.string().nullable() }),
-        logprobs: Logprobs.nullable(),
-        finish_reason: Finish,
-      }),
-    )
-    .min(1),
-  usage: Usage,
-});
-const Chunk = z.object({
-  id: z.string().min(1),
-  object: z.literal("chat.completion.chunk"),
-  created: z.number().int(),
-  model: z.string(),
-  system_fingerprint: z.string().optional(),
-  choices: z.array(
-    z.object({
-      index: z.number().int(),
-      delta: z.object({ role: z.literal("assistant").optional(), content: z.string().nullable().optional() }),
-      logprobs: Logprobs.nullable().optional(),
-      finish_reason: Finish.nullable(),
-    }),
-  ),
-  usage: Usage.nullable().optional(),
-});
-const Model = z.object({
-  id: z.string(),
-  object: z.literal("model"),
-  created: z.number().int(),
-  owned_by: z.string(),
-});
-const ModelList = z.object({ object: z.literal("list"), data: z.array(Model) });
-const ErrorBody = z.strictObject({
-  error: z.strictObject({
-    message: z.string().min(1),
-    type: z.string(),
-    param: z.string().nullable(),
-    code: z.string().nullable(),
-  }),
-});
+import { ChatCompletion, Chunk, ErrorBody, Model, ModelList, Usage } from "./helpers/openai-schemas.ts";
 
 let api: ApiServer;
 
