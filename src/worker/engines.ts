@@ -1,6 +1,11 @@
 /**
  * Loaded variants per isolate: engines built from R2 shards on first use, kept while they fit the
- * isolate's memory budget (least recently used evicted first), never loaded twice at once. A variant
+ * isolate's memory budget (least recently used evicted first), never loaded twice at once, and never
+ * beside busy engines it does not fit with: a load waits (polling, as ./queue.ts does) until enough
+ * engines are idle to evict, and past MEMORY_WAIT_POLLS gives up with an OverloadedError (429) rather
+ * than take the isolate over its budget (a deployed isolate over 128 MB is killed with every request
+ * in it). Loads in progress reserve their bytes, so two concurrent loads cannot both count on the
+ * same free memory. A variant
  * whose shards fail verification (missing, short, or not hashing to their names) is marked bad for
  * this isolate: requests skip it (the router falls back) and it is not tried again for
  * BAD_RETRY_MS, or until a new manifest replaces it. Other load failures (the bucket erroring) are
@@ -12,7 +17,7 @@ import { ENGINE_CONTEXT, estimateEngineBytes, loadEngine, type WasmEngine } from
 import { PrefixCache } from "../runtime/prefix-cache.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { R2BucketLike } from "./env.ts";
-import { FairQueue } from "./queue.ts";
+import { FairQueue, OverloadedError } from "./queue.ts";
 import { ShardError, verifiedShardStream } from "./shard-stream.ts";
 import { SharedTask, SharedWaitTimeout } from "./shared.ts";
 import { tokenizerFor } from "./tokenizers.ts";
@@ -41,12 +46,17 @@ const MAX_WAITING = 32;
 const SHARED_LOAD_WAIT_MS = 60_000;
 /** How long a variant whose shards failed verification stays skipped (a repaired bucket heals). */
 export const BAD_RETRY_MS = 5 * 60_000;
+/** Poll interval (ms) of a load waiting for memory, and how many polls (~30 s) before it gives up. */
+const MEMORY_POLL_MS = 10;
+const MEMORY_WAIT_POLLS = 3000;
 
 export class EngineCache {
   private readonly loaded = new Map<string, LoadedVariant>();
   private readonly loading = new Map<string, SharedTask<LoadedVariant>>();
   /** manifest id -> why it is bad, and since when */
   private readonly bad = new Map<string, { why: string; at: number }>();
+  /** Bytes promised to loads in progress (not yet in `loaded`). */
+  private reservedBytes = 0;
 
   constructor(
     private readonly bucket: R2BucketLike,
@@ -124,7 +134,7 @@ export class EngineCache {
       throw new VariantLoadError(why);
     }
     const cacheBytes = need + PREFIX_CACHE_BYTES <= this.budgetBytes ? PREFIX_CACHE_BYTES : 0;
-    this.evictFor(need + cacheBytes);
+    await this.reserve(need + cacheBytes, manifest.variant);
     const started = Date.now();
     try {
       const tokenizer = await tokenizerFor(this.bucket, manifest.model.tokenizer.sha256);
@@ -150,6 +160,28 @@ export class EngineCache {
       const why = `variant ${manifest.variant} could not load: ${(e as Error).message}`;
       if (e instanceof ShardError) this.markBad(manifestId, why);
       throw new VariantLoadError(why);
+    } finally {
+      this.reservedBytes -= need + cacheBytes;
+    }
+  }
+
+  /**
+   * Waits until `bytes` fit the budget beside resident engines and other loads, evicting idle
+   * engines as they become idle. Counts polls, not clock time: in production Date.now() only moves
+   * at I/O. Throws OverloadedError when busy engines hold the memory for MEMORY_WAIT_POLLS polls.
+   */
+  private async reserve(bytes: number, variant: string): Promise<void> {
+    for (let polls = 0; ; polls++) {
+      this.evictFor(bytes);
+      if (this.residentBytes() + this.reservedBytes + bytes <= this.budgetBytes) {
+        this.reservedBytes += bytes;
+        return;
+      }
+      if (polls >= MEMORY_WAIT_POLLS)
+        throw new OverloadedError(
+          `variant ${variant} needs ~${bytes} bytes while busy variants hold the isolate's memory`,
+        );
+      await new Promise<void>((resolve) => setTimeout(resolve, MEMORY_POLL_MS));
     }
   }
 
@@ -158,7 +190,7 @@ export class EngineCache {
     const idle = [...this.loaded.values()]
       .filter((v) => v.queue.length === 0)
       .sort((a, b) => a.lastUsed - b.lastUsed);
-    while (this.residentBytes() + need > this.budgetBytes && idle.length > 0) {
+    while (this.residentBytes() + this.reservedBytes + need > this.budgetBytes && idle.length > 0) {
       this.loaded.delete(idle.shift()!.manifestId);
     }
   }

@@ -202,6 +202,15 @@ async function loadFirst(
       if (!wasResident) observeLoad(services, manifest, loadMs);
       return { variant, manifest, prediction, loadMs };
     } catch (e) {
+      if (e instanceof OverloadedError)
+        throw new ApiError(
+          429,
+          `No memory for variant '${manifest.variant}' while other variants are generating; retry shortly.`,
+          "rate_limit_error",
+          "overloaded",
+          null,
+          { "Retry-After": "1" },
+        );
       if (!(e instanceof VariantLoadError)) throw e;
       failures.push(e.message);
     }

@@ -1,0 +1,78 @@
+/**
+ * The isolate's engine memory budget holds under concurrent traffic for different variants: a
+ * variant that does not fit beside a busy one waits for it to go idle and evicts it, instead of
+ * loading beside it (a deployed isolate over 128 MB is killed with every request in it). workerd
+ * over real HTTP; the bytes are the worker's own count of its engines' wasm memory (/healthz).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chat, healthz, story } from "./helpers/api-calls.ts";
+import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
+
+const TIERS = ["quality", "balanced", "speed"];
+
+let budget = 0;
+let tight: ApiServer;
+
+beforeAll(async () => {
+  // Each variant's engine size, measured in an isolate with room for all of them.
+  const roomy = await startApiServer();
+  const sizes: number[] = [];
+  try {
+    for (const tier of TIERS) {
+      const before = (await healthz(roomy)).engine_bytes;
+      const r = await chat(
+        roomy,
+        { model: "shardlm", messages: story, max_tokens: 2 },
+        { "X-Quality-Tier": tier },
+      );
+      expect(r.status).toBe(200);
+      sizes.push((await healthz(roomy)).engine_bytes - before);
+    }
+  } finally {
+    await roomy.close();
+  }
+  const largest = Math.max(...sizes);
+  // Room for the largest variant, never for two of them (their sizes are within 2x of each other).
+  expect(Math.min(...sizes) * 2).toBeGreaterThan(largest);
+  budget = Math.floor(largest * 1.5);
+  tight = await startApiServer({ ENGINE_MEMORY_BUDGET: String(budget) });
+}, 300_000);
+
+afterAll(async () => {
+  await tight?.close();
+});
+
+describe("engine memory budget under concurrent variants", () => {
+  it("mixed-tier bursts all succeed and never leave more than the budget resident", async () => {
+    let peak = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        peak = Math.max(peak, (await healthz(tight)).engine_bytes);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    try {
+      for (let round = 0; round < 3; round++) {
+        const rs = await Promise.all(
+          Array.from({ length: 18 }, (_, i) =>
+            chat(
+              tight,
+              { model: "shardlm", messages: story, max_tokens: 24, stream: i % 2 === 0 },
+              { "X-Quality-Tier": TIERS[i % 3]! },
+            ),
+          ),
+        );
+        expect(rs.map((r) => r.status)).toEqual(rs.map(() => 200));
+        const h = await healthz(tight);
+        expect(h.engine_bytes).toBeLessThanOrEqual(budget);
+        expect(h.resident_variants).toBe(1);
+      }
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThanOrEqual(budget);
+  }, 300_000);
+});
