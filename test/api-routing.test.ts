@@ -14,6 +14,7 @@
  * clock the CPU costs are never corrected from its readings, so predictions stay the manifests'.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { effectiveDecodeMsPerToken } from "../src/format/speculative.ts";
 import type { ChatMessage } from "../src/worker/schemas.ts";
 import { countPromptTokens, liveVariants, manifests, predictions, story } from "./helpers/api-calls.ts";
 import { type ApiServer, startApiServer, wranglerSetting } from "./helpers/api-server.ts";
@@ -287,7 +288,11 @@ describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
         for (const v of await liveVariants(api)) {
           const m = ms.get(v.id)!;
           if (frozen) {
-            expect(v.cost.decode_ms_per_token).toBe(m.speed.decodeMsPerToken);
+            // the manifest's cost, divided by the build's estimated speedup where it turned speculation on
+            expect(v.cost.decode_ms_per_token).toBeCloseTo(
+              effectiveDecodeMsPerToken(m.speed.decodeMsPerToken, m.speculative),
+              9,
+            );
             expect(v.cost.prefill_ms_per_token).toBe(m.speed.prefillMsPerToken);
           } else {
             // observe() fed: the corrected cost is no longer exactly the manifest's
