@@ -41,6 +41,12 @@ export interface Env {
    */
   SHARDLM_FROZEN_CLOCK?: string;
   /**
+   * "off": never speculate, whatever the builds measured (manifests are served with
+   * `speculative.enabled` false, so routing, plans and GET /v1/models use plain decode costs).
+   * Unset or anything else: speculate where the build measured a gain.
+   */
+  SHARDLM_SPECULATION?: string;
+  /**
    * API keys (a secret): comma-separated keys, or their lowercase hex SHA-256 hashes. When set,
    * every /v1 route needs `Authorization: Bearer <key>` (src/worker/api-keys.ts); unset, the API is open.
    */

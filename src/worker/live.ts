@@ -28,6 +28,11 @@ async function readManifest(bucket: R2BucketLike, sha256: string): Promise<Manif
 
 export { byQuality };
 
+/** The manifest as served with speculation switched off (a copy: cached manifests stay as built). */
+function withoutSpeculation(m: Manifest): Manifest {
+  return m.speculative?.enabled ? { ...m, speculative: { ...m.speculative, enabled: false } } : m;
+}
+
 /**
  * Each request that finds the cached set stale reads live.json itself: sharing one in-flight read
  * would make the others wait on another request's I/O, which workerd cancels as a hang (see
@@ -36,9 +41,11 @@ export { byQuality };
 export class LiveVariants {
   private current: { set: LiveSet; fetchedAt: number } | null = null;
 
+  /** `speculation` false: serve every manifest with speculation off (Env.SHARDLM_SPECULATION). */
   constructor(
     private readonly bucket: R2BucketLike,
     private readonly ttlMs: number,
+    private readonly speculation = true,
   ) {}
 
   async get(now = Date.now()): Promise<LiveSet> {
@@ -61,7 +68,8 @@ export class LiveVariants {
     if (!obj) throw new Error("nothing is deployed (live.json is missing; run npm run deploy)");
     const live = LivePointer.parse(JSON.parse(await obj.text()));
     const entries = Object.entries(live.variants);
-    const manifests = await Promise.all(entries.map(([, sha]) => readManifest(this.bucket, sha)));
+    const read = await Promise.all(entries.map(([, sha]) => readManifest(this.bucket, sha)));
+    const manifests = this.speculation ? read : read.map(withoutSpeculation);
     return {
       version: live.version,
       variants: [...manifests].sort(byQuality),

@@ -56,7 +56,7 @@ export function servicesFor(env: Env, kernels: WebAssembly.Module): Services {
   const budget = Number(env.ENGINE_MEMORY_BUDGET ?? String(100 * 1024 * 1024));
   services = {
     bucket: env.SHARDS,
-    live: new LiveVariants(env.SHARDS, Number.isFinite(ttl) ? ttl : 5000),
+    live: new LiveVariants(env.SHARDS, Number.isFinite(ttl) ? ttl : 5000, env.SHARDLM_SPECULATION !== "off"),
     engines: new EngineCache(env.SHARDS, kernels, Number.isFinite(budget) ? budget : 100 * 1024 * 1024),
     cost: new CostModel(),
     engineContext: ENGINE_CONTEXT,
