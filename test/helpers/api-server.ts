@@ -11,6 +11,7 @@ import { sharedModelPath } from "./paths.ts";
 export {
   type ApiServer,
   FROZEN_CLOCK_FROM_ENV,
+  startLocalApi,
   workerCompatibilityFlags,
   wranglerSetting,
 } from "../../src/bench/local-api.ts";
