@@ -7,17 +7,33 @@
  * the Hugging Face Hub, or $HF_ENDPOINT) | the default SmolLM2-135M-Instruct (fetch-model's cache,
  * downloaded when missing) | ../shared/models/stories260K.gguf as the announced offline fallback.
  *
- * SHARDLM_FROZEN_CLOCK=1: the Worker reads time on a clock that advances only at I/O, as deployed
- * Workers' clocks do (src/runtime/clock.ts).
+ * SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS, SHARDLM_MAX_BODY_BYTES and SHARDLM_FROZEN_CLOCK in this
+ * process's environment reach the local Worker as vars (src/worker/env.ts); SHARDLM_FROZEN_CLOCK=1
+ * makes it read time on a clock that advances only at I/O, as deployed Workers' clocks do.
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { wranglerDevArgs, wranglerDevEnv } from "../src/publish/wrangler-dev.ts";
+import { workerVarsFromEnv, wranglerDevArgs, wranglerDevEnv } from "../src/publish/wrangler-dev.ts";
 
 // The build and deploy modules load on use: importing them (the AssemblyScript compiler among
 // them) takes seconds to tens of seconds, too long to wait for a usage error.
+
+const USAGE = `usage: npm start -- [--model <path> | --hf <owner/name>] [--config <json>] [--port <n>] [--no-serve]
+
+  --model <path>     the model: a GGUF file or a Hugging Face model folder (or $SHARDLM_MODEL;
+                     default: SmolLM2-135M-Instruct, else ../shared/models/stories260K.gguf)
+  --hf <owner/name>  download the model from the Hugging Face Hub (or $SHARDLM_HF_REPO)
+  --config <json>    the variants config (default: picked by the model's size,
+                     config/variants-smollm2.json or the toy config/variants.json)
+  --port <n>         serve on 127.0.0.1:<n> (default 8787)
+  --no-serve         build and deploy to local R2 only, do not serve
+  --out <dir>        where built variants go; --persist-to <dir>: wrangler's local state
+  --help             this text
+
+Worker settings from the environment: SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS,
+SHARDLM_MAX_BODY_BYTES, SHARDLM_FROZEN_CLOCK (see README).`;
 
 /** A bad argument: reported before any build starts. */
 class UsageError extends Error {}
@@ -61,8 +77,13 @@ async function main(): Promise<void> {
       out: { type: "string" },
       "persist-to": { type: "string" },
       "no-serve": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   const log = (m: string) => console.error(m);
   // Arguments and the model first: a typo should not cost the kernel build.
   const port = parsePort(values.port!);
@@ -104,12 +125,10 @@ async function main(): Promise<void> {
     `    -d '{"model":"shardlm","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48}'\n`,
   );
   // API keys reach the local Worker as a var (visible in this machine's process list, like any argv).
-  const keys = process.env.SHARDLM_API_KEYS?.trim();
+  const vars = workerVarsFromEnv();
+  const keys = vars.SHARDLM_API_KEYS;
   if (keys) log("API keys on: /v1 routes need Authorization: Bearer <key> (SHARDLM_API_KEYS)\n");
   else log("warning: the API is open (no SHARDLM_API_KEYS); anyone who can reach the port can use it\n");
-  const vars: Record<string, string> = {};
-  if (process.env.SHARDLM_FROZEN_CLOCK === "1") vars.SHARDLM_FROZEN_CLOCK = "1";
-  if (keys) vars.SHARDLM_API_KEYS = keys;
   // wranglerDevEnv: no metrics, error-report prompt or Request.cf fetch (offline noise otherwise).
   const child = spawn("npx", wranglerDevArgs({ port, persistTo, vars }), {
     stdio: "inherit",
@@ -125,7 +144,6 @@ main().catch((e: unknown) => {
   console.error(`error: ${(e as Error).message}`);
   // Usage errors (parseArgs' own included) exit 2, as CLIs do for bad arguments.
   const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-  if (usage)
-    console.error("usage: npm start -- [--model <path> | --hf <owner/name>] [--config <json>] [--port <n>]");
+  if (usage) console.error(`${USAGE.split("\n")[0]}\n(npm start -- --help for more)`);
   process.exit(usage ? 2 : 1);
 });

@@ -132,6 +132,45 @@ describe("wrong types and values", () => {
     });
   });
 
+  it("a missing or empty model gets OpenAI's words, naming model (chat and legacy completions)", async () => {
+    for (const r of [
+      await chat(api, withFields({ model: undefined })),
+      await chat(api, withFields({ model: "" })),
+      await call(api, "/v1/completions", { body: { prompt: "Once", max_tokens: 4 } }),
+    ]) {
+      expectApiError(r, 400, {
+        type: "invalid_request_error",
+        param: "model",
+        message: /^you must provide a model parameter$/,
+      });
+    }
+    expectApiError(await chat(api, withFields({ model: 3 })), 400, {
+      param: "model",
+      message: /must be a string/,
+    });
+  });
+
+  it("stream_options without stream: true is a 400 naming stream_options (chat and legacy completions)", async () => {
+    const streamOptions = { include_usage: true };
+    for (const stream of [false, undefined, null]) {
+      for (const r of [
+        await chat(api, withFields({ stream, stream_options: streamOptions })),
+        await call(api, "/v1/completions", {
+          body: { model: "quality", prompt: "Once", max_tokens: 4, stream, stream_options: streamOptions },
+        }),
+      ]) {
+        expectApiError(r, 400, {
+          type: "invalid_request_error",
+          param: "stream_options",
+          message: /^The 'stream_options' parameter is only allowed when 'stream' is enabled\.$/,
+        });
+      }
+    }
+    // Null counts as absent; with stream: true it is served.
+    expect((await chat(api, withFields({ stream: false, stream_options: null }))).status).toBe(200);
+    expect((await chat(api, withFields({ stream: true, stream_options: streamOptions }))).status).toBe(200);
+  });
+
   it("messages with the wrong role or content say what is allowed", async () => {
     const role = await chat(api, withFields({ messages: [{ role: "wizard", content: "hi" }] }));
     expect((role.json as { error: { message: string } }).error.message).toMatch(

@@ -72,6 +72,28 @@ describe("token mask", () => {
     expect(nonTrivial).toBeGreaterThan(states.length / 2);
   });
 
+  it("json_object: no token may close a key its object already has; the fast path agrees with the definition", () => {
+    const doc = '{"a":1,"ab":{"a":2,"b":[{"a":3}]},"b":"x"}';
+    const repeated = '{"a":1,"ab":{"a":2},"a';
+    for (const prefix of [...Array.from({ length: doc.length + 1 }, (_, i) => doc.slice(0, i)), repeated]) {
+      const s = new JsonPrefix(1);
+      expect(s.push(prefix), prefix).toBe(true);
+      expect([...allowedTokens(tok, s)], prefix).toEqual([...bruteForce(s)]);
+    }
+    const s = new JsonPrefix(1);
+    s.push(repeated);
+    const allowed = allowedTokens(tok, s);
+    const closers = [...Array(tok.vocabSize).keys()].filter(
+      (id) => !tok.isSpecial(id) && new TextDecoder().decode(tok.tokenToBytes(id)).startsWith('"'),
+    );
+    expect(closers.length).toBeGreaterThan(0);
+    for (const id of closers) expect(allowed[id], `token ${id}`).toBe(0);
+    // After a different key, the same tokens may close it.
+    const other = new JsonPrefix(1);
+    other.push('{"a":1,"ab":{"a":2},"c');
+    expect(closers.some((id) => allowedTokens(tok, other)[id] === 1)).toBe(true);
+  });
+
   it("decoding under the mask with random logits always ends in a value of the schema, within max tokens", () => {
     let seed = 1;
     for (let run = 0; run < 20; run++) {

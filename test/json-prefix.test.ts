@@ -2,10 +2,30 @@ import { describe, expect, it } from "vitest";
 import { JsonPrefix } from "../src/runtime/json-prefix.ts";
 import { mulberry32 } from "./helpers/random.ts";
 
+/**
+ * Whether some object in valid JSON text `s` repeats a key (as written): JSON.parse accepts that
+ * (keeping the last), the recognizer refuses it. Scans strings and brackets, independent of it.
+ */
+const repeatsKey = (s: string) => {
+  const objects: (Set<string> | null)[] = [];
+  const tokens = [...s.matchAll(/"(?:[^"\\]|\\.)*"|[{}[\]:]/g)].map((m) => m[0]);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t === "{") objects.push(new Set());
+    else if (t === "[") objects.push(null);
+    else if (t === "}" || t === "]") objects.pop();
+    else if (t.startsWith('"') && tokens[i + 1] === ":") {
+      const keys = objects.at(-1);
+      if (keys?.has(t)) return true;
+      keys?.add(t);
+    }
+  }
+  return false;
+};
 const isObjectText = (s: string) => {
   try {
     const v: unknown = JSON.parse(s);
-    return typeof v === "object" && v !== null && !Array.isArray(v);
+    return typeof v === "object" && v !== null && !Array.isArray(v) && !repeatsKey(s);
   } catch {
     return false;
   }
@@ -64,6 +84,33 @@ describe("JsonPrefix (json_object recognizer)", () => {
       // Refused: no continuation brings it back.
       expect(r.push('"}]} ')).toBe(false);
       expect(r.complete).toBe(false);
+    }
+  });
+
+  it("refuses a key repeated within one object (at its closing quote), not across objects", () => {
+    for (const bad of [
+      '{"a":1,"a":2}',
+      '{"name":"Frodo","age":13,"name":"Frodo"}',
+      '{"x":{"a":1,"b":2,"a":3}}',
+    ]) {
+      expect(JSON.parse(bad)).toBeTypeOf("object"); // JSON.parse takes it (the last one wins)
+      expect(recognize(bad), bad).toBe(false);
+    }
+    const r = new JsonPrefix();
+    expect(r.push('{"name":"Frodo","age":13,"name')).toBe(true); // could still become "names"
+    expect(r.clone().push('"')).toBe(false);
+    expect(r.clone().push('s":1}')).toBe(true);
+    for (const ok of ['{"a":{"a":1},"b":[{"a":1},{"a":2}],"c":{"b":{"c":1}}}', '{"a":1,"ab":2,"b":3}'])
+      expect(recognize(ok), ok).toBe(true);
+  });
+
+  it("closes a prefix with a fresh key when the shortest one would repeat", () => {
+    for (const prefix of ['{"":1,', '{"":1,"', '{"":1,"0":2,"', '{"a":1,"a', '{"a":{"":1,"']) {
+      const r = new JsonPrefix();
+      expect(r.push(prefix), prefix).toBe(true);
+      const closed = prefix + r.closing();
+      expect(isObjectText(closed), closed).toBe(true);
+      expect(recognize(closed), closed).toBe(true);
     }
   });
 

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LivePointer, Manifest } from "../src/format/manifest.ts";
+import { deployedTiers, fetchDeployedTiers } from "../src/playground/tier-menu.ts";
 import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
 
 let api: ApiServer;
@@ -137,5 +138,32 @@ describe("the playground page", () => {
       expect(post.status, path).toBe(405);
       expect(post.headers.get("allow"), path).toBe("GET, HEAD");
     }
+  });
+});
+
+describe("the playground's Tier menu (src/playground/tier-menu.ts)", () => {
+  it("offers the tiers GET /v1/models lists, best first (the toy deployment has all three)", async () => {
+    const tiers = await fetchDeployedTiers({ apiKey: null, base: api.url });
+    const manifests = await Promise.all(
+      Object.values(live.variants).map(async (id) =>
+        Manifest.parse(await (await get(`/v1/manifests/${id}`)).json()),
+      ),
+    );
+    const built = new Set(manifests.map((m) => m.tier));
+    expect(tiers).toEqual(["quality", "balanced", "speed"].filter((t) => built.has(t as never)));
+    expect(tiers.length).toBeGreaterThan(0);
+  });
+
+  it("leaves out tiers no variant has, and refuses a body that is no model list", () => {
+    const entry = (id: string, tier: string) => ({ id, object: "model", tier });
+    expect(deployedTiers({ data: [entry("quality", "quality"), entry("speed", "speed")] })).toEqual([
+      "quality",
+      "speed",
+    ]);
+    expect(
+      deployedTiers({ data: [entry("speed", "speed"), entry("q", "quality"), entry("x", "ultra")] }),
+    ).toEqual(["quality", "speed"]);
+    for (const garbage of [null, "models", { data: "x" }, { data: [{ tier: 3 }] }, []])
+      expect(() => deployedTiers(garbage)).toThrow();
   });
 });

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { Manifest } from "../src/format/manifest.ts";
-import { CostModel, manifestCostMs, rankVariants } from "../src/worker/router.ts";
+import { CostModel, manifestCostMs, rankVariants, TIERS, tierTarget } from "../src/worker/router.ts";
 
 /** The fields of a manifest the router reads (a real manifest has many more). */
 function manifest(variant: "quality" | "balanced" | "speed", decode: number, prefill: number): Manifest {
@@ -63,4 +63,31 @@ describe("a budget nothing fits", () => {
     const ranked = rankVariants(variants, { ...request, budgetMs }, cost, () => false);
     expect(order(ranked)).toEqual(["balanced", "speed", "quality"]);
   });
+});
+
+describe("a tier the deployment has no variant for (SmolLM2: quality and speed only)", () => {
+  const [quality, balanced, speed] = variants as [Manifest, Manifest, Manifest];
+  it.each([
+    ["quality + speed", [quality, speed], { quality: "quality", balanced: "speed", speed: "speed" }],
+    [
+      "quality + balanced",
+      [quality, balanced],
+      { quality: "quality", balanced: "balanced", speed: "balanced" },
+    ],
+    ["balanced + speed", [balanced, speed], { quality: "balanced", balanced: "balanced", speed: "speed" }],
+  ])(
+    "%s: the tier caps quality from above, else the nearest above; tierTarget is rankVariants' first",
+    (_, set, expected) => {
+      for (const tier of TIERS) {
+        const first = rankVariants(
+          set,
+          { ...request, tier, budgetMs: null },
+          new CostModel(),
+          () => false,
+        )[0];
+        expect(first?.manifest.variant, tier).toBe(expected[tier]);
+        expect(tierTarget(set, tier)?.variant, tier).toBe(expected[tier]);
+      }
+    },
+  );
 });

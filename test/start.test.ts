@@ -84,6 +84,15 @@ describe("npm start refuses bad arguments before building anything", () => {
     expect(r.output).not.toMatch(/building the WASM kernels/);
     expect(r.status).toBe(2);
   });
+
+  it("--help prints the usage with every option and exits 0", () => {
+    const r = startWith(["--help"]);
+    for (const option of ["--model", "--config", "--port", "--no-serve", "--hf"])
+      expect(r.output).toContain(option);
+    expect(r.output).toMatch(/usage: npm start/);
+    expect(r.output).not.toMatch(/building the WASM kernels|Unknown option/);
+    expect(r.status).toBe(0);
+  });
 });
 
 describe("npm start", () => {

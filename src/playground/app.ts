@@ -15,6 +15,7 @@ import { isSendKey } from "./composer-keys.ts";
 import type * as Engine from "./engine.ts";
 import { conversationWindow, dropOldestExchange, isContextOverflow } from "./history-window.ts";
 import { keyDialog } from "./key-dialog.ts";
+import { fetchDeployedTiers, fillTierMenu } from "./tier-menu.ts";
 import { type AssistantTurn, appendAssistantTurn, appendUserTurn } from "./view.ts";
 
 /** A separate bundle (it inlines the WASM kernels), fetched only when the user runs in the browser. */
@@ -125,6 +126,22 @@ function showKeyState(): void {
   ui.keyButton.title = where ? `A key is kept for ${where}.` : "No key set.";
 }
 
+/**
+ * The Tier menu from GET /v1/models (the tiers deployed). Without a key an API that wants one
+ * answers 401: the menu keeps "auto" until a key is entered (then this runs again).
+ */
+async function loadTierMenu(): Promise<void> {
+  try {
+    fillTierMenu(ui.tier, await fetchDeployedTiers({ apiKey: keys.get() }));
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    setStatus(
+      `Could not list the tiers (GET /v1/models): ${e instanceof Error ? e.message : String(e)}`,
+      true,
+    );
+  }
+}
+
 /** Asks for a key after a 401 (`message`: the server's words); false when the user declined. */
 async function keyAfter401(message: string): Promise<boolean> {
   const refused = keys.get() !== null;
@@ -135,6 +152,7 @@ async function keyAfter401(message: string): Promise<boolean> {
       : "This API needs an API key. The page sends it with each request as Authorization: Bearer <key>.",
   );
   showKeyState();
+  if (key !== null) void loadTierMenu();
   return key !== null;
 }
 
@@ -295,6 +313,7 @@ ui.newChat.addEventListener("click", () => {
 ui.keyButton.addEventListener("click", async () => {
   await askKey.ask("The key is sent as Authorization: Bearer <key> to this API.");
   showKeyState();
+  void loadTierMenu();
 });
 const budgetLabel = () => {
   ui.budgetValue.value = ui.budget.value === "0" ? "off" : `${ui.budget.value} ms`;
@@ -305,5 +324,6 @@ ui.local.addEventListener("change", () => {
 });
 budgetLabel();
 showKeyState();
+void loadTierMenu();
 ui.backendWrap.hidden = !ui.local.checked;
 document.body.dataset.ready = "true";

@@ -82,7 +82,8 @@ const Chunk = z.object({
   error: z.optional(z.object({ message: z.string(), code: z.optional(z.nullable(z.string())) })),
 });
 
-async function errorFrom(res: Response): Promise<ApiError> {
+/** A non-2xx response as an ApiError (OpenAI's message and code where the body has them). */
+export async function errorFrom(res: Response): Promise<ApiError> {
   const text = await res.text().catch(() => "");
   let body: unknown = null;
   try {

@@ -40,3 +40,25 @@ export function wranglerDevArgs(opts: {
     ...vars,
   ];
 }
+
+/**
+ * The Worker settings (src/worker/env.ts documents and validates each) that `npm start` hands from
+ * its own environment to the local Worker as vars: API keys, CORS origins, the body-size limit and
+ * the frozen clock. Unset or blank ones are left out, so the Worker's defaults apply.
+ */
+export const WORKER_ENV_VARS = [
+  "SHARDLM_API_KEYS",
+  "SHARDLM_CORS_ORIGINS",
+  "SHARDLM_MAX_BODY_BYTES",
+  "SHARDLM_FROZEN_CLOCK",
+] as const;
+
+/** WORKER_ENV_VARS as set (trimmed, non-empty) in `env`, for wranglerDevArgs' `vars`. */
+export function workerVarsFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const name of WORKER_ENV_VARS) {
+    const value = env[name]?.trim();
+    if (value) vars[name] = value;
+  }
+  return vars;
+}

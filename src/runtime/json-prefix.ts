@@ -3,7 +3,9 @@
  * OpenAI's `response_format: {"type": "json_object"}` asks: fed characters one at a time, it says
  * whether the text so far is still a prefix of some valid JSON object text, and whether it is
  * complete. A pushdown automaton over characters; `clone()` is cheap (a short stack), so a token
- * mask can try every vocabulary entry's text from the current state.
+ * mask can try every vocabulary entry's text from the current state. A key repeated within one
+ * object is refused (RFC 8259 says keys SHOULD be unique; a model at temperature 0 otherwise loops
+ * over them), compared as written (an escaped spelling of the same key is not caught).
  *
  * Used by ./json-mask.ts for response_format json_object.
  */
@@ -29,6 +31,13 @@ export class JsonPrefix {
   private mode: Mode = "start";
   /** Open containers, innermost last: "{" or "[". */
   private stack: string[] = [];
+  /**
+   * The keys written so far in each open object, innermost last, as written (escapes raw). Never
+   * mutated in place (replaced on change), so clones share them.
+   */
+  private keys: readonly (readonly string[])[] = [];
+  /** Inside a key string: its text so far, as written. */
+  private keyText = "";
   /** Inside a string: it is an object key (then ":" follows), escape state, \u digits left. */
   private isKey = false;
   private escape = false;
@@ -67,7 +76,10 @@ export class JsonPrefix {
 
   /** Equal keys mean equal futures (what a token mask may cache on). */
   key(): string {
-    return `${this.mode}|${this.stack.join("")}|${this.isKey ? 1 : 0}${this.escape ? 1 : 0}${this.hexLeft}|${this.num}|${this.rest}|${this.wsRun}|${this.failed ? 1 : 0}`;
+    // The keys written decide which keys may still come (JSON.stringify keeps them apart).
+    const keys =
+      this.keys.some((k) => k.length > 0) || this.keyText ? JSON.stringify([this.keys, this.keyText]) : "";
+    return `${this.mode}|${this.stack.join("")}|${this.isKey ? 1 : 0}${this.escape ? 1 : 0}${this.hexLeft}|${this.num}|${this.rest}|${this.wsRun}|${this.failed ? 1 : 0}|${keys}`;
   }
 
   /** Feeds `text`; false (and refused for good) as soon as it stops being a valid prefix. */
@@ -91,7 +103,8 @@ export class JsonPrefix {
           feed("{");
           break;
         case "string":
-          feed(c.hexLeft > 0 ? "0".repeat(c.hexLeft) : c.escape ? "n" : '"');
+          // A key that would repeat one of its object's is lengthened until it does not.
+          feed(c.hexLeft > 0 ? "0".repeat(c.hexLeft) : c.escape ? "n" : c.repeatsKey(c.keyText) ? "0" : '"');
           break;
         case "number":
           feed(c.num === "minus" || c.num === "dot" || c.num === "e" || c.num === "eSign" ? "0" : " ");
@@ -106,7 +119,7 @@ export class JsonPrefix {
           feed("0");
           break;
         case "key":
-          feed('""');
+          feed('"');
           break;
         case "keyOrEnd":
         case "after":
@@ -118,6 +131,11 @@ export class JsonPrefix {
       }
     }
     return out.replace(/ $/, "");
+  }
+
+  /** Whether `key` (as written) is already a key of the innermost open object. */
+  private repeatsKey(key: string): boolean {
+    return this.isKey && (this.keys.at(-1)?.includes(key) ?? false);
   }
 
   private fail(): boolean {
@@ -141,6 +159,7 @@ export class JsonPrefix {
         if (WS.has(ch)) return this.space(ch);
         if (ch !== "{") return this.fail();
         this.stack.push("{");
+        this.keys = [...this.keys, []];
         this.mode = "keyOrEnd";
         return true;
       case "done":
@@ -192,12 +211,14 @@ export class JsonPrefix {
     if (ch !== '"') return this.fail();
     this.mode = "string";
     this.isKey = true;
+    this.keyText = "";
     return true;
   }
 
   private close(open: string): boolean {
     if (this.stack.at(-1) !== open) return this.fail();
     this.stack.pop();
+    if (open === "{") this.keys = this.keys.slice(0, -1);
     this.mode = this.stack.length === 0 ? "done" : "after";
     return true;
   }
@@ -205,6 +226,7 @@ export class JsonPrefix {
   private value(ch: string): boolean {
     if (ch === "{" || ch === "[") {
       this.stack.push(ch);
+      if (ch === "{") this.keys = [...this.keys, []];
       this.mode = ch === "{" ? "keyOrEnd" : "valueOrEnd";
       return true;
     }
@@ -226,6 +248,19 @@ export class JsonPrefix {
   }
 
   private stringChar(ch: string): boolean {
+    if (!this.isKey) return this.stringCharOf(ch);
+    if (ch === '"' && !this.escape && this.hexLeft === 0) {
+      if (this.repeatsKey(this.keyText)) return this.fail();
+      this.keys = [...this.keys.slice(0, -1), [...this.keys.at(-1)!, this.keyText]];
+      this.keyText = "";
+      return this.stringCharOf(ch);
+    }
+    if (!this.stringCharOf(ch)) return false;
+    this.keyText += ch;
+    return true;
+  }
+
+  private stringCharOf(ch: string): boolean {
     if (this.hexLeft > 0) {
       if (!HEX.test(ch)) return this.fail();
       this.hexLeft--;

@@ -16,7 +16,7 @@ import { badRequest } from "./errors.ts";
 import { bodySizeLimit, parseJson, validJson } from "./request.ts";
 import type { AnswerShape, TokenLogprobEntry } from "./respond.ts";
 import { routingHeaders } from "./routing-headers.ts";
-import { MAX_CHOICES, Stop } from "./schemas.ts";
+import { MAX_CHOICES, ModelName, Stop, streamOptionsNeedStream } from "./schemas.ts";
 
 /** OpenAI's default max_tokens for /v1/completions. */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
@@ -28,7 +28,7 @@ const Prompt = z.union([z.string(), z.array(z.string()).length(1)], {
 
 export const CompletionRequest = z
   .object({
-    model: z.string().min(1),
+    model: ModelName,
     prompt: Prompt,
     stream: z.boolean().nullish(),
     stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
@@ -51,7 +51,8 @@ export const CompletionRequest = z
     suffix: z.null().optional(),
     best_of: z.literal(1).nullish(),
   })
-  .strict();
+  .strict()
+  .superRefine(streamOptionsNeedStream);
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
 
 const REFUSED: [name: string, neutral: (v: unknown) => boolean, why: string][] = [

@@ -1,12 +1,14 @@
 /**
  * GET /v1/models: each live variant once, then each tier whose name is not already a variant's
- * (as an alias). GET /v1/models/:id: one of those entries (404 model_not_found otherwise).
+ * (as an alias). GET /v1/models/:id: one of those entries or, for a tier no variant has (SmolLM2
+ * has no balanced), an alias of the variant chat serves it with (router.ts's tierTarget), so
+ * retrieve accepts what X-Quality-Tier / `model` accept; 404 model_not_found otherwise.
  */
 import type { Context } from "hono";
 import type { Manifest } from "../format/manifest.ts";
 import { speculationInfo } from "../format/speculative.ts";
 import type { AppEnv } from "./app-env.ts";
-import { TIERS } from "./router.ts";
+import { TIERS, type Tier, tierTarget } from "./router.ts";
 import type { Services } from "./services.ts";
 import { modelNotFound } from "./variant-choice.ts";
 
@@ -61,7 +63,14 @@ export const listModels = async (c: Context<AppEnv>) =>
 
 export const retrieveModel = async (c: Context<AppEnv>) => {
   const id = c.req.param("id") ?? "";
-  const entry = (await modelList(c.var.services)).find((d) => d.id === id);
-  if (!entry) throw modelNotFound(id);
-  return c.json(entry);
+  const list = await modelList(c.var.services);
+  const entry = list.find((d) => d.id === id);
+  if (entry) return c.json(entry);
+  // A tier no variant has: the entry of the variant serving it, as an alias (not listed).
+  const target = (TIERS as readonly string[]).includes(id)
+    ? tierTarget((await c.var.services.live.get()).variants, id as Tier)
+    : undefined;
+  const of = target && list.find((d) => d.id === target.variant);
+  if (!of) throw modelNotFound(id);
+  return c.json({ ...of, id, alias_of: target.variant });
 };

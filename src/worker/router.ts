@@ -2,7 +2,9 @@
  * Which variant serves a request.
  *
  * - `X-Quality-Tier: quality|balanced|speed` caps quality from above: the chosen variant is that
- *   tier's or, with a budget, any variant of equal or lower quality. With the header, `model` only
+ *   tier's or, with a budget, any variant of equal or lower quality. A tier the deployment has no
+ *   variant for (SmolLM2 builds only quality and speed) is served by the best variant below it
+ *   (balanced -> speed), else the nearest above (tierTarget). With the header, `model` only
  *   has to name the deployment (a variant or tier name, the source model's name, "shardlm", "auto").
  * - Without the header, a `model` naming a live variant pins it, also when the name is a tier's too
  *   (deployments name their variants after their tiers, so `model: "quality"` is the quality
@@ -54,6 +56,20 @@ export interface RouteRequest {
  */
 export function manifestCostMs(m: Manifest, promptTokens: number, maxTokens: number): number {
   return promptTokens * m.speed.prefillMsPerToken + maxTokens * m.speed.decodeMsPerToken;
+}
+
+/**
+ * The variant a tier is served by (no budget, every variant loading): its own tier's variant, else
+ * (the tier caps quality from above) the best one below it, else the nearest above it. This is
+ * rankVariants' first choice; GET /v1/models/{tier} answers with it.
+ */
+export function tierTarget(variants: Manifest[], tier: Tier): Manifest | undefined {
+  const rank = TIERS.indexOf(tier);
+  return (
+    variants.find((v) => v.tier === tier) ??
+    variants.find((v) => TIERS.indexOf(v.tier) >= rank) ??
+    variants.at(-1)
+  );
 }
 
 /**

@@ -23,6 +23,32 @@ export const Stop = z.union([z.string(), z.array(z.string())]).superRefine((v, c
   }
 });
 
+/** OpenAI's words for a request without `model` (or with an empty one), param `model`. */
+export const MISSING_MODEL = "you must provide a model parameter";
+
+/** `model`: a non-empty string; missing or empty gets OpenAI's message (see describeIssue). */
+export const ModelName = z
+  .string({ error: (issue) => (issue.input === undefined ? MISSING_MODEL : "must be a string") })
+  .min(1, MISSING_MODEL);
+
+/**
+ * OpenAI refuses `stream_options` unless `stream` is true (400 invalid_request_error, param
+ * stream_options, these words); null counts as absent. For chat and legacy completions.
+ */
+export function streamOptionsNeedStream(
+  body: { stream?: boolean | null; stream_options?: unknown },
+  ctx: z.RefinementCtx,
+): void {
+  if (body.stream_options != null && body.stream !== true) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["stream_options"],
+      message: "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+      params: { verbatim: true },
+    });
+  }
+}
+
 export const ChatMessage = z.discriminatedUnion("role", [
   z.object({ role: z.literal("system"), content: Content, name: z.string().optional() }),
   z.object({ role: z.literal("developer"), content: Content, name: z.string().optional() }),
@@ -55,7 +81,7 @@ export const ResponseFormat = z.discriminatedUnion("type", [
 
 export const ChatCompletionRequest = z
   .object({
-    model: z.string().min(1),
+    model: ModelName,
     messages: z.array(ChatMessage).min(1, "messages must contain at least one message"),
     stream: z.boolean().nullish(),
     stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
@@ -95,7 +121,8 @@ export const ChatCompletionRequest = z
     parallel_tool_calls: z.boolean().nullish(),
     modalities: z.array(z.literal("text")).nullish(),
   })
-  .strict();
+  .strict()
+  .superRefine(streamOptionsNeedStream);
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 
 /**
@@ -131,6 +158,7 @@ export function describeIssue(issue: z.core.$ZodIssue): {
       param,
     };
   }
+  if (issue.message === MISSING_MODEL) return { message: MISSING_MODEL, param: "model" };
   if (issue.code === "custom" && issue.params?.verbatim === true) {
     const code = issue.params.code;
     return { message: issue.message, param: param || null, ...(typeof code === "string" ? { code } : {}) };
