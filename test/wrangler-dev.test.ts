@@ -12,6 +12,7 @@ describe("workerVarsFromEnv", () => {
       SHARDLM_CORS_ORIGINS: "https://app.example.com,http://localhost:5173",
       SHARDLM_MAX_BODY_BYTES: "1024",
       SHARDLM_FROZEN_CLOCK: "1",
+      SHARDLM_SPECULATION: "off",
       SHARDLM_MODEL: "not a worker setting",
       PATH: "/usr/bin",
     });
@@ -20,6 +21,7 @@ describe("workerVarsFromEnv", () => {
       SHARDLM_CORS_ORIGINS: "https://app.example.com,http://localhost:5173",
       SHARDLM_MAX_BODY_BYTES: "1024",
       SHARDLM_FROZEN_CLOCK: "1",
+      SHARDLM_SPECULATION: "off",
     });
     expect(Object.keys(vars).sort()).toEqual([...WORKER_ENV_VARS].sort());
   });

@@ -43,14 +43,15 @@ export function wranglerDevArgs(opts: {
 
 /**
  * The Worker settings (src/worker/env.ts documents and validates each) that `npm start` hands from
- * its own environment to the local Worker as vars: API keys, CORS origins, the body-size limit and
- * the frozen clock. Unset or blank ones are left out, so the Worker's defaults apply.
+ * its own environment to the local Worker as vars: API keys, CORS origins, the body-size limit, the
+ * frozen clock and the speculation switch. Unset or blank ones are left out, so the Worker's defaults apply.
  */
 export const WORKER_ENV_VARS = [
   "SHARDLM_API_KEYS",
   "SHARDLM_CORS_ORIGINS",
   "SHARDLM_MAX_BODY_BYTES",
   "SHARDLM_FROZEN_CLOCK",
+  "SHARDLM_SPECULATION",
 ] as const;
 
 /** WORKER_ENV_VARS as set (trimmed, non-empty) in `env`, for wranglerDevArgs' `vars`. */
