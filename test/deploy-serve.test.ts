@@ -58,15 +58,21 @@ interface StreamResult {
 }
 
 /** A raw SSE chat stream; `firstChunk` resolves when the first event arrives. */
-function stream(url: URL, body: object): { firstChunk: Promise<void>; result: Promise<StreamResult> } {
+function stream(
+  url: URL,
+  body: object,
+): { headers: Promise<void>; firstChunk: Promise<void>; result: Promise<StreamResult> } {
   let first!: () => void;
   const firstChunk = new Promise<void>((r) => (first = r));
+  let answered!: () => void;
+  const headers = new Promise<void>((r) => (answered = r));
   const result = (async () => {
     const res = await fetch(new URL("/v1/chat/completions", url), {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ ...body, stream: true }),
     });
+    answered(); // its variant is chosen (X-Variant is among the headers)
     const out: StreamResult = {
       status: res.status,
       xVariant: res.headers.get("x-variant"),
@@ -106,7 +112,8 @@ function stream(url: URL, body: object): { firstChunk: Promise<void>; result: Pr
     out.finishedAt = performance.now();
     return out;
   })();
-  return { firstChunk, result };
+  result.then(answered, answered); // a failed request must not leave the test waiting on its headers
+  return { headers, firstChunk, result };
 }
 
 describe("deploy and serve from local R2", () => {
@@ -168,8 +175,10 @@ describe("deploy and serve from local R2", () => {
     await reachedSwitch;
 
     const streams = Array.from({ length: 12 }, () => stream(worker.url, params));
+    // Every stream has chosen its variant (headers sent) before the switch: a fixed sleep here was
+    // too short on a loaded CI machine, and one stream read the new live.json.
+    await Promise.all(streams.map((s) => s.headers));
     await streams[0]!.firstChunk;
-    await new Promise((r) => setTimeout(r, 20)); // the rest have read live.json and wait for the engine
     const switchAt = performance.now();
     release();
     const r = await deploying;
