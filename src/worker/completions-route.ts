@@ -16,7 +16,7 @@ import { badRequest } from "./errors.ts";
 import { bodySizeLimit, parseJson, validJson } from "./request.ts";
 import type { AnswerShape, TokenLogprobEntry } from "./respond.ts";
 import { routingHeaders } from "./routing-headers.ts";
-import { MAX_CHOICES, ModelName, Stop, streamOptionsNeedStream } from "./schemas.ts";
+import { ModelName, SamplingFields, streamOptionsNeedStream } from "./schemas.ts";
 
 /** OpenAI's default max_tokens for /v1/completions. */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
@@ -30,20 +30,7 @@ export const CompletionRequest = z
   .object({
     model: ModelName,
     prompt: Prompt,
-    stream: z.boolean().nullish(),
-    stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
-    temperature: z.number().min(0).max(2).nullish(),
-    top_p: z.number().min(0).max(1).nullish(),
-    /** Not OpenAI's: top-k sampling (0 = off), as in chat. */
-    top_k: z.number().int().min(0).nullish(),
-    max_tokens: z.number().int().min(1).nullish(),
-    stop: Stop.nullish(),
-    seed: z.number().int().nullish(),
-    frequency_penalty: z.number().min(-2).max(2).nullish(),
-    presence_penalty: z.number().min(-2).max(2).nullish(),
-    logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
-    n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
-    user: z.string().nullish(),
+    ...SamplingFields,
     /** Legacy log probabilities: this many alternatives per token (OpenAI's maximum is 5). */
     logprobs: z.number().int().min(0).max(5).nullish(),
     // Accepted at their neutral values only (refused by name otherwise, before this schema runs).

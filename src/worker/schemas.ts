@@ -79,35 +79,43 @@ export const ResponseFormat = z.discriminatedUnion("type", [
     .strict(),
 ]);
 
+/**
+ * Request fields chat and legacy completions share, with OpenAI's ranges: streaming, sampling,
+ * length, stops, seed, choices, penalties, logit bias, and `user` (accepted and ignored).
+ */
+export const SamplingFields = {
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  /** Not OpenAI's: top-k sampling (0 = off), as llama.cpp's server accepts it. */
+  top_k: z.number().int().min(0).nullish(),
+  max_tokens: z.number().int().min(1).nullish(),
+  stop: Stop.nullish(),
+  seed: z.number().int().nullish(),
+  /** Choices, generated one after another (so bounded: each costs a whole generation). */
+  n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
+  user: z.string().nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  /** Token id (decimal string) -> bias in [-100, 100]; ids are checked against the vocabulary later. */
+  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
+};
+
 export const ChatCompletionRequest = z
   .object({
     model: ModelName,
     messages: z.array(ChatMessage).min(1, "messages must contain at least one message"),
-    stream: z.boolean().nullish(),
-    stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
-    temperature: z.number().min(0).max(2).nullish(),
-    top_p: z.number().min(0).max(1).nullish(),
-    /** Not OpenAI's: top-k sampling (0 = off), as llama.cpp's server accepts it. */
-    top_k: z.number().int().min(0).nullish(),
-    max_tokens: z.number().int().min(1).nullish(),
+    ...SamplingFields,
     max_completion_tokens: z.number().int().min(1).nullish(),
-    stop: Stop.nullish(),
-    seed: z.number().int().nullish(),
-    /** Choices, generated one after another (so bounded: each costs a whole generation). */
-    n: z.number().int().min(1).max(MAX_CHOICES).nullish(),
     // Accepted and ignored (they do not change what this server computes).
-    user: z.string().nullish(),
     safety_identifier: z.string().nullish(),
     prompt_cache_key: z.string().nullish(),
     service_tier: z.enum(["auto", "default", "flex", "scale", "priority"]).nullish(),
     metadata: z.record(z.string(), z.string()).nullish(),
     store: z.boolean().nullish(),
-    frequency_penalty: z.number().min(-2).max(2).nullish(),
-    presence_penalty: z.number().min(-2).max(2).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),
-    /** Token id (decimal string) -> bias in [-100, 100]; ids are checked against the vocabulary later. */
-    logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
     // Accepted only at their neutral values (other values: ./unsupported.ts refuses them by name).
     /**
      * json_object and json_schema: constrained decoding (src/runtime/json-mask.ts); the schema's
