@@ -15,28 +15,15 @@ import {
   int4BlobLayout,
   int4ByteLength,
   int4Code,
-  type PackedInt4,
   serializeInt4,
 } from "../src/format/int4.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
-import { quantizeQ4_1 } from "../src/model/export/encode.ts";
-import { repackGgml } from "../src/model/import/ggml/repack.ts";
-import { emulateQ8, loadTestKernels, randn, refMatvec, relErr } from "./kernels-helpers.ts";
+import { emulateQ8, loadTestKernels, q4_1Tensor, randn, refMatvec, relErr } from "./kernels-helpers.ts";
 
 let kern: WasmKernels;
 beforeAll(async () => {
   kern = await loadTestKernels();
 });
-
-/** A Q4_1 tensor as ggml's quantize_row_q4_1 writes it, repacked: weights with an offset and outliers. */
-export function q4_1Tensor(N: number, K: number, seed: number): PackedInt4 {
-  const w = randn(N * K, seed, 0.05);
-  for (let i = 0; i < w.length; i++) w[i] = w[i]! + 0.02 * Math.sin(i / 7);
-  for (let i = 0; i < w.length; i += 97) w[i] = w[i]! * 6;
-  const r = repackGgml("q4_1", quantizeQ4_1(w), N, K);
-  if (!r.ok || r.value.format !== "int4") throw new Error("q4_1Tensor: not repacked");
-  return r.value;
-}
 
 describe("int4 blob with fp16 mins", () => {
   it("round-trips through serializeInt4 / deserializeInt4 with flag bit 1 and a mins section", () => {
