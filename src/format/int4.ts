@@ -329,8 +329,11 @@ export interface MatMulNBitsWeights {
   /** [N * nBlocks] as float32, or fp16 bits when scaleType is "float16". */
   scales: Float32Array | Uint16Array;
   scaleType: "float32" | "float16";
-  /** Packed uint8 [N][ceil(nBlocks/2)], or null (default zero point 8). */
-  zeroPoints: Uint8Array | null;
+  /**
+   * Packed uint8 [N][ceil(nBlocks/2)], or float32 [N][nBlocks] (the scales' type; fp16-min tensors:
+   * toMatMulNBitsFloatZeros), or null (default zero point 8).
+   */
+  zeroPoints: Uint8Array | Float32Array | null;
 }
 
 /** Converts to MatMulNBits inputs: the nibble order changes, zero points are already ORT-packed. */
@@ -340,6 +343,29 @@ export function toMatMulNBits(
 ): MatMulNBitsWeights {
   if (hasMins(p))
     throw new Error("toMatMulNBits: fp16 mins have no uint4 zero point (see toMatMulNBitsFloatZeros)");
+  return { ...toMatMulNBitsCodes(p, scaleType), zeroPoints: p.zeros ? p.zeros.slice() : null };
+}
+
+/**
+ * MatMulNBits inputs for a tensor with fp16 mins, float32 scales and float zero points z = -m / d, so
+ * that ORT's (q - z) * d = q * d + m up to rounding (an oracle with a tolerance, not a lossless form).
+ * Throws on a zero scale (no such z).
+ */
+export function toMatMulNBitsFloatZeros(p: PackedInt4): MatMulNBitsWeights {
+  if (!hasMins(p)) throw new Error("toMatMulNBitsFloatZeros: the tensor has no fp16 mins");
+  const zeroPoints = new Float32Array(p.mins.length);
+  for (let i = 0; i < zeroPoints.length; i++) {
+    const d = f16ToF32(p.scales[i]!);
+    if (d === 0) throw new Error(`toMatMulNBitsFloatZeros: group ${i} has a zero scale`);
+    zeroPoints[i] = -f16ToF32(p.mins[i]!) / d;
+  }
+  return { ...toMatMulNBitsCodes(p, "float32"), zeroPoints };
+}
+
+function toMatMulNBitsCodes(
+  p: PackedInt4,
+  scaleType: "float32" | "float16",
+): Omit<MatMulNBitsWeights, "zeroPoints"> {
   const rowBytes = p.kPadded / 2;
   const B = new Uint8Array(p.N * rowBytes);
   for (let n = 0; n < p.N; n++) {
@@ -362,12 +388,13 @@ export function toMatMulNBits(
     B,
     scales,
     scaleType,
-    zeroPoints: p.zeros ? p.zeros.slice() : null,
   };
 }
 
 /** Inverse of toMatMulNBits (imports ORT-quantized weights). float32 scales are rounded to fp16. */
 export function fromMatMulNBits(m: MatMulNBitsWeights): PackedInt4 {
+  if (m.zeroPoints instanceof Float32Array)
+    throw new Error("fromMatMulNBits: float zero points are not supported");
   const groupSize = m.blockSize as Int4GroupSize;
   const { nGroups, kPadded } = int4Geometry(m.K, groupSize);
   const rowBytes = kPadded / 2;
@@ -394,7 +421,7 @@ export function fromMatMulNBits(m: MatMulNBitsWeights): PackedInt4 {
     kPadded,
     qweight,
     scales,
-    zeros: m.zeroPoints ? m.zeroPoints.slice() : null,
+    zeros: m.zeroPoints ? (m.zeroPoints as Uint8Array).slice() : null,
   };
 }
 
