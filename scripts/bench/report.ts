@@ -279,7 +279,9 @@ export function profileReport(p: OpProfile, out: (s: string) => void): void {
   const cats = [...CATEGORIES, "engine JS (untimed)"] as const;
   const dSum = cats.reduce((a, k) => a + p.decode[k], 0);
   const pSum = cats.reduce((a, k) => a + p.prefill[k], 0);
-  out(`\nWhere the time goes: shardlm-wasm, node, ${p.shape}, fp16 KV (kernel calls timed by category)`);
+  out(
+    `\nWhere the time goes: shardlm-wasm, ${p.runtime}, ${p.shape}, fp16 KV (kernel calls timed by category)`,
+  );
   printTable(
     ["op", "decode ms/token", "decode %", "prefill ms/token", "prefill %"],
     cats
@@ -300,9 +302,10 @@ export function profileReport(p: OpProfile, out: (s: string) => void): void {
   const gbs = (bytes: number, ms: number) => `${fmt(bytes / ms / 1e6, 2)} GB/s`;
   const layers = "int4 matvec (layers)";
   out(
-    `  int4 layer matvecs: ${fmt(p.decode[layers], 2)} ms/token in decode (${gbs(p.layerBytes, p.decode[layers])}), ` +
-      `${fmt(p.prefill[layers], 2)} in blocked prefill (${gbs(p.layerBytes, p.prefill[layers])}), ` +
-      `${fmt(p.hotLayerMs, 2)} with each matrix cache-resident (${gbs(p.layerBytes, p.hotLayerMs)}: the kernel's ceiling)`,
+    `  int4 layer matvecs: ${fmt(p.decode[layers], 2)} ms/token in decode (${gbs(p.layerBytes, p.decode[layers])})` +
+      (p.hotLayerMs > 0
+        ? `, ${fmt(p.hotLayerMs, 2)} with each matrix cache-resident (${gbs(p.layerBytes, p.hotLayerMs)}: the kernel's ceiling)`
+        : ""),
   );
   out(
     `  head: ${fmt(p.decode.head, 2)} ms/token (${gbs(p.headBytes, p.decode.head)} of ${fmt(p.headBytes / 1e6)} MB)`,
