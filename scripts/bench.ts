@@ -39,7 +39,7 @@ import {
   wasmProfile,
 } from "../src/bench/wasm-node.ts";
 import { webgpuRow } from "../src/bench/webgpu.ts";
-import { WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
+import { type CpuPair, WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
 import { DEFAULT_OUT } from "../src/compress/build-variants.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
@@ -174,6 +174,7 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
   const relaxed = o.relaxed && (await enableRelaxedSimd());
   const rows: BenchRow[] = [];
   const profiles: OpProfile[] = [];
+  let cpuPair: CpuPair | null = null;
   const emit = (r: BenchRow) => {
     rows.push(r);
     if (o.json)
@@ -187,6 +188,7 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
     const w = await WorkerdBench.start();
     try {
       emit(await w.row(p, o));
+      if (relaxed) cpuPair = await w.pairedByCpu(p, o);
       if (o.profile) {
         // Same build in both runtimes (workerd runs the relaxed one), so per-op times compare.
         if (relaxed && o.engines.has("shardlm-wasm")) profiles.push(await wasmProfile(p, o, true));
@@ -212,6 +214,15 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
   );
   resultTable(rows, [p.shape], out);
   if (pairedLine) out(`\ndecode in alternating rounds (same load for each): ${pairedLine}`);
+  if (cpuPair) {
+    const r = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+    out(
+      `\nworkerd vs node+relaxed by CPU time (same build, ${cpuPair.rounds} alternating rounds, medians): ` +
+        `decode ${cpuPair.workerd.decode.toFixed(1)} vs ${cpuPair.node.decode.toFixed(1)} tok/s ` +
+        `(${r(cpuPair.workerd.decode, cpuPair.node.decode)}), prefill ${cpuPair.workerd.prefill.toFixed(1)} vs ` +
+        `${cpuPair.node.prefill.toFixed(1)} (${r(cpuPair.workerd.prefill, cpuPair.node.prefill)})`,
+    );
+  }
   for (const profile of profiles) profileReport(profile, out);
   log(`\ndone in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);
 }

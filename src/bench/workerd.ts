@@ -11,8 +11,8 @@
  *   prefill = P / (T(prompt, 0 steps) - T(empty request))
  * and the CPU time workerd spent (cpu_share), since a Worker has no CPU clock. An earlier version
  * timed S steps at positions P+S..P+2S (attention over twice the context) and 2P vs P prompts,
- * each as the difference of separately minimised request times: that read ~20% (decode) and up to
- * 2x (prefill) slower than the engine runs in workerd.
+ * each as the difference of separately minimised request times: it read workerd's prefill at 0.48x
+ * Node's where workerd's CPU time per prefill token equals Node's (README, "workerd vs Node").
  */
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
@@ -20,13 +20,20 @@ import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
 import type { KernelRow } from "./kernel-table.ts";
 import type { RunProfile } from "./profile.ts";
-import { contextSizeFor, type OpProfile, profileBytes } from "./wasm-node.ts";
+import { contextSizeFor, loadEngine, type OpProfile, profileBytes } from "./wasm-node.ts";
 import { processCpuMs, startWorkerd, workerdPids } from "./workerd-host.ts";
 
 type R2Put = { put(key: string, value: string | Uint8Array): Promise<unknown> };
 
 const WORKER = fileURLToPath(new URL("./engine-worker.ts", import.meta.url));
 const KERNEL_WORKER = fileURLToPath(new URL("./kernel-worker.ts", import.meta.url));
+
+/** tok/s by CPU time, medians of alternating rounds (WorkerdBench.pairedByCpu). */
+export interface CpuPair {
+  rounds: number;
+  node: { decode: number; prefill: number };
+  workerd: { decode: number; prefill: number };
+}
 
 interface Timed {
   ms: number;
@@ -145,6 +152,64 @@ export class WorkerdBench {
       note: clockRan
         ? "timed by the worker's clock (Miniflare); outside_*: differences of request times, same positions"
         : "timed from outside: differences of request times (S vs 0 steps, P-token prompt vs empty request)",
+    };
+  }
+
+  /**
+   * Node and workerd in alternating rounds on the same build (relaxed SIMD; Node needs
+   * enableRelaxedSimd first), both by CPU time: Node's from process.cpuUsage around its prefill and
+   * its S steps, workerd's from its /proc schedstat over requests, as differences at the same
+   * positions (T(prompt, S) − T(prompt, 0) and T(prompt, 0) − T(empty)). Medians of `rounds`; null
+   * where workerd's CPU time cannot be read (no /proc).
+   */
+  async pairedByCpu(p: PackedShape, o: BenchOptions, rounds = 5): Promise<CpuPair | null> {
+    if (this.pid === null) return null;
+    const P = o.promptTokens;
+    const S = o.decodeTokens;
+    const { key } = await this.load(p, "f16");
+    const { engine } = await loadEngine(p, { kvCache: "f16", activations: "q8" }, true);
+    const prompt = promptIds(P, p.table.config.vocabSize);
+    const cpuMs = () => {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1000;
+    };
+    const nodeRun = () => {
+      const state = engine.newState(P + S);
+      const c0 = cpuMs();
+      let logits = engine.prefill(state, prompt);
+      const c1 = cpuMs();
+      for (let i = 0; i < S; i++) {
+        let best = 0;
+        for (let j = 1; j < logits.length; j++) if (logits[j]! > logits[best]!) best = j;
+        logits = engine.forward(state, best);
+      }
+      return { prefill: c1 - c0, decode: cpuMs() - c1 };
+    };
+    const loop = async (tokens: number[], steps: number) =>
+      (await this.post("/decode-loop", { ...key, prompt: tokens, steps })).cpuMs!;
+    nodeRun(); // warm-up (tier-up) in both
+    await loop(prompt, Math.min(S, 8));
+    const got = {
+      nodeDecode: [] as number[],
+      nodePrefill: [] as number[],
+      decode: [] as number[],
+      prefill: [] as number[],
+    };
+    for (let r = 0; r < rounds; r++) {
+      const n = nodeRun();
+      got.nodeDecode.push((S * 1000) / n.decode);
+      got.nodePrefill.push((P * 1000) / n.prefill);
+      const s = await loop(prompt, S);
+      const z = await loop(prompt, 0);
+      const e = await loop([], 0);
+      got.decode.push((S * 1000) / (s - z));
+      got.prefill.push((P * 1000) / (z - e));
+    }
+    const median = (x: number[]) => [...x].sort((a, b) => a - b)[x.length >> 1]!;
+    return {
+      rounds,
+      node: { decode: median(got.nodeDecode), prefill: median(got.nodePrefill) },
+      workerd: { decode: median(got.decode), prefill: median(got.prefill) },
     };
   }
 
