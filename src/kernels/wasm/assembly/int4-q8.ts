@@ -251,13 +251,39 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   }
 }
 
-/** Unpacks one weight chunk for every activation row (SIMD128 build): 4 i16x8 vectors. */
+/**
+ * SIMD128 build: unpacks the chunks va, vb of two weight rows into 8 i16x8 vectors (128 bytes at dst),
+ * the 4 nibble vectors of chunk_dot_chain for i16 lanes 0-3 ([row a | row b], bytes 0-7) and then for
+ * lanes 4-7. Each is dotted with the matching half of an activation vector duplicated into both halves,
+ * so the 8 dots sum to [a, a, b, b] i32 partials and 4 weight rows need one 3-op fold instead of
+ * reduce4_i32's 9. Integer sums wrap mod 2^32 and the exact dot fits, so the order does not matter.
+ */
 // @ts-ignore: decorator
-@inline function unpack_chunk(v: v128, dst: usize): void {
-  v128.store(dst, v128.and(v, i16x8.splat(15)), 0);
-  v128.store(dst, i16x8.shr_u(v, 4), 16);
-  v128.store(dst, i16x8.shr_u(v, 8), 32);
-  v128.store(dst, i16x8.shr_u(v, 12), 48);
+@inline function unpack_pair_i16(va: v128, vb: v128, dst: usize): void {
+  const lo = v128.shuffle<i64>(va, vb, 0, 2);
+  const hi = v128.shuffle<i64>(va, vb, 1, 3);
+  const m = i16x8.splat(15);
+  v128.store(dst, v128.and(lo, m), 0);
+  v128.store(dst, i16x8.shr_u(lo, 4), 16);
+  v128.store(dst, i16x8.shr_u(lo, 8), 32);
+  v128.store(dst, i16x8.shr_u(lo, 12), 48);
+  v128.store(dst, v128.and(hi, m), 64);
+  v128.store(dst, i16x8.shr_u(hi, 4), 80);
+  v128.store(dst, i16x8.shr_u(hi, 8), 96);
+  v128.store(dst, i16x8.shr_u(hi, 12), 112);
+}
+
+/** [a, a, b, b] i32 partials of a pair unpacked by unpack_pair_i16 against the activation vectors at ap. */
+// @ts-ignore: decorator
+@inline function pair_dot_i16(u: usize, ap: usize): v128 {
+  let d = i32x4.dot_i16x8_s(v128.load(u, 0), v128.load64_splat(ap));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 16), v128.load64_splat(ap + 16)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 32), v128.load64_splat(ap + 32)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 48), v128.load64_splat(ap + 48)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 64), v128.load64_splat(ap + 8)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 80), v128.load64_splat(ap + 24)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 96), v128.load64_splat(ap + 40)));
+  return i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 112), v128.load64_splat(ap + 56)));
 }
 
 /**
@@ -287,15 +313,6 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   );
 }
 
-/** chunk_dot_i16 on a chunk already unpacked by unpack_chunk (SIMD128 build). */
-// @ts-ignore: decorator
-@inline function unpacked_dot_i16(e: usize, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
-  let d = i32x4.dot_i16x8_s(v128.load(e, 0), b0);
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 16), b1));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 32), b2));
-  return i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 48), b3));
-}
-
 /** One activation row against the 4 unpacked weight rows in ubuf: acc (at acp) += the chunk's scaled dots. */
 // @ts-ignore: decorator
 @inline function arow_step(ubuf: usize, ap: usize, gsv: v128, dp: usize, acp: usize, ones: v128): void {
@@ -309,16 +326,9 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
     const q3 = v128.load64_splat(ap + 24);
     dot = fold_pairs_i16(pair_i16_relaxed(ubuf, q0, q1, q2, q3), pair_i16_relaxed(ubuf + 64, q0, q1, q2, q3), ones);
   } else {
-    const b0 = v128.load(ap, 0);
-    const b1 = v128.load(ap, 16);
-    const b2 = v128.load(ap, 32);
-    const b3 = v128.load(ap, 48);
-    dot = reduce4_i32(
-      unpacked_dot_i16(ubuf, b0, b1, b2, b3),
-      unpacked_dot_i16(ubuf + 64, b0, b1, b2, b3),
-      unpacked_dot_i16(ubuf + 128, b0, b1, b2, b3),
-      unpacked_dot_i16(ubuf + 192, b0, b1, b2, b3),
-    );
+    const p01 = pair_dot_i16(ubuf, ap);
+    const p23 = pair_dot_i16(ubuf + 128, ap);
+    dot = i32x4.add(v128.shuffle<i32>(p01, p23, 0, 2, 4, 6), v128.shuffle<i32>(p01, p23, 1, 3, 5, 7));
   }
   v128.store(acp, scale_acc(v128.load(acp), dot, gsv, dp));
 }
@@ -382,10 +392,8 @@ export function matmul_q4_q8(
           unpack_pair(v128.load(w0), v128.load(w1), ubuf);
           unpack_pair(v128.load(w2), v128.load(w3), ubuf + 64);
         } else {
-          unpack_chunk(v128.load(w0), ubuf);
-          unpack_chunk(v128.load(w1), ubuf + 64);
-          unpack_chunk(v128.load(w2), ubuf + 128);
-          unpack_chunk(v128.load(w3), ubuf + 192);
+          unpack_pair_i16(v128.load(w0), v128.load(w1), ubuf);
+          unpack_pair_i16(v128.load(w2), v128.load(w3), ubuf + 128);
         }
         const gsv = v128.load(gbuf + (<usize>(j >> lcpg) << 4));
         let ap = a0p + chunk * aChunk;
