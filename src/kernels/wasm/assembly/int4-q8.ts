@@ -377,11 +377,12 @@ export function matmul_q4_q8(
       const Z2 = v128.load(gz, 32);
       const Z3 = v128.load(gz, 48);
       for (let i = 0; i < m; i++) {
-        // zero-point term, as in prep_supergroup; gsums is 0 past ng
-        const A = v128.load(gsums + <usize>i * gsStride + (<usize>g0 << 2));
+        // zero-point term, as in prep_supergroup; gsums is 0 past ng. The 4 group sums are broadcast by
+        // the loads (vbroadcastss from memory: no shuffle on the vector ports, once per row and super-group)
+        const A = gsums + <usize>i * gsStride + (<usize>g0 << 2);
         const c = f32x4.add(
-          f32x4.add(f32x4.mul(Z0, v128.shuffle<f32>(A, A, 0, 0, 0, 0)), f32x4.mul(Z1, v128.shuffle<f32>(A, A, 1, 1, 1, 1))),
-          f32x4.add(f32x4.mul(Z2, v128.shuffle<f32>(A, A, 2, 2, 2, 2)), f32x4.mul(Z3, v128.shuffle<f32>(A, A, 3, 3, 3, 3))),
+          f32x4.add(f32x4.mul(Z0, v128.load32_splat(A)), f32x4.mul(Z1, v128.load32_splat(A + 4))),
+          f32x4.add(f32x4.mul(Z2, v128.load32_splat(A + 8)), f32x4.mul(Z3, v128.load32_splat(A + 12))),
         );
         const cp = corrs + (<usize>i << 4);
         v128.store(cp, f32x4.add(v128.load(cp), c));
