@@ -39,7 +39,7 @@ import {
   wasmProfile,
 } from "../src/bench/wasm-node.ts";
 import { webgpuRow } from "../src/bench/webgpu.ts";
-import { WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
+import { type CpuPair, WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
 import { DEFAULT_OUT } from "../src/compress/build-variants.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
@@ -173,6 +173,8 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
   const source = { file, quant: sourceQuant(p) };
   const relaxed = o.relaxed && (await enableRelaxedSimd());
   const rows: BenchRow[] = [];
+  const profiles: OpProfile[] = [];
+  let cpuPair: CpuPair | null = null;
   const emit = (r: BenchRow) => {
     rows.push(r);
     if (o.json)
@@ -186,6 +188,12 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
     const w = await WorkerdBench.start();
     try {
       emit(await w.row(p, o));
+      if (relaxed) cpuPair = await w.pairedByCpu(p, o);
+      if (o.profile) {
+        // Same build in both runtimes (workerd runs the relaxed one), so per-op times compare.
+        if (relaxed && o.engines.has("shardlm-wasm")) profiles.push(await wasmProfile(p, o, true));
+        profiles.push(await w.profile(p, o));
+      }
     } finally {
       await w.dispose();
     }
@@ -206,6 +214,16 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
   );
   resultTable(rows, [p.shape], out);
   if (pairedLine) out(`\ndecode in alternating rounds (same load for each): ${pairedLine}`);
+  if (cpuPair) {
+    const r = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+    out(
+      `\nworkerd vs node+relaxed by CPU time (same build, ${cpuPair.rounds} alternating rounds, medians): ` +
+        `decode ${cpuPair.workerd.decode.toFixed(1)} vs ${cpuPair.node.decode.toFixed(1)} tok/s ` +
+        `(${r(cpuPair.workerd.decode, cpuPair.node.decode)}), prefill ${cpuPair.workerd.prefill.toFixed(1)} vs ` +
+        `${cpuPair.node.prefill.toFixed(1)} (${r(cpuPair.workerd.prefill, cpuPair.node.prefill)})`,
+    );
+  }
+  for (const profile of profiles) profileReport(profile, out);
   log(`\ndone in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);
 }
 
@@ -222,7 +240,7 @@ const prefill: PrefillComparison[] = [];
 const paired: PairedDecode[] = [];
 const tables: Record<string, KernelRow[]> = {};
 const loops: Record<string, LoopCount[]> = {};
-let profile: OpProfile | null = null;
+const profiles: OpProfile[] = [];
 const profileShape: ModelShape = o.shapes.includes("stories110M") ? "stories110M" : o.shapes.at(-1)!;
 const emit = (r: BenchRow) => {
   rows.push(r);
@@ -241,12 +259,13 @@ try {
       const r = await wasmNodeRows(p, o, relaxed);
       r.rows.forEach(emit);
       prefill.push(r.prefill);
-      if (o.profile && shape === profileShape) profile = await wasmProfile(p, o);
+      if (o.profile && shape === profileShape) profiles.push(await wasmProfile(p, o));
     }
     if (o.engines.has("workerd")) {
       log("    workerd ...");
       workerd ??= await WorkerdBench.start();
       emit(await workerd.row(p, o));
+      if (o.profile && shape === profileShape) profiles.push(await workerd.profile(p, o));
     }
     if (o.engines.has("shardlm-webgpu")) {
       log("    shardlm-webgpu ...");
@@ -298,5 +317,5 @@ notes(o, out);
 prefillReport(prefill, out);
 kernelReport(tables, loops, out);
 targetReport([...decodeTargets(rows, paired, tables), ...targets(rows)], out);
-if (profile) profileReport(profile, out);
+for (const profile of profiles) profileReport(profile, out);
 log(`\ndone in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);

@@ -89,7 +89,8 @@ export function notes(o: BenchOptions, out: (s: string) => void): void {
       "- shardlm-wasm: q8 activations; int8 embeddings/head for stories*, int4 tied embeddings/head for SmolLM2;",
       "  KV f16 (quant int4-g32) or int8 (int4-g32/kv8); context: the model's (stories) / 2048 (SmolLM2).",
       "  node = kernels.wasm (SIMD128); node+relaxed = kernels-relaxed.wasm in Node (V8 flag set by the bench);",
-      "  workerd = kernels-relaxed.wasm (relaxed SIMD), timed from outside. speculative: false on all decode rows.",
+      "  workerd = kernels-relaxed.wasm (relaxed SIMD), timed inside the worker (Miniflare's clock runs, 1 ms ticks;",
+      "  --json adds outside-in cross-checks at the same positions). speculative: false on all decode rows.",
       "  peak MB = the whole wasm memory (weights + KV cache + activations; it never shrinks).",
       "- onnxruntime-web: MATMULS ONLY (MatMulNBits per linear shape, summed per token incl. the head; no",
       "  attention/norms): an upper bound on a full ORT model's tok/s. Prefill: M = prompt rows per call.",
@@ -97,7 +98,7 @@ export function notes(o: BenchOptions, out: (s: string) => void): void {
       "  peak MB = model + context state.  shardlm-ref: fp32 TypeScript, a few tokens, one run.",
       "- MB/token: weight bytes read per decoded token (all linear layers + head); GB/s = decode tok/s x MB/token.",
       "  MB = 10^6 bytes. cpu = this process's CPU time / wall time while timing (~100% on an idle core;",
-      "  lower: other processes had the core, so that row's speeds are pessimistic; workerd: another process).",
+      "  lower: other processes had the core, so that row's speeds are pessimistic; workerd: its own process's).",
     ].join("\n"),
   );
 }
@@ -279,7 +280,9 @@ export function profileReport(p: OpProfile, out: (s: string) => void): void {
   const cats = [...CATEGORIES, "engine JS (untimed)"] as const;
   const dSum = cats.reduce((a, k) => a + p.decode[k], 0);
   const pSum = cats.reduce((a, k) => a + p.prefill[k], 0);
-  out(`\nWhere the time goes: shardlm-wasm, node, ${p.shape}, fp16 KV (kernel calls timed by category)`);
+  out(
+    `\nWhere the time goes: shardlm-wasm, ${p.runtime}, ${p.shape}, fp16 KV (kernel calls timed by category)`,
+  );
   printTable(
     ["op", "decode ms/token", "decode %", "prefill ms/token", "prefill %"],
     cats
@@ -300,9 +303,10 @@ export function profileReport(p: OpProfile, out: (s: string) => void): void {
   const gbs = (bytes: number, ms: number) => `${fmt(bytes / ms / 1e6, 2)} GB/s`;
   const layers = "int4 matvec (layers)";
   out(
-    `  int4 layer matvecs: ${fmt(p.decode[layers], 2)} ms/token in decode (${gbs(p.layerBytes, p.decode[layers])}), ` +
-      `${fmt(p.prefill[layers], 2)} in blocked prefill (${gbs(p.layerBytes, p.prefill[layers])}), ` +
-      `${fmt(p.hotLayerMs, 2)} with each matrix cache-resident (${gbs(p.layerBytes, p.hotLayerMs)}: the kernel's ceiling)`,
+    `  int4 layer matvecs: ${fmt(p.decode[layers], 2)} ms/token in decode (${gbs(p.layerBytes, p.decode[layers])})` +
+      (p.hotLayerMs > 0
+        ? `, ${fmt(p.hotLayerMs, 2)} with each matrix cache-resident (${gbs(p.layerBytes, p.hotLayerMs)}: the kernel's ceiling)`
+        : ""),
   );
   out(
     `  head: ${fmt(p.decode.head, 2)} ms/token (${gbs(p.headBytes, p.decode.head)} of ${fmt(p.headBytes / 1e6)} MB)`,

@@ -2,8 +2,13 @@
  * A test worker: loads a packed model from R2 into the WASM engine (weights streamed from the R2
  * object body straight into wasm memory) and returns greedy tokens, so tests and benchmarks can run
  * the engine inside workerd exactly as the API will.
- * POST / {prompt: number[], maxTokens, kvCache?, activations?, relaxed?} -> {tokens, memoryBytes, relaxedSimd}
- * POST /decode-loop {steps} -> runs `steps` forward passes on the loaded engine (for timing from outside).
+ * POST / {prompt: number[], maxTokens, kvCache?, activations?, relaxed?} -> {tokens, memoryBytes}
+ * POST /decode-loop {prompt, steps} -> prefills `prompt` (none when empty) on a fresh state, then
+ *   `steps` greedy forward passes on the loaded engine -> {prefillMs, decodeMs}: the worker's own
+ *   clock around each part, which runs under Miniflare but reads 0 in production (time only advances
+ *   on I/O there), so the bench also times the requests from outside.
+ * POST /profile {prompt, steps} -> the same run with every kernel call timed by category (profileRun).
+ * The engine is cached across requests (keyed by prefix and options): a request rebuilds nothing.
  */
 
 import { WeightTable } from "../format/weights.ts";
@@ -13,6 +18,7 @@ import { WasmEngine } from "../runtime/wasm/engine.ts";
 // Provided by the test as CompiledWasm modules (workerd cannot compile wasm from bytes at run time).
 import simdModule from "./kernels.wasm";
 import relaxedModule from "./kernels-relaxed.wasm";
+import { profileKernels, profileRun } from "./profile.ts";
 
 interface Env {
   SHARDS: { get(key: string): Promise<{ body: ReadableStream<Uint8Array>; json<T>(): Promise<T> } | null> };
@@ -27,12 +33,12 @@ interface RunRequest {
   prefix?: string;
 }
 
-let cached: { key: string; engine: WasmEngine } | null = null;
+let cached: { key: string; engine: WasmEngine; kernels: WasmKernels } | null = null;
 
-async function engineFor(env: Env, r: RunRequest): Promise<WasmEngine> {
+async function engineFor(env: Env, r: RunRequest): Promise<{ engine: WasmEngine; kernels: WasmKernels }> {
   const prefix = r.prefix ?? "";
   const key = JSON.stringify([prefix, r.kvCache, r.activations, r.relaxed]);
-  if (cached?.key === key) return cached.engine;
+  if (cached?.key === key) return cached;
   cached = null;
   const tableObject = await env.SHARDS.get(`${prefix}table.json`);
   const weights = await env.SHARDS.get(`${prefix}weights.bin`);
@@ -44,25 +50,38 @@ async function engineFor(env: Env, r: RunRequest): Promise<WasmEngine> {
     activations: r.activations,
     contextSize: Math.min(table.config.maxContext, 2048),
   });
-  cached = { key, engine };
-  return engine;
+  cached = { key, engine, kernels };
+  return cached;
+}
+
+function argmax(x: Float32Array): number {
+  let best = 0;
+  for (let j = 1; j < x.length; j++) if (x[j]! > x[best]!) best = j;
+  return best;
 }
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
     const r = (await request.json()) as RunRequest & { steps?: number };
-    const engine = await engineFor(env, r);
+    const { engine, kernels } = await engineFor(env, r);
+    const steps = r.steps ?? 0;
     if (url.pathname === "/decode-loop") {
-      // Prefill the prompt, then `steps` greedy forward passes: timed from outside by the caller.
-      const state = engine.newState(r.prompt.length + (r.steps ?? 0));
+      if (r.prompt.length === 0) return Response.json({ prefillMs: 0, decodeMs: 0 });
+      const state = engine.newState(r.prompt.length + steps);
+      const t0 = performance.now();
       let logits = engine.prefill(state, r.prompt);
-      for (let i = 0; i < (r.steps ?? 0); i++) {
-        let best = 0;
-        for (let j = 1; j < logits.length; j++) if (logits[j]! > logits[best]!) best = j;
-        logits = engine.forward(state, best);
+      const t1 = performance.now();
+      for (let i = 0; i < steps; i++) logits = engine.forward(state, argmax(logits));
+      return Response.json({ prefillMs: t1 - t0, decodeMs: performance.now() - t1 });
+    }
+    if (url.pathname === "/profile") {
+      const prof = profileKernels(kernels, engine.vocabSize);
+      try {
+        return Response.json(profileRun(engine, prof, r.prompt, steps));
+      } finally {
+        prof.detach();
       }
-      return Response.json({ ok: true });
     }
     const tokens: number[] = [];
     for await (const t of generate(engine, r.prompt, { maxTokens: r.maxTokens, temperature: 0 }))

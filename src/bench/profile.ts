@@ -4,6 +4,7 @@
  * attributed to a category; the rest of a step's wall time is JS overhead in the engine.
  */
 import type { Int4Tensor, WasmKernels } from "../kernels/wasm/index.ts";
+import type { WasmEngine } from "../runtime/wasm/engine.ts";
 
 export const CATEGORIES = [
   "int4 matvec (layers)",
@@ -28,6 +29,7 @@ const OPS: Record<string, Category | ((args: unknown[], vocab: number) => Catego
   matvecInt4Q8: (a, vocab) => ((a[0] as Int4Tensor).N === vocab ? "head" : "int4 matvec (layers)"),
   matvecInt4: (a, vocab) => ((a[0] as Int4Tensor).N === vocab ? "head" : "int4 matvec (layers)"),
   matmulInt4: "int4 matmul (prefill)",
+  matmulInt4Q8: "int4 matmul (prefill)",
   matvecInt8Q8: "head",
   matvecInt8: "head",
   attentionF16: "attention",
@@ -72,4 +74,51 @@ export function profileKernels(kernels: WasmKernels, vocab: number): KernelProfi
     };
   }
   return prof;
+}
+
+export type ProfileKey = Category | "engine JS (untimed)";
+
+/** One profiled prefill + greedy decode: ms per token by category, and the wall time of each part. */
+export interface RunProfile {
+  decode: Record<ProfileKey, number>;
+  prefill: Record<ProfileKey, number>;
+  decodeWallMs: number;
+  prefillWallMs: number;
+}
+
+/**
+ * Prefill `prompt` on a fresh state, then `steps` greedy forwards, with `prof` (profileKernels on the
+ * engine's kernels) attributing kernel time; "engine JS (untimed)" is the wall time no kernel call
+ * accounts for (the engine's JS between calls, logits copy-out, the argmax). Runtime-neutral: the
+ * Node bench and the workerd engine worker run this same code. `now` must advance inside a call
+ * (workerd in production only advances it on I/O: profile there under Miniflare, where it runs).
+ */
+export function profileRun(
+  engine: WasmEngine,
+  prof: KernelProfile,
+  prompt: number[],
+  steps: number,
+  now: () => number = () => performance.now(),
+): RunProfile {
+  const perToken = (n: number, wallMs: number): Record<ProfileKey, number> => {
+    const r = Object.fromEntries(CATEGORIES.map((k) => [k, prof.ms[k] / n])) as Record<ProfileKey, number>;
+    const timed = CATEGORIES.reduce((a, k) => a + r[k], 0);
+    r["engine JS (untimed)"] = Math.max(0, wallMs / n - timed);
+    return r;
+  };
+  const state = engine.newState(prompt.length + steps);
+  prof.reset();
+  let t0 = now();
+  let logits = engine.prefill(state, prompt);
+  const prefillWallMs = now() - t0;
+  const prefill = perToken(prompt.length, prefillWallMs);
+  prof.reset();
+  t0 = now();
+  for (let i = 0; i < steps; i++) {
+    let best = 0;
+    for (let j = 1; j < logits.length; j++) if (logits[j]! > logits[best]!) best = j;
+    logits = engine.forward(state, best);
+  }
+  const decodeWallMs = now() - t0;
+  return { decode: perToken(Math.max(1, steps), decodeWallMs), prefill, decodeWallMs, prefillWallMs };
 }

@@ -12,7 +12,6 @@ import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { WasmEngine, type WasmEngineOptions } from "../runtime/wasm/engine.ts";
 import { bytesToStream } from "../runtime/wasm/load-weights.ts";
 import {
-  argmax,
   type BenchOptions,
   type BenchRow,
   bestOf,
@@ -21,7 +20,7 @@ import {
   type PackedShape,
   promptIds,
 } from "./common.ts";
-import { CATEGORIES, type Category, profileKernels } from "./profile.ts";
+import { type ProfileKey, profileKernels, profileRun } from "./profile.ts";
 import { runOnce, timeModel } from "./timing.ts";
 
 /** SmolLM2 runs at the memory target's context (2048); stories at their own (256 / 1024). */
@@ -140,9 +139,11 @@ export async function wasmNodeRows(
 
 export interface OpProfile {
   shape: string;
+  /** node, node+relaxed or workerd (relaxed build). */
+  runtime: string;
   /** ms per token by category, decode and prefill; "engine JS" = wall time no kernel accounts for. */
-  decode: Record<Category | "engine JS (untimed)", number>;
-  prefill: Record<Category | "engine JS (untimed)", number>;
+  decode: Record<ProfileKey, number>;
+  prefill: Record<ProfileKey, number>;
   decodeWallMs: number;
   prefillWallMs: number;
   /** int4 layer matrix bytes a token reads, and their matvec time with each matrix cache-resident. */
@@ -179,16 +180,9 @@ async function hotLayerMatvecMs(p: PackedShape, repeats: number): Promise<number
   return total;
 }
 
-/** Per-op profile of decode and prefill (fp16 KV), kernels timed through profileKernels. */
-export async function wasmProfile(p: PackedShape, o: BenchOptions): Promise<OpProfile> {
+/** int4 layer matrix bytes and head bytes one token reads (for the profile's GB/s). */
+export function profileBytes(p: PackedShape): { layerBytes: number; headBytes: number } {
   const c = p.table.config;
-  const { engine, kernels } = await loadEngine(p, { kvCache: "f16", activations: "q8" });
-  const prompt = promptIds(o.promptTokens, c.vocabSize);
-  await runOnce(engine, prompt, 8);
-  const prof = profileKernels(kernels, c.vocabSize);
-  const empty = () =>
-    Object.fromEntries([...CATEGORIES, "engine JS (untimed)"].map((k) => [k, 0])) as OpProfile["decode"];
-  let best: OpProfile | null = null;
   const headName = c.tiedEmbeddings ? TensorNames.tokenEmbedding : TensorNames.output;
   let layerBytes = 0;
   let headBytes = 0;
@@ -196,33 +190,31 @@ export async function wasmProfile(p: PackedShape, o: BenchOptions): Promise<OpPr
     if (t.name === headName) headBytes = t.bytes;
     else if (t.encoding.kind === "int4" && t.name !== TensorNames.tokenEmbedding) layerBytes += t.bytes;
   }
+  return { layerBytes, headBytes };
+}
+
+/**
+ * Per-op profile of decode and prefill (fp16 KV), kernels timed through profileKernels (profileRun,
+ * the same code the workerd engine worker profiles with). `relaxed`: the relaxed-SIMD build (needs
+ * enableRelaxedSimd first). The cache-resident ceiling needs the synthetic shapes' packed tensors
+ * (hotLayerMs 0 without them).
+ */
+export async function wasmProfile(p: PackedShape, o: BenchOptions, relaxed = false): Promise<OpProfile> {
+  const c = p.table.config;
+  const { engine, kernels } = await loadEngine(p, { kvCache: "f16", activations: "q8" }, relaxed);
+  const prompt = promptIds(o.promptTokens, c.vocabSize);
+  await runOnce(engine, prompt, 8);
+  const prof = profileKernels(kernels, c.vocabSize);
+  const { layerBytes, headBytes } = profileBytes(p);
+  let best: OpProfile | null = null;
   try {
     for (let r = 0; r < o.repeats; r++) {
-      // prefill
-      const state = engine.newState(prompt.length + o.decodeTokens);
-      prof.reset();
-      let t0 = performance.now();
-      let logits = engine.prefill(state, prompt);
-      const prefillWallMs = performance.now() - t0;
-      const prefill = empty();
-      for (const k of CATEGORIES) prefill[k] = prof.ms[k] / prompt.length;
-      // decode
-      prof.reset();
-      t0 = performance.now();
-      for (let i = 0; i < o.decodeTokens; i++) logits = engine.forward(state, argmax(logits));
-      const decodeWallMs = performance.now() - t0;
-      const decode = empty();
-      for (const k of CATEGORIES) decode[k] = prof.ms[k] / o.decodeTokens;
-      const sum = (r: OpProfile["decode"]) => CATEGORIES.reduce((a, k) => a + r[k], 0);
-      decode["engine JS (untimed)"] = Math.max(0, decodeWallMs / o.decodeTokens - sum(decode));
-      prefill["engine JS (untimed)"] = Math.max(0, prefillWallMs / prompt.length - sum(prefill));
-      if (!best || decodeWallMs < best.decodeWallMs)
+      const run = profileRun(engine, prof, prompt, o.decodeTokens);
+      if (!best || run.decodeWallMs < best.decodeWallMs)
         best = {
           shape: p.shape,
-          decode,
-          prefill,
-          decodeWallMs,
-          prefillWallMs,
+          runtime: relaxed ? "node+relaxed" : "node",
+          ...run,
           layerBytes,
           hotLayerMs: 0,
           headBytes,
@@ -231,6 +223,6 @@ export async function wasmProfile(p: PackedShape, o: BenchOptions): Promise<OpPr
   } finally {
     prof.detach();
   }
-  best!.hotLayerMs = await hotLayerMatvecMs(p, o.repeats);
+  if (p.packed.length > 0) best!.hotLayerMs = await hotLayerMatvecMs(p, o.repeats);
   return best!;
 }

@@ -3,6 +3,7 @@
  * bucket: esbuild bundles the entry and leaves .wasm imports to workerd, which gets them as compiled
  * modules at the paths the bundle imports them from, as wrangler does.
  */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
@@ -65,4 +66,57 @@ export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise
   });
   await mf.ready;
   return mf;
+}
+
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** The workerd processes descended from this one (Linux /proc; empty elsewhere). */
+export function workerdPids(): number[] {
+  if (!existsSync("/proc/self/task")) return [];
+  const found: number[] = [];
+  const queue = [process.pid];
+  while (queue.length) {
+    for (const c of childPids(queue.shift()!)) {
+      try {
+        if (readFileSync(`/proc/${c}/comm`, "utf8").trim() === "workerd") found.push(c);
+        else queue.push(c);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * CPU time (ms, ns resolution) all threads of process `pid` have run so far, from
+ * /proc/PID/task/TID/schedstat: how the bench times workerd by CPU as it times Node, since a
+ * Worker has no CPU clock of its own. null where /proc is not there.
+ */
+export function processCpuMs(pid: number): number | null {
+  try {
+    let ns = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]);
+      } catch {
+        // thread gone meanwhile
+      }
+    }
+    return ns / 1e6;
+  } catch {
+    return null;
+  }
 }
