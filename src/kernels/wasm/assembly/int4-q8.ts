@@ -176,8 +176,8 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
 
 /**
  * y = W x with Q8 activations (xq: int8 codes in k order, used by the relaxed build; xw: the SIMD128
- * build's i16 vectors; xd / xds: block scales and scale * code sums). 4 weight rows at a time share each
- * activation load. tmp: 96 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
+ * build's i16 vectors; xd / xds: block scales and scale * code sums). 4 weight rows (n/4 apart, see
+ * store_strided) share each activation load. tmp: 96 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
  */
 export function matvec_q4_q8(
   qw: usize, sc: usize, zp: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, n: i32, kp: i32,
@@ -203,7 +203,7 @@ export function matvec_q4_q8(
 // ------------------------------------------------------------------------------------------
 // int4 weights x M Q8 activation rows: Y[i][n] = sum_k W[n][k] X[i][k], row i of X quantized with
 // quantize_q8 (codes at xq + i*kp, i16 vectors at xw + 2*i*kp, scales at xd / xds + i*kp/8). Same
-// 4-weight-row blocking, integer dots and float operation order as matvec_q4_q8 (so row i is
+// strided 4-weight-row blocking, integer dots and float operation order as matvec_q4_q8 (so row i is
 // bit-identical to a matvec of row i), but each 16-byte weight chunk is unpacked once into an L1 buffer
 // and reused for all m rows, and the per-super-group scale transpose / zero-point products are computed
 // once for all rows. Accumulators live in tmp (m can exceed the register file).
