@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { ModelDescription } from "../src/format/model.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { syntheticModel } from "../src/model/synthetic.ts";
-import { estimateEngineBytes } from "../src/runtime/load-engine.ts";
+import { contextThatFits, estimateEngineBytes } from "../src/runtime/load-engine.ts";
 import { planWasmMemory } from "../src/runtime/memory-plan.ts";
 import { WasmEngine, type WasmEngineOptions } from "../src/runtime/wasm/engine.ts";
 import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
@@ -69,6 +69,20 @@ describe("memory plan", () => {
     const kvDim = c.numKvHeads * c.headDim;
     expect(f16.kvBytes).toBe(c.numLayers * 2 * ctx * kvDim * 2);
     expect(q8.kvBytes).toBe(c.numLayers * 2 * (ctx * kvDim + ctx * c.numKvHeads * 4));
+  });
+
+  it("contextThatFits: the full context when it fits, else the largest multiple of 64 that does, else 0", () => {
+    const t = stories15M.table;
+    const full = 256; // stories15M's context
+    const at = (n: number) => estimateEngineBytes(t, n, "q8");
+    expect(contextThatFits(t, full, at(full))).toBe(full);
+    // a budget between the 192- and 256-position plans: 192, the largest multiple of 64 under it
+    const budget = at(200);
+    const got = contextThatFits(t, full, budget);
+    expect(got).toBe(192);
+    expect(at(got)).toBeLessThanOrEqual(budget);
+    expect(at(got + 64)).toBeGreaterThan(budget);
+    expect(contextThatFits(t, full, at(64) - 1)).toBe(0);
   });
 
   it("rejects the options the engine rejects, with its messages", () => {

@@ -4,9 +4,12 @@
  */
 
 import { mulberry32, randn, relErr } from "../src/bench/data.ts";
+import type { PackedInt4 } from "../src/format/int4.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
+import { quantizeQ4_1 } from "../src/model/export/encode.ts";
+import { repackGgml } from "../src/model/import/ggml/repack.ts";
 
 export async function loadTestKernels(): Promise<WasmKernels> {
   return loadKernelsNode(await ensureKernelsWasm());
@@ -45,4 +48,14 @@ export function emulateQ8(x: Float32Array, kPadded: number): { q: Int8Array; d: 
     for (let k = b * 32; k < b * 32 + 32; k++) q[k] = roundEven(Math.fround((x[k] ?? 0) * id));
   }
   return { q, d };
+}
+
+/** A Q4_1 tensor as ggml's quantize_row_q4_1 writes it, repacked: weights with an offset and outliers. */
+export function q4_1Tensor(N: number, K: number, seed: number): PackedInt4 {
+  const w = randn(N * K, seed, 0.05);
+  for (let i = 0; i < w.length; i++) w[i] = w[i]! + 0.02 * Math.sin(i / 7);
+  for (let i = 0; i < w.length; i += 97) w[i] = w[i]! * 6;
+  const r = repackGgml("q4_1", quantizeQ4_1(w), N, K);
+  if (!r.ok || r.value.format !== "int4") throw new Error("q4_1Tensor: not repacked");
+  return r.value;
 }

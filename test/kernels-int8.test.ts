@@ -142,6 +142,7 @@ describe("in-place tensors (int4At / int8At)", () => {
           qweight: ptr + g.qweightOffset,
           scales: ptr + g.scalesOffset,
           zeros: zeroPoint ? ptr + g.zerosOffset : 0,
+          mins: 0,
         });
         const x = randn(K, 5);
         const copy = kern.uploadInt4(p);

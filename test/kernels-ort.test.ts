@@ -4,9 +4,14 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { matmulInt4Array, matvecInt4Array } from "../src/bench/kernel-arrays.ts";
-import { type Int4GroupSize, quantizeRtn, toMatMulNBits } from "../src/format/int4.ts";
+import {
+  type Int4GroupSize,
+  quantizeRtn,
+  toMatMulNBits,
+  toMatMulNBitsFloatZeros,
+} from "../src/format/int4.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
-import { loadOrt, loadTestKernels, ortMatMulNBits, randn, relErr } from "./kernels-helpers.ts";
+import { loadOrt, loadTestKernels, ortMatMulNBits, q4_1Tensor, randn, relErr } from "./kernels-helpers.ts";
 
 let kern: WasmKernels;
 beforeAll(async () => {
@@ -45,6 +50,32 @@ describe("int4 kernels vs onnxruntime MatMulNBits", () => {
         });
       }
     }
+  }
+
+  for (const [N, K] of [
+    [11, 96],
+    [576, 1536],
+  ] as const) {
+    it(`${N}x${K} fp16 mins (Q4_1) with float zero points -m/d`, async () => {
+      const p = q4_1Tensor(N, K, N * 3 + K);
+      const ort = await ortMatMulNBits(toMatMulNBitsFloatZeros(p));
+      try {
+        const M = 3;
+        const x = randn(M * K, K + 3);
+        const expected = await ort.run(x, M);
+        const gotM = kern.scoped(() => matmulInt4Array(kern, kern.uploadInt4(p), x, M));
+        const got1 = kern.scoped(() => matvecInt4Array(kern, kern.uploadInt4(p), x.subarray(0, K)));
+        // -m/d is rounded to fp32 and ORT dequantizes (q - z) * d: a tolerance, not bit equality
+        expect(relErr(got1, expected.subarray(0, N))).toBeLessThan(1e-4);
+        for (let m = 0; m < M; m++) {
+          expect(
+            relErr(gotM.subarray(m * N, (m + 1) * N), expected.subarray(m * N, (m + 1) * N)),
+          ).toBeLessThan(1e-4);
+        }
+      } finally {
+        await ort.release();
+      }
+    });
   }
 
   it("a real layer shape: 768x2048 (stories110M ffn_down), g32 symmetric", async () => {

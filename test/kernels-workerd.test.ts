@@ -12,7 +12,7 @@ import { matmulInt4Q8Array, matvecInt4Array, matvecInt8Array } from "../src/benc
 import { type Int4GroupSize, type Int8GroupSize, quantizeInt8Rtn, quantizeRtn } from "../src/format/int4.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
-import { loadTestKernels, randn, relErr } from "./kernels-helpers.ts";
+import { loadTestKernels, q4_1Tensor, randn, relErr } from "./kernels-helpers.ts";
 
 const WORKER = `
 import simd from "./kernels.wasm";
@@ -34,7 +34,7 @@ export default {
       });
     }
     const p = { ...b.p, qweight: Uint8Array.from(b.p.qweight), scales: Uint16Array.from(b.p.scales),
-      zeros: b.p.zeros ? Uint8Array.from(b.p.zeros) : null };
+      zeros: b.p.zeros ? Uint8Array.from(b.p.zeros) : null, mins: b.p.mins ? Uint16Array.from(b.p.mins) : null };
     const t = k.uploadInt4(p);
     const x = Float32Array.from(b.x);
     if (b.m) return Response.json({ relaxed: k.relaxedSimd, y: Array.from(matmulInt4Q8Array(k, t, x, b.m)) });
@@ -80,16 +80,22 @@ afterAll(async () => {
 });
 
 describe("kernels in workerd", () => {
-  const cases: [number, number, Int4GroupSize, boolean][] = [
+  // "mins": fp16 per-group mins (ggml Q4_1) instead of zero points
+  const cases: [number, number, Int4GroupSize, boolean | "mins"][] = [
     [13, 172, 32, true],
     [9, 768, 64, false],
     [6, 288, 128, true],
     [64, 576, 32, false],
+    [13, 576, 32, "mins"],
   ];
   for (const relaxed of [false, true]) {
     for (const [N, K, groupSize, zeroPoint] of cases) {
-      it(`${relaxed ? "kernels-relaxed" : "kernels"}.wasm ${N}x${K} g${groupSize} ${zeroPoint ? "asym" : "sym"}`, async () => {
-        const p = quantizeRtn(randn(N * K, N + K, 0.05), N, K, { groupSize, zeroPoint });
+      const kind = zeroPoint === "mins" ? "mins" : zeroPoint ? "asym" : "sym";
+      it(`${relaxed ? "kernels-relaxed" : "kernels"}.wasm ${N}x${K} g${groupSize} ${kind}`, async () => {
+        const p =
+          zeroPoint === "mins"
+            ? q4_1Tensor(N, K, N + K)
+            : quantizeRtn(randn(N * K, N + K, 0.05), N, K, { groupSize, zeroPoint });
         const x = randn(K, K);
         const res = await mf.dispatchFetch("http://kernels/", {
           method: "POST",
@@ -101,6 +107,7 @@ describe("kernels in workerd", () => {
               qweight: Array.from(p.qweight),
               scales: Array.from(p.scales),
               zeros: p.zeros && Array.from(p.zeros),
+              mins: p.mins ? Array.from(p.mins) : null,
             },
           }),
         });
@@ -151,33 +158,37 @@ describe("kernels in workerd", () => {
   }
 
   for (const relaxed of [false, true]) {
-    it(`${relaxed ? "kernels-relaxed" : "kernels"}.wasm int4 Q8 matmul, M=5, 13x288 g64 asym`, async () => {
-      const [N, K, M] = [13, 288, 5];
-      const p = quantizeRtn(randn(N * K, 99, 0.05), N, K, { groupSize: 64, zeroPoint: true });
-      const x = randn(M * K, 98);
-      const res = await mf.dispatchFetch("http://kernels/", {
-        method: "POST",
-        body: JSON.stringify({
-          relaxed,
-          m: M,
-          x: Array.from(x),
-          p: {
-            ...p,
-            qweight: Array.from(p.qweight),
-            scales: Array.from(p.scales),
-            zeros: Array.from(p.zeros!),
-          },
-        }),
+    for (const mins of [false, true])
+      it(`${relaxed ? "kernels-relaxed" : "kernels"}.wasm int4 Q8 matmul, M=5, ${mins ? "13x576 g32 mins" : "13x288 g64 asym"}`, async () => {
+        const [N, K, M] = [13, mins ? 576 : 288, 5];
+        const p = mins
+          ? q4_1Tensor(N, K, 99)
+          : quantizeRtn(randn(N * K, 99, 0.05), N, K, { groupSize: 64, zeroPoint: true });
+        const x = randn(M * K, 98);
+        const res = await mf.dispatchFetch("http://kernels/", {
+          method: "POST",
+          body: JSON.stringify({
+            relaxed,
+            m: M,
+            x: Array.from(x),
+            p: {
+              ...p,
+              qweight: Array.from(p.qweight),
+              scales: Array.from(p.scales),
+              zeros: p.zeros && Array.from(p.zeros),
+              mins: p.mins ? Array.from(p.mins) : null,
+            },
+          }),
+        });
+        const got = (await res.json()) as { relaxed: boolean; y: number[] };
+        expect(got.relaxed).toBe(relaxed);
+        const m = kern.mark();
+        try {
+          const t = kern.uploadInt4(p);
+          expect(Float32Array.from(got.y)).toEqual(matmulInt4Q8Array(kern, t, x, M));
+        } finally {
+          kern.release(m);
+        }
       });
-      const got = (await res.json()) as { relaxed: boolean; y: number[] };
-      expect(got.relaxed).toBe(relaxed);
-      const m = kern.mark();
-      try {
-        const t = kern.uploadInt4(p);
-        expect(Float32Array.from(got.y)).toEqual(matmulInt4Q8Array(kern, t, x, M));
-      } finally {
-        kern.release(m);
-      }
-    });
   }
 });

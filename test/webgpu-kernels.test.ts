@@ -22,7 +22,7 @@ import {
 import type { WebGpuDevice } from "../src/kernels/webgpu/device.ts";
 import type { MatrixBinding } from "../src/kernels/webgpu/kernels.ts";
 import { applyRope, ropeAngles } from "../src/model/reference/rope.ts";
-import { randn, refMatvec, relErr } from "./kernels-helpers.ts";
+import { q4_1Tensor, randn, refMatvec, relErr } from "./kernels-helpers.ts";
 import { KernelHarness, NO_ADAPTER, openTestDevice } from "./webgpu-helpers.ts";
 
 // cpuWorkgroups 0: the GPU work split (many threads per matvec row, cross-lane reductions) even on a
@@ -86,7 +86,8 @@ describe.skipIf(!native)(
         seed: number,
       ): Promise<{ m: MatrixBinding; w: Float32Array }> {
         const hh = harness();
-        const p = quantizeRtn(randn(N * K, seed, 0.5), N, K, opts);
+        // mins: a ggml Q4_1 tensor repacked (fp16 per-group mins)
+        const p = opts.mins ? q4_1Tensor(N, K, seed) : quantizeRtn(randn(N * K, seed, 0.5), N, K, opts);
         const blob = serializeInt4(p);
         return { m: hh.k.matrix(hh.buffer(blob, AT), AT, blob), w: dequantize(p) };
       }
@@ -98,6 +99,7 @@ describe.skipIf(!native)(
         [200, 320, { groupSize: 64 }, 5, 16],
         [96, 448, { groupSize: 128, zeroPoint: true }, 16, 16],
         [1030, 2048, { groupSize: 32 }, 3, 3],
+        [70, 576, { groupSize: 32, mins: true }, 3, 3],
       ] as const)("int4 matvec/matmul %ix%i %o, %i rows (of %i)", async (N, K, opts, rows, maxRows) => {
         const hh = harness();
         const { m, w } = await int4Matrix(N, K, opts, N + K);
@@ -116,10 +118,14 @@ describe.skipIf(!native)(
         const [N, K, rows] = [72, 96, 3];
         const a = await int4Matrix(N, K, { groupSize: 32 }, 11);
         const b = await int4Matrix(N, K, { groupSize: 32 }, 12);
+        const c = await int4Matrix(N, K, { groupSize: 32, mins: true }, 16);
+        const d = await int4Matrix(N, K, { groupSize: 32, mins: true }, 17);
         const x = randn(rows * K, 13);
         const xb = hh.f32(rowsOf(x, rows, K, a.m.kPadded));
         const ya = refRows(a.w, x, rows, N, K);
         const yb = refRows(b.w, x, rows, N, K);
+        const yc = refRows(c.w, x, rows, N, K);
+        const yd = refRows(d.w, x, rows, N, K);
 
         const bias = randn(N, 14);
         const biasBuf = hh.buffer(bias, 192);
@@ -127,13 +133,25 @@ describe.skipIf(!native)(
         const y0 = randn(rows * N, 15);
         const y2 = hh.f32(y0);
         const y3 = hh.buffer(rows * N * 4);
+        const y4 = hh.buffer(rows * N * 4);
         await hh.run(
           [
             await hh.k.matvec(a.m, xb, a.m.kPadded, y1, { maxRows: 4, bias: hh.k.vector(biasBuf, 192, N) }),
             await hh.k.matvec(a.m, xb, a.m.kPadded, y2, { maxRows: 4, epilogue: "add" }),
             await hh.k.matvec(a.m, xb, a.m.kPadded, y3, { maxRows: 4, epilogue: "swiglu", w2: b.m }),
+            await hh.k.matvec(c.m, xb, c.m.kPadded, y4, { maxRows: 4, epilogue: "swiglu", w2: d.m }),
           ],
           { pos0: 0, rows },
+        );
+        expect(
+          relErr(
+            await hh.readF32(y4, rows * N),
+            yc.map((v, i) => silu(v) * yd[i]!),
+          ),
+        ).toBeLessThan(1e-5);
+        // gate and up must agree on how their groups are offset
+        await expect(hh.k.matvec(a.m, xb, a.m.kPadded, y4, { epilogue: "swiglu", w2: c.m })).rejects.toThrow(
+          /differ/,
         );
         expect(
           relErr(
@@ -174,31 +192,41 @@ describe.skipIf(!native)(
         );
       });
 
-      it("embedding rows: int4 (asymmetric, ragged) and int8 are dequantized exactly", async () => {
+      it("embedding rows: int4 (asymmetric, ragged; fp16 mins) and int8 are dequantized exactly", async () => {
         const hh = harness();
         const [N, K] = [50, 80];
         const tokens = [3, 49, 0, 3, 17];
         const p4 = quantizeRtn(randn(N * K, 31), N, K, { groupSize: 32, zeroPoint: true });
         const p8 = quantizeInt8Rtn(randn(N * K, 32), N, K, { groupSize: "row" });
+        const pm = q4_1Tensor(N, 96, 33);
         const b4 = serializeInt4(p4);
         const b8 = serializeInt8(p8);
+        const bm = serializeInt4(pm);
         const m4 = hh.k.matrix(hh.buffer(b4, AT), AT, b4);
         const m8 = hh.k.matrix(hh.buffer(b8, AT), AT, b8);
+        const mm = hh.k.matrix(hh.buffer(bm, AT), AT, bm);
         const stride = 96;
         const x4 = hh.buffer(tokens.length * stride * 4);
         const x8 = hh.buffer(tokens.length * stride * 4);
-        await hh.run([await hh.k.embed(m4, x4, stride), await hh.k.embed(m8, x8, stride)], {
-          pos0: 0,
-          rows: tokens.length,
-          tokens,
-        });
+        const xm = hh.buffer(tokens.length * stride * 4);
+        await hh.run(
+          [
+            await hh.k.embed(m4, x4, stride),
+            await hh.k.embed(m8, x8, stride),
+            await hh.k.embed(mm, xm, stride),
+          ],
+          { pos0: 0, rows: tokens.length, tokens },
+        );
         const g4 = await hh.readF32(x4, tokens.length * stride);
         const g8 = await hh.readF32(x8, tokens.length * stride);
+        const gm = await hh.readF32(xm, tokens.length * stride);
         tokens.forEach((t, i) => {
           const r4 = dequantizeInt4Row(p4, t, new Float32Array(m4.kPadded));
           const r8 = dequantizeInt8Row(p8, t, new Float32Array(m8.kPadded));
+          const rm = dequantizeInt4Row(pm, t, new Float32Array(96));
           expect(g4.subarray(i * stride, i * stride + m4.kPadded)).toEqual(r4);
           expect(g8.subarray(i * stride, i * stride + m8.kPadded)).toEqual(r8);
+          expect(gm.subarray(i * stride, i * stride + 96)).toEqual(rm);
         });
       });
 

@@ -96,7 +96,9 @@ export function matMulNBitsModel(w: MatMulNBitsWeights, accuracyLevel = 0): Uint
     .str(2, "matmulnbits")
     .msg(5, tensorProto("B", [w.N, nBlocks, w.blockSize / 2], ONNX_UINT8, w.B))
     .msg(5, tensorProto("scales", [w.N, nBlocks], scaleType, bytesOf(w.scales)));
-  if (w.zeroPoints) {
+  if (w.zeroPoints instanceof Float32Array) {
+    graph.msg(5, tensorProto("zero_points", [w.N, nBlocks], scaleType, bytesOf(w.zeroPoints)));
+  } else if (w.zeroPoints) {
     graph.msg(5, tensorProto("zero_points", [w.N, Math.ceil(nBlocks / 2)], ONNX_UINT8, w.zeroPoints));
   }
   graph.msg(11, valueInfo("A", scaleType, ["M", w.K])).msg(12, valueInfo("Y", scaleType, ["M", w.N]));

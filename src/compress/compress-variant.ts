@@ -70,6 +70,7 @@ export function compressVariant(
       errorRows: q.errorRows,
     },
     log,
+    original,
   );
   // The WASM engine runs int8 for the embeddings and head only; inside blocks it needs int4.
   const int8InBlocks = tensors.filter(

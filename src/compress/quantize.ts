@@ -4,7 +4,12 @@
  * data, not just its weights:
  *   "rtn"     round-to-nearest (src/format/int4.ts quantizeRtn), the baseline;
  *   "search"  RTN with a per-group clip-ratio search weighted by E[x_k²];
- *   "gptq"    GPTQ with error feedback over the calibration Hessian (default).
+ *   "gptq"    GPTQ with error feedback over the calibration Hessian (default);
+ *   "source"  the source file's own blocks where they are exact in our formats (src/model/import/ggml/
+ *             repack.ts: GGUF Q4_1 -> int4 with fp16 mins, Q4_0 -> symmetric int4, Q8_0 -> int8 g32),
+ *             found for each tensor by value (a pruned model's kept, unmodified tensors match their
+ *             source tensor bit for bit); anything else (other dtypes, healed tensors) falls back to
+ *             "search".
  * Optionally AWQ scaling first (`awq: true`): per-input-channel scales folded into attn_norm (q/k/v),
  * ffn_norm (gate/up), the v rows (attn_output) and the up rows (ffn_down); the folded fp32 model
  * computes exactly what the original does, and the packed tensors belong to it.
@@ -21,6 +26,7 @@ import {
   quantizeRtn,
 } from "../format/int4.ts";
 import { type ModelDescription, memoryTensor, type TensorEntry, TensorNames } from "../format/model.ts";
+import { REPACKABLE_DTYPES, repackGgml } from "../model/import/ggml/repack.ts";
 import { type AwqScales, scaleColumns, scaleGram, searchAwqScales } from "./awq.ts";
 import { type CalibrationStats, channelMeanAbs, type InputStats, type Log } from "./calibration.ts";
 import { quantizeClipSearch } from "./clip-search.ts";
@@ -29,7 +35,7 @@ import { DEFAULT_CLIP_RATIOS } from "./int4-groups.ts";
 import { type QuantizedTensor, withTensors } from "./model-edit.ts";
 import { OUTPUT_ERROR_MAX_ROWS, outputError } from "./output-error.ts";
 
-export const QuantMethod = z.enum(["rtn", "search", "gptq"]);
+export const QuantMethod = z.enum(["rtn", "search", "gptq", "source"]);
 export type QuantMethod = z.infer<typeof QuantMethod>;
 
 export const QuantizeOptions = z.strictObject({
@@ -89,6 +95,8 @@ export interface TensorQuantReport {
   readonly errorKind: "output" | "weights";
   /** AWQ α chosen for this tensor's input (null without AWQ). */
   readonly awqAlpha: number | null;
+  /** "source": the source tensor whose blocks were repacked, or null where the method fell back. */
+  readonly sourceTensor?: string | null;
 }
 
 export interface QuantizeResult {
@@ -121,13 +129,14 @@ function quantizeInt4(job: LinearJob, o: Options): PackedInt4 {
   const { weights, N, K, gram } = job;
   const opts = { groupSize: o.groupSize, zeroPoint: o.zeroPoint };
   switch (o.method) {
-    case "rtn":
-      return quantizeRtn(weights, N, K, opts);
+    case "source": // no exact source blocks: the cheap error-aware method
     case "search": {
       const importance = new Float64Array(K);
       for (let k = 0; k < K; k++) importance[k] = gram[k * K + k]!;
       return quantizeClipSearch(weights, N, K, importance, { ...opts, clipRatios: o.clipRatios });
     }
+    case "rtn":
+      return quantizeRtn(weights, N, K, opts);
     case "gptq":
       return quantizeGptq(weights, N, K, gram, {
         ...opts,
@@ -143,8 +152,29 @@ function runJob(
   job: LinearJob,
   o: Options,
   int8Requested: boolean,
+  exact: SourceBlocks | null = null,
 ): { value: PackedInt4 | PackedInt8; report: TensorQuantReport } {
   const { name, N, K } = job;
+  if (exact && exact.value.format === (int8Requested ? "int8" : "int4")) {
+    const rtnInt4 = quantizeRtn(job.original, N, K, o);
+    const rtn = outputError(job.original, dequantize(rtnInt4), N, K, job.originalGram, o.errorRows);
+    const err = outputError(job.weights, dequantizeAny(exact.value), N, K, job.gram, o.errorRows);
+    return {
+      value: exact.value,
+      report: {
+        name,
+        shape: [N, K],
+        method: "source",
+        errorKind: "output",
+        awqAlpha: job.awqAlpha,
+        format: exact.value.format,
+        fallback: exact.value.format === "int8" ? "requested" : null,
+        relativeError: err.relative,
+        rtnRelativeError: rtn.relative,
+        sourceTensor: exact.source,
+      },
+    };
+  }
   const rtnInt4 = quantizeRtn(job.original, N, K, o);
   const rtn = outputError(job.original, dequantize(rtnInt4), N, K, job.originalGram, o.errorRows);
   const base = {
@@ -315,9 +345,15 @@ export function quantizeModel(
   stats: CalibrationStats,
   options: QuantizeOptionsInput = {},
   log: Log = () => {},
+  /** "source": the imported model whose stored blocks may be repacked (default: `model`). */
+  source: ModelDescription = model,
 ): QuantizeResult {
   const o = QuantizeOptions.parse(options);
+  if (o.method === "source" && o.awq)
+    throw new Error("quantize: method source keeps the source weights, no AWQ");
   const c = model.config;
+  const exactOf = (name: string): SourceBlocks | null =>
+    o.method === "source" ? findSourceBlocks(source, name, model.tensors.get(name)!) : null;
   if (stats.layers.length !== c.numLayers) {
     throw new Error(`calibration has ${stats.layers.length} layers, the model ${c.numLayers}: recalibrate`);
   }
@@ -358,7 +394,7 @@ export function quantizeModel(
         originalGram: input.gram,
         awqAlpha: scaled?.alpha ?? null,
       };
-      const { value, report: r } = runJob(job, o, wantsInt8(name));
+      const { value, report: r } = runJob(job, o, wantsInt8(name), exactOf(name));
       packed.set(name, value);
       report.push(r);
       log(
@@ -374,23 +410,39 @@ export function quantizeModel(
   const [vocab, hidden] = emb.shape as [number, number];
   const embValues = emb.f32();
   const embRtn = dequantize(quantizeRtn(embValues, vocab, hidden, o));
+  const embWant = o.embeddings === "int4" && !wantsInt8(embName) ? "int4" : "int8";
+  const embExact = exactOf(embName);
   const embPacked =
-    o.embeddings === "int4" && !wantsInt8(embName)
-      ? o.method === "rtn" || !o.embeddingSearch
-        ? quantizeRtn(embValues, vocab, hidden, o)
-        : quantizeClipSearch(embValues, vocab, hidden, embeddingImportance(stats, hidden, c.tiedEmbeddings), {
-            groupSize: o.groupSize,
-            zeroPoint: o.zeroPoint,
-            clipRatios: o.clipRatios,
-          })
-      : quantizeInt8Rtn(embValues, vocab, hidden, { groupSize: "row" });
+    embExact && embExact.value.format === embWant
+      ? embExact.value
+      : embWant === "int4"
+        ? o.method === "rtn" || !o.embeddingSearch
+          ? quantizeRtn(embValues, vocab, hidden, o)
+          : quantizeClipSearch(
+              embValues,
+              vocab,
+              hidden,
+              embeddingImportance(stats, hidden, c.tiedEmbeddings),
+              {
+                groupSize: o.groupSize,
+                zeroPoint: o.zeroPoint,
+                clipRatios: o.clipRatios,
+              },
+            )
+        : quantizeInt8Rtn(embValues, vocab, hidden, { groupSize: "row" });
   packed.set(embName, embPacked);
   const eye = identityGram(hidden);
   report.push({
     name: embName,
     shape: [vocab, hidden],
     format: embPacked.format,
-    method: embPacked.format === "int4" && o.method !== "rtn" && o.embeddingSearch ? "search" : "rtn",
+    method:
+      embExact && embPacked === embExact.value
+        ? "source"
+        : embPacked.format === "int4" && o.method !== "rtn" && o.embeddingSearch
+          ? "search"
+          : "rtn",
+    sourceTensor: embExact && embPacked === embExact.value ? embExact.source : null,
     fallback: embPacked.format === "int8" && o.embeddings === "int4" ? "requested" : null,
     relativeError: outputError(embValues, dequantizeAny(embPacked), vocab, hidden, eye).relative,
     rtnRelativeError: outputError(embValues, embRtn, vocab, hidden, eye).relative,
@@ -410,7 +462,7 @@ export function quantizeModel(
       originalGram: stats.outputIn.gram,
       awqAlpha: null,
     };
-    const { value, report: r } = runJob(job, o, o.head === "int8" || wantsInt8(headName));
+    const { value, report: r } = runJob(job, o, o.head === "int8" || wantsInt8(headName), exactOf(headName));
     packed.set(headName, value);
     report.push(r);
   }
@@ -447,4 +499,48 @@ function identityGram(n: number): Float64Array {
   const g = new Float64Array(n * n);
   for (let i = 0; i < n; i++) g[i * n + i] = 1;
   return g;
+}
+
+/** A tensor's exact repacking from the source file, and the source tensor it came from. */
+interface SourceBlocks {
+  readonly value: PackedInt4 | PackedInt8;
+  readonly source: string;
+}
+
+/** "blk.3.attn_q.weight" -> "attn_q.weight" (the role of a tensor, whatever its layer). */
+function roleOf(name: string): string {
+  return name.replace(/^blk\.\d+\./, "");
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
+ * The source tensor whose stored blocks `t` is, repacked losslessly: a tensor of the same role and
+ * shape, repackable dtype, whose dequantized values equal t's bit for bit (the same name first, then the
+ * other layers: layer dropping renumbers kept blocks). Null when none (modified, or not repackable).
+ */
+function findSourceBlocks(source: ModelDescription, name: string, t: TensorEntry): SourceBlocks | null {
+  if (t.shape.length !== 2) return null;
+  const [N, K] = t.shape as [number, number];
+  const role = roleOf(name);
+  const same = source.tensors.get(name);
+  const candidates = [
+    ...(same ? [same] : []),
+    ...[...source.tensors.values()].filter((s) => s !== same && roleOf(s.name) === role),
+  ];
+  let values: Float32Array | null = null;
+  for (const s of candidates) {
+    if (!s.stored || !REPACKABLE_DTYPES.includes(s.dtype) || s.shape[0] !== N || s.shape[1] !== K) continue;
+    values ??= t.f32();
+    if (!sameBits(values, s.f32())) continue;
+    const r = repackGgml(s.dtype, s.stored(), N, K);
+    return r.ok ? { value: r.value, source: s.name } : null;
+  }
+  return null;
 }

@@ -10,9 +10,11 @@ const Ratio = z.number().min(0, "a pruning ratio is at least 0").max(0.9, "a pru
 export const QuantConfig = z.strictObject({
   /**
    * gptq: error compensation (best, O(N·K²) per matrix); awq: activation-aware scales + clip search;
-   * search: per-group clip search weighted by E[x²] (cheap); rtn: plain rounding (the baseline).
+   * search: per-group clip search weighted by E[x²] (cheap); rtn: plain rounding (the baseline);
+   * source: a GGUF source's own Q4_1 / Q4_0 / Q8_0 blocks, repacked losslessly (Q4_1 -> int4 with fp16
+   * mins), where a tensor is unchanged from the source; other tensors by search.
    */
-  method: z.enum(["gptq", "awq", "search", "rtn"]).default("gptq"),
+  method: z.enum(["gptq", "awq", "search", "rtn", "source"]).default("gptq"),
   groupSize: z.union([z.literal(32), z.literal(64), z.literal(128)]).default(32),
   zeroPoint: z.boolean().default(false),
   embeddings: z.enum(["int8", "int4"]).default("int8"),

@@ -20,9 +20,17 @@
  *     high nibble for odd g; an unused high nibble of a row's last byte is 0. (Same packing as
  *     onnxruntime MatMulNBits' packed zero_points.)
  *
- *   dequantized w[n][k] = (q - z) * f16ToF32(scale), z = 8 (symmetric) or the group's zero nibble.
+ *   mins: null, or (instead of zeros) Uint16Array, N * nGroups IEEE binary16 bit patterns laid out like
+ *     scales: the group's fp16 minimum m (ggml block_q4_1's `m`).
+ *
+ *   dequantized w[n][k] = (q - z) * f16ToF32(scale), z = 8 (symmetric) or the group's zero nibble;
+ *   with mins: w[n][k] = q * f16ToF32(scale) + f16ToF32(min), ggml's dequantize_row_q4_1 (ggml-quants.c:
+ *   `y = x0*d + m`, x0 = the 4-bit code), so a Q4_1 block (fp16 d, fp16 m, qs[16] in this nibble order)
+ *   is one group of G = 32 copied verbatim. The fp32 result q*d + m is correctly rounded either way (q*d is
+ *   exact in fp32), so our dequantization equals ggml's bit for bit.
  *   Ragged last group (K % G != 0): codes for k in [K, kPadded) are stored as z, so they dequantize
- *   to exactly 0; the kernels also require activations zero-padded to kPadded.
+ *   to exactly 0 (with mins ragged groups are not allowed: K % G must be 0, as in ggml); the kernels
+ *   also require activations zero-padded to kPadded.
  *
  * Why this layout (and not llama.cpp's interleaved 18-byte block_q4_0):
  * - Every 16-byte chunk starts 16-byte aligned in qweight, so a chunk is one aligned v128.load; an
@@ -40,19 +48,19 @@
  *   0  u32  magic 0x47345153 ("SQ4G")
  *   4  u16  version = 1
  *   6  u8   groupSize (32 | 64 | 128)
- *   7  u8   flags: bit 0 = has zero points
+ *   7  u8   flags: bit 0 = has zero points, bit 1 = has fp16 mins (never both; then K % G == 0)
  *   8  u32  N
  *   12 u32  K
  *   16 u32  byte offset of qweight (= 32)
  *   20 u32  byte offset of scales
- *   24 u32  byte offset of zeros (0 when symmetric)
+ *   24 u32  byte offset of zeros, or of mins when flag bit 1 is set (0 when symmetric)
  *   28 u32  total byte length
- *   32 ...  qweight, scales, zeros, each starting at a multiple of 16; gaps are zero bytes.
+ *   32 ...  qweight, scales, zeros | mins, each starting at a multiple of 16; gaps are zero bytes.
  *
  * A blob that sits in WebAssembly memory is used in place (`WasmKernels.int4At`): `int4BlobGeometry`
- * reads just the header. The kernels read up to 8 bytes past the end of the scales and zeros sections
- * (4 groups' scales / a u16 of zero nibbles at a time; the values read there are never used, any bytes
- * are fine), so a blob needs 16 bytes of addressable memory after it.
+ * reads just the header. The kernels read up to 8 bytes past the end of the scales, zeros and mins sections
+ * (4 groups' scales or mins / a u16 of zero nibbles at a time; the values read there are never used, any
+ * bytes are fine), so a blob needs 16 bytes of addressable memory after it.
  *
  * ## Int8 ("Q8G"): symmetric 8-bit, per-group or per-row fp16 scale (embeddings / output head)
  *   groupSize G ∈ {32, 64, 128} or per row (one group of G = roundUp(K, 32)).
@@ -82,6 +90,8 @@ export interface Int4Options {
   groupSize?: Int4GroupSize;
   /** Asymmetric uint4 codes with a per-group zero point; default false (signed, implicit zero 8). */
   zeroPoint?: boolean;
+  /** fp16 per-group mins instead of zero points (w = q * d + m; sizing / layout only, no quantizer). */
+  mins?: boolean;
 }
 
 export interface PackedInt4 {
@@ -95,8 +105,18 @@ export interface PackedInt4 {
   readonly qweight: Uint8Array;
   /** fp16 bit patterns. */
   readonly scales: Uint16Array;
-  /** Packed uint4 zero points, or null (symmetric, zero point 8). */
+  /** Packed uint4 zero points, or null (symmetric, zero point 8, or fp16 mins). */
   readonly zeros: Uint8Array | null;
+  /**
+   * fp16 per-group minimums (N * nGroups bit patterns, like scales), or null / absent: then
+   * w = q * scale + min (ggml Q4_1) and zeros is null.
+   */
+  readonly mins?: Uint16Array | null;
+}
+
+/** True when the tensor carries fp16 mins (w = q * scale + min, ggml Q4_1 semantics). */
+export function hasMins(p: PackedInt4): p is PackedInt4 & { readonly mins: Uint16Array } {
+  return p.mins !== undefined && p.mins !== null;
 }
 
 export type Int8GroupSize = Int4GroupSize | "row";
@@ -175,7 +195,8 @@ export function int4Geometry(K: number, groupSize: Int4GroupSize) {
 /** Bytes of the three arrays for a tensor (what it costs in memory). */
 export function int4ByteLength(N: number, K: number, opts: Int4Options = {}): number {
   const { nGroups, kPadded, zeroBytesPerRow } = int4Geometry(K, opts.groupSize ?? 32);
-  return N * (kPadded / 2 + nGroups * 2 + (opts.zeroPoint ? zeroBytesPerRow : 0));
+  const extra = opts.mins ? nGroups * 2 : opts.zeroPoint ? zeroBytesPerRow : 0;
+  return N * (kPadded / 2 + nGroups * 2 + extra);
 }
 
 /** Byte index and shift of code k within a row's qweight (k relative to the row start). */
@@ -265,17 +286,24 @@ export function int4Code(p: PackedInt4, n: number, k: number): number {
   return (p.qweight[n * (p.kPadded / 2) + byte]! >> shift) & 15;
 }
 
-/** Dequantizes row n into out (length >= K). */
+/**
+ * Dequantizes row n into out (length >= K). With mins: q * d + m rounded to fp32 once, which is exactly
+ * ggml's dequantize_row_q4_1 (q * d is exact in fp32, and a double sum of two fp32 values rounds to the
+ * correctly rounded fp32 sum).
+ */
 export function dequantizeInt4Row(p: PackedInt4, n: number, out: Float32Array): Float32Array {
   const rowBytes = p.kPadded / 2;
+  const mins = hasMins(p) ? p.mins : null;
   for (let g = 0; g < p.nGroups; g++) {
     const s = f16ToF32(p.scales[n * p.nGroups + g]!);
-    const z = int4ZeroPoint(p, n, g);
+    const z = mins ? 0 : int4ZeroPoint(p, n, g);
+    const m = mins ? f16ToF32(mins[n * p.nGroups + g]!) : 0;
     const k0 = g * p.groupSize;
     const k1 = Math.min(k0 + p.groupSize, p.K);
     for (let k = k0; k < k1; k++) {
       const { byte, shift } = nibblePos(k);
-      out[k] = (((p.qweight[n * rowBytes + byte]! >> shift) & 15) - z) * s;
+      const q = (p.qweight[n * rowBytes + byte]! >> shift) & 15;
+      out[k] = mins ? Math.fround(q * s) + m : (q - z) * s;
     }
   }
   return out;
@@ -301,8 +329,11 @@ export interface MatMulNBitsWeights {
   /** [N * nBlocks] as float32, or fp16 bits when scaleType is "float16". */
   scales: Float32Array | Uint16Array;
   scaleType: "float32" | "float16";
-  /** Packed uint8 [N][ceil(nBlocks/2)], or null (default zero point 8). */
-  zeroPoints: Uint8Array | null;
+  /**
+   * Packed uint8 [N][ceil(nBlocks/2)], or float32 [N][nBlocks] (the scales' type; fp16-min tensors:
+   * toMatMulNBitsFloatZeros), or null (default zero point 8).
+   */
+  zeroPoints: Uint8Array | Float32Array | null;
 }
 
 /** Converts to MatMulNBits inputs: the nibble order changes, zero points are already ORT-packed. */
@@ -310,6 +341,31 @@ export function toMatMulNBits(
   p: PackedInt4,
   scaleType: "float32" | "float16" = "float32",
 ): MatMulNBitsWeights {
+  if (hasMins(p))
+    throw new Error("toMatMulNBits: fp16 mins have no uint4 zero point (see toMatMulNBitsFloatZeros)");
+  return { ...toMatMulNBitsCodes(p, scaleType), zeroPoints: p.zeros ? p.zeros.slice() : null };
+}
+
+/**
+ * MatMulNBits inputs for a tensor with fp16 mins, float32 scales and float zero points z = -m / d, so
+ * that ORT's (q - z) * d = q * d + m up to rounding (an oracle with a tolerance, not a lossless form).
+ * Throws on a zero scale (no such z).
+ */
+export function toMatMulNBitsFloatZeros(p: PackedInt4): MatMulNBitsWeights {
+  if (!hasMins(p)) throw new Error("toMatMulNBitsFloatZeros: the tensor has no fp16 mins");
+  const zeroPoints = new Float32Array(p.mins.length);
+  for (let i = 0; i < zeroPoints.length; i++) {
+    const d = f16ToF32(p.scales[i]!);
+    if (d === 0) throw new Error(`toMatMulNBitsFloatZeros: group ${i} has a zero scale`);
+    zeroPoints[i] = -f16ToF32(p.mins[i]!) / d;
+  }
+  return { ...toMatMulNBitsCodes(p, "float32"), zeroPoints };
+}
+
+function toMatMulNBitsCodes(
+  p: PackedInt4,
+  scaleType: "float32" | "float16",
+): Omit<MatMulNBitsWeights, "zeroPoints"> {
   const rowBytes = p.kPadded / 2;
   const B = new Uint8Array(p.N * rowBytes);
   for (let n = 0; n < p.N; n++) {
@@ -332,12 +388,13 @@ export function toMatMulNBits(
     B,
     scales,
     scaleType,
-    zeroPoints: p.zeros ? p.zeros.slice() : null,
   };
 }
 
 /** Inverse of toMatMulNBits (imports ORT-quantized weights). float32 scales are rounded to fp16. */
 export function fromMatMulNBits(m: MatMulNBitsWeights): PackedInt4 {
+  if (m.zeroPoints instanceof Float32Array)
+    throw new Error("fromMatMulNBits: float zero points are not supported");
   const groupSize = m.blockSize as Int4GroupSize;
   const { nGroups, kPadded } = int4Geometry(m.K, groupSize);
   const rowBytes = kPadded / 2;
@@ -364,7 +421,7 @@ export function fromMatMulNBits(m: MatMulNBitsWeights): PackedInt4 {
     kPadded,
     qweight,
     scales,
-    zeros: m.zeroPoints ? m.zeroPoints.slice() : null,
+    zeros: m.zeroPoints ? (m.zeroPoints as Uint8Array).slice() : null,
   };
 }
 
@@ -383,11 +440,13 @@ export interface Int4BlobGeometry {
   readonly K: number;
   readonly groupSize: Int4GroupSize;
   readonly zeroPoint: boolean;
+  /** fp16 mins (flag bit 1): then zerosOffset is where the mins section starts. */
+  readonly mins: boolean;
   readonly nGroups: number;
   readonly kPadded: number;
   readonly qweightOffset: number;
   readonly scalesOffset: number;
-  /** 0 when symmetric. */
+  /** Start of the zeros section, or of the mins section when `mins`; 0 when symmetric. */
   readonly zerosOffset: number;
   /** Total blob bytes. */
   readonly byteLength: number;
@@ -397,17 +456,22 @@ export interface Int4BlobGeometry {
 export function int4BlobLayout(N: number, K: number, opts: Int4Options = {}): Int4BlobGeometry {
   const groupSize = opts.groupSize ?? 32;
   const zeroPoint = opts.zeroPoint ?? false;
+  const mins = opts.mins ?? false;
+  if (mins && zeroPoint) throw new Error("int4: zero points and mins exclude each other");
   const { nGroups, kPadded, zeroBytesPerRow } = int4Geometry(K, groupSize);
+  if (mins && kPadded !== K) throw new Error(`int4: mins need K (${K}) to be a multiple of ${groupSize}`);
   const qweightOffset = BLOB_HEADER_BYTES;
   const scalesOffset = align16(qweightOffset + (N * kPadded) / 2);
   const scalesEnd = scalesOffset + N * nGroups * 2;
-  const zerosOffset = zeroPoint ? align16(scalesEnd) : 0;
-  const byteLength = zeroPoint ? zerosOffset + N * zeroBytesPerRow : scalesEnd;
+  const extra = mins ? N * nGroups * 2 : zeroPoint ? N * zeroBytesPerRow : 0;
+  const zerosOffset = extra > 0 ? align16(scalesEnd) : 0;
+  const byteLength = extra > 0 ? zerosOffset + extra : scalesEnd;
   return {
     N,
     K,
     groupSize,
     zeroPoint,
+    mins,
     nGroups,
     kPadded,
     qweightOffset,
@@ -436,10 +500,15 @@ export function int4BlobGeometry(header: Uint8Array): Int4BlobGeometry {
   if (dv.getUint16(4, true) !== 1) throw new Error(`int4 blob: version ${dv.getUint16(4, true)}`);
   const groupSize = dv.getUint8(6) as Int4GroupSize;
   if (!INT4_GROUP_SIZES.includes(groupSize)) throw new Error(`int4 blob: group size ${groupSize}`);
+  const flags = dv.getUint8(7);
+  if (flags > 2) throw new Error(`int4 blob: flags ${flags} (bit 0 = zero points, bit 1 = mins, not both)`);
   const N = dv.getUint32(8, true);
   const K = dv.getUint32(12, true);
   checkDims(N, K, "int4");
-  const g = int4BlobLayout(N, K, { groupSize, zeroPoint: (dv.getUint8(7) & 1) === 1 });
+  const mins = (flags & 2) === 2;
+  if (mins && K % groupSize !== 0)
+    throw new Error(`int4 blob: mins with K ${K} not a multiple of ${groupSize}`);
+  const g = int4BlobLayout(N, K, { groupSize, zeroPoint: (flags & 1) === 1, mins });
   if (
     dv.getUint32(16, true) !== g.qweightOffset ||
     dv.getUint32(20, true) !== g.scalesOffset ||
@@ -452,7 +521,15 @@ export function int4BlobGeometry(header: Uint8Array): Int4BlobGeometry {
 }
 
 export function serializeInt4(p: PackedInt4): Uint8Array {
-  const g = int4BlobLayout(p.N, p.K, { groupSize: p.groupSize, zeroPoint: p.zeros !== null });
+  const mins = hasMins(p) ? p.mins : null;
+  if (mins && p.zeros) throw new Error("serializeInt4: a tensor has zero points or mins, not both");
+  if (mins && mins.length !== p.scales.length)
+    throw new Error("serializeInt4: mins and scales differ in length");
+  const g = int4BlobLayout(p.N, p.K, {
+    groupSize: p.groupSize,
+    zeroPoint: p.zeros !== null,
+    mins: mins !== null,
+  });
   const qOff = g.qweightOffset;
   const sOff = g.scalesOffset;
   const zOff = g.zerosOffset;
@@ -462,7 +539,7 @@ export function serializeInt4(p: PackedInt4): Uint8Array {
   dv.setUint32(0, INT4_MAGIC, true);
   dv.setUint16(4, 1, true);
   dv.setUint8(6, p.groupSize);
-  dv.setUint8(7, p.zeros ? 1 : 0);
+  dv.setUint8(7, p.zeros ? 1 : mins ? 2 : 0);
   dv.setUint32(8, p.N, true);
   dv.setUint32(12, p.K, true);
   dv.setUint32(16, qOff, true);
@@ -472,6 +549,7 @@ export function serializeInt4(p: PackedInt4): Uint8Array {
   out.set(p.qweight, qOff);
   for (let i = 0; i < p.scales.length; i++) dv.setUint16(sOff + 2 * i, p.scales[i]!, true);
   if (p.zeros) out.set(p.zeros, zOff);
+  if (mins) for (let i = 0; i < mins.length; i++) dv.setUint16(zOff + 2 * i, mins[i]!, true);
   return out;
 }
 
@@ -484,6 +562,10 @@ export function deserializeInt4(bytes: Uint8Array): PackedInt4 {
   const qweight = bytes.subarray(g.qweightOffset, g.qweightOffset + N * (kPadded / 2));
   const scales = readU16(bytes, g.scalesOffset, N * nGroups);
   const zeros = g.zeroPoint ? bytes.subarray(g.zerosOffset, g.zerosOffset + N * zeroBytesPerRow) : null;
+  if (g.mins) {
+    const mins = readU16(bytes, g.zerosOffset, N * nGroups);
+    return { format: "int4", N, K, groupSize, nGroups, kPadded, qweight, scales, zeros, mins };
+  }
   return { format: "int4", N, K, groupSize, nGroups, kPadded, qweight, scales, zeros };
 }
 

@@ -5,6 +5,7 @@
  */
 
 import {
+  hasMins,
   type Int4GroupSize,
   type PackedInt4,
   type PackedInt8,
@@ -38,7 +39,12 @@ export interface PackOptions {
 function encodingOf(value: PackedTensorValue): TensorEncoding {
   if (value instanceof Float32Array) return { kind: "f32" };
   if (value.format === "int4")
-    return { kind: "int4", groupSize: value.groupSize, zeroPoint: value.zeros !== null };
+    return {
+      kind: "int4",
+      groupSize: value.groupSize,
+      zeroPoint: value.zeros !== null,
+      ...(hasMins(value) ? { mins: true as const } : {}),
+    };
   return { kind: "int8", groupSize: value.perRow ? "row" : (value.groupSize as 32 | 64 | 128) };
 }
 

@@ -26,8 +26,11 @@ export const TensorEncoding = z.discriminatedUnion("kind", [
       kind: z.literal("int4"),
       groupSize: z.union([z.literal(32), z.literal(64), z.literal(128)]),
       zeroPoint: z.boolean(),
+      /** fp16 per-group mins (w = q * d + m, ggml Q4_1); absent in tables written before it existed. */
+      mins: z.literal(true).optional(),
     })
-    .strict(),
+    .strict()
+    .refine((e) => !(e.mins && e.zeroPoint), "int4: zero points and mins exclude each other"),
   z
     .object({
       kind: z.literal("int8"),

@@ -32,3 +32,25 @@ export function estimateEngineBytes(
 ): number {
   return planWasmMemory(table, { contextSize, kvCache }).totalBytes;
 }
+
+/** Context sizes an engine is shrunk by when the full context does not fit (keeps plans page-friendly). */
+const CONTEXT_STEP = 64;
+
+/**
+ * The largest context <= maxContext whose engine (int8 KV cache where fp16 does not fit) fits
+ * `budgetBytes`: maxContext itself, else a multiple of 64; 0 when not even 64 positions fit. A variant
+ * whose weights leave too little room (the SmolLM2 quality tier with the source's own Q4_1 blocks:
+ * 82 MB of weights under a 100 MiB budget) then serves a shorter context instead of none.
+ */
+export function contextThatFits(table: WeightTable, maxContext: number, budgetBytes: number): number {
+  const fits = (n: number) => estimateEngineBytes(table, n, "q8") <= budgetBytes;
+  if (fits(maxContext)) return maxContext;
+  for (
+    let n = Math.floor((maxContext - 1) / CONTEXT_STEP) * CONTEXT_STEP;
+    n >= CONTEXT_STEP;
+    n -= CONTEXT_STEP
+  ) {
+    if (fits(n)) return n;
+  }
+  return 0;
+}

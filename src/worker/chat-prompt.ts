@@ -12,9 +12,13 @@ export const DEFAULT_MAX_TOKENS = 256;
 /** Characters of a long prompt tokenized first to see whether it can fit at all. */
 const PROMPT_HEAD_CHARS_PER_TOKEN = 16;
 
-/** The context every live variant can serve (the smallest of theirs and the engine's). */
-export function contextOf(variants: Manifest[], engineContext: number): number {
-  return Math.min(...variants.map((v) => Math.min(v.model.config.maxContext, engineContext)));
+/**
+ * The context every live variant can serve: the smallest of what each variant's engine gets
+ * (`contextFor`: EngineCache.contextFor, the model's context capped by the engine's and the memory
+ * budget).
+ */
+export function contextOf(variants: Manifest[], contextFor: (m: Manifest) => number): number {
+  return Math.min(...variants.map(contextFor));
 }
 
 /**

@@ -149,7 +149,7 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
   const { prompt, maxTokens } = planPrompt(
     req.render(tokenizer, first.model.chatTemplate),
     tokenizer,
-    contextOf(live.variants, services.engineContext),
+    contextOf(live.variants, (m) => services.engines.contextFor(m)),
     {
       value: body.max_completion_tokens ?? body.max_tokens ?? null,
       param: useCompletion ? "max_completion_tokens" : "max_tokens",

@@ -13,7 +13,13 @@
  */
 
 import type { Manifest } from "../format/manifest.ts";
-import { ENGINE_CONTEXT, estimateEngineBytes, loadEngine, type WasmEngine } from "../runtime/load-engine.ts";
+import {
+  contextThatFits,
+  ENGINE_CONTEXT,
+  estimateEngineBytes,
+  loadEngine,
+  type WasmEngine,
+} from "../runtime/load-engine.ts";
 import { PrefixCache } from "../runtime/prefix-cache.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { R2BucketLike } from "./env.ts";
@@ -119,8 +125,14 @@ export class EngineCache {
     }
   }
 
-  private contextFor(manifest: Manifest): number {
-    return Math.min(manifest.model.config.maxContext, ENGINE_CONTEXT);
+  /**
+   * The context a variant's engine gets: the model's (at most ENGINE_CONTEXT), shrunk to what fits
+   * the isolate budget with an int8 KV cache (contextThatFits); the full one when nothing fits (then
+   * load() refuses the variant with the budget error).
+   */
+  contextFor(manifest: Manifest): number {
+    const full = Math.min(manifest.model.config.maxContext, ENGINE_CONTEXT);
+    return contextThatFits(manifest.weights, full, this.budgetBytes) || full;
   }
 
   private async load(manifestId: string, manifest: Manifest): Promise<LoadedVariant> {

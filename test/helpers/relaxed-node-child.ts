@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { matmulInt4Q8Array, matvecInt4Array } from "../../src/bench/kernel-arrays.ts";
 import { quantizeRtn } from "../../src/format/int4.ts";
 import { loadKernelsNode } from "../../src/kernels/wasm/node.ts";
-import { randn } from "../kernels-helpers.ts";
+import { q4_1Tensor, randn } from "../kernels-helpers.ts";
 import { probeVectors, runProbe } from "./relaxed-probe.ts";
 
 const [probePath, simdPath, relaxedPath] = process.argv.slice(2) as [string, string, string];
@@ -27,8 +27,14 @@ for (const [N, K, groupSize, zeroPoint, M] of [
   [64, 768, 32, false, 1],
   [9, 288, 64, true, 5],
   [21, 2048, 128, false, 16],
+  [13, 576, 32, "mins", 1],
+  [9, 1536, 32, "mins", 5],
 ] as const) {
-  const p = quantizeRtn(randn(N * K, N + K, 0.02), N, K, { groupSize, zeroPoint });
+  // "mins": fp16 per-group mins (ggml Q4_1) instead of zero points
+  const p =
+    zeroPoint === "mins"
+      ? q4_1Tensor(N, K, N + K)
+      : quantizeRtn(randn(N * K, N + K, 0.02), N, K, { groupSize, zeroPoint });
   const x = randn(M * K, K + M);
   const run = (k: typeof simd) => {
     const t = k.uploadInt4(p);
@@ -36,7 +42,7 @@ for (const [N, K, groupSize, zeroPoint, M] of [
   };
   for (let rep = 0; rep < 30; rep++) run(relaxed); // reach the optimizing tier too
   kernels.push({
-    shape: `${N}x${K} g${groupSize} M=${M}`,
+    shape: `${N}x${K} g${groupSize}${zeroPoint === "mins" ? " mins" : ""} M=${M}`,
     relaxed: relaxed.relaxedSimd,
     simd: run(simd),
     relaxedOut: run(relaxed),

@@ -14,6 +14,7 @@
 
 import {
   BLOB_HEADER_BYTES,
+  hasMins,
   int4BlobGeometry,
   int8BlobGeometry,
   type PackedInt4,
@@ -37,8 +38,10 @@ export interface Int4Tensor {
   readonly nGroups: number;
   readonly qweight: number;
   readonly scales: number;
-  /** 0 = symmetric (zero point 8). */
+  /** Packed uint4 zero points; 0 = none (symmetric, zero point 8, or fp16 mins). */
   readonly zeros: number;
+  /** fp16 per-group mins (w = q * scale + min, ggml Q4_1), laid out like scales; 0 = none. */
+  readonly mins: number;
 }
 
 /** An int8 tensor resident in wasm memory (layout: src/format/int4.ts). */
@@ -206,8 +209,14 @@ export class WasmKernels {
       zeros = this.allocZeroed(p.zeros.byteLength + 16);
       this.u8(zeros, p.zeros.byteLength).set(p.zeros);
     }
+    let mins = 0;
+    if (hasMins(p)) {
+      if (p.zeros) throw new Error("uploadInt4: a tensor has zero points or mins, not both");
+      mins = this.allocZeroed(p.mins.byteLength + 16);
+      new Uint16Array(this.raw.memory.buffer, mins, p.mins.length).set(p.mins);
+    }
     const { N, K, kPadded, groupSize, nGroups } = p;
-    return { N, K, kPadded, groupSize, nGroups, qweight, scales, zeros };
+    return { N, K, kPadded, groupSize, nGroups, qweight, scales, zeros, mins };
   }
 
   /** Copies an int8 tensor's codes and scales into 16-byte aligned wasm memory. */
@@ -239,6 +248,7 @@ export class WasmKernels {
       qweight: ptr + g.qweightOffset,
       scales: ptr + g.scalesOffset,
       zeros: g.zeroPoint ? ptr + g.zerosOffset : 0,
+      mins: g.mins ? ptr + g.zerosOffset : 0,
     };
   }
 
@@ -289,9 +299,20 @@ export class WasmKernels {
 
   /** y[N] = W x; x: w.kPadded floats, zero beyond w.K. */
   matvecInt4(w: Int4Tensor, x: number, y: number): void {
-    if (64 + 4 * (w.nGroups + 3) > SCRATCH_BYTES)
+    if (128 + 4 * (w.nGroups + 3) > SCRATCH_BYTES)
       throw new Error(`matvecInt4: ${w.nGroups} groups exceed scratch`);
-    this.raw.matvec_q4_f32(w.qweight, w.scales, w.zeros, x, y, w.N, w.kPadded, w.groupSize, this.scratch);
+    this.raw.matvec_q4_f32(
+      w.qweight,
+      w.scales,
+      w.zeros,
+      w.mins,
+      x,
+      y,
+      w.N,
+      w.kPadded,
+      w.groupSize,
+      this.scratch,
+    );
   }
 
   /** Space for `rows` Q8-quantized activation vectors of kPadded values. */
@@ -324,12 +345,13 @@ export class WasmKernels {
   matvecInt4Q8(w: Int4Tensor, x: Q8Activations, y: number): void {
     if (x.kPadded !== w.kPadded)
       throw new Error(`matvecInt4Q8: activations ${x.kPadded} vs weights ${w.kPadded}`);
-    if (96 + 4 * (w.nGroups + 3) > SCRATCH_BYTES)
+    if (160 + 4 * (w.nGroups + 3) > SCRATCH_BYTES)
       throw new Error(`matvecInt4Q8: ${w.nGroups} groups exceed scratch`);
     this.raw.matvec_q4_q8(
       w.qweight,
       w.scales,
       w.zeros,
+      w.mins,
       x.q,
       x.w,
       x.d,
@@ -352,6 +374,7 @@ export class WasmKernels {
         w.qweight,
         w.scales,
         w.zeros,
+        w.mins,
         x,
         y,
         m,
@@ -383,6 +406,7 @@ export class WasmKernels {
       w.qweight,
       w.scales,
       w.zeros,
+      w.mins,
       x.q,
       x.w,
       x.d,
@@ -415,7 +439,7 @@ export class WasmKernels {
   /** out[0..kPadded) = row `row` of w dequantized (zero beyond w.K). */
   embedRowInt4(w: Int4Tensor, row: number, out: number): void {
     checkInt("embedRowInt4: row", row, 0, w.N - 1);
-    this.raw.embed_row_q4(w.qweight, w.scales, w.zeros, row, w.kPadded, w.groupSize, out);
+    this.raw.embed_row_q4(w.qweight, w.scales, w.zeros, w.mins, row, w.kPadded, w.groupSize, out);
   }
 
   /** out[0..kPadded) = row `row` of w dequantized (zero beyond w.K). */

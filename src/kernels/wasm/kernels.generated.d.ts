@@ -27,6 +27,7 @@ declare namespace __AdaptedExports {
    * @param qw `usize`
    * @param sc `usize`
    * @param zp `usize`
+   * @param mn `usize`
    * @param xq `usize`
    * @param xw `usize`
    * @param xd `usize`
@@ -37,7 +38,7 @@ declare namespace __AdaptedExports {
    * @param gs `i32`
    * @param tmp `usize`
    */
-  export function matvec_q4_q8(qw: number, sc: number, zp: number, xq: number, xw: number, xd: number, xds: number, y: number, n: number, kp: number, gs: number, tmp: number): void;
+  export function matvec_q4_q8(qw: number, sc: number, zp: number, mn: number, xq: number, xw: number, xd: number, xds: number, y: number, n: number, kp: number, gs: number, tmp: number): void;
   /**
    * src/kernels/wasm/assembly/int4-q8/matmul_q4_q8_scratch
    * @param m `i32`
@@ -50,6 +51,7 @@ declare namespace __AdaptedExports {
    * @param qw `usize`
    * @param sc `usize`
    * @param zp `usize`
+   * @param mn `usize`
    * @param xq `usize`
    * @param xw `usize`
    * @param xd `usize`
@@ -61,12 +63,13 @@ declare namespace __AdaptedExports {
    * @param gs `i32`
    * @param tmp `usize`
    */
-  export function matmul_q4_q8(qw: number, sc: number, zp: number, xq: number, xw: number, xd: number, xds: number, y: number, m: number, n: number, kp: number, gs: number, tmp: number): void;
+  export function matmul_q4_q8(qw: number, sc: number, zp: number, mn: number, xq: number, xw: number, xd: number, xds: number, y: number, m: number, n: number, kp: number, gs: number, tmp: number): void;
   /**
    * src/kernels/wasm/assembly/int4-f32/matvec_q4_f32
    * @param qw `usize`
    * @param sc `usize`
    * @param zp `usize`
+   * @param mn `usize`
    * @param x `usize`
    * @param y `usize`
    * @param n `i32`
@@ -74,12 +77,13 @@ declare namespace __AdaptedExports {
    * @param gs `i32`
    * @param tmp `usize`
    */
-  export function matvec_q4_f32(qw: number, sc: number, zp: number, x: number, y: number, n: number, kp: number, gs: number, tmp: number): void;
+  export function matvec_q4_f32(qw: number, sc: number, zp: number, mn: number, x: number, y: number, n: number, kp: number, gs: number, tmp: number): void;
   /**
    * src/kernels/wasm/assembly/int4-f32/matmul_q4_f32
    * @param qw `usize`
    * @param sc `usize`
    * @param zp `usize`
+   * @param mn `usize`
    * @param x `usize`
    * @param y `usize`
    * @param m `i32`
@@ -88,18 +92,19 @@ declare namespace __AdaptedExports {
    * @param gs `i32`
    * @param tmp `usize`
    */
-  export function matmul_q4_f32(qw: number, sc: number, zp: number, x: number, y: number, m: number, n: number, kp: number, gs: number, tmp: number): void;
+  export function matmul_q4_f32(qw: number, sc: number, zp: number, mn: number, x: number, y: number, m: number, n: number, kp: number, gs: number, tmp: number): void;
   /**
    * src/kernels/wasm/assembly/int4-f32/embed_row_q4
    * @param qw `usize`
    * @param sc `usize`
    * @param zp `usize`
+   * @param mn `usize`
    * @param row `i32`
    * @param kp `i32`
    * @param gs `i32`
    * @param out `usize`
    */
-  export function embed_row_q4(qw: number, sc: number, zp: number, row: number, kp: number, gs: number, out: number): void;
+  export function embed_row_q4(qw: number, sc: number, zp: number, mn: number, row: number, kp: number, gs: number, out: number): void;
   /**
    * src/kernels/wasm/assembly/int8/matvec_q8w_q8
    * @param w `usize`

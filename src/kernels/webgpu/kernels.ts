@@ -54,11 +54,20 @@ export interface MatrixBinding {
   readonly qOff: number;
   /** Scales: u16 index in the bound range. */
   readonly sOff: number;
-  /** Zero points: byte index in the bound range (int4 asymmetric only). */
+  /**
+   * Zero points: byte index in the bound range (int4 asymmetric only); fp16 mins (int4 with mins,
+   * w = q * d + m): u16 index in the bound range.
+   */
   readonly zOff: number;
   readonly hasZ: boolean;
+  readonly hasMins: boolean;
   readonly wordsPerRow: number;
   readonly wordsPerGroup: number;
+}
+
+/** The kernels' `hasZ` parameter: 0 = symmetric (z = 8), 1 = uint4 zero points, 2 = fp16 mins. */
+function zMode(m: MatrixBinding): number {
+  return m.hasMins ? 2 : m.hasZ ? 1 : 0;
 }
 
 /** An f32 vector (norm weight, bias) in a GPU buffer: bound range + float index of its first value. */
@@ -209,7 +218,8 @@ export class WebGpuKernels {
     const { range, delta } = this.range(buffer, offset, g.byteLength);
     const dataOff = "qweightOffset" in g ? g.qweightOffset : g.dataOffset;
     const zOff = "zerosOffset" in g ? g.zerosOffset : 0;
-    if ((delta + dataOff) % 4 !== 0 || (delta + g.scalesOffset) % 2 !== 0) {
+    const hasMins = "mins" in g && g.mins;
+    if ((delta + dataOff) % 4 !== 0 || (delta + g.scalesOffset) % 2 !== 0 || (delta + zOff) % 2 !== 0) {
       throw new WebGpuError("blob sections are not word aligned");
     }
     const wordsPerRow = int4 ? g.kPadded / 8 : g.kPadded / 4;
@@ -223,8 +233,9 @@ export class WebGpuKernels {
       range,
       qOff: (delta + dataOff) / 4,
       sOff: (delta + g.scalesOffset) / 2,
-      zOff: zOff ? delta + zOff : 0,
-      hasZ: zOff !== 0,
+      zOff: !zOff ? 0 : hasMins ? (delta + zOff) / 2 : delta + zOff,
+      hasZ: zOff !== 0 && !hasMins,
+      hasMins,
       wordsPerRow,
       wordsPerGroup: int4 ? g.groupSize / 8 : g.groupSize / 4,
     };
@@ -273,7 +284,8 @@ export class WebGpuKernels {
         w2.format !== w.format ||
         w2.N !== w.N ||
         w2.kPadded !== w.kPadded ||
-        w2.groupSize !== w.groupSize
+        w2.groupSize !== w.groupSize ||
+        zMode(w2) !== zMode(w)
       ) {
         throw new Error("matvec: swiglu weights differ in shape or format");
       }
@@ -294,7 +306,7 @@ export class WebGpuKernels {
       qOff: w.qOff,
       sOff: w.sOff,
       zOff: w.zOff,
-      hasZ: w.hasZ ? 1 : 0,
+      hasZ: zMode(w),
       q2Off: w2?.qOff ?? 0,
       s2Off: w2?.sOff ?? 0,
       z2Off: w2?.zOff ?? 0,
@@ -322,7 +334,7 @@ export class WebGpuKernels {
       qOff: table.qOff,
       sOff: table.sOff,
       zOff: table.zOff,
-      hasZ: table.hasZ ? 1 : 0,
+      hasZ: zMode(table),
       xStride,
     });
     const gx = Math.ceil(table.wordsPerRow / WG);

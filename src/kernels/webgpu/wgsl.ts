@@ -7,7 +7,8 @@
  * Weights are read in place from the packed data region (src/format/int4.ts, src/format/weights.ts),
  * bound per tensor as `array<u32>`: int4 codes 8 per word (word t of a 16-byte chunk holds k = 4t..4t+3
  * in its low nibbles and k = 16+4t..16+4t+3 in its high nibbles), int8 codes 4 per word in k order,
- * fp16 scales two per word (`unpack2x16float`), zero points two nibbles per byte.
+ * fp16 scales two per word (`unpack2x16float`), zero points two nibbles per byte, fp16 mins (ggml Q4_1:
+ * w = q * d + m) like the scales. Params.hasZ: 0 symmetric (z = 8), 1 zero points, 2 mins.
  *
  * Every kernel runs 64-invocation workgroups, binds at most 4 storage buffers and uses at most 8 KiB of
  * workgroup memory, so all of them fit WebGPU compatibility-mode defaults (OpenGL ES). Reductions use
@@ -192,10 +193,12 @@ fn nib2_at(b: u32, hi: u32) -> f32 { return f32((W2[b >> 2u] >> ((b & 3u) * 8u +
       ? `{
       let s = ${half}(${sOff} + row * P.ng + g);
       var z = 8.0;
-      if (P.hasZ != 0u) { z = ${nib}(${zOff} + row * ((P.ng + 1u) >> 1u) + (g >> 1u), g & 1u); }
+      var mn = 0.0;
+      if (P.hasZ == 1u) { z = ${nib}(${zOff} + row * ((P.ng + 1u) >> 1u) + (g >> 1u), g & 1u); }
+      if (P.hasZ == 2u) { z = 0.0; mn = ${half}(${zOff} + row * P.ng + g); }
       let word = ${src}[${off} + row * P.wpr + w];
-      lo = (vec4<f32>(vec4<u32>(word, word >> 8u, word >> 16u, word >> 24u) & vec4<u32>(15u)) - z) * s;
-      hi = (vec4<f32>(vec4<u32>(word >> 4u, word >> 12u, word >> 20u, word >> 28u) & vec4<u32>(15u)) - z) * s;
+      lo = (vec4<f32>(vec4<u32>(word, word >> 8u, word >> 16u, word >> 24u) & vec4<u32>(15u)) - z) * s + mn;
+      hi = (vec4<f32>(vec4<u32>(word >> 4u, word >> 12u, word >> 20u, word >> 28u) & vec4<u32>(15u)) - z) * s + mn;
     }`
       : `{
       let s = ${half}(${sOff} + row * P.ng + g);
@@ -284,9 +287,11 @@ export function embedWgsl(format: "int4" | "int8"): string {
       ? /* wgsl */ `
   let s = half_at(P.sOff + tok * P.ng + g);
   var z = 8.0;
-  if (P.hasZ != 0u) { z = nib_at(P.zOff + tok * ((P.ng + 1u) >> 1u) + (g >> 1u), g & 1u); }
-  let lo = (vec4<f32>(vec4<u32>(word, word >> 8u, word >> 16u, word >> 24u) & vec4<u32>(15u)) - z) * s;
-  let hi = (vec4<f32>(vec4<u32>(word >> 4u, word >> 12u, word >> 20u, word >> 28u) & vec4<u32>(15u)) - z) * s;
+  var mn = 0.0;
+  if (P.hasZ == 1u) { z = nib_at(P.zOff + tok * ((P.ng + 1u) >> 1u) + (g >> 1u), g & 1u); }
+  if (P.hasZ == 2u) { z = 0.0; mn = half_at(P.zOff + tok * P.ng + g); }
+  let lo = (vec4<f32>(vec4<u32>(word, word >> 8u, word >> 16u, word >> 24u) & vec4<u32>(15u)) - z) * s + mn;
+  let hi = (vec4<f32>(vec4<u32>(word >> 4u, word >> 12u, word >> 20u, word >> 28u) & vec4<u32>(15u)) - z) * s + mn;
   let k0 = base + (w >> 2u) * 32u + (w & 3u) * 4u;
   for (var i = 0u; i < 4u; i++) { X[k0 + i] = lo[i]; X[k0 + 16u + i] = hi[i]; }`
       : /* wgsl */ `

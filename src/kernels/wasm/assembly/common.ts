@@ -1,5 +1,9 @@
 // Helpers shared by the kernel families (all inlined): fp16 widening, horizontal sums, 4-row reductions
-// and the int4 kernels' per-super-group scale / zero-point setup, exp.
+// and the int4 kernels' per-super-group scale / zero-point / fp16-min setup, exp.
+//
+// Group offsets of the int4 kernels: zp (uint4 zero points, w = (q - z) d) or mn (fp16 mins, w = q d + m,
+// ggml Q4_1), at most one of them non-zero; neither = symmetric (z = 8). Both enter only through a
+// per-group correction subtracted from the integer / code dot: z d sum(x), or -m sum(x).
 
 /** IEEE binary16 bits -> f32; exact for normals, subnormals and zero (scales are finite). */
 // @ts-ignore: decorator
@@ -99,15 +103,59 @@
 }
 
 /**
+ * The negated fp16 mins of groups g0..g0+3 for 4 rows (row stride mnRow bytes), transposed to one 4-row
+ * vector per group, stored at dst (4 x 16 bytes): the mins' per-group factor of the correction term
+ * (sum_k (q d + m) x = sum_k q d x - (-m) sum(x)). Reads 8 bytes per row (past ng: never used).
+ */
+// @ts-ignore: decorator
+@inline export function store_neg_mins4(
+  mn: usize, mnRow: usize, r0: i32, r1: i32, r2: i32, r3: i32, g0: i32, dst: usize,
+): void {
+  const go = <usize>g0 << 1;
+  const M0 = h2f4(v128.load64_zero(mn + <usize>r0 * mnRow + go));
+  const M1 = h2f4(v128.load64_zero(mn + <usize>r1 * mnRow + go));
+  const M2 = h2f4(v128.load64_zero(mn + <usize>r2 * mnRow + go));
+  const M3 = h2f4(v128.load64_zero(mn + <usize>r3 * mnRow + go));
+  const t0 = v128.shuffle<f32>(M0, M1, 0, 4, 1, 5);
+  const t1 = v128.shuffle<f32>(M0, M1, 2, 6, 3, 7);
+  const t2 = v128.shuffle<f32>(M2, M3, 0, 4, 1, 5);
+  const t3 = v128.shuffle<f32>(M2, M3, 2, 6, 3, 7);
+  v128.store(dst, f32x4.neg(v128.shuffle<f32>(t0, t2, 0, 1, 4, 5)), 0);
+  v128.store(dst, f32x4.neg(v128.shuffle<f32>(t0, t2, 2, 3, 6, 7)), 16);
+  v128.store(dst, f32x4.neg(v128.shuffle<f32>(t1, t3, 0, 1, 4, 5)), 32);
+  v128.store(dst, f32x4.neg(v128.shuffle<f32>(t1, t3, 2, 3, 6, 7)), 48);
+}
+
+/**
+ * The correction of 4 rows for one super-group from 4 per-group factors at f (4 x 16 bytes: scale * z,
+ * or -min) and the group activation sums A: (f0 A0 + f1 A1) + (f2 A2 + f3 A3), the one float order the
+ * matvec and the batched matmul share.
+ */
+// @ts-ignore: decorator
+@inline export function group_corr(f: usize, A: v128): v128 {
+  return f32x4.add(
+    f32x4.add(
+      f32x4.mul(v128.load(f, 0), v128.shuffle<f32>(A, A, 0, 0, 0, 0)),
+      f32x4.mul(v128.load(f, 16), v128.shuffle<f32>(A, A, 1, 1, 1, 1)),
+    ),
+    f32x4.add(
+      f32x4.mul(v128.load(f, 32), v128.shuffle<f32>(A, A, 2, 2, 2, 2)),
+      f32x4.mul(v128.load(f, 48), v128.shuffle<f32>(A, A, 3, 3, 3, 3)),
+    ),
+  );
+}
+
+/**
  * Per super-group setup (4 rows x groups g0..g0+3): writes each group's 4-row scale vector to gbuf
  * (4 x 16 bytes, read back in the chunk loop instead of pinning 4 registers) and returns the
- * zero-point term sum_g scale * z * gsum[g] as a 4-row vector. gsums is zero past ng, so missing
- * groups of a ragged super-group contribute nothing.
+ * zero-point term sum_g scale * z * gsum[g] (or, with fp16 mins at mn, -sum_g min * gsum[g]) as a
+ * 4-row vector. gsums is zero past ng, so missing groups of a ragged super-group contribute nothing.
+ * mbuf: 64 bytes of scratch for the mins (unused without them).
  */
 // @ts-ignore: decorator
 @inline export function prep_supergroup(
-  sc: usize, scRow: usize, zp: usize, zpRow: usize, r0: i32, r1: i32, r2: i32, r3: i32, g0: i32,
-  gsums: usize, gbuf: usize,
+  sc: usize, scRow: usize, zp: usize, mn: usize, zpRow: usize, r0: i32, r1: i32, r2: i32, r3: i32, g0: i32,
+  gsums: usize, gbuf: usize, mbuf: usize,
 ): v128 {
   const go = <usize>g0 << 1;
   const S0 = h2f4(v128.load64_zero(sc + <usize>r0 * scRow + go));
@@ -128,6 +176,10 @@
   v128.store(gbuf, G3, 48);
   const A = v128.load(gsums + (<usize>g0 << 2));
   const m15 = i32x4.splat(15);
+  if (mn != 0) {
+    store_neg_mins4(mn, scRow, r0, r1, r2, r3, g0, mbuf);
+    return group_corr(mbuf, A);
+  }
   if (zp == 0) {
     // symmetric: z = 8 for every group
     const a8 = f32x4.mul(A, f32x4.splat(8.0));

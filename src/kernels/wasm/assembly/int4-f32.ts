@@ -5,6 +5,19 @@ import {
   h2f, hsum, log2_cpg, mask, pad_sums, prep_supergroup, reduce4_f32, store_rows, zero_point,
 } from "./common";
 
+/** (q - z) * s, plus the group's fp16 min when the tensor has mins (w = q d + m; z is then 0). */
+// @ts-ignore: decorator
+@inline function deq4(q: v128, z: v128, s: v128, mv: v128, hasMin: bool): v128 {
+  const v = f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(q, z)), s);
+  return hasMin ? f32x4.add(v, mv) : v;
+}
+
+/** The fp16 min of group g of row `row` (mins laid out like the scales), as 4 lanes; 0 without mins. */
+// @ts-ignore: decorator
+@inline function min_at(mn: usize, row: usize, ng: usize, g: usize): v128 {
+  return f32x4.splat(mn == 0 ? <f32>0 : h2f(load<u16>(mn + ((row * ng + g) << 1))));
+}
+
 /** sums[g] = sum of x over group g (the zero-point term: sum((q - z) x) = sum(q x) - z sum(x)). */
 function group_sums(x: usize, ng: i32, gs: i32, out: usize): void {
   for (let g = 0; g < ng; g++) {
@@ -53,10 +66,11 @@ function group_sums(x: usize, ng: i32, gs: i32, out: usize): void {
   return f32x4.add(acc, f32x4.add(lo, hi));
 }
 
-// y[n] = sum_k W[n][k] x[k]. tmp: 64 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
+// y[n] = sum_k W[n][k] x[k]. zp / mn: zero points or fp16 mins (common.ts), 0 when absent.
+// tmp: 128 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
 
 export function matvec_q4_f32(
-  qw: usize, sc: usize, zp: usize, x: usize, y: usize, n: i32, kp: i32, gs: i32, tmp: usize,
+  qw: usize, sc: usize, zp: usize, mn: usize, x: usize, y: usize, n: i32, kp: i32, gs: i32, tmp: usize,
 ): void {
   const ng = kp / gs;
   const lcpg = log2_cpg(gs);
@@ -65,6 +79,7 @@ export function matvec_q4_f32(
   const scRow = <usize>ng << 1;
   const gbuf = tmp;
   const gsums = tmp + 64;
+  const mbuf = gsums + (<usize>((ng + 3) & ~3) << 2);
   group_sums(x, ng, gs, gsums);
   for (let r = 0; r < n; r += 4) {
     const r1 = min(r + 1, n - 1);
@@ -78,7 +93,7 @@ export function matvec_q4_f32(
     let corr = f32x4.splat(0);
     let xp = x;
     for (let g0 = 0; g0 < ng; g0 += 4) {
-      corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, zpRow, r, r1, r2, r3, g0, gsums, gbuf));
+      corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, mn, zpRow, r, r1, r2, r3, g0, gsums, gbuf, mbuf));
       const chunks = min(4, ng - g0) << lcpg;
       for (let j = 0; j < chunks; j++) {
         // Four 8-weight slices per chunk: slice i holds bytes 4i..4i+3 (k = 4i.. and 16+4i..). Only two
@@ -113,7 +128,7 @@ export function matvec_q4_f32(
 // in) and reused for all m rows.
 
 export function matmul_q4_f32(
-  qw: usize, sc: usize, zp: usize, x: usize, y: usize, m: i32, n: i32, kp: i32, gs: i32, tmp: usize,
+  qw: usize, sc: usize, zp: usize, mn: usize, x: usize, y: usize, m: i32, n: i32, kp: i32, gs: i32, tmp: usize,
 ): void {
   const ng = kp / gs;
   const cpg = gs >> 5;
@@ -121,27 +136,29 @@ export function matmul_q4_f32(
   const zpRow = <usize>((ng + 1) >> 1);
   const xStride = <usize>kp << 2;
   const m15 = i32x4.splat(15);
+  const hasMin = mn != 0;
   for (let r = 0; r < n; r++) {
     for (let i = 0; i < m; i++) v128.store(tmp + (<usize>i << 4), f32x4.splat(0));
     let wp = qw + <usize>r * rowBytes;
     let xo: usize = 0;
     for (let g = 0; g < ng; g++) {
       const s = f32x4.splat(h2f(load<u16>(sc + (<usize>(r * ng + g) << 1))));
-      const z = i32x4.splat(<i32>zero_point(zp, zpRow, r, g));
+      const z = i32x4.splat(hasMin ? 0 : <i32>zero_point(zp, zpRow, r, g));
+      const mv = min_at(mn, <usize>r, <usize>ng, <usize>g);
       for (let c = 0; c < cpg; c++) {
         const v = v128.load(wp);
         let b = i8x16.swizzle(v, mask(0));
-        const l0 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(v128.and(b, m15), z)), s);
-        const h0 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.shr_u(b, 4), z)), s);
+        const l0 = deq4(v128.and(b, m15), z, s, mv, hasMin);
+        const h0 = deq4(i32x4.shr_u(b, 4), z, s, mv, hasMin);
         b = i8x16.swizzle(v, mask(1));
-        const l1 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(v128.and(b, m15), z)), s);
-        const h1 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.shr_u(b, 4), z)), s);
+        const l1 = deq4(v128.and(b, m15), z, s, mv, hasMin);
+        const h1 = deq4(i32x4.shr_u(b, 4), z, s, mv, hasMin);
         b = i8x16.swizzle(v, mask(2));
-        const l2 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(v128.and(b, m15), z)), s);
-        const h2 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.shr_u(b, 4), z)), s);
+        const l2 = deq4(v128.and(b, m15), z, s, mv, hasMin);
+        const h2 = deq4(i32x4.shr_u(b, 4), z, s, mv, hasMin);
         b = i8x16.swizzle(v, mask(3));
-        const l3 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(v128.and(b, m15), z)), s);
-        const h3 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.shr_u(b, 4), z)), s);
+        const l3 = deq4(v128.and(b, m15), z, s, mv, hasMin);
+        const h3 = deq4(i32x4.shr_u(b, 4), z, s, mv, hasMin);
         let xp = x + xo;
         let tp = tmp;
         for (let i = 0; i < m; i++) {
@@ -163,8 +180,11 @@ export function matmul_q4_f32(
   }
 }
 
-/** out[0..kp) = (q - z) * scale for row `row` of an int4 tensor. */
-export function embed_row_q4(qw: usize, sc: usize, zp: usize, row: i32, kp: i32, gs: i32, out: usize): void {
+/** out[0..kp) = (q - z) * scale (or q * scale + min) for row `row` of an int4 tensor. */
+export function embed_row_q4(
+  qw: usize, sc: usize, zp: usize, mn: usize, row: i32, kp: i32, gs: i32, out: usize,
+): void {
+  const hasMin = mn != 0;
   const ng = kp / gs;
   const cpg = gs >> 5;
   const zpRow = <usize>((ng + 1) >> 1);
@@ -172,7 +192,8 @@ export function embed_row_q4(qw: usize, sc: usize, zp: usize, row: i32, kp: i32,
   let op = out;
   for (let g = 0; g < ng; g++) {
     const s = f32x4.splat(h2f(load<u16>(sc + ((<usize>row * <usize>ng + <usize>g) << 1))));
-    const z = i32x4.splat(<i32>zero_point(zp, zpRow, row, g));
+    const z = i32x4.splat(hasMin ? 0 : <i32>zero_point(zp, zpRow, row, g));
+    const mv = min_at(mn, <usize>row, <usize>ng, <usize>g);
     for (let c = 0; c < cpg; c++) {
       const v = v128.load(wp);
       const lo = v128.and(v, i8x16.splat(15)); // k 0..15
@@ -181,14 +202,14 @@ export function embed_row_q4(qw: usize, sc: usize, zp: usize, row: i32, kp: i32,
       const l1 = i16x8.extend_high_i8x16_u(lo);
       const h0 = i16x8.extend_low_i8x16_u(hi);
       const h1 = i16x8.extend_high_i8x16_u(hi);
-      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_u(l0), z)), s), 0);
-      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_u(l0), z)), s), 16);
-      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_u(l1), z)), s), 32);
-      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_u(l1), z)), s), 48);
-      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_u(h0), z)), s), 64);
-      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_u(h0), z)), s), 80);
-      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_u(h1), z)), s), 96);
-      v128.store(op, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_u(h1), z)), s), 112);
+      v128.store(op, deq4(i32x4.extend_low_i16x8_u(l0), z, s, mv, hasMin), 0);
+      v128.store(op, deq4(i32x4.extend_high_i16x8_u(l0), z, s, mv, hasMin), 16);
+      v128.store(op, deq4(i32x4.extend_low_i16x8_u(l1), z, s, mv, hasMin), 32);
+      v128.store(op, deq4(i32x4.extend_high_i16x8_u(l1), z, s, mv, hasMin), 48);
+      v128.store(op, deq4(i32x4.extend_low_i16x8_u(h0), z, s, mv, hasMin), 64);
+      v128.store(op, deq4(i32x4.extend_high_i16x8_u(h0), z, s, mv, hasMin), 80);
+      v128.store(op, deq4(i32x4.extend_low_i16x8_u(h1), z, s, mv, hasMin), 96);
+      v128.store(op, deq4(i32x4.extend_high_i16x8_u(h1), z, s, mv, hasMin), 112);
       wp += 16;
       op += 128;
     }

@@ -1,7 +1,8 @@
 // int4 weights x Q8 activations (quantize.ts): the decode matvec and the batched matmul (prefill,
 // speculative verification). Weight layout: src/format/int4.ts (16-byte chunks, byte j = codes for
-// k = j (low nibble) and k = j + 16 (high nibble)). Zero points never enter the integer dot: each group's
-// term z * scale * sum(x) is subtracted once per group (prep_supergroup / prep_scales_gz).
+// k = j (low nibble) and k = j + 16 (high nibble)). Zero points and fp16 mins never enter the integer dot:
+// each group's term z * scale * sum(x) (or -min * sum(x)) is subtracted once per group (prep_supergroup /
+// prep_scales_gz).
 //
 // Integer dot of one chunk (32 codes) with one activation block, per build:
 // - SIMD128: the chunk viewed as 8 i16 lanes holds nibbles c0..c3 (k = 2i, 16+2i, 2i+1, 17+2i) at bits
@@ -18,7 +19,7 @@
 //   (test/kernels-relaxed.test.ts pins both facts).
 
 import {
-  log2_cpg, pad_sums, prep_supergroup, reduce4_i32, h2f4, zraw4,
+  log2_cpg, pad_sums, prep_supergroup, reduce4_i32, h2f4, store_neg_mins4, zraw4,
 } from "./common";
 
 /** Relaxed-SIMD i16x8 partials of nibble bytes lo (k 0..15) / hi (k 16..31) against int8 codes q0 / q1: |lane| <= 7620. */
@@ -139,8 +140,8 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
  */
 // @ts-ignore: decorator
 @inline function matvec_q4_q8_body(
-  qw: usize, sc: usize, zp: usize, ap0: usize, xd: usize, y: usize, n: i32, ng: i32, lcpg: i32,
-  rowBytes: usize, zpRow: usize, scRow: usize, gbuf: usize, gsums: usize, ones: v128, sp: usize,
+  qw: usize, sc: usize, zp: usize, mn: usize, ap0: usize, xd: usize, y: usize, n: i32, ng: i32, lcpg: i32,
+  rowBytes: usize, zpRow: usize, scRow: usize, gbuf: usize, gsums: usize, ones: v128, sp: usize, mbuf: usize,
 ): void {
   const ab = act_chunk_bytes();
   const n4 = (n + 3) >> 2;
@@ -157,7 +158,7 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
     let ap = ap0;
     let dp = xd;
     for (let g0 = 0; g0 < ng; g0 += 4) {
-      corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, zpRow, r, r1, r2, r3, g0, gsums, gbuf));
+      corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, mn, zpRow, r, r1, r2, r3, g0, gsums, gbuf, mbuf));
       const chunks = min(4, ng - g0) << lcpg;
       for (let j = 0; j < chunks; j++) {
         const d = chunk_dot4(w0, w1, w2, w3, ap, ones, sp);
@@ -177,11 +178,12 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
 /**
  * y = W x with Q8 activations (xq: int8 codes in k order, used by the relaxed build; xw: the SIMD128
  * build's i16 vectors; xd / xds: block scales and scale * code sums). 4 weight rows (n/4 apart, see
- * store_strided) share each activation load. tmp: 96 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
+ * store_strided) share each activation load. zp / mn: zero points or fp16 mins (common.ts), 0 when absent.
+ * tmp: 160 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
  */
 export function matvec_q4_q8(
-  qw: usize, sc: usize, zp: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, n: i32, kp: i32,
-  gs: i32, tmp: usize,
+  qw: usize, sc: usize, zp: usize, mn: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, n: i32,
+  kp: i32, gs: i32, tmp: usize,
 ): void {
   const ng = kp / gs;
   const lcpg = log2_cpg(gs);
@@ -191,13 +193,14 @@ export function matvec_q4_q8(
   const gbuf = tmp;
   const sp = tmp + 64;
   const gsums = tmp + 96;
+  const mbuf = gsums + (<usize>((ng + 3) & ~3) << 2);
   // 1 in every i16 lane, from a value the compiler cannot fold (kp > 0), so it stays in a register
   const ones = i16x8.splat(<i16>(1 + (kp >> 31)));
   block_group_sums(xds, ng, 1 << lcpg, gsums);
   const ap0 = ASC_FEATURE_RELAXED_SIMD ? xq : xw;
-  if (lcpg == 0) matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 0, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp);
-  else if (lcpg == 1) matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 1, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp);
-  else matvec_q4_q8_body(qw, sc, zp, ap0, xd, y, n, ng, 2, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp);
+  if (lcpg == 0) matvec_q4_q8_body(qw, sc, zp, mn, ap0, xd, y, n, ng, 0, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp, mbuf);
+  else if (lcpg == 1) matvec_q4_q8_body(qw, sc, zp, mn, ap0, xd, y, n, ng, 1, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp, mbuf);
+  else matvec_q4_q8_body(qw, sc, zp, mn, ap0, xd, y, n, ng, 2, rowBytes, zpRow, scRow, gbuf, gsums, ones, sp, mbuf);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -213,10 +216,14 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   return 32 * m + 256 + 128 + m * (((ng + 3) & ~3) << 2);
 }
 
-/** gbuf[g] = the 4 rows' scales of group g0 + g (transposed), gz[g] = gbuf[g] * zero points (4 x 16 bytes each). */
+/**
+ * gbuf[g] = the 4 rows' scales of group g0 + g (transposed), gz[g] = gbuf[g] * zero points, or the negated
+ * fp16 mins (4 x 16 bytes each).
+ */
 // @ts-ignore: decorator
 @inline function prep_scales_gz(
-  sc: usize, scRow: usize, zp: usize, zpRow: usize, r0: i32, r1: i32, r2: i32, r3: i32, g0: i32, gbuf: usize, gz: usize,
+  sc: usize, scRow: usize, zp: usize, mn: usize, zpRow: usize, r0: i32, r1: i32, r2: i32, r3: i32, g0: i32,
+  gbuf: usize, gz: usize,
 ): void {
   const go = <usize>g0 << 1;
   const S0 = h2f4(v128.load64_zero(sc + <usize>r0 * scRow + go));
@@ -235,7 +242,9 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   v128.store(gbuf, G1, 16);
   v128.store(gbuf, G2, 32);
   v128.store(gbuf, G3, 48);
-  if (zp == 0) {
+  if (mn != 0) {
+    store_neg_mins4(mn, scRow, r0, r1, r2, r3, g0, gz);
+  } else if (zp == 0) {
     const e = f32x4.splat(8.0);
     v128.store(gz, f32x4.mul(G0, e), 0);
     v128.store(gz, f32x4.mul(G1, e), 16);
@@ -334,7 +343,7 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
 }
 
 export function matmul_q4_q8(
-  qw: usize, sc: usize, zp: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, m: i32, n: i32,
+  qw: usize, sc: usize, zp: usize, mn: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, m: i32, n: i32,
   kp: i32, gs: i32, tmp: usize,
 ): void {
   const ng = kp / gs;
@@ -371,14 +380,14 @@ export function matmul_q4_q8(
     }
     let chunk: usize = 0;
     for (let g0 = 0; g0 < ng; g0 += 4) {
-      prep_scales_gz(sc, scRow, zp, zpRow, r, r1, r2, r3, g0, gbuf, gz);
+      prep_scales_gz(sc, scRow, zp, mn, zpRow, r, r1, r2, r3, g0, gbuf, gz);
       const Z0 = v128.load(gz, 0);
       const Z1 = v128.load(gz, 16);
       const Z2 = v128.load(gz, 32);
       const Z3 = v128.load(gz, 48);
       for (let i = 0; i < m; i++) {
-        // zero-point term, as in prep_supergroup; gsums is 0 past ng. The 4 group sums are broadcast by
-        // the loads (vbroadcastss from memory: no shuffle on the vector ports, once per row and super-group)
+        // zero-point / min term, as in prep_supergroup (group_corr's order); gsums is 0 past ng. The 4 group
+        // sums are broadcast by the loads (vbroadcastss from memory: no shuffle on the vector ports)
         const A = gsums + <usize>i * gsStride + (<usize>g0 << 2);
         const c = f32x4.add(
           f32x4.add(f32x4.mul(Z0, v128.load32_splat(A)), f32x4.mul(Z1, v128.load32_splat(A + 4))),
