@@ -19,7 +19,7 @@
 //   (test/kernels-relaxed.test.ts pins both facts).
 
 import {
-  log2_cpg, pad_sums, prep_supergroup, reduce4_i32, store_rows, h2f4, store_neg_mins4, zraw4,
+  log2_cpg, pad_sums, prep_supergroup, reduce4_i32, h2f4, store_neg_mins4, zraw4,
 } from "./common";
 
 /** Relaxed-SIMD i16x8 partials of nibble bytes lo (k 0..15) / hi (k 16..31) against int8 codes q0 / q1: |lane| <= 7620. */
@@ -43,16 +43,24 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
 
 /**
  * [sum R0, sum R1, sum R2, sum R3] of four i16x8 row partials whose lanes are at most 7620 in magnitude
- * (relaxed chunk dots): one i16 fold (sums of two lanes, <= 15240, no overflow) halves the widening
- * work; ones = i16x8.splat(1) held in a register (a constant is re-materialized by V8 on every use).
+ * (relaxed chunk dots): two i16 folds (lane sums <= 15240, then <= 30480: no overflow) leave one
+ * widening dot; ones = i16x8.splat(1) held in a register (a constant is re-materialized by V8 on every use).
  */
 // @ts-ignore: decorator
 @inline function reduce4_i16(r0: v128, r1: v128, r2: v128, r3: v128, ones: v128): v128 {
   const t01 = i16x8.add(v128.shuffle<i64>(r0, r1, 0, 2), v128.shuffle<i64>(r0, r1, 1, 3));
   const t23 = i16x8.add(v128.shuffle<i64>(r2, r3, 0, 2), v128.shuffle<i64>(r2, r3, 1, 3));
-  const p01 = i32x4.dot_i16x8_s(t01, ones);
-  const p23 = i32x4.dot_i16x8_s(t23, ones);
-  return i32x4.add(v128.shuffle<i32>(p01, p23, 0, 2, 4, 6), v128.shuffle<i32>(p01, p23, 1, 3, 5, 7));
+  return fold_pairs_i16(t01, t23, ones);
+}
+
+/**
+ * [sum row a, sum row b, sum row c, sum row d] of two i16x8 vectors holding rows a | b (lanes 0-3 | 4-7)
+ * and c | d, lanes at most 15360 in magnitude: one more i16 fold (<= 30720) and one widening dot.
+ */
+// @ts-ignore: decorator
+@inline function fold_pairs_i16(p01: v128, p23: v128, ones: v128): v128 {
+  const u = i16x8.add(v128.shuffle<i32>(p01, p23, 0, 2, 4, 6), v128.shuffle<i32>(p01, p23, 1, 3, 5, 7));
+  return i32x4.dot_i16x8_s(u, ones);
 }
 
 /** Relaxed-SIMD i16x8 partials of one chunk v against int8 codes q0 (k 0..15) / q1 (k 16..31): |lane| <= 7620. */
@@ -113,6 +121,20 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
 }
 
 /**
+ * Lanes of v to y[r], y[r + n4], y[r + 2 n4], y[r + 3 n4] (those < n): the rows of one strided block.
+ * Blocks take rows n4 apart (n4 = ceil(n / 4)) rather than 4 adjacent rows so that each of the 4 weight
+ * streams runs in its own pages: the L2 streamer then prefetches each one (4 adjacent rows share a 4 KiB
+ * page and were read at ~60% of the speed). Per-row arithmetic is the same either way.
+ */
+// @ts-ignore: decorator
+@inline function store_strided(y: usize, r: i32, n4: i32, n: i32, v: v128): void {
+  store<f32>(y + (<usize>r << 2), f32x4.extract_lane(v, 0));
+  if (r + n4 < n) store<f32>(y + (<usize>(r + n4) << 2), f32x4.extract_lane(v, 1));
+  if (r + 2 * n4 < n) store<f32>(y + (<usize>(r + 2 * n4) << 2), f32x4.extract_lane(v, 2));
+  if (r + 3 * n4 < n) store<f32>(y + (<usize>(r + 3 * n4) << 2), f32x4.extract_lane(v, 3));
+}
+
+/**
  * matvec_q4_q8 for one chunks-per-group exponent lcpg (a constant after inlining, so the group-scale
  * index j >> lcpg folds). Not unrolled: V8 hoists the second chunk's loads and spills.
  */
@@ -122,10 +144,11 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
   rowBytes: usize, zpRow: usize, scRow: usize, gbuf: usize, gsums: usize, ones: v128, sp: usize, mbuf: usize,
 ): void {
   const ab = act_chunk_bytes();
-  for (let r = 0; r < n; r += 4) {
-    const r1 = min(r + 1, n - 1);
-    const r2 = min(r + 2, n - 1);
-    const r3 = min(r + 3, n - 1);
+  const n4 = (n + 3) >> 2;
+  for (let r = 0; r < n4; r++) {
+    const r1 = min(r + n4, n - 1);
+    const r2 = min(r + 2 * n4, n - 1);
+    const r3 = min(r + 3 * n4, n - 1);
     let w0 = qw + <usize>r * rowBytes;
     let w1 = qw + <usize>r1 * rowBytes;
     let w2 = qw + <usize>r2 * rowBytes;
@@ -148,14 +171,14 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
         dp += 4;
       }
     }
-    store_rows(y, r, n, f32x4.sub(acc, corr));
+    store_strided(y, r, n4, n, f32x4.sub(acc, corr));
   }
 }
 
 /**
  * y = W x with Q8 activations (xq: int8 codes in k order, used by the relaxed build; xw: the SIMD128
- * build's i16 vectors; xd / xds: block scales and scale * code sums). 4 weight rows at a time share each
- * activation load. zp / mn: zero points or fp16 mins (common.ts), 0 when absent.
+ * build's i16 vectors; xd / xds: block scales and scale * code sums). 4 weight rows (n/4 apart, see
+ * store_strided) share each activation load. zp / mn: zero points or fp16 mins (common.ts), 0 when absent.
  * tmp: 160 + 4 * (ng + 3) bytes of 16-byte aligned scratch.
  */
 export function matvec_q4_q8(
@@ -183,7 +206,7 @@ export function matvec_q4_q8(
 // ------------------------------------------------------------------------------------------
 // int4 weights x M Q8 activation rows: Y[i][n] = sum_k W[n][k] X[i][k], row i of X quantized with
 // quantize_q8 (codes at xq + i*kp, i16 vectors at xw + 2*i*kp, scales at xd / xds + i*kp/8). Same
-// 4-weight-row blocking, integer dots and float operation order as matvec_q4_q8 (so row i is
+// strided 4-weight-row blocking, integer dots and float operation order as matvec_q4_q8 (so row i is
 // bit-identical to a matvec of row i), but each 16-byte weight chunk is unpacked once into an L1 buffer
 // and reused for all m rows, and the per-super-group scale transpose / zero-point products are computed
 // once for all rows. Accumulators live in tmp (m can exceed the register file).
@@ -237,28 +260,66 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   }
 }
 
-/** Unpacks one weight chunk for every activation row: 4 i16x8 vectors (SIMD128) or 2 nibble-byte vectors (relaxed). */
+/**
+ * SIMD128 build: unpacks the chunks va, vb of two weight rows into 8 i16x8 vectors (128 bytes at dst),
+ * the 4 nibble vectors of chunk_dot_chain for i16 lanes 0-3 ([row a | row b], bytes 0-7) and then for
+ * lanes 4-7. Each is dotted with the matching half of an activation vector duplicated into both halves,
+ * so the 8 dots sum to [a, a, b, b] i32 partials and 4 weight rows need one 3-op fold instead of
+ * reduce4_i32's 9. Integer sums wrap mod 2^32 and the exact dot fits, so the order does not matter.
+ */
 // @ts-ignore: decorator
-@inline function unpack_chunk(v: v128, dst: usize): void {
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const m = i8x16.splat(15);
-    v128.store(dst, v128.and(v, m), 0);
-    v128.store(dst, v128.and(i16x8.shr_u(v, 4), m), 16);
-  } else {
-    v128.store(dst, v128.and(v, i16x8.splat(15)), 0);
-    v128.store(dst, i16x8.shr_u(v, 4), 16);
-    v128.store(dst, i16x8.shr_u(v, 8), 32);
-    v128.store(dst, i16x8.shr_u(v, 12), 48);
-  }
+@inline function unpack_pair_i16(va: v128, vb: v128, dst: usize): void {
+  const lo = v128.shuffle<i64>(va, vb, 0, 2);
+  const hi = v128.shuffle<i64>(va, vb, 1, 3);
+  const m = i16x8.splat(15);
+  v128.store(dst, v128.and(lo, m), 0);
+  v128.store(dst, i16x8.shr_u(lo, 4), 16);
+  v128.store(dst, i16x8.shr_u(lo, 8), 32);
+  v128.store(dst, i16x8.shr_u(lo, 12), 48);
+  v128.store(dst, v128.and(hi, m), 64);
+  v128.store(dst, i16x8.shr_u(hi, 4), 80);
+  v128.store(dst, i16x8.shr_u(hi, 8), 96);
+  v128.store(dst, i16x8.shr_u(hi, 12), 112);
 }
 
-/** chunk_dot_i16 on a chunk already unpacked by unpack_chunk (SIMD128 build). */
+/** [a, a, b, b] i32 partials of a pair unpacked by unpack_pair_i16 against the activation vectors at ap. */
 // @ts-ignore: decorator
-@inline function unpacked_dot_i16(e: usize, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
-  let d = i32x4.dot_i16x8_s(v128.load(e, 0), b0);
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 16), b1));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 32), b2));
-  return i32x4.add(d, i32x4.dot_i16x8_s(v128.load(e, 48), b3));
+@inline function pair_dot_i16(u: usize, ap: usize): v128 {
+  let d = i32x4.dot_i16x8_s(v128.load(u, 0), v128.load64_splat(ap));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 16), v128.load64_splat(ap + 16)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 32), v128.load64_splat(ap + 32)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 48), v128.load64_splat(ap + 48)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 64), v128.load64_splat(ap + 8)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 80), v128.load64_splat(ap + 24)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 96), v128.load64_splat(ap + 40)));
+  return i32x4.add(d, i32x4.dot_i16x8_s(v128.load(u, 112), v128.load64_splat(ap + 56)));
+}
+
+/**
+ * Relaxed build: unpacks the chunks va, vb of two weight rows into 4 nibble-byte vectors that hold 8
+ * weights of each row, [row a | row b] for k = 0-7, 8-15, 16-23, 24-31 (64 bytes at dst). Each is dotted
+ * with one 8-byte activation slice duplicated into both halves (v128.load64_splat), so the four dots sum
+ * to [row a | row b] i16 partials directly: per activation row, 6 i16 adds and one fold for 4 weight rows
+ * instead of 4 adds and a two-level fold (reduce4_i16).
+ */
+// @ts-ignore: decorator
+@inline function unpack_pair(va: v128, vb: v128, dst: usize): void {
+  const m = i8x16.splat(15);
+  const lo = v128.shuffle<i64>(va, vb, 0, 2); // bytes 0-7 of each row: k 0-7 (low nibbles), 16-23 (high)
+  const hi = v128.shuffle<i64>(va, vb, 1, 3); // bytes 8-15: k 8-15, 24-31
+  v128.store(dst, v128.and(lo, m), 0);
+  v128.store(dst, v128.and(hi, m), 16);
+  v128.store(dst, v128.and(i16x8.shr_u(lo, 4), m), 32);
+  v128.store(dst, v128.and(i16x8.shr_u(hi, 4), m), 48);
+}
+
+/** [row a | row b] i16 partials (|lane| <= 4 * 2 * 15 * 128 = 15360) of a pair unpacked by unpack_pair. */
+// @ts-ignore: decorator
+@inline function pair_i16_relaxed(u: usize, q0: v128, q1: v128, q2: v128, q3: v128): v128 {
+  return i16x8.add(
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(q0, v128.load(u, 0)), i16x8.relaxed_dot_i8x16_i7x16_s(q1, v128.load(u, 16))),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(q2, v128.load(u, 32)), i16x8.relaxed_dot_i8x16_i7x16_s(q3, v128.load(u, 48))),
+  );
 }
 
 /** One activation row against the 4 unpacked weight rows in ubuf: acc (at acp) += the chunk's scaled dots. */
@@ -266,26 +327,17 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
 @inline function arow_step(ubuf: usize, ap: usize, gsv: v128, dp: usize, acp: usize, ones: v128): void {
   let dot: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    const q0 = v128.load(ap, 0);
-    const q1 = v128.load(ap, 16);
-    dot = reduce4_i16(
-      nibble_i16_relaxed(v128.load(ubuf, 0), v128.load(ubuf, 16), q0, q1),
-      nibble_i16_relaxed(v128.load(ubuf, 64), v128.load(ubuf, 80), q0, q1),
-      nibble_i16_relaxed(v128.load(ubuf, 128), v128.load(ubuf, 144), q0, q1),
-      nibble_i16_relaxed(v128.load(ubuf, 192), v128.load(ubuf, 208), q0, q1),
-      ones,
-    );
+    // addresses computed here, not as load offsets: V8 hoists base + offset of a load-splat into a
+    // register per offset, which spilled the loop's scalars
+    const q0 = v128.load64_splat(ap);
+    const q1 = v128.load64_splat(ap + 8);
+    const q2 = v128.load64_splat(ap + 16);
+    const q3 = v128.load64_splat(ap + 24);
+    dot = fold_pairs_i16(pair_i16_relaxed(ubuf, q0, q1, q2, q3), pair_i16_relaxed(ubuf + 64, q0, q1, q2, q3), ones);
   } else {
-    const b0 = v128.load(ap, 0);
-    const b1 = v128.load(ap, 16);
-    const b2 = v128.load(ap, 32);
-    const b3 = v128.load(ap, 48);
-    dot = reduce4_i32(
-      unpacked_dot_i16(ubuf, b0, b1, b2, b3),
-      unpacked_dot_i16(ubuf + 64, b0, b1, b2, b3),
-      unpacked_dot_i16(ubuf + 128, b0, b1, b2, b3),
-      unpacked_dot_i16(ubuf + 192, b0, b1, b2, b3),
-    );
+    const p01 = pair_dot_i16(ubuf, ap);
+    const p23 = pair_dot_i16(ubuf + 128, ap);
+    dot = i32x4.add(v128.shuffle<i32>(p01, p23, 0, 2, 4, 6), v128.shuffle<i32>(p01, p23, 1, 3, 5, 7));
   }
   v128.store(acp, scale_acc(v128.load(acp), dot, gsv, dp));
 }
@@ -302,7 +354,7 @@ export function matmul_q4_q8(
   const nb = <usize>(kp >> 5);
   const accs = tmp;
   const corrs = accs + (<usize>m << 4);
-  const ubuf = corrs + (<usize>m << 4); // 4 weight rows x 64 bytes of unpacked chunk
+  const ubuf = corrs + (<usize>m << 4); // 4 weight rows' unpacked chunk (256 bytes SIMD128, 128 relaxed)
   const gbuf = ubuf + 256;
   const gz = gbuf + 64;
   const gsStride = <usize>(((ng + 3) & ~3) << 2);
@@ -313,10 +365,11 @@ export function matmul_q4_q8(
   const a0p = ASC_FEATURE_RELAXED_SIMD ? xq : xw;
   const ones = i16x8.splat(<i16>(1 + (kp >> 31))); // as in matvec_q4_q8
   for (let i = 0; i < m; i++) block_group_sums(xds + <usize>i * (nb << 2), ng, 1 << lcpg, gsums + <usize>i * gsStride);
-  for (let r = 0; r < n; r += 4) {
-    const r1 = min(r + 1, n - 1);
-    const r2 = min(r + 2, n - 1);
-    const r3 = min(r + 3, n - 1);
+  const n4 = (n + 3) >> 2; // strided blocks, as in matvec_q4_q8
+  for (let r = 0; r < n4; r++) {
+    const r1 = min(r + n4, n - 1);
+    const r2 = min(r + 2 * n4, n - 1);
+    const r3 = min(r + 3 * n4, n - 1);
     let w0 = qw + <usize>r * rowBytes;
     let w1 = qw + <usize>r1 * rowBytes;
     let w2 = qw + <usize>r2 * rowBytes;
@@ -333,21 +386,25 @@ export function matmul_q4_q8(
       const Z2 = v128.load(gz, 32);
       const Z3 = v128.load(gz, 48);
       for (let i = 0; i < m; i++) {
-        // zero-point / min term, as in prep_supergroup (group_corr's order); gsums is 0 past ng
-        const A = v128.load(gsums + <usize>i * gsStride + (<usize>g0 << 2));
+        // zero-point / min term, as in prep_supergroup (group_corr's order); gsums is 0 past ng. The 4 group
+        // sums are broadcast by the loads (vbroadcastss from memory: no shuffle on the vector ports)
+        const A = gsums + <usize>i * gsStride + (<usize>g0 << 2);
         const c = f32x4.add(
-          f32x4.add(f32x4.mul(Z0, v128.shuffle<f32>(A, A, 0, 0, 0, 0)), f32x4.mul(Z1, v128.shuffle<f32>(A, A, 1, 1, 1, 1))),
-          f32x4.add(f32x4.mul(Z2, v128.shuffle<f32>(A, A, 2, 2, 2, 2)), f32x4.mul(Z3, v128.shuffle<f32>(A, A, 3, 3, 3, 3))),
+          f32x4.add(f32x4.mul(Z0, v128.load32_splat(A)), f32x4.mul(Z1, v128.load32_splat(A + 4))),
+          f32x4.add(f32x4.mul(Z2, v128.load32_splat(A + 8)), f32x4.mul(Z3, v128.load32_splat(A + 12))),
         );
         const cp = corrs + (<usize>i << 4);
         v128.store(cp, f32x4.add(v128.load(cp), c));
       }
       const chunks = min(4, ng - g0) << lcpg;
       for (let j = 0; j < chunks; j++) {
-        unpack_chunk(v128.load(w0), ubuf);
-        unpack_chunk(v128.load(w1), ubuf + 64);
-        unpack_chunk(v128.load(w2), ubuf + 128);
-        unpack_chunk(v128.load(w3), ubuf + 192);
+        if (ASC_FEATURE_RELAXED_SIMD) {
+          unpack_pair(v128.load(w0), v128.load(w1), ubuf);
+          unpack_pair(v128.load(w2), v128.load(w3), ubuf + 64);
+        } else {
+          unpack_pair_i16(v128.load(w0), v128.load(w1), ubuf);
+          unpack_pair_i16(v128.load(w2), v128.load(w3), ubuf + 128);
+        }
         const gsv = v128.load(gbuf + (<usize>(j >> lcpg) << 4));
         let ap = a0p + chunk * aChunk;
         let dp = xd + (chunk << 2);
@@ -379,7 +436,7 @@ export function matmul_q4_q8(
       }
     }
     for (let i = 0; i < m; i++) {
-      store_rows(y + ((<usize>i * <usize>n) << 2), r, n, f32x4.sub(v128.load(accs + (<usize>i << 4)), v128.load(corrs + (<usize>i << 4))));
+      store_strided(y + ((<usize>i * <usize>n) << 2), r, n4, n, f32x4.sub(v128.load(accs + (<usize>i << 4)), v128.load(corrs + (<usize>i << 4))));
     }
   }
 }
