@@ -57,11 +57,19 @@ function exportIndices(bytes: Uint8Array): Map<string, number> {
   return out;
 }
 
-/** Counts the innermost loop of each named export of the module at wasmPath. */
-export function innermostLoops(wasmPath: string, fns: string[], relaxed: boolean): LoopCount[] {
+/**
+ * Counts the innermost loop of each named export of the module at wasmPath. extraFlags: more V8 flags,
+ * e.g. `--wasm-enforce-bounds-checks` for workerd's code (it installs no trap handler).
+ */
+export function innermostLoops(
+  wasmPath: string,
+  fns: string[],
+  relaxed: boolean,
+  extraFlags: string[] = [],
+): LoopCount[] {
   const bytes = readFileSync(wasmPath);
   const index = exportIndices(bytes);
-  const flags = ["--print-wasm-code", "--no-liftoff", "--no-wasm-lazy-compilation"];
+  const flags = ["--print-wasm-code", "--no-liftoff", "--no-wasm-lazy-compilation", ...extraFlags];
   if (relaxed) flags.push("--experimental-wasm-relaxed-simd");
   const dump = execFileSync(
     process.execPath,
