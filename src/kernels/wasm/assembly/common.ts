@@ -151,14 +151,11 @@
  * zero-point term sum_g scale * z * gsum[g] (or, with fp16 mins at mn, -sum_g min * gsum[g]) as a
  * 4-row vector. gsums is zero past ng, so missing groups of a ragged super-group contribute nothing.
  * mbuf: 64 bytes of scratch for the mins (unused without them).
- * fold (a constant): store gbuf[g] = scale vector * lane g of D instead (D: the 4 groups' activation block
- * scales, one block per group), the product the matvec's scale step takes, so its chunk loop loads one
- * vector instead of two (each load costs a bounds check in workerd). The correction term is unchanged.
  */
 // @ts-ignore: decorator
 @inline export function prep_supergroup(
   sc: usize, scRow: usize, zp: usize, mn: usize, zpRow: usize, r0: i32, r1: i32, r2: i32, r3: i32, g0: i32,
-  gsums: usize, gbuf: usize, mbuf: usize, fold: bool = false, D: v128 = f32x4.splat(0),
+  gsums: usize, gbuf: usize, mbuf: usize,
 ): v128 {
   const go = <usize>g0 << 1;
   const S0 = h2f4(v128.load64_zero(sc + <usize>r0 * scRow + go));
@@ -173,17 +170,10 @@
   const G1 = v128.shuffle<f32>(t0, t2, 2, 3, 6, 7);
   const G2 = v128.shuffle<f32>(t1, t3, 0, 1, 4, 5);
   const G3 = v128.shuffle<f32>(t1, t3, 2, 3, 6, 7);
-  if (fold) {
-    v128.store(gbuf, f32x4.mul(G0, v128.shuffle<f32>(D, D, 0, 0, 0, 0)), 0);
-    v128.store(gbuf, f32x4.mul(G1, v128.shuffle<f32>(D, D, 1, 1, 1, 1)), 16);
-    v128.store(gbuf, f32x4.mul(G2, v128.shuffle<f32>(D, D, 2, 2, 2, 2)), 32);
-    v128.store(gbuf, f32x4.mul(G3, v128.shuffle<f32>(D, D, 3, 3, 3, 3)), 48);
-  } else {
-    v128.store(gbuf, G0, 0);
-    v128.store(gbuf, G1, 16);
-    v128.store(gbuf, G2, 32);
-    v128.store(gbuf, G3, 48);
-  }
+  v128.store(gbuf, G0, 0);
+  v128.store(gbuf, G1, 16);
+  v128.store(gbuf, G2, 32);
+  v128.store(gbuf, G3, 48);
   const A = v128.load(gsums + (<usize>g0 << 2));
   const m15 = i32x4.splat(15);
   if (mn != 0) {

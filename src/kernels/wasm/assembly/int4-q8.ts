@@ -114,18 +114,6 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.mul(gsv, v128.load32_splat(dp))));
 }
 
-/**
- * The block scales xd[0..count) at dp as one f32x4 (count <= 4; the rest 0): one load for a full
- * super-group, and no read past the end of xd for a ragged last one (via 16 bytes of scratch at sp).
- */
-// @ts-ignore: decorator
-@inline function block_scales4(dp: usize, count: i32, sp: usize): v128 {
-  if (count == 4) return v128.load(dp);
-  v128.store(sp, f32x4.splat(0));
-  for (let c = 0; c < count; c++) store<f32>(sp + (<usize>c << 2), load<f32>(dp + (<usize>c << 2)));
-  return v128.load(sp);
-}
-
 /** Activation bytes per 32-weight chunk: int8 codes (relaxed) or the 4 i16 vectors (SIMD128). */
 // @ts-ignore: decorator
 @inline function act_chunk_bytes(): usize {
@@ -170,24 +158,8 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
     let ap = ap0;
     let dp = xd;
     for (let g0 = 0; g0 < ng; g0 += 4) {
-      const chunks = min(4, ng - g0) << lcpg;
-      if (lcpg == 0) {
-        // one chunk per group: fold the block scales into the group-scale vectors (prep_supergroup)
-        corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, mn, zpRow, r, r1, r2, r3, g0, gsums, gbuf, mbuf, true, block_scales4(dp, chunks, sp)));
-        for (let j = 0; j < chunks; j++) {
-          const d = chunk_dot4(w0, w1, w2, w3, ap, ones, sp);
-          // = scale_acc(acc, d, gsv, dp): gbuf holds gsv * x scale, the same product
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(d), v128.load(gbuf + (<usize>j << 4))));
-          w0 += 16;
-          w1 += 16;
-          w2 += 16;
-          w3 += 16;
-          ap += ab;
-        }
-        dp += <usize>chunks << 2;
-        continue;
-      }
       corr = f32x4.add(corr, prep_supergroup(sc, scRow, zp, mn, zpRow, r, r1, r2, r3, g0, gsums, gbuf, mbuf));
+      const chunks = min(4, ng - g0) << lcpg;
       for (let j = 0; j < chunks; j++) {
         const d = chunk_dot4(w0, w1, w2, w3, ap, ones, sp);
         acc = scale_acc(acc, d, v128.load(gbuf + (<usize>(j >> lcpg) << 4)), dp);
