@@ -16,6 +16,7 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { workerVarsFromEnv, wranglerDevArgs, wranglerDevEnv } from "../src/publish/wrangler-dev.ts";
+import { exitCodeFor, isUsageError, UsageError } from "./lib/usage.ts";
 
 // The build and deploy modules load on use: importing them (the AssemblyScript compiler among
 // them) takes seconds to tens of seconds, too long to wait for a usage error.
@@ -34,9 +35,6 @@ const USAGE = `usage: npm start -- [--model <path> | --hf <owner/name>] [--confi
 
 Worker settings from the environment: SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS,
 SHARDLM_MAX_BODY_BYTES, SHARDLM_FROZEN_CLOCK (see README).`;
-
-/** A bad argument: reported before any build starts. */
-class UsageError extends Error {}
 
 /** A path the user named that must exist (checked before minutes of building). */
 function existing(path: string, what: string): string {
@@ -142,8 +140,7 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   console.error(`error: ${(e as Error).message}`);
-  // Usage errors (parseArgs' own included) exit 2, as CLIs do for bad arguments.
-  const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-  if (usage) console.error(`${USAGE.split("\n")[0]}\n(npm start -- --help for more)`);
-  process.exit(usage ? 2 : 1);
+  // Usage errors (parseArgs' own included; reported before any build starts) exit 2.
+  if (isUsageError(e)) console.error(`${USAGE.split("\n")[0]}\n(npm start -- --help for more)`);
+  process.exit(exitCodeFor(e));
 });
