@@ -57,10 +57,12 @@ export function deploySummary(r: DeployResult): string {
 }
 
 const USAGE = `usage: npm run deploy -- [options]
-  --model <path>        model file or HF folder (default ../shared/models/stories260K.gguf, or $SHARDLM_MODEL)
-  --config <file>       variants config (default config/variants.json)
-  --out <dir>           variants folder the build writes (default variants/)
-  --force               rebuild every variant
+  --model <path>        model file or HF folder (default $SHARDLM_MODEL, else SmolLM2-135M-Instruct from
+                        fetch-model's cache, else ../shared/models/stories260K.gguf)
+  --config <file>       variants config (default: picked by the model's size, config/variants-smollm2.json
+                        or the toy config/variants.json)
+  --out <dir>           variants folder the build writes (default variants/; it keeps every model's builds)
+  --force               rebuild every variant (the upload still sends only what the bucket lacks or holds corrupt)
   --skip-build          deploy the --out folder as last built (its variants.json), without building
   --dry-run             build and print what would be uploaded and switched; write nothing to the bucket
 ${BUCKET_USAGE}`;

@@ -7,7 +7,7 @@
  * the Hugging Face Hub, or $HF_ENDPOINT) | the default SmolLM2-135M-Instruct (fetch-model's cache,
  * downloaded when missing) | ../shared/models/stories260K.gguf as the announced offline fallback.
  *
- * SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS, SHARDLM_MAX_BODY_BYTES and SHARDLM_FROZEN_CLOCK in this
+ * SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS, SHARDLM_MAX_BODY_BYTES, SHARDLM_FROZEN_CLOCK and SHARDLM_SPECULATION in this
  * process's environment reach the local Worker as vars (src/worker/env.ts); SHARDLM_FROZEN_CLOCK=1
  * makes it read time on a clock that advances only at I/O, as deployed Workers' clocks do.
  */
@@ -15,7 +15,12 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { workerVarsFromEnv, wranglerDevArgs, wranglerDevEnv } from "../src/publish/wrangler-dev.ts";
+import {
+  WORKER_ENV_VARS,
+  workerVarsFromEnv,
+  wranglerDevArgs,
+  wranglerDevEnv,
+} from "../src/publish/wrangler-dev.ts";
 import { exitCodeFor, isUsageError, UsageError } from "./lib/usage.ts";
 
 // The build and deploy modules load on use: importing them (the AssemblyScript compiler among
@@ -33,8 +38,7 @@ const USAGE = `usage: npm start -- [--model <path> | --hf <owner/name>] [--confi
   --out <dir>        where built variants go; --persist-to <dir>: wrangler's local state
   --help             this text
 
-Worker settings from the environment: SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS,
-SHARDLM_MAX_BODY_BYTES, SHARDLM_FROZEN_CLOCK (see README).`;
+Worker settings from the environment (see README): ${WORKER_ENV_VARS.join(", ")}.`;
 
 /** A path the user named that must exist (checked before minutes of building). */
 function existing(path: string, what: string): string {
