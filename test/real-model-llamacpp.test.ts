@@ -38,12 +38,17 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { realModelPath } from "../src/bench/real-model.ts";
 import type { ModelDescription } from "../src/format/model.ts";
+import { type PackedTensor, packWeights } from "../src/format/pack.ts";
+import { repackGgml } from "../src/model/import/ggml/repack.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { ReferenceModel } from "../src/model/reference/index.ts";
 import { promptText, promptTokens, renderPrompt } from "../src/runtime/chat.ts";
 import { generate } from "../src/runtime/generate.ts";
 import { softmax } from "../src/runtime/sampler.ts";
 import { createTokenizer, type Tokenizer } from "../src/runtime/tokenizer/index.ts";
+import { WasmEngine } from "../src/runtime/wasm/engine.ts";
+import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
+import { loadTestKernels } from "./kernels-helpers.ts";
 import { realModelTestStrings } from "./real-model-strings.ts";
 
 const POSITIONS = 512;
@@ -56,6 +61,8 @@ let ctx: LlamaContext;
 let description: ModelDescription;
 let tok: Tokenizer;
 let ours: ReferenceModel;
+/** Our served engine (WASM kernels, Q8 activations) on the file's own blocks, repacked losslessly. */
+let engine: WasmEngine;
 /** Largest |our logit - llama.cpp's| seen over the 512 positions: the measured noise floor. */
 let logitNoise: number | null = null;
 
@@ -73,6 +80,17 @@ beforeAll(async () => {
   description = await loadModel(path);
   tok = createTokenizer(description.tokenizer);
   ours = new ReferenceModel(description);
+  const packed: PackedTensor[] = [...description.tensors.values()].map((t) => {
+    if (t.dtype === "f32") return { name: t.name, shape: [...t.shape], value: t.f32() };
+    if (!t.stored) throw new Error(`${t.name}: ${t.dtype} without its stored blocks`);
+    const r = repackGgml(t.dtype, t.stored(), t.shape[0]!, t.shape[1]!);
+    if (!r.ok) throw new Error(`${t.name}: ${r.reason}`);
+    return { name: t.name, shape: [...t.shape], value: r.value };
+  });
+  const { table, data } = packWeights(description, packed);
+  engine = await WasmEngine.load(await loadTestKernels(), table, bytesToStream(data, 1 << 20), {
+    contextSize: POSITIONS,
+  });
 }, 300_000);
 
 afterAll(async () => {
@@ -150,6 +168,8 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
     const seq = ctx.getSequence();
     const state = ours.newState(POSITIONS);
     let agree = 0;
+    const engineState = engine.newState(POSITIONS);
+    let engineAgree = 0;
     let maxProb = 0;
     let sumProb = 0;
     let maxLogit = 0;
@@ -173,6 +193,7 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
         }
         chunk.forEach((t, i) => {
           const logits = ours.forward(state, t);
+          const served = engine.forward(engineState, t);
           const probs = softmax(logits);
           const next = theirs[i]?.next;
           if (!next?.logits || !next.probabilities) throw new Error(`no llama.cpp distribution at ${at + i}`);
@@ -199,6 +220,7 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
           selfMaxProb = Math.max(selfMaxProb, selfMax);
           selfSumProb += selfMax;
           if (selfTop === theirTop) selfAgree++;
+          if (argmax(served) === theirTop) engineAgree++;
           const mine = argmax(logits);
           if (mine === theirTop) agree++;
           else
@@ -223,6 +245,15 @@ describe("SmolLM2-135M-Instruct: ours vs llama.cpp on the same GGUF", () => {
         `(${((100 * selfAgree) / POSITIONS).toFixed(2)}%), max |prob diff| ${selfMaxProb.toFixed(4)}, ` +
         `mean per-position max ${(selfSumProb / POSITIONS).toFixed(5)}`,
     );
+    console.info(
+      `served engine (WASM kernels, Q8 activations, the file's blocks repacked losslessly) vs llama.cpp: ` +
+        `top-1 ${engineAgree}/${POSITIONS} (${((100 * engineAgree) / POSITIONS).toFixed(2)}%)`,
+    );
+    // The engine rounds activations to 8 bits per 32 as llama.cpp does, but not at the same points
+    // (q8 blocks of its own, an f16 KV cache): measured 96.68% on 2026-11-30. Re-quantizing the
+    // weights (the format before fp16 mins) gave 71%.
+    expect(engineAgree / POSITIONS).toBeGreaterThanOrEqual(selfAgree / POSITIONS - 0.02);
+    expect(engineAgree / POSITIONS).toBeGreaterThanOrEqual(0.94);
     // Issue 11 asked for ≥ 99%; llama.cpp itself reaches ~97% here (see the header), so the bar is
     // its own agreement, measured above in this run, less one point; and never below 96%.
     expect(agree / POSITIONS).toBeGreaterThanOrEqual(selfAgree / POSITIONS - 0.01);
