@@ -230,9 +230,17 @@ describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
 
     it("a budget nothing fits picks the fastest variant and cuts the answer (X-Budget-Exhausted)", async () => {
       const fastest = fastestByManifest(api, w, QUALITY_ORDER);
+      // The costs as the router sees them before this request (it corrects them after).
+      const before = await predictions(api, w.promptTokens, 0);
+      const perToken = (await predictions(api, w.promptTokens, 1)).get(fastest)! - before.get(fastest)!;
       const r = await ask(api, w, { "X-Latency-Budget-Ms": "1" });
       expect(r.variant).toBe(fastest);
       expect(r.predicted).toBeGreaterThan(1);
+      // X-Predicted-Ms predicts the cut plan (X-Planned-Tokens decode steps), not max_tokens.
+      const planned = before.get(fastest)! + r.planned * perToken;
+      expect(r.planned).toBeLessThan(w.maxTokens);
+      expect(Math.abs(r.predicted - planned)).toBeLessThanOrEqual(1);
+      expect(r.predicted).toBeLessThan(before.get(fastest)! + w.maxTokens * perToken);
       expect(r.exhausted).toBe("true");
       expect(r.data.choices[0]!.finish_reason).toBe("length");
       expect(r.data.usage!.completion_tokens).toBeGreaterThanOrEqual(1);

@@ -130,7 +130,8 @@ function observe(services: Services, g: Generation, r: CompletionResult): void {
 function routingHeaders(served: Served, plan: Plan): Record<string, string> {
   const h: Record<string, string> = {
     "X-Variant": served.manifest.variant,
-    "X-Predicted-Ms": String(Math.round(served.prediction.totalMs)),
+    // What is planned (X-Planned-Tokens decode steps), not max_tokens: a cut plan predicts less.
+    "X-Predicted-Ms": String(Math.round(plan.predictedMs)),
     "X-Planned-Tokens": String(plan.maxDecodeTokens),
   };
   if (plan.limitedBy === "cpu") h["X-Max-Tokens-Capped"] = "cpu";
