@@ -14,6 +14,7 @@ import { ConfigError } from "../src/compress/variants-config.ts";
 import { ModelImportError } from "../src/format/model.ts";
 import { defaultModelPath } from "./lib/default-model.ts";
 import { table } from "./lib/table.ts";
+import { exitCodeFor } from "./lib/usage.ts";
 
 function summaryTable(rows: BuildResult["rows"]): string {
   const head = ["variant", "tier", "MB", "bits/w", "KL", "top-1", "ppl", "decode ms/tok", ""];
@@ -31,15 +32,23 @@ function summaryTable(rows: BuildResult["rows"]): string {
   return table(head, body);
 }
 
+const USAGE = "usage: npm run build:variants -- [--model <path>] [--config <file>] [--out <dir>] [--force]";
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: "string", default: process.env.SHARDLM_MODEL },
-      config: { type: "string" },
-      out: { type: "string", default: DEFAULT_OUT },
-      force: { type: "boolean", default: false },
-    },
-  });
+  let values: { model?: string; config?: string; out?: string; force?: boolean };
+  try {
+    values = parseArgs({
+      options: {
+        model: { type: "string", default: process.env.SHARDLM_MODEL },
+        config: { type: "string" },
+        out: { type: "string", default: DEFAULT_OUT },
+        force: { type: "boolean", default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}\n${USAGE}`);
+    process.exit(exitCodeFor(e)); // 2: a bad argument
+  }
   try {
     const t0 = performance.now();
     const model = values.model ?? (await defaultModelPath());

@@ -6,8 +6,9 @@
  *   1. build      buildVariants (variants whose inputs are unchanged are reused)
  *   2. validate   every manifest in the variants folder: its bytes hash to its name, it parses (shards
  *                 tile the data region), its shards and tokenizer are on disk with their sha256
- *   3. upload     only objects not already in the bucket (content-addressed keys, HEAD first),
- *                 shards and blobs before the manifests naming them; each read back (size + sha256)
+ *   3. upload     only objects not already in the bucket with the right content (content-addressed
+ *                 keys: present ones are read back and hashed; corrupt ones are uploaded again),
+ *                 shards and blobs before the manifests naming them; each upload read back (size + sha256)
  *   4. record     deployments/<version>.json with the LivePointer about to go live
  *   5. switch     live.json, one small write, only after all of the above succeeded
  * Any failure exits non-zero with live.json untouched. --dry-run builds and prints the plan; it writes
@@ -42,21 +43,26 @@ export function deploySummary(r: DeployResult): string {
       ? `${row.uploaded} to upload, ${row.present} present`
       : `${row.uploaded} uploaded, ${row.present} present`,
   ]);
-  const bytes = r.objects.filter((o) => o.status === "missing").reduce((n, o) => n + o.bytes, 0);
+  const send = r.objects.filter((o) => o.status !== "present");
+  const bytes = send.reduce((n, o) => n + o.bytes, 0);
+  const corrupt = r.objects.filter((o) => o.status === "corrupt").length;
+  const repaired = corrupt === 0 ? "" : ` (${corrupt} of them corrupt in the bucket, replaced)`;
   const tail =
     r.outcome === "deployed"
-      ? `deployed version ${r.live!.version}${r.previous ? ` (was ${r.previous.version})` : ""}: uploaded ${r.uploaded.objects} object(s), ${humanBytes(r.uploaded.bytes)}; ${r.objects.length - r.uploaded.objects} already present`
+      ? `deployed version ${r.live!.version}${r.previous ? ` (was ${r.previous.version})` : ""}: uploaded ${r.uploaded.objects} object(s), ${humanBytes(r.uploaded.bytes)}; ${r.objects.length - r.uploaded.objects} already present${repaired}`
       : r.outcome === "unchanged"
-        ? `unchanged: version ${r.live!.version} already serves these manifests; uploaded ${r.uploaded.objects} object(s)`
-        : `dry run: nothing written; would upload ${r.objects.filter((o) => o.status === "missing").length} object(s), ${humanBytes(bytes)}`;
+        ? `unchanged: version ${r.live!.version} already serves these manifests; uploaded ${r.uploaded.objects} object(s)${repaired}`
+        : `dry run: nothing written; would upload ${send.length} object(s), ${humanBytes(bytes)}${corrupt ? ` (${corrupt} corrupt in the bucket)` : ""}`;
   return `${table(head, body)}\n\n${tail}`;
 }
 
 const USAGE = `usage: npm run deploy -- [options]
-  --model <path>        model file or HF folder (default ../shared/models/stories260K.gguf, or $SHARDLM_MODEL)
-  --config <file>       variants config (default config/variants.json)
-  --out <dir>           variants folder the build writes (default variants/)
-  --force               rebuild every variant
+  --model <path>        model file or HF folder (default $SHARDLM_MODEL, else SmolLM2-135M-Instruct from
+                        fetch-model's cache, else ../shared/models/stories260K.gguf)
+  --config <file>       variants config (default: picked by the model's size, config/variants-smollm2.json
+                        or the toy config/variants.json)
+  --out <dir>           variants folder the build writes (default variants/; it keeps every model's builds)
+  --force               rebuild every variant (the upload still sends only what the bucket lacks or holds corrupt)
   --skip-build          deploy the --out folder as last built (its variants.json), without building
   --dry-run             build and print what would be uploaded and switched; write nothing to the bucket
 ${BUCKET_USAGE}`;

@@ -17,6 +17,7 @@ import OpenAI from "openai";
 import { startLocalApi } from "../src/bench/local-api.ts";
 import { buildVariants, DEFAULT_CONFIG } from "../src/compress/build-variants.ts";
 import { TINY_MODEL } from "../src/model/default-model.ts";
+import { exitCodeFor, isUsageError, UsageError } from "./lib/usage.ts";
 
 interface Options {
   clients: number;
@@ -44,7 +45,7 @@ function parseArgs(argv: string[]): Options {
   const int = (name: string, v: string | undefined, min: number, max: number) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min || n > max)
-      throw new Error(`--${name} must be an integer in ${min}..${max}`);
+      throw new UsageError(`--${name} must be an integer in ${min}..${max}`);
     return n;
   };
   for (let i = 0; i < argv.length; i++) {
@@ -56,14 +57,14 @@ function parseArgs(argv: string[]): Options {
     else if (flag === "--max-tokens") opts.maxTokens = int("max-tokens", value(), 1, 1024);
     else if (flag === "--tier") {
       const t = value();
-      if (!t || !TIERS.includes(t)) throw new Error(`--tier must be one of ${TIERS.join(", ")}`);
+      if (!t || !TIERS.includes(t)) throw new UsageError(`--tier must be one of ${TIERS.join(", ")}`);
       opts.tier = t;
     } else if (flag === "--help" || flag === "-h") {
       console.log(
         "npm run loadtest -- [--clients 20] [--seconds 30] [--max-tokens 64] [--tier quality|balanced|speed]",
       );
       process.exit(0);
-    } else throw new Error(`unknown argument ${arg}`);
+    } else throw new UsageError(`unknown argument ${arg}`);
   }
   return opts;
 }
@@ -305,6 +306,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => {
-  console.error(e);
-  process.exit(1);
+  console.error(isUsageError(e) ? `error: ${(e as Error).message}` : e);
+  process.exit(exitCodeFor(e));
 });

@@ -7,7 +7,7 @@
  * the Hugging Face Hub, or $HF_ENDPOINT) | the default SmolLM2-135M-Instruct (fetch-model's cache,
  * downloaded when missing) | ../shared/models/stories260K.gguf as the announced offline fallback.
  *
- * SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS, SHARDLM_MAX_BODY_BYTES and SHARDLM_FROZEN_CLOCK in this
+ * SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS, SHARDLM_MAX_BODY_BYTES, SHARDLM_FROZEN_CLOCK and SHARDLM_SPECULATION in this
  * process's environment reach the local Worker as vars (src/worker/env.ts); SHARDLM_FROZEN_CLOCK=1
  * makes it read time on a clock that advances only at I/O, as deployed Workers' clocks do.
  */
@@ -15,7 +15,13 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { workerVarsFromEnv, wranglerDevArgs, wranglerDevEnv } from "../src/publish/wrangler-dev.ts";
+import {
+  WORKER_ENV_VARS,
+  workerVarsFromEnv,
+  wranglerDevArgs,
+  wranglerDevEnv,
+} from "../src/publish/wrangler-dev.ts";
+import { exitCodeFor, isUsageError, UsageError } from "./lib/usage.ts";
 
 // The build and deploy modules load on use: importing them (the AssemblyScript compiler among
 // them) takes seconds to tens of seconds, too long to wait for a usage error.
@@ -32,11 +38,7 @@ const USAGE = `usage: npm start -- [--model <path> | --hf <owner/name>] [--confi
   --out <dir>        where built variants go; --persist-to <dir>: wrangler's local state
   --help             this text
 
-Worker settings from the environment: SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS,
-SHARDLM_MAX_BODY_BYTES, SHARDLM_FROZEN_CLOCK (see README).`;
-
-/** A bad argument: reported before any build starts. */
-class UsageError extends Error {}
+Worker settings from the environment (see README): ${WORKER_ENV_VARS.join(", ")}.`;
 
 /** A path the user named that must exist (checked before minutes of building). */
 function existing(path: string, what: string): string {
@@ -142,8 +144,7 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   console.error(`error: ${(e as Error).message}`);
-  // Usage errors (parseArgs' own included) exit 2, as CLIs do for bad arguments.
-  const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-  if (usage) console.error(`${USAGE.split("\n")[0]}\n(npm start -- --help for more)`);
-  process.exit(usage ? 2 : 1);
+  // Usage errors (parseArgs' own included; reported before any build starts) exit 2.
+  if (isUsageError(e)) console.error(`${USAGE.split("\n")[0]}\n(npm start -- --help for more)`);
+  process.exit(exitCodeFor(e));
 });

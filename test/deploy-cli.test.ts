@@ -1,5 +1,5 @@
 /**
- * The commands as a user runs them (tsx, as npm run does): flag and config errors exit 1 with one
+ * The commands as a user runs them (tsx, as npm run does): bad flags exit 2 and config errors exit 1, each with one
  * clear line; --dry-run writes nothing (not even a state folder); progress goes to stderr and the
  * summary to stdout; variants, rollback and gc on the same local state.
  */
@@ -50,7 +50,7 @@ beforeAll(async () => {
 afterAll(() => temp.cleanup());
 
 describe("errors", () => {
-  it("bad flags, conflicting backends and bad numbers exit 1 with the reason and usage", async () => {
+  it("bad flags, conflicting backends and bad numbers exit 2 (usage errors) with the reason and usage", async () => {
     const runs = await Promise.all([
       cli("deploy.ts", ["--bogus"]),
       cli("deploy.ts", ["--local", "--remote"]),
@@ -66,9 +66,34 @@ describe("errors", () => {
       /^error: --persist-to is for --local state only/,
     ];
     for (const [i, r] of runs.entries()) {
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.stderr).toMatch(want[i]!);
       expect(r.stderr).toMatch(/usage: npm run/);
+      expect(r.stdout).toBe("");
+    }
+  });
+
+  it("every script exits 2 on a bad argument, before any work", async () => {
+    const runs = await Promise.all([
+      cli("rollback.ts", ["--bogus"]),
+      cli("rollback.ts", ["--to", "abc"]),
+      cli("eval.ts", ["--bogus"]),
+      cli("eval.ts", ["--tokens", "many"]),
+      cli("build-variants.ts", ["--bogus"]),
+      cli("start.ts", ["--bogus"]),
+    ]);
+    const want = [
+      /Unknown option '--bogus'/,
+      /--to must be a whole number/,
+      /Unknown option '--bogus'/,
+      /--tokens "many" is not a positive whole number/,
+      /Unknown option '--bogus'/,
+      /Unknown option '--bogus'/,
+    ];
+    for (const [i, r] of runs.entries()) {
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(want[i]!);
+      expect(r.stderr).toMatch(/usage: npm (run|start)/);
       expect(r.stdout).toBe("");
     }
   });
@@ -108,7 +133,7 @@ describe("deploy, variants, rollback, gc", () => {
 
     const dry = await cli("deploy.ts", [...flags, "--skip-build", "--out", A.out, "--dry-run"]);
     expect(dry.code).toBe(0);
-    expect(dry.stderr).toMatch(/would upload {2}shards\//);
+    expect(dry.stderr).toMatch(/would upload +shards\//);
     expect(dry.stdout).toMatch(/^variant +tier +manifest +MB +bits\/w +KL +top-1 +decode ms\/tok +objects$/m);
     expect(dry.stdout).toMatch(/dry run: nothing written; would upload 7 object\(s\)/);
     expect(existsSync(state)).toBe(false);

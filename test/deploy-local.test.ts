@@ -3,7 +3,7 @@
  * folder, as `npm run deploy --local` opens it): resumable verified uploads, validation before any
  * switch, no-op re-deploys, rollback checks, gc dry run and delete.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readVariantsIndex, sha256Hex, writeVariantsIndex } from "../src/compress/variant-store.ts";
@@ -196,6 +196,65 @@ describe("rollback", () => {
     );
     expect(await liveBytes(bucket)).toBe(liveNow);
     await expect(rollback(bucket, { to: 9, log: quiet })).rejects.toThrow(/no deployment version 9/);
+  });
+});
+
+/** Overwrites 4 bytes of `key`'s stored blob in the local R2 state on disk (same size), as a bad disk would. */
+function corruptOnDisk(persistTo: string, original: Uint8Array): void {
+  const files = readdirSync(join(persistTo, "v3", "r2"), { recursive: true, withFileTypes: true })
+    .filter((f) => f.isFile())
+    .map((f) => join(f.parentPath, f.name))
+    .filter((f) => statSync(f).size === original.byteLength && readFileSync(f).equals(original));
+  expect(files).toHaveLength(1); // the blob Miniflare keeps for this object
+  const bytes = readFileSync(files[0]!);
+  for (let i = 100; i < 104; i++) bytes[i] = bytes[i]! ^ 0xff;
+  writeFileSync(files[0]!, bytes);
+}
+
+describe("a corrupt object in the bucket (right size, wrong content)", () => {
+  it("deploy finds it and uploads it again; rollback refuses a set that needs it", async () => {
+    const persistTo = temp.make();
+    const bucket = countingBucket(await localBucket(persistTo, BUCKET_NAME));
+    open.push(bucket);
+    const a = await run(bucket, A);
+    const speed = a.rows.find((r) => r.variant === "speed")!.manifest.shards[0]!;
+    const key = R2Keys.shard(speed.sha256);
+    const good = (await bucket.get(key))!;
+    corruptOnDisk(persistTo, good);
+    const bad = (await bucket.get(key))!;
+    expect(bad.byteLength).toBe(good.byteLength);
+    expect(sha256Hex(bad)).not.toBe(speed.sha256);
+
+    // Rollback to A (live is B) checks content, not just presence: refused, live.json unchanged.
+    await run(bucket, B);
+    const liveB = await liveBytes(bucket);
+    await expect(rollback(bucket, { to: 1, log: quiet })).rejects.toThrow(
+      new RegExp(`cannot roll back to version 1: ${key} is corrupt`),
+    );
+    expect(await liveBytes(bucket)).toBe(liveB);
+
+    // A dry run names it; the deploy re-uploads exactly that object and says so.
+    const dry = await run(bucket, A, { dryRun: true });
+    expect(dry.objects.filter((o) => o.status !== "present").map((o) => [o.key, o.status])).toEqual([
+      [key, "corrupt"],
+    ]);
+    bucket.puts.length = 0;
+    const lines: string[] = [];
+    const r = await deploy(bucket, {
+      model: MODEL,
+      config: A.config,
+      out: A.out,
+      build,
+      log: (m) => lines.push(m),
+    });
+    expect(r.outcome).toBe("deployed");
+    expect(bucket.puts).toEqual([key, "deployments/3.json", "live.json"]);
+    expect(lines.some((l) => l.includes(`corrupt: ${key}`) && l.includes("re-uploading"))).toBe(true);
+    expect(sha256Hex((await bucket.get(key))!)).toBe(speed.sha256);
+    // Repaired: the next deploy finds everything intact and changes nothing.
+    bucket.puts.length = 0;
+    expect((await run(bucket, A)).outcome).toBe("unchanged");
+    expect(bucket.puts).toEqual([]);
   });
 });
 

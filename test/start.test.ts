@@ -5,7 +5,7 @@
 import { spawnSync } from "node:child_process";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WRANGLER_OFFLINE_ENV } from "../src/publish/wrangler-dev.ts";
+import { WORKER_ENV_VARS, WRANGLER_OFFLINE_ENV } from "../src/publish/wrangler-dev.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 import { type ServingChild, startServingChild } from "./helpers/serving-child.ts";
 
@@ -89,6 +89,8 @@ describe("npm start refuses bad arguments before building anything", () => {
     const r = startWith(["--help"]);
     for (const option of ["--model", "--config", "--port", "--no-serve", "--hf"])
       expect(r.output).toContain(option);
+    // Every Worker setting npm start passes on (SHARDLM_SPECULATION among them) is listed.
+    for (const name of WORKER_ENV_VARS) expect(r.output).toContain(name);
     expect(r.output).toMatch(/usage: npm start/);
     expect(r.output).not.toMatch(/building the WASM kernels|Unknown option/);
     expect(r.status).toBe(0);

@@ -6,9 +6,13 @@
  * - prefill in blocks (matmul kernels) vs token by token; f32 vs f16 KV cache; error handling.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ModelDescription } from "../src/format/model.ts";
+import { dequantize, dequantizeInt8, quantizeRtn } from "../src/format/int4.ts";
+import type { ModelDescription, TensorEntry } from "../src/format/model.ts";
 import { memoryTensor } from "../src/format/model.ts";
+import { type PackedTensor, packWeights } from "../src/format/pack.ts";
 import { requestNodeDevice } from "../src/kernels/webgpu/node.ts";
+import { quantizeQ4_1 } from "../src/model/export/encode.ts";
+import { repackGgml } from "../src/model/import/ggml/repack.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { ReferenceModel } from "../src/model/reference/index.ts";
 import { syntheticModel } from "../src/model/synthetic.ts";
@@ -52,6 +56,34 @@ async function gpuEngine(p: PackedTestModel, opts: WebGpuEngineOptions = {}): Pr
 
 async function wasmEngine(p: PackedTestModel, opts: WasmEngineOptions = {}): Promise<WasmEngine> {
   return WasmEngine.load(await loadTestKernels(), p.table, bytesToStream(p.data, 4096), opts);
+}
+
+/**
+ * The model with every linear whose rows are whole 32-blocks (and the tied embedding) as ggml's Q4_1
+ * blocks repacked into int4 with fp16 mins, the rest RTN int4; plus its dequantized twin.
+ */
+function q4_1Packed(model: ModelDescription): PackedTestModel {
+  const tensors: PackedTensor[] = [];
+  const deq = new Map<string, TensorEntry>();
+  for (const t of model.tensors.values()) {
+    const values = t.f32();
+    let value: PackedTensor["value"] = values;
+    if (t.shape.length === 2) {
+      const [N, K] = t.shape as [number, number];
+      const r = K % 32 === 0 ? repackGgml("q4_1", quantizeQ4_1(values), N, K) : null;
+      value = r?.ok ? r.value : quantizeRtn(values, N, K);
+    }
+    tensors.push({ name: t.name, shape: [...t.shape], value });
+    const dq =
+      value instanceof Float32Array
+        ? value
+        : value.format === "int4"
+          ? dequantize(value)
+          : dequantizeInt8(value);
+    deq.set(t.name, memoryTensor(t.name, t.shape, dq));
+  }
+  const { table, data } = packWeights(model, tensors);
+  return { table, data, dequantized: { ...model, tensors: deq } };
 }
 
 /** Logits after each token (teacher forcing). */
@@ -107,6 +139,19 @@ describe.skipIf(!gpu)(
       console.log(
         `webgpu (f32 KV) vs reference: max |dlogit| ${worst.toExponential(2)} (max |logit| ${scale.toFixed(1)}, rel ${rel.toExponential(2)})`,
       );
+      expect(rel).toBeLessThan(TOL_EXACT);
+    });
+
+    it("int4 with fp16 mins (ggml Q4_1 blocks), f32 KV: logits equal the fp32 reference over the same weights", async () => {
+      const p = q4_1Packed(original);
+      expect(
+        p.table.tensors.filter((t) => t.encoding.kind === "int4" && t.encoding.mins).length,
+      ).toBeGreaterThan(10);
+      const tokens = await referenceTokens(p.dequantized, 40);
+      const ours = await trace(await gpuEngine(p, { kvCache: "f32" }), tokens);
+      const ref = await trace(new ReferenceModel(p.dequantized) as LogitsModel, tokens);
+      const { rel } = compare(ours, ref);
+      console.log(`webgpu (Q4_1 mins, f32 KV) vs reference: rel ${rel.toExponential(2)}`);
       expect(rel).toBeLessThan(TOL_EXACT);
     });
 

@@ -1,6 +1,6 @@
 /**
  * What the deploy, rollback, variants and gc commands share: bucket flags, flag validation, error
- * reporting (a clear one-line error and exit code 1) and table formatting. Progress goes to stderr,
+ * reporting (a clear one-line error; exit code 2 for usage errors, 1 otherwise) and table formatting. Progress goes to stderr,
  * results to stdout.
  */
 import { resolve } from "node:path";
@@ -18,10 +18,9 @@ import {
 import { DeployError, formatIssues } from "../../src/publish/history.ts";
 import { PublishError } from "../../src/publish/publish.ts";
 import { S3Error } from "../../src/publish/s3-bucket.ts";
+import { exitCodeFor, UsageError } from "../lib/usage.ts";
 
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
+export { UsageError };
 
 export const BUCKET_OPTIONS = {
   local: { type: "boolean" },
@@ -110,7 +109,7 @@ const KNOWN_ERRORS = [
   S3Error,
 ] as const;
 
-/** Runs a command: known errors print as one line and exit 1, anything else with its stack. */
+/** Runs a command: known errors print as one line (usage errors exit 2, others 1), anything else with its stack. */
 export async function runMain(main: () => Promise<void>): Promise<void> {
   try {
     await main();
@@ -122,7 +121,7 @@ export async function runMain(main: () => Promise<void>): Promise<void> {
     } else {
       console.error(e);
     }
-    process.exitCode = 1;
+    process.exitCode = exitCodeFor(e);
   }
 }
 

@@ -33,9 +33,11 @@ import {
   putContent,
   putManifest,
   putShards,
+  readBuildRecord,
   readManifest,
   readVariantsIndex,
   type VariantsIndex,
+  writeBuildRecord,
   writeVariantsIndex,
 } from "./variant-store.ts";
 import { readVariantsFile, type VariantConfig, type VariantsFile } from "./variants-config.ts";
@@ -191,16 +193,15 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
 
   for (const v of file.variants) {
     const key = inputKey(source.sha256, v, file, pipeline);
-    const prevId = previous?.variants[v.name];
-    if (
-      !opts.force &&
-      prevId &&
-      previous?.inputs[v.name] === key &&
-      existsSync(join(opts.out, R2Keys.manifest(prevId)))
-    ) {
+    // The last build of this folder, else the record of any earlier build with these exact inputs
+    // (another model or config may have been built here since).
+    const prevId =
+      previous?.inputs[v.name] === key ? previous.variants[v.name] : readBuildRecord(opts.out, key, v.name);
+    if (!opts.force && prevId && existsSync(join(opts.out, R2Keys.manifest(prevId)))) {
       log(`${v.name}: inputs unchanged, reusing manifest ${prevId.slice(0, 12)}`);
       index.variants[v.name] = prevId;
       index.inputs[v.name] = key;
+      writeBuildRecord(opts.out, key, v.name, prevId); // folders built before builds/ existed
       rows.push({ variant: v.name, manifest: readManifest(opts.out, prevId), reused: true });
       continue;
     }
@@ -287,6 +288,7 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
       ...(speculative ? { speculative } : {}),
     };
     const id = putManifest(opts.out, manifest);
+    writeBuildRecord(opts.out, key, v.name, id);
     index.variants[v.name] = id;
     index.inputs[v.name] = key;
     rows.push({ variant: v.name, manifest, reused: false });

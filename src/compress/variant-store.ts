@@ -1,7 +1,8 @@
 /**
  * A variants folder mirrors the R2 layout (src/format/manifest.ts): shards/<sha256>, blobs/<sha256>,
  * manifests/<sha256>.json, plus variants.json (variant name -> manifest sha256) describing the last
- * build. Content-addressed files are written to a temp name and renamed, so a crash never leaves a
+ * build, and builds/<input key>.json (the manifest each variant build produced), so building another
+ * model or config into the same folder does not lose the earlier builds' reuse. Content-addressed files are written to a temp name and renamed, so a crash never leaves a
  * file whose content does not match its name; variants.json is written last.
  */
 import { createHash } from "node:crypto";
@@ -67,4 +68,36 @@ export function readVariantsIndex(dir: string): VariantsIndex | null {
 export function writeVariantsIndex(dir: string, index: VariantsIndex): void {
   mkdirSync(dir, { recursive: true });
   writeAtomic(join(dir, "variants.json"), `${JSON.stringify(VariantsIndex.parse(index), null, 2)}\n`);
+}
+
+/** builds/<key>.json: which manifest a variant with these inputs (build-variants' input key) built. */
+const BuildRecord = z.strictObject({
+  format: z.literal("shardlm-build"),
+  variant: z.string(),
+  manifest: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
+const buildRecordPath = (dir: string, inputKey: string): string => join(dir, "builds", `${inputKey}.json`);
+
+/** The manifest id an earlier build with exactly these inputs produced, or null (none, or unreadable). */
+export function readBuildRecord(dir: string, inputKey: string, variant: string): string | null {
+  const path = buildRecordPath(dir, inputKey);
+  if (!existsSync(path)) return null;
+  const r = BuildRecord.safeParse(
+    (() => {
+      try {
+        return JSON.parse(readFileSync(path, "utf8"));
+      } catch {
+        return null;
+      }
+    })(),
+  );
+  // A damaged record only costs a rebuild.
+  return r.success && r.data.variant === variant ? r.data.manifest : null;
+}
+
+export function writeBuildRecord(dir: string, inputKey: string, variant: string, manifest: string): void {
+  mkdirSync(join(dir, "builds"), { recursive: true });
+  const record = BuildRecord.parse({ format: "shardlm-build", variant, manifest });
+  writeAtomic(buildRecordPath(dir, inputKey), `${JSON.stringify(record, null, 2)}\n`);
 }

@@ -3,8 +3,10 @@
  *   1. build      the injected builder (opts.build; variants whose inputs are unchanged are reused)
  *   2. validate   every manifest in the variants folder: its bytes hash to its name, it parses (shards
  *                 tile the data region), its shards and tokenizer are on disk with their sha256
- *   3. upload     only objects not already in the bucket (content-addressed keys, HEAD first),
- *                 shards and blobs before the manifests naming them; each read back (size + sha256)
+ *   3. upload     only objects not already in the bucket with the right content (content-addressed
+ *                 keys: a present object is read back and must hash to its key; a corrupt one is
+ *                 uploaded again), shards and blobs before the manifests naming them; each upload
+ *                 read back (size + sha256)
  *   4. record     deployments/<version>.json with the LivePointer about to go live
  *   5. switch     live.json, one small write, only after all of the above succeeded
  * Any failure throws with live.json untouched. --dry-run builds and prints the plan; it writes
@@ -24,6 +26,7 @@ import {
   type Deployment,
   formatIssues,
   nextVersion,
+  objectState,
   readBucketManifest,
   readHistory,
   readLive,
@@ -55,8 +58,11 @@ export interface LocalObject {
 }
 
 export interface PlannedObject extends LocalObject {
-  /** present: in the bucket with this size; missing (or a wrong size): to upload. */
-  status: "present" | "missing";
+  /**
+   * present: in the bucket, and its bytes hash to its key; missing (or a wrong size): to upload;
+   * corrupt: in the bucket with the right size but other content: to upload again (a repair).
+   */
+  status: "present" | "missing" | "corrupt";
 }
 
 export interface ObjectProgress {
@@ -170,15 +176,19 @@ export function validateVariantsFolder(
   return { manifests, objects: [...objects.values(), ...manifestObjects] };
 }
 
-/** HEAD every object: present (right size) or missing. */
+/** Checks every object in the bucket: present (its content hashes to its key), missing or corrupt. */
 export async function planUpload(bucket: Bucket, objects: LocalObject[]): Promise<PlannedObject[]> {
   const out: PlannedObject[] = [];
   for (const o of objects) {
-    const head = await bucket.head(o.key);
-    out.push({ ...o, status: head && head.size === o.bytes ? "present" : "missing" });
+    const { state } = await objectState(bucket, o.key, { bytes: o.bytes, sha256: o.sha256 });
+    out.push({ ...o, status: state === "present" ? "present" : state === "corrupt" ? "corrupt" : "missing" });
   }
   return out;
 }
+
+/** Objects the plan uploads: missing ones and corrupt ones (repairs). */
+export const toUpload = (plan: PlannedObject[]): PlannedObject[] =>
+  plan.filter((o) => o.status !== "present");
 
 /** Uploads the missing objects in order, each read back (size + sha256) before the next. */
 export async function uploadPlan(
@@ -279,7 +289,12 @@ export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<Deplo
   const previous = await readLive(bucket);
   const history = await readHistory(bucket);
   const unchanged = previous !== null && sameVariants(previous.variants, index.variants);
-  const missing = plan.filter((o) => o.status === "missing");
+  const missing = toUpload(plan);
+  const corrupt = plan.filter((o) => o.status === "corrupt");
+  for (const o of corrupt)
+    log(
+      `  corrupt: ${o.key} in the bucket does not match its sha256; ${opts.dryRun ? "would re-upload" : "re-uploading"} it`,
+    );
 
   const rowsFor = (uploaded: Set<string>): DeployRow[] =>
     Object.entries(index.variants).map(([variant, id]) => {
@@ -303,10 +318,12 @@ export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<Deplo
 
   if (opts.dryRun) {
     for (const o of plan)
-      log(`  ${o.status === "present" ? "present      " : "would upload "} ${o.key}  ${humanBytes(o.bytes)}`);
+      log(
+        `  ${o.status === "present" ? "present        " : o.status === "corrupt" ? "would re-upload" : "would upload   "} ${o.key}  ${humanBytes(o.bytes)}`,
+      );
     const bytes = missing.reduce((n, o) => n + o.bytes, 0);
     log(
-      `dry run: would upload ${missing.length} object(s), ${humanBytes(bytes)}; ` +
+      `dry run: would upload ${missing.length} object(s)${corrupt.length ? ` (${corrupt.length} corrupt in the bucket)` : ""}, ${humanBytes(bytes)}; ` +
         (unchanged
           ? `live.json already serves this set (version ${previous!.version}): no switch`
           : `would switch live.json from ${previous ? `version ${previous.version}` : "nothing"} to version ${nextVersion(previous, history)}`),
@@ -323,7 +340,10 @@ export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<Deplo
     };
   }
 
-  log(`upload: ${missing.length} of ${plan.length} object(s) missing`);
+  log(
+    `upload: ${missing.length - corrupt.length} of ${plan.length} object(s) missing` +
+      (corrupt.length ? `, ${corrupt.length} corrupt (content does not match its sha256): re-uploading` : ""),
+  );
   const uploaded = await uploadPlan(bucket, plan, (p) => {
     log(progressLine(p));
     opts.onObject?.(p);
@@ -393,7 +413,7 @@ export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<Deplo
   };
   await writeDeployment(bucket, deployment);
   // The record now protects these objects from gc; make sure none went missing meanwhile.
-  await checkComplete(bucket, live.variants);
+  await checkComplete(bucket, live.variants, { content: false });
   await switchLive(bucket, live, previous);
   log(`switch: live.json -> version ${version}${previous ? ` (was ${previous.version})` : ""}`);
   return { index, objects: plan, uploaded, previous, live, deployment, outcome: "deployed", rows };

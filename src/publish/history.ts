@@ -177,30 +177,67 @@ export async function readBucketManifest(bucket: BucketWriter, id: string): Prom
   return parseObject(Manifest, key, bytes);
 }
 
-/** Content-addressed keys a variant set needs (manifests, shards, tokenizer blobs) -> expected size. */
+/** A content-addressed key a variant set needs: its expected size and sha256 (the key names it). */
+export interface ReferencedObject {
+  bytes: number;
+  sha256: string;
+}
+
+/** Content-addressed keys a variant set needs (manifests, shards, tokenizer blobs). */
 export async function referencedObjects(
   bucket: BucketWriter,
   variants: Record<string, string>,
-): Promise<Map<string, number>> {
-  const keys = new Map<string, number>();
+): Promise<Map<string, ReferencedObject>> {
+  const keys = new Map<string, ReferencedObject>();
   for (const id of new Set(Object.values(variants))) {
     const m = await readBucketManifest(bucket, id);
-    for (const s of m.shards) keys.set(R2Keys.shard(s.sha256), s.bytes);
-    keys.set(R2Keys.blob(m.model.tokenizer.sha256), m.model.tokenizer.bytes);
+    for (const s of m.shards) keys.set(R2Keys.shard(s.sha256), { bytes: s.bytes, sha256: s.sha256 });
+    const t = m.model.tokenizer;
+    keys.set(R2Keys.blob(t.sha256), { bytes: t.bytes, sha256: t.sha256 });
     const head = await bucket.head(R2Keys.manifest(id));
-    keys.set(R2Keys.manifest(id), head?.size ?? 0);
+    keys.set(R2Keys.manifest(id), { bytes: head?.size ?? 0, sha256: id });
   }
   return keys;
 }
 
-/** Throws unless every object a variant set needs is in the bucket with its size (heads only). */
-export async function checkComplete(bucket: BucketWriter, variants: Record<string, string>): Promise<number> {
+/**
+ * What the bucket holds under a content-addressed key: present (right size and its bytes hash to
+ * `sha256`), missing, wrong-size or corrupt. Content is read back and hashed: a head's size cannot see
+ * a flipped byte, and a stored checksum describes the upload, not the bytes now served.
+ */
+export async function objectState(
+  bucket: BucketWriter,
+  key: string,
+  want: ReferencedObject,
+  opts: { content?: boolean } = {},
+): Promise<{ state: "present" | "missing" | "wrong-size" | "corrupt"; size?: number }> {
+  const head = await bucket.head(key);
+  if (!head) return { state: "missing" };
+  if (head.size !== want.bytes) return { state: "wrong-size", size: head.size };
+  if (opts.content === false) return { state: "present" };
+  const bytes = await bucket.get(key);
+  if (!bytes) return { state: "missing" }; // deleted between head and get
+  if (bytes.byteLength !== want.bytes) return { state: "wrong-size", size: bytes.byteLength };
+  return { state: sha256Hex(bytes) === want.sha256 ? "present" : "corrupt" };
+}
+
+/**
+ * Throws unless every object a variant set needs is in the bucket with its size and, unless
+ * `content: false` (heads only), with bytes that hash to its key. Returns the number of objects.
+ */
+export async function checkComplete(
+  bucket: BucketWriter,
+  variants: Record<string, string>,
+  opts: { content?: boolean } = {},
+): Promise<number> {
   const keys = await referencedObjects(bucket, variants);
   const problems: string[] = [];
-  for (const [key, size] of keys) {
-    const head = await bucket.head(key);
-    if (!head) problems.push(`${key} is missing`);
-    else if (head.size !== size) problems.push(`${key} is ${head.size} bytes, expected ${size}`);
+  for (const [key, want] of keys) {
+    const s = await objectState(bucket, key, want, opts);
+    if (s.state === "missing") problems.push(`${key} is missing`);
+    else if (s.state === "wrong-size") problems.push(`${key} is ${s.size} bytes, expected ${want.bytes}`);
+    else if (s.state === "corrupt")
+      problems.push(`${key} is corrupt (its content does not match its sha256)`);
   }
   if (problems.length > 0) throw new DeployError(problems.join("; "));
   return keys.size;

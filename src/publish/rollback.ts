@@ -3,7 +3,7 @@
  *
  * Switches live.json back to an earlier deployment's variant set (default: the newest earlier one that
  * went live with a different set), after checking that every manifest, shard and tokenizer blob it
- * references is still in the bucket. A rollback is a deployment too: it takes the next version and is
+ * references is still in the bucket with content that hashes to its key. A rollback is a deployment too: it takes the next version and is
  * recorded (kind "rollback"), so live.json's version only grows and a rollback can itself be undone.
  */
 import { LivePointer } from "../format/manifest.ts";
@@ -70,14 +70,19 @@ export async function rollback(bucket: Bucket, opts: RollbackOptions = {}): Prom
     );
     return { previous, target, live: previous, deployment: null, outcome: "already-live", checkedObjects: 0 };
   }
-  log(`rollback: checking that version ${target.version}'s manifests, shards and blobs are in the bucket`);
+  log(
+    `rollback: checking that version ${target.version}'s manifests, shards and blobs are in the bucket, intact`,
+  );
   let checkedObjects: number;
   try {
     checkedObjects = await checkComplete(bucket, target.live.variants);
   } catch (e) {
-    throw new DeployError(`cannot roll back to version ${target.version}: ${(e as Error).message}`);
+    throw new DeployError(
+      `cannot roll back to version ${target.version}: ${(e as Error).message} ` +
+        "(deploy that variant set again to upload or repair these objects)",
+    );
   }
-  log(`  ${checkedObjects} object(s) present`);
+  log(`  ${checkedObjects} object(s) present, each read back and matching its sha256`);
   const version = nextVersion(previous, history);
   const live = LivePointer.parse({
     format: "shardlm-live",
@@ -97,7 +102,7 @@ export async function rollback(bucket: Bucket, opts: RollbackOptions = {}): Prom
     uploaded: { objects: 0, bytes: 0 },
   };
   await writeDeployment(bucket, deployment);
-  await checkComplete(bucket, live.variants); // gc may have run since the check above
+  await checkComplete(bucket, live.variants, { content: false }); // gc may have run since the check above
   await switchLive(bucket, live, previous);
   log(
     `switch: live.json -> version ${version} (variant set of version ${target.version}; was ${previous.version})`,

@@ -69,6 +69,8 @@ export class EngineCache {
   private readonly bad = new Map<string, { why: string; at: number }>();
   /** Bytes promised to loads in progress (not yet in `loaded`). */
   private reservedBytes = 0;
+  /** contextFor's answers by weight table. */
+  private readonly contexts = new WeakMap<object, number>();
 
   constructor(
     private readonly bucket: R2BucketLike,
@@ -137,8 +139,14 @@ export class EngineCache {
    * load() refuses the variant with the budget error).
    */
   contextFor(manifest: Manifest): number {
-    const full = Math.min(manifest.model.config.maxContext, ENGINE_CONTEXT);
-    return contextThatFits(manifest.weights, full, this.budgetBytes) || full;
+    // memoized per weight table: the chat route asks on every request, a search plans up to 32 contexts
+    let context = this.contexts.get(manifest.weights);
+    if (context === undefined) {
+      const full = Math.min(manifest.model.config.maxContext, ENGINE_CONTEXT);
+      context = contextThatFits(manifest.weights, full, this.budgetBytes) || full;
+      this.contexts.set(manifest.weights, context);
+    }
+    return context;
   }
 
   private async load(manifestId: string, manifest: Manifest): Promise<LoadedVariant> {
