@@ -26,7 +26,14 @@ describe("POST /v1/chat/completions", () => {
     expect(data.choices[0]!.message.role).toBe("assistant");
     expect(data.choices[0]!.message.content).toMatch(/there was a little/);
     expect(data.choices[0]!.finish_reason).toBe("length");
-    expect(data.usage).toEqual({ prompt_tokens: 5, completion_tokens: 24, total_tokens: 29 });
+    // prompt_tokens_details.cached_tokens: prompt tokens a prefix cache served (0..prompt_tokens - 1).
+    expect(data.usage).toEqual({
+      prompt_tokens: 5,
+      completion_tokens: 24,
+      total_tokens: 29,
+      prompt_tokens_details: { cached_tokens: expect.any(Number) },
+    });
+    expect(data.usage!.prompt_tokens_details!.cached_tokens).toBeLessThan(5);
     expect(response.headers.get("x-variant")).toBe("quality");
     expect(Number(response.headers.get("x-predicted-ms"))).toBeGreaterThan(0);
     expect(response.headers.get("server-timing")).toMatch(

@@ -229,6 +229,23 @@ describe("/v1/completions refuses what it does not serve, naming the parameter",
     expectApiError(r, 400, { type: "invalid_request_error", param, ...(code ? { code } : {}) });
   });
 
+  it("an empty prompt ('' or ['']) starts from BOS: a valid answer, JSON and streamed to [DONE]", async () => {
+    // The test model adds BOS, so the prompt is [BOS]; a model without one answers 400 naming
+    // prompt (test/real-model-api.test.ts). Before, both were a RangeError: 500, or 200 then an error chunk.
+    const tok = deployedTokenizer(api);
+    expect(tok.bosId).not.toBeNull();
+    for (const p of ["", [""]]) {
+      const r = await post({ model: "quality", prompt: p, max_tokens: 3 });
+      expect(r.status).toBe(200);
+      const parsed = TextCompletion.parse(r.json);
+      expect(parsed.usage!.prompt_tokens).toBe(1);
+      const s = await post({ model: "quality", prompt: p, max_tokens: 3, stream: true });
+      expect(s.status).toBe(200);
+      expect(s.text).not.toContain('"error"');
+      expect(s.text.trimEnd().endsWith("data: [DONE]")).toBe(true);
+    }
+  });
+
   it("a prompt over the context is 400 context_length_exceeded naming prompt", async () => {
     const r = await post({ model: "quality", prompt: "Once upon a time ".repeat(2000), max_tokens: 2 });
     expectApiError(r, 400, { code: "context_length_exceeded", param: "prompt" });

@@ -75,4 +75,29 @@ describe("engine memory budget under concurrent variants", () => {
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThanOrEqual(budget);
   }, 300_000);
+
+  it("no room for a separate prefix cache: the next turn reuses the engine's own KV rows and equals a cold run", async () => {
+    type Answer = {
+      choices: { message: { content: string } }[];
+      usage: { prompt_tokens_details?: { cached_tokens: number } };
+    };
+    const ask = async (messages: unknown[], model = "quality") => {
+      const r = await chat(tight, { model, messages, max_tokens: 12, temperature: 0 });
+      expect(r.status, r.text).toBe(200);
+      return r.json as Answer;
+    };
+    const first = await ask(story);
+    const turn2 = [
+      ...story,
+      { role: "assistant", content: first.choices[0]!.message.content },
+      { role: "user", content: "And then?" },
+    ];
+    const warm = await ask(turn2);
+    await ask(story, "speed"); // evicts quality (the budget holds one variant): the next load is cold
+    const cold = await ask(turn2);
+    expect(cold.usage.prompt_tokens_details?.cached_tokens).toBe(0);
+    expect(warm.usage.prompt_tokens_details?.cached_tokens).toBeGreaterThan(0);
+    expect(warm.choices[0]!.message.content).toBe(cold.choices[0]!.message.content);
+    expect((await healthz(tight)).engine_bytes).toBeLessThanOrEqual(budget);
+  }, 120_000);
 });

@@ -162,12 +162,16 @@ describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
     // Fastest first: serving a variant changes only its own costs.
     it.each(["speed", "balanced", "quality"])("a budget between the predictions picks %s", async (target) => {
       const p = await predictions(api, w.promptTokens, w.maxTokens);
+      const perToken =
+        p.get(target)! - (await predictions(api, w.promptTokens, w.maxTokens - 1)).get(target)!;
       const budget = budgetFor(target, p);
       const r = await ask(api, w, { "X-Latency-Budget-Ms": String(budget) });
       expect(r.variant).toBe(target);
       expect(r.data.model).toBe(target);
       expect(r.predicted).toBeLessThanOrEqual(budget);
-      expect(Math.abs(r.predicted - p.get(target)!)).toBeLessThanOrEqual(0.5);
+      // X-Predicted-Ms is the plan's: time already spent queued can cut the last tokens.
+      const planned = p.get(target)! - (w.maxTokens - r.planned) * perToken;
+      expect(Math.abs(r.predicted - planned)).toBeLessThanOrEqual(0.5);
     });
 
     it("a variant that was served is resident and its costs follow what this isolate measured", async () => {
@@ -230,9 +234,16 @@ describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
 
     it("a budget nothing fits picks the fastest variant and cuts the answer (X-Budget-Exhausted)", async () => {
       const fastest = fastestByManifest(api, w, QUALITY_ORDER);
+      // The costs as the router sees them before this request (it corrects them after).
+      const before = await predictions(api, w.promptTokens, 0);
+      const perToken = (await predictions(api, w.promptTokens, 1)).get(fastest)! - before.get(fastest)!;
       const r = await ask(api, w, { "X-Latency-Budget-Ms": "1" });
       expect(r.variant).toBe(fastest);
-      expect(r.predicted).toBeGreaterThan(1);
+      // X-Predicted-Ms predicts the cut plan (X-Planned-Tokens decode steps), not max_tokens.
+      const planned = before.get(fastest)! + r.planned * perToken;
+      expect(r.planned).toBeLessThan(w.maxTokens);
+      expect(Math.abs(r.predicted - planned)).toBeLessThanOrEqual(1);
+      expect(r.predicted).toBeLessThan(before.get(fastest)! + w.maxTokens * perToken);
       expect(r.exhausted).toBe("true");
       expect(r.data.choices[0]!.finish_reason).toBe("length");
       expect(r.data.usage!.completion_tokens).toBeGreaterThanOrEqual(1);

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { bestDraftLength, expectedSpeedup, speculationCosts } from "../src/format/speculative.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { type GenerateOptionsInput, generate } from "../src/runtime/generate.ts";
-import { PrefixCache } from "../src/runtime/prefix-cache.ts";
+import { PrefixCache, ResidentPrefix } from "../src/runtime/prefix-cache.ts";
 import { softmax } from "../src/runtime/sampler.ts";
 import { ngramDraft, type SpeculationStats } from "../src/runtime/speculative.ts";
 import { WasmEngine, type WasmEngineOptions } from "../src/runtime/wasm/engine.ts";
@@ -344,6 +344,30 @@ describe("prefix cache", () => {
       conversation = [...conversation, ...warm.tokens, ...user];
     }
     expect(cache.size).toBe(1); // each turn replaced the one it extends
+  });
+
+  it("resident (zero bytes): later turns continue from the engine's last sequence and equal cold runs", async () => {
+    // Warm turns on an engine of their own: a cold run on it would start another sequence.
+    const own = await load();
+    const rows = new ResidentPrefix();
+    let conversation = prompts(1, 23)[0]!;
+    const r = mulberry32(5);
+    for (let turn = 0; turn < 5; turn++) {
+      const opts = { maxTokens: 24, temperature: 0.7, seed: turn };
+      const cold = await run(engine, conversation, opts);
+      const warm = await run(own, conversation, { ...opts, residentPrefix: rows, speculative: {} });
+      expect(warm.tokens).toEqual(cold.tokens);
+      if (turn > 0) expect(warm.cached).toBeGreaterThan(conversation.length / 2);
+      const user = Array.from({ length: 5 }, () => 3 + Math.floor(r() * 500));
+      conversation = [...conversation, ...warm.tokens, ...user];
+    }
+    // Another sequence in between retires the rows: the next turn runs cold, and still right.
+    await run(own, [1, 7, 8, 9], { maxTokens: 3, temperature: 0 });
+    rows.last = { state: own.newState(4), tokens: conversation.slice(0, 4) };
+    await run(own, [1, 5], { maxTokens: 2, temperature: 0 }); // retires that state
+    const opts = { maxTokens: 8, temperature: 0 };
+    const stale = await run(own, conversation, { ...opts, residentPrefix: rows });
+    expect(stale).toEqual({ ...(await run(engine, conversation, opts)), cached: 0 });
   });
 
   it("stays within its byte budget (LRU) and rejects snapshots that do not match", async () => {

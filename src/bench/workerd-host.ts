@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { build } from "esbuild";
-import { Miniflare } from "miniflare";
+import { Log, LogLevel, Miniflare } from "miniflare";
 
 export async function bundleWorker(entry: string): Promise<string> {
   const result = await build({
@@ -63,6 +63,8 @@ export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise
     ...(opts.ratelimits ? { ratelimits: opts.ratelimits } : {}),
     ...(opts.http ? { host: "127.0.0.1", port: 0 } : {}),
     ...(opts.http && opts.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
+    // SHARDLM_WORKERD_VERBOSE=1: workerd's own logs (cancelled requests, cross-request promises).
+    ...(process.env.SHARDLM_WORKERD_VERBOSE === "1" ? { verbose: true, log: new Log(LogLevel.VERBOSE) } : {}),
   });
   await mf.ready;
   return mf;

@@ -8,7 +8,7 @@ import type { Clock } from "./clock.ts";
 import { type FinishReason, generate, type LogitsModel } from "./generate.ts";
 import { jsonObjectMask, jsonSchemaMask } from "./json-mask.ts";
 import type { CompiledSchema } from "./json-schema.ts";
-import type { PrefixCache } from "./prefix-cache.ts";
+import type { PrefixCache, ResidentPrefix } from "./prefix-cache.ts";
 import type { TokenChoice } from "./sampler.ts";
 import type { SpeculationStats } from "./speculative.ts";
 import type { Tokenizer } from "./tokenizer/index.ts";
@@ -35,6 +35,8 @@ export interface CompletionModel {
   manifest: { model: { eosTokenIds: readonly number[] }; speculative?: SpeculativeProfile };
   /** KV rows of recent sequences on this engine (see ./prefix-cache.ts). */
   prefixCache?: PrefixCache;
+  /** Without a prefixCache: the engine's rows of its last sequence (zero bytes, ./prefix-cache.ts). */
+  residentPrefix?: ResidentPrefix<unknown>;
 }
 
 /**
@@ -192,6 +194,8 @@ export interface CompletionResult {
   /** Speculative decoding: drafted and accepted tokens (0 when the variant does not speculate). */
   drafted?: number;
   accepted?: number;
+  /** Prompt tokens served from a prefix cache (not prefilled). */
+  cachedTokens?: number;
 }
 
 /** Longest suffix of `text` that is a proper prefix of some stop string (held back while streaming). */
@@ -243,6 +247,7 @@ export async function complete(
   const gen = generate(v.engine, prompt, {
     speculative: spec?.enabled ? spec.draft : false,
     ...(v.prefixCache ? { prefixCache: v.prefixCache } : {}),
+    ...(v.residentPrefix ? { residentPrefix: v.residentPrefix } : {}),
     stats,
     maxTokens: opts.maxTokens,
     temperature: opts.temperature,
@@ -296,6 +301,7 @@ export async function complete(
     decodeMs: firstTokenAt ? end - firstTokenAt : 0,
     drafted: stats.drafted,
     accepted: stats.accepted,
+    cachedTokens: stats.cachedTokens ?? 0,
   };
 }
 

@@ -6,7 +6,12 @@
 import { z } from "zod";
 import type { DraftSettingsInput } from "../format/speculative.ts";
 import type { InferenceState, LogitsModel } from "./logits-model.ts";
-import { type PrefixCache, supportsKvTransfer } from "./prefix-cache.ts";
+import {
+  type PrefixCache,
+  type ResidentPrefix,
+  supportsKvResume,
+  supportsKvTransfer,
+} from "./prefix-cache.ts";
 import { createSampler, type SamplerHooks, SamplerOptions } from "./sampler.ts";
 import {
   Drafter,
@@ -36,6 +41,11 @@ export type GenerateOptionsInput = z.input<typeof GenerateOptions> & {
   speculative?: DraftSettingsInput | false;
   /** Reuse and keep KV rows of recent sequences (src/runtime/prefix-cache.ts) on models that export them. */
   prefixCache?: PrefixCache;
+  /**
+   * Without a prefixCache: continue from the KV rows the engine's last sequence left (zero extra
+   * bytes; see ./prefix-cache.ts ResidentPrefix). Ignored when prefixCache is given.
+   */
+  residentPrefix?: ResidentPrefix<unknown>;
   /** Filled in as generation runs (readable even when the consumer stops the generator early). */
   stats?: SpeculationStats;
 };
@@ -71,7 +81,7 @@ export function generate<S extends InferenceState>(
   promptTokens: readonly number[],
   options: GenerateOptionsInput,
 ): AsyncGenerator<number, GenerateResult, undefined> {
-  const { signal, hooks, speculative, prefixCache, stats: statsOut, ...rest } = options;
+  const { signal, hooks, speculative, prefixCache, residentPrefix, stats: statsOut, ...rest } = options;
   const opts = GenerateOptions.parse(rest);
   const { maxTokens, stopTokenIds, ...samplerOptions } = opts;
   if (promptTokens.length === 0) throw new RangeError("the prompt needs at least one token (e.g. BOS)");
@@ -88,6 +98,10 @@ export function generate<S extends InferenceState>(
       ? new Drafter(model, speculative)
       : null;
   const cache = prefixCache && supportsKvTransfer<S>(model) ? { store: prefixCache, kv: model } : null;
+  const resident =
+    !cache && residentPrefix && supportsKvResume<S>(model)
+      ? { rows: residentPrefix as ResidentPrefix<S>, kv: model }
+      : null;
   const stats = statsOut ?? { drafted: 0, accepted: 0, verifications: 0 };
   return run();
 
@@ -114,7 +128,17 @@ export function generate<S extends InferenceState>(
     if (signal?.aborted) return done("abort");
 
     // Room for the prompt and every generated token but the last (which is never fed back).
-    const state = model.newState(Math.min(model.maxContext, prompt.length + maxTokens - 1));
+    const capacity = Math.min(model.maxContext, prompt.length + maxTokens - 1);
+    let state: S | null = null;
+    if (resident?.rows.last) {
+      const keep = resident.rows.reusable(prompt);
+      if (keep > 0) state = resident.kv.resumeState(resident.rows.last.state, capacity, keep);
+      if (state) cachedTokens = keep;
+    }
+    // From here the rows belong to this sequence: forget the last one first (a throw below must not
+    // leave a record of rows that are being overwritten).
+    if (resident) resident.rows.last = null;
+    state ??= model.newState(capacity);
     if (cache) {
       const hit = cache.store.lookup(prompt);
       if (hit) {
@@ -122,6 +146,7 @@ export function generate<S extends InferenceState>(
         cachedTokens = hit.reuse;
       }
     }
+    stats.cachedTokens = cachedTokens;
     // The sequence: its first state.length tokens are in the state; a sampled token waits at the end.
     const history = [...prompt];
     try {
@@ -171,6 +196,7 @@ export function generate<S extends InferenceState>(
       // Best effort: keep this sequence's KV rows for a later prompt that starts the same way.
       // (An early return can leave unchecked drafts past the sequence: only history's rows count.)
       const n = Math.min(state.length, history.length);
+      if (resident && n > 0) resident.rows.last = { state, tokens: history.slice(0, n) };
       if (cache && n > 0) {
         try {
           cache.store.store(history.slice(0, n), cache.kv.exportKv(state, n));

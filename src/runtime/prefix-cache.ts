@@ -113,3 +113,38 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   while (i < n && a[i] === b[i]) i++;
   return i;
 }
+
+/** What an engine offers to continue from the KV rows its last sequence left in place. */
+export interface KvResume<S> {
+  /**
+   * A new sequence holding the first `keep` positions of `prev` (no copy: the rows are still in the
+   * engine's KV cache), or null when `prev` is no longer the engine's latest sequence (its rows may
+   * have been overwritten since).
+   */
+  resumeState(prev: S, maxTokens: number, keep: number): S | null;
+}
+
+export function supportsKvResume<S>(model: object): model is KvResume<S> {
+  return typeof (model as Partial<KvResume<S>>).resumeState === "function";
+}
+
+/**
+ * A prefix cache of zero extra bytes: the engine's own KV rows of its last finished sequence. Where
+ * no room is left for a PrefixCache (the isolate budget holds the engine and little more), the next
+ * turn of a conversation still prefills only its new tokens, as long as no other sequence ran on the
+ * engine in between (the engine's state generation says so: ../runtime/engine-core.ts).
+ */
+export class ResidentPrefix<S = unknown> {
+  /** The last sequence that ran on the engine and the tokens its rows hold. */
+  last: { state: S; tokens: number[] } | null = null;
+
+  /** Prompt tokens the last sequence's rows can serve (at most prompt length - 1: the last is run for logits). */
+  reusable(prompt: readonly number[]): number {
+    const t = this.last?.tokens;
+    if (!t) return 0;
+    const max = Math.min(t.length, prompt.length - 1);
+    let n = 0;
+    while (n < max && t[n] === prompt[n]) n++;
+    return n;
+  }
+}

@@ -78,6 +78,8 @@ export interface SpeculationStats {
   draftPasses?: number;
   /** Rows that went through the head in verification passes (the rest were rejected unseen). */
   headRows?: number;
+  /** Prompt tokens whose KV rows came from a prefix cache (set before prefill; not speculation, but counted here with the rest). */
+  cachedTokens?: number;
 }
 
 /** A verify pass's rows, lazily if the model can (verifyRows), else all computed up front. */

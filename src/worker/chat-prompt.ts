@@ -24,7 +24,9 @@ export function contextOf(variants: Manifest[], contextFor: (m: Manifest) => num
 /**
  * Prompt tokens and the completion budget. `requested` is max_completion_tokens or max_tokens
  * (`param` names which). Throws 400 context_length_exceeded when the prompt leaves no room, 400
- * naming `param` when the request asks for more than the context.
+ * naming `param` when the request asks for more than the context, 400 naming `promptParam` when the
+ * prompt encodes to no tokens (an empty completions prompt on a model without a BOS token: there is
+ * nothing to predict the first token from).
  */
 export function planPrompt(
   rendered: RenderedPrompt,
@@ -49,6 +51,11 @@ export function planPrompt(
     if (head > context) throw tooLong(`at least ${head - 1}`);
   }
   const prompt = promptTokens(rendered, tok);
+  if (prompt.length === 0)
+    throw badRequest(
+      `${promptParam} is empty: it encodes to no tokens, and this model has no BOS token to start a completion from.`,
+      promptParam,
+    );
   if (prompt.length >= context) throw tooLong(String(prompt.length));
   if (requested.value !== null && requested.value > context) {
     throw badRequest(

@@ -20,7 +20,7 @@ import {
   loadEngine,
   type WasmEngine,
 } from "../runtime/load-engine.ts";
-import { PrefixCache } from "../runtime/prefix-cache.ts";
+import { PrefixCache, ResidentPrefix } from "../runtime/prefix-cache.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { R2BucketLike } from "./env.ts";
 import { FairQueue, OverloadedError } from "./queue.ts";
@@ -38,6 +38,12 @@ export interface LoadedVariant {
   lastUsed: number;
   /** KV rows of this variant's recent sequences (the next turn of a chat prefills only new tokens). */
   prefixCache?: PrefixCache;
+  /**
+   * Where the budget leaves no room for a prefixCache (the SmolLM2 build): the engine's own KV rows
+   * of its last sequence, zero extra bytes, so a conversation's next turn still prefills only new
+   * tokens when no other request ran on the variant in between.
+   */
+  residentPrefix?: ResidentPrefix<unknown>;
 }
 
 /** Bytes of KV rows a variant's prefix cache may keep, when they fit the isolate budget beside it. */
@@ -172,7 +178,9 @@ export class EngineCache {
         queue: new FairQueue(MAX_WAITING),
         loadMs: Date.now() - started,
         lastUsed: Date.now(),
-        ...(cacheBytes > 0 ? { prefixCache: new PrefixCache(cacheBytes) } : {}),
+        ...(cacheBytes > 0
+          ? { prefixCache: new PrefixCache(cacheBytes) }
+          : { residentPrefix: new ResidentPrefix() }),
       };
       this.loaded.set(manifestId, v);
       return v;

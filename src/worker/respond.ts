@@ -31,6 +31,8 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** OpenAI's: prompt tokens served from the prefix cache (first choice), not prefilled. */
+  prompt_tokens_details?: { cached_tokens: number };
 }
 
 /** OpenAI's ChatCompletionTokenLogprob: the token's text, natural-log probability and UTF-8 bytes. */
@@ -115,8 +117,13 @@ function serverTiming(t: {
 
 const finishOf = (r: CompletionResult): FinishReason => (r.finishReason === "length" ? "length" : "stop");
 
-function usageOf(prompt: number, completion: number): Usage {
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+function usageOf(prompt: number, completion: number, cached?: number): Usage {
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    ...(cached === undefined ? {} : { prompt_tokens_details: { cached_tokens: cached } }),
+  };
 }
 
 function observe(services: Services, g: Generation, r: CompletionResult): void {
@@ -130,7 +137,9 @@ function observe(services: Services, g: Generation, r: CompletionResult): void {
 function routingHeaders(served: Served, plan: Plan): Record<string, string> {
   const h: Record<string, string> = {
     "X-Variant": served.manifest.variant,
-    "X-Predicted-Ms": String(Math.round(served.prediction.totalMs)),
+    // What is planned (X-Planned-Tokens decode steps), not max_tokens: a cut plan predicts less.
+    // The plan charges no load (it is done by then, ./variant-choice.ts): add the predicted one.
+    "X-Predicted-Ms": String(Math.round(served.prediction.loadMs + plan.predictedMs)),
     "X-Planned-Tokens": String(plan.maxDecodeTokens),
   };
   if (plan.limitedBy === "cpu") h["X-Max-Tokens-Capped"] = "cpu";
@@ -187,6 +196,7 @@ export async function respondJson(
     const plan = served.plan();
     const choices: ChoiceResult[] = [];
     const sum = { completion: 0, prefillMs: 0, decodeMs: 0, drafted: 0, accepted: 0, exhausted: false };
+    let cached: number | undefined;
     for (let i = 0; i < g.choices; i++) {
       let text = "";
       const logprobs: TokenLogprobEntry[] = [];
@@ -197,6 +207,7 @@ export async function respondJson(
       observe(services, g, r);
       choices.push({ text, finish: finishOf(r), logprobs: wantLogprobs ? logprobs : null });
       sum.completion += r.completionTokens;
+      cached ??= r.cachedTokens;
       sum.prefillMs += r.prefillMs;
       sum.decodeMs += r.decodeMs;
       sum.drafted += r.drafted ?? 0;
@@ -212,7 +223,11 @@ export async function respondJson(
       spec: { drafted: sum.drafted, accepted: sum.accepted },
     });
     if (sum.exhausted) headers["X-Budget-Exhausted"] = "true";
-    return c.json({ ...shape.whole(choices), usage: usageOf(g.prompt.length, sum.completion) }, 200, headers);
+    return c.json(
+      { ...shape.whole(choices), usage: usageOf(g.prompt.length, sum.completion, cached) },
+      200,
+      headers,
+    );
   } finally {
     served.release();
   }

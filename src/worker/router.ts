@@ -31,8 +31,9 @@
  * this isolate where its clock can measure them (../runtime/cost-model.ts, ../runtime/clock.ts). The
  * corrected costs are public (GET /v1/models, `cost`), so a client can size a budget: for a variant
  * with cost {load_ms, prefill_ms_per_token, decode_ms_per_token} the prediction is
- * load_ms + prompt tokens x prefill_ms_per_token + max tokens x decode_ms_per_token, as sent back in
- * X-Predicted-Ms (rounded).
+ * load_ms + prompt tokens x prefill_ms_per_token + max tokens x decode_ms_per_token. X-Predicted-Ms
+ * (rounded) sends back the prediction of the plan (./plan.ts): with X-Planned-Tokens decode steps,
+ * fewer than max tokens when a budget or the CPU limit cut the answer.
  */
 import type { Manifest } from "../format/manifest.ts";
 import type { CostModel, Prediction } from "../runtime/cost-model.ts";

@@ -21,6 +21,9 @@ interface DigestStreamLike extends WritableStream<Uint8Array> {
 }
 type DigestStreamCtor = new (algorithm: string) => DigestStreamLike;
 
+/** A macrotask turn: lets workerd serve other requests' I/O between chunks of a long load. */
+const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 export function verifiedShardStream(bucket: R2BucketLike, shards: ShardRef[]): ReadableStream<Uint8Array> {
   let index = 0;
   let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
@@ -55,6 +58,7 @@ export function verifiedShardStream(bucket: R2BucketLike, shards: ShardRef[]): R
             throw new ShardError(`shard ${shard.sha256} is longer than ${shard.bytes} bytes`);
           await hasher!.write(value);
           controller.enqueue(value);
+          await nextTask();
           return;
         }
         await hasher!.close();

@@ -217,6 +217,22 @@ export class WasmEngine implements LogitsModel<WasmState> {
     return new WasmState(this, maxTokens, ++this.generation);
   }
 
+  /**
+   * A new sequence that starts with the first `keep` positions of `prev`, whose KV rows are still in
+   * place when `prev` is the latest sequence (null otherwise: another sequence may have overwritten
+   * them). Throws RangeError when `keep` is past `prev` or over the new state's capacity.
+   */
+  resumeState(prev: WasmState, maxTokens: number, keep: number): WasmState | null {
+    if (prev.owner !== this || prev.generation !== this.generation) return null;
+    if (!Number.isInteger(keep) || keep < 0 || keep > prev.length || keep > maxTokens)
+      throw new RangeError(
+        `resume of ${keep} positions: the last sequence holds ${prev.length}, the new one ${maxTokens}`,
+      );
+    const state = this.newState(maxTokens);
+    state.length = keep;
+    return state;
+  }
+
   prefill(state: WasmState, tokens: readonly number[]): Float32Array {
     this.checkState(state);
     checkAppend(state, tokens, this.config.vocabSize);
