@@ -1,7 +1,8 @@
 /**
  * The router's ranking (src/worker/router.ts) on manifests' speed profiles: a budget nothing fits
- * picks the fastest variant by the manifests' measured speed, whatever this isolate has loaded
- * (a resident variant has no load cost) or learnt (its cost corrections).
+ * picks the lowest declared tier (the fastest by the manifests' measured speed within a tier),
+ * whatever this isolate has loaded (a resident variant has no load cost) or learnt (its cost
+ * corrections).
  */
 import { describe, expect, it } from "vitest";
 import type { Manifest } from "../src/format/manifest.ts";
@@ -55,6 +56,18 @@ describe("a budget nothing fits", () => {
       (m) => m.variant === "balanced",
     );
     expect(order(capped).slice(0, 2)).toEqual(["speed", "balanced"]);
+  });
+
+  it("ranks by declared tier, not by noisy build-time timings (SmolLM2: speed measured slower)", () => {
+    // The default SmolLM2 build measured speed's decode at 20.99 ms/token and quality's at 16.21.
+    const noisy = [manifest("quality", 16.21, 2), manifest("speed", 20.99, 2)];
+    const ranked = rankVariants(noisy, { ...request, budgetMs: 50 }, new CostModel(), () => false);
+    expect(order(ranked)).toEqual(["speed", "quality"]);
+    // Even when quality is resident here (no load cost) and speed is not.
+    const resident = (m: Manifest) => m.variant === "quality";
+    expect(order(rankVariants(noisy, { ...request, budgetMs: 50 }, new CostModel(), resident))[0]).toBe(
+      "speed",
+    );
   });
 
   it("a budget that one variant fits still picks the best that fits", () => {

@@ -13,10 +13,11 @@
  *   if it cannot load the request is a 503 (no fallback). For fallback, send the tier header.
  * - `X-Latency-Budget-Ms: n` picks the best-quality variant (lowest measured KL) whose predicted
  *   latency fits: prompt tokens x prefill cost + max tokens x decode cost + the load cost when the
- *   variant is not resident in this isolate. If none fits, the fastest by the manifests' measured
- *   speed is chosen (`manifestCostMs`: no load cost, no corrections from this isolate, ties to the
- *   lower-quality variant), so an impossible budget routes the same way in every isolate whatever
- *   it has loaded or observed; ./plan.ts cuts its answer to the decode tokens that fit
+ *   variant is not resident in this isolate. If none fits, the lowest declared tier is chosen
+ *   (speed, then balanced, then quality; within a tier the fastest by the manifests' measured speed,
+ *   `manifestCostMs`, ties to the lower-quality variant): build-time timings are too noisy to rank
+ *   tiers by, and an impossible budget routes the same way in every isolate whatever it has loaded
+ *   or observed; ./plan.ts cuts its answer to the decode tokens that fit
  *   (finish_reason "length", X-Budget-Exhausted: true). Only a variant predicted faster than every
  *   better one can be forced by a budget. The budget is planned in tokens, never enforced by
  *   reading a clock (see ./plan.ts).
@@ -107,13 +108,14 @@ export function rankVariants(
   const lastResort = above.map(score);
   if (req.budgetMs === null) return [...scored, ...lastResort];
   const fits = scored.filter((s) => s.prediction.totalMs <= req.budgetMs!);
-  // Over budget: fastest first by the manifests (deterministic), lower quality first on ties.
-  const manifestCost = (s: (typeof scored)[number]) =>
-    manifestCostMs(s.manifest, req.promptTokens, req.maxTokens);
+  // Over budget: by declared tier (speed, balanced, quality), then by the manifests' speed within a
+  // tier, then lower quality first. Not by measured speed across tiers: build-time timings are noisy
+  // (SmolLM2's speed once measured slower than quality, which has 6 more layers).
+  const tierRank = (s: (typeof scored)[number]) => -TIERS.indexOf(s.manifest.tier);
   const rest = scored
-    .map((s, i) => ({ s, i, cost: manifestCost(s) }))
+    .map((s, i) => ({ s, i, cost: manifestCostMs(s.manifest, req.promptTokens, req.maxTokens) }))
     .filter(({ s }) => s.prediction.totalMs > req.budgetMs!)
-    .sort((a, b) => a.cost - b.cost || b.i - a.i)
+    .sort((a, b) => tierRank(a.s) - tierRank(b.s) || a.cost - b.cost || b.i - a.i)
     .map(({ s }) => s);
   return [...fits, ...rest, ...lastResort];
 }
