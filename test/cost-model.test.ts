@@ -229,6 +229,21 @@ describe("plans", () => {
     expect(planRequest({ ...base, budgetMs: 1, cpuLimitMs: null }).maxDecodeTokens).toBe(1);
   });
 
+  it("time spent + the predicted work (X-Predicted-Ms) stays within the budget unless it is exhausted", () => {
+    for (const [budgetMs, spentMs, maxTokens] of [
+      [105, 40, 1000],
+      [1500, 800, 8],
+      [1500, 1499, 8],
+      [50, 0, 1],
+      [1, 0, 1],
+    ] as const) {
+      const plan = planRequest({ ...base, budgetMs, spentMs, maxTokens, cpuLimitMs: null });
+      expect(plan.spentMs).toBe(spentMs);
+      if (plan.spentMs + plan.predictedMs > budgetMs)
+        expect(plan.limitedBy, `${budgetMs}/${spentMs}`).toBe("budget");
+    }
+  });
+
   it("the CPU limit caps decode tokens, and refuses a request whose prefill alone passes it", () => {
     const capped = planRequest({ ...base, budgetMs: null, cpuLimitMs: 1000 });
     expect(capped.limitedBy).toBe("cpu");

@@ -36,6 +36,8 @@ export interface Plan {
   speculation: boolean;
   /** Predicted ms of the planned work (load + prefill + maxDecodeTokens decode steps). */
   predictedMs: number;
+  /** Time already spent on the request when the plan was made (PlanInput.spentMs), ms. */
+  spentMs: number;
 }
 
 export interface PlanInput {
@@ -83,8 +85,9 @@ export function planRequest(p: PlanInput): Plan {
   }
   if (p.budgetMs !== null) {
     const fit = Math.max(1, Math.floor((p.budgetMs - p.spentMs - fixedMs) / perToken));
-    if (fit < maxDecodeTokens) {
-      maxDecodeTokens = fit;
+    // Over the budget even at the 1 token every answer gets: the budget is exhausted too.
+    if (fit < maxDecodeTokens || p.spentMs + fixedMs + maxDecodeTokens * perToken > p.budgetMs) {
+      maxDecodeTokens = Math.min(fit, maxDecodeTokens);
       limitedBy = "budget";
     }
   }
@@ -96,5 +99,6 @@ export function planRequest(p: PlanInput): Plan {
     limitedBy,
     speculation: false,
     predictedMs: fixedMs + maxDecodeTokens * perToken,
+    spentMs: p.spentMs,
   };
 }

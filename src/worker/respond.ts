@@ -138,8 +138,9 @@ function routingHeaders(served: Served, plan: Plan): Record<string, string> {
   const h: Record<string, string> = {
     "X-Variant": served.manifest.variant,
     // What is planned (X-Planned-Tokens decode steps), not max_tokens: a cut plan predicts less.
-    // The plan charges no load (it is done by then, ./variant-choice.ts): add the predicted one.
-    "X-Predicted-Ms": String(Math.round(served.prediction.loadMs + plan.predictedMs)),
+    // The plan's own numbers: the time already spent (the real load, queueing) plus its predicted
+    // work, so it stays within the budget unless the plan says the budget is exhausted.
+    "X-Predicted-Ms": String(Math.round(plan.spentMs + plan.predictedMs)),
     "X-Planned-Tokens": String(plan.maxDecodeTokens),
   };
   if (plan.limitedBy === "cpu") h["X-Max-Tokens-Capped"] = "cpu";
