@@ -5,7 +5,7 @@
  * mixing versions, and rolls back (after the live cache TTL).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { LivePointer } from "../src/format/manifest.ts";
+import { type LivePointer, R2Keys } from "../src/format/manifest.ts";
 import { type Bucket, localBucket } from "../src/publish/buckets.ts";
 import { deploy } from "../src/publish/deploy.ts";
 import { rollback } from "../src/publish/rollback.ts";
@@ -250,5 +250,34 @@ describe("deploy and serve from local R2", () => {
     } finally {
       await cached.close();
     }
+  });
+
+  it("a corrupt shard is refused (503); the deploy that repairs it makes the worker retry at once", async () => {
+    // speed has not been loaded by this worker: its shards are read (and verified) on first use.
+    const speedId = liveA.variants.speed!;
+    const manifest = JSON.parse(new TextDecoder().decode((await bucket.get(R2Keys.manifest(speedId)))!));
+    const key = R2Keys.shard(manifest.shards[0].sha256 as string);
+    const good = (await bucket.get(key))!;
+    const bad = good.slice();
+    for (let i = 0; i < bad.length; i += 4096) bad[i] = bad[i]! ^ 0x5a;
+    await bucket.put(key, bad);
+    const ask = () =>
+      fetch(new URL("/v1/chat/completions", worker.url), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "speed", messages: story, temperature: 0, max_tokens: 8 }),
+      });
+    const refused = await ask();
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("variant_unavailable");
+
+    const r = await deploy(bucket, { model: MODEL, config: A.config, out: A.out, build, log: quiet });
+    expect(r.outcome).toBe("deployed"); // a repair switches to a new version of the same set
+    expect(r.live!.variants).toEqual(liveA.variants);
+    expect(r.live!.version).toBeGreaterThan(liveA.version);
+    // Long before BAD_RETRY_MS: the new live.json version cleared the mark.
+    const served = await ask();
+    expect(served.status).toBe(200);
+    expect(served.headers.get("x-variant")).toBe("speed");
   });
 });

@@ -10,7 +10,8 @@
  *   4. record     deployments/<version>.json with the LivePointer about to go live
  *   5. switch     live.json, one small write, only after all of the above succeeded
  * Any failure throws with live.json untouched. --dry-run builds and prints the plan; it writes
- * nothing to the bucket. A set identical to the live one is not switched again.
+ * nothing to the bucket. A set identical to the live one is not switched again, unless some of its
+ * objects had to be uploaded again (a repair): then a new version tells workers to retry it.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -288,8 +289,11 @@ export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<Deplo
   const plan = await planUpload(bucket, objects);
   const previous = await readLive(bucket);
   const history = await readHistory(bucket);
-  const unchanged = previous !== null && sameVariants(previous.variants, index.variants);
   const missing = toUpload(plan);
+  // A live set whose objects had to be repaired (missing or corrupt) is switched to a new version
+  // anyway: workers forget the variants they marked bad when they see a new live.json version.
+  const unchanged =
+    previous !== null && sameVariants(previous.variants, index.variants) && missing.length === 0;
   const corrupt = plan.filter((o) => o.status === "corrupt");
   for (const o of corrupt)
     log(

@@ -8,7 +8,8 @@
  * same free memory. A variant
  * whose shards fail verification (missing, short, or not hashing to their names) is marked bad for
  * this isolate: requests skip it (the router falls back) and it is not tried again for
- * BAD_RETRY_MS, or until a new manifest replaces it. Other load failures (the bucket erroring) are
+ * BAD_RETRY_MS, or until a new manifest replaces it or a new live.json version (a deploy, which
+ * re-uploads and verifies every shard) is seen: then every variant is tried again at once. Other load failures (the bucket erroring) are
  * not remembered: the next request tries again.
  */
 
@@ -89,6 +90,11 @@ export class EngineCache {
     if (now - b.at < BAD_RETRY_MS) return b.why;
     this.bad.delete(manifestId);
     return null;
+  }
+
+  /** Forgets every bad mark (a new deployment went live: its shards may be repaired). */
+  forgetBad(): void {
+    this.bad.clear();
   }
 
   private markBad(manifestId: string, why: string): void {

@@ -41,11 +41,15 @@ function withoutSpeculation(m: Manifest): Manifest {
 export class LiveVariants {
   private current: { set: LiveSet; fetchedAt: number } | null = null;
 
-  /** `speculation` false: serve every manifest with speculation off (Env.SHARDLM_SPECULATION). */
+  /**
+   * `speculation` false: serve every manifest with speculation off (Env.SHARDLM_SPECULATION).
+   * `onNewVersion` runs when a live.json version other than the cached one is first seen.
+   */
   constructor(
     private readonly bucket: R2BucketLike,
     private readonly ttlMs: number,
     private readonly speculation = true,
+    private readonly onNewVersion: (set: LiveSet) => void = () => {},
   ) {}
 
   async get(now = Date.now()): Promise<LiveSet> {
@@ -53,7 +57,9 @@ export class LiveVariants {
     try {
       const set = await this.fetch();
       if (!this.current || set.version >= this.current.set.version) {
+        const changed = this.current !== null && set.version !== this.current.set.version;
         this.current = { set, fetchedAt: Date.now() };
+        if (changed) this.onNewVersion(set);
       }
       return set;
     } catch (e) {

@@ -54,10 +54,18 @@ export function servicesFor(env: Env, kernels: WebAssembly.Module): Services {
   const ttl = Number(env.LIVE_CACHE_SECONDS ?? "5") * 1000;
   const frozenClock = env.SHARDLM_FROZEN_CLOCK === "1";
   const budget = Number(env.ENGINE_MEMORY_BUDGET ?? String(100 * 1024 * 1024));
+  const engines = new EngineCache(env.SHARDS, kernels, Number.isFinite(budget) ? budget : 100 * 1024 * 1024);
+  // A new live.json version (a deploy, which verifies its shards) retries variants marked bad at once.
+  const onNewVersion = () => engines.forgetBad();
   services = {
     bucket: env.SHARDS,
-    live: new LiveVariants(env.SHARDS, Number.isFinite(ttl) ? ttl : 5000, env.SHARDLM_SPECULATION !== "off"),
-    engines: new EngineCache(env.SHARDS, kernels, Number.isFinite(budget) ? budget : 100 * 1024 * 1024),
+    live: new LiveVariants(
+      env.SHARDS,
+      Number.isFinite(ttl) ? ttl : 5000,
+      env.SHARDLM_SPECULATION !== "off",
+      onNewVersion,
+    ),
+    engines,
     cost: new CostModel(),
     engineContext: ENGINE_CONTEXT,
     streamStallMs: numberOr(env.STREAM_STALL_MS, DEFAULT_STREAM_STALL_MS),
