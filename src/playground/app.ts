@@ -108,9 +108,15 @@ function dropForContext(e: unknown, answer: AssistantTurn): boolean {
   dropped = next;
   const note = `${dropped} oldest turn${dropped === 1 ? "" : "s"} no longer sent (over the model's context)`;
   answer.setMeta("history", note);
-  const size = serverContext !== null && !ui.local.checked ? ` of ${serverContext} tokens` : "";
-  setStatus(`The conversation outgrew the model's context${size}: ${note}.`);
+  setStatus(`The conversation outgrew ${contextWords()}: ${note}.`);
   return true;
+}
+
+/** "the model's context", with its size in tokens when the API reported it (server answers only). */
+function contextWords(): string {
+  return serverContext !== null && !ui.local.checked
+    ? `the model's context (${serverContext} tokens)`
+    : "the model's context";
 }
 
 function setStatus(text: string, error = false): void {
@@ -267,7 +273,7 @@ async function send(content: string): Promise<void> {
     answer.finish("done");
     document.body.dataset.state = "done";
     const trimmed =
-      dropped > droppedBefore ? ` (${dropped} oldest turns no longer sent: over the model's context)` : "";
+      dropped > droppedBefore ? ` (${dropped} oldest turns no longer sent: over ${contextWords()})` : "";
     setStatus(`answered in ${ms(performance.now() - t0)}${trimmed}`);
   } catch (e) {
     if (ctrl.signal.aborted) {
