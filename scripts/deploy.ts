@@ -14,6 +14,7 @@
  * Any failure exits non-zero with live.json untouched. --dry-run builds and prints the plan; it writes
  * nothing to the bucket. A set identical to the live one is not switched again.
  */
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { type DeployOptions, type DeployResult, deploy, preflight } from "../src/publish/deploy.ts";
@@ -27,6 +28,7 @@ import {
   runMain,
   table,
 } from "./deploy/cli.ts";
+import { UsageError } from "./lib/usage.ts";
 
 export function deploySummary(r: DeployResult): string {
   const head = ["variant", "tier", "manifest", "MB", "bits/w", "KL", "top-1", "decode ms/tok", "objects"];
@@ -95,6 +97,13 @@ async function main(): Promise<void> {
     USAGE,
   );
   if (!flags) return;
+  // A path the user named must exist: a usage error (exit 2), said before any build or bucket work.
+  for (const [flag, path] of [
+    ["--model", flags.model],
+    ["--config", flags.config],
+  ] as const)
+    if (path !== undefined && !existsSync(resolve(path)))
+      throw new UsageError(`${flag} ${resolve(path)} does not exist`);
   const dryRun = flags["dry-run"] === true;
   // Defaults live in build-variants (slow to import: it loads the AssemblyScript compiler).
   const skipBuild = flags["skip-build"] === true;

@@ -1,6 +1,6 @@
 /**
- * The commands as a user runs them (tsx, as npm run does): bad flags exit 2 and config errors exit 1, each with one
- * clear line; --dry-run writes nothing (not even a state folder); progress goes to stderr and the
+ * The commands as a user runs them (tsx, as npm run does): bad flags and missing paths exit 2,
+ * config errors exit 1, each with one clear line; --dry-run writes nothing (not even a state folder); progress goes to stderr and the
  * summary to stdout; variants, rollback and gc on the same local state.
  */
 import { execFile } from "node:child_process";
@@ -112,8 +112,9 @@ describe("errors", () => {
       cli("deploy.ts", ["--remote", "--skip-build", "--out", A.out]),
       cli("deploy.ts", ["--skip-build", ...out]),
     ]);
-    expect(model.code).toBe(1);
-    expect(model.stderr).toMatch(/^error: model not found: \/nonexistent\/model.gguf/m);
+    // a path that does not exist is a bad argument (exit 2), as in npm start
+    expect(model.code).toBe(2);
+    expect(model.stderr).toMatch(/^error: --model \/nonexistent\/model.gguf does not exist/m);
     expect(config.code).toBe(1);
     expect(config.stderr).toMatch(/^error: .*bad\.json: variants\.0\.quant\.groupSize: /m);
     expect(remote.code).toBe(1);

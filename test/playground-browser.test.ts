@@ -177,6 +177,8 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     const { page, sent, notFound } = await openPage();
     const m = [...manifests(api).values()][0]!;
     const context = engineContextFor(m.model.config);
+    // Max tokens offers at most the context GET /v1/models reports (context_length).
+    await page.waitForSelector(`#max-tokens[max="${context}"]`);
     await page.selectOption("#tier", "speed");
     await page.fill("#max-tokens", "4");
     await page.click(".system summary");
@@ -208,7 +210,7 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     expect(window(answered)[1]).toBe("Question 1:");
     expect(answered.slice(1)).toEqual(refused.slice(3)); // one exchange (question + answer) less
     expect(await metaOf(page, "history")).toBe("2 oldest turns no longer sent (over the model's context)");
-    expect(await page.textContent("#status")).toMatch(/over the model's context/);
+    expect(await page.textContent("#status")).toContain(`over the model's context (${context} tokens)`);
     // Everything stays on screen; the next question goes out from the shorter window.
     expect(await page.locator(".turn.user").count()).toBe(turns + 1);
     await say(page, "The end.");
@@ -227,6 +229,8 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     const { page, sent } = await openPage();
     const m = [...manifests(api).values()][0]!;
     const context = engineContextFor(m.model.config);
+    // Max tokens offers at most the context GET /v1/models reports (context_length).
+    await page.waitForSelector(`#max-tokens[max="${context}"]`);
     await page.selectOption("#tier", "speed");
     await page.fill("#max-tokens", "4");
     await page.check("#local");

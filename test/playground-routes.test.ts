@@ -5,7 +5,8 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LivePointer, Manifest } from "../src/format/manifest.ts";
-import { deployedTiers, fetchDeployedTiers } from "../src/playground/tier-menu.ts";
+import { deployedTiers, fetchDeployment, routedContext } from "../src/playground/tier-menu.ts";
+import { engineContextFor } from "../src/runtime/load-engine.ts";
 import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
 
 let api: ApiServer;
@@ -143,7 +144,7 @@ describe("the playground page", () => {
 
 describe("the playground's Tier menu (src/playground/tier-menu.ts)", () => {
   it("offers the tiers GET /v1/models lists, best first (the toy deployment has all three)", async () => {
-    const tiers = await fetchDeployedTiers({ apiKey: null, base: api.url });
+    const { tiers, context } = await fetchDeployment({ apiKey: null, base: api.url });
     const manifests = await Promise.all(
       Object.values(live.variants).map(async (id) =>
         Manifest.parse(await (await get(`/v1/manifests/${id}`)).json()),
@@ -152,6 +153,8 @@ describe("the playground's Tier menu (src/playground/tier-menu.ts)", () => {
     const built = new Set(manifests.map((m) => m.tier));
     expect(tiers).toEqual(["quality", "balanced", "speed"].filter((t) => built.has(t as never)));
     expect(tiers.length).toBeGreaterThan(0);
+    // No budget shrinks an engine here: every variant serves the model's full context.
+    expect(context).toBe(engineContextFor(manifests[0]!.model.config));
   });
 
   it("leaves out tiers no variant has, and refuses a body that is no model list", () => {
@@ -165,5 +168,13 @@ describe("the playground's Tier menu (src/playground/tier-menu.ts)", () => {
     ).toEqual(["quality", "speed"]);
     for (const garbage of [null, "models", { data: "x" }, { data: [{ tier: 3 }] }, []])
       expect(() => deployedTiers(garbage)).toThrow();
+  });
+
+  it("takes a routed request's context as the smallest context_length (null when none is given)", () => {
+    const entry = (id: string, context_length?: number) => ({ id, tier: id, context_length });
+    expect(routedContext({ data: [entry("quality", 1728), entry("speed", 2048)] })).toBe(1728);
+    expect(routedContext({ data: [entry("quality"), entry("speed")] })).toBeNull();
+    for (const garbage of [null, { data: [{ context_length: "2048" }] }, { data: 7 }])
+      expect(() => routedContext(garbage)).toThrow();
   });
 });

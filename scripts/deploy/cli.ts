@@ -72,10 +72,17 @@ export function parseFlags<T extends z.ZodType>(
     return null;
   }
   const r = schema.safeParse(values);
-  if (!r.success) throw new UsageError(`${formatIssues(r.error)}\n\n${usage}`);
+  if (!r.success) throw new UsageError(`${flagIssues(r.error)}\n\n${usage}`);
   const b = BucketFlags.safeParse(values);
   if (!b.success) throw new UsageError(`${b.error.issues.map((i) => i.message).join("; ")}\n\n${usage}`);
   return r.data;
+}
+
+/** Flag errors as the user typed them: "--to must be ..." (not "to: --to must be ..."). */
+function flagIssues(e: z.ZodError): string {
+  return e.issues
+    .map((i) => (i.message.startsWith("--") ? i.message : `--${i.path.join(".")}: ${i.message}`))
+    .join("; ");
 }
 
 /** A positive integer flag given as a string. */

@@ -15,7 +15,7 @@ import { isSendKey } from "./composer-keys.ts";
 import type * as Engine from "./engine.ts";
 import { conversationWindow, dropOldestExchange, isContextOverflow } from "./history-window.ts";
 import { keyDialog } from "./key-dialog.ts";
-import { fetchDeployedTiers, fillTierMenu } from "./tier-menu.ts";
+import { fetchDeployment, fillTierMenu } from "./tier-menu.ts";
 import { type AssistantTurn, appendAssistantTurn, appendUserTurn } from "./view.ts";
 
 /** A separate bundle (it inlines the WASM kernels), fetched only when the user runs in the browser. */
@@ -64,6 +64,9 @@ const askKey = keyDialog(
 
 /** The finished turns, as the API gets them (the system prompt is added at send time). */
 const history: ChatTurn[] = [];
+/** The context (tokens) of a request to the API, from GET /v1/models; null until known. */
+let serverContext: number | null = null;
+
 /** How many of history's oldest turns are no longer sent (they outgrew the model's context). */
 let dropped = 0;
 let running: AbortController | null = null;
@@ -80,7 +83,7 @@ function settings() {
   return {
     tier: ui.tier.value as Tier | "auto",
     budgetMs: budget > 0 ? budget : null,
-    maxTokens: Math.round(numberIn(ui.maxTokens, 1, 2048, 128)),
+    maxTokens: Math.round(numberIn(ui.maxTokens, 1, Number(ui.maxTokens.max) || 2048, 128)),
     temperature: numberIn(ui.temperature, 0, 2, 0),
   };
 }
@@ -105,8 +108,15 @@ function dropForContext(e: unknown, answer: AssistantTurn): boolean {
   dropped = next;
   const note = `${dropped} oldest turn${dropped === 1 ? "" : "s"} no longer sent (over the model's context)`;
   answer.setMeta("history", note);
-  setStatus(`The conversation outgrew the model's context: ${note}.`);
+  setStatus(`The conversation outgrew ${contextWords()}: ${note}.`);
   return true;
+}
+
+/** "the model's context", with its size in tokens when the API reported it (server answers only). */
+function contextWords(): string {
+  return serverContext !== null && !ui.local.checked
+    ? `the model's context (${serverContext} tokens)`
+    : "the model's context";
 }
 
 function setStatus(text: string, error = false): void {
@@ -132,7 +142,14 @@ function showKeyState(): void {
  */
 async function loadTierMenu(): Promise<void> {
   try {
-    fillTierMenu(ui.tier, await fetchDeployedTiers({ apiKey: keys.get() }));
+    const { tiers, context } = await fetchDeployment({ apiKey: keys.get() });
+    fillTierMenu(ui.tier, tiers);
+    if (context !== null) {
+      // A completion longer than the context is refused (400): offer at most the context.
+      serverContext = context;
+      ui.maxTokens.max = String(context);
+      ui.maxTokens.title = `At most ${context}: the context of this deployment (GET /v1/models context_length).`;
+    }
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return;
     setStatus(
@@ -256,7 +273,7 @@ async function send(content: string): Promise<void> {
     answer.finish("done");
     document.body.dataset.state = "done";
     const trimmed =
-      dropped > droppedBefore ? ` (${dropped} oldest turns no longer sent: over the model's context)` : "";
+      dropped > droppedBefore ? ` (${dropped} oldest turns no longer sent: over ${contextWords()})` : "";
     setStatus(`answered in ${ms(performance.now() - t0)}${trimmed}`);
   } catch (e) {
     if (ctrl.signal.aborted) {

@@ -22,6 +22,20 @@ export function contextOf(variants: Manifest[], contextFor: (m: Manifest) => num
 }
 
 /**
+ * The context a request may fill (prompt plus completion, tokens): a pinned variant's own (it is
+ * never swapped, ./router.ts), else contextOf every live variant (routing and load fallback may pick
+ * any). GET /v1/models reports it per entry as `context_length`, so both answer from this function.
+ */
+export function requestContext(
+  variants: Manifest[],
+  pinned: string | null,
+  contextFor: (m: Manifest) => number,
+): number {
+  const pin = pinned === null ? undefined : variants.find((m) => m.variant === pinned);
+  return contextOf(pin ? [pin] : variants, contextFor);
+}
+
+/**
  * Prompt tokens and the completion budget. `requested` is max_completion_tokens or max_tokens
  * (`param` names which). Throws 400 context_length_exceeded when the prompt leaves no room, 400
  * naming `param` when the request asks for more than the context, 400 naming `promptParam` when the

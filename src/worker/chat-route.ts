@@ -10,7 +10,7 @@ import { maskMsPerToken } from "../runtime/json-mask.ts";
 import { compileSchema, SchemaError } from "../runtime/json-schema.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { AppEnv } from "./app-env.ts";
-import { contextOf, planPrompt } from "./chat-prompt.ts";
+import { planPrompt, requestContext } from "./chat-prompt.ts";
 import { ApiError, badRequest } from "./errors.ts";
 import { bodySizeLimit, parseJson, validJson } from "./request.ts";
 import {
@@ -149,7 +149,7 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
   const { prompt, maxTokens } = planPrompt(
     req.render(tokenizer, first.model.chatTemplate),
     tokenizer,
-    contextOf(live.variants, (m) => services.engines.contextFor(m)),
+    requestContext(live.variants, choice.pinned, (m) => services.engines.contextFor(m)),
     {
       value: body.max_completion_tokens ?? body.max_tokens ?? null,
       param: useCompletion ? "max_completion_tokens" : "max_tokens",

@@ -8,6 +8,7 @@ import type { Context } from "hono";
 import type { Manifest } from "../format/manifest.ts";
 import { speculationInfo } from "../format/speculative.ts";
 import type { AppEnv } from "./app-env.ts";
+import { requestContext } from "./chat-prompt.ts";
 import { TIERS, type Tier, tierTarget } from "./router.ts";
 import type { Services } from "./services.ts";
 import { modelNotFound } from "./variant-choice.ts";
@@ -36,6 +37,7 @@ function variantState(s: Services, manifestId: string, m: Manifest) {
 
 async function modelList(s: Services) {
   const live = await s.live.get();
+  const contextFor = (m: Manifest) => s.engines.contextFor(m);
   const data: Record<string, unknown>[] = live.variants.map((m) => ({
     id: m.variant,
     object: "model",
@@ -46,6 +48,8 @@ async function modelList(s: Services) {
     bytes: m.size.totalBytes,
     bits_per_weight: m.size.bitsPerWeight,
     kl_mean: m.quality.klMean,
+    // shardlm extension (OpenRouter's name): tokens of prompt plus completion a request for this id may use
+    context_length: requestContext(live.variants, m.variant, contextFor),
     speculative: speculationInfo(m.speculative),
     ...variantState(s, live.manifestIds.get(m.variant)!, m),
   }));
@@ -53,7 +57,13 @@ async function modelList(s: Services) {
     const target = live.variants.find((m) => m.tier === tier);
     // A tier named like a variant is that variant (model: "quality" pins it): no second entry.
     if (!target || data.some((d) => d.id === tier)) continue;
-    data.push({ ...data.find((d) => d.id === target.variant)!, id: tier, alias_of: target.variant });
+    // `model: <tier>` routes within the tier (fallback may leave it): the context every variant serves.
+    data.push({
+      ...data.find((d) => d.id === target.variant)!,
+      id: tier,
+      alias_of: target.variant,
+      context_length: requestContext(live.variants, null, contextFor),
+    });
   }
   return data;
 }
@@ -72,5 +82,8 @@ export const retrieveModel = async (c: Context<AppEnv>) => {
     : undefined;
   const of = target && list.find((d) => d.id === target.variant);
   if (!of) throw modelNotFound(id);
-  return c.json({ ...of, id, alias_of: target.variant });
+  const context_length = requestContext((await c.var.services.live.get()).variants, null, (m) =>
+    c.var.services.engines.contextFor(m),
+  );
+  return c.json({ ...of, id, alias_of: target.variant, context_length });
 };
