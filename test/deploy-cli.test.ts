@@ -61,8 +61,8 @@ describe("errors", () => {
     const want = [
       /^error: Unknown option '--bogus'/,
       /^error: --local and --remote exclude each other/,
-      /^error: to: --to must be a whole number/,
-      /^error: keep: --keep must be at least 1/,
+      /^error: --to must be a whole number/,
+      /^error: --keep must be at least 1/,
       /^error: --persist-to is for --local state only/,
     ];
     for (const [i, r] of runs.entries()) {
