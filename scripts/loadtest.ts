@@ -11,10 +11,11 @@
  * Bounded: at most 200 clients and 600 s; requests still running when the time is up get 30 s to
  * finish, then are aborted (and counted as errors).
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { startLocalApi } from "../src/bench/local-api.ts";
+import { workerdPids } from "../src/bench/workerd-host.ts";
 import { buildVariants, DEFAULT_CONFIG } from "../src/compress/build-variants.ts";
 import { TINY_MODEL } from "../src/model/default-model.ts";
 import { exitCodeFor, isUsageError, UsageError } from "./lib/usage.ts";
@@ -71,35 +72,9 @@ function parseArgs(argv: string[]): Options {
 
 // --- workerd process memory --------------------------------------------------------------------
 
-function children(pid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) out.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-/** The workerd process Miniflare started for us (a descendant of this process). */
+/** The workerd process Miniflare started for us (a descendant of this process), or null. */
 function findWorkerd(): number | null {
-  const queue = [process.pid];
-  while (queue.length) {
-    for (const c of children(queue.shift()!)) {
-      try {
-        if (readFileSync(`/proc/${c}/comm`, "utf8").trim() === "workerd") return c;
-      } catch {
-        continue;
-      }
-      queue.push(c);
-    }
-  }
-  return null;
+  return workerdPids()[0] ?? null;
 }
 
 function rssBytes(pid: number | null): number | null {

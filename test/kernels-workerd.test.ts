@@ -9,10 +9,25 @@ import { Miniflare } from "miniflare";
 import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { matmulInt4Q8Array, matvecInt4Array, matvecInt8Array } from "../src/bench/kernel-arrays.ts";
-import { type Int4GroupSize, type Int8GroupSize, quantizeInt8Rtn, quantizeRtn } from "../src/format/int4.ts";
+import {
+  type Int4GroupSize,
+  type Int8GroupSize,
+  type PackedInt4,
+  quantizeInt8Rtn,
+  quantizeRtn,
+} from "../src/format/int4.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import type { WasmKernels } from "../src/kernels/wasm/index.ts";
 import { loadTestKernels, q4_1Tensor, randn, relErr } from "./kernels-helpers.ts";
+
+/** A packed int4 tensor as the kernel worker's JSON body carries it (typed arrays as number arrays). */
+const packedJson = (p: PackedInt4) => ({
+  ...p,
+  qweight: Array.from(p.qweight),
+  scales: Array.from(p.scales),
+  zeros: p.zeros && Array.from(p.zeros),
+  mins: p.mins ? Array.from(p.mins) : null,
+});
 
 const WORKER = `
 import simd from "./kernels.wasm";
@@ -102,13 +117,7 @@ describe("kernels in workerd", () => {
           body: JSON.stringify({
             relaxed,
             x: Array.from(x),
-            p: {
-              ...p,
-              qweight: Array.from(p.qweight),
-              scales: Array.from(p.scales),
-              zeros: p.zeros && Array.from(p.zeros),
-              mins: p.mins ? Array.from(p.mins) : null,
-            },
+            p: packedJson(p),
           }),
         });
         const got = (await res.json()) as { relaxed: boolean; f32: number[]; q8: number[] };
@@ -171,13 +180,7 @@ describe("kernels in workerd", () => {
             relaxed,
             m: M,
             x: Array.from(x),
-            p: {
-              ...p,
-              qweight: Array.from(p.qweight),
-              scales: Array.from(p.scales),
-              zeros: p.zeros && Array.from(p.zeros),
-              mins: p.mins ? Array.from(p.mins) : null,
-            },
+            p: packedJson(p),
           }),
         });
         const got = (await res.json()) as { relaxed: boolean; y: number[] };
