@@ -10,13 +10,17 @@
 //   side cancels the extra terms (quantize.ts stores b2 = a2 - 16 a1, b3 = a3 - 16 a2), so
 //   (v & 15).a0 + e1.a1 + e2.b2 + e3.b3 = sum c.a exactly with 4 unpack ops instead of 6 (|b| <= 2159,
 //   |e| <= 4095: every i32x4.dot_i16x8_s product and pair sum fits i32).
-// - relaxed SIMD: the low / high nibble bytes (0..15) are the 7-bit operand of
-//   i16x8.relaxed_dot_i8x16_i7x16_s against the int8 codes in k order; the two i16 results are added
-//   (|sum| <= 4 * 15 * 127 = 7620, no i16 overflow); 4 rows' partials are folded once more in i16
-//   (<= 15240) and then widened (reduce4_i16). The instruction's result is
-//   only defined when the second operand is in 0..127, which nibbles always are. The i32 variant
-//   (relaxed_dot_i8x16_i7x16_add_s) is not used: Node 20's V8 returns 2 * dot and drops the accumulator
-//   (test/kernels-relaxed.test.ts pins both facts).
+// - relaxed SIMD, dot-add (DOT_ADD = 1: kernels-relaxed.wasm, workerd and browsers): the low / high nibble
+//   bytes (0..15) are the 7-bit operand of i32x4.relaxed_dot_i8x16_i7x16_add_s against the int8 codes in
+//   k order, accumulated in i32 (4 products per lane, exact). V8 lowers it to one AVX-VNNI vpdpbusd where
+//   the CPU has it (workerd's matvec: 7.3 -> 8.0 GB/s over the i16 form on this machine).
+// - relaxed SIMD, i16 (DOT_ADD = 0: kernels-relaxed-i16.wasm, Node 20 behind a flag): the same operands
+//   in i16x8.relaxed_dot_i8x16_i7x16_s; the two i16 results are added (|sum| <= 4 * 15 * 127 = 7620, no
+//   i16 overflow); 4 rows' partials are folded once more in i16 (<= 15240) and then widened
+//   (reduce4_i16). Node 20's V8 has no VNNI lowering of the dot-add (6.6 vs 10 GB/s) and its baseline
+//   tier returns 2 * dot and drops the accumulator (test/kernels-relaxed.test.ts pins both facts).
+// Both instructions' results are only defined when the second operand is in 0..127, which nibbles
+// always are; the integer dots are exact, so every build gives bit-identical outputs.
 
 import {
   log2_cpg, pad_sums, prep_supergroup, reduce4_i32, h2f4, store_neg_mins4, zraw4,
@@ -70,6 +74,15 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
   return nibble_i16_relaxed(v128.and(v, m), v128.and(i16x8.shr_u(v, 4), m), q0, q1);
 }
 
+/** i32x4 partials (4 lanes of one row, exact) of one chunk v against int8 codes q0 (k 0..15) / q1 (k 16..31). */
+// @ts-ignore: decorator
+@inline function chunk_i32_dot_add(v: v128, q0: v128, q1: v128): v128 {
+  const m = i8x16.splat(15);
+  const lo = v128.and(v, m);
+  const hi = v128.and(i16x8.shr_u(v, 4), m);
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, lo, i32x4.splat(0)));
+}
+
 /** SIMD128 dot of one chunk as a chain (one partial live per row: V8 spilled the tree form). */
 // @ts-ignore: decorator
 @inline function chunk_dot_chain(v: v128, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
@@ -85,6 +98,16 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
  */
 // @ts-ignore: decorator
 @inline function chunk_dot4(w0: usize, w1: usize, w2: usize, w3: usize, ap: usize, ones: v128, sp: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && DOT_ADD) {
+    const q0 = v128.load(ap, 0);
+    const q1 = v128.load(ap, 16);
+    return reduce4_i32(
+      chunk_i32_dot_add(v128.load(w0), q0, q1),
+      chunk_i32_dot_add(v128.load(w1), q0, q1),
+      chunk_i32_dot_add(v128.load(w2), q0, q1),
+      chunk_i32_dot_add(v128.load(w3), q0, q1),
+    );
+  }
   if (ASC_FEATURE_RELAXED_SIMD) {
     const q0 = v128.load(ap, 0);
     const q1 = v128.load(ap, 16);
@@ -322,11 +345,28 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   );
 }
 
+/** [a, a, b, b] i32 partials of a pair unpacked by unpack_pair, by the i32 dot-add. */
+// @ts-ignore: decorator
+@inline function pair_i32_dot_add(u: usize, q0: v128, q1: v128, q2: v128, q3: v128): v128 {
+  let d = i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, v128.load(u, 0), i32x4.splat(0));
+  d = i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, v128.load(u, 16), d);
+  d = i32x4.relaxed_dot_i8x16_i7x16_add_s(q2, v128.load(u, 32), d);
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(q3, v128.load(u, 48), d);
+}
+
 /** One activation row against the 4 unpacked weight rows in ubuf: acc (at acp) += the chunk's scaled dots. */
 // @ts-ignore: decorator
 @inline function arow_step(ubuf: usize, ap: usize, gsv: v128, dp: usize, acp: usize, ones: v128): void {
   let dot: v128;
-  if (ASC_FEATURE_RELAXED_SIMD) {
+  if (ASC_FEATURE_RELAXED_SIMD && DOT_ADD) {
+    const q0 = v128.load64_splat(ap);
+    const q1 = v128.load64_splat(ap + 8);
+    const q2 = v128.load64_splat(ap + 16);
+    const q3 = v128.load64_splat(ap + 24);
+    const p01 = pair_i32_dot_add(ubuf, q0, q1, q2, q3);
+    const p23 = pair_i32_dot_add(ubuf + 64, q0, q1, q2, q3);
+    dot = i32x4.add(v128.shuffle<i32>(p01, p23, 0, 2, 4, 6), v128.shuffle<i32>(p01, p23, 1, 3, 5, 7));
+  } else if (ASC_FEATURE_RELAXED_SIMD) {
     // addresses computed here, not as load offsets: V8 hoists base + offset of a load-splat into a
     // register per offset, which spilled the loop's scalars
     const q0 = v128.load64_splat(ap);
