@@ -8,12 +8,19 @@
  *   clock around each part, which runs under Miniflare but reads 0 in production (time only advances
  *   on I/O there), so the bench also times the requests from outside.
  * POST /profile {prompt, steps} -> the same run with every kernel call timed by category (profileRun).
+ * POST /generate-timed {prompt, maxTokens, speculative?, stopTokenIds?, prefixCache?} -> greedy
+ *   generate() timed by the worker's clock: {tokens, ttftMs, decodeMs (after the first token), stats,
+ *   cached}. prefixCache: "keep" uses one PrefixCache kept by this isolate, "new" replaces it first.
+ * POST /row-cost -> {rowCost}: measureRowCost on the loaded engine (per verified row / decode step).
  * The engine is cached across requests (keyed by prefix and options): a request rebuilds nothing.
  */
 
+import { measureRowCost } from "../compress/speculative-search.ts";
 import { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
-import { generate } from "../runtime/generate.ts";
+import { type GenerateOptionsInput, generate } from "../runtime/generate.ts";
+import { PrefixCache } from "../runtime/prefix-cache.ts";
+import type { SpeculationStats } from "../runtime/speculative.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 // Provided by the test as CompiledWasm modules (workerd cannot compile wasm from bytes at run time).
 import simdModule from "./kernels.wasm";
@@ -33,7 +40,38 @@ interface RunRequest {
   prefix?: string;
 }
 
+interface TimedRequest {
+  speculative?: GenerateOptionsInput["speculative"];
+  stopTokenIds?: number[];
+  prefixCache?: "keep" | "new";
+}
+
 let cached: { key: string; engine: WasmEngine; kernels: WasmKernels } | null = null;
+let prefixCache: PrefixCache | null = null;
+
+/** One greedy generation timed as the Node bench times it (src/bench/speculative.ts). */
+async function generateTimed(engine: WasmEngine, r: RunRequest & TimedRequest) {
+  if (r.prefixCache === "new" || (r.prefixCache && !prefixCache)) prefixCache = new PrefixCache(32 << 20);
+  const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0 };
+  const tokens: number[] = [];
+  const t0 = performance.now();
+  let first = t0;
+  const gen = generate(engine, r.prompt, {
+    maxTokens: r.maxTokens,
+    temperature: 0,
+    stats,
+    ...(r.speculative ? { speculative: r.speculative } : {}),
+    ...(r.stopTokenIds ? { stopTokenIds: r.stopTokenIds } : {}),
+    ...(r.prefixCache && prefixCache ? { prefixCache } : {}),
+  });
+  let res = await gen.next();
+  for (; !res.done; res = await gen.next()) {
+    if (tokens.length === 0) first = performance.now();
+    tokens.push(res.value);
+  }
+  const end = performance.now();
+  return { tokens, decodeMs: end - first, ttftMs: first - t0, stats, cached: res.value.cachedTokens };
+}
 
 async function engineFor(env: Env, r: RunRequest): Promise<{ engine: WasmEngine; kernels: WasmKernels }> {
   const prefix = r.prefix ?? "";
@@ -63,7 +101,7 @@ function argmax(x: Float32Array): number {
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
-    const r = (await request.json()) as RunRequest & { steps?: number };
+    const r = (await request.json()) as RunRequest & TimedRequest & { steps?: number };
     const { engine, kernels } = await engineFor(env, r);
     const steps = r.steps ?? 0;
     if (url.pathname === "/decode-loop") {
@@ -75,6 +113,8 @@ export default {
       for (let i = 0; i < steps; i++) logits = engine.forward(state, argmax(logits));
       return Response.json({ prefillMs: t1 - t0, decodeMs: performance.now() - t1 });
     }
+    if (url.pathname === "/generate-timed") return Response.json(await generateTimed(engine, r));
+    if (url.pathname === "/row-cost") return Response.json({ rowCost: measureRowCost(engine) });
     if (url.pathname === "/profile") {
       const prof = profileKernels(kernels, engine.vocabSize);
       try {

@@ -17,6 +17,7 @@
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
+import type { WeightTable } from "../format/weights.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
 import type { KernelRow } from "./kernel-table.ts";
 import type { RunProfile } from "./profile.ts";
@@ -81,18 +82,31 @@ export class WorkerdBench {
   }
 
   /** Puts the shape's weights into R2 and loads the engine (fp16 or int8 KV, q8 activations, relaxed). */
-  private async load(p: PackedShape, kvCache: "f16" | "q8") {
-    const prefix = `${p.shape}/`;
+  private load(p: PackedShape, kvCache: "f16" | "q8") {
+    return this.loadWeights(p.shape, p.table, p.data, kvCache);
+  }
+
+  /**
+   * Puts packed weights into R2 under `name/` and loads the engine (q8 activations, the relaxed
+   * build); returns the request fields that select this engine.
+   */
+  async loadWeights(name: string, table: WeightTable, data: Uint8Array, kvCache: "f16" | "q8" = "f16") {
+    const prefix = `${name}/`;
     if (!this.uploaded.has(prefix)) {
       const bucket = (await this.mf.getR2Bucket("SHARDS")) as unknown as R2Put;
-      await bucket.put(`${prefix}table.json`, JSON.stringify(p.table));
-      await bucket.put(`${prefix}weights.bin`, p.data);
+      await bucket.put(`${prefix}table.json`, JSON.stringify(table));
+      await bucket.put(`${prefix}weights.bin`, data);
       this.uploaded.add(prefix);
     }
     const key = { prefix, kvCache, activations: "q8", relaxed: true, maxTokens: 1 };
-    const prompt = promptIds(1, p.table.config.vocabSize);
+    const prompt = promptIds(1, table.config.vocabSize);
     const first = await this.post("/", { ...key, prompt });
     return { key, memoryBytes: (first.json as { memoryBytes: number }).memoryBytes };
+  }
+
+  /** POST `path` with `body` to the engine worker; its JSON answer. */
+  async call<T>(path: string, body: object): Promise<T> {
+    return (await this.post(path, body)).json as T;
   }
 
   async row(p: PackedShape, o: BenchOptions, kvCache: "f16" | "q8" = "f16"): Promise<BenchRow> {
@@ -142,7 +156,7 @@ export class WorkerdBench {
       decode_tokens: S,
       threads: 1,
       cpu_share: cpu === null ? null : cpu / wall,
-      kernels: "kernels-relaxed.wasm (relaxed SIMD)",
+      kernels: "kernels-relaxed.wasm (relaxed SIMD, i32 dot-add)",
       activations: "q8",
       kv_cache: kvCache,
       speculative: false,
