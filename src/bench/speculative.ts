@@ -7,7 +7,7 @@
  * after the first token (the first comes from prefill).
  */
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
-import { measureRowCost } from "../compress/speculative-search.ts";
+import { measureRowCost, measureVerifyCosts } from "../compress/speculative-search.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { type GenerateOptionsInput, generate } from "../runtime/generate.ts";
@@ -50,8 +50,8 @@ export interface SpeculativeBenchOptions {
   /** Prompts per set (default: all). */
   perSet?: number;
   /**
-   * Draft settings (default: prompt lookup, no skipped layers, adaptive); rowCost defaults to the
-   * per-row verify cost measured at the start of this run.
+   * Draft settings (default: prompt lookup, no skipped layers, adaptive); rowCost, rowCosts and
+   * headShare default to the verify costs measured at the start of this run.
    */
   draft?: Exclude<GenerateOptionsInput["speculative"], false | undefined>;
   llama?: boolean;
@@ -93,7 +93,18 @@ export async function speculativeBench(
   // records the same measurement in the manifest).
   const rowCost = o.draft?.rowCost ?? measureRowCost(engine);
   log(`  verify row cost (8 rows, layers + head, per row / one decode step): ${rowCost.toFixed(2)}`);
-  const draft = { ...o.draft, rowCost };
+  // And per row count, layers alone (what the drafter chooses draft lengths from), as the build does.
+  const measured = o.draft?.rowCosts ? null : measureVerifyCosts(engine);
+  if (measured)
+    log(
+      `  verify layers per row at 1..${measured.rowCosts.length} rows (decode steps): ` +
+        `${measured.rowCosts.map((c) => c.toFixed(2)).join(" ")}; head ${measured.headShare.toFixed(2)} of a step`,
+    );
+  const draft = {
+    ...(measured ? { rowCosts: measured.rowCosts, headShare: measured.headShare } : {}),
+    ...o.draft,
+    rowCost,
+  };
   const tok = createTokenizer(model.tokenizer);
   const encode = (messages: { role: "user" | "assistant" | "system"; content: string }[]) =>
     promptTokens(renderPrompt(model.chatTemplate, messages, tok), tok);
