@@ -102,12 +102,20 @@ export interface VerifyCosts {
   headShare: number;
 }
 
+/** This process's CPU time in ms (Node): unlike wall time, it does not count time other processes ran. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 /**
  * Per-row cost of verify passes of 1..`maxRows` rows (layers only: verifyRows computes heads on
- * demand) and the head's share of a decode step, on the engine as it runs now: best of `reps`
- * rounds, each round timing every size right after plain steps, so load drifts hit both alike.
+ * demand) and the head's share of a decode step, on the engine as it runs now, by CPU time (a build or
+ * bench on a shared machine is descheduled at random; that only ever adds wall time): best of `reps`
+ * rounds for the plain step, the head and each pass. A pass of more rows is never priced below one of
+ * fewer.
  */
-export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 3): VerifyCosts {
+export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 5): VerifyCosts {
   const prompt = Array.from({ length: 64 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
   const tokens = Array.from({ length: maxRows }, (_, i) => 1 + ((i * 53 + 11) % (engine.vocabSize - 1)));
   const s = engine.newState(prompt.length + maxRows);
@@ -117,25 +125,27 @@ export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 3): V
   let head = Number.POSITIVE_INFINITY;
   const pass = new Array<number>(maxRows + 1).fill(Number.POSITIVE_INFINITY);
   for (let r = 0; r < reps; r++) {
-    engine.rollback(s, base);
-    let t0 = performance.now();
-    for (let i = 0; i < 4; i++) engine.forward(s, tokens[i % maxRows]!);
-    step = Math.min(step, (performance.now() - t0) / 4);
     for (let m = 1; m <= maxRows; m++) {
       engine.rollback(s, base);
-      t0 = performance.now();
+      let t0 = cpuMs();
+      engine.forward(s, tokens[0]!);
+      step = Math.min(step, cpuMs() - t0);
+      engine.rollback(s, base);
+      t0 = cpuMs();
       const rows = engine.verifyRows(s, tokens.slice(0, m));
-      pass[m] = Math.min(pass[m]!, performance.now() - t0);
-      t0 = performance.now();
+      pass[m] = Math.min(pass[m]!, cpuMs() - t0);
+      t0 = cpuMs();
       rows.logits(0);
-      head = Math.min(head, performance.now() - t0);
+      head = Math.min(head, cpuMs() - t0);
     }
   }
-  const clamp = (v: number) => Math.min(4, Math.max(0.01, v));
-  return {
-    rowCosts: Array.from({ length: maxRows }, (_, i) => clamp(pass[i + 1]! / step / (i + 1))),
-    headShare: Math.min(0.95, Math.max(0, head / step)),
-  };
+  const rowCosts: number[] = [];
+  let most = 0;
+  for (let m = 1; m <= maxRows; m++) {
+    most = Math.max(most, pass[m]!);
+    rowCosts.push(Math.min(4, Math.max(0.01, most / step / m)));
+  }
+  return { rowCosts, headShare: Math.min(0.95, Math.max(0, head / step)) };
 }
 
 /**
