@@ -116,8 +116,9 @@ if (process.argv.includes("--speculative") || process.argv.includes("--spec")) {
 }
 
 /**
- * `--speculative` (or `--spec`) `[--json] [--quick] [--per-set N] [--skip-layers 11,12,..] [--no-llama]`: the issue-13
- * bench on the real model.
+ * `--speculative` (or `--spec`) `[--json] [--quick] [--per-set N] [--skip-layers 11,12,..] [--no-llama]
+ * [--runtime node|workerd|both]`: the issue-13 bench on the real model, our engine in Node and/or workerd
+ * (default both).
  */
 async function speculativeMain(argv: string[]): Promise<void> {
   const json = argv.includes("--json");
@@ -126,6 +127,11 @@ async function speculativeMain(argv: string[]): Promise<void> {
   const skipLayers = skipAt >= 0 ? argv[skipAt + 1]!.split(",").map(Number) : [];
   const perSetAt = argv.indexOf("--per-set");
   const perSet = perSetAt >= 0 ? Number(argv[perSetAt + 1]) : undefined;
+  const runtimeAt = argv.indexOf("--runtime");
+  const runtimeArg = runtimeAt >= 0 ? argv[runtimeAt + 1] : "both";
+  if (runtimeArg !== "node" && runtimeArg !== "workerd" && runtimeArg !== "both")
+    throw new Error(`--runtime: node, workerd or both (got ${String(runtimeArg)})`);
+  const runtimes = runtimeArg === "both" ? (["node", "workerd"] as const) : ([runtimeArg] as const);
   const t0 = Date.now();
   log(`shardlm speculative bench: ${machine()}, 1-min load average ${os.loadavg()[0]!.toFixed(1)}`);
   const { rows, turns } = await speculativeBench({
@@ -133,6 +139,7 @@ async function speculativeMain(argv: string[]): Promise<void> {
     llama: !argv.includes("--no-llama"),
     ...(quick ? { perSet: 3, tokens: 64 } : {}),
     ...(perSet ? { perSet } : {}),
+    runtimes,
   });
   const say = json ? log : (x: string) => console.log(x);
   if (json)
@@ -140,15 +147,15 @@ async function speculativeMain(argv: string[]): Promise<void> {
       console.log(
         JSON.stringify(r, (_, v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(3) : v)),
       );
-  say(`\nengine          set       spec  tok/s  cpu-tok/s  accept  mean-len  identical`);
+  say(`\nengine          runtime  set       spec  tok/s  cpu-tok/s  accept  mean-len  identical`);
   for (const r of rows)
     say(
-      `${r.engine.padEnd(15)} ${r.prompt_set.padEnd(9)} ${String(r.speculative).padEnd(5)} ${r.decode_tok_s.toFixed(1).padStart(6)}  ${r.cpu_decode_tok_s.toFixed(1).padStart(9)}  ` +
+      `${r.engine.padEnd(15)} ${r.runtime.padEnd(8)} ${r.prompt_set.padEnd(9)} ${String(r.speculative).padEnd(5)} ${r.decode_tok_s.toFixed(1).padStart(6)}  ${r.cpu_decode_tok_s.toFixed(1).padStart(9)}  ` +
         `${r.acceptance_rate === null ? "   -  " : r.acceptance_rate.toFixed(2).padStart(6)}  ${r.mean_accepted_length === null ? "    -   " : r.mean_accepted_length.toFixed(2).padStart(8)}  ${r.greedy_identical ?? "-"}`,
     );
   for (const t of turns)
     say(
-      `turn ${t.turn}: ${t.promptTokens} prompt tokens, ${t.cachedTokens} from the prefix cache, TTFT ${t.ttftMs.toFixed(0)} ms`,
+      `${t.runtime} turn ${t.turn}: ${t.promptTokens} prompt tokens, ${t.cachedTokens} from the prefix cache, TTFT ${t.ttftMs.toFixed(0)} ms`,
     );
   say("\ntargets (timings on a shared machine: ratios from the same run):");
   for (const line of speculativeTargets(rows, turns)) say(`  ${line}`);

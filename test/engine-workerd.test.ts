@@ -64,3 +64,45 @@ describe("wasm engine in workerd", () => {
     }
   }
 });
+
+describe("speculative decoding in workerd (the bench's /generate-timed and /row-cost)", () => {
+  const post = async <T>(path: string, body: object): Promise<T> => {
+    const res = await mf.dispatchFetch(`http://engine${path}`, {
+      method: "POST",
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(200);
+    return (await res.json()) as T;
+  };
+  interface TimedRun {
+    tokens: number[];
+    decodeMs: number;
+    ttftMs: number;
+    stats: { drafted: number; accepted: number; verifications: number };
+    cached: number;
+  }
+  // a repetitive prompt, so prompt lookup drafts (stories260K continues it)
+  const prompt = [...PROMPT, ...PROMPT, ...PROMPT];
+
+  it("speculation on the production kernels keeps the greedy tokens; verify costs are measured there", async () => {
+    const key = { relaxed: true, kvCache: "f16" };
+    const plain = await post<TimedRun>("/generate-timed", { ...key, prompt, maxTokens: 48 });
+    const spec = await post<TimedRun>("/generate-timed", {
+      ...key,
+      prompt,
+      maxTokens: 48,
+      speculative: { ngramMin: 1, adaptive: false, maxDraft: 4 },
+    });
+    expect(plain.tokens).toHaveLength(48);
+    expect(spec.tokens).toEqual(plain.tokens);
+    expect(plain.stats.drafted).toBe(0);
+    expect(spec.stats.drafted).toBeGreaterThan(0);
+    expect(spec.stats.accepted).toBeLessThanOrEqual(spec.stats.drafted);
+    const costs = await post<{ rowCost: number; rowCosts: number[]; headShare: number }>("/row-cost", key);
+    expect(costs.rowCost).toBeGreaterThan(0);
+    expect(costs.rowCosts).toHaveLength(8);
+    for (const c of costs.rowCosts) expect(c).toBeGreaterThan(0);
+    expect(costs.headShare).toBeGreaterThanOrEqual(0);
+    expect(costs.headShare).toBeLessThan(1);
+  });
+});

@@ -11,16 +11,17 @@
  * POST /generate-timed {prompt, maxTokens, speculative?, stopTokenIds?, prefixCache?} -> greedy
  *   generate() timed by the worker's clock: {tokens, ttftMs, decodeMs (after the first token), stats,
  *   cached}. prefixCache: "keep" uses one PrefixCache kept by this isolate, "new" replaces it first.
- * POST /row-cost -> {rowCost}: measureRowCost on the loaded engine (per verified row / decode step).
+ * POST /row-cost -> {rowCost, rowCosts, headShare}: measureRowCost and measureVerifyCosts on the loaded
+ *   engine (per verified row / decode step), by the worker's clock.
  * The engine is cached across requests (keyed by prefix and options): a request rebuilds nothing.
  */
 
-import { measureRowCost } from "../compress/speculative-search.ts";
 import { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
 import { type GenerateOptionsInput, generate } from "../runtime/generate.ts";
 import { PrefixCache } from "../runtime/prefix-cache.ts";
 import type { SpeculationStats } from "../runtime/speculative.ts";
+import { measureRowCost, measureVerifyCosts } from "../runtime/verify-costs.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 // Provided by the test as CompiledWasm modules (workerd cannot compile wasm from bytes at run time).
 import simdModule from "./kernels.wasm";
@@ -114,7 +115,11 @@ export default {
       return Response.json({ prefillMs: t1 - t0, decodeMs: performance.now() - t1 });
     }
     if (url.pathname === "/generate-timed") return Response.json(await generateTimed(engine, r));
-    if (url.pathname === "/row-cost") return Response.json({ rowCost: measureRowCost(engine) });
+    if (url.pathname === "/row-cost")
+      return Response.json({
+        rowCost: measureRowCost(engine),
+        ...measureVerifyCosts(engine, () => performance.now()),
+      });
     if (url.pathname === "/profile") {
       const prof = profileKernels(kernels, engine.vocabSize);
       try {

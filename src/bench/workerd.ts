@@ -16,8 +16,8 @@
  */
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
-import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import type { WeightTable } from "../format/weights.ts";
+import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
 import type { KernelRow } from "./kernel-table.ts";
 import type { RunProfile } from "./profile.ts";
@@ -107,6 +107,12 @@ export class WorkerdBench {
   /** POST `path` with `body` to the engine worker; its JSON answer. */
   async call<T>(path: string, body: object): Promise<T> {
     return (await this.post(path, body)).json as T;
+  }
+
+  /** call(), with the request's wall time and workerd's CPU time over it (null without /proc). */
+  async callTimed<T>(path: string, body: object): Promise<{ json: T; ms: number; cpuMs: number | null }> {
+    const r = await this.post(path, body);
+    return { json: r.json as T, ms: r.ms, cpuMs: r.cpuMs };
   }
 
   async row(p: PackedShape, o: BenchOptions, kvCache: "f16" | "q8" = "f16"): Promise<BenchRow> {

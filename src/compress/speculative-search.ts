@@ -27,7 +27,14 @@ import { promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { generate } from "../runtime/generate.ts";
 import { ngramDraft, type SpeculationStats } from "../runtime/speculative.ts";
 import { createTokenizer } from "../runtime/tokenizer/index.ts";
+import {
+  measureRowCost,
+  measureVerifyCosts as measureVerifyCostsBy,
+  type VerifyCosts,
+} from "../runtime/verify-costs.ts";
 import type { WasmEngine } from "../runtime/wasm/engine.ts";
+
+export { measureRowCost, type VerifyCosts };
 
 /** data/chat/calibration.json: chat prompts (text) the search runs on. */
 export function readChatCalibration(): string[] {
@@ -75,77 +82,15 @@ export function candidateSkipSets(L: number): number[][] {
   return [...sets.values()];
 }
 
-/** Per-row cost of a batched verify over `rows` rows relative to `rows` decode steps (best of 3). */
-export function measureRowCost(engine: WasmEngine, rows = 8): number {
-  const prompt = Array.from({ length: 16 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
-  const tokens = prompt.slice(0, rows);
-  let best = Number.POSITIVE_INFINITY;
-  for (let r = 0; r < 3; r++) {
-    const s = engine.newState(prompt.length + rows);
-    engine.prefill(s, prompt);
-    let t0 = performance.now();
-    for (const t of tokens) engine.forward(s, t);
-    const steps = performance.now() - t0;
-    engine.rollback(s, prompt.length);
-    t0 = performance.now();
-    engine.verify(s, tokens);
-    best = Math.min(best, (performance.now() - t0) / steps);
-  }
-  return best;
-}
-
-/** What measureVerifyCosts found: DraftSettings' rowCosts and headShare, measured on the engine. */
-export interface VerifyCosts {
-  /** Entry m - 1: per-row cost of a verify pass's layers (no head) at m rows, in decode steps. */
-  rowCosts: number[];
-  /** Share of a decode step spent in the final norm and head. */
-  headShare: number;
-}
-
 /** This process's CPU time in ms (Node): unlike wall time, it does not count time other processes ran. */
 function cpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 }
 
-/**
- * Per-row cost of verify passes of 1..`maxRows` rows (layers only: verifyRows computes heads on
- * demand) and the head's share of a decode step, on the engine as it runs now, by CPU time (a build or
- * bench on a shared machine is descheduled at random; that only ever adds wall time): best of `reps`
- * rounds for the plain step, the head and each pass. A pass of more rows is never priced below one of
- * fewer.
- */
+/** measureVerifyCosts (src/runtime/verify-costs.ts) by this process's CPU time. */
 export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 5): VerifyCosts {
-  const prompt = Array.from({ length: 64 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
-  const tokens = Array.from({ length: maxRows }, (_, i) => 1 + ((i * 53 + 11) % (engine.vocabSize - 1)));
-  const s = engine.newState(prompt.length + maxRows);
-  engine.prefill(s, prompt);
-  const base = prompt.length;
-  let step = Number.POSITIVE_INFINITY;
-  let head = Number.POSITIVE_INFINITY;
-  const pass = new Array<number>(maxRows + 1).fill(Number.POSITIVE_INFINITY);
-  for (let r = 0; r < reps; r++) {
-    for (let m = 1; m <= maxRows; m++) {
-      engine.rollback(s, base);
-      let t0 = cpuMs();
-      engine.forward(s, tokens[0]!);
-      step = Math.min(step, cpuMs() - t0);
-      engine.rollback(s, base);
-      t0 = cpuMs();
-      const rows = engine.verifyRows(s, tokens.slice(0, m));
-      pass[m] = Math.min(pass[m]!, cpuMs() - t0);
-      t0 = cpuMs();
-      rows.logits(0);
-      head = Math.min(head, cpuMs() - t0);
-    }
-  }
-  const rowCosts: number[] = [];
-  let most = 0;
-  for (let m = 1; m <= maxRows; m++) {
-    most = Math.max(most, pass[m]!);
-    rowCosts.push(Math.min(4, Math.max(0.01, most / step / m)));
-  }
-  return { rowCosts, headShare: Math.min(0.95, Math.max(0, head / step)) };
+  return measureVerifyCostsBy(engine, cpuMs, maxRows, reps);
 }
 
 /**

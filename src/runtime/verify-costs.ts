@@ -1,0 +1,105 @@
+/**
+ * What a verified row costs on this engine, measured (issue 13): the draft policy prices speculation
+ * with these numbers (src/format/speculative.ts). Runtime-neutral (the engine and a clock), so the build
+ * measures in Node (src/compress/speculative-search.ts) and the bench also inside workerd.
+ */
+import type { WasmEngine } from "./wasm/engine.ts";
+
+/** Calls of `fn` that span at least 10 ms of `clock` (a runtime's clock may tick by 1 ms). */
+function callsFor(clock: () => number, fn: () => void): number {
+  for (let n = 1; ; n *= 2) {
+    const t0 = clock();
+    for (let i = 0; i < n; i++) fn();
+    if (clock() - t0 >= 10 || n >= 4096) return n;
+  }
+}
+
+/** ms per call of `fn`, over `n` calls. */
+function perCall(clock: () => number, fn: () => void, n: number): number {
+  const t0 = clock();
+  for (let i = 0; i < n; i++) fn();
+  return (clock() - t0) / n;
+}
+
+/**
+ * Per-row cost of a batched verify over `rows` rows relative to `rows` decode steps (layers and heads;
+ * best of 3), by `clock` (default wall time).
+ */
+export function measureRowCost(
+  engine: WasmEngine,
+  rows = 8,
+  clock: () => number = () => performance.now(),
+): number {
+  const prompt = Array.from({ length: 16 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
+  const tokens = prompt.slice(0, rows);
+  const s = engine.newState(prompt.length + rows);
+  engine.prefill(s, prompt);
+  const steps = () => {
+    engine.rollback(s, prompt.length);
+    for (const t of tokens) engine.forward(s, t);
+  };
+  const verify = () => {
+    engine.rollback(s, prompt.length);
+    engine.verify(s, tokens);
+  };
+  const n = callsFor(clock, steps);
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < 3; r++) best = Math.min(best, perCall(clock, verify, n) / perCall(clock, steps, n));
+  return best;
+}
+
+/** What measureVerifyCosts found: DraftSettings' rowCosts and headShare, measured on the engine. */
+export interface VerifyCosts {
+  /** Entry m - 1: per-row cost of a verify pass's layers (no head) at m rows, in decode steps. */
+  rowCosts: number[];
+  /** Share of a decode step spent in the final norm and head. */
+  headShare: number;
+}
+
+/**
+ * Per-row cost of verify passes of 1..`maxRows` rows (layers only: verifyRows computes heads on
+ * demand) and the head's share of a decode step, on the engine as it runs now, by `clock` (CPU time where there is one: a build or
+ * bench on a shared machine is descheduled at random, which only ever adds wall time): best of `reps`
+ * rounds for the plain step, the head and each pass, each timed over enough calls to span 10 ms of the
+ * clock. A pass of more rows is never priced below one of fewer.
+ */
+export function measureVerifyCosts(
+  engine: WasmEngine,
+  /** ms: Node's CPU time where there is one (the build), else the runtime's clock (workerd, locally). */
+  clock: () => number,
+  maxRows = 8,
+  reps = 5,
+): VerifyCosts {
+  const prompt = Array.from({ length: 64 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
+  const tokens = Array.from({ length: maxRows }, (_, i) => 1 + ((i * 53 + 11) % (engine.vocabSize - 1)));
+  const s = engine.newState(prompt.length + maxRows);
+  engine.prefill(s, prompt);
+  const base = prompt.length;
+  const step = () => {
+    engine.rollback(s, base);
+    engine.forward(s, tokens[0]!);
+  };
+  const verify = (m: number, withHead: boolean) => () => {
+    engine.rollback(s, base);
+    const rows = engine.verifyRows(s, tokens.slice(0, m));
+    if (withHead) rows.logits(0);
+  };
+  const n = callsFor(clock, step);
+  let stepMs = Number.POSITIVE_INFINITY;
+  let headed = Number.POSITIVE_INFINITY;
+  const pass = new Array<number>(maxRows + 1).fill(Number.POSITIVE_INFINITY);
+  for (let r = 0; r < reps; r++) {
+    stepMs = Math.min(stepMs, perCall(clock, step, n));
+    for (let m = 1; m <= maxRows; m++) pass[m] = Math.min(pass[m]!, perCall(clock, verify(m, false), n));
+    headed = Math.min(headed, perCall(clock, verify(1, true), n));
+  }
+  // the head of one row: a 1-row pass with its head minus one without
+  const head = headed - pass[1]!;
+  const rowCosts: number[] = [];
+  let most = 0;
+  for (let m = 1; m <= maxRows; m++) {
+    most = Math.max(most, pass[m]!);
+    rowCosts.push(Math.min(4, Math.max(0.01, most / stepMs / m)));
+  }
+  return { rowCosts, headShare: Math.min(0.95, Math.max(0, head / stepMs)) };
+}
