@@ -94,8 +94,15 @@ export function speculationCosts(
   const h = Math.min(0.95, Math.max(0, headShare));
   if (rowCosts && rowCosts.length > 0) {
     const last = rowCosts.length - 1;
-    // Table entries are in decode steps; body() is relative to one step's layers (1 - h).
-    const body = (m: number) => (m <= 1 ? 1 : rowCosts[Math.min(m - 1, last)]! / (1 - h));
+    // Entry m - 1 is m rows' per-row cost, linear between entries (a mean row count is fractional),
+    // in decode steps; body() is relative to one step's layers (1 - h).
+    const at = (i: number) => rowCosts[Math.min(i, last)]!;
+    const body = (m: number) => {
+      if (m <= 1) return 1;
+      const i = Math.floor(m - 1);
+      const f = m - 1 - i;
+      return ((1 - f) * at(i) + f * at(i + 1)) / (1 - h);
+    };
     return { head: h, body, draft: draftCost };
   }
   // rowCost covers layers and head; the head runs per needed row, so only the layers batch.
