@@ -111,11 +111,12 @@ function cpuMs(): number {
 /**
  * Per-row cost of verify passes of 1..`maxRows` rows (layers only: verifyRows computes heads on
  * demand) and the head's share of a decode step, on the engine as it runs now, by CPU time (a build or
- * bench on a shared machine is descheduled at random; that only ever adds wall time): best of `reps`
- * rounds for the plain step, the head and each pass. A pass of more rows is never priced below one of
- * fewer.
+ * bench on a shared machine is descheduled at random, which only ever adds wall time): best of `reps`
+ * rounds for the plain step, the head and each pass (others' load only ever adds time; at load 4-5 on
+ * 2 cores the minima agreed within ~0.03 over most runs, medians of per-round ratios did not). A pass
+ * of more rows is never priced below one of fewer.
  */
-export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 5): VerifyCosts {
+export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 7): VerifyCosts {
   const prompt = Array.from({ length: 64 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
   const tokens = Array.from({ length: maxRows }, (_, i) => 1 + ((i * 53 + 11) % (engine.vocabSize - 1)));
   const s = engine.newState(prompt.length + maxRows);
@@ -135,8 +136,8 @@ export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 5): V
       const rows = engine.verifyRows(s, tokens.slice(0, m));
       pass[m] = Math.min(pass[m]!, cpuMs() - t0);
       t0 = cpuMs();
-      rows.logits(0);
-      head = Math.min(head, cpuMs() - t0);
+      for (let i = 0; i < m; i++) rows.logits(i);
+      head = Math.min(head, (cpuMs() - t0) / m);
     }
   }
   const rowCosts: number[] = [];
