@@ -14,13 +14,8 @@ export const DraftSettings = z.strictObject({
   maxDraft: z.number().int().min(1).max(15).default(6),
   /** The layer-skip draft stops when its top probability falls below this. */
   minConfidence: z.number().min(0).max(1).default(0.6),
-  /**
-   * Prompt-lookup: longest and shortest suffix n-gram searched in the prompt and answer so far.
-   * Acceptance is tracked per matched length, and on the real model it splits sharply: an 8-token
-   * match is followed by the same next token ~97% of the time, a 2-3-token one 50-60% (a longest
-   * of 3 lumped them together at ~89%, too low for drafts to pay at the measured row costs).
-   */
-  ngramMax: z.number().int().min(1).max(8).default(8),
+  /** Prompt-lookup: longest and shortest suffix n-gram searched in the prompt and answer so far. */
+  ngramMax: z.number().int().min(1).max(8).default(3),
   ngramMin: z.number().int().min(1).max(8).default(2),
   /**
    * Non-adaptive drafting only: a source pauses while its running acceptance rate is below this.
