@@ -159,7 +159,7 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
   const budgetMs = headers["x-latency-budget-ms"];
   const served = await serve(services, live, choice, {
     budgetMs,
-    promptTokens: prompt.length,
+    prompt,
     maxTokens,
     choices: body.n ?? 1,
     extraMsPerToken: (req.responseFormat ?? "text") === "text" ? 0 : maskMsPerToken(tokenizer.vocabSize),
