@@ -89,11 +89,15 @@ export const REFUSED_KEYWORDS = [
   "allOf",
   "not",
   "if",
+  "then",
+  "else",
   "patternProperties",
   "propertyNames",
   "uniqueItems",
   "contains",
   "prefixItems",
+  "minProperties",
+  "maxProperties",
 ] as const;
 /** Longest minLength a string may ask for (characters of the shortest answer). */
 const MAX_MIN_LENGTH = 4096;
