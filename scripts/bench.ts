@@ -35,6 +35,7 @@ import { speculativeBench, speculativeTargets } from "../src/bench/speculative.t
 import { tierSpeeds } from "../src/bench/tier-speed.ts";
 import {
   enableRelaxedSimd,
+  NODE_RELAXED,
   type OpProfile,
   type PrefillComparison,
   wasmNodeRows,
@@ -224,7 +225,7 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
       emit(await w.row(p, o));
       if (relaxed) cpuPair = await w.pairedByCpu(p, o);
       if (o.profile) {
-        // Same build in both runtimes (workerd runs the relaxed one), so per-op times compare.
+        // Each runtime's relaxed build (workerd: the i32 dot-add, Node: the i16 dot), per op.
         if (relaxed && o.engines.has("shardlm-wasm")) profiles.push(await wasmProfile(p, o, true));
         profiles.push(await w.profile(p, o));
       }
@@ -251,7 +252,7 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
   if (cpuPair) {
     const r = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
     out(
-      `\nworkerd vs node+relaxed by CPU time (same build, ${cpuPair.rounds} alternating rounds, medians): ` +
+      `\nworkerd vs node+relaxed by CPU time (each runtime's relaxed build, ${cpuPair.rounds} alternating rounds, medians): ` +
         `decode ${cpuPair.workerd.decode.toFixed(1)} vs ${cpuPair.node.decode.toFixed(1)} tok/s ` +
         `(${r(cpuPair.workerd.decode, cpuPair.node.decode)}), prefill ${cpuPair.workerd.prefill.toFixed(1)} vs ` +
         `${cpuPair.node.prefill.toFixed(1)} (${r(cpuPair.workerd.prefill, cpuPair.node.prefill)})`,
@@ -325,12 +326,12 @@ if (o.kernels) {
   tables["node SIMD128"] = kernelTable(await loadKernelsNode(await ensureKernelsWasm()), ko);
   loops.SIMD128 = innermostLoops(await ensureKernelsWasm(), ["matvec_q4_q8", "matmul_q4_q8"], false);
   if (relaxed) {
-    tables["node relaxed"] = kernelTable(
-      await loadKernelsNode(await ensureKernelsWasm({ relaxed: true })),
+    tables["node relaxed-i16"] = kernelTable(
+      await loadKernelsNode(await ensureKernelsWasm(NODE_RELAXED)),
       ko,
     );
-    loops.relaxed = innermostLoops(
-      await ensureKernelsWasm({ relaxed: true }),
+    loops["relaxed-i16"] = innermostLoops(
+      await ensureKernelsWasm(NODE_RELAXED),
       ["matvec_q4_q8", "matmul_q4_q8"],
       true,
     );

@@ -1,11 +1,12 @@
 /**
- * Pins the relaxed-SIMD semantics the int4 kernels rely on, in both runtimes that run the relaxed build:
- * i16x8.relaxed_dot_i8x16_i7x16_s(a, b) with a = int8 activation codes (-127..127) and b = nibbles (0..15)
- * is exact (no saturation, b read as signed or unsigned alike because its top bit is clear). It also
- * records why the kernels avoid i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20's V8 returns 2 * dot and
- * ignores the accumulator in its baseline tier (Liftoff), which was the "wrong results" seen before.
- * Finally, the relaxed build must equal the SIMD128 build bit for bit (the integer dots are exact and
- * the float operations are the same), run in Node with --experimental-wasm-relaxed-simd.
+ * Pins the relaxed-SIMD semantics the int4 kernels rely on, in both runtimes that run relaxed builds:
+ * i16x8.relaxed_dot_i8x16_i7x16_s(a, b) and i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c) with a = int8
+ * activation codes (-127..127) and b = nibbles (0..15) are exact (no saturation, b read as signed or
+ * unsigned alike because its top bit is clear). workerd computes both exactly, so its kernels
+ * (kernels-relaxed.wasm) use the i32 dot-add. Node 20's V8 returns 2 * dot and ignores the accumulator
+ * in its baseline tier (Liftoff): there the dot-add build must refuse to load (its exactness check), and
+ * Node runs kernels-relaxed-i16.wasm. Every relaxed build must equal the SIMD128 build bit for bit (the
+ * integer dots are exact and the float operations are the same).
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -16,6 +17,7 @@ import { promisify } from "node:util";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
+import { firstUsableKernels } from "../src/runtime/backend.ts";
 import {
   compileRelaxedProbe,
   expectedDot16,
@@ -43,15 +45,37 @@ afterAll(async () => {
 interface ChildResult {
   first: { dot16: number[]; dot32add: number[] };
   warm: { dot16: number[]; dot32add: number[] };
-  kernels: { shape: string; relaxed: boolean; simd: number[]; relaxedOut: number[] }[];
+  kernels: {
+    shape: string;
+    relaxed: boolean;
+    simd: number[];
+    relaxedOut: number[];
+    dotAddOut: number[] | null;
+  }[];
+  dotAddRefused: string | null;
+  dotAddFlag: boolean | null;
 }
 
 async function nodeChild(tierFlags: string[]): Promise<ChildResult> {
-  const [simd, relaxed] = await Promise.all([ensureKernelsWasm(), ensureKernelsWasm({ relaxed: true })]);
+  const [simd, relaxed, dotAdd] = await Promise.all([
+    ensureKernelsWasm(),
+    ensureKernelsWasm({ relaxed: true, i16Dot: true }),
+    ensureKernelsWasm({ relaxed: true }),
+  ]);
   const child = fileURLToPath(new URL("./helpers/relaxed-node-child.ts", import.meta.url));
   const { stdout } = await run(
     process.execPath,
-    ["--experimental-wasm-relaxed-simd", ...tierFlags, "--import", "tsx", child, probePath, simd, relaxed],
+    [
+      "--experimental-wasm-relaxed-simd",
+      ...tierFlags,
+      "--import",
+      "tsx",
+      child,
+      probePath,
+      simd,
+      relaxed,
+      dotAdd,
+    ],
     { maxBuffer: 64 << 20 },
   );
   return JSON.parse(stdout) as ChildResult;
@@ -62,7 +86,7 @@ describe("relaxed SIMD in Node (--experimental-wasm-relaxed-simd)", () => {
     ["baseline tier (Liftoff)", ["--liftoff", "--no-wasm-tier-up"]],
     ["optimizing tier (TurboFan)", ["--no-liftoff"]],
   ] as const) {
-    it(`${name}: i16 dot exact; relaxed kernels bit-identical to SIMD128`, async () => {
+    it(`${name}: i16 dot exact; relaxed kernels bit-identical to SIMD128; dot-add build only where exact`, async () => {
       const r = await nodeChild([...flags]);
       expect(r.first.dot16).toEqual(want16);
       expect(r.warm.dot16).toEqual(want16);
@@ -70,11 +94,16 @@ describe("relaxed SIMD in Node (--experimental-wasm-relaxed-simd)", () => {
         expect(k.relaxed, k.shape).toBe(true);
         expect(k.relaxedOut, k.shape).toEqual(k.simd);
       }
-      // The i32 variant the kernels avoid: where Node's V8 deviates from the spec, it is by the
-      // Liftoff bug (2 * dot, accumulator dropped), not by operand signedness.
-      if (JSON.stringify(r.first.dot32add) !== JSON.stringify(want32)) {
+      if (JSON.stringify(r.first.dot32add) === JSON.stringify(want32)) {
+        // exact here (TurboFan): the dot-add build loads and matches SIMD128 bit for bit
+        expect(r.dotAddRefused).toBeNull();
+        expect(r.dotAddFlag).toBe(true);
+        for (const k of r.kernels) expect(k.dotAddOut, k.shape).toEqual(k.simd);
+      } else {
+        // the Liftoff bug (2 * dot, accumulator dropped), not operand signedness; the build refuses
         const doubled = want32.map((w, i) => 2 * (w - vectors.c[i]!));
         expect(r.first.dot32add).toEqual(doubled);
+        expect(r.dotAddRefused).toMatch(/computes i32x4\.relaxed_dot_i8x16_i7x16_add_s inexactly/);
       }
     }, 120_000);
   }
@@ -121,3 +150,20 @@ export default { async fetch(req) {
 function runProbeSource(): string {
   return `const runProbe = ${runProbe.toString()};`;
 }
+
+describe("firstUsableKernels (the browser's choice of build)", () => {
+  it("skips builds this runtime cannot compile or that fail the exactness check; throws when none loads", async () => {
+    const [simd, dotAdd] = await Promise.all([
+      readFile(await ensureKernelsWasm()),
+      readFile(await ensureKernelsWasm({ relaxed: true })),
+    ]);
+    const garbage = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 255, 255]);
+    // this test process runs Node without --experimental-wasm-relaxed-simd: the relaxed build does not validate
+    expect(WebAssembly.validate(dotAdd)).toBe(false);
+    const k = await firstUsableKernels([garbage, dotAdd, simd]);
+    expect(k.relaxedSimd).toBe(false);
+    expect(k.relaxedDotAdd).toBe(false);
+    await expect(firstUsableKernels([garbage, dotAdd])).rejects.toThrow(/WebAssembly\.validate failed/);
+    await expect(firstUsableKernels([])).rejects.toThrow(/no kernel build given/);
+  });
+});

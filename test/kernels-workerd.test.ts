@@ -1,7 +1,8 @@
 /**
  * The Workers path, in workerd itself (miniflare): WasmKernels.create(WebAssembly.Module) from an imported
- * .wasm module, for both builds. workerd ships relaxed SIMD, so this is where kernels-relaxed.wasm is checked
- * (Node 20's experimental relaxed SIMD miscompiles it) against the SIMD128 build run here in Node.
+ * .wasm module, for both builds workerd can run. workerd ships relaxed SIMD with an exact (and fast) i32
+ * dot-add, so this is where kernels-relaxed.wasm is checked (Node 20's baseline tier miscomputes the
+ * dot-add) against the SIMD128 build run here in Node.
  */
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -43,7 +44,7 @@ export default {
       const t8 = k.uploadInt8(p8);
       const x8 = Float32Array.from(b.x);
       return Response.json({
-        relaxed: k.relaxedSimd,
+        relaxed: k.relaxedSimd, dotAdd: k.relaxedDotAdd,
         f32: Array.from(matvecInt8Array(k, t8, x8, "f32")),
         q8: Array.from(matvecInt8Array(k, t8, x8, "q8")),
       });
@@ -52,9 +53,9 @@ export default {
       zeros: b.p.zeros ? Uint8Array.from(b.p.zeros) : null, mins: b.p.mins ? Uint16Array.from(b.p.mins) : null };
     const t = k.uploadInt4(p);
     const x = Float32Array.from(b.x);
-    if (b.m) return Response.json({ relaxed: k.relaxedSimd, y: Array.from(matmulInt4Q8Array(k, t, x, b.m)) });
+    if (b.m) return Response.json({ relaxed: k.relaxedSimd, dotAdd: k.relaxedDotAdd, y: Array.from(matmulInt4Q8Array(k, t, x, b.m)) });
     return Response.json({
-      relaxed: k.relaxedSimd,
+      relaxed: k.relaxedSimd, dotAdd: k.relaxedDotAdd,
       f32: Array.from(matvecInt4Array(k, t, x, "f32")),
       q8: Array.from(matvecInt4Array(k, t, x, "q8")),
     });
@@ -120,8 +121,9 @@ describe("kernels in workerd", () => {
             p: packedJson(p),
           }),
         });
-        const got = (await res.json()) as { relaxed: boolean; f32: number[]; q8: number[] };
+        const got = (await res.json()) as { relaxed: boolean; dotAdd: boolean; f32: number[]; q8: number[] };
         expect(got.relaxed).toBe(relaxed);
+        expect(got.dotAdd).toBe(relaxed); // workerd runs the i32 dot-add build
         const m = kern.mark();
         try {
           const t = kern.uploadInt4(p);
@@ -152,8 +154,9 @@ describe("kernels in workerd", () => {
             int8: { ...p, data: Array.from(p.data), scales: Array.from(p.scales) },
           }),
         });
-        const got = (await res.json()) as { relaxed: boolean; f32: number[]; q8: number[] };
+        const got = (await res.json()) as { relaxed: boolean; dotAdd: boolean; f32: number[]; q8: number[] };
         expect(got.relaxed).toBe(relaxed);
+        expect(got.dotAdd).toBe(relaxed); // workerd runs the i32 dot-add build
         const m = kern.mark();
         try {
           const t = kern.uploadInt8(p);
@@ -183,8 +186,9 @@ describe("kernels in workerd", () => {
             p: packedJson(p),
           }),
         });
-        const got = (await res.json()) as { relaxed: boolean; y: number[] };
+        const got = (await res.json()) as { relaxed: boolean; dotAdd: boolean; y: number[] };
         expect(got.relaxed).toBe(relaxed);
+        expect(got.dotAdd).toBe(relaxed); // workerd runs the i32 dot-add build
         const m = kern.mark();
         try {
           const t = kern.uploadInt4(p);

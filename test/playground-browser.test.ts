@@ -350,6 +350,8 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     const r = await compareInBrowser("wasm");
     console.log(`in-browser wasm: ${r.engine}; ${r.timings}`);
     expect(r.engine).toMatch(/^this browser: wasm/);
+    // Chromium's V8 has an exact relaxed dot-add, so the page runs the production kernels
+    expect(r.engine).toMatch(/kernels: relaxed SIMD \(i32 dot-add\)\)$/);
     expect(r.variant).toBe("quality");
     expect(r.timings).toMatch(/^load \d+ ms, prefill \d+ ms, decode \d+ ms$/);
     expect(r.server).toMatch(/there was a little/);

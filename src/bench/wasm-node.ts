@@ -33,11 +33,14 @@ export function contextSizeFor(p: PackedShape): number {
  * here before any module using it compiles; bench-only, the library never flips V8 flags). False when
  * this Node has no such flag or rejects the module.
  */
+/** Node 20's relaxed build: the i16 dot (its V8 has no fast, and in Liftoff no exact, i32 dot-add). */
+export const NODE_RELAXED = { relaxed: true, i16Dot: true } as const;
+
 export async function enableRelaxedSimd(): Promise<boolean> {
   const { setFlagsFromString } = await import("node:v8");
   setFlagsFromString("--experimental-wasm-relaxed-simd");
   const { readFile } = await import("node:fs/promises");
-  return WebAssembly.validate(await readFile(await ensureKernelsWasm({ relaxed: true })));
+  return WebAssembly.validate(await readFile(await ensureKernelsWasm(NODE_RELAXED)));
 }
 
 export async function loadEngine(
@@ -45,7 +48,7 @@ export async function loadEngine(
   opts: WasmEngineOptions,
   relaxed = false,
 ): Promise<{ engine: WasmEngine; kernels: WasmKernels }> {
-  const kernels = await loadKernelsNode(await ensureKernelsWasm({ relaxed }));
+  const kernels = await loadKernelsNode(await ensureKernelsWasm(relaxed ? NODE_RELAXED : {}));
   const engine = await WasmEngine.load(kernels, p.table, bytesToStream(p.data), {
     contextSize: contextSizeFor(p),
     ...opts,
@@ -97,7 +100,7 @@ export async function wasmNodeRows(
       threads: 1,
       cpu_share: t.cpuShare,
       kernels: relaxed
-        ? "kernels-relaxed.wasm (relaxed SIMD, --experimental-wasm-relaxed-simd)"
+        ? "kernels-relaxed-i16.wasm (relaxed SIMD, --experimental-wasm-relaxed-simd)"
         : "kernels.wasm (SIMD128)",
       activations: "q8",
       kv_cache: kvCache,

@@ -7,13 +7,19 @@
  *
  * The WASM kernels are inlined into this bundle (esbuild's binary loader): the Worker holds them only
  * as a compiled WebAssembly.Module, which it cannot serve as bytes. The relaxed-SIMD build (what
- * workerd runs) is used where the browser validates it, else the plain SIMD build.
+ * workerd runs) is used where the browser validates it and passes its exactness check, else the plain
+ * SIMD build.
  */
 import kernelsRelaxed from "shardlm:kernels/relaxed";
 import kernelsSimd from "shardlm:kernels/simd";
 import { byQuality, LivePointer, Manifest, type ShardRef } from "../format/manifest.ts";
 import type { TokenizerSpec } from "../format/model.ts";
-import { type BackendChoice, type CreatedEngine, createEngine } from "../runtime/backend.ts";
+import {
+  type BackendChoice,
+  type CreatedEngine,
+  createEngine,
+  firstUsableKernels,
+} from "../runtime/backend.ts";
 import { type ChatMessage, complete, promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { systemClock } from "../runtime/clock.ts";
 import { prefillWorkTokens } from "../runtime/cost-model.ts";
@@ -117,8 +123,14 @@ export async function liveVariants(base: string): Promise<{ manifest: Manifest; 
   return all.sort((a, b) => byQuality(a.manifest, b.manifest));
 }
 
-function kernelsForThisBrowser(): Uint8Array {
-  return WebAssembly.validate(kernelsRelaxed as BufferSource) ? kernelsRelaxed : kernelsSimd;
+/** Which kernel build the WASM engine runs here (shown with the engine's reason). */
+let kernelsBuild = "";
+
+/** The relaxed-SIMD build where this browser compiles it and computes its dot-add exactly, else SIMD128. */
+async function kernelsForThisBrowser(): ReturnType<typeof firstUsableKernels> {
+  const k = await firstUsableKernels([kernelsRelaxed as BufferSource, kernelsSimd as BufferSource]);
+  kernelsBuild = k.relaxedDotAdd ? "relaxed SIMD (i32 dot-add)" : "SIMD128";
+  return k;
 }
 
 async function load(
@@ -141,7 +153,7 @@ async function load(
     table: manifest.weights,
     weights: shardStream(base, manifest.shards),
     backend,
-    wasmModule: kernelsForThisBrowser() as BufferSource,
+    wasmModule: kernelsForThisBrowser,
     wasm: { kvCache: "f16", contextSize },
     webgpu: { kvCache: "f16", contextSize },
   });
@@ -209,7 +221,10 @@ export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunR
     variant: loaded.manifest.variant,
     manifestId: chosen.id,
     backend: loaded.created.backend,
-    reason: loaded.created.reason,
+    reason:
+      loaded.created.backend === "wasm"
+        ? `${loaded.created.reason}; kernels: ${kernelsBuild}`
+        : loaded.created.reason,
     text,
     tokens: r.completionTokens,
     finishReason: r.finishReason,

@@ -49,6 +49,27 @@ export function defaultGpu(): GPU | null {
   return nav?.gpu ?? null;
 }
 
+/**
+ * The first kernel build this runtime can run exactly, in order of preference: one that fails
+ * WebAssembly.validate (e.g. relaxed SIMD missing) or its load-time exactness check (an inexact relaxed
+ * dot-add) is skipped. Throws the last build's error when none loads.
+ */
+export async function firstUsableKernels(builds: readonly BufferSource[]): Promise<WasmKernels> {
+  let last: unknown = new Error("no kernel build given");
+  for (const b of builds) {
+    if (!WebAssembly.validate(b)) {
+      last = new Error("this runtime cannot compile the kernel build (WebAssembly.validate failed)");
+      continue;
+    }
+    try {
+      return await WasmKernels.create(b);
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last;
+}
+
 export async function createEngine(opts: CreateEngineOptions): Promise<CreatedEngine> {
   const choice = opts.backend ?? "auto";
   if (choice !== "auto" && choice !== "webgpu" && choice !== "wasm") {

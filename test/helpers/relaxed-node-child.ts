@@ -1,8 +1,9 @@
 /**
  * Child process of test/kernels-relaxed.test.ts, run as
- *   node --experimental-wasm-relaxed-simd [V8 tier flags] --import tsx relaxed-node-child.ts <probe.wasm> <kernels.wasm> <kernels-relaxed.wasm>
+ *   node --experimental-wasm-relaxed-simd [V8 tier flags] --import tsx relaxed-node-child.ts <probe.wasm> <kernels.wasm> <kernels-relaxed-i16.wasm> <kernels-relaxed.wasm>
  * (relaxed SIMD needs the flag before any module compiles, so it cannot run inside the test worker).
- * Prints one JSON line: the probe's raw results and both kernel builds' outputs on the same inputs.
+ * Prints one JSON line: the probe's raw results and the kernel builds' outputs on the same inputs; the
+ * dot-add build (kernels-relaxed.wasm) either refuses to load (its exactness check failed) or runs too.
  */
 import { readFile } from "node:fs/promises";
 import { matmulInt4Q8Array, matvecInt4Array } from "../../src/bench/kernel-arrays.ts";
@@ -11,7 +12,12 @@ import { loadKernelsNode } from "../../src/kernels/wasm/node.ts";
 import { q4_1Tensor, randn } from "../kernels-helpers.ts";
 import { probeVectors, runProbe } from "./relaxed-probe.ts";
 
-const [probePath, simdPath, relaxedPath] = process.argv.slice(2) as [string, string, string];
+const [probePath, simdPath, relaxedPath, dotAddPath] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+];
 const { instance } = await WebAssembly.instantiate(await readFile(probePath), {});
 const v = probeVectors();
 // the first call runs in Liftoff unless tier flags say otherwise; call twice more after warming up
@@ -21,7 +27,20 @@ const warm = runProbe(instance.exports, v);
 
 const simd = await loadKernelsNode(simdPath);
 const relaxed = await loadKernelsNode(relaxedPath);
-const kernels: { shape: string; relaxed: boolean; simd: number[]; relaxedOut: number[] }[] = [];
+let dotAdd: typeof simd | null = null;
+let dotAddRefused: string | null = null;
+try {
+  dotAdd = await loadKernelsNode(dotAddPath);
+} catch (e) {
+  dotAddRefused = (e as Error).message;
+}
+const kernels: {
+  shape: string;
+  relaxed: boolean;
+  simd: number[];
+  relaxedOut: number[];
+  dotAddOut: number[] | null;
+}[] = [];
 for (const [N, K, groupSize, zeroPoint, M] of [
   [13, 172, 32, true, 1],
   [64, 768, 32, false, 1],
@@ -46,6 +65,9 @@ for (const [N, K, groupSize, zeroPoint, M] of [
     relaxed: relaxed.relaxedSimd,
     simd: run(simd),
     relaxedOut: run(relaxed),
+    dotAddOut: dotAdd ? run(dotAdd) : null,
   });
 }
-process.stdout.write(`${JSON.stringify({ first, warm, kernels })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ first, warm, kernels, dotAddRefused, dotAddFlag: dotAdd?.relaxedDotAdd ?? null })}\n`,
+);

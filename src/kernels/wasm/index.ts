@@ -3,9 +3,10 @@
  * `npm run build:wasm` into build/wasm/kernels.wasm).
  *
  * Instantiate from a `WebAssembly.Module` (Workers: `import mod from ".../kernels.wasm"`; runtime
- * compilation from bytes is not allowed there) or from bytes (Node; see ./node.ts). Two builds, same
- * exports and results: kernels.wasm (SIMD128) and kernels-relaxed.wasm (+ relaxed SIMD, ~1.25x faster
- * Q8 matvec; workerd has relaxed SIMD, Node 20 only behind --experimental-wasm-relaxed-simd).
+ * compilation from bytes is not allowed there) or from bytes (Node; see ./node.ts). Three builds, same
+ * exports and bit-identical results (./build.ts): kernels.wasm (SIMD128, everywhere), kernels-relaxed.wasm
+ * (+ relaxed SIMD's i32 dot-add: workerd, browsers) and kernels-relaxed-i16.wasm (+ relaxed SIMD's i16
+ * dot: Node 20 behind --experimental-wasm-relaxed-simd).
  *
  * Memory: one growable linear memory managed by a bump allocator (`alloc`, `mark`/`release`). All op
  * methods take byte offsets ("pointers"). Typed-array views (`f32()` etc.) are invalidated whenever the
@@ -122,6 +123,12 @@ export class WasmKernels {
     this.raw = instance.exports as unknown as RawExports;
     this.top = (this.raw.heap_base() + 15) & ~15;
     this.scratch = this.alloc(SCRATCH_BYTES);
+    if (this.raw.dot_add_exact(this.scratch) !== 1) {
+      throw new Error(
+        "kernels-relaxed.wasm: this runtime computes i32x4.relaxed_dot_i8x16_i7x16_add_s inexactly " +
+          "(Node 20's baseline tier does); load kernels.wasm or kernels-relaxed-i16.wasm here",
+      );
+    }
   }
 
   /** From a compiled module (Workers) or the .wasm bytes (Node). The module imports nothing. */
@@ -135,9 +142,14 @@ export class WasmKernels {
 
   // ---- memory ------------------------------------------------------------------------------
 
-  /** True for kernels-relaxed.wasm (relaxed SIMD: workerd; Node 20 only with --experimental-wasm-relaxed-simd). */
+  /** True for the relaxed-SIMD builds (kernels-relaxed.wasm, kernels-relaxed-i16.wasm). */
   get relaxedSimd(): boolean {
     return this.raw.relaxed_simd() === 1;
+  }
+
+  /** True for kernels-relaxed.wasm (the int4 x Q8 kernels use the i32 dot-add). */
+  get relaxedDotAdd(): boolean {
+    return this.raw.relaxed_dot_add() === 1;
   }
 
   get memory(): WebAssembly.Memory {

@@ -13,6 +13,17 @@ declare namespace __AdaptedExports {
    */
   export function relaxed_simd(): number;
   /**
+   * src/kernels/wasm/assembly/index/relaxed_dot_add
+   * @returns `i32`
+   */
+  export function relaxed_dot_add(): number;
+  /**
+   * src/kernels/wasm/assembly/index/dot_add_exact
+   * @param p `usize`
+   * @returns `i32`
+   */
+  export function dot_add_exact(p: number): number;
+  /**
    * src/kernels/wasm/assembly/quantize/quantize_q8
    * @param x `usize`
    * @param kp `i32`

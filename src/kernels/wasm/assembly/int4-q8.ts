@@ -10,13 +10,17 @@
 //   side cancels the extra terms (quantize.ts stores b2 = a2 - 16 a1, b3 = a3 - 16 a2), so
 //   (v & 15).a0 + e1.a1 + e2.b2 + e3.b3 = sum c.a exactly with 4 unpack ops instead of 6 (|b| <= 2159,
 //   |e| <= 4095: every i32x4.dot_i16x8_s product and pair sum fits i32).
-// - relaxed SIMD: the low / high nibble bytes (0..15) are the 7-bit operand of
-//   i16x8.relaxed_dot_i8x16_i7x16_s against the int8 codes in k order; the two i16 results are added
-//   (|sum| <= 4 * 15 * 127 = 7620, no i16 overflow); 4 rows' partials are folded once more in i16
-//   (<= 15240) and then widened (reduce4_i16). The instruction's result is
-//   only defined when the second operand is in 0..127, which nibbles always are. The i32 variant
-//   (relaxed_dot_i8x16_i7x16_add_s) is not used: Node 20's V8 returns 2 * dot and drops the accumulator
-//   (test/kernels-relaxed.test.ts pins both facts).
+// - relaxed SIMD, dot-add (DOT_ADD = 1: kernels-relaxed.wasm, workerd and browsers): the low / high nibble
+//   bytes (0..15) are the 7-bit operand of i32x4.relaxed_dot_i8x16_i7x16_add_s against the int8 codes in
+//   k order, accumulated in i32 (4 products per lane, exact). V8 lowers it to one AVX-VNNI vpdpbusd where
+//   the CPU has it (workerd's matvec: 7.3 -> 8.0 GB/s over the i16 form on this machine).
+// - relaxed SIMD, i16 (DOT_ADD = 0: kernels-relaxed-i16.wasm, Node 20 behind a flag): the same operands
+//   in i16x8.relaxed_dot_i8x16_i7x16_s; the two i16 results are added (|sum| <= 4 * 15 * 127 = 7620, no
+//   i16 overflow); 4 rows' partials are folded once more in i16 (<= 15240) and then widened
+//   (reduce4_i16). Node 20's V8 has no VNNI lowering of the dot-add (6.6 vs 10 GB/s) and its baseline
+//   tier returns 2 * dot and drops the accumulator (test/kernels-relaxed.test.ts pins both facts).
+// Both instructions' results are only defined when the second operand is in 0..127, which nibbles
+// always are; the integer dots are exact, so every build gives bit-identical outputs.
 
 import {
   log2_cpg, pad_sums, prep_supergroup, reduce4_i32, h2f4, store_neg_mins4, zraw4,
@@ -70,6 +74,15 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
   return nibble_i16_relaxed(v128.and(v, m), v128.and(i16x8.shr_u(v, 4), m), q0, q1);
 }
 
+/** i32x4 partials (4 lanes of one row, exact) of one chunk v against int8 codes q0 (k 0..15) / q1 (k 16..31). */
+// @ts-ignore: decorator
+@inline function chunk_i32_dot_add(v: v128, q0: v128, q1: v128): v128 {
+  const m = i8x16.splat(15);
+  const lo = v128.and(v, m);
+  const hi = v128.and(i16x8.shr_u(v, 4), m);
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, lo, i32x4.splat(0)));
+}
+
 /** SIMD128 dot of one chunk as a chain (one partial live per row: V8 spilled the tree form). */
 // @ts-ignore: decorator
 @inline function chunk_dot_chain(v: v128, b0: v128, b1: v128, b2: v128, b3: v128): v128 {
@@ -85,6 +98,16 @@ function block_group_sums(xds: usize, ng: i32, cpg: i32, out: usize): void {
  */
 // @ts-ignore: decorator
 @inline function chunk_dot4(w0: usize, w1: usize, w2: usize, w3: usize, ap: usize, ones: v128, sp: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && DOT_ADD) {
+    const q0 = v128.load(ap, 0);
+    const q1 = v128.load(ap, 16);
+    return reduce4_i32(
+      chunk_i32_dot_add(v128.load(w0), q0, q1),
+      chunk_i32_dot_add(v128.load(w1), q0, q1),
+      chunk_i32_dot_add(v128.load(w2), q0, q1),
+      chunk_i32_dot_add(v128.load(w3), q0, q1),
+    );
+  }
   if (ASC_FEATURE_RELAXED_SIMD) {
     const q0 = v128.load(ap, 0);
     const q1 = v128.load(ap, 16);
@@ -342,6 +365,96 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   v128.store(acp, scale_acc(v128.load(acp), dot, gsv, dp));
 }
 
+/**
+ * SIMD128 and i16 relaxed builds: one 16-byte chunk of 4 weight rows unpacked once into the L1 buffer
+ * ubuf, then acc[i] (16 bytes per row at accs) += the chunk's scaled dots for each of the m activation rows.
+ * Relaxed: two activation rows per pass (half the loop's overhead; four per pass spilled scalar addresses);
+ * the first row's accumulator store keeps V8 from hoisting the second row's loads above it (which
+ * spilled). SIMD128 keeps one row per pass (its 16 unpacked vectors per row already spill; two rows
+ * measured 0-5% slower).
+ */
+// @ts-ignore: decorator
+@inline function matmul_chunk_l1(
+  w0: usize, w1: usize, w2: usize, w3: usize, ubuf: usize, ap: usize, dp: usize, accs: usize, gsv: v128,
+  m: i32, aRow: usize, dStride: usize, ones: v128,
+): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    unpack_pair(v128.load(w0), v128.load(w1), ubuf);
+    unpack_pair(v128.load(w2), v128.load(w3), ubuf + 64);
+  } else {
+    unpack_pair_i16(v128.load(w0), v128.load(w1), ubuf);
+    unpack_pair_i16(v128.load(w2), v128.load(w3), ubuf + 128);
+  }
+  let acp = accs;
+  let i = 0;
+  for (; ASC_FEATURE_RELAXED_SIMD && i + 1 < m; i += 2) {
+    arow_step(ubuf, ap, gsv, dp, acp, ones);
+    arow_step(ubuf, ap + aRow, gsv, dp + dStride, acp + 16, ones);
+    ap += aRow << 1;
+    dp += dStride << 1;
+    acp += 32;
+  }
+  for (; i < m; i++) {
+    arow_step(ubuf, ap, gsv, dp, acp, ones);
+    ap += aRow;
+    dp += dStride;
+    acp += 16;
+  }
+}
+
+/**
+ * Dot-add build: one 16-byte chunk of 4 weight rows (at w0..w3) against m activation rows, acc[i] (16
+ * bytes per row at accs) += the chunk's scaled dots. The chunk is unpacked as unpack_pair does, into 8
+ * vectors that stay in registers across the rows (a spill goes to the native stack, which workerd does
+ * not bounds-check, unlike an L1 buffer in linear memory: per-row cost at M = 4 went from 0.74 to 0.59
+ * of a matvec there); per row, 4 activation slices duplicated into both halves, 8 i32 dot-adds into
+ * [a, a, b, b] / [c, c, d, d] and one 3-op fold.
+ */
+// @ts-ignore: decorator
+@inline function chunk_rows_dot_add(
+  w0: usize, w1: usize, w2: usize, w3: usize, ap: usize, dp: usize, accs: usize, gsv: v128, m: i32,
+  aRow: usize, dStride: usize,
+): void {
+  const mk = i8x16.splat(15);
+  const va = v128.load(w0);
+  const vb = v128.load(w1);
+  const vc = v128.load(w2);
+  const vd = v128.load(w3);
+  const lo01 = v128.shuffle<i64>(va, vb, 0, 2); // bytes 0-7 of rows a | b: k 0-7 (low nibbles), 16-23 (high)
+  const hi01 = v128.shuffle<i64>(va, vb, 1, 3); // bytes 8-15: k 8-15, 24-31
+  const lo23 = v128.shuffle<i64>(vc, vd, 0, 2);
+  const hi23 = v128.shuffle<i64>(vc, vd, 1, 3);
+  const u0 = v128.and(lo01, mk);
+  const u1 = v128.and(hi01, mk);
+  const u2 = v128.and(i16x8.shr_u(lo01, 4), mk);
+  const u3 = v128.and(i16x8.shr_u(hi01, 4), mk);
+  const u4 = v128.and(lo23, mk);
+  const u5 = v128.and(hi23, mk);
+  const u6 = v128.and(i16x8.shr_u(lo23, 4), mk);
+  const u7 = v128.and(i16x8.shr_u(hi23, 4), mk);
+  let acp = accs;
+  for (let i = 0; i < m; i++) {
+    const q0 = v128.load64_splat(ap);
+    const q1 = v128.load64_splat(ap + 8);
+    const q2 = v128.load64_splat(ap + 16);
+    const q3 = v128.load64_splat(ap + 24);
+    const z = i32x4.splat(0);
+    let p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, u0, z);
+    let p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, u4, z);
+    p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, u1, p01);
+    p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, u5, p23);
+    p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q2, u2, p01);
+    p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q2, u6, p23);
+    p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q3, u3, p01);
+    p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q3, u7, p23);
+    const dot = i32x4.add(v128.shuffle<i32>(p01, p23, 0, 2, 4, 6), v128.shuffle<i32>(p01, p23, 1, 3, 5, 7));
+    v128.store(acp, scale_acc(v128.load(acp), dot, gsv, dp));
+    ap += aRow;
+    dp += dStride;
+    acp += 16;
+  }
+}
+
 export function matmul_q4_q8(
   qw: usize, sc: usize, zp: usize, mn: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, m: i32, n: i32,
   kp: i32, gs: i32, tmp: usize,
@@ -354,7 +467,7 @@ export function matmul_q4_q8(
   const nb = <usize>(kp >> 5);
   const accs = tmp;
   const corrs = accs + (<usize>m << 4);
-  const ubuf = corrs + (<usize>m << 4); // 4 weight rows' unpacked chunk (256 bytes SIMD128, 128 relaxed)
+  const ubuf = corrs + (<usize>m << 4); // 4 weight rows' unpacked chunk (256 bytes SIMD128, 128 relaxed i16)
   const gbuf = ubuf + 256;
   const gz = gbuf + 64;
   const gsStride = <usize>(((ng + 3) & ~3) << 2);
@@ -398,36 +511,11 @@ export function matmul_q4_q8(
       }
       const chunks = min(4, ng - g0) << lcpg;
       for (let j = 0; j < chunks; j++) {
-        if (ASC_FEATURE_RELAXED_SIMD) {
-          unpack_pair(v128.load(w0), v128.load(w1), ubuf);
-          unpack_pair(v128.load(w2), v128.load(w3), ubuf + 64);
-        } else {
-          unpack_pair_i16(v128.load(w0), v128.load(w1), ubuf);
-          unpack_pair_i16(v128.load(w2), v128.load(w3), ubuf + 128);
-        }
         const gsv = v128.load(gbuf + (<usize>(j >> lcpg) << 4));
-        let ap = a0p + chunk * aChunk;
-        let dp = xd + (chunk << 2);
-        let acp = accs;
-        const dStride = nb << 2;
-        // relaxed: two activation rows per pass (half the loop's overhead; four per pass spilled scalar
-        // addresses); the first row's accumulator store keeps V8 from hoisting the second row's loads
-        // above it (which spilled). SIMD128 keeps one row per pass (its 16 unpacked vectors per row
-        // already spill; two rows measured 0-5% slower).
-        let i = 0;
-        for (; ASC_FEATURE_RELAXED_SIMD && i + 1 < m; i += 2) {
-          arow_step(ubuf, ap, gsv, dp, acp, ones);
-          arow_step(ubuf, ap + aRow, gsv, dp + dStride, acp + 16, ones);
-          ap += aRow << 1;
-          dp += dStride << 1;
-          acp += 32;
-        }
-        for (; i < m; i++) {
-          arow_step(ubuf, ap, gsv, dp, acp, ones);
-          ap += aRow;
-          dp += dStride;
-          acp += 16;
-        }
+        const ap = a0p + chunk * aChunk;
+        const dp = xd + (chunk << 2);
+        if (ASC_FEATURE_RELAXED_SIMD && DOT_ADD) chunk_rows_dot_add(w0, w1, w2, w3, ap, dp, accs, gsv, m, aRow, nb << 2);
+        else matmul_chunk_l1(w0, w1, w2, w3, ubuf, ap, dp, accs, gsv, m, aRow, nb << 2, ones);
         w0 += 16;
         w1 += 16;
         w2 += 16;
