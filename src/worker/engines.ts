@@ -166,9 +166,10 @@ export class EngineCache {
   }
 
   private async load(manifestId: string, manifest: Manifest): Promise<LoadedVariant> {
-    // An fp16 KV cache where it fits the isolate, else int8 (half the bytes, same tokens in tests).
+    // An fp16 KV cache where it fits the isolate, else int8 (half the bytes, same tokens in tests):
+    // the layout the build measured prefill on (servedEngineLayout).
     const context = this.contextFor(manifest);
-    const kvCache = estimateEngineBytes(manifest.weights, context, "f16") <= this.budgetBytes ? "f16" : "q8";
+    const { kvCache } = servedEngineLayout(manifest.weights, this.budgetBytes);
     const need = estimateEngineBytes(manifest.weights, context, kvCache);
     if (need > this.budgetBytes) {
       const why = `variant ${manifest.variant} needs ~${need} bytes, over the isolate budget of ${this.budgetBytes}`;
