@@ -303,6 +303,7 @@ describe("engine rollback and drafts", () => {
     expect(costs.body(1)).toBe(1);
     expect(costs.body(2)).toBeCloseTo(0.82 / 0.8, 12);
     expect(costs.body(20)).toBeCloseTo(0.58 / 0.8, 12); // past the table: its last entry
+    expect(costs.body(2.5)).toBeCloseTo((0.82 + 0.71) / 2 / 0.8, 12); // a mean row count
     // One draft never pays here (the fitted model said it did); long drafts pay when acceptance is high.
     expect(bestDraftLength(1, 0.99, costs).k).toBe(0);
     expect(bestDraftLength(1, 0.99, speculationCosts(0.75, 0.2)).k).toBe(1);

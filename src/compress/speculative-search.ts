@@ -89,7 +89,7 @@ function cpuMs(): number {
 }
 
 /** measureVerifyCosts (src/runtime/verify-costs.ts) by this process's CPU time. */
-export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 5): VerifyCosts {
+export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 7): VerifyCosts {
   return measureVerifyCostsBy(engine, cpuMs, maxRows, reps);
 }
 

@@ -14,13 +14,8 @@ export const DraftSettings = z.strictObject({
   maxDraft: z.number().int().min(1).max(15).default(6),
   /** The layer-skip draft stops when its top probability falls below this. */
   minConfidence: z.number().min(0).max(1).default(0.6),
-  /**
-   * Prompt-lookup: longest and shortest suffix n-gram searched in the prompt and answer so far.
-   * Acceptance is tracked per matched length, and on the real model it splits sharply: an 8-token
-   * match is followed by the same next token ~97% of the time, a 2-3-token one 50-60% (a longest
-   * of 3 lumped them together at ~89%, too low for drafts to pay at the measured row costs).
-   */
-  ngramMax: z.number().int().min(1).max(8).default(8),
+  /** Prompt-lookup: longest and shortest suffix n-gram searched in the prompt and answer so far. */
+  ngramMax: z.number().int().min(1).max(8).default(3),
   ngramMin: z.number().int().min(1).max(8).default(2),
   /**
    * Non-adaptive drafting only: a source pauses while its running acceptance rate is below this.
@@ -94,8 +89,15 @@ export function speculationCosts(
   const h = Math.min(0.95, Math.max(0, headShare));
   if (rowCosts && rowCosts.length > 0) {
     const last = rowCosts.length - 1;
-    // Table entries are in decode steps; body() is relative to one step's layers (1 - h).
-    const body = (m: number) => (m <= 1 ? 1 : rowCosts[Math.min(m - 1, last)]! / (1 - h));
+    // Entry m - 1 is m rows' per-row cost, linear between entries (a mean row count is fractional),
+    // in decode steps; body() is relative to one step's layers (1 - h).
+    const at = (i: number) => rowCosts[Math.min(i, last)]!;
+    const body = (m: number) => {
+      if (m <= 1) return 1;
+      const i = Math.floor(m - 1);
+      const f = m - 1 - i;
+      return ((1 - f) * at(i) + f * at(i + 1)) / (1 - h);
+    };
     return { head: h, body, draft: draftCost };
   }
   // rowCost covers layers and head; the head runs per needed row, so only the layers batch.

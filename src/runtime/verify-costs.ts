@@ -58,17 +58,19 @@ export interface VerifyCosts {
 
 /**
  * Per-row cost of verify passes of 1..`maxRows` rows (layers only: verifyRows computes heads on
- * demand) and the head's share of a decode step, on the engine as it runs now, by `clock` (CPU time where there is one: a build or
- * bench on a shared machine is descheduled at random, which only ever adds wall time): best of `reps`
- * rounds for the plain step, the head and each pass, each timed over enough calls to span 10 ms of the
- * clock. A pass of more rows is never priced below one of fewer.
+ * demand) and the head's share of a decode step, on the engine as it runs now, by `clock` (CPU time
+ * where there is one: a build or bench on a shared machine is descheduled at random, which only ever
+ * adds wall time): best of `reps` rounds for the plain step, the head and each pass (at load 4-5 on 2
+ * cores the minima agreed within ~0.03 over most runs, medians of per-round ratios did not), each
+ * timed over enough calls to span 10 ms of the clock (Miniflare's ticks by 1 ms). A pass of more rows
+ * is never priced below one of fewer.
  */
 export function measureVerifyCosts(
   engine: WasmEngine,
   /** ms: Node's CPU time where there is one (the build), else the runtime's clock (workerd, locally). */
   clock: () => number,
   maxRows = 8,
-  reps = 5,
+  reps = 7,
 ): VerifyCosts {
   const prompt = Array.from({ length: 64 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
   const tokens = Array.from({ length: maxRows }, (_, i) => 1 + ((i * 53 + 11) % (engine.vocabSize - 1)));
@@ -79,10 +81,10 @@ export function measureVerifyCosts(
     engine.rollback(s, base);
     engine.forward(s, tokens[0]!);
   };
-  const verify = (m: number, withHead: boolean) => () => {
+  const verify = (m: number, withHeads: boolean) => () => {
     engine.rollback(s, base);
     const rows = engine.verifyRows(s, tokens.slice(0, m));
-    if (withHead) rows.logits(0);
+    if (withHeads) for (let i = 0; i < m; i++) rows.logits(i);
   };
   const n = callsFor(clock, step);
   let stepMs = Number.POSITIVE_INFINITY;
@@ -91,10 +93,10 @@ export function measureVerifyCosts(
   for (let r = 0; r < reps; r++) {
     stepMs = Math.min(stepMs, perCall(clock, step, n));
     for (let m = 1; m <= maxRows; m++) pass[m] = Math.min(pass[m]!, perCall(clock, verify(m, false), n));
-    headed = Math.min(headed, perCall(clock, verify(1, true), n));
+    headed = Math.min(headed, perCall(clock, verify(maxRows, true), n));
   }
-  // the head of one row: a 1-row pass with its head minus one without
-  const head = headed - pass[1]!;
+  // one row's head: a full pass with every row's head, minus the same pass without, per row
+  const head = (headed - pass[maxRows]!) / maxRows;
   const rowCosts: number[] = [];
   let most = 0;
   for (let m = 1; m <= maxRows; m++) {

@@ -9,9 +9,10 @@
  *
  * Prefill runs the prompt in blocks of up to PREFILL_BLOCK tokens, layer by layer: each weight matrix
  * is applied to every token of the block back to back, so it is read from memory once per block and
- * then served from cache (a 110M model's layers do not fit in cache; one matrix does). Attention stays
- * per token (causal). With q8 activations every token goes through exactly the ops a decode step
- * would run, so prefill's results are bit-identical to feeding the prompt one token at a time.
+ * then served from cache (a 110M model's layers do not fit in cache; one matrix does). Attention is
+ * causal per token, in one call for the block's rows (each KV block widened once for all of them).
+ * With q8 activations every token goes through exactly the ops a decode step would run, so prefill's
+ * results are bit-identical to feeding the prompt one token at a time.
  */
 
 import type { ModelConfig } from "../../format/model.ts";
