@@ -57,6 +57,7 @@ describe("errors", () => {
       cli("rollback.ts", ["--to", "two"]),
       cli("gc.ts", ["--keep", "0"]),
       cli("variants.ts", ["--remote", "--persist-to", "x"]),
+      cli("deploy.ts", ["--bucket", "Bad_Name"]),
     ]);
     const want = [
       /^error: Unknown option '--bogus'/,
@@ -64,6 +65,7 @@ describe("errors", () => {
       /^error: --to must be a whole number/,
       /^error: --keep must be at least 1/,
       /^error: --persist-to is for --local state only/,
+      /^error: --bucket must be an R2 bucket name/,
     ];
     for (const [i, r] of runs.entries()) {
       expect(r.code).toBe(2);
