@@ -13,6 +13,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -62,6 +63,18 @@ async function chooseModel(flags: { model?: string; hf?: string }): Promise<stri
   return (await (await import("../src/model/default-model.ts")).resolveDefaultModel()).path;
 }
 
+/**
+ * Whether 127.0.0.1:`port` can be bound now. wrangler dev finds a taken port only after the build
+ * and deploy (minutes on a first start) and then dies with workerd's stack trace.
+ */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once("error", () => done(false));
+    probe.listen(port, "127.0.0.1", () => probe.close(() => done(true)));
+  });
+}
+
 function parsePort(raw: string): number {
   const port = Number(raw);
   if (!/^\d+$/.test(raw) || port < 1 || port > 65535)
@@ -91,6 +104,10 @@ async function main(): Promise<void> {
   const port = parsePort(values.port!);
   const config = values.config === undefined ? undefined : existing(values.config, "--config");
   const model = await chooseModel(values);
+  if (!values["no-serve"] && !(await portFree(port)))
+    throw new UsageError(
+      `127.0.0.1:${port} is in use (another npm start or wrangler dev?); stop it or pick another --port`,
+    );
 
   const { buildKernelsWasm } = await import("../src/kernels/wasm/build.ts");
   const { buildPlayground } = await import("../src/playground/build.ts");
