@@ -6,6 +6,7 @@
  *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref]
  *                 [--no-profile] [--no-kernels] [--no-relaxed]
  *   npm run bench -- --real [--json] [--quick] [--model file.gguf]: the real default model, ours
+ *   npm run bench -- --prefill-positions [--model file.gguf] [--json]: prefill cost against position
  *                 (Node, workerd) against node-llama-cpp on the same GGUF (see realMain)
  * Prints a table (or, with --json, one JSON object per row on stdout; progress always goes to stderr),
  * the kernel table (GB/s, instructions per 32 weights, batched per-row cost against M), the targets as
@@ -27,7 +28,8 @@ import { type KernelRow, kernelTable } from "../src/bench/kernel-table.ts";
 import { llamaRow } from "../src/bench/llama.ts";
 import { ortRow } from "../src/bench/ort.ts";
 import { type PairedDecode, pairedDecode } from "../src/bench/paired.ts";
-import { realPackedShape, sourceQuant } from "../src/bench/real-model.ts";
+import { prefillPositionRows } from "../src/bench/prefill-position.ts";
+import { REAL_MODEL_SHAPE, realModelPath, realPackedShape, sourceQuant } from "../src/bench/real-model.ts";
 import { referenceRow } from "../src/bench/reference.ts";
 import { speculativeBench, speculativeTargets } from "../src/bench/speculative.ts";
 import { tierSpeeds } from "../src/bench/tier-speed.ts";
@@ -44,6 +46,7 @@ import { type CpuPair, WorkerdBench, workerdKernelTables } from "../src/bench/wo
 import { DEFAULT_OUT } from "../src/compress/build-variants.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
+import { TINY_MODEL } from "../src/model/default-model.ts";
 import { MODEL_SHAPES, type ModelShape } from "../src/model/synthetic.ts";
 import {
   decodeTargets,
@@ -153,6 +156,37 @@ async function speculativeMain(argv: string[]): Promise<void> {
   say("\ntargets (timings on a shared machine: ratios from the same run):");
   for (const line of speculativeTargets(rows, turns)) say(`  ${line}`);
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+if (process.argv.includes("--prefill-positions")) {
+  await prefillPositionsMain(process.argv.slice(2));
+  process.exit(0);
+}
+
+/**
+ * `--prefill-positions [--model file.gguf] [--json]`: prefill ms per token against position (the
+ * fit builds record as speed.prefillPositionTokens) on the real default model and the tiny model.
+ */
+async function prefillPositionsMain(argv: string[]): Promise<void> {
+  const at = argv.indexOf("--model");
+  const real = at >= 0 ? argv[at + 1]! : await realModelPath(log);
+  log(`shardlm prefill by position: ${machine()}, 1-min load average ${os.loadavg()[0]!.toFixed(1)}`);
+  for (const [path, name] of [
+    [real, REAL_MODEL_SHAPE],
+    [TINY_MODEL, "stories260K"],
+  ] as const) {
+    for (const r of await prefillPositionRows(path, name)) {
+      if (argv.includes("--json")) {
+        console.log(JSON.stringify(r));
+        continue;
+      }
+      const last = r.points.at(-1)!;
+      console.log(
+        `${r.model} kv ${r.kvCache}${r.served ? " (served)" : ""}: ${r.msPerTokenAt0.toFixed(4)} ms/token at position 0, x2 at position ${r.positionTokens?.toFixed(0) ?? "none (flat)"}; ` +
+          `measured ${r.points[0]!.msPerToken.toFixed(4)} ms/token at ${r.points[0]!.position}, ${last.msPerToken.toFixed(4)} at ${last.position} (x${(last.msPerToken / r.points[0]!.msPerToken).toFixed(2)})`,
+      );
+    }
+  }
 }
 
 if (process.argv.includes("--real")) {

@@ -41,12 +41,12 @@ describe("POST /v1/chat/completions", () => {
     );
   });
 
-  it("streams SSE chunks ending with [DONE]; include_usage adds a usage chunk", async () => {
+  it("streams SSE chunks ending with [DONE]; include_usage adds a usage chunk equal to the JSON answer's", async () => {
+    const request = { model: "quality", messages: story, temperature: 0, max_tokens: 24 };
+    // Primes the prefix cache: the streamed and the plain request below both find the same prefix.
+    await api.client.chat.completions.create(request);
     const stream = await api.client.chat.completions.create({
-      model: "quality",
-      messages: story,
-      temperature: 0,
-      max_tokens: 24,
+      ...request,
       stream: true,
       stream_options: { include_usage: true },
     });
@@ -63,14 +63,16 @@ describe("POST /v1/chat/completions", () => {
     }
     expect(chunks).toBeGreaterThan(5);
     expect(finish).toBe("length");
-    expect(usage).toEqual({ prompt_tokens: 5, completion_tokens: 24, total_tokens: 29 });
-    const plain = await api.client.chat.completions.create({
-      model: "quality",
-      messages: story,
-      temperature: 0,
-      max_tokens: 24,
-    });
+    const plain = await api.client.chat.completions.create(request);
     expect(text).toBe(plain.choices[0]!.message.content);
+    // Same fields, same numbers: the primed cache serves all of the prompt but its last token.
+    expect(usage).toEqual(plain.usage);
+    expect(usage).toEqual({
+      prompt_tokens: 5,
+      completion_tokens: 24,
+      total_tokens: 29,
+      prompt_tokens_details: { cached_tokens: 4 },
+    });
   });
 
   it("the raw stream is OpenAI's SSE framing", async () => {

@@ -97,6 +97,15 @@ describe("POST /v1/completions (openai client)", () => {
     expect(finishes).toEqual(["length"]);
     expect(chunks.at(-1)!.choices).toEqual([]);
     expect(chunks.at(-1)!.usage).toMatchObject({ completion_tokens: 10 });
+    // The same request again, not streamed, finds the prefix cache as the stream did: same usage.
+    const again = await api.client.completions.create({
+      model: "speed",
+      prompt,
+      max_tokens: 10,
+      temperature: 0,
+    });
+    expect(chunks.at(-1)!.usage).toEqual(again.usage);
+    expect(again.usage!.prompt_tokens_details!.cached_tokens).toBeGreaterThan(0);
     for (const c of chunks.slice(0, -1)) expect(c.usage).toBeNull();
     // Raw SSE framing.
     const res = await fetch(new URL("/v1/completions", api.url), {

@@ -21,13 +21,19 @@ import { countPromptTokens, liveVariants, manifests, predictions, story } from "
 import { type ApiServer, buildTestVariants, startLocalApi, wranglerSetting } from "./helpers/api-server.ts";
 
 const QUALITY_ORDER = ["quality", "balanced", "speed"];
+/** The routing manifests' prefill growth: a prompt token at position p costs (1 + p / 256) times one at 0. */
+const PREFILL_POSITION_TOKENS = 256;
+/** A prompt of ~1000 tokens. */
+const LONG: ChatMessage[] = [{ role: "user", content: "Lily ".repeat(998) }];
 
 /**
  * The test variants with speed profiles in tier order: the build measures each variant's decode and
  * prefill cost, but stories260K runs a token in ~0.1 ms, so under a loaded CI machine the measured
  * order is noise (a fresh build once had balanced decoding faster than speed). Routing is tested on
- * given costs: quality's measured ones (with a floor), scaled 1 / 0.75 / 0.5 for quality / balanced / speed. The
- * manifests are re-published content-addressed beside the built ones; shards are unchanged.
+ * given costs: quality's measured ones (with a floor), scaled 1 / 0.75 / 0.5 for quality / balanced / speed,
+ * and prefill growing x2 by position PREFILL_POSITION_TOKENS on each (the toy's own measured growth
+ * is far steeper: attention is nearly all of its cost). The manifests are re-published
+ * content-addressed beside the built ones; shards are unchanged.
  */
 async function startRoutingServer(
   bindings: Record<string, string>,
@@ -53,6 +59,7 @@ async function startRoutingServer(
         loadMsPerMB: loadMsPerMB[name] ?? m.speed.loadMsPerMB,
         decodeMsPerToken: base.decodeMsPerToken * f,
         prefillMsPerToken: base.prefillMsPerToken * f,
+        prefillPositionTokens: PREFILL_POSITION_TOKENS,
       },
     });
   }
@@ -70,11 +77,10 @@ interface Workload {
  * (then a 1000-token prompt, whose prefill costs differ more: slower to run, so only when needed).
  */
 async function pickWorkload(api: ApiServer): Promise<Workload> {
-  const long: ChatMessage[] = [{ role: "user", content: "Lily ".repeat(998) }];
   let best: { w: Workload; gap: number } | null = null;
   for (const [messages, maxTokens] of [
     [story, 2000],
-    [long, 1000],
+    [LONG, 1000],
   ] as const) {
     const promptTokens = countPromptTokens(api, messages);
     const p = await predictions(api, promptTokens, maxTokens);
@@ -155,6 +161,7 @@ describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
         const m = ms.get(v.id)!;
         expect(v.resident).toBe(false);
         expect(v.cost.prefill_ms_per_token).toBeCloseTo(m.speed.prefillMsPerToken, 12);
+        expect(v.cost.prefill_position_tokens).toBe(m.speed.prefillPositionTokens);
         expect(v.cost.decode_ms_per_token).toBeCloseTo(m.speed.decodeMsPerToken, 12);
         expect(v.cost.load_ms).toBeCloseTo((m.speed.loadMsPerMB * m.weights.totalBytes) / 1e6, 9);
       }
@@ -383,7 +390,7 @@ describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
     });
 
     it("refuses up front a prompt whose prefill alone is predicted past the limit (400 cpu_limit_exceeded)", async () => {
-      const long: ChatMessage[] = [{ role: "user", content: "Lily ".repeat(998) }];
+      const long = LONG;
       const p = await predictions(api, countPromptTokens(api, long), 1);
       expect(Math.min(...p.values()), "the prompt's prefill is predicted past the limit").toBeGreaterThan(
         LIMIT_MS,
@@ -402,6 +409,62 @@ describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
       });
       expect(String(body.error.message)).toMatch(/limit per request is 20 ms/);
     });
+  });
+});
+
+/**
+ * Under the production clock (frozen at I/O): CPU costs stay the manifests' whatever the warm-up
+ * requests ran like, so the predictions the test computes are the router's (under the local clock
+ * each answer corrects them by what this loaded machine measured, and the premise below drifts).
+ */
+describe("a long prompt: prefill cost grows with position (clock frozen at I/O)", () => {
+  let api: ApiServer;
+  let w: Workload;
+
+  beforeAll(async () => {
+    api = await startRoutingServer({ SHARDLM_FROZEN_CLOCK: "1", SHARDLM_SPECULATION: "off" });
+    // Every variant resident first: a real load counts against the budget as time spent, and
+    // here it would pass what a ~1000-token prefill leaves of it.
+    for (const model of QUALITY_ORDER)
+      await api.client.chat.completions.create({ model, messages: story, max_tokens: 1 });
+    w = { messages: LONG, promptTokens: countPromptTokens(api, LONG), maxTokens: 1000 };
+  }, 300_000);
+
+  afterAll(async () => {
+    await api?.close();
+  });
+
+  it("a budget quality fits at a flat prefill cost, but not at the position-aware one, picks balanced", async () => {
+    const p = await predictions(api, w.promptTokens, w.maxTokens);
+    const costs = new Map((await liveVariants(api)).map((v) => [v.id, v.cost]));
+    const q = costs.get("quality")!;
+    const flatQuality =
+      q.load_ms + w.promptTokens * q.prefill_ms_per_token + w.maxTokens * q.decode_ms_per_token;
+    const budget = budgetFor("balanced", p);
+    expect(flatQuality, "a flat cost per prompt token would pick quality").toBeLessThan(budget);
+    const r = await ask(api, w, { "X-Latency-Budget-Ms": String(budget) });
+    expect(r.variant).toBe("balanced");
+    expect(r.predicted).toBeLessThanOrEqual(budget);
+    // X-Predicted-Ms is the plan's: the time spent (the real load) + the position-aware prefill +
+    // the planned decode steps (time spent queued can cut the last ones).
+    const b = costs.get("balanced")!;
+    const work = p.get("balanced")! - b.load_ms - (w.maxTokens - r.planned) * b.decode_ms_per_token;
+    expect(r.predicted).toBeGreaterThanOrEqual(Math.floor(work));
+  });
+
+  it("the same prompt again on balanced: its cached prefix is not predicted, only the last token at its position", async () => {
+    const again = { ...w, maxTokens: 8 };
+    const b = (await liveVariants(api)).find((v) => v.id === "balanced")!.cost;
+    const uncached = (await predictions(api, again.promptTokens, again.maxTokens)).get("balanced")!;
+    const last = again.promptTokens - 1;
+    // One prompt token prefilled, at position promptTokens - 1; then the decode steps.
+    const expected =
+      b.prefill_ms_per_token * (1 + last / b.prefill_position_tokens!) +
+      again.maxTokens * b.decode_ms_per_token;
+    const r = await ask(api, again, {}, "balanced");
+    expect(r.data.usage?.prompt_tokens_details?.cached_tokens).toBe(last);
+    expect(r.predicted).toBeGreaterThanOrEqual(Math.floor(expected));
+    expect(r.predicted, "far below the uncached prediction").toBeLessThan(uncached / 2);
   });
 });
 

@@ -135,6 +135,51 @@ describe('response_format {"type": "json_schema"}', () => {
     expect(ajv.validate(schema, JSON.parse(text)), text).toBe(true);
   });
 
+  it("string minLength/maxLength: answers validate (ajv), greedy, sampled, cut short and streamed", async () => {
+    const BOUNDED = {
+      type: "object",
+      properties: {
+        code: { type: "string", minLength: 4, maxLength: 4 },
+        name: { type: "string", minLength: 2, maxLength: 6 },
+        tags: { type: "array", items: { type: "string", minLength: 1, maxLength: 3 }, maxItems: 3 },
+        note: { type: "string", minLength: 12 },
+      },
+      required: ["code", "name", "tags", "note"],
+      additionalProperties: false,
+    };
+    const validate = ajv.compile(BOUNDED);
+    const check = (text: string) => {
+      const value = JSON.parse(text) as { code: string; note: string };
+      expect(validate(value), `${text}\n${JSON.stringify(validate.errors)}`).toBe(true);
+      expect([...value.code]).toHaveLength(4);
+    };
+    for (const extra of [
+      { temperature: 0, max_tokens: 120 },
+      { temperature: 1.2, seed: 4, max_tokens: 120 },
+      { temperature: 1, seed: 5, max_tokens: 60 }, // the shortest answer is 59 characters: closed at once
+    ]) {
+      const r = await api.client.chat.completions.create({
+        model: "quality",
+        messages: story,
+        response_format: jsonSchema(BOUNDED, "bounded"),
+        ...extra,
+      });
+      check(r.choices[0]!.message.content!);
+    }
+    const stream = await api.client.chat.completions.create({
+      model: "speed",
+      messages: story,
+      response_format: jsonSchema(BOUNDED, "bounded"),
+      temperature: 1,
+      seed: 6,
+      max_tokens: 120,
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    check(text);
+  });
+
   it("max_tokens below the shortest answer is a 400 naming max_tokens", async () => {
     const r = await chat(api, {
       model: "quality",
@@ -152,6 +197,36 @@ describe('response_format {"type": "json_schema"}', () => {
   it.each([
     ["a pattern", { type: "object", properties: { s: { type: "string", pattern: "^a" } } }, /"pattern"/],
     [
+      "number bounds (the message lists what is refused)",
+      { type: "object", properties: { n: { type: "integer", minimum: 0, exclusiveMaximum: 9 } } },
+      /"minimum", "exclusiveMaximum" \(for type integer\).*not supported: minimum, maximum, exclusiveMinimum, exclusiveMaximum/,
+    ],
+    [
+      "a negative minLength",
+      { type: "object", properties: { s: { type: "string", minLength: -2 } } },
+      /#\/properties\/s\/minLength: must be a non-negative integer/,
+    ],
+    [
+      "a string maxLength",
+      { type: "object", properties: { s: { type: "string", maxLength: "12" } } },
+      /maxLength: must be a non-negative integer/,
+    ],
+    [
+      "maxLength below minLength",
+      { type: "object", properties: { s: { type: "string", minLength: 5, maxLength: 4 } } },
+      /maxLength is below minLength/,
+    ],
+    [
+      "a huge minLength",
+      { type: "object", properties: { s: { type: "string", minLength: 1e12 } } },
+      /minLength: at most 4096/,
+    ],
+    [
+      "maxLength on a number",
+      { type: "object", properties: { n: { type: "number", maxLength: 3 } } },
+      /"maxLength" \(for type number\)/,
+    ],
+    [
       "minimum and format",
       { type: "object", properties: { n: { type: "number", minimum: 0, format: "x" } } },
       /"minimum", "format"/,
@@ -163,8 +238,8 @@ describe('response_format {"type": "json_schema"}', () => {
     ["an unknown required name", { type: "object", required: ["x"] }, /"x"/],
     [
       "a lone-surrogate property name",
-      { type: "object", properties: { "\ud800": { type: "string", maxLength: 3 } } },
-      /#\/properties\/\ufffd: unsupported JSON Schema keyword "maxLength"/,
+      { type: "object", properties: { "\ud800": { type: "string", pattern: "x" } } },
+      /#\/properties\/\ufffd: unsupported JSON Schema keyword "pattern"/,
     ],
   ])(
     "a schema with %s: 400 invalid_json_schema naming response_format and the keyword",

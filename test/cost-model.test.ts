@@ -15,17 +15,24 @@ import {
   SUBSTANTIAL_WORK_MS,
   systemClock,
 } from "../src/runtime/clock.ts";
-import { CostModel, MAX_CORRECTION, MIN_CORRECTION } from "../src/runtime/cost-model.ts";
+import { CostModel, MAX_CORRECTION, MIN_CORRECTION, prefillWorkTokens } from "../src/runtime/cost-model.ts";
 import { observeGeneration } from "../src/worker/calibrate.ts";
 import { planRequest } from "../src/worker/plan.ts";
 
 /** The fields of a manifest the cost model reads (a real manifest has many more). */
-function manifest(variant: string, decode = 2, prefill = 0.5, loadPerMB = 10): Manifest {
+function manifest(
+  variant: string,
+  decode = 2,
+  prefill = 0.5,
+  loadPerMB = 10,
+  prefillPositionTokens?: number,
+): Manifest {
   return {
     variant,
     speed: {
       decodeMsPerToken: decode,
       prefillMsPerToken: prefill,
+      ...(prefillPositionTokens === undefined ? {} : { prefillPositionTokens }),
       loadMsPerMB: loadPerMB,
       measuredOn: "test",
     },
@@ -268,5 +275,93 @@ describe("plans", () => {
     const masked = planRequest({ ...base, budgetMs: null, cpuLimitMs: 1000, extraMsPerToken: 2 });
     expect(masked.maxDecodeTokens).toBe(Math.floor((800 - 5) / (2 + 2)));
     expect(masked.predictedMs).toBeLessThanOrEqual(800);
+  });
+});
+
+describe("prefill cost grows with position", () => {
+  /** What a prompt costs summed token by token: position p costs (1 + p / l) position-0 tokens. */
+  const bruteForce = (prompt: number, cached: number, l: number) => {
+    let sum = 0;
+    for (let p = cached; p < prompt; p++) sum += 1 + p / l;
+    return sum;
+  };
+
+  it("a prompt's work is the sum over its positions after the cached ones; flat without a fit", () => {
+    for (const [prompt, cached, l] of [
+      [1, 0, 1200],
+      [10, 0, 1200],
+      [1000, 0, 1200],
+      [1000, 999, 1200],
+      [1000, 400, 37.5],
+      [2048, 1024, 1200],
+    ] as const) {
+      expect(prefillWorkTokens({ prefillPositionTokens: l }, prompt, cached)).toBeCloseTo(
+        bruteForce(prompt, cached, l),
+        6,
+      );
+    }
+    expect(prefillWorkTokens({}, 1000)).toBe(1000);
+    expect(prefillWorkTokens({}, 1000, 600)).toBe(400);
+    // Cached counts outside 0..prompt are clamped: never negative work.
+    expect(prefillWorkTokens({ prefillPositionTokens: 1200 }, 10, 50)).toBe(0);
+    expect(prefillWorkTokens({ prefillPositionTokens: 1200 }, 10, -5)).toBeCloseTo(
+      bruteForce(10, 0, 1200),
+      9,
+    );
+  });
+
+  it("the planner's numbers: a long prompt costs more per token than a short one, its cached prefix nothing", () => {
+    const cost = new CostModel();
+    const m = manifest("a", 2, 0.5, 10, 1200); // SmolLM2's measured growth: x2 at position 1200
+    const short = cost.predict(m, 10, 0, true);
+    const long = cost.predict(m, 1000, 0, true);
+    // 10 tokens: 0.5 x (10 + 10*9/2400); 1000 tokens: 0.5 x (1000 + 1000*999/2400).
+    expect(short.prefillMs).toBeCloseTo(0.5 * 10.0375, 9);
+    expect(long.prefillMs).toBeCloseTo(0.5 * 1416.25, 9);
+    expect(long.prefillMs / 1000 / (short.prefillMs / 10)).toBeCloseTo(1416.25 / 1000 / 1.00375, 9);
+    // The next turn of a conversation: 999 tokens cached, one prefilled at position 999.
+    expect(cost.predict(m, 1000, 0, true, 999).prefillMs).toBeCloseTo(0.5 * (1 + 999 / 1200), 9);
+    // An older manifest (no fit): flat, as before.
+    expect(cost.predict(manifest("b"), 1000, 0, true).prefillMs).toBe(500);
+  });
+
+  it("observed prefill is compared with the position-aware work: a long prompt at the predicted speed corrects nothing", () => {
+    const s = { cost: new CostModel(), clockTrust: new ClockTrust() };
+    const m = manifest("a", 2, 0.5, 10, 1200);
+    const p = s.cost.predict(m, 1000, 11, true);
+    const r: CompletionResult = {
+      finishReason: "length",
+      completionTokens: 11,
+      prefillMs: p.prefillMs,
+      decodeMs: 20,
+    };
+    for (let i = 0; i < 10; i++) observeGeneration(s, systemClock, m, p, 1000, r);
+    expect(s.cost.correction("a").prefill).toBeCloseTo(1, 9);
+    // Read per flat token, the same reading would have looked 1.42x slow.
+    expect(p.prefillMs / 1000 / 0.5).toBeCloseTo(1.41625, 9);
+    // A cache hit: 900 of the 1000 tokens cached, the rest prefilled at the predicted speed.
+    const hit = s.cost.predict(m, 1000, 11, true, 900);
+    const cached: CompletionResult = { ...r, prefillMs: hit.prefillMs, cachedTokens: 900 };
+    for (let i = 0; i < 10; i++) observeGeneration(s, systemClock, m, hit, 1000, cached);
+    expect(s.cost.correction("a").prefill).toBeCloseTo(1, 9);
+  });
+
+  it("under a latency budget, a long prompt leaves fewer decode tokens than a flat cost would", () => {
+    const m = manifest("a", 2, 0.5, 10, 1200);
+    const flat = manifest("a", 2, 0.5, 10);
+    const plan = (x: Manifest) =>
+      planRequest({
+        manifest: x,
+        prediction: new CostModel().predict(x, 1000, 1000, true),
+        promptTokens: 1000,
+        maxTokens: 1000,
+        budgetMs: 1000,
+        spentMs: 0,
+        cpuLimitMs: null,
+      });
+    // Flat: 500 ms prefill, (1000 - 500) / 2 = 250 tokens; position-aware: 708.125 ms, 145 tokens.
+    expect(plan(flat).maxDecodeTokens).toBe(250);
+    expect(plan(m)).toMatchObject({ maxDecodeTokens: 145, limitedBy: "budget" });
+    expect(plan(m).predictedMs).toBeCloseTo(708.125 + 145 * 2, 9);
   });
 });

@@ -73,6 +73,19 @@ const SCHEMAS: Record<string, object> = {
     required: ["shape", 'odd "key"/é'],
     additionalProperties: false,
   },
+  bounded: {
+    type: "object",
+    properties: {
+      code: { type: "string", minLength: 3, maxLength: 3 },
+      nick: { type: "string", maxLength: 2 },
+      bio: { type: "string", minLength: 4 },
+      maybe: { type: ["string", "null"], minLength: 1, maxLength: 5 },
+      words: { type: "array", items: { type: "string", minLength: 1, maxLength: 2 }, maxItems: 3 },
+      empty: { type: "string", maxLength: 0 },
+    },
+    required: ["code", "nick", "bio", "maybe", "words", "empty"],
+    additionalProperties: false,
+  },
   optional: {
     type: "object",
     properties: { a: { type: "integer" }, b: { type: "string" }, c: { type: "boolean" } },
@@ -88,6 +101,11 @@ const ALPHABET = [
   "false",
   "null",
   "u00e9",
+  // Surrogate pairs, raw and escaped (one code point each for minLength/maxLength), and a lone half.
+  "\u{1F600}",
+  "ud83d",
+  "ude00",
+  "\ud83d",
 ];
 
 /** A random text the recognizer accepts, `steps` pieces long at most (or until complete). */
@@ -177,6 +195,101 @@ describe("JsonSchemaPrefix", () => {
     expect(r.clone().push(" ")).toBe(false);
   });
 
+  it("string minLength/maxLength count code points: raw or escaped pairs once, escapes once", () => {
+    const schema = compileSchema({
+      type: "object",
+      properties: { s: { type: "string", minLength: 3, maxLength: 3 } },
+      required: ["s"],
+    });
+    const accepts = (text: string) => {
+      const r = new JsonSchemaPrefix(schema);
+      return r.push(text) && r.complete;
+    };
+    for (const ok of [
+      '{"s":"abc"}',
+      '{"s":"\u{1F600}\u{1F600}\u{1F600}"}',
+      '{"s":"\\ud83d\\ude00bc"}', // an escaped pair
+      '{"s":"\\n\\"\\u00e9"}',
+      '{"s":"\ud83d\\ude00x\ud83d"}', // raw high + escaped low; a lone high counts one
+    ]) {
+      expect(accepts(ok), ok).toBe(true);
+      expect(JSON.parse(ok).s, ok).toSatisfy((v: string) => [...v].length === 3);
+    }
+    for (const bad of ['{"s":"ab"}', '{"s":"abcd"}', '{"s":"\u{1F600}\u{1F600}"}', '{"s":"abc\\n"}']) {
+      expect(accepts(bad), bad).toBe(false);
+    }
+    // Refused at the first character past maxLength, not only at the closing quote.
+    expect(new JsonSchemaPrefix(schema).push('{"s":"abcd')).toBe(false);
+    expect(new JsonSchemaPrefix(schema).push('{"s":"abc\\')).toBe(false);
+    // Closing fills up to minLength.
+    const r = new JsonSchemaPrefix(schema);
+    r.push('{"s":"\\u00');
+    expect(r.closing()).toBe('00aa"}');
+    const twoA = compileSchema({
+      type: "object",
+      properties: { s: { type: "string", minLength: 2 } },
+      required: ["s"],
+    });
+    expect(twoA.minText[twoA.root.id]).toBe('{"s":"aa"}');
+  });
+
+  it("a string is free (any plain character continues it alike) only once its bounds cannot matter", () => {
+    const at = (schema: object, text: string) => {
+      const r = new JsonSchemaPrefix(
+        compileSchema({ type: "object", properties: { s: schema }, required: ["s"] }),
+      );
+      expect(r.push(text)).toBe(true);
+      return r;
+    };
+    expect(at({ type: "string" }, '{"s":"').inFreeString).toBe(true);
+    expect(at({ type: "string", minLength: 2 }, '{"s":"a').inFreeString).toBe(false);
+    expect(at({ type: "string", minLength: 2 }, '{"s":"ab').inFreeString).toBe(true);
+    expect(at({ type: "string", maxLength: 9 }, '{"s":"ab').inFreeString).toBe(false);
+    // Settled strings of different lengths share a key (one cached mask); bounded ones do not.
+    expect(at({ type: "string", minLength: 2 }, '{"s":"abc').key()).toBe(
+      at({ type: "string", minLength: 2 }, '{"s":"abcdef').key(),
+    );
+    expect(at({ type: "string", maxLength: 9 }, '{"s":"abc').key()).not.toBe(
+      at({ type: "string", maxLength: 9 }, '{"s":"abcd').key(),
+    );
+  });
+
+  it.each([
+    [
+      { type: "object", properties: { s: { type: "string", minLength: -1 } } },
+      /minLength: must be a non-negative integer/,
+    ],
+    [
+      { type: "object", properties: { s: { type: "string", minLength: "3" } } },
+      /minLength: must be a non-negative integer/,
+    ],
+    [
+      { type: "object", properties: { s: { type: "string", maxLength: 1.5 } } },
+      /maxLength: must be a non-negative integer/,
+    ],
+    [
+      { type: "object", properties: { s: { type: "string", maxLength: null } } },
+      /maxLength: must be a non-negative integer/,
+    ],
+    [
+      { type: "object", properties: { s: { type: "string", maxLength: [2] } } },
+      /maxLength: must be a non-negative integer/,
+    ],
+    [
+      { type: "object", properties: { s: { type: "string", minLength: 3, maxLength: 2 } } },
+      /maxLength is below minLength/,
+    ],
+    [{ type: "object", properties: { s: { type: "string", minLength: 1e9 } } }, /minLength: at most 4096/],
+    [
+      { type: "object", properties: { n: { type: "number", maxLength: 3 } } },
+      /"maxLength" \(for type number\)/,
+    ],
+    [{ type: "object", properties: { s: { enum: ["a"], minLength: 3 } } }, /"minLength"/],
+  ])("refuses garbage string bounds %j by name", (schema, message) => {
+    expect(() => compileSchema(schema)).toThrow(SchemaError);
+    expect(() => compileSchema(schema)).toThrow(message);
+  });
+
   it.each([
     [
       { type: "object", properties: { s: { type: "string", pattern: "^a" } } },
@@ -184,7 +297,7 @@ describe("JsonSchemaPrefix", () => {
     ],
     [
       { type: "object", properties: { s: { type: "string", minLength: 1, format: "email" } } },
-      /"minLength", "format"/,
+      /unsupported JSON Schema keyword "format" \(for type string\)/,
     ],
     [{ type: "object", properties: { n: { type: "number", minimum: 0 } } }, /"minimum"/],
     [{ type: "object", oneOf: [] }, /"oneOf"/],

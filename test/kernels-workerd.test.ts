@@ -170,12 +170,21 @@ describe("kernels in workerd", () => {
   }
 
   for (const relaxed of [false, true]) {
-    for (const mins of [false, true])
-      it(`${relaxed ? "kernels-relaxed" : "kernels"}.wasm int4 Q8 matmul, M=5, ${mins ? "13x576 g32 mins" : "13x288 g64 asym"}`, async () => {
-        const [N, K, M] = [13, mins ? 576 : 288, 5];
-        const p = mins
-          ? q4_1Tensor(N, K, 99)
-          : quantizeRtn(randn(N * K, 99, 0.05), N, K, { groupSize: 64, zeroPoint: true });
+    // 544 = 17 groups of 32: an odd chunk count in the last super-group (the dot-add kernel pairs chunks)
+    for (const [N, K, kind] of [
+      [13, 288, "g64 asym"],
+      [13, 576, "g32 mins"],
+      [7, 544, "g32 sym"],
+    ] as const)
+      it(`${relaxed ? "kernels-relaxed" : "kernels"}.wasm int4 Q8 matmul, M=5, ${N}x${K} ${kind}`, async () => {
+        const M = 5;
+        const p =
+          kind === "g32 mins"
+            ? q4_1Tensor(N, K, 99)
+            : quantizeRtn(randn(N * K, 99, 0.05), N, K, {
+                groupSize: kind === "g64 asym" ? 64 : 32,
+                zeroPoint: kind === "g64 asym",
+              });
         const x = randn(M * K, 98);
         const res = await mf.dispatchFetch("http://kernels/", {
           method: "POST",

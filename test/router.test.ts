@@ -9,11 +9,22 @@ import type { Manifest } from "../src/format/manifest.ts";
 import { CostModel, manifestCostMs, rankVariants, TIERS, tierTarget } from "../src/worker/router.ts";
 
 /** The fields of a manifest the router reads (a real manifest has many more). */
-function manifest(variant: "quality" | "balanced" | "speed", decode: number, prefill: number): Manifest {
+function manifest(
+  variant: "quality" | "balanced" | "speed",
+  decode: number,
+  prefill: number,
+  prefillPositionTokens?: number,
+): Manifest {
   return {
     variant,
     tier: variant,
-    speed: { decodeMsPerToken: decode, prefillMsPerToken: prefill, loadMsPerMB: 10, measuredOn: "test" },
+    speed: {
+      decodeMsPerToken: decode,
+      prefillMsPerToken: prefill,
+      ...(prefillPositionTokens === undefined ? {} : { prefillPositionTokens }),
+      loadMsPerMB: 10,
+      measuredOn: "test",
+    },
     weights: { totalBytes: 3_000_000 },
   } as unknown as Manifest;
 }
@@ -103,4 +114,48 @@ describe("a tier the deployment has no variant for (SmolLM2: quality and speed o
       }
     },
   );
+});
+
+describe("a long prompt under a latency budget", () => {
+  // Prefill doubles in cost by position 1200 (SmolLM2's measured growth), on every variant.
+  const grows = [
+    manifest("quality", 2, 0.5, 1200),
+    manifest("balanced", 1.6, 0.4, 1200),
+    manifest("speed", 1.2, 0.3, 1200),
+  ];
+  const long = { tier: null, pinned: null, promptTokens: 1500, maxTokens: 20 };
+
+  it("routes by the position-aware prefill: a budget the flat cost of quality fits picks balanced", () => {
+    const cost = new CostModel();
+    const p = (m: Manifest) => cost.predict(m, long.promptTokens, long.maxTokens, true).totalMs;
+    const [quality, balanced] = grows as [Manifest, Manifest, Manifest];
+    // quality: 0.5 x (1500 + 1500*1499/2400) + 40 = 1258.4375 ms; flat it would be 790 ms.
+    expect(p(quality)).toBeCloseTo(1258.4375, 9);
+    const budgetMs = Math.ceil(p(balanced)); // 0.4 x 2436.875 + 32 = 1006.75 -> 1007
+    expect(budgetMs).toBe(1007);
+    expect(manifestCostMs(variants[0]!, long.promptTokens, long.maxTokens)).toBeLessThan(budgetMs);
+    const ranked = rankVariants(grows, { ...long, budgetMs }, cost, () => true);
+    expect(order(ranked)[0]).toBe("balanced");
+    expect(ranked[0]!.prediction.totalMs).toBeLessThanOrEqual(budgetMs);
+  });
+
+  it("a resident variant that holds the prompt's prefix predicts only the rest, and may then fit", () => {
+    const cost = new CostModel();
+    const budgetMs = 1007;
+    // quality's prefix cache holds the first 1400 tokens: 100 left at positions 1400..1499.
+    const cached = (m: Manifest) => (m.variant === "quality" ? 1400 : 0);
+    const ranked = rankVariants(grows, { ...long, budgetMs }, cost, () => true, cached);
+    expect(order(ranked)[0]).toBe("quality");
+    expect(ranked[0]!.prediction.prefillMs).toBeCloseTo(0.5 * (100 + (100 * (2 * 1400 + 99)) / 2400), 9);
+  });
+
+  it("a budget nothing fits ranks a tier's variants by the manifests' position-aware cost", () => {
+    // Two speed-tier variants, equal flat costs (a tie would go to the later, "lower-quality" one);
+    // the later one's prefill grows 12x faster, so the first is the fastest for a long prompt.
+    const flatter = { ...manifest("speed", 1.2, 0.3, 1200), variant: "flatter" } as Manifest;
+    const steeper = { ...manifest("speed", 1.2, 0.3, 100), variant: "steeper" } as Manifest;
+    expect(manifestCostMs(steeper, 1500, 20)).toBeGreaterThan(manifestCostMs(flatter, 1500, 20));
+    const ranked = rankVariants([flatter, steeper], { ...long, budgetMs: 1 }, new CostModel(), () => false);
+    expect(order(ranked)).toEqual(["flatter", "steeper"]);
+  });
 });

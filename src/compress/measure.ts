@@ -9,19 +9,23 @@ import type { WeightTable } from "../format/weights.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { ReferenceModel } from "../model/reference/index.ts";
+import { servedEngineLayout } from "../runtime/load-engine.ts";
 import { argmax } from "../runtime/sampler.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 import { bytesToStream } from "../runtime/wasm/load-weights.ts";
 import { compareLogits, type SyncLogits } from "./evaluate.ts";
 
+/** The WASM engine on fresh kernels (Node): fp16 KV cache unless `kvCache` says otherwise. */
 export async function engineFor(
   table: WeightTable,
   data: Uint8Array,
   contextSize?: number,
+  kvCache: "f16" | "q8" = "f16",
 ): Promise<WasmEngine> {
   const kernels = await loadKernelsNode(await ensureKernelsWasm());
   return WasmEngine.load(kernels, table, bytesToStream(data), {
     contextSize: contextSize ?? Math.min(table.config.maxContext, 2048),
+    kvCache,
   });
 }
 
@@ -44,14 +48,104 @@ export function measureQuality<S>(
   };
 }
 
-/** Decode and prefill ms/token (median of `repeats`) and load ms/MB, single thread. */
 /** Shortest time one timed section may take: below it, timer resolution and one GC pause decide. */
 const MIN_SECTION_MS = 30;
 
+/** Positions the prefill fit covers (0..PREFILL_FIT_POSITIONS - 1, or the engine's context). */
+export const PREFILL_FIT_POSITIONS = 1024;
+/** Prompt tokens per timed window of the prefill fit (a multiple of the engine's prefill block). */
+const PREFILL_FIT_WINDOW = 64;
+
+/** Prefill cost by position: a prompt token at position p costs ~ msPerTokenAt0 x (1 + p / positionTokens). */
+export interface PrefillByPosition {
+  /** ms per prompt token at position 0: the fit's intercept. */
+  msPerTokenAt0: number;
+  /** The position where a token costs twice what it costs at 0 (intercept / slope); null when the fit found no growth. */
+  positionTokens: number | null;
+  /** Each timed window: the mean position of its tokens and its ms per token (best of the repeats). */
+  points: { position: number; msPerToken: number }[];
+}
+
+/** Smallest cost at position 0 the fit reports, ms per token (a manifest's costs are positive). */
+const MIN_MS_PER_TOKEN = 1e-3;
+
 /**
- * Decode and prefill ms/token and load ms/MB, single thread. Each is the best of `repeats` runs
- * (other processes and GC only ever add time), and each run repeats whole sequences until it has
- * lasted MIN_SECTION_MS, so a tiny model's sub-millisecond sequences are still measured.
+ * Prefill cost against position on `e`, single thread: a prompt of min(PREFILL_FIT_POSITIONS,
+ * context) tokens is prefilled once, then each window of PREFILL_FIT_WINDOW tokens is timed again
+ * on its own (the sequence set back to the window's start, as a prompt following a cached prefix
+ * runs; the rows before it hold this prompt's keys and values, and re-running a window rewrites its
+ * rows with the same values). Windows are visited interleaved (ends inwards, direction alternating
+ * per round), so a machine busy for a while slows early and late positions alike; a window repeats
+ * until it has run MIN_SECTION_MS and keeps the best of `repeats` rounds (other processes and GC
+ * only ever add time). A line through (mean position, ms per token) by Theil-Sen (median of the
+ * pairwise slopes, then the median intercept: one slowed window does not tilt it) gives the cost at
+ * position 0 and the slope. Where attention is nearly all the cost (a toy model) the intercept can
+ * come out <= 0: it is floored at MIN_MS_PER_TOKEN and the slope refit through that point. Every
+ * window pays one head pass (its last token's logits): that lands in the intercept, not the slope.
+ */
+export function measurePrefillByPosition(e: WasmEngine, repeats = 3): PrefillByPosition {
+  const length = Math.min(PREFILL_FIT_POSITIONS, e.maxContext);
+  const window = Math.min(PREFILL_FIT_WINDOW, length);
+  const windows = Math.floor(length / window);
+  if (windows < 2)
+    throw new RangeError(`measurePrefillByPosition: context ${e.maxContext} holds < 2 windows`);
+  const prompt = Array.from({ length: windows * window }, (_, i) => (i * 7919 + 1) % e.vocabSize);
+  const state = e.newState(prompt.length);
+  e.prefill(state, prompt);
+  // 0, last, 1, last - 1, ...: early and late positions side by side in time.
+  const zigzag = Array.from({ length: windows }, (_, i) => (i % 2 === 0 ? i / 2 : windows - 1 - (i - 1) / 2));
+  const best = new Array<number>(windows).fill(Number.POSITIVE_INFINITY);
+  for (let r = 0; r < repeats; r++) {
+    for (const w of r % 2 === 0 ? zigzag : [...zigzag].reverse()) {
+      const tokens = prompt.slice(w * window, (w + 1) * window);
+      let ms = 0;
+      let runs = 0;
+      while (ms < MIN_SECTION_MS) {
+        state.length = w * window;
+        const t0 = performance.now();
+        e.prefill(state, tokens);
+        ms += performance.now() - t0;
+        runs++;
+      }
+      best[w] = Math.min(best[w]!, ms / (runs * window));
+    }
+  }
+  const points = best.map((msPerToken, w) => ({ position: w * window + (window - 1) / 2, msPerToken }));
+  const fit = theilSen(points.map((p) => [p.position, p.msPerToken]));
+  if (!(fit.slope > 0))
+    return { msPerTokenAt0: Math.max(median(best), MIN_MS_PER_TOKEN), positionTokens: null, points };
+  let { intercept, slope } = fit;
+  if (intercept < MIN_MS_PER_TOKEN) {
+    intercept = MIN_MS_PER_TOKEN;
+    slope = median(points.map((p) => (p.msPerToken - intercept) / p.position));
+  }
+  return { msPerTokenAt0: intercept, positionTokens: intercept / slope, points };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Theil-Sen line y = intercept + slope x: the median pairwise slope, then the median intercept. */
+function theilSen(xy: [number, number][]): { intercept: number; slope: number } {
+  const slopes: number[] = [];
+  for (let i = 0; i < xy.length; i++)
+    for (let j = i + 1; j < xy.length; j++) {
+      const [xi, yi] = xy[i]!;
+      const [xj, yj] = xy[j]!;
+      if (xj !== xi) slopes.push((yj - yi) / (xj - xi));
+    }
+  const slope = median(slopes);
+  return { slope, intercept: median(xy.map(([x, y]) => y - slope * x)) };
+}
+
+/**
+ * Decode ms/token, prefill cost by position (measurePrefillByPosition) and load ms/MB, single
+ * thread. Decode and load are the best of `repeats` runs (other processes and GC only ever add
+ * time); a decode run repeats whole sequences until it has lasted MIN_SECTION_MS, so a tiny
+ * model's sub-millisecond sequences are still measured.
  */
 export async function measureSpeed(table: WeightTable, data: Uint8Array, repeats = 5): Promise<SpeedProfile> {
   const loads: number[] = [];
@@ -65,30 +159,29 @@ export async function measureSpeed(table: WeightTable, data: Uint8Array, repeats
   const promptLen = Math.min(32, e.maxContext - 33);
   const decodeSteps = Math.min(32, e.maxContext - promptLen - 1);
   const prompt = Array.from({ length: promptLen }, (_, i) => (i * 7919 + 1) % e.vocabSize);
-  let prefill = Number.POSITIVE_INFINITY;
   let decode = Number.POSITIVE_INFINITY;
   for (let r = 0; r < repeats; r++) {
-    let prefillMs = 0;
     let decodeMs = 0;
     let sequences = 0;
-    while (prefillMs < MIN_SECTION_MS || decodeMs < MIN_SECTION_MS) {
+    while (decodeMs < MIN_SECTION_MS) {
       const s = e.newState(promptLen + decodeSteps);
-      let t0 = performance.now();
       let logits = e.prefill(s, prompt);
-      prefillMs += performance.now() - t0;
-      t0 = performance.now();
+      const t0 = performance.now();
       for (let i = 0; i < decodeSteps; i++) logits = e.forward(s, argmax(logits));
       decodeMs += performance.now() - t0;
       sequences++;
     }
-    prefill = Math.min(prefill, prefillMs / (sequences * promptLen));
     decode = Math.min(decode, decodeMs / (sequences * decodeSteps));
   }
+  // On the engine the Worker serves this variant with: its KV cache kind sets attention's cost.
+  const layout = servedEngineLayout(table);
+  const prefill = measurePrefillByPosition(await engineFor(table, data, layout.contextSize, layout.kvCache));
   const mb = table.totalBytes / 1e6;
   return {
     decodeMsPerToken: Math.max(decode, 1e-3),
-    prefillMsPerToken: Math.max(prefill, 1e-3),
+    prefillMsPerToken: Math.max(prefill.msPerTokenAt0, 1e-3),
+    ...(prefill.positionTokens === null ? {} : { prefillPositionTokens: prefill.positionTokens }),
     loadMsPerMB: Math.max(Math.min(...loads) / mb, 1e-3),
-    measuredOn: `node ${process.version} wasm-simd128 1 thread, ${cpus()[0]?.model ?? "unknown cpu"}`,
+    measuredOn: `node ${process.version} wasm-simd128 1 thread, ${cpus()[0]?.model ?? "unknown cpu"}; prefill by position on a ${layout.kvCache} KV cache`,
   };
 }

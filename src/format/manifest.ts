@@ -46,7 +46,19 @@ export type QualityMetrics = z.infer<typeof QualityMetrics>;
 export const SpeedProfile = z
   .object({
     decodeMsPerToken: z.number().positive(),
+    /**
+     * ms per prompt token: at position 0 (the fit's intercept) when prefillPositionTokens is set,
+     * else the mean over the first 32 positions (older manifests).
+     */
     prefillMsPerToken: z.number().positive(),
+    /**
+     * How prefill cost grows with position (attention reads every earlier position): a prompt token
+     * at position p costs prefillMsPerToken x (1 + p / prefillPositionTokens), so this is the
+     * position where a token costs twice what it costs at 0. A straight-line fit of ms per token
+     * over positions 0..1023 (src/compress/measure.ts, measurePrefillByPosition). Absent in older
+     * manifests and where the fit found no growth: a flat cost per token.
+     */
+    prefillPositionTokens: z.number().positive().optional(),
     /** Time to stream weights into the engine, per MB of data region. */
     loadMsPerMB: z.number().positive(),
     /** Where it was measured, e.g. "node 20.20.2 wasm-simd128 1 thread". */

@@ -10,8 +10,26 @@
  * within [MIN_CORRECTION, MAX_CORRECTION] so no run of odd readings can make a variant look free
  * or unusable.
  */
-import type { Manifest } from "../format/manifest.ts";
+import type { Manifest, SpeedProfile } from "../format/manifest.ts";
 import { effectiveDecodeMsPerToken } from "../format/speculative.ts";
+
+/**
+ * Prefill work of a prompt, in position-0 token equivalents: the prompt's first `cachedTokens`
+ * come from a prefix cache, the other P = promptTokens - cachedTokens run at positions C..C+P-1,
+ * and a token at position p costs (1 + p / L) times one at position 0 (L =
+ * speed.prefillPositionTokens, the build's measured fit: src/format/manifest.ts). The sum is
+ * P + P (2C + P - 1) / (2L); without L (older manifests), P. Times speed.prefillMsPerToken: ms.
+ */
+export function prefillWorkTokens(
+  speed: Pick<SpeedProfile, "prefillPositionTokens">,
+  promptTokens: number,
+  cachedTokens = 0,
+): number {
+  const c = Math.min(Math.max(0, cachedTokens), promptTokens);
+  const p = promptTokens - c;
+  const l = speed.prefillPositionTokens;
+  return l === undefined ? p : p + (p * (2 * c + p - 1)) / (2 * l);
+}
 
 /**
  * The manifest's decode cost per token as served: with speculation on (the build measured a gain),
@@ -34,7 +52,10 @@ export interface Prediction {
 export interface VariantCosts {
   /** Loading it into this isolate (0 when resident), ms. */
   loadMs: number;
+  /** A prompt token at position 0, ms (see prefillWorkTokens for later positions). */
   prefillMsPerToken: number;
+  /** The position where a prompt token costs twice that (manifest speed.prefillPositionTokens); null: flat. */
+  prefillPositionTokens: number | null;
   decodeMsPerToken: number;
 }
 
@@ -63,14 +84,24 @@ export class CostModel {
     return {
       loadMs: resident ? 0 : m.speed.loadMsPerMB * mb * f.load,
       prefillMsPerToken: m.speed.prefillMsPerToken * f.prefill,
+      prefillPositionTokens: m.speed.prefillPositionTokens ?? null,
       decodeMsPerToken: manifestDecodeMsPerToken(m) * f.decode,
     };
   }
 
-  /** Predicted ms: load (unless resident) + prompt tokens x prefill + max tokens x decode. */
-  predict(m: Manifest, promptTokens: number, maxTokens: number, resident: boolean): Prediction {
+  /**
+   * Predicted ms: load (unless resident) + prefill of the prompt after its `cachedTokens` (those a
+   * prefix cache serves; prefillWorkTokens, position-aware) + max tokens x decode.
+   */
+  predict(
+    m: Manifest,
+    promptTokens: number,
+    maxTokens: number,
+    resident: boolean,
+    cachedTokens = 0,
+  ): Prediction {
     const c = this.costs(m, resident);
-    const prefillMs = promptTokens * c.prefillMsPerToken;
+    const prefillMs = prefillWorkTokens(m.speed, promptTokens, cachedTokens) * c.prefillMsPerToken;
     return {
       totalMs: c.loadMs + prefillMs + maxTokens * c.decodeMsPerToken,
       loadMs: c.loadMs,
@@ -80,8 +111,9 @@ export class CostModel {
   }
 
   /**
-   * Feeds back a measured interval: `observedMs` for `units` (tokens, or MB for load). Returns
-   * whether it was used: zero, negative or non-finite readings and empty intervals are not.
+   * Feeds back a measured interval: `observedMs` for `units` (decode: tokens; prefill: position-0
+   * token equivalents, prefillWorkTokens; load: MB). Returns whether it was used: zero, negative
+   * or non-finite readings and empty intervals are not.
    */
   observe(m: Manifest, phase: Phase, observedMs: number, units: number): boolean {
     if (!(units > 0) || !Number.isFinite(observedMs) || observedMs <= 0) return false;

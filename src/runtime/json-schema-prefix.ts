@@ -9,7 +9,7 @@
  * Object keys come in the schema's property order, each at most once; numbers are JSON numbers
  * (integers without fraction or exponent).
  */
-import type { CompiledSchema, SchemaNode } from "./json-schema.ts";
+import { type CompiledSchema, type SchemaNode, STRING_FILL } from "./json-schema.ts";
 
 type NumState = "minus" | "zero" | "int" | "dot" | "frac" | "e" | "eSign" | "exp";
 
@@ -33,7 +33,20 @@ type Frame =
       phase: "open" | "after" | "comma";
       count: number;
     }
-  | { t: "string"; escape: boolean; hexLeft: number }
+  | {
+      t: "string";
+      escape: boolean;
+      hexLeft: number;
+      /** The \u escape's hex digits so far, as a number. */
+      hex: number;
+      /** The node's minLength and maxLength (null: none). */
+      min: number;
+      max: number | null;
+      /** Code points so far (a surrogate pair counts once). */
+      len: number;
+      /** The last UTF-16 unit was a high surrogate (a low one next completes its code point). */
+      high: boolean;
+    }
   | { t: "number"; integer: boolean; num: NumState }
   | { t: "literal"; texts: string[]; matched: string };
 
@@ -87,14 +100,14 @@ export class JsonSchemaPrefix {
     return this.threads.some((t) => t.frames.length === 0);
   }
 
-  /** Inside a string value, not in an escape: any character but '"', '\' and controls continues it and changes nothing. */
+  /**
+   * Inside a string value, not in an escape, and past its length bounds' reach (no maxLength,
+   * minLength reached): any character but '"', '\' and controls continues it and changes nothing.
+   */
   get inFreeString(): boolean {
-    return this.threads.length === 1 && this.threads[0]!.frames.at(-1)?.t === "string" && !this.isEscaping();
-  }
-
-  private isEscaping(): boolean {
-    const f = this.threads[0]!.frames.at(-1) as { escape: boolean; hexLeft: number };
-    return f.escape || f.hexLeft > 0;
+    if (this.threads.length !== 1) return false;
+    const f = this.threads[0]!.frames.at(-1);
+    return f?.t === "string" && !f.escape && f.hexLeft === 0 && lengthSettled(f);
   }
 
   /** Equal keys mean equal futures (what a token mask may cache on). */
@@ -152,8 +165,13 @@ function threadKey(t: Thread): string {
           const counted = f.node.minItems > 0 || f.node.maxItems !== null;
           return `a${f.node.id}${f.phase}${counted ? f.count : ""}`;
         }
-        case "string":
-          return `s${f.escape ? "e" : ""}${f.hexLeft}`;
+        case "string": {
+          const base = `s${f.escape ? "e" : ""}${f.hexLeft}`;
+          if (lengthSettled(f)) return base;
+          // Where a high surrogate waits, the escape's digits say whether its low half comes.
+          const hex = f.high && f.hexLeft > 0 ? `x${f.hex}` : "";
+          return `${base}:${f.len}${f.high ? "h" : ""}${hex}`;
+        }
         case "number":
           return `n${f.integer ? "i" : ""}${f.num}`;
         case "literal":
@@ -196,7 +214,16 @@ function step(t: Thread, ch: string): "ok" | "fail" | "fork" {
             return "ok";
           case "string":
             if (ch !== '"') return "fail";
-            replace({ t: "string", escape: false, hexLeft: 0 });
+            replace({
+              t: "string",
+              escape: false,
+              hexLeft: 0,
+              hex: 0,
+              min: node.minLength,
+              max: node.maxLength,
+              len: 0,
+              high: false,
+            });
             return "ok";
           case "number":
             if (ch !== "-" && !isDigit(ch)) return "fail";
@@ -219,18 +246,27 @@ function step(t: Thread, ch: string): "ok" | "fail" | "fork" {
       case "string":
         if (f.hexLeft > 0) {
           if (!isHex(ch)) return "fail";
+          f.hex = f.hex * 16 + Number.parseInt(ch, 16);
           f.hexLeft--;
-          return "ok";
+          return f.hexLeft > 0 || countUnit(f, f.hex) ? "ok" : "fail";
         }
         if (f.escape) {
           f.escape = false;
-          if (ch === "u") f.hexLeft = 4;
-          else if (!ESCAPES.includes(ch)) return "fail";
+          if (ch === "u") {
+            f.hexLeft = 4;
+            f.hex = 0;
+          } else if (!ESCAPES.includes(ch)) return "fail";
+          else countUnit(f, 0x20); // room was checked at the backslash
           return "ok";
         }
-        if (ch === "\\") f.escape = true;
-        else if (ch === '"') t.frames.pop();
-        else if (ch.charCodeAt(0) < 0x20) return "fail";
+        if (ch === "\\") {
+          // An escape writes one code point (or completes a pair): it needs room for one.
+          if (f.max !== null && f.len >= f.max) return "fail";
+          f.escape = true;
+        } else if (ch === '"') {
+          if (f.len < f.min) return "fail";
+          t.frames.pop();
+        } else if (ch.charCodeAt(0) < 0x20 || !countUnit(f, ch.charCodeAt(0))) return "fail";
         return "ok";
       case "number": {
         const next = numberStep(f.num, ch, f.integer);
@@ -331,6 +367,28 @@ function step(t: Thread, ch: string): "ok" | "fail" | "fork" {
   }
 }
 
+type StringFrame = Extract<Frame, { t: "string" }>;
+
+/** More characters can no longer change what may follow (no maxLength, minLength reached). */
+const lengthSettled = (f: StringFrame) => f.max === null && f.len >= f.min;
+
+const isHighSurrogate = (u: number) => u >= 0xd800 && u <= 0xdbff;
+const isLowSurrogate = (u: number) => u >= 0xdc00 && u <= 0xdfff;
+
+/**
+ * Counts UTF-16 unit `u` into the string's code points (a low surrogate right after a high one
+ * completes it, counting nothing); false when that passes maxLength.
+ */
+function countUnit(f: StringFrame, u: number): boolean {
+  const pairs = f.high && isLowSurrogate(u);
+  if (!pairs) {
+    if (f.max !== null && f.len >= f.max) return false;
+    f.len++;
+  }
+  f.high = !pairs && isHighSurrogate(u);
+  return true;
+}
+
 /** Properties that may come next after property index `next`: optional ones up to the first required one. */
 function keyChoices(props: readonly { required: boolean }[], next: number): number[] {
   const out: number[] = [];
@@ -389,9 +447,21 @@ function closeThread(t: Thread, minText: readonly string[]): string {
       case "value":
         out += minText[f.node.id]!;
         break;
-      case "string":
-        out += f.hexLeft > 0 ? `${"0".repeat(f.hexLeft)}"` : f.escape ? 'n"' : '"';
+      case "string": {
+        // Finish an escape (zeros for missing hex digits; a code point, or the low half of a
+        // pair), then fill up to minLength (room under maxLength was checked as it was written).
+        let len = f.len;
+        if (f.hexLeft > 0) {
+          out += "0".repeat(f.hexLeft);
+          const unit = f.hex * 16 ** f.hexLeft;
+          if (!(f.high && isLowSurrogate(unit))) len++;
+        } else if (f.escape) {
+          out += "n";
+          len++;
+        }
+        out += `${STRING_FILL.repeat(Math.max(0, f.min - len))}"`;
         break;
+      }
       case "number":
         if (f.num === "minus" || f.num === "dot" || f.num === "e" || f.num === "eSign") out += "0";
         break;

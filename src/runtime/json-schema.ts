@@ -4,9 +4,11 @@
  * character. Anything outside the subset is refused by name (`SchemaError`) rather than ignored:
  * an ignored keyword would let through answers the schema forbids.
  *
- * Supported (JSON Schema 2020-12 meaning; OpenAI's structured-outputs subset minus string and number
- * bounds):
+ * Supported (JSON Schema 2020-12 meaning; OpenAI's structured-outputs subset minus number bounds,
+ * string patterns and formats):
  * - `type`: object, array, string, number, integer, boolean, null, or a list of them (= anyOf);
+ * - strings: `minLength`, `maxLength` (in Unicode code points, as JSON Schema counts: a surrogate
+ *   pair, written raw or as two \u escapes, is one);
  * - objects: `properties`, `required` (names among the properties), `additionalProperties` (a
  *   boolean; no extra keys are ever generated). Keys come in the order of `properties`;
  * - arrays: `items` (one schema), `minItems`, `maxItems`;
@@ -20,7 +22,8 @@
 export type SchemaNode =
   | { id: number; kind: "object"; props: SchemaProp[] }
   | { id: number; kind: "array"; items: SchemaNode; minItems: number; maxItems: number | null }
-  | { id: number; kind: "string" }
+  /** maxLength null: unbounded. */
+  | { id: number; kind: "string"; minLength: number; maxLength: number | null }
   | { id: number; kind: "number"; integer: boolean }
   /** enum, const, boolean, null: one of these JSON texts, exactly. */
   | { id: number; kind: "literal"; texts: string[] }
@@ -68,7 +71,36 @@ const KEYWORDS: Record<string, Set<string>> = {
   any: new Set(["type", "enum", "const", "anyOf", "$ref"]),
   object: new Set(["properties", "required", "additionalProperties"]),
   array: new Set(["items", "minItems", "maxItems"]),
+  string: new Set(["minLength", "maxLength"]),
 };
+/**
+ * Keywords of JSON Schema's validation vocabulary this subset refuses (an ignored one would let
+ * answers through that the schema forbids): named in the error so a client knows what to drop.
+ */
+export const REFUSED_KEYWORDS = [
+  "minimum",
+  "maximum",
+  "exclusiveMinimum",
+  "exclusiveMaximum",
+  "multipleOf",
+  "pattern",
+  "format",
+  "oneOf",
+  "allOf",
+  "not",
+  "if",
+  "then",
+  "else",
+  "patternProperties",
+  "propertyNames",
+  "uniqueItems",
+  "contains",
+  "prefixItems",
+  "minProperties",
+  "maxProperties",
+] as const;
+/** Longest minLength a string may ask for (characters of the shortest answer). */
+const MAX_MIN_LENGTH = 4096;
 /** Deepest nesting of schemas (the recognizer's stack and the compiler's recursion stay small). */
 const MAX_DEPTH = 64;
 /** Longest shortest-answer a schema may have (characters; a token each at worst). */
@@ -133,6 +165,7 @@ export function compileSchema(schema: unknown): CompiledSchema {
     const allowed = new Set([...KEYWORDS.any!]);
     if (types.includes("object")) for (const k of KEYWORDS.object!) allowed.add(k);
     if (types.includes("array")) for (const k of KEYWORDS.array!) allowed.add(k);
+    if (types.includes("string")) for (const k of KEYWORDS.string!) allowed.add(k);
     const shapes = ["$ref", "enum", "const", "anyOf"].filter((k) => k in s);
     if (shapes.length + (types.length > 0 ? 1 : 0) === 0) {
       const other = keys.filter((k) => !ANNOTATIONS.has(k)).slice(0, 10);
@@ -206,8 +239,15 @@ export function compileSchema(schema: unknown): CompiledSchema {
 
   const compileType = (s: Record<string, unknown>, t: TypeName, at: string): SchemaNode => {
     switch (t) {
-      case "string":
-        return add({ kind: "string" }, '""');
+      case "string": {
+        const minLength = count(s.minLength, 0, `${at}/minLength`);
+        const maxLength = s.maxLength === undefined ? null : count(s.maxLength, 0, `${at}/maxLength`);
+        if (maxLength !== null && maxLength < minLength)
+          throw new SchemaError(`${at}: maxLength is below minLength`);
+        if (minLength > MAX_MIN_LENGTH)
+          throw new SchemaError(`${at}/minLength: at most ${MAX_MIN_LENGTH} is supported`);
+        return add({ kind: "string", minLength, maxLength }, `"${STRING_FILL.repeat(minLength)}"`);
+      }
       case "number":
       case "integer":
         return add({ kind: "number", integer: t === "integer" }, "0");
@@ -283,6 +323,9 @@ function typesOf(t: unknown, at: string): TypeName[] {
   }
   return [...new Set(list)];
 }
+
+/** What the shortest answer fills a string up to its minLength with (one code point each). */
+export const STRING_FILL = "a";
 
 function count(v: unknown, min: number, at: string): number {
   if (v === undefined) return min;

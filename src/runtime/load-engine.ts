@@ -4,7 +4,7 @@
  */
 import type { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
-import { planWasmMemory } from "./memory-plan.ts";
+import { ENGINE_CONTEXT, planWasmMemory } from "./memory-plan.ts";
 import { WasmEngine, type WasmEngineOptions } from "./wasm/engine.ts";
 
 export { ENGINE_CONTEXT, engineContextFor } from "./memory-plan.ts";
@@ -53,4 +53,23 @@ export function contextThatFits(table: WeightTable, maxContext: number, budgetBy
     if (fits(n)) return n;
   }
   return 0;
+}
+
+/** The Worker's engine memory budget when ENGINE_MEMORY_BUDGET is unset: 100 MiB of an isolate's 128 MB. */
+export const DEFAULT_ENGINE_BUDGET_BYTES = 100 * 1024 * 1024;
+
+/**
+ * The engine the Worker gives `table` under `budgetBytes`: the model's context (at most
+ * ENGINE_CONTEXT) shrunk to what fits (contextThatFits; the full one when nothing fits), and an fp16
+ * KV cache where that fits, else int8. The build measures prefill on this layout (the KV cache kind
+ * sets how attention's cost grows with position).
+ */
+export function servedEngineLayout(
+  table: WeightTable,
+  budgetBytes: number = DEFAULT_ENGINE_BUDGET_BYTES,
+): { contextSize: number; kvCache: "f16" | "q8" } {
+  const full = Math.min(table.config.maxContext, ENGINE_CONTEXT);
+  const contextSize = contextThatFits(table, full, budgetBytes) || full;
+  const kvCache = estimateEngineBytes(table, contextSize, "f16") <= budgetBytes ? "f16" : "q8";
+  return { contextSize, kvCache };
 }

@@ -60,6 +60,18 @@ export class PrefixCache {
 
   /** The entry sharing the longest prefix with `prompt`, or null when none shares a token. */
   lookup(prompt: readonly number[]): PrefixHit | null {
+    const hit = this.longest(prompt);
+    if (!hit) return null;
+    this.touch(hit.entry);
+    return { kv: hit.entry.kv, reuse: hit.reuse };
+  }
+
+  /** Prompt tokens `lookup` would serve now (0 when none), without marking the entry used: for planning. */
+  peek(prompt: readonly number[]): number {
+    return this.longest(prompt)?.reuse ?? 0;
+  }
+
+  private longest(prompt: readonly number[]): { entry: Entry; reuse: number } | null {
     let best: Entry | null = null;
     let bestLen = 0;
     for (const e of this.entries) {
@@ -70,9 +82,7 @@ export class PrefixCache {
       }
     }
     const reuse = Math.min(bestLen, prompt.length - 1);
-    if (!best || reuse <= 0) return null;
-    this.touch(best);
-    return { kv: best.kv, reuse };
+    return best && reuse > 0 ? { entry: best, reuse } : null;
   }
 
   /** Keeps the KV rows of `tokens` (snapshot length must equal tokens.length); evicts LRU to fit. */

@@ -8,7 +8,7 @@
 import type { Manifest } from "../format/manifest.ts";
 import type { CompletionResult } from "../runtime/chat.ts";
 import type { Clock } from "../runtime/clock.ts";
-import type { Prediction } from "../runtime/cost-model.ts";
+import { type Prediction, prefillWorkTokens } from "../runtime/cost-model.ts";
 import type { Services } from "./services.ts";
 
 /** Which phases fed the model (for tests and logs). */
@@ -28,7 +28,12 @@ export function observeGeneration(
   const fed = { prefill: false, decode: false };
   if (!s.clockTrust.cpuMeasurable(clock)) return fed;
   if (r.completionTokens >= 1 && s.clockTrust.check(r.prefillMs, prediction.prefillMs))
-    fed.prefill = s.cost.observe(m, "prefill", r.prefillMs, promptTokens);
+    fed.prefill = s.cost.observe(
+      m,
+      "prefill",
+      r.prefillMs,
+      prefillWorkTokens(m.speed, promptTokens, r.cachedTokens ?? 0),
+    );
   const steps = r.completionTokens - 1;
   if (steps > 0 && s.clockTrust.check(r.decodeMs, steps * prediction.decodeMsPerToken))
     fed.decode = s.cost.observe(m, "decode", r.decodeMs, steps);

@@ -7,7 +7,7 @@ import { createFactory } from "hono/factory";
 import type { z } from "zod";
 import { type RenderedPrompt, type ResponseFormat, renderPrompt } from "../runtime/chat.ts";
 import { maskMsPerToken } from "../runtime/json-mask.ts";
-import { compileSchema, SchemaError } from "../runtime/json-schema.ts";
+import { compileSchema, REFUSED_KEYWORDS, SchemaError } from "../runtime/json-schema.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { AppEnv } from "./app-env.ts";
 import { planPrompt, requestContext } from "./chat-prompt.ts";
@@ -159,7 +159,7 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
   const budgetMs = headers["x-latency-budget-ms"];
   const served = await serve(services, live, choice, {
     budgetMs,
-    promptTokens: prompt.length,
+    prompt,
     maxTokens,
     choices: body.n ?? 1,
     extraMsPerToken: (req.responseFormat ?? "text") === "text" ? 0 : maskMsPerToken(tokenizer.vocabSize),
@@ -197,7 +197,7 @@ function responseFormatOf(f: z.output<typeof ChatCompletionRequest>["response_fo
   } catch (e) {
     if (!(e instanceof SchemaError)) throw e;
     throw badRequest(
-      `Invalid schema for response_format '${f.json_schema.name}': ${e.message}. Supported: the subset the README lists (type, properties, required, additionalProperties, items, minItems, maxItems, enum, const, anyOf, local $ref).`,
+      `Invalid schema for response_format '${f.json_schema.name}': ${e.message}. Supported: the subset the README lists (type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, local $ref); not supported: ${REFUSED_KEYWORDS.join(", ")}.`,
       "response_format",
       "invalid_json_schema",
     );

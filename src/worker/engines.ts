@@ -15,10 +15,10 @@
 
 import type { Manifest } from "../format/manifest.ts";
 import {
-  contextThatFits,
   ENGINE_CONTEXT,
   estimateEngineBytes,
   loadEngine,
+  servedEngineLayout,
   type WasmEngine,
 } from "../runtime/load-engine.ts";
 import { PrefixCache, ResidentPrefix } from "../runtime/prefix-cache.ts";
@@ -81,6 +81,17 @@ export class EngineCache {
 
   isResident(manifestId: string): boolean {
     return this.loaded.has(manifestId);
+  }
+
+  /**
+   * Prompt tokens a resident variant's prefix cache (or its engine's last sequence) would serve for
+   * `prompt` now, 0 when not resident: what the router need not predict prefill for. A prediction:
+   * another request may run on the variant before this one does.
+   */
+  cachedTokens(manifestId: string, prompt: readonly number[]): number {
+    const v = this.loaded.get(manifestId);
+    if (!v) return 0;
+    return v.prefixCache ? v.prefixCache.peek(prompt) : (v.residentPrefix?.reusable(prompt) ?? 0);
   }
 
   /** Why a variant is being skipped (its shards failed verification recently), or null. */
@@ -148,17 +159,17 @@ export class EngineCache {
     // memoized per weight table: the chat route asks on every request, a search plans up to 32 contexts
     let context = this.contexts.get(manifest.weights);
     if (context === undefined) {
-      const full = Math.min(manifest.model.config.maxContext, ENGINE_CONTEXT);
-      context = contextThatFits(manifest.weights, full, this.budgetBytes) || full;
+      context = servedEngineLayout(manifest.weights, this.budgetBytes).contextSize;
       this.contexts.set(manifest.weights, context);
     }
     return context;
   }
 
   private async load(manifestId: string, manifest: Manifest): Promise<LoadedVariant> {
-    // An fp16 KV cache where it fits the isolate, else int8 (half the bytes, same tokens in tests).
+    // An fp16 KV cache where it fits the isolate, else int8 (half the bytes, same tokens in tests):
+    // the layout the build measured prefill on (servedEngineLayout).
     const context = this.contextFor(manifest);
-    const kvCache = estimateEngineBytes(manifest.weights, context, "f16") <= this.budgetBytes ? "f16" : "q8";
+    const { kvCache } = servedEngineLayout(manifest.weights, this.budgetBytes);
     const need = estimateEngineBytes(manifest.weights, context, kvCache);
     if (need > this.budgetBytes) {
       const why = `variant ${manifest.variant} needs ~${need} bytes, over the isolate budget of ${this.budgetBytes}`;

@@ -30,6 +30,8 @@ function variantState(s: Services, manifestId: string, m: Manifest) {
     cost: {
       load_ms: c.loadMs,
       prefill_ms_per_token: c.prefillMsPerToken,
+      // The position where a prompt token costs twice prefill_ms_per_token (./router.ts); null: flat.
+      prefill_position_tokens: c.prefillPositionTokens,
       decode_ms_per_token: c.decodeMsPerToken,
     },
   };

@@ -264,6 +264,8 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
         plan = served.plan(); // time queued counts against the budget
       }
       let completion = 0;
+      // The first choice's, as respondJson reports it: usage is the same for a streamed request.
+      let cached: number | undefined;
       for (let i = 0; i < g.choices; i++) {
         if (i > 0) {
           const open = shape.opening(i);
@@ -279,6 +281,7 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
         observe(services, g, r);
         if (r.finishReason === "abort") return;
         completion += r.completionTokens;
+        cached ??= r.cachedTokens;
         // Headers (Server-Timing among them) went out before the answer, and fetch has no trailers:
         // a stream reports speculation's accepted/drafted in each closing chunk's shardlm object.
         await send({
@@ -290,7 +293,8 @@ export function respondStream(c: Context, services: Services, g: Generation, sha
           },
         });
       }
-      if (g.includeUsage) await send({ ...shape.usageOnly(), usage: usageOf(g.prompt.length, completion) });
+      if (g.includeUsage)
+        await send({ ...shape.usageOnly(), usage: usageOf(g.prompt.length, completion, cached) });
       await sse.event("[DONE]");
     } catch (e) {
       const gone = served.abort.signal.aborted || sse.isGone || e instanceof ClientGoneError;

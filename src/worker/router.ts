@@ -12,8 +12,10 @@
  *   like the header. A pinned variant is never swapped: a budget can only cut its answer short, and
  *   if it cannot load the request is a 503 (no fallback). For fallback, send the tier header.
  * - `X-Latency-Budget-Ms: n` picks the best-quality variant (lowest measured KL) whose predicted
- *   latency fits: prompt tokens x prefill cost + max tokens x decode cost + the load cost when the
- *   variant is not resident in this isolate. If none fits, the lowest declared tier is chosen
+ *   latency fits: the prompt's prefill + max tokens x decode cost + the load cost when the variant
+ *   is not resident in this isolate. Prefill is position-aware (a token at position p costs
+ *   prefill x (1 + p / prefill_position_tokens): ../runtime/cost-model.ts, prefillWorkTokens) and
+ *   counts only what the variant's prefix cache does not hold (a resident variant's cached prefix). If none fits, the lowest declared tier is chosen
  *   (speed, then balanced, then quality; within a tier the fastest by the manifests' measured speed,
  *   `manifestCostMs`, ties to the lower-quality variant): build-time timings are too noisy to rank
  *   tiers by, and an impossible budget routes the same way in every isolate whatever it has loaded
@@ -31,13 +33,14 @@
  * Costs start from each manifest's measured speed profile and are corrected by timings observed in
  * this isolate where its clock can measure them (../runtime/cost-model.ts, ../runtime/clock.ts). The
  * corrected costs are public (GET /v1/models, `cost`), so a client can size a budget: for a variant
- * with cost {load_ms, prefill_ms_per_token, decode_ms_per_token} the prediction is
- * load_ms + prompt tokens x prefill_ms_per_token + max tokens x decode_ms_per_token. X-Predicted-Ms
+ * with cost {load_ms, prefill_ms_per_token, prefill_position_tokens (L, or null), decode_ms_per_token}
+ * and a prompt of P tokens (none cached) the prediction is load_ms + prefill_ms_per_token x
+ * (P + P (P - 1) / (2 L)) (just P when L is null) + max tokens x decode_ms_per_token. X-Predicted-Ms
  * (rounded) sends back the prediction of the plan (./plan.ts): with X-Planned-Tokens decode steps,
  * fewer than max tokens when a budget or the CPU limit cut the answer.
  */
 import type { Manifest } from "../format/manifest.ts";
-import type { CostModel, Prediction } from "../runtime/cost-model.ts";
+import { type CostModel, type Prediction, prefillWorkTokens } from "../runtime/cost-model.ts";
 
 export { CostModel, type Phase, type Prediction, type VariantCosts } from "../runtime/cost-model.ts";
 
@@ -53,11 +56,15 @@ export interface RouteRequest {
 }
 
 /**
- * A request's cost on `m` by its manifest's build-time speed alone: prompt tokens x prefill +
- * max tokens x decode, ms. Ranks the variants when no budget fits (see above).
+ * A request's cost on `m` by its manifest's build-time speed alone: the prompt's prefill from
+ * position 0 (position-aware: prefillWorkTokens) + max tokens x decode, ms. Ranks the variants
+ * when no budget fits (see above): no cache hit counted, so every isolate ranks alike.
  */
 export function manifestCostMs(m: Manifest, promptTokens: number, maxTokens: number): number {
-  return promptTokens * m.speed.prefillMsPerToken + maxTokens * m.speed.decodeMsPerToken;
+  return (
+    prefillWorkTokens(m.speed, promptTokens) * m.speed.prefillMsPerToken +
+    maxTokens * m.speed.decodeMsPerToken
+  );
 }
 
 /**
@@ -76,17 +83,19 @@ export function tierTarget(variants: Manifest[], tier: Tier): Manifest | undefin
 
 /**
  * Candidates in order of preference (`variants` are best quality first). The caller tries them in
- * order, so a variant that fails to load falls back to the next.
+ * order, so a variant that fails to load falls back to the next. `cachedTokens(m)`: prompt tokens
+ * m's prefix cache holds now (their prefill is not predicted; default none).
  */
 export function rankVariants(
   variants: Manifest[],
   req: RouteRequest,
   cost: CostModel,
   isResident: (m: Manifest) => boolean,
+  cachedTokens: (m: Manifest) => number = () => 0,
 ): { manifest: Manifest; prediction: Prediction }[] {
   const score = (m: Manifest) => ({
     manifest: m,
-    prediction: cost.predict(m, req.promptTokens, req.maxTokens, isResident(m)),
+    prediction: cost.predict(m, req.promptTokens, req.maxTokens, isResident(m), cachedTokens(m)),
   });
   if (req.pinned) {
     const m = variants.find((v) => v.variant === req.pinned);

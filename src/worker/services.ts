@@ -1,6 +1,7 @@
 /** Per-isolate state shared by requests: live set, loaded engines, cost model. */
 import type { Context } from "hono";
 import { type Clock, ClockTrust, requestClock } from "../runtime/clock.ts";
+import { DEFAULT_ENGINE_BUDGET_BYTES } from "../runtime/load-engine.ts";
 import { ENGINE_CONTEXT, EngineCache } from "./engines.ts";
 import type { Env, R2BucketLike } from "./env.ts";
 import { LiveVariants } from "./live.ts";
@@ -53,8 +54,12 @@ export function servicesFor(env: Env, kernels: WebAssembly.Module): Services {
   if (services && services.bucket === env.SHARDS) return services;
   const ttl = Number(env.LIVE_CACHE_SECONDS ?? "5") * 1000;
   const frozenClock = env.SHARDLM_FROZEN_CLOCK === "1";
-  const budget = Number(env.ENGINE_MEMORY_BUDGET ?? String(100 * 1024 * 1024));
-  const engines = new EngineCache(env.SHARDS, kernels, Number.isFinite(budget) ? budget : 100 * 1024 * 1024);
+  const budget = Number(env.ENGINE_MEMORY_BUDGET ?? String(DEFAULT_ENGINE_BUDGET_BYTES));
+  const engines = new EngineCache(
+    env.SHARDS,
+    kernels,
+    Number.isFinite(budget) ? budget : DEFAULT_ENGINE_BUDGET_BYTES,
+  );
   // A new live.json version (a deploy, which verifies its shards) retries variants marked bad at once.
   const onNewVersion = () => engines.forgetBad();
   services = {

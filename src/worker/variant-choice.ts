@@ -80,7 +80,8 @@ export async function serve(
   choice: ModelChoice,
   request: {
     budgetMs: number | null;
-    promptTokens: number;
+    /** The prompt's tokens (their count is planned; a resident variant's cached prefix is not prefilled). */
+    prompt: readonly number[];
     maxTokens: number;
     /** OpenAI's n: choices generated one after another (the plan shares the CPU limit out). */
     choices?: number;
@@ -100,17 +101,18 @@ export async function serve(
       tier: choice.tier,
       pinned: choice.pinned,
       budgetMs: request.budgetMs,
-      promptTokens: request.promptTokens,
+      promptTokens: request.prompt.length,
       maxTokens: request.maxTokens,
     },
     services.cost,
     (m) => services.engines.isResident(live.manifestIds.get(m.variant)!),
+    (m) => services.engines.cachedTokens(live.manifestIds.get(m.variant)!, request.prompt),
   );
   const loaded = await loadFirst(services, live.manifestIds, ranked, clock);
   const planInput = {
     manifest: loaded.manifest,
     prediction: loaded.prediction,
-    promptTokens: request.promptTokens,
+    promptTokens: request.prompt.length,
     maxTokens: request.maxTokens,
     budgetMs: request.budgetMs,
     cpuLimitMs: services.cpuLimitMs,

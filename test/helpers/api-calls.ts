@@ -116,7 +116,12 @@ export interface ModelEntry {
   resident: boolean;
   available: boolean;
   unavailable_reason?: string;
-  cost: { load_ms: number; prefill_ms_per_token: number; decode_ms_per_token: number };
+  cost: {
+    load_ms: number;
+    prefill_ms_per_token: number;
+    prefill_position_tokens: number | null;
+    decode_ms_per_token: number;
+  };
 }
 
 /** The live variants (not the tier aliases), best quality first, as GET /v1/models lists them. */
@@ -137,7 +142,10 @@ export async function predictions(
 ): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const m of await liveVariants(api)) {
-    const prefillMs = promptTokenCount * m.cost.prefill_ms_per_token;
+    // A prompt token at position p costs prefill_ms_per_token x (1 + p / prefill_position_tokens).
+    const l = m.cost.prefill_position_tokens;
+    const n = promptTokenCount;
+    const prefillMs = (l === null ? n : n + (n * (n - 1)) / (2 * l)) * m.cost.prefill_ms_per_token;
     out.set(m.id, m.cost.load_ms + prefillMs + maxTokens * m.cost.decode_ms_per_token);
   }
   return out;

@@ -9,6 +9,8 @@ export const Usage = z.object({
   prompt_tokens: z.number().int().min(0),
   completion_tokens: z.number().int().min(0),
   total_tokens: z.number().int().min(0),
+  /** Prompt tokens served from a cache (OpenAI's prompt caching; ours: the prefix cache). */
+  prompt_tokens_details: z.object({ cached_tokens: z.number().int().min(0) }).optional(),
 });
 export const TopLogprob = z.object({
   token: z.string(),
