@@ -17,6 +17,7 @@ import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
+  curlExample,
   WORKER_ENV_VARS,
   workerVarsFromEnv,
   wranglerDevArgs,
@@ -138,14 +139,11 @@ async function main(): Promise<void> {
   }
   if (values["no-serve"]) return;
 
-  log(`\nserving on http://127.0.0.1:${port}  (Ctrl-C stops)\n`);
-  log(`  curl http://127.0.0.1:${port}/v1/chat/completions -H 'content-type: application/json' \\`);
-  log(
-    `    -d '{"model":"shardlm","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48}'\n`,
-  );
   // API keys reach the local Worker as a var (visible in this machine's process list, like any argv).
   const vars = workerVarsFromEnv();
   const keys = vars.SHARDLM_API_KEYS;
+  log(`\nserving on http://127.0.0.1:${port}  (Ctrl-C stops)\n`);
+  log(`${curlExample(port, keys !== undefined)}\n`);
   if (keys) log("API keys on: /v1 routes need Authorization: Bearer <key> (SHARDLM_API_KEYS)\n");
   else log("warning: the API is open (no SHARDLM_API_KEYS); anyone who can reach the port can use it\n");
   // wranglerDevEnv: no metrics, error-report prompt or Request.cf fetch (offline noise otherwise).
