@@ -143,10 +143,10 @@ async function speculativeMain(argv: string[]): Promise<void> {
       console.log(
         JSON.stringify(r, (_, v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(3) : v)),
       );
-  say(`\nengine          set       spec  tok/s   accept  mean-len  identical`);
+  say(`\nengine          set       spec  tok/s  cpu-tok/s  accept  mean-len  identical`);
   for (const r of rows)
     say(
-      `${r.engine.padEnd(15)} ${r.prompt_set.padEnd(9)} ${String(r.speculative).padEnd(5)} ${r.decode_tok_s.toFixed(1).padStart(6)}  ` +
+      `${r.engine.padEnd(15)} ${r.prompt_set.padEnd(9)} ${String(r.speculative).padEnd(5)} ${r.decode_tok_s.toFixed(1).padStart(6)}  ${r.cpu_decode_tok_s.toFixed(1).padStart(9)}  ` +
         `${r.acceptance_rate === null ? "   -  " : r.acceptance_rate.toFixed(2).padStart(6)}  ${r.mean_accepted_length === null ? "    -   " : r.mean_accepted_length.toFixed(2).padStart(8)}  ${r.greedy_identical ?? "-"}`,
     );
   for (const t of turns)

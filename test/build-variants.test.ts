@@ -43,6 +43,13 @@ describe("build:variants on stories260K", () => {
       expect(spec.measured.calibrationTokens).toBeGreaterThan(0);
       expect(spec.measured.estimatedSpeedup).toBeGreaterThan(0);
       for (const l of spec.draft.skipLayers) expect(l).toBeLessThan(v.model.config.numLayers);
+      // Verify passes were priced per row count on the engine: a pass of more rows never costs less.
+      const rowCosts = spec.draft.rowCosts!;
+      expect(rowCosts).toHaveLength(8);
+      for (let m = 2; m <= 8; m++)
+        expect(m * rowCosts[m - 1]!).toBeGreaterThanOrEqual((m - 1) * rowCosts[m - 2]! * (1 - 1e-9));
+      expect(spec.draft.headShare).toBeGreaterThan(0);
+      expect(spec.draft.headShare).toBeLessThan(1);
       // Manifests from before the field still parse.
       const { speculative: _, ...old } = v;
       expect(Manifest.parse(old).speculative).toBeUndefined();

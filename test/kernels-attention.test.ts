@@ -289,7 +289,97 @@ describe("attention over a KV cache (decode)", () => {
     expect(headRelErr(got, ref, nHeads, hd)).toBeLessThan(0.03);
   });
 
+  it("several query rows at once (prefill, verify) equal one call per row bit for bit", () => {
+    for (const kind of ["f16", "q8"] as const) {
+      for (const [nHeads, nKvH, hd] of [
+        [9, 3, 64],
+        [4, 4, 12],
+        [8, 2, 20],
+      ] as const) {
+        const rowLen = nKvH * hd;
+        const capacity = 120;
+        const seed = nHeads * 10 + hd + (kind === "q8" ? 1 : 0);
+        const kAll = randn(capacity * rowLen, seed);
+        const vAll = randn(capacity * rowLen, seed + 1);
+        const scale = 1 / Math.sqrt(hd);
+        kern.scoped(() => {
+          const kc = kern.alloc(capacity * rowLen * 2 + 16);
+          const vc = kern.alloc(capacity * rowLen * 2 + 16);
+          const ks = kern.alloc(capacity * nKvH * 4);
+          const vs = kern.alloc(capacity * nKvH * 4);
+          const kp = kern.uploadF32(kAll);
+          const vp = kern.uploadF32(vAll);
+          for (let p = 0; p < capacity; p++) {
+            if (kind === "f16") {
+              kern.kvStoreF16(kp + p * rowLen * 4, kc + p * rowLen * 2, rowLen);
+              kern.kvStoreF16(vp + p * rowLen * 4, vc + p * rowLen * 2, rowLen);
+            } else {
+              kern.kvStoreQ8(kp + p * rowLen * 4, kc + p * rowLen, ks + p * nKvH * 4, nKvH, hd);
+              kern.kvStoreQ8(vp + p * rowLen * 4, vc + p * rowLen, vs + p * nKvH * 4, nKvH, hd);
+            }
+          }
+          // Rows padded apart (strides wider than a row), counts crossing 32-position blocks.
+          const qStride = nHeads * hd + 8;
+          const outStride = nHeads * hd + 4;
+          const m = Math.min(16, kern.maxAttentionRows(nHeads, nKvH, hd));
+          const q = kern.uploadF32(randn(m * qStride, seed + 2, 1.5));
+          const out = kern.alloc(m * outStride * 4);
+          const one = kern.alloc(nHeads * hd * 4);
+          for (const count0 of [1, 2, 29, 31, 32, 33, 64, 100]) {
+            const rows = Math.min(m, capacity - count0 + 1);
+            kern.f32(out, m * outStride).fill(Number.NaN);
+            if (kind === "f16")
+              kern.attentionRowsF16(
+                q,
+                qStride,
+                kc,
+                vc,
+                out,
+                outStride,
+                rows,
+                nHeads,
+                nKvH,
+                hd,
+                0,
+                count0,
+                scale,
+              );
+            else
+              kern.attentionRowsQ8(
+                q,
+                qStride,
+                kc,
+                ks,
+                vc,
+                vs,
+                out,
+                outStride,
+                rows,
+                nHeads,
+                nKvH,
+                hd,
+                0,
+                count0,
+                scale,
+              );
+            for (let i = 0; i < rows; i++) {
+              const qi = q + i * qStride * 4;
+              if (kind === "f16") kern.attentionF16(qi, kc, vc, one, nHeads, nKvH, hd, 0, count0 + i, scale);
+              else kern.attentionQ8(qi, kc, ks, vc, vs, one, nHeads, nKvH, hd, 0, count0 + i, scale);
+              const got = kern.f32(out + i * outStride * 4, nHeads * hd);
+              expect(got, `${kind} ${nHeads}/${nKvH}x${hd} count0 ${count0} row ${i}`).toEqual(
+                kern.f32(one, nHeads * hd),
+              );
+            }
+          }
+        });
+      }
+    }
+  });
+
   it("validates its arguments", () => {
+    expect(() => kern.attentionRowsF16(0, 8, 0, 0, 0, 8, 0, 4, 2, 4, 0, 1, 1)).toThrow(/m/);
+    expect(() => kern.attentionRowsF16(0, 8, 0, 0, 0, 8, 1000, 4, 2, 64, 0, 1, 1)).toThrow(/scratch/);
     expect(() => kern.attentionF16(0, 0, 0, 0, 6, 4, 8, 0, 1, 1)).toThrow(/multiple/);
     expect(() => kern.attentionF16(0, 0, 0, 0, 4, 2, 8, 0, 0, 1)).toThrow(/count/);
     expect(() => kern.attentionQ8(0, 0, 0, 0, 0, 0, 4, 2, 8, -1, 3, 1)).toThrow(/first/);

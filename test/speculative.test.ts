@@ -10,7 +10,7 @@ import { loadModel } from "../src/model/import/index.ts";
 import { type GenerateOptionsInput, generate } from "../src/runtime/generate.ts";
 import { PrefixCache, ResidentPrefix } from "../src/runtime/prefix-cache.ts";
 import { softmax } from "../src/runtime/sampler.ts";
-import { ngramDraft, type SpeculationStats } from "../src/runtime/speculative.ts";
+import { Drafter, ngramDraft, type SpeculationStats } from "../src/runtime/speculative.ts";
 import { WasmEngine, type WasmEngineOptions } from "../src/runtime/wasm/engine.ts";
 import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
 import { type PackedTestModel, packForTest } from "./helpers/packed-model.ts";
@@ -294,6 +294,47 @@ describe("engine rollback and drafts", () => {
     expect(expectedSpeedup(4, 0.9, speculationCosts(0.75, 0.15, 0.8))).toBeLessThan(
       expectedSpeedup(4, 0.9, costs),
     );
+  });
+
+  it("measured verify costs: draft lengths follow the per-row table, and runs of accepted drafts", () => {
+    // Per-row layer costs as measured on the real model: two rows cost as much as two steps' layers.
+    const table = [0.8, 0.82, 0.71, 0.66, 0.62, 0.61, 0.59, 0.58];
+    const costs = speculationCosts(0.75, 0.2, 0, table);
+    expect(costs.body(1)).toBe(1);
+    expect(costs.body(2)).toBeCloseTo(0.82 / 0.8, 12);
+    expect(costs.body(20)).toBeCloseTo(0.58 / 0.8, 12); // past the table: its last entry
+    expect(costs.body(2.5)).toBeCloseTo((0.82 + 0.71) / 2 / 0.8, 12); // a mean row count
+    // One draft never pays here (the fitted model said it did); long drafts pay when acceptance is high.
+    expect(bestDraftLength(1, 0.99, costs).k).toBe(0);
+    expect(bestDraftLength(1, 0.99, speculationCosts(0.75, 0.2)).k).toBe(1);
+    expect(bestDraftLength(6, 0.98, costs).k).toBe(6);
+    // A weak first token followed by a reliable run is worth more than the same q throughout.
+    expect(expectedSpeedup(6, 0.9, costs, 0.99)).toBeGreaterThan(expectedSpeedup(6, 0.9, costs));
+  });
+
+  it("adaptive drafter: a copy that keeps being accepted earns the longest drafts", async () => {
+    const table = [0.8, 0.82, 0.71, 0.66, 0.62, 0.61, 0.59, 0.58];
+    const drafter = new Drafter(engine, { rowCosts: table, headShare: 0.2, maxDraft: 6 });
+    const span = Array.from({ length: 20 }, (_, i) => 10 + i);
+    // The sequence copies `span` over and over: prompt lookup's drafts are always right.
+    const history = [1, ...span, ...span.slice(0, 3)];
+    const next = () => span[(history.length - 1) % span.length]!;
+    const state = engine.newState(256);
+    const lengths: number[] = [];
+    for (let round = 0; round < 40; round++) {
+      const drafts = await drafter.propose(state, history, 6);
+      lengths.push(drafts.length);
+      for (const t of drafts) {
+        expect(t).toBe(next());
+        history.push(t);
+      }
+      if (drafts.length > 0) drafter.update(drafts.length);
+      history.push(next()); // the token sampled after the drafts (or by a plain step)
+    }
+    // Plain steps first (acceptance unknown), learned from prompt lookup's would-be drafts; then the
+    // estimate passes 0.95 (a prior that never decays capped it at 0.9: drafts of 4 at most here).
+    expect(lengths[0]).toBe(0);
+    expect(lengths.slice(-10)).toEqual(Array(10).fill(6));
   });
 
   it("adaptive policy: on prompts without repeats it falls back to plain steps after a few drafts", async () => {

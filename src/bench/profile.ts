@@ -34,6 +34,8 @@ const OPS: Record<string, Category | ((args: unknown[], vocab: number) => Catego
   matvecInt8: "head",
   attentionF16: "attention",
   attentionQ8: "attention",
+  attentionRowsF16: "attention",
+  attentionRowsQ8: "attention",
   kvStoreF16: "kv store",
   kvStoreQ8: "kv store",
   quantizeQ8: "q8 quantize",

@@ -94,6 +94,61 @@ export function measureRowCost(engine: WasmEngine, rows = 8): number {
   return best;
 }
 
+/** What measureVerifyCosts found: DraftSettings' rowCosts and headShare, measured on the engine. */
+export interface VerifyCosts {
+  /** Entry m - 1: per-row cost of a verify pass's layers (no head) at m rows, in decode steps. */
+  rowCosts: number[];
+  /** Share of a decode step spent in the final norm and head. */
+  headShare: number;
+}
+
+/** This process's CPU time in ms (Node): unlike wall time, it does not count time other processes ran. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/**
+ * Per-row cost of verify passes of 1..`maxRows` rows (layers only: verifyRows computes heads on
+ * demand) and the head's share of a decode step, on the engine as it runs now, by CPU time (a build or
+ * bench on a shared machine is descheduled at random, which only ever adds wall time): best of `reps`
+ * rounds for the plain step, the head and each pass (others' load only ever adds time; at load 4-5 on
+ * 2 cores the minima agreed within ~0.03 over most runs, medians of per-round ratios did not). A pass
+ * of more rows is never priced below one of fewer.
+ */
+export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 7): VerifyCosts {
+  const prompt = Array.from({ length: 64 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
+  const tokens = Array.from({ length: maxRows }, (_, i) => 1 + ((i * 53 + 11) % (engine.vocabSize - 1)));
+  const s = engine.newState(prompt.length + maxRows);
+  engine.prefill(s, prompt);
+  const base = prompt.length;
+  let step = Number.POSITIVE_INFINITY;
+  let head = Number.POSITIVE_INFINITY;
+  const pass = new Array<number>(maxRows + 1).fill(Number.POSITIVE_INFINITY);
+  for (let r = 0; r < reps; r++) {
+    for (let m = 1; m <= maxRows; m++) {
+      engine.rollback(s, base);
+      let t0 = cpuMs();
+      engine.forward(s, tokens[0]!);
+      step = Math.min(step, cpuMs() - t0);
+      engine.rollback(s, base);
+      t0 = cpuMs();
+      const rows = engine.verifyRows(s, tokens.slice(0, m));
+      pass[m] = Math.min(pass[m]!, cpuMs() - t0);
+      t0 = cpuMs();
+      for (let i = 0; i < m; i++) rows.logits(i);
+      head = Math.min(head, (cpuMs() - t0) / m);
+    }
+  }
+  const rowCosts: number[] = [];
+  let most = 0;
+  for (let m = 1; m <= maxRows; m++) {
+    most = Math.max(most, pass[m]!);
+    rowCosts.push(Math.min(4, Math.max(0.01, most / step / m)));
+  }
+  return { rowCosts, headShare: Math.min(0.95, Math.max(0, head / step)) };
+}
+
 /**
  * Runs the candidates over `prompts` (token ids, chat template applied) and returns the profile to
  * record in the manifest: the best candidate's settings, measurement and whether it is on by default.
@@ -105,15 +160,21 @@ export async function searchSpeculative(
 ): Promise<{ profile: SpeculativeProfile; candidates: CandidateResult[] }> {
   const log = opts.log ?? (() => {});
   const L = engine.config.numLayers;
-  const headShare = opts.headShare ?? headShareOf(engine.config);
+  // Measured verify costs per row count, unless the caller prices rows itself.
+  const verifyCosts = opts.rowCost === undefined ? measureVerifyCosts(engine) : null;
+  const headShare = opts.headShare ?? verifyCosts?.headShare ?? headShareOf(engine.config);
   const rowCost = opts.rowCost ?? measureRowCost(engine);
+  const rowCosts = verifyCosts?.rowCosts;
   const answerTokens = opts.answerTokens ?? 48;
   log(
-    `speculative search: ${L} layers, head share ${headShare.toFixed(2)}, verify row cost ${rowCost.toFixed(2)}`,
+    `speculative search: ${L} layers, head share ${headShare.toFixed(2)}, verify row cost ${rowCost.toFixed(2)}` +
+      (rowCosts
+        ? `, layers per row at 1..${rowCosts.length} rows ${rowCosts.map((c) => c.toFixed(2)).join(" ")}`
+        : ""),
   );
 
   // The adaptive drafter prices a verified row at what it costs on this engine.
-  const priced = { rowCost, headShare };
+  const priced = { rowCost, headShare, ...(rowCosts ? { rowCosts } : {}) };
   const draftCostOf = (skipLayers: number[]) => headShare + ((1 - headShare) * (L - skipLayers.length)) / L;
   // A layer-skip candidate runs non-adaptively (every draft it offers is verified: its raw
   // acceptance); the served configurations run the adaptive drafter with that acceptance as prior.
@@ -151,7 +212,7 @@ export async function searchSpeculative(
       plainSteps += Math.max(0, n - 1 - stats.verifications - stats.accepted);
     }
     const draftCost = draftCostOf(skipLayers);
-    const costs = speculationCosts(rowCost, headShare, draftCost);
+    const costs = speculationCosts(rowCost, headShare, draftCost, rowCosts);
     const rows = total.verifications + total.drafted;
     const perRow = costs.body(total.verifications > 0 ? rows / total.verifications : 1) * (1 - headShare);
     const cost = total.draftPasses * draftCost + rows * perRow + total.headRows * headShare + plainSteps;
@@ -168,7 +229,11 @@ export async function searchSpeculative(
   const maxDraft = DraftSettings.parse({}).maxDraft;
   for (const set of candidateSkipSets(L)) {
     // Even drafts that are always right cannot pay for a draft step this expensive: not worth running.
-    const bound = bestDraftLength(maxDraft, 1, speculationCosts(rowCost, headShare, draftCostOf(set)));
+    const bound = bestDraftLength(
+      maxDraft,
+      1,
+      speculationCosts(rowCost, headShare, draftCostOf(set), rowCosts),
+    );
     if (bound.k === 0) {
       log(`  skip [${set.join(",")}]: cannot beat plain decoding even if every draft were accepted`);
       continue;

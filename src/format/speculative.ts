@@ -33,6 +33,14 @@ export const DraftSettings = z.strictObject({
    * build measured it on the engine (src/compress/speculative-search.ts, measureRowCost).
    */
   rowCost: z.number().positive().max(4).default(0.75),
+  /**
+   * Measured verify costs, finer than rowCost (the build measures them; src/compress/speculative-search.ts,
+   * measureVerifyCosts): entry m - 1 is the per-row cost of a verify pass's layers alone (no head) at m
+   * rows, relative to one decode step (layers and head). A batched kernel's saving is far from
+   * a + b / m at small m (2 rows cost nearly 2 steps' layers), so the draft length is chosen from
+   * these when present; rows past the table cost its last entry.
+   */
+  rowCosts: z.array(z.number().positive().max(4)).min(2).max(16).optional(),
   /** Acceptance the adaptive policy assumes for the layer-skip draft until it has seen its own (the build's measurement). */
   skipAcceptance: z.number().min(0).max(1).default(0.5),
   /** Share of a decode step spent in the final norm and head (default: from the model's shape). */
@@ -59,7 +67,8 @@ export function headShareOf(
 /**
  * Costs in units of one plain decode step, for choosing draft lengths: `head` = the head's share of a
  * step, `body(m)` = per-row cost of a verify pass's layers at m rows relative to one step's layers
- * (1 at m = 1; fitted as a + (1 - a) / m through the measured 8-row cost), `draft` = one draft step.
+ * (1 at m = 1; the measured `rowCosts` table when given, else fitted as a + (1 - a) / m through the
+ * measured 8-row cost), `draft` = one draft step.
  */
 export interface SpeculationCosts {
   head: number;
@@ -67,9 +76,30 @@ export interface SpeculationCosts {
   draft: number;
 }
 
-/** SpeculationCosts from the settings' measured 8-row cost and head share. */
-export function speculationCosts(rowCost: number, headShare: number, draftCost = 0): SpeculationCosts {
+/**
+ * SpeculationCosts from the settings' measured 8-row cost and head share, or from the measured per-row
+ * table `rowCosts` (DraftSettings.rowCosts: layers only, in decode steps) when given.
+ */
+export function speculationCosts(
+  rowCost: number,
+  headShare: number,
+  draftCost = 0,
+  rowCosts?: readonly number[],
+): SpeculationCosts {
   const h = Math.min(0.95, Math.max(0, headShare));
+  if (rowCosts && rowCosts.length > 0) {
+    const last = rowCosts.length - 1;
+    // Entry m - 1 is m rows' per-row cost, linear between entries (a mean row count is fractional),
+    // in decode steps; body() is relative to one step's layers (1 - h).
+    const at = (i: number) => rowCosts[Math.min(i, last)]!;
+    const body = (m: number) => {
+      if (m <= 1) return 1;
+      const i = Math.floor(m - 1);
+      const f = m - 1 - i;
+      return ((1 - f) * at(i) + f * at(i + 1)) / (1 - h);
+    };
+    return { head: h, body, draft: draftCost };
+  }
   // rowCost covers layers and head; the head runs per needed row, so only the layers batch.
   const body8 = Math.max(0.01, (rowCost - h) / (1 - h));
   const a = Math.min(1, Math.max(0.01, (8 * body8 - 1) / 7));
@@ -77,32 +107,35 @@ export function speculationCosts(rowCost: number, headShare: number, draftCost =
 }
 
 /**
- * Expected speedup over plain decoding of one verify pass with `k` drafts, each accepted with
- * probability `q` given the ones before it were: tokens T = 1 + q + ... + q^k (the accepted drafts
- * and the token sampled after them), cost = layers for k + 1 rows + a head per needed row (T of
- * them: rows after the first rejection are never looked at) + k draft steps. A plain step is 1.
+ * Expected speedup over plain decoding of one verify pass with `k` drafts: the first accepted with
+ * probability `q`, each later one with probability `qNext` given the ones before it were (default q;
+ * drafts come in runs: a copied span that starts matching tends to go on matching). Tokens
+ * T = 1 + q + q qNext + ... + q qNext^(k-1) (the accepted drafts and the token sampled after them),
+ * cost = layers for k + 1 rows + a head per needed row (T of them: rows after the first rejection
+ * are never looked at) + k draft steps. A plain step is 1.
  */
-export function expectedSpeedup(k: number, q: number, costs: SpeculationCosts): number {
+export function expectedSpeedup(k: number, q: number, costs: SpeculationCosts, qNext = q): number {
   if (k <= 0) return 1;
   let tokens = 1;
   let p = 1;
   for (let j = 1; j <= k; j++) {
-    p *= q;
+    p *= j === 1 ? q : qNext;
     tokens += p;
   }
   const cost = (k + 1) * costs.body(k + 1) * (1 - costs.head) + costs.head * tokens + k * costs.draft;
   return tokens / cost;
 }
 
-/** The draft length in 1..maxK with the best expected speedup, or 0 when none beats plain decoding. */
+/** The draft length in 1..maxK with the best expected speedup (q, qNext as in expectedSpeedup), or 0 when none beats plain decoding. */
 export function bestDraftLength(
   maxK: number,
   q: number,
   costs: SpeculationCosts,
+  qNext = q,
 ): { k: number; speedup: number } {
   let best = { k: 0, speedup: 1 };
   for (let k = 1; k <= maxK; k++) {
-    const s = expectedSpeedup(k, q, costs);
+    const s = expectedSpeedup(k, q, costs, qNext);
     if (s > best.speedup) best = { k, speedup: s };
   }
   return best;

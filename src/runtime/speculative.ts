@@ -10,14 +10,15 @@
  *   layers left out, greedy. No extra memory; its KV rows are overwritten by the verification pass.
  *
  * Adaptive policy (default): a verified row is not free (a batched row costs a fraction of a decode
- * step, measured by the build), so each step the drafter estimates, per source, the probability q that
- * a drafted token is accepted given the ones before it were, and drafts the length k with the best
- * expected tokens per cost (src/format/speculative.ts, expectedSpeedup); when no k beats a plain step
- * it drafts nothing, so a request whose drafts keep failing decodes plainly (worst case ~1.0x).
- * Prompt-lookup q is kept per matched n-gram length (a longer match is a likelier copy) and is also
- * learned for free while decoding plainly: the lookup's would-be draft is checked against the token
- * that plain decoding samples next. The layer-skip draft stops when its top probability falls below
- * `minConfidence`.
+ * step, measured by the build per row count), so each step the drafter estimates, per source, the
+ * probability q that the first drafted token is accepted and qNext that a later one is, given the ones
+ * before it were (drafts come in runs: a copy that starts matching tends to go on), and drafts the
+ * length k with the best expected tokens per cost (src/format/speculative.ts, expectedSpeedup); when
+ * no k beats a plain step it drafts nothing, so a request whose drafts keep failing decodes plainly
+ * (worst case ~1.0x). Prompt-lookup q is kept per matched n-gram length (a longer match is a likelier
+ * copy), and both q and qNext are also learned for free while decoding plainly: the lookup's would-be
+ * drafts are checked against the tokens plain decoding samples next. The layer-skip draft stops when
+ * its top probability falls below `minConfidence`.
  */
 
 import type { ModelConfig } from "../format/model.ts";
@@ -133,15 +134,19 @@ export function topProbability(logits: ArrayLike<number>): number {
 type Source = "ngram" | "skip";
 
 /**
- * Acceptance estimate: decayed counts of accepted / tried draft tokens with a prior (mean `prior`,
- * weight 2), so recent outcomes count most (copy spans come and go within an answer).
+ * Acceptance estimate: exponentially decayed counts of accepted / tried draft tokens, starting from a
+ * prior (mean `prior`, weight 2) that decays with them, so recent outcomes count most (copy spans come
+ * and go within an answer) and a long run of hits can push q towards 1 (a prior that never decays
+ * capped q near 0.9, which kept drafts short even where every copied token was right).
  */
 class Acceptance {
-  private hits = 0;
-  private tries = 0;
-  constructor(private readonly prior: number) {}
+  private hits: number;
+  private tries = 2;
+  constructor(prior: number) {
+    this.hits = 2 * prior;
+  }
   get q(): number {
-    return (this.hits + 2 * this.prior) / (this.tries + 2);
+    return this.hits / this.tries;
   }
   observe(accepted: number, tried: number): void {
     for (let i = 0; i < tried; i++) {
@@ -151,24 +156,53 @@ class Acceptance {
   }
 }
 
+/**
+ * Updates `first` (the first draft token) and `next` (each later one, given the ones before it were
+ * accepted) with a verify outcome: `accepted` of `drafted` tokens.
+ */
+function observeRun(first: Acceptance, next: Acceptance, accepted: number, drafted: number): void {
+  if (drafted <= 0) return;
+  first.observe(accepted > 0 ? 1 : 0, 1);
+  // Later positions looked at: up to the first rejected draft (the ones after it say nothing).
+  const tried = Math.min(drafted, accepted + 1) - 1;
+  if (tried > 0) next.observe(accepted - 1, tried);
+}
+
 /** Prior acceptance of prompt lookup before a request has shown any (low: plain decoding wins ties). */
 const NGRAM_PRIOR = 0.4;
+/** Prior acceptance of a prompt-lookup draft token after the ones before it were accepted. */
+const NGRAM_NEXT_PRIOR = 0.7;
+
+/** A prompt-lookup draft not taken (a plain step ran): checked against the tokens decoded after it. */
+interface Shadow {
+  tokens: number[];
+  n: number;
+  /** history.length when proposed: tokens[j] would have been history[at + j]. */
+  at: number;
+  /** Tokens checked so far. */
+  seen: number;
+}
 
 /** One sequence's draft policy (adaptive state included). */
 export class Drafter<S extends InferenceState> {
   readonly settings: DraftSettings;
   private readonly skip: ReadonlySet<number>;
-  /** Prompt lookup acceptance per matched n-gram length; layer-skip acceptance. */
+  /**
+   * Prompt lookup acceptance of a first draft token per matched n-gram length, and of later tokens;
+   * layer-skip acceptance of a first and of later draft tokens.
+   */
   private readonly ngramQ: Acceptance[] = [];
+  private readonly ngramNext = new Acceptance(NGRAM_NEXT_PRIOR);
   private readonly skipQ: Acceptance;
+  private readonly skipNext: Acceptance;
   private readonly costs: { ngram: SpeculationCosts; skip: SpeculationCosts };
   /** Non-adaptive: draft length per source (+2 after a full accept, -1 otherwise) and pauses. */
   private readonly k: Record<Source, number>;
   private readonly rate: Record<Source, number> = { ngram: 1, skip: 1 };
   private readonly pausedFor: Record<Source, number> = { ngram: 0, skip: 0 };
   private last: { source: Source; drafted: number; n: number } | null = null;
-  /** Prompt lookup's first token when it was not drafted: checked against the next sampled token. */
-  private shadow: { token: number; n: number; at: number } | null = null;
+  /** Prompt lookup's drafts not taken (plain steps): checked against the tokens sampled after them. */
+  private shadows: Shadow[] = [];
   /** Layer-skip draft steps run so far. */
   passes = 0;
 
@@ -182,12 +216,14 @@ export class Drafter<S extends InferenceState> {
     this.k = { ngram: start, skip: start };
     for (let n = 0; n <= this.settings.ngramMax; n++) this.ngramQ.push(new Acceptance(NGRAM_PRIOR));
     this.skipQ = new Acceptance(this.settings.skipAcceptance);
+    this.skipNext = new Acceptance(this.settings.skipAcceptance);
     const c = model.config;
-    const h = this.settings.headShare ?? (c ? headShareOf(c) : 0.15);
+    const s = this.settings;
+    const h = s.headShare ?? (c ? headShareOf(c) : 0.15);
     const kept = c ? (c.numLayers - this.skip.size) / c.numLayers : 0.75;
     this.costs = {
-      ngram: speculationCosts(this.settings.rowCost, h),
-      skip: speculationCosts(this.settings.rowCost, h, h + (1 - h) * kept),
+      ngram: speculationCosts(s.rowCost, h, 0, s.rowCosts),
+      skip: speculationCosts(s.rowCost, h, h + (1 - h) * kept, s.rowCosts),
     };
   }
 
@@ -203,11 +239,7 @@ export class Drafter<S extends InferenceState> {
    */
   async propose(state: S, history: readonly number[], room: number): Promise<number[]> {
     this.last = null;
-    const sh = this.shadow;
-    this.shadow = null;
-    // The previous step decoded plainly: would prompt lookup's draft have been right?
-    if (sh && history.length === sh.at + 1)
-      this.ngramQ[sh.n]!.observe(history.at(-1) === sh.token ? 1 : 0, 1);
+    this.checkShadows(history);
     if (room <= 0) return [];
     const s = this.settings;
     if (!s.adaptive) return this.proposeFixed(state, history, room);
@@ -215,9 +247,11 @@ export class Drafter<S extends InferenceState> {
     const match = ngramMatch(history, max, s.ngramMax, s.ngramMin);
     const ngram =
       match.n > 0
-        ? bestDraftLength(match.tokens.length, this.ngramQ[match.n]!.q, this.costs.ngram)
+        ? bestDraftLength(match.tokens.length, this.ngramQ[match.n]!.q, this.costs.ngram, this.ngramNext.q)
         : { k: 0, speedup: 1 };
-    const skip = this.layerSkip ? bestDraftLength(max, this.skipQ.q, this.costs.skip) : { k: 0, speedup: 1 };
+    const skip = this.layerSkip
+      ? bestDraftLength(max, this.skipQ.q, this.costs.skip, this.skipNext.q)
+      : { k: 0, speedup: 1 };
     if (ngram.k > 0 && ngram.speedup >= skip.speedup) {
       this.last = { source: "ngram", drafted: ngram.k, n: match.n };
       return match.tokens.slice(0, ngram.k);
@@ -229,8 +263,31 @@ export class Drafter<S extends InferenceState> {
         return drafts;
       }
     }
-    if (match.n > 0) this.shadow = { token: match.tokens[0]!, n: match.n, at: history.length };
+    if (match.n > 0) this.shadows.push({ tokens: match.tokens, n: match.n, at: history.length, seen: 0 });
     return [];
+  }
+
+  /**
+   * Plain steps ran where prompt lookup had a draft: would its tokens have been accepted? Learned for
+   * free, first token and later ones apart, up to the first one that would have been rejected.
+   */
+  private checkShadows(history: readonly number[]): void {
+    if (this.shadows.length === 0) return;
+    const open: Shadow[] = [];
+    for (const sh of this.shadows) {
+      let done = false;
+      while (sh.seen < sh.tokens.length && sh.at + sh.seen < history.length) {
+        const right = history[sh.at + sh.seen] === sh.tokens[sh.seen];
+        (sh.seen === 0 ? this.ngramQ[sh.n]! : this.ngramNext).observe(right ? 1 : 0, 1);
+        sh.seen++;
+        if (!right) {
+          done = true;
+          break;
+        }
+      }
+      if (!done && sh.seen < sh.tokens.length) open.push(sh);
+    }
+    this.shadows = open;
   }
 
   /** Non-adaptive drafting: prompt lookup when it matches, else the layer-skip draft. */
@@ -278,10 +335,8 @@ export class Drafter<S extends InferenceState> {
     const last = this.last;
     if (!last) return;
     const src = last.source;
-    // Tried: the accepted drafts and the first rejected one (later ones say nothing about q).
-    const tried = Math.min(last.drafted, accepted + 1);
-    if (src === "ngram") this.ngramQ[last.n]!.observe(accepted, tried);
-    else this.skipQ.observe(accepted, tried);
+    if (src === "ngram") observeRun(this.ngramQ[last.n]!, this.ngramNext, accepted, last.drafted);
+    else observeRun(this.skipQ, this.skipNext, accepted, last.drafted);
     if (this.settings.adaptive) return;
     const max = this.settings.maxDraft;
     this.k[src] = accepted === last.drafted ? Math.min(max, this.k[src] + 2) : Math.max(1, this.k[src] - 1);

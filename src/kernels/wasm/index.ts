@@ -582,6 +582,108 @@ export class WasmKernels {
     );
   }
 
+  /**
+   * attentionF16 for `m` consecutive query positions at once (prefill, speculative verification): row i
+   * (at q + 4 * i * qStride bytes) is the query of position first + count0 - 1 + i
+   * and attends to positions first .. first + count0 - 1 + i, into out + 4 * i * outStride. Each cache block
+   * is widened once for all rows; row i is bit-identical to attentionF16 with count0 + i. qStride and
+   * outStride in floats. Throws RangeError when m rows do not fit the kernels' scratch.
+   */
+  attentionRowsF16(
+    q: number,
+    qStride: number,
+    kCache: number,
+    vCache: number,
+    out: number,
+    outStride: number,
+    m: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    first: number,
+    count0: number,
+    scale: number,
+  ): void {
+    this.checkAttentionRows("attentionRowsF16", m, nHeads, nKvHeads, headDim, first, count0);
+    this.raw.attention_rows_f16(
+      q,
+      qStride * 4,
+      kCache,
+      vCache,
+      out,
+      outStride * 4,
+      m,
+      nHeads,
+      nKvHeads,
+      headDim,
+      first,
+      count0,
+      scale,
+      this.scratch,
+    );
+  }
+
+  /** attentionRowsF16 over an int8 cache (as attentionQ8). */
+  attentionRowsQ8(
+    q: number,
+    qStride: number,
+    kCodes: number,
+    kScales: number,
+    vCodes: number,
+    vScales: number,
+    out: number,
+    outStride: number,
+    m: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    first: number,
+    count0: number,
+    scale: number,
+  ): void {
+    this.checkAttentionRows("attentionRowsQ8", m, nHeads, nKvHeads, headDim, first, count0);
+    this.raw.attention_rows_q8(
+      q,
+      qStride * 4,
+      kCodes,
+      kScales,
+      vCodes,
+      vScales,
+      out,
+      outStride * 4,
+      m,
+      nHeads,
+      nKvHeads,
+      headDim,
+      first,
+      count0,
+      scale,
+      this.scratch,
+    );
+  }
+
+  /** Most query rows attentionRowsF16/Q8 take at once for this shape (scratch-bound). */
+  maxAttentionRows(nHeads: number, nKvHeads: number, headDim: number): number {
+    let m = 1;
+    while (this.raw.att_scratch_bytes(((m + 1) * nHeads) / nKvHeads, headDim) <= SCRATCH_BYTES) m++;
+    return m;
+  }
+
+  private checkAttentionRows(
+    what: string,
+    m: number,
+    nHeads: number,
+    nKvHeads: number,
+    headDim: number,
+    first: number,
+    count0: number,
+  ) {
+    this.checkAttention(what, nHeads, nKvHeads, headDim, first, count0);
+    checkInt(`${what}: m`, m, 1);
+    const need = this.raw.att_scratch_bytes((m * nHeads) / nKvHeads, headDim);
+    if (need > SCRATCH_BYTES) throw new RangeError(`${what}: ${m} rows need ${need} bytes of scratch`);
+  }
+
   // ---- fp32 kernels --------------------------------------------------------------------------
 
   /** x[0..n) += y[0..n) (residual or bias add; x and y may alias). */

@@ -205,6 +205,44 @@ declare namespace __AdaptedExports {
    */
   export function attention_q8(q: number, kc: number, ks: number, vc: number, vs: number, out: number, nHeads: number, nKv: number, hd: number, first: number, count: number, scale: number, tmp: number): void;
   /**
+   * src/kernels/wasm/assembly/attention/attention_rows_f16
+   * @param q `usize`
+   * @param qStride `i32`
+   * @param kc `usize`
+   * @param vc `usize`
+   * @param out `usize`
+   * @param outStride `i32`
+   * @param m `i32`
+   * @param nHeads `i32`
+   * @param nKv `i32`
+   * @param hd `i32`
+   * @param first `i32`
+   * @param count0 `i32`
+   * @param scale `f32`
+   * @param tmp `usize`
+   */
+  export function attention_rows_f16(q: number, qStride: number, kc: number, vc: number, out: number, outStride: number, m: number, nHeads: number, nKv: number, hd: number, first: number, count0: number, scale: number, tmp: number): void;
+  /**
+   * src/kernels/wasm/assembly/attention/attention_rows_q8
+   * @param q `usize`
+   * @param qStride `i32`
+   * @param kc `usize`
+   * @param ks `usize`
+   * @param vc `usize`
+   * @param vs `usize`
+   * @param out `usize`
+   * @param outStride `i32`
+   * @param m `i32`
+   * @param nHeads `i32`
+   * @param nKv `i32`
+   * @param hd `i32`
+   * @param first `i32`
+   * @param count0 `i32`
+   * @param scale `f32`
+   * @param tmp `usize`
+   */
+  export function attention_rows_q8(q: number, qStride: number, kc: number, ks: number, vc: number, vs: number, out: number, outStride: number, m: number, nHeads: number, nKv: number, hd: number, first: number, count0: number, scale: number, tmp: number): void;
+  /**
    * src/kernels/wasm/assembly/elementwise/matvec_f32
    * @param w `usize`
    * @param x `usize`

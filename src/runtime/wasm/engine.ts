@@ -9,9 +9,10 @@
  *
  * Prefill runs the prompt in blocks of up to PREFILL_BLOCK tokens, layer by layer: each weight matrix
  * is applied to every token of the block back to back, so it is read from memory once per block and
- * then served from cache (a 110M model's layers do not fit in cache; one matrix does). Attention stays
- * per token (causal). With q8 activations every token goes through exactly the ops a decode step
- * would run, so prefill's results are bit-identical to feeding the prompt one token at a time.
+ * then served from cache (a 110M model's layers do not fit in cache; one matrix does). Attention is
+ * causal per token, in one call for the block's rows (each KV block widened once for all of them).
+ * With q8 activations every token goes through exactly the ops a decode step would run, so prefill's
+ * results are bit-identical to feeding the prompt one token at a time.
  */
 
 import type { ModelConfig } from "../../format/model.ts";
@@ -90,6 +91,8 @@ export class WasmEngine implements LogitsModel<WasmState> {
   private rowExact = false;
   /** Prompt tokens per prefill pass (`prefillBlock`, at most the context); decode uses row 0. */
   readonly block: number;
+  /** Query rows one multi-row attention call takes (the kernels' scratch bounds it). */
+  private readonly attentionBatch: number;
   // Activation rows (wasm memory), zero-padded to what their consumers read: one row per block token.
   private readonly x: Rows;
   private readonly xb: Rows;
@@ -149,6 +152,7 @@ export class WasmEngine implements LogitsModel<WasmState> {
 
     const B = plan.block;
     this.block = B;
+    this.attentionBatch = Math.min(B, kernels.maxAttentionRows(c.numHeads, c.numKvHeads, c.headDim));
     const f32 = (n: number) => kernels.allocZeroed(n * 4);
     const rows = (p: RowsPlan): Rows => ({ ptr: f32(p.rows * p.stride), stride: p.stride });
     const r = plan.rows;
@@ -480,42 +484,45 @@ export class WasmEngine implements LogitsModel<WasmState> {
           k.kvStoreQ8(vi, cache.v + pos * kvDim, cache.vScale + pos * c.numKvHeads * 4, c.numKvHeads, hd);
         }
       }
-      // Causal attention per token: row i sees positions up to its own (later rows are stored already).
-      for (let i = 0; i < n; i++) {
-        const pos = pos0 + i;
-        const first = c.slidingWindow === null ? 0 : Math.max(0, pos - c.slidingWindow + 1);
-        const qi = rowAt(q, i);
-        const ai = rowAt(att, i);
-        if (this.kvCache === "f16") {
-          k.attentionF16(
-            qi,
-            cache.k,
-            cache.v,
-            ai,
-            c.numHeads,
-            c.numKvHeads,
-            hd,
-            first,
-            pos - first + 1,
-            scale,
-          );
-        } else {
-          k.attentionQ8(
-            qi,
-            cache.k,
-            cache.kScale,
-            cache.v,
-            cache.vScale,
-            ai,
-            c.numHeads,
-            c.numKvHeads,
-            hd,
-            first,
-            pos - first + 1,
-            scale,
-          );
+      // Causal attention: row i sees positions up to its own (later rows are stored already). Without
+      // a sliding window, rows share their cache blocks: one multi-row call (bit-identical per row).
+      if (n > 1 && c.slidingWindow === null) this.attentionRows(cache, pos0, n);
+      else
+        for (let i = 0; i < n; i++) {
+          const pos = pos0 + i;
+          const first = c.slidingWindow === null ? 0 : Math.max(0, pos - c.slidingWindow + 1);
+          const qi = rowAt(q, i);
+          const ai = rowAt(att, i);
+          if (this.kvCache === "f16") {
+            k.attentionF16(
+              qi,
+              cache.k,
+              cache.v,
+              ai,
+              c.numHeads,
+              c.numKvHeads,
+              hd,
+              first,
+              pos - first + 1,
+              scale,
+            );
+          } else {
+            k.attentionQ8(
+              qi,
+              cache.k,
+              cache.kScale,
+              cache.v,
+              cache.vScale,
+              ai,
+              c.numHeads,
+              c.numKvHeads,
+              hd,
+              first,
+              pos - first + 1,
+              scale,
+            );
+          }
         }
-      }
       this.linear(w.wo, att, delta, n, false);
       for (let i = 0; i < n; i++) {
         k.addF32(rowAt(x, i), rowAt(delta, i), c.hiddenSize);
@@ -529,6 +536,55 @@ export class WasmEngine implements LogitsModel<WasmState> {
     }
     state.length = pos0 + n;
     if (wantLogits) this.head1(n - 1);
+  }
+
+  /** Attention of rows 0..n-1 of q (positions pos0..pos0 + n - 1, no sliding window) into att. */
+  private attentionRows(
+    cache: { k: number; v: number; kScale: number; vScale: number },
+    pos0: number,
+    n: number,
+  ): void {
+    const c = this.config;
+    const k = this.k;
+    const scale = 1 / Math.sqrt(c.headDim);
+    const { q, att } = this;
+    for (let i = 0; i < n; i += this.attentionBatch) {
+      const m = Math.min(this.attentionBatch, n - i);
+      if (this.kvCache === "f16")
+        k.attentionRowsF16(
+          rowAt(q, i),
+          q.stride,
+          cache.k,
+          cache.v,
+          rowAt(att, i),
+          att.stride,
+          m,
+          c.numHeads,
+          c.numKvHeads,
+          c.headDim,
+          0,
+          pos0 + i + 1,
+          scale,
+        );
+      else
+        k.attentionRowsQ8(
+          rowAt(q, i),
+          q.stride,
+          cache.k,
+          cache.kScale,
+          cache.v,
+          cache.vScale,
+          rowAt(att, i),
+          att.stride,
+          m,
+          c.numHeads,
+          c.numKvHeads,
+          c.headDim,
+          0,
+          pos0 + i + 1,
+          scale,
+        );
+    }
   }
 
   /** Final norm of row `i` of x and the head, into `logits`. */

@@ -211,91 +211,109 @@ function pv_accumulate(o: usize, alpha: f32, pr: usize, v: usize, nb: i32, hd: i
   }
 }
 
+// Several query rows at once (prefill, speculative verification): row i is the query of position
+// first + count0 - 1 + i and sees positions first .. first + count0 - 1 + i (causal). Each block of K and V
+// rows is widened once for every row and query head; row i runs exactly the ops the single-row kernel
+// runs for it (same blocks, same order), so its output is bit-identical to a call with count0 + i.
+//   q: m rows of [nHeads][hd] f32, qStride bytes apart; out likewise, outStride bytes apart.
+// tmp: att_scratch_bytes(m * nHeads / nKv, hd) bytes, 16-byte aligned.
 function attention_impl(
-  q8: bool, q: usize, kc: usize, ks: usize, vc: usize, vs: usize, out: usize,
-  nHeads: i32, nKv: i32, hd: i32, first: i32, count: i32, scale: f32, tmp: usize,
+  q8: bool, q: usize, qStride: usize, kc: usize, ks: usize, vc: usize, vs: usize, out: usize, outStride: usize,
+  m: i32, nHeads: i32, nKv: i32, hd: i32, first: i32, count0: i32, scale: f32, tmp: usize,
 ): void {
   const group = nHeads / nKv;
+  const slots = m * group; // (row, query head of the kv group) pairs
   const esize: usize = q8 ? 1 : 2;
   const rowStride = <usize>(nKv * hd) * esize;
   const scStride = <usize>nKv << 2;
   const headBytes = <usize>hd << 2;
   const kf = tmp;
   const vf = kf + (<usize>(ATT_B * hd) << 2);
-  const sb = vf + (<usize>(ATT_B * hd) << 2); // [group][ATT_B] scores -> probabilities
-  const stats = sb + (<usize>(group * ATT_B) << 2); // [group] (m, l)
+  const sb = vf + (<usize>(ATT_B * hd) << 2); // [slots][ATT_B] scores -> probabilities
+  const stats = sb + (<usize>(slots * ATT_B) << 2); // [slots] (m, l)
   const sv = f32x4.splat(scale);
+  const countMax = count0 + m - 1;
   for (let j = 0; j < nKv; j++) {
-    for (let r = 0; r < group; r++) {
-      const o = out + <usize>(j * group + r) * headBytes;
-      for (let d = 0; d < hd; d++) store<f32>(o + (<usize>d << 2), 0);
-      store<f32>(stats + (<usize>r << 4), -Infinity);
-      store<f32>(stats + (<usize>r << 4), 0, 4);
+    for (let i = 0; i < m; i++) {
+      for (let r = 0; r < group; r++) {
+        const o = out + <usize>i * outStride + <usize>(j * group + r) * headBytes;
+        for (let d = 0; d < hd; d++) store<f32>(o + (<usize>d << 2), 0);
+        const st = stats + (<usize>(i * group + r) << 4);
+        store<f32>(st, -Infinity);
+        store<f32>(st, 0, 4);
+      }
     }
-    for (let p0 = 0; p0 < count; p0 += ATT_B) {
-      const nb = min(ATT_B, count - p0);
+    for (let p0 = 0; p0 < countMax; p0 += ATT_B) {
+      const nbMax = min(ATT_B, countMax - p0);
       const pos = <usize>(first + p0);
       const ko = pos * rowStride + <usize>j * <usize>hd * esize;
       if (q8) {
         const so = pos * scStride + (<usize>j << 2);
-        cvt_rows_q8(kc + ko, rowStride, ks + so, scStride, nb, hd, kf);
-        cvt_rows_q8(vc + ko, rowStride, vs + so, scStride, nb, hd, vf);
+        cvt_rows_q8(kc + ko, rowStride, ks + so, scStride, nbMax, hd, kf);
+        cvt_rows_q8(vc + ko, rowStride, vs + so, scStride, nbMax, hd, vf);
       } else {
-        cvt_rows_f16(kc + ko, rowStride, nb, hd, kf);
-        cvt_rows_f16(vc + ko, rowStride, nb, hd, vf);
+        cvt_rows_f16(kc + ko, rowStride, nbMax, hd, kf);
+        cvt_rows_f16(vc + ko, rowStride, nbMax, hd, vf);
       }
-      for (let r = 0; r < group; r++) {
-        const h = j * group + r;
-        const qh = q + <usize>h * headBytes;
-        const s = sb + (<usize>(r * ATT_B) << 2);
-        // scores, 4 positions per pass (one query load feeds 4 rows)
-        let p = 0;
-        let mv = f32x4.splat(-Infinity);
-        for (; p + 4 <= nb; p += 4) {
-          const d4 = f32x4.mul(dot_rows4(qh, kf + <usize>p * headBytes, hd), sv);
-          v128.store(s + (<usize>p << 2), d4);
-          mv = f32x4.max(mv, d4);
+      for (let i = 0; i < m; i++) {
+        const nb = min(ATT_B, count0 + i - p0);
+        if (nb <= 0) continue; // this row's positions end before the block
+        for (let r = 0; r < group; r++) {
+          const h = j * group + r;
+          const qh = q + <usize>i * qStride + <usize>h * headBytes;
+          const slot = i * group + r;
+          const s = sb + (<usize>(slot * ATT_B) << 2);
+          // scores, 4 positions per pass (one query load feeds 4 rows)
+          let p = 0;
+          let mv = f32x4.splat(-Infinity);
+          for (; p + 4 <= nb; p += 4) {
+            const d4 = f32x4.mul(dot_rows4(qh, kf + <usize>p * headBytes, hd), sv);
+            v128.store(s + (<usize>p << 2), d4);
+            mv = f32x4.max(mv, d4);
+          }
+          mv = f32x4.max(mv, v128.shuffle<f32>(mv, mv, 2, 3, 0, 1));
+          mv = f32x4.max(mv, v128.shuffle<f32>(mv, mv, 1, 0, 3, 2));
+          let bm = f32x4.extract_lane(mv, 0);
+          for (; p < nb; p++) {
+            const d1 = dot_row(qh, kf + <usize>p * headBytes, hd) * scale;
+            store<f32>(s + (<usize>p << 2), d1);
+            bm = Mathf.max(bm, d1);
+          }
+          // online softmax update
+          const st = stats + (<usize>slot << 4);
+          const mOld = load<f32>(st);
+          const mNew = Mathf.max(mOld, bm);
+          // first block: nothing to rescale (out and l are 0); same max: exp(0) = 1 exactly, skip the call
+          const alpha: f32 = mOld == -Infinity ? 0 : mOld == mNew ? 1 : exp1(mOld - mNew);
+          const mn = f32x4.splat(mNew);
+          let lv = f32x4.splat(0);
+          p = 0;
+          for (; p + 4 <= nb; p += 4) {
+            const e = exp4(f32x4.sub(v128.load(s + (<usize>p << 2)), mn));
+            v128.store(s + (<usize>p << 2), e);
+            lv = f32x4.add(lv, e);
+          }
+          let l = hsum(lv);
+          for (; p < nb; p++) {
+            const e = exp1(load<f32>(s + (<usize>p << 2)) - mNew);
+            store<f32>(s + (<usize>p << 2), e);
+            l += e;
+          }
+          store<f32>(st, mNew);
+          store<f32>(st, load<f32>(st, 4) * alpha + l, 4);
+          pv_accumulate(out + <usize>i * outStride + <usize>h * headBytes, alpha, s, vf, nb, hd);
         }
-        mv = f32x4.max(mv, v128.shuffle<f32>(mv, mv, 2, 3, 0, 1));
-        mv = f32x4.max(mv, v128.shuffle<f32>(mv, mv, 1, 0, 3, 2));
-        let bm = f32x4.extract_lane(mv, 0);
-        for (; p < nb; p++) {
-          const d1 = dot_row(qh, kf + <usize>p * headBytes, hd) * scale;
-          store<f32>(s + (<usize>p << 2), d1);
-          bm = Mathf.max(bm, d1);
-        }
-        // online softmax update
-        const st = stats + (<usize>r << 4);
-        const mOld = load<f32>(st);
-        const mNew = Mathf.max(mOld, bm);
-        // first block: nothing to rescale (out and l are 0); same max: exp(0) = 1 exactly, skip the call
-        const alpha: f32 = mOld == -Infinity ? 0 : mOld == mNew ? 1 : exp1(mOld - mNew);
-        const mn = f32x4.splat(mNew);
-        let lv = f32x4.splat(0);
-        p = 0;
-        for (; p + 4 <= nb; p += 4) {
-          const e = exp4(f32x4.sub(v128.load(s + (<usize>p << 2)), mn));
-          v128.store(s + (<usize>p << 2), e);
-          lv = f32x4.add(lv, e);
-        }
-        let l = hsum(lv);
-        for (; p < nb; p++) {
-          const e = exp1(load<f32>(s + (<usize>p << 2)) - mNew);
-          store<f32>(s + (<usize>p << 2), e);
-          l += e;
-        }
-        store<f32>(st, mNew);
-        store<f32>(st, load<f32>(st, 4) * alpha + l, 4);
-        pv_accumulate(out + <usize>h * headBytes, alpha, s, vf, nb, hd);
       }
     }
-    for (let r = 0; r < group; r++) {
-      const o = out + <usize>(j * group + r) * headBytes;
-      const inv: f32 = <f32>1.0 / load<f32>(stats + (<usize>r << 4), 4);
-      const iv = f32x4.splat(inv);
-      let d = 0;
-      for (; d + 4 <= hd; d += 4) v128.store(o + (<usize>d << 2), f32x4.mul(v128.load(o + (<usize>d << 2)), iv));
-      for (; d < hd; d++) store<f32>(o + (<usize>d << 2), load<f32>(o + (<usize>d << 2)) * inv);
+    for (let i = 0; i < m; i++) {
+      for (let r = 0; r < group; r++) {
+        const o = out + <usize>i * outStride + <usize>(j * group + r) * headBytes;
+        const inv: f32 = <f32>1.0 / load<f32>(stats + (<usize>(i * group + r) << 4), 4);
+        const iv = f32x4.splat(inv);
+        let d = 0;
+        for (; d + 4 <= hd; d += 4) v128.store(o + (<usize>d << 2), f32x4.mul(v128.load(o + (<usize>d << 2)), iv));
+        for (; d < hd; d++) store<f32>(o + (<usize>d << 2), load<f32>(o + (<usize>d << 2)) * inv);
+      }
     }
   }
 }
@@ -305,7 +323,7 @@ export function attention_f16(
   q: usize, kc: usize, vc: usize, out: usize, nHeads: i32, nKv: i32, hd: i32, first: i32, count: i32,
   scale: f32, tmp: usize,
 ): void {
-  attention_impl(false, q, kc, 0, vc, 0, out, nHeads, nKv, hd, first, count, scale, tmp);
+  attention_impl(false, q, 0, kc, 0, vc, 0, out, 0, 1, nHeads, nKv, hd, first, count, scale, tmp);
 }
 
 /** Attention over an int8 KV cache with per (position, kv head) f32 scales. */
@@ -313,5 +331,21 @@ export function attention_q8(
   q: usize, kc: usize, ks: usize, vc: usize, vs: usize, out: usize, nHeads: i32, nKv: i32, hd: i32,
   first: i32, count: i32, scale: f32, tmp: usize,
 ): void {
-  attention_impl(true, q, kc, ks, vc, vs, out, nHeads, nKv, hd, first, count, scale, tmp);
+  attention_impl(true, q, 0, kc, ks, vc, vs, out, 0, 1, nHeads, nKv, hd, first, count, scale, tmp);
+}
+
+/** attention_f16 for m consecutive query rows (see attention_impl): row i sees count0 + i positions. */
+export function attention_rows_f16(
+  q: usize, qStride: i32, kc: usize, vc: usize, out: usize, outStride: i32, m: i32, nHeads: i32, nKv: i32,
+  hd: i32, first: i32, count0: i32, scale: f32, tmp: usize,
+): void {
+  attention_impl(false, q, <usize>qStride, kc, 0, vc, 0, out, <usize>outStride, m, nHeads, nKv, hd, first, count0, scale, tmp);
+}
+
+/** attention_q8 for m consecutive query rows (see attention_impl): row i sees count0 + i positions. */
+export function attention_rows_q8(
+  q: usize, qStride: i32, kc: usize, ks: usize, vc: usize, vs: usize, out: usize, outStride: i32, m: i32,
+  nHeads: i32, nKv: i32, hd: i32, first: i32, count0: i32, scale: f32, tmp: usize,
+): void {
+  attention_impl(true, q, <usize>qStride, kc, ks, vc, vs, out, <usize>outStride, m, nHeads, nKv, hd, first, count0, scale, tmp);
 }
