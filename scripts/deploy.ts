@@ -51,7 +51,7 @@ export function deploySummary(r: DeployResult): string {
   const repaired = corrupt === 0 ? "" : ` (${corrupt} of them corrupt in the bucket, replaced)`;
   const tail =
     r.outcome === "deployed"
-      ? `deployed version ${r.live!.version}${r.previous ? ` (was ${r.previous.version})` : ""}: uploaded ${r.uploaded.objects} object(s), ${humanBytes(r.uploaded.bytes)}; ${r.objects.length - r.uploaded.objects} already present${repaired}`
+      ? `deployed version ${r.live!.version}${r.previous ? ` (was ${r.previous.version})` : ""}: uploaded ${r.uploaded.objects} object(s), ${humanBytes(r.uploaded.bytes)}${repaired}; ${r.objects.length - r.uploaded.objects} already present`
       : r.outcome === "unchanged"
         ? `unchanged: version ${r.live!.version} already serves these manifests; uploaded ${r.uploaded.objects} object(s)${repaired}`
         : `dry run: nothing written; would upload ${send.length} object(s), ${humanBytes(bytes)}${corrupt ? ` (${corrupt} corrupt in the bucket)` : ""}`;

@@ -13,9 +13,11 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
+  curlExample,
   WORKER_ENV_VARS,
   workerVarsFromEnv,
   wranglerDevArgs,
@@ -62,6 +64,18 @@ async function chooseModel(flags: { model?: string; hf?: string }): Promise<stri
   return (await (await import("../src/model/default-model.ts")).resolveDefaultModel()).path;
 }
 
+/**
+ * Whether 127.0.0.1:`port` can be bound now. wrangler dev finds a taken port only after the build
+ * and deploy (minutes on a first start) and then dies with workerd's stack trace.
+ */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once("error", () => done(false));
+    probe.listen(port, "127.0.0.1", () => probe.close(() => done(true)));
+  });
+}
+
 function parsePort(raw: string): number {
   const port = Number(raw);
   if (!/^\d+$/.test(raw) || port < 1 || port > 65535)
@@ -91,6 +105,10 @@ async function main(): Promise<void> {
   const port = parsePort(values.port!);
   const config = values.config === undefined ? undefined : existing(values.config, "--config");
   const model = await chooseModel(values);
+  if (!values["no-serve"] && !(await portFree(port)))
+    throw new UsageError(
+      `127.0.0.1:${port} is in use (another npm start or wrangler dev?); stop it or pick another --port`,
+    );
 
   const { buildKernelsWasm } = await import("../src/kernels/wasm/build.ts");
   const { buildPlayground } = await import("../src/playground/build.ts");
@@ -121,14 +139,11 @@ async function main(): Promise<void> {
   }
   if (values["no-serve"]) return;
 
-  log(`\nserving on http://127.0.0.1:${port}  (Ctrl-C stops)\n`);
-  log(`  curl http://127.0.0.1:${port}/v1/chat/completions -H 'content-type: application/json' \\`);
-  log(
-    `    -d '{"model":"shardlm","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48}'\n`,
-  );
   // API keys reach the local Worker as a var (visible in this machine's process list, like any argv).
   const vars = workerVarsFromEnv();
   const keys = vars.SHARDLM_API_KEYS;
+  log(`\nserving on http://127.0.0.1:${port}  (Ctrl-C stops)\n`);
+  log(`${curlExample(port, keys !== undefined)}\n`);
   if (keys) log("API keys on: /v1 routes need Authorization: Bearer <key> (SHARDLM_API_KEYS)\n");
   else log("warning: the API is open (no SHARDLM_API_KEYS); anyone who can reach the port can use it\n");
   // wranglerDevEnv: no metrics, error-report prompt or Request.cf fetch (offline noise otherwise).

@@ -257,7 +257,11 @@ describe("/v1/completions refuses what it does not serve, naming the parameter",
 
   it("a prompt over the context is 400 context_length_exceeded naming prompt", async () => {
     const r = await post({ model: "quality", prompt: "Once upon a time ".repeat(2000), max_tokens: 2 });
-    expectApiError(r, 400, { code: "context_length_exceeded", param: "prompt" });
+    expectApiError(r, 400, {
+      code: "context_length_exceeded",
+      param: "prompt",
+      message: /; your prompt uses (at least )?\d+\.$/,
+    });
   });
 
   it("the client surfaces refusals as BadRequestError; GET is a 405", async () => {

@@ -4,12 +4,16 @@
  * with the openai client; /healthz and the playground page stay open; CORS preflights need no key.
  * With the API_RATE_LIMITER binding, a key over its budget gets 429 rate_limit_exceeded.
  */
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
+import { promisify } from "node:util";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { curlExample } from "../src/publish/wrangler-dev.ts";
 import { call, clientError, expectApiError, story } from "./helpers/api-calls.ts";
 import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
 
+const execFileAsync = promisify(execFile);
 const PLAIN = "sk-test-plain-0123456789";
 const HASHED = "sk-test-hashed-abcdef";
 const LIMITED = 3;
@@ -62,6 +66,18 @@ describe("SHARDLM_API_KEYS", () => {
     expectApiError(await call(api, "/v1/models", { headers: { Authorization: `Bearer ${hash}` } }), 401, {
       code: "invalid_api_key",
     });
+  });
+
+  it("the curl line npm start prints works as printed once a key fills its placeholder", async () => {
+    const url = new URL(api.url);
+    expect(url.hostname).toBe("127.0.0.1"); // what npm start serves on and the line names
+    const port = Number(url.port);
+    const run = async (line: string) =>
+      (await execFileAsync("bash", ["-c", `${line} -s -w '\\n%{http_code}'`])).stdout.split("\n").at(-1);
+    const keyed = curlExample(port, true);
+    expect(await run(keyed.replace("<one of SHARDLM_API_KEYS>", PLAIN))).toBe("200");
+    // The line without the header (what npm start printed with keys on) only gets a 401.
+    expect(await run(curlExample(port, false))).toBe("401");
   });
 
   it("a configured key works, given plainly or as its SHA-256", async () => {

@@ -436,4 +436,10 @@ describe("parameters shardlm does not implement are refused by name", () => {
     });
     expect(r.status, r.text).toBe(200);
   });
+
+  it("null, OpenAI's 'not set', is neutral for every one of them (not an unrecognized argument)", async () => {
+    const nulls = Object.fromEntries(Object.keys(nonNeutral).map((name) => [name, null]));
+    const r = await chat(api, { model: "quality", messages: story, max_tokens: 2, ...nulls });
+    expect(r.status, r.text).toBe(200);
+  });
 });

@@ -190,7 +190,7 @@ describe('response_format {"type": "json_schema"}', () => {
     expectApiError(r, 400, {
       type: "invalid_request_error",
       param: "max_tokens",
-      message: /at least \d+ tokens/,
+      message: /needs max_tokens of at least \d+: one token per character of its shortest answer/,
     });
   });
 

@@ -4,7 +4,7 @@
  * summary to stdout; variants, rollback and gc on the same local state.
  */
 import { execFile } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -57,6 +57,7 @@ describe("errors", () => {
       cli("rollback.ts", ["--to", "two"]),
       cli("gc.ts", ["--keep", "0"]),
       cli("variants.ts", ["--remote", "--persist-to", "x"]),
+      cli("deploy.ts", ["--bucket", "Bad_Name"]),
     ]);
     const want = [
       /^error: Unknown option '--bogus'/,
@@ -64,6 +65,7 @@ describe("errors", () => {
       /^error: --to must be a whole number/,
       /^error: --keep must be at least 1/,
       /^error: --persist-to is for --local state only/,
+      /^error: --bucket must be an R2 bucket name/,
     ];
     for (const [i, r] of runs.entries()) {
       expect(r.code).toBe(2);
@@ -181,5 +183,21 @@ describe("deploy, variants, rollback, gc", () => {
     const after = await cli("variants.ts", flags);
     expect(after.stdout).toMatch(/^\* v3 {2}\S+ {2}rollback to the set of v1 {2}\(live\)$/m);
     expect(after.stdout).not.toMatch(/^ {2}v[12] /m);
+
+    // A shard of the live set goes bad on disk (same size): deploy re-uploads it, switches to a new
+    // version (workers retry what they marked bad) and counts it with the uploads, not the present.
+    const blobs = join(state, "v3", "r2", BUCKET_NAME, "blobs");
+    const largest = readdirSync(blobs)
+      .map((f) => join(blobs, f))
+      .sort((a, b) => statSync(b).size - statSync(a).size)[0]!;
+    const bytes = readFileSync(largest);
+    for (let i = 100; i < 104; i++) bytes[i] = bytes[i]! ^ 0xff;
+    writeFileSync(largest, bytes);
+    const repair = await cli("deploy.ts", [...flags, "--skip-build", "--out", A.out]);
+    expect(repair.code, repair.stderr).toBe(0);
+    expect(repair.stderr).toMatch(/corrupt: shards\/[0-9a-f]{64} in the bucket does not match its sha256/);
+    expect(repair.stdout).toMatch(
+      /^deployed version 4 \(was 3\): uploaded 1 object\(s\), [\d.]+ kB \(1 of them corrupt in the bucket, replaced\); 6 already present$/m,
+    );
   });
 });

@@ -3,6 +3,7 @@
  * R2 state, `wrangler dev` serving on 127.0.0.1 — and the openai client streams an answer from it.
  */
 import { spawnSync } from "node:child_process";
+import { type AddressInfo, createServer } from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WORKER_ENV_VARS, WRANGLER_OFFLINE_ENV } from "../src/publish/wrangler-dev.ts";
@@ -83,6 +84,20 @@ describe("npm start refuses bad arguments before building anything", () => {
     expect(r.output).toMatch(/usage: npm start/);
     expect(r.output).not.toMatch(/building the WASM kernels/);
     expect(r.status).toBe(2);
+  });
+
+  it("a port already in use is refused before building (wrangler would fail on it only after the build)", async () => {
+    const busy = createServer();
+    await new Promise<void>((ok) => busy.listen(0, "127.0.0.1", ok));
+    const { port } = busy.address() as AddressInfo;
+    try {
+      const r = startWith(["--port", String(port)], { SHARDLM_MODEL: sharedModelPath() });
+      expect(r.output).toMatch(new RegExp(`127\\.0\\.0\\.1:${port} is in use`));
+      expect(r.output).not.toMatch(/building the WASM kernels/);
+      expect(r.status).toBe(2);
+    } finally {
+      busy.close();
+    }
   });
 
   it("--help prints the usage with every option and exits 0", () => {

@@ -44,7 +44,10 @@ const BucketFlags = z
     "persist-to": z.string().min(1).optional(),
     bucket: z
       .string()
-      .regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "an R2 bucket name (3-63 of a-z 0-9 -)")
+      .regex(
+        /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/,
+        "--bucket must be an R2 bucket name (3-63 characters of a-z, 0-9 and -)",
+      )
       .optional(),
   })
   .superRefine((f, ctx) => {

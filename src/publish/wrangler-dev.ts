@@ -63,3 +63,16 @@ export function workerVarsFromEnv(env: NodeJS.ProcessEnv = process.env): Record<
   }
   return vars;
 }
+
+/**
+ * The curl line `npm start` prints once it serves on 127.0.0.1:`port`, ready to paste. With API keys
+ * on, every /v1 route answers 401 without a key, so the line carries an Authorization header whose
+ * key the user fills in (the keys themselves are never printed).
+ */
+export function curlExample(port: number, keyed: boolean): string {
+  return [
+    `  curl http://127.0.0.1:${port}/v1/chat/completions -H 'content-type: application/json' \\`,
+    ...(keyed ? ["    -H 'Authorization: Bearer <one of SHARDLM_API_KEYS>' \\"] : []),
+    `    -d '{"model":"shardlm","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48}'`,
+  ].join("\n");
+}

@@ -49,10 +49,12 @@ export function planPrompt(
   requested: { value: number | null; param: string },
   promptParam = "messages",
 ): { prompt: number[]; maxTokens: number } {
+  // "your messages use" / "your prompt uses": the parameter's name is the grammatical subject.
+  const verb = promptParam === "messages" ? "use" : "uses";
   const tooLong = (used: string) =>
     new ApiError(
       400,
-      `This model's maximum context length is ${context} tokens; your ${promptParam} use ${used}.`,
+      `This model's maximum context length is ${context} tokens; your ${promptParam} ${verb} ${used}.`,
       "invalid_request_error",
       "context_length_exceeded",
       promptParam,

@@ -225,9 +225,12 @@ export const chatCompletions = createFactory<AppEnv>().createHandlers(
           : responseFormat.jsonSchema.minText[responseFormat.jsonSchema.root.id]!;
     const limit = body.max_completion_tokens ?? body.max_tokens;
     if (limit !== null && limit !== undefined && limit < shortest.length) {
+      // Not "at least N tokens": the answer may take fewer (SmolLM2 writes "{}" as one token); the
+      // mask reserves one token per character because that is what it can always close in.
+      const param = body.max_completion_tokens ? "max_completion_tokens" : "max_tokens";
       throw badRequest(
-        `response_format ${JSON.stringify(body.response_format?.type)} needs room for its shortest answer: at least ${shortest.length} tokens (${shortest.slice(0, 200)}).`,
-        body.max_completion_tokens ? "max_completion_tokens" : "max_tokens",
+        `response_format ${JSON.stringify(body.response_format?.type)} needs ${param} of at least ${shortest.length}: one token per character of its shortest answer (${shortest.slice(0, 200)}), so that the answer can always be closed.`,
+        param,
       );
     }
     return answer(c, {

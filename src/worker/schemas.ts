@@ -128,6 +128,13 @@ export const ChatCompletionRequest = z
     function_call: z.literal("none").nullish(),
     parallel_tool_calls: z.boolean().nullish(),
     modalities: z.array(z.literal("text")).nullish(),
+    // Only null (OpenAI's "not set"): any value is refused by name in ./unsupported.ts, and without
+    // these entries .strict() answered null with "Unrecognized request argument".
+    audio: z.null().optional(),
+    prediction: z.null().optional(),
+    web_search_options: z.null().optional(),
+    reasoning_effort: z.null().optional(),
+    verbosity: z.null().optional(),
   })
   .strict()
   .superRefine(streamOptionsNeedStream);
