@@ -242,9 +242,11 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
   }
   if (o.engines.has("node-llama-cpp")) emit(await llamaRow(p, o, source));
   let pairedLine = "";
+  let paired: PairedDecode | null = null;
   if (o.engines.has("node-llama-cpp") && o.engines.has("shardlm-wasm")) {
     log("    decode, alternating rounds: ours / node-llama-cpp ...");
     const d = await pairedDecode(p, o, relaxed, source);
+    paired = d;
     pairedLine = Object.keys(d.tokS)
       .map((k) => `${k} ${d.tokS[k]!.toFixed(1)} tok/s (${d.cpuTokS[k]!.toFixed(1)} by CPU time)`)
       .join(", ");
@@ -264,6 +266,27 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
         `(${r(cpuPair.workerd.decode, cpuPair.node.decode)}), prefill ${cpuPair.workerd.prefill.toFixed(1)} vs ` +
         `${cpuPair.node.prefill.toFixed(1)} (${r(cpuPair.workerd.prefill, cpuPair.node.prefill)})`,
     );
+  }
+  const relaxedVsLlama = paired ? paired.cpuTokS["node+relaxed"]! / paired.cpuTokS["llama.cpp"]! : Number.NaN;
+  if (paired) {
+    out("\ntargets (issue 12; decode by CPU time, ratios from this run):");
+    for (const [label, name] of [
+      ["node", "Node, SIMD128"],
+      ["node+relaxed", "Node, relaxed SIMD (flag)"],
+    ] as const) {
+      const r = paired.cpuTokS[label]! / paired.cpuTokS["llama.cpp"]!;
+      if (Number.isFinite(r))
+        out(`  [${r >= 0.7 ? "MET" : "MISS"}] decode >= 0.7x node-llama-cpp (${name}): ${r.toFixed(2)}x`);
+    }
+    if (cpuPair && Number.isFinite(relaxedVsLlama)) {
+      // workerd is not in the alternation: chain its CPU-time pairing with Node's relaxed build
+      const r = (cpuPair.workerd.decode / cpuPair.node.decode) * relaxedVsLlama;
+      out(
+        `  [${r >= 0.7 ? "MET" : "MISS"}] decode >= 0.7x node-llama-cpp (workerd, production build): ${r.toFixed(2)}x ` +
+          `(= workerd / node+relaxed ${(cpuPair.workerd.decode / cpuPair.node.decode).toFixed(2)}x ` +
+          `x node+relaxed / llama.cpp ${relaxedVsLlama.toFixed(2)}x)`,
+      );
+    }
   }
   for (const profile of profiles) profileReport(profile, out);
   log(`\ndone in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);

@@ -61,8 +61,9 @@ export interface VerifyCosts {
  * demand) and the head's share of a decode step, on the engine as it runs now, by `clock` (CPU time
  * where there is one: a build or bench on a shared machine is descheduled at random, which only ever
  * adds wall time): best of `reps` rounds for the plain step, the head and each pass (at load 4-5 on 2
- * cores the minima agreed within ~0.03 over most runs, medians of per-round ratios did not), each
- * timed over enough calls to span 10 ms of the clock (Miniflare's ticks by 1 ms). A pass of more rows
+ * cores the minima agreed within ~0.03 over most runs, medians of per-round ratios did not); the
+ * step and the passes timed over enough calls to span 10 ms of the clock (Miniflare's ticks by 1 ms),
+ * the head (~2 ms on SmolLM2) one call at a time. A pass of more rows
  * is never priced below one of fewer.
  */
 export function measureVerifyCosts(
@@ -81,22 +82,26 @@ export function measureVerifyCosts(
     engine.rollback(s, base);
     engine.forward(s, tokens[0]!);
   };
-  const verify = (m: number, withHeads: boolean) => () => {
+  const verify = (m: number) => () => {
     engine.rollback(s, base);
-    const rows = engine.verifyRows(s, tokens.slice(0, m));
-    if (withHeads) for (let i = 0; i < m; i++) rows.logits(i);
+    engine.verifyRows(s, tokens.slice(0, m));
   };
   const n = callsFor(clock, step);
   let stepMs = Number.POSITIVE_INFINITY;
-  let headed = Number.POSITIVE_INFINITY;
+  let head = Number.POSITIVE_INFINITY;
   const pass = new Array<number>(maxRows + 1).fill(Number.POSITIVE_INFINITY);
   for (let r = 0; r < reps; r++) {
     stepMs = Math.min(stepMs, perCall(clock, step, n));
-    for (let m = 1; m <= maxRows; m++) pass[m] = Math.min(pass[m]!, perCall(clock, verify(m, false), n));
-    headed = Math.min(headed, perCall(clock, verify(maxRows, true), n));
+    for (let m = 1; m <= maxRows; m++) {
+      pass[m] = Math.min(pass[m]!, perCall(clock, verify(m), n));
+      // one row's head (final norm, vocabulary projection, logits copied out), timed alone
+      engine.rollback(s, base);
+      const rows = engine.verifyRows(s, tokens.slice(0, 1));
+      const t0 = clock();
+      rows.logits(0);
+      head = Math.min(head, clock() - t0);
+    }
   }
-  // one row's head: a full pass with every row's head, minus the same pass without, per row
-  const head = (headed - pass[maxRows]!) / maxRows;
   const rowCosts: number[] = [];
   let most = 0;
   for (let m = 1; m <= maxRows; m++) {
