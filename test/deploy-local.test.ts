@@ -224,6 +224,14 @@ describe("a corrupt object in the bucket (right size, wrong content)", () => {
     const bad = (await bucket.get(key))!;
     expect(bad.byteLength).toBe(good.byteLength);
     expect(sha256Hex(bad)).not.toBe(speed.sha256);
+    // Rolling back to the set that is live (A) checks it too: reported, not "nothing to do".
+    const liveA = await liveBytes(bucket);
+    await expect(rollback(bucket, { to: 1, log: quiet })).rejects.toThrow(
+      new RegExp(
+        `cannot roll back to version 1: ${key} is corrupt .*that set is live already \\(version 1\\)`,
+      ),
+    );
+    expect(await liveBytes(bucket)).toBe(liveA);
 
     // Rollback to A (live is B) checks content, not just presence: refused, live.json unchanged.
     await run(bucket, B);
@@ -254,6 +262,11 @@ describe("a corrupt object in the bucket (right size, wrong content)", () => {
     // Repaired: the next deploy finds everything intact and changes nothing.
     bucket.puts.length = 0;
     expect((await run(bucket, A)).outcome).toBe("unchanged");
+    expect(bucket.puts).toEqual([]);
+    // Intact and live: nothing to switch, every object still checked.
+    const same = await rollback(bucket, { to: 3, log: quiet });
+    expect(same.outcome).toBe("already-live");
+    expect(same.checkedObjects).toBeGreaterThan(0);
     expect(bucket.puts).toEqual([]);
   });
 });

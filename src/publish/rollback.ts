@@ -64,12 +64,7 @@ export async function rollback(bucket: Bucket, opts: RollbackOptions = {}): Prom
   if (!previous) throw new DeployError(`nothing is deployed in ${bucket.description} (no live.json)`);
   const history = await readHistory(bucket);
   const target = pickTarget(history, previous, opts.to);
-  if (sameVariants(target.live.variants, previous.variants)) {
-    log(
-      `version ${target.version}'s variant set is what version ${previous.version} serves already; nothing to do`,
-    );
-    return { previous, target, live: previous, deployment: null, outcome: "already-live", checkedObjects: 0 };
-  }
+  const alreadyLive = sameVariants(target.live.variants, previous.variants);
   log(
     `rollback: checking that version ${target.version}'s manifests, shards and blobs are in the bucket, intact`,
   );
@@ -77,12 +72,20 @@ export async function rollback(bucket: Bucket, opts: RollbackOptions = {}): Prom
   try {
     checkedObjects = await checkComplete(bucket, target.live.variants);
   } catch (e) {
+    // Already live too: switching would change nothing, and the live set itself needs the repair.
     throw new DeployError(
       `cannot roll back to version ${target.version}: ${(e as Error).message} ` +
-        "(deploy that variant set again to upload or repair these objects)",
+        `(${alreadyLive ? `that set is live already (version ${previous.version}); ` : ""}` +
+        "deploy that variant set again to upload or repair these objects)",
     );
   }
   log(`  ${checkedObjects} object(s) present, each read back and matching its sha256`);
+  if (alreadyLive) {
+    log(
+      `version ${target.version}'s variant set is what version ${previous.version} serves already; nothing to do`,
+    );
+    return { previous, target, live: previous, deployment: null, outcome: "already-live", checkedObjects };
+  }
   const version = nextVersion(previous, history);
   const live = LivePointer.parse({
     format: "shardlm-live",
