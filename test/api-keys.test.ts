@@ -61,6 +61,13 @@ describe("SHARDLM_API_KEYS", () => {
       headers: { Authorization: `Basic ${btoa(`u:${PLAIN}`)}` },
     });
     expectApiError(basic, 401, { code: "missing_api_key" });
+    for (const malformed of [`Bearer ${PLAIN} ${PLAIN}`, `Bearer ${PLAIN},x`]) {
+      const r = await call(api, "/v1/models", { headers: { Authorization: malformed } });
+      expectApiError(r, 401, { code: "invalid_api_key" });
+    }
+    expectApiError(await call(api, "/v1/models", { headers: { Authorization: "Bearer " } }), 401, {
+      code: "missing_api_key",
+    });
     // The configured hash itself is not a key.
     const hash = createHash("sha256").update(HASHED).digest("hex");
     expectApiError(await call(api, "/v1/models", { headers: { Authorization: `Bearer ${hash}` } }), 401, {

@@ -68,8 +68,10 @@ export function requireApiKey(): MiddlewareHandler<{ Bindings: Env }> {
     const allowed = await hashes;
     if (allowed.length === 0) return next();
     const header = c.req.header("Authorization") ?? "";
+    // No Bearer credentials at all: missing; Bearer with something other than one key: wrong
+    if (!/^Bearer\s+\S/i.test(header)) throw missingKey();
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m) throw missingKey();
+    if (!m) throw wrongKey();
     const presented = await sha256(m[1]!);
     let ok = false;
     for (const h of allowed) ok = digestsEqual(presented, h) || ok; // no short-circuit: visit all
