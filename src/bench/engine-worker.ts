@@ -19,14 +19,13 @@
 import { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
 import { type GenerateOptionsInput, generate } from "../runtime/generate.ts";
-import { PrefixCache } from "../runtime/prefix-cache.ts";
-import type { SpeculationStats } from "../runtime/speculative.ts";
 import { measureRowCost, measureVerifyCosts } from "../runtime/verify-costs.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 // Provided by the test as CompiledWasm modules (workerd cannot compile wasm from bytes at run time).
 import simdModule from "./kernels.wasm";
 import relaxedModule from "./kernels-relaxed.wasm";
 import { profileKernels, profileRun } from "./profile.ts";
+import { ConversationCache, timedGenerate } from "./timed-generate.ts";
 
 interface Env {
   SHARDS: { get(key: string): Promise<{ body: ReadableStream<Uint8Array>; json<T>(): Promise<T> } | null> };
@@ -48,31 +47,7 @@ interface TimedRequest {
 }
 
 let cached: { key: string; engine: WasmEngine; kernels: WasmKernels } | null = null;
-let prefixCache: PrefixCache | null = null;
-
-/** One greedy generation timed as the Node bench times it (src/bench/speculative.ts). */
-async function generateTimed(engine: WasmEngine, r: RunRequest & TimedRequest) {
-  if (r.prefixCache === "new" || (r.prefixCache && !prefixCache)) prefixCache = new PrefixCache(32 << 20);
-  const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0 };
-  const tokens: number[] = [];
-  const t0 = performance.now();
-  let first = t0;
-  const gen = generate(engine, r.prompt, {
-    maxTokens: r.maxTokens,
-    temperature: 0,
-    stats,
-    ...(r.speculative ? { speculative: r.speculative } : {}),
-    ...(r.stopTokenIds ? { stopTokenIds: r.stopTokenIds } : {}),
-    ...(r.prefixCache && prefixCache ? { prefixCache } : {}),
-  });
-  let res = await gen.next();
-  for (; !res.done; res = await gen.next()) {
-    if (tokens.length === 0) first = performance.now();
-    tokens.push(res.value);
-  }
-  const end = performance.now();
-  return { tokens, decodeMs: end - first, ttftMs: first - t0, stats, cached: res.value.cachedTokens };
-}
+const conversation = new ConversationCache();
 
 async function engineFor(env: Env, r: RunRequest): Promise<{ engine: WasmEngine; kernels: WasmKernels }> {
   const prefix = r.prefix ?? "";
@@ -114,7 +89,16 @@ export default {
       for (let i = 0; i < steps; i++) logits = engine.forward(state, argmax(logits));
       return Response.json({ prefillMs: t1 - t0, decodeMs: performance.now() - t1 });
     }
-    if (url.pathname === "/generate-timed") return Response.json(await generateTimed(engine, r));
+    if (url.pathname === "/generate-timed") {
+      const prefixCache = conversation.for(r.prefixCache);
+      const timed = await timedGenerate(engine, r.prompt, {
+        maxTokens: r.maxTokens,
+        ...(r.speculative ? { speculative: r.speculative } : {}),
+        ...(r.stopTokenIds ? { stopTokenIds: r.stopTokenIds } : {}),
+        ...(prefixCache ? { prefixCache } : {}),
+      });
+      return Response.json(timed);
+    }
     if (url.pathname === "/row-cost")
       return Response.json({
         rowCost: measureRowCost(engine),

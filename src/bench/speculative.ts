@@ -7,12 +7,11 @@
  * after the first token (the first comes from prefill).
  */
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
+import { ownCpuMs } from "../compress/measure.ts";
 import { measureRowCost, measureVerifyCosts } from "../compress/speculative-search.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { promptTokens, renderPrompt } from "../runtime/chat.ts";
-import { type GenerateOptionsInput, generate } from "../runtime/generate.ts";
-import { PrefixCache } from "../runtime/prefix-cache.ts";
-import type { SpeculationStats } from "../runtime/speculative.ts";
+import type { GenerateOptionsInput } from "../runtime/generate.ts";
 import { createTokenizer } from "../runtime/tokenizer/index.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 import { bytesToStream } from "../runtime/wasm/load-weights.ts";
@@ -24,6 +23,7 @@ import {
   readBenchPrompts,
   realModelPath,
 } from "./real-model.ts";
+import { ConversationCache, type TimedGeneration, timedGenerate } from "./timed-generate.ts";
 import { WorkerdBench } from "./workerd.ts";
 
 export interface SpeculativeRow {
@@ -74,46 +74,8 @@ export interface SpeculativeBenchOptions {
   runtimes?: readonly ("node" | "workerd")[];
 }
 
-/** This process's CPU time in ms (every thread: node-llama-cpp's decode thread too). */
-function cpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-}
-
-interface Timed {
-  tokens: number[];
-  decodeMs: number;
-  decodeCpuMs: number;
-  ttftMs: number;
-  stats: SpeculationStats;
-  cached: number;
-}
-
-async function timed(engine: WasmEngine, prompt: number[], opts: GenerateOptionsInput): Promise<Timed> {
-  const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0 };
-  const tokens: number[] = [];
-  const t0 = performance.now();
-  let first = t0;
-  let firstCpu = cpuMs();
-  const gen = generate(engine, prompt, { ...opts, stats });
-  let r = await gen.next();
-  for (; !r.done; r = await gen.next()) {
-    if (tokens.length === 0) {
-      first = performance.now();
-      firstCpu = cpuMs();
-    }
-    tokens.push(r.value);
-  }
-  const end = performance.now();
-  return {
-    tokens,
-    decodeMs: end - first,
-    decodeCpuMs: cpuMs() - firstCpu,
-    ttftMs: first - t0,
-    stats,
-    cached: r.value.cachedTokens,
-  };
-}
+/** A timed generation with its decode time by CPU time too. */
+type Timed = TimedGeneration & { decodeCpuMs: number };
 
 /** Our engine in one runtime: its measured verify costs and timed greedy generations. */
 interface Runner {
@@ -136,18 +98,20 @@ async function nodeRunner(model: RealModel): Promise<Runner> {
   const engine = await WasmEngine.load(await loadKernelsNode(), model.table, bytesToStream(model.data), {
     contextSize: 1024,
   });
-  let cache: PrefixCache | null = null;
+  const conversation = new ConversationCache();
   return {
     runtime: "node",
     kernels: "kernels.wasm (SIMD128)",
     verifyCosts: async () => ({ rowCost: measureRowCost(engine), ...measureVerifyCosts(engine) }),
-    timed: (prompt, opts, prefixCache) => {
-      if (prefixCache === "new" || (prefixCache && !cache)) cache = new PrefixCache(32 << 20);
-      return timed(engine, prompt, {
-        ...opts,
-        temperature: 0,
-        ...(prefixCache && cache ? { prefixCache: cache } : {}),
-      });
+    timed: async (prompt, opts, mode) => {
+      const prefixCache = conversation.for(mode);
+      const r = await timedGenerate(
+        engine,
+        prompt,
+        { ...opts, ...(prefixCache ? { prefixCache } : {}) },
+        ownCpuMs,
+      );
+      return { ...r, decodeCpuMs: r.decodeCpuMs! };
     },
     dispose: async () => {},
   };
@@ -166,7 +130,7 @@ async function workerdRunner(model: RealModel): Promise<Runner> {
     kernels: "kernels-relaxed.wasm (relaxed SIMD, i32 dot-add)",
     verifyCosts: () => w.call("/row-cost", key),
     timed: async (prompt, opts, prefixCache) => {
-      const r = await w.callTimed<Omit<Timed, "decodeCpuMs">>("/generate-timed", {
+      const r = await w.callTimed<TimedGeneration>("/generate-timed", {
         ...key,
         prompt,
         ...opts,
@@ -340,12 +304,12 @@ async function llamaRows(
         for await (const _ of seq.evaluate(p as Token[], { temperature: 0 })) {
           if (n === 0) {
             first = performance.now();
-            firstCpu = cpuMs();
+            firstCpu = ownCpuMs();
           }
           if (++n >= tokensPer) break;
         }
         acc.ms += performance.now() - first;
-        acc.cpu += cpuMs() - firstCpu;
+        acc.cpu += ownCpuMs() - firstCpu;
         acc.n += n - 1;
         seq.dispose();
       }

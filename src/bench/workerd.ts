@@ -16,6 +16,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
+import { ownCpuMs } from "../compress/measure.ts";
 import type { WeightTable } from "../format/weights.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
@@ -189,21 +190,17 @@ export class WorkerdBench {
     const { key } = await this.load(p, "f16");
     const { engine } = await loadEngine(p, { kvCache: "f16", activations: "q8" }, true);
     const prompt = promptIds(P, p.table.config.vocabSize);
-    const cpuMs = () => {
-      const c = process.cpuUsage();
-      return (c.user + c.system) / 1000;
-    };
     const nodeRun = () => {
       const state = engine.newState(P + S);
-      const c0 = cpuMs();
+      const c0 = ownCpuMs();
       let logits = engine.prefill(state, prompt);
-      const c1 = cpuMs();
+      const c1 = ownCpuMs();
       for (let i = 0; i < S; i++) {
         let best = 0;
         for (let j = 1; j < logits.length; j++) if (logits[j]! > logits[best]!) best = j;
         logits = engine.forward(state, best);
       }
-      return { prefill: c1 - c0, decode: cpuMs() - c1 };
+      return { prefill: c1 - c0, decode: ownCpuMs() - c1 };
     };
     const loop = async (tokens: number[], steps: number) =>
       (await this.post("/decode-loop", { ...key, prompt: tokens, steps })).cpuMs!;

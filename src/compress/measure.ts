@@ -48,6 +48,15 @@ export function measureQuality<S>(
   };
 }
 
+/**
+ * This process's CPU time in ms (every thread, node-llama-cpp's too): unlike wall time, it does not
+ * count time other processes ran.
+ */
+export function ownCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 /** Shortest time one timed section may take: below it, timer resolution and one GC pause decide. */
 const MIN_SECTION_MS = 30;
 

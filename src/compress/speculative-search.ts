@@ -33,6 +33,7 @@ import {
   type VerifyCosts,
 } from "../runtime/verify-costs.ts";
 import type { WasmEngine } from "../runtime/wasm/engine.ts";
+import { ownCpuMs } from "./measure.ts";
 
 export { measureRowCost, type VerifyCosts };
 
@@ -82,15 +83,9 @@ export function candidateSkipSets(L: number): number[][] {
   return [...sets.values()];
 }
 
-/** This process's CPU time in ms (Node): unlike wall time, it does not count time other processes ran. */
-function cpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-}
-
 /** measureVerifyCosts (src/runtime/verify-costs.ts) by this process's CPU time. */
 export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 7): VerifyCosts {
-  return measureVerifyCostsBy(engine, cpuMs, maxRows, reps);
+  return measureVerifyCostsBy(engine, ownCpuMs, maxRows, reps);
 }
 
 /**
