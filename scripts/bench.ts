@@ -242,11 +242,11 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
   }
   if (o.engines.has("node-llama-cpp")) emit(await llamaRow(p, o, source));
   let pairedLine = "";
-  let paired: PairedDecode | null = null;
+  let realPaired: PairedDecode | null = null;
   if (o.engines.has("node-llama-cpp") && o.engines.has("shardlm-wasm")) {
     log("    decode, alternating rounds: ours / node-llama-cpp ...");
     const d = await pairedDecode(p, o, relaxed, source);
-    paired = d;
+    realPaired = d;
     pairedLine = Object.keys(d.tokS)
       .map((k) => `${k} ${d.tokS[k]!.toFixed(1)} tok/s (${d.cpuTokS[k]!.toFixed(1)} by CPU time)`)
       .join(", ");
@@ -267,14 +267,16 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
         `${cpuPair.node.prefill.toFixed(1)} (${r(cpuPair.workerd.prefill, cpuPair.node.prefill)})`,
     );
   }
-  const relaxedVsLlama = paired ? paired.cpuTokS["node+relaxed"]! / paired.cpuTokS["llama.cpp"]! : Number.NaN;
-  if (paired) {
+  const relaxedVsLlama = realPaired
+    ? realPaired.cpuTokS["node+relaxed"]! / realPaired.cpuTokS["llama.cpp"]!
+    : Number.NaN;
+  if (realPaired) {
     out("\ntargets (issue 12; decode by CPU time, ratios from this run):");
     for (const [label, name] of [
       ["node", "Node, SIMD128"],
       ["node+relaxed", "Node, relaxed SIMD (flag)"],
     ] as const) {
-      const r = paired.cpuTokS[label]! / paired.cpuTokS["llama.cpp"]!;
+      const r = realPaired.cpuTokS[label]! / realPaired.cpuTokS["llama.cpp"]!;
       if (Number.isFinite(r))
         out(`  [${r >= 0.7 ? "MET" : "MISS"}] decode >= 0.7x node-llama-cpp (${name}): ${r.toFixed(2)}x`);
     }
