@@ -33,7 +33,9 @@ function cli(script: string, args: string[], env: Record<string, string | undefi
       { cwd: ROOT, env: { ...clean, ...env }, timeout: 180_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
+        // a timeout or crash kills the child: say so in the failure message (stderr is what it prints)
+        const killed = err?.signal ? `\n(killed by ${err.signal})` : "";
+        resolve({ code, stdout, stderr: stderr + killed });
       },
     );
   });
@@ -135,7 +137,7 @@ describe("deploy, variants, rollback, gc", () => {
     const flags = ["--persist-to", state];
 
     const dry = await cli("deploy.ts", [...flags, "--skip-build", "--out", A.out, "--dry-run"]);
-    expect(dry.code).toBe(0);
+    expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stderr).toMatch(/would upload +shards\//);
     expect(dry.stdout).toMatch(/^variant +tier +manifest +MB +bits\/w +KL +top-1 +decode ms\/tok +objects$/m);
     expect(dry.stdout).toMatch(/dry run: nothing written; would upload 7 object\(s\)/);
@@ -143,7 +145,7 @@ describe("deploy, variants, rollback, gc", () => {
 
     const up = await cli("deploy.ts", [...flags, "--model", MODEL, "--config", A.config, "--out", A.out]);
     expect(up.stderr).toMatch(/quality: inputs unchanged, reusing manifest/);
-    expect(up.code).toBe(0);
+    expect(up.code, up.stderr).toBe(0);
     expect(up.stderr).toMatch(
       /\[1\/7\] uploaded {2}shards\/[0-9a-f]{64} {2}[\d.]+ kB {2}[\d.]+ MB\/s {2}verified/,
     );
@@ -159,26 +161,26 @@ describe("deploy, variants, rollback, gc", () => {
     await bucket.close();
 
     const list = await cli("variants.ts", flags);
-    expect(list.code).toBe(0);
+    expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toMatch(/^\* v2 {2}\S+ {2}deploy, uploaded 2 object\(s\) .* \(live\)$/m);
     expect(list.stdout).toMatch(/^ {2}v1 {2}\S+ {2}deploy, uploaded 7 object\(s\)/m);
     expect(list.stdout).toMatch(/^ +quality-g64 +quality +[0-9a-f]{12}/m);
 
     const back = await cli("rollback.ts", flags);
-    expect(back.code).toBe(0);
+    expect(back.code, back.stderr).toBe(0);
     expect(back.stdout).toMatch(
       /^rolled back: live.json version 3 serves version 1's variants \(quality [0-9a-f]{12}, /,
     );
 
     const gcDry = await cli("gc.ts", [...flags, "--keep", "1", "--grace", "0"]);
-    expect(gcDry.code).toBe(0);
+    expect(gcDry.code, gcDry.stderr).toBe(0);
     expect(gcDry.stderr).toMatch(/would delete {2}deployments\/2\.json/);
     expect(gcDry.stdout).toMatch(
       /^gc dry run: would delete 4 object\(s\), .*forgets deployment\(s\) v1, v2\. Nothing deleted/,
     );
 
     const gcYes = await cli("gc.ts", [...flags, "--keep", "1", "--grace", "0", "--yes"]);
-    expect(gcYes.code).toBe(0);
+    expect(gcYes.code, gcYes.stderr).toBe(0);
     expect(gcYes.stdout).toMatch(/^gc: deleted 4 object\(s\)/);
     const after = await cli("variants.ts", flags);
     expect(after.stdout).toMatch(/^\* v3 {2}\S+ {2}rollback to the set of v1 {2}\(live\)$/m);

@@ -57,35 +57,81 @@ export function wranglerBucketName(tomlPath = WRANGLER_TOML, binding = "SHARDS")
   return entry.bucket_name;
 }
 
-const NOOP_WORKER = "export default { fetch() { return new Response(null, { status: 404 }); } }";
+/**
+ * A worker that serves its R2 binding over fetch. The local bucket talks to it with Miniflare's
+ * dispatchFetch (plain async HTTP). Miniflare's getR2Bucket proxy reads object bodies through a
+ * synchronous worker-thread channel that lost track of its replies under load in CI (the assertion
+ * `message?.id === id` in miniflare's fetch-sync.ts, twice in two days); this path has no such channel.
+ */
+const R2_BRIDGE_WORKER = `export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const key = url.searchParams.get("key") ?? "";
+    const sized = (o) => (o ? new Response(request.method === "HEAD" ? null : o.body, { headers: { "x-size": String(o.size) } }) : new Response(null, { status: 404 }));
+    if (url.pathname === "/object") {
+      if (request.method === "HEAD") return sized(await env.BUCKET.head(key));
+      if (request.method === "GET") return sized(await env.BUCKET.get(key));
+      if (request.method === "PUT") { await env.BUCKET.put(key, await request.arrayBuffer()); return new Response(null, { status: 204 }); }
+      if (request.method === "DELETE") { await env.BUCKET.delete(key); return new Response(null, { status: 204 }); }
+    }
+    if (url.pathname === "/list") {
+      const page = await env.BUCKET.list({ prefix: key, cursor: url.searchParams.get("cursor") ?? undefined });
+      return Response.json({
+        objects: page.objects.map((o) => ({ key: o.key, size: o.size, uploaded: o.uploaded.toISOString() })),
+        cursor: page.truncated ? page.cursor : null,
+      });
+    }
+    return new Response("no such bridge route: " + request.method + " " + url.pathname, { status: 400 });
+  },
+};`;
 
-interface MiniflareR2List {
-  list(opts: { prefix: string; cursor?: string }): Promise<{
-    objects: { key: string; size: number; uploaded: Date }[];
-    truncated: boolean;
-    cursor?: string;
-  }>;
-  delete(keys: string | string[]): Promise<void>;
-}
+const BridgeList = z.object({
+  objects: z.array(z.object({ key: z.string(), size: z.number(), uploaded: z.string() })),
+  cursor: z.string().nullable(),
+});
 
-/** R2 through a Miniflare instance's binding (the deploy's own, or a test worker's). */
-export function miniflareR2Bucket(r2: unknown, description: string, close: () => Promise<void>): Bucket {
-  const b = r2 as MiniflareR2List;
+/** R2 operations through R2_BRIDGE_WORKER; `description` names the bucket in errors. */
+function bridgeBucket(mf: Miniflare, description: string): Bucket {
+  const call = async (method: string, path: string, params: Record<string, string>, body?: Uint8Array) => {
+    const url = `http://r2-bridge${path}?${new URLSearchParams(params)}`;
+    const res = await mf.dispatchFetch(url, { method, ...(body ? { body } : {}) });
+    if (res.ok || res.status === 404) return res;
+    throw new Error(
+      `${description}: ${method} ${params.key ?? path} failed: ${res.status} ${await res.text()}`,
+    );
+  };
   return {
-    ...miniflareBucket(r2),
     description,
+    async head(key) {
+      const res = await call("HEAD", "/object", { key });
+      return res.status === 404 ? null : { size: Number(res.headers.get("x-size")) };
+    },
+    async get(key) {
+      const res = await call("GET", "/object", { key });
+      if (res.status === 404) {
+        await res.arrayBuffer();
+        return null;
+      }
+      return new Uint8Array(await res.arrayBuffer());
+    },
+    async put(key, bytes) {
+      await (await call("PUT", "/object", { key }, bytes)).arrayBuffer();
+    },
+    async delete(key) {
+      await (await call("DELETE", "/object", { key })).arrayBuffer();
+    },
     async list(prefix) {
       const out: ListedObject[] = [];
-      let cursor: string | undefined;
-      for (;;) {
-        const page = await b.list({ prefix, ...(cursor ? { cursor } : {}) });
+      let cursor: string | null = null;
+      do {
+        const res = await call("GET", "/list", { key: prefix, ...(cursor ? { cursor } : {}) });
+        const page = BridgeList.parse(await res.json());
         for (const o of page.objects) out.push({ key: o.key, size: o.size, uploaded: new Date(o.uploaded) });
-        if (!page.truncated || !page.cursor) return out;
         cursor = page.cursor;
-      }
+      } while (cursor);
+      return out;
     },
-    delete: (key) => b.delete(key),
-    close,
+    close: () => mf.dispose(),
   };
 }
 
@@ -93,12 +139,12 @@ export function miniflareR2Bucket(r2: unknown, description: string, close: () =>
 export async function localBucket(persistTo: string, bucketName: string): Promise<Bucket> {
   const mf = new Miniflare({
     modules: true,
-    script: NOOP_WORKER,
+    script: R2_BRIDGE_WORKER,
     r2Buckets: { BUCKET: bucketName },
     r2Persist: join(persistTo, "v3", "r2"),
   });
-  const r2 = await mf.getR2Bucket("BUCKET");
-  return miniflareR2Bucket(r2, `local R2 bucket ${bucketName} in ${persistTo}`, () => mf.dispose());
+  await mf.ready;
+  return bridgeBucket(mf, `local R2 bucket ${bucketName} in ${persistTo}`);
 }
 
 /** An in-memory bucket (tests; dry runs with no local state yet). */
