@@ -163,6 +163,9 @@ describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
         expect(v.cost.prefill_ms_per_token).toBeCloseTo(m.speed.prefillMsPerToken, 12);
         expect(v.cost.prefill_position_tokens).toBe(m.speed.prefillPositionTokens);
         expect(v.cost.decode_ms_per_token).toBeCloseTo(m.speed.decodeMsPerToken, 12);
+        // The build's decode growth, published beside prefill's (test/decode-position.test.ts).
+        expect(v.cost.decode_position_tokens).toBeGreaterThan(0);
+        expect(v.cost.decode_position_tokens).toBe(m.speed.decodePositionTokens);
         expect(v.cost.load_ms).toBeCloseTo((m.speed.loadMsPerMB * m.weights.totalBytes) / 1e6, 9);
       }
     });

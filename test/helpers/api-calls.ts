@@ -121,6 +121,7 @@ export interface ModelEntry {
     prefill_ms_per_token: number;
     prefill_position_tokens: number | null;
     decode_ms_per_token: number;
+    decode_position_tokens: number | null;
   };
 }
 
