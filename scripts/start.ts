@@ -12,9 +12,10 @@
  * wrangler as --env-file, never on its command line (deleted when wrangler exits); SHARDLM_FROZEN_CLOCK=1
  * makes it read time on a clock that advances only at I/O, as deployed Workers' clocks do.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
+import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -22,7 +23,7 @@ import {
   dotenvLine,
   WORKER_ENV_VARS,
   workerVarsFromEnv,
-  wranglerDevArgs,
+  wranglerDevCommand,
   wranglerDevEnv,
   writeWorkerVarsFile,
 } from "../src/publish/wrangler-dev.ts";
@@ -161,18 +162,72 @@ async function main(): Promise<void> {
   if (keys) log("API keys on: /v1 routes need Authorization: Bearer <key> (SHARDLM_API_KEYS)\n");
   else log("warning: the API is open (no SHARDLM_API_KEYS); anyone who can reach the port can use it\n");
   // wranglerDevEnv: no metrics, error-report prompt or Request.cf fetch (offline noise otherwise).
-  const child = spawn(
-    "npx",
-    wranglerDevArgs({ port, persistTo, ...(varsFile ? { envFile: varsFile.path } : {}) }),
-    {
-      stdio: "inherit",
-      env: wranglerDevEnv(),
-    },
-  );
-  const stop = () => child.kill("SIGINT");
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
-  child.on("exit", (code) => process.exit(code ?? 0));
+  // wrangler's own script, not `npx wrangler` (npx does not pass signals on), in a process group of
+  // its own (its node child and workerd in it too), so a stop reaches all of them at once. Its stdin
+  // is not the terminal: a background group that reads or configures the terminal is stopped by it
+  // (SIGTTIN/SIGTTOU); Ctrl-C reaches this process, which stops the group.
+  const [cli, ...args] = wranglerDevCommand({
+    port,
+    persistTo,
+    ...(varsFile ? { envFile: varsFile.path } : {}),
+  });
+  const child = spawn(process.execPath, [cli!, ...args], {
+    stdio: ["ignore", "inherit", "inherit"],
+    env: wranglerDevEnv(),
+    detached: true,
+  });
+  stopWithThisProcess(child);
+}
+
+/** Whether process group `group` has a process left (the SIGKILL after GRACE_MS bounds the wait). */
+function groupAlive(group: number): boolean {
+  try {
+    process.kill(-group, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stops `child`'s process group when this process is asked to stop (SIGTERM, SIGINT, SIGHUP) or its
+ * parent (npm) dies, and exits with the child's code once the child has exited (the "exit" handlers,
+ * the settings file's removal among them, then run). A group still up GRACE_MS after the signal
+ * gets SIGKILL.
+ */
+function stopWithThisProcess(child: ChildProcess): void {
+  const GRACE_MS = 10_000;
+  const group = child.pid!;
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-group, signal);
+    } catch {
+      // the group has exited
+    }
+  };
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    signalGroup(signal === "SIGHUP" ? "SIGTERM" : signal);
+    setTimeout(() => signalGroup("SIGKILL"), GRACE_MS).unref();
+  };
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop(signal));
+  // npm killed hard (or a terminal closed without a SIGHUP here): this process is re-parented.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) stop("SIGTERM");
+  }, 1000).unref();
+  child.on("error", (e) => {
+    console.error(`error: wrangler dev: ${e.message}`);
+    process.exit(1);
+  });
+  child.on("exit", async (code, signal) => {
+    if (!stopping) stop("SIGTERM"); // workerd must not outlive a wrangler that died
+    // Exit once the whole group is gone (workerd last), so the port is free when this process ends.
+    while (groupAlive(group)) await new Promise((r) => setTimeout(r, 100));
+    process.exit(code ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 0));
+  });
 }
 
 main().catch((e: unknown) => {

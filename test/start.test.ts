@@ -21,6 +21,7 @@ const KEY_ID = randomUUID();
 const KEY = `sk-start-${KEY_ID}-$HOME`;
 let server: ServingChild;
 let base: string;
+let wranglerPgid: number | undefined;
 const output = () => server.output();
 
 beforeAll(async () => {
@@ -46,10 +47,16 @@ beforeAll(async () => {
     pollMs: 1000,
   });
   base = server.base;
+  wranglerPgid = wranglerGroup();
 }, 300_000);
 
 afterAll(() => {
   server?.stop();
+  try {
+    if (wranglerPgid !== undefined) process.kill(-wranglerPgid, "SIGKILL"); // left by a failed stop test
+  } catch {
+    // stopped, as it should be
+  }
   dirs.cleanup();
 });
 
@@ -165,20 +172,62 @@ describe("npm start", () => {
   });
 });
 
-/** Command lines (NUL-separated arguments joined by spaces) of every live process in group `pgid`. */
+/**
+ * Command lines (NUL-separated arguments joined by spaces) of every live process in group `pgid`
+ * (exited ones that wait to be reaped left out).
+ */
 function groupCommandLines(pgid: number): string[] {
   const lines: string[] = [];
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
       // Field 5 of /proc/<pid>/stat is the process group; the name before it may hold spaces.
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) !== pgid) continue;
+      // Fields 3 and 5: the state (Z: exited, not yet reaped) and the process group.
+      const [state, , , group] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(group) !== pgid || state === "Z") continue;
       lines.push(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" "));
     } catch {
       // exited meanwhile
     }
   }
   return lines;
+}
+
+/** Process ids of the live children of `pid`. */
+function childrenOf(pid: number): number[] {
+  return readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** The process group npm start runs wrangler in (its own: the id of wrangler's first process). */
+function wranglerGroup(): number {
+  const [wrangler] = childrenOf(server.child.pid!).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("wrangler");
+    } catch {
+      return false;
+    }
+  });
+  if (wrangler === undefined) throw new Error(`no wrangler under npm start:\n${output()}`);
+  return wrangler;
+}
+
+/** Whether 127.0.0.1:`port` can be bound now. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once("error", () => done(false));
+    probe.listen(port, "127.0.0.1", () => probe.close(() => done(true)));
+  });
 }
 
 /** Files under os.tmpdir()'s shardlm-wrangler-vars-* folders that hold `text`. */
@@ -202,7 +251,7 @@ describe("npm start with SHARDLM_API_KEYS", () => {
     expect(wrong.status).toBe(401);
     const ok = await fetch(`${base}/v1/models`, { headers: { Authorization: `Bearer ${KEY}` } });
     expect(ok.status).toBe(200);
-    const lines = groupCommandLines(server.child.pid!);
+    const lines = [...groupCommandLines(server.child.pid!), ...groupCommandLines(wranglerGroup())];
     const wrangler = lines.filter((l) => /wrangler.* dev /.test(l));
     expect(wrangler.length, lines.join("\n")).toBeGreaterThan(0);
     expect(wrangler.some((l) => l.includes("--env-file"))).toBe(true);
@@ -213,11 +262,21 @@ describe("npm start with SHARDLM_API_KEYS", () => {
     expect(varsFilesHolding(KEY_ID)).toHaveLength(1);
   });
 
-  it("removes the settings file when it stops", async () => {
-    server.stop();
+  it("SIGTERM to the npm start process stops wrangler and workerd, frees the port, removes the settings file", async () => {
+    const group = wranglerGroup();
+    expect(group).toBe(wranglerPgid);
+    expect(groupCommandLines(group).some((l) => /workerd/.test(l))).toBe(true);
+    // Only the start process: its parent (npm) or a supervisor signals just that one.
+    process.kill(server.child.pid!, "SIGTERM");
     const deadline = Date.now() + 30_000;
     while (server.child.exitCode === null && server.child.signalCode === null && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 200));
+    expect(server.child.exitCode ?? server.child.signalCode, output()).not.toBeNull();
+    // The group's last processes (workerd) may still be on their way out when npm start exits.
+    while (groupCommandLines(group).length > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
+    expect(groupCommandLines(group)).toEqual([]);
+    expect(await portFree(Number(new URL(base).port))).toBe(true);
     expect(varsFilesHolding(KEY_ID)).toEqual([]);
   }, 40_000);
 });

@@ -3,8 +3,9 @@
  * arguments, and an environment that keeps it offline and quiet.
  */
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 /**
  * Wrangler's documented system environment variables
@@ -41,6 +42,16 @@ export function wranglerDevArgs(opts: { port: number; persistTo: string; envFile
     opts.persistTo,
     ...(opts.envFile === undefined ? [] : ["--env-file", opts.envFile]),
   ];
+}
+
+/**
+ * wranglerDevArgs run by wrangler's own script (node_modules/wrangler/bin/wrangler.js) rather than
+ * through `npx`: `[script, ...arguments]` for `spawn(process.execPath, ...)`. npx does not pass
+ * SIGINT/SIGTERM on to wrangler, which then outlives the process that started it.
+ */
+export function wranglerDevCommand(opts: { port: number; persistTo: string; envFile?: string }): string[] {
+  const pkg = createRequire(import.meta.url).resolve("wrangler/package.json");
+  return [join(dirname(pkg), "bin", "wrangler.js"), ...wranglerDevArgs(opts).slice(1)];
 }
 
 /**
