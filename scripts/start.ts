@@ -18,6 +18,7 @@ import { createServer } from "node:net";
 import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { modelFormatProblem } from "../src/model/import/model-format.ts";
 import {
   curlExample,
   dotenvLine,
@@ -61,7 +62,10 @@ async function chooseModel(flags: { model?: string; hf?: string }): Promise<stri
     const from = flags.model !== undefined ? "--model" : "$SHARDLM_MODEL";
     if (explicit.trim() === "") throw new UsageError(`${from} is empty`);
     if (explicit.startsWith("synthetic:")) return explicit;
-    return existing(explicit, `${from}: the model (a GGUF file or a Hugging Face model folder)`);
+    const path = existing(explicit, `${from}: the model (a GGUF file or a Hugging Face model folder)`);
+    const problem = modelFormatProblem(path);
+    if (problem !== null) throw new UsageError(`${from}: ${path} ${problem}`);
+    return path;
   }
   const repo = flags.hf ?? process.env.SHARDLM_HF_REPO;
   if (repo) return (await import("../src/model/hf-hub.ts")).downloadHfModel(repo);

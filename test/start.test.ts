@@ -90,6 +90,10 @@ describe("npm start refuses bad arguments before building anything", () => {
       /\$SHARDLM_MODEL: .*env-model\.gguf does not exist/,
     ],
     [["--model", ""], {}, /--model is empty/],
+    // Paths that exist but hold no model: refused by their first bytes, not after a minute of builds.
+    [["--model", "README.md"], {}, /--model: .*README\.md is not a GGUF file/],
+    [[], { SHARDLM_MODEL: "package.json" }, /\$SHARDLM_MODEL: .*package\.json is not a GGUF file/],
+    [["--model", "test"], {}, /--model: .*test is a folder without config\.json/],
     [["--port", "http"], {}, /--port "http" is not a port number/],
     [["--port", "70000"], {}, /--port "70000" is not a port number/],
     [["--config", "/nonexistent/variants.json"], {}, /--config .*variants\.json does not exist/],
