@@ -53,6 +53,18 @@ describe("malformed bodies (raw HTTP)", () => {
     expectApiError(r, 400, { type: "invalid_request_error", message: /expected object/ });
   });
 
+  it("a logit_bias key __proto__ is a 400 like other keys that are no token id (chat and legacy completions)", async () => {
+    // As raw text: an object literal's __proto__ would set its prototype, and JSON.stringify drop it.
+    for (const [path, fields] of [
+      ["/v1/chat/completions", '"messages": [{"role": "user", "content": "Once"}]'],
+      ["/v1/completions", '"prompt": "Once"'],
+    ] as const) {
+      const body = `{"model": "quality", ${fields}, "max_tokens": 2, "logit_bias": {"__proto__": 5}}`;
+      const r = await call(api, path, { body });
+      expectApiError(r, 400, { type: "invalid_request_error", param: "logit_bias", message: /__proto__/ });
+    }
+  });
+
   it("an error to a request that asked to stream is still JSON, not SSE", async () => {
     const r = await chat(api, { ...valid, stream: true, temperature: "hot" });
     expectApiError(r, 400, { param: "temperature" });

@@ -99,7 +99,22 @@ export const SamplingFields = {
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   /** Token id (decimal string) -> bias in [-100, 100]; ids are checked against the vocabulary later. */
-  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
+  logit_bias: z
+    .preprocess(
+      (raw, ctx) => {
+        // JSON.parse makes "__proto__" an own key, but z.record copies entries by assignment, which
+        // drops it (it sets the prototype instead): refuse it here, on the raw object's own keys.
+        if (typeof raw === "object" && raw !== null && Object.hasOwn(raw, "__proto__"))
+          ctx.addIssue({
+            code: "custom",
+            message: "logit_bias: '__proto__' is not a token id (keys are token ids, decimal integers).",
+            input: raw,
+          });
+        return raw;
+      },
+      z.record(z.string(), z.number().min(-100).max(100)),
+    )
+    .nullish(),
 };
 
 export const ChatCompletionRequest = z
