@@ -101,6 +101,21 @@ describe("models", () => {
       const got = await api.client.models.retrieve(m.id);
       expect(got).toMatchObject({ id: m.id, object: "model", owned_by: "shardlm" });
     }
+    // Names chat accepts that are not listed: the router's aliases and the source model's name. Each
+    // is an alias of the variant chat serves it with (no header or budget: the best quality, listed first).
+    const list = (await api.client.models.list()).data as unknown as { id: string; source_model: string }[];
+    const best = list[0]!;
+    for (const name of ["shardlm", "auto", best.source_model]) {
+      const got = await api.client.models.retrieve(name);
+      expect(got).toMatchObject({ id: name, object: "model", owned_by: "shardlm", alias_of: best.id });
+      const answer = await api.client.chat.completions.create({
+        model: name,
+        messages: story,
+        max_tokens: 1,
+        temperature: 0,
+      });
+      expect(answer.model).toBe(best.id);
+    }
     const e = await clientError(api.client.models.retrieve("gpt-17"));
     expect(e).toBeInstanceOf(OpenAI.NotFoundError);
     expect([e.status, e.type, e.code, e.param]).toEqual([

@@ -1,8 +1,10 @@
 /**
  * GET /v1/models: each live variant once, then each tier whose name is not already a variant's
  * (as an alias). GET /v1/models/:id: one of those entries or, for a tier no variant has (SmolLM2
- * has no balanced), an alias of the variant chat serves it with (router.ts's tierTarget), so
- * retrieve accepts what X-Quality-Tier / `model` accept; 404 model_not_found otherwise.
+ * has no balanced), an alias of the variant chat serves it with (router.ts's tierTarget); for
+ * "shardlm", "auto" and the source model's name (not listed), an alias of the best-quality variant,
+ * which chat serves them with. So retrieve accepts every `model` chat accepts (chooseModel); 404
+ * model_not_found otherwise.
  */
 import type { Context } from "hono";
 import type { Manifest } from "../format/manifest.ts";
@@ -11,7 +13,7 @@ import type { AppEnv } from "./app-env.ts";
 import { requestContext } from "./chat-prompt.ts";
 import { TIERS, type Tier, tierTarget } from "./router.ts";
 import type { Services } from "./services.ts";
-import { modelNotFound } from "./variant-choice.ts";
+import { modelNotFound, ROUTING_ALIASES } from "./variant-choice.ts";
 
 /**
  * A variant as this isolate sees it. A live variant stays listed even when it cannot serve: then
@@ -80,14 +82,17 @@ export const retrieveModel = async (c: Context<AppEnv>) => {
   const list = await modelList(c.var.services);
   const entry = list.find((d) => d.id === id);
   if (entry) return c.json(entry);
-  // A tier no variant has: the entry of the variant serving it, as an alias (not listed).
+  const { variants } = await c.var.services.live.get();
+  // A tier no variant has: the variant serving it. "shardlm", "auto" or the source model's name
+  // (chooseModel accepts them; they route like no tier): the best-quality variant, as chat picks it.
   const target = (TIERS as readonly string[]).includes(id)
-    ? tierTarget((await c.var.services.live.get()).variants, id as Tier)
-    : undefined;
+    ? tierTarget(variants, id as Tier)
+    : (ROUTING_ALIASES as readonly string[]).includes(id) || variants.some((v) => v.source.name === id)
+      ? variants[0]
+      : undefined;
   const of = target && list.find((d) => d.id === target.variant);
   if (!of) throw modelNotFound(id);
-  const context_length = requestContext((await c.var.services.live.get()).variants, null, (m) =>
-    c.var.services.engines.contextFor(m),
-  );
+  // Routed, not pinned (fallback may leave the variant): the context every variant serves.
+  const context_length = requestContext(variants, null, (m) => c.var.services.engines.contextFor(m));
   return c.json({ ...of, id, alias_of: target.variant, context_length });
 };

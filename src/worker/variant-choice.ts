@@ -29,6 +29,9 @@ export const modelNotFound = (model: string) =>
     "model",
   );
 
+/** `model` names that route like no tier at all (as does the source model's name). */
+export const ROUTING_ALIASES = ["shardlm", "auto"] as const;
+
 /**
  * `model` (see ./router.ts): with X-Quality-Tier it only has to name this deployment (the header
  * routes). Without it, a live variant's name pins that variant, also when the name is a tier's too
@@ -40,7 +43,12 @@ export function chooseModel(model: string, headerTier: Tier | null, live: LiveSe
   const modelIsVariant = live.variants.some((v) => v.variant === model);
   const pinned = headerTier === null && modelIsVariant ? model : null;
   const sourceNames = new Set(live.variants.map((v) => v.source.name));
-  if (!modelIsTier && !modelIsVariant && !["shardlm", "auto"].includes(model) && !sourceNames.has(model))
+  if (
+    !modelIsTier &&
+    !modelIsVariant &&
+    !(ROUTING_ALIASES as readonly string[]).includes(model) &&
+    !sourceNames.has(model)
+  )
     throw modelNotFound(model);
   return { tier: headerTier ?? (modelIsTier && !pinned ? (model as Tier) : null), pinned };
 }
