@@ -20,9 +20,14 @@ import {
   runMain,
 } from "./deploy/cli.ts";
 
+const MAX_KEEP = 100_000;
+/** Ten years. */
+const MAX_GRACE_MINUTES = 10 * 365 * 24 * 60;
+
 const USAGE = `usage: npm run gc -- [--keep <n>] [--grace <minutes>] [--yes]
-  --keep <n>            deployments kept, newest first, besides the live one (default 5)
-  --grace <minutes>     never delete objects uploaded more recently than this (default 60)
+  --keep <n>            deployments kept, newest first, besides the live one (default 5, at most ${MAX_KEEP})
+  --grace <minutes>     never delete objects uploaded more recently than this (default 60,
+                        at most ${MAX_GRACE_MINUTES}: ten years)
   --yes                 delete; without it gc only prints what it would delete
 ${BUCKET_USAGE}`;
 
@@ -31,8 +36,9 @@ async function main(): Promise<void> {
     process.argv.slice(2),
     { ...BUCKET_OPTIONS, keep: { type: "string" }, grace: { type: "string" }, yes: { type: "boolean" } },
     z.looseObject({
-      keep: IntFlag("--keep", 1).optional(),
-      grace: IntFlag("--grace", 0).optional(),
+      // Bounds far above any real use, so a typo's digits are not taken as meant.
+      keep: IntFlag("--keep", 1, MAX_KEEP).optional(),
+      grace: IntFlag("--grace", 0, MAX_GRACE_MINUTES).optional(),
       yes: z.boolean().optional(),
     }),
     USAGE,

@@ -60,6 +60,11 @@ describe("errors", () => {
       cli("gc.ts", ["--keep", "0"]),
       cli("variants.ts", ["--remote", "--persist-to", "x"]),
       cli("deploy.ts", ["--bucket", "Bad_Name"]),
+      // Numbers past what a double holds exactly (or any real use) are refused, not rounded.
+      cli("rollback.ts", ["--to", "99999999999999999999"]),
+      cli("gc.ts", ["--keep", "100000000000000000000"]),
+      cli("gc.ts", ["--grace", "100000000000000000000"]),
+      cli("gc.ts", ["--keep", "1e20"]),
     ]);
     const want = [
       /^error: Unknown option '--bogus'/,
@@ -68,6 +73,10 @@ describe("errors", () => {
       /^error: --keep must be at least 1/,
       /^error: --persist-to is for --local state only/,
       /^error: --bucket must be an R2 bucket name/,
+      /^error: --to must be at most 9007199254740991/,
+      /^error: --keep must be at most 100000\b/,
+      /^error: --grace must be at most 5256000\b/,
+      /^error: --keep must be a whole number/,
     ];
     for (const [i, r] of runs.entries()) {
       expect(r.code).toBe(2);

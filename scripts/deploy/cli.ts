@@ -88,13 +88,17 @@ function flagIssues(e: z.ZodError): string {
     .join("; ");
 }
 
-/** A positive integer flag given as a string. */
-export const IntFlag = (what: string, min: number) =>
+/**
+ * A whole-number flag given as a string, in [min, max] (max: at most Number.MAX_SAFE_INTEGER, so
+ * 99999999999999999999 is refused rather than rounded to another number).
+ */
+export const IntFlag = (what: string, min: number, max: number = Number.MAX_SAFE_INTEGER) =>
   z
     .string()
     .regex(/^\d+$/, `${what} must be a whole number`)
     .transform(Number)
-    .refine((n) => n >= min, `${what} must be at least ${min}`);
+    .refine((n) => n >= min, `${what} must be at least ${min}`)
+    .refine((n) => n <= Math.min(max, Number.MAX_SAFE_INTEGER), `${what} must be at most ${max}`);
 
 export async function bucketFromFlags(
   values: Record<string, unknown>,
