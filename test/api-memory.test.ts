@@ -5,6 +5,7 @@
  * over real HTTP; the bytes are the worker's own count of its engines' wasm memory (/healthz).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PREFIX_CACHE_BYTES } from "../src/worker/engines.ts";
 import { chat, healthz, story } from "./helpers/api-calls.ts";
 import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
 
@@ -12,24 +13,21 @@ const TIERS = ["quality", "balanced", "speed"];
 
 let budget = 0;
 let tight: ApiServer;
+let roomy: ApiServer;
 
 beforeAll(async () => {
   // Each variant's engine size, measured in an isolate with room for all of them.
-  const roomy = await startApiServer();
+  roomy = await startApiServer();
   const sizes: number[] = [];
-  try {
-    for (const tier of TIERS) {
-      const before = (await healthz(roomy)).engine_bytes;
-      const r = await chat(
-        roomy,
-        { model: "shardlm", messages: story, max_tokens: 2 },
-        { "X-Quality-Tier": tier },
-      );
-      expect(r.status).toBe(200);
-      sizes.push((await healthz(roomy)).engine_bytes - before);
-    }
-  } finally {
-    await roomy.close();
+  for (const tier of TIERS) {
+    const before = (await healthz(roomy)).engine_bytes;
+    const r = await chat(
+      roomy,
+      { model: "shardlm", messages: story, max_tokens: 2 },
+      { "X-Quality-Tier": tier },
+    );
+    expect(r.status).toBe(200);
+    sizes.push((await healthz(roomy)).engine_bytes - before);
   }
   const largest = Math.max(...sizes);
   // Room for the largest variant, never for two of them (their sizes are within 2x of each other).
@@ -39,7 +37,35 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  await roomy?.close();
   await tight?.close();
+});
+
+describe("engine memory under many prompts (what npm run loadtest checks)", () => {
+  it("grows only by the prefix caches, which stay within the maximum /healthz reports", async () => {
+    const first = await healthz(roomy);
+    expect(first.resident_variants).toBe(TIERS.length);
+    // Each resident variant has room beside it for a prefix cache of PREFIX_CACHE_BYTES.
+    expect(first.prefix_cache_max_bytes).toBe(TIERS.length * PREFIX_CACHE_BYTES);
+    const engines = first.engine_bytes - first.prefix_cache_bytes;
+    for (let i = 0; i < 12; i++) {
+      const content = `Prompt number ${i}: once upon a time there was a ${"very ".repeat(i)}little dog`;
+      for (const tier of TIERS) {
+        const r = await chat(
+          roomy,
+          { model: "shardlm", messages: [{ role: "user", content }], max_tokens: 4 },
+          { "X-Quality-Tier": tier },
+        );
+        expect(r.status, r.text).toBe(200);
+      }
+    }
+    const after = await healthz(roomy);
+    expect(after.prefix_cache_bytes).toBeGreaterThan(first.prefix_cache_bytes); // they filled up
+    expect(after.prefix_cache_bytes).toBeLessThanOrEqual(after.prefix_cache_max_bytes);
+    // The engines themselves (wasm memory, KV caches) did not grow: only the bounded caches did.
+    expect(after.engine_bytes - after.prefix_cache_bytes).toBe(engines);
+    expect(after.engine_bytes).toBeLessThanOrEqual(engines + after.prefix_cache_max_bytes);
+  });
 });
 
 describe("engine memory budget under concurrent variants", () => {

@@ -122,6 +122,20 @@ export class EngineCache {
     return n;
   }
 
+  /** Bytes the resident variants' prefix caches hold now (part of residentBytes). */
+  prefixCacheBytes(): number {
+    let n = 0;
+    for (const v of this.loaded.values()) n += v.prefixCache?.bytes ?? 0;
+    return n;
+  }
+
+  /** The most the resident variants' prefix caches may hold (PREFIX_CACHE_BYTES each that has one). */
+  prefixCacheMaxBytes(): number {
+    let n = 0;
+    for (const v of this.loaded.values()) n += v.prefixCache?.maxBytes ?? 0;
+    return n;
+  }
+
   async get(manifestId: string, manifest: Manifest): Promise<LoadedVariant> {
     const hit = this.loaded.get(manifestId);
     if (hit) {

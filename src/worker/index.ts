@@ -90,6 +90,9 @@ app.get("/healthz", (c) => {
     ok: true,
     // WebAssembly memory held by this isolate's loaded engines (what grows if engines leak).
     engine_bytes: s.engines.residentBytes(),
+    // Of those, the prefix caches' KV rows now, and the most they may hold (bounded, LRU).
+    prefix_cache_bytes: s.engines.prefixCacheBytes(),
+    prefix_cache_max_bytes: s.engines.prefixCacheMaxBytes(),
     resident_variants: s.engines.residentCount(),
     generations: s.stats.generations,
     tokens_generated: s.stats.tokens,

@@ -96,6 +96,9 @@ export async function clientError(p: Promise<unknown>): Promise<InstanceType<typ
 export interface Health {
   ok: boolean;
   engine_bytes: number;
+  /** Of engine_bytes: the prefix caches' KV rows now, and the most they may hold. */
+  prefix_cache_bytes: number;
+  prefix_cache_max_bytes: number;
   resident_variants: number;
   generations: number;
   tokens_generated: number;
