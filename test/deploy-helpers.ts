@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import OpenAI from "openai";
-import { bundleWorker } from "../src/bench/workerd-host.ts";
+import { bundleWorker } from "../src/compress/workerd-host.ts";
 import { buildVariants } from "../src/compress/build-variants.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import type { Bucket } from "../src/publish/buckets.ts";

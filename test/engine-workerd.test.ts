@@ -6,7 +6,7 @@
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startWorkerd } from "../src/bench/workerd-host.ts";
+import { startWorkerd } from "../src/compress/workerd-host.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { generate } from "../src/runtime/generate.ts";

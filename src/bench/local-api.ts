@@ -11,7 +11,7 @@ import type { VariantsIndex } from "../compress/variant-store.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { miniflareBucket } from "../publish/miniflare-bucket.ts";
 import { type BucketWriter, publish } from "../publish/publish.ts";
-import { startWorkerd } from "./workerd-host.ts";
+import { startWorkerd } from "../compress/workerd-host.ts";
 
 const WORKER = fileURLToPath(new URL("../worker/index.ts", import.meta.url));
 

@@ -23,7 +23,7 @@ import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } fr
 import type { KernelRow } from "./kernel-table.ts";
 import type { RunProfile } from "./profile.ts";
 import { contextSizeFor, loadEngine, type OpProfile, profileBytes } from "./wasm-node.ts";
-import { processCpuMs, startWorkerd, workerdPids } from "./workerd-host.ts";
+import { processCpuMs, startWorkerd, workerdPids } from "../compress/workerd-host.ts";
 
 type R2Put = { put(key: string, value: string | Uint8Array): Promise<unknown> };
 
