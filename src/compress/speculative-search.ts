@@ -13,6 +13,7 @@
  * Estimated speedup = decoded tokens / total cost.
  */
 import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import type { TokenizerSpec } from "../format/model.ts";
 import {
   bestDraftLength,
@@ -22,6 +23,7 @@ import {
   headShareOf,
   type SpeculativeProfile,
   speculationCosts,
+  type VerifyCostsOrigin,
 } from "../format/speculative.ts";
 import { promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { generate } from "../runtime/generate.ts";
@@ -34,6 +36,7 @@ import {
 } from "../runtime/verify-costs.ts";
 import type { WasmEngine } from "../runtime/wasm/engine.ts";
 import { ownCpuMs } from "./measure.ts";
+import type { MeasuredVerifyCosts } from "./workerd-measure.ts";
 
 export { measureRowCost, type VerifyCosts };
 
@@ -50,6 +53,11 @@ export interface SpeculativeSearchOptions {
   headShare?: number;
   /** Per-row cost of a batched verify relative to a decode step (default: measured). */
   rowCost?: number;
+  /**
+   * Verify costs measured elsewhere (the build: in workerd, ./workerd-measure.ts) and where; they
+   * price the candidates and go into the manifest. Default: measured here on `engine`, in Node.
+   */
+  verifyCosts?: MeasuredVerifyCosts;
   /** Speculation is enabled by default when the best estimate beats plain decoding by this factor. */
   minGain?: number;
   log?: (msg: string) => void;
@@ -89,6 +97,19 @@ export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 7): V
 }
 
 /**
+ * Verify costs measured in this Node process on `engine` (the build's SIMD128 kernels: engineFor),
+ * by its CPU time: what the build records where it was told not to measure in workerd.
+ */
+export function nodeVerifyCosts(engine: WasmEngine): MeasuredVerifyCosts {
+  const origin: VerifyCostsOrigin = {
+    measuredOn: "node",
+    kernels: "simd128",
+    detail: `node ${process.version}, kernels.wasm (SIMD128), process CPU time, ${cpus()[0]?.model ?? "unknown cpu"}`,
+  };
+  return { ...measureVerifyCosts(engine), rowCost: measureRowCost(engine), origin };
+}
+
+/**
  * Runs the candidates over `prompts` (token ids, chat template applied) and returns the profile to
  * record in the manifest: the best candidate's settings, measurement and whether it is on by default.
  */
@@ -99,14 +120,15 @@ export async function searchSpeculative(
 ): Promise<{ profile: SpeculativeProfile; candidates: CandidateResult[] }> {
   const log = opts.log ?? (() => {});
   const L = engine.config.numLayers;
-  // Measured verify costs per row count, unless the caller prices rows itself.
-  const verifyCosts = opts.rowCost === undefined ? measureVerifyCosts(engine) : null;
+  // Measured verify costs per row count (given, else measured here), unless the caller prices rows itself.
+  const verifyCosts = opts.rowCost === undefined ? (opts.verifyCosts ?? nodeVerifyCosts(engine)) : null;
   const headShare = opts.headShare ?? verifyCosts?.headShare ?? headShareOf(engine.config);
-  const rowCost = opts.rowCost ?? measureRowCost(engine);
+  const rowCost = opts.rowCost ?? verifyCosts!.rowCost;
   const rowCosts = verifyCosts?.rowCosts;
   const answerTokens = opts.answerTokens ?? 48;
   log(
     `speculative search: ${L} layers, head share ${headShare.toFixed(2)}, verify row cost ${rowCost.toFixed(2)}` +
+      (verifyCosts ? ` (measured on ${verifyCosts.origin.measuredOn})` : "") +
       (rowCosts
         ? `, layers per row at 1..${rowCosts.length} rows ${rowCosts.map((c) => c.toFixed(2)).join(" ")}`
         : ""),
@@ -197,6 +219,7 @@ export async function searchSpeculative(
     ngramAgreement: ngramStats.agreement,
     estimatedSpeedup: chosen.estimatedSpeedup,
     calibrationTokens: chosen.tokens,
+    ...(verifyCosts ? { verifyCosts: verifyCosts.origin } : {}),
   };
   return {
     profile: {

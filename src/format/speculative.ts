@@ -141,6 +141,25 @@ export function bestDraftLength(
   return best;
 }
 
+/**
+ * Where the build measured a variant's verify costs (DraftSettings' rowCost, rowCosts, headShare):
+ * the costs depend on the runtime and the kernel build (workerd's relaxed kernels batch a verify
+ * row relatively cheaper than Node's SIMD128 build), so the served drafter is only as right as this.
+ */
+export const VerifyCostsOrigin = z.strictObject({
+  /**
+   * workerd: the runtime the Worker serves in (Miniflare, the build's default; timed by the worker's
+   * performance.now(), which runs freely outside production); node: the build's own process (timed by
+   * its CPU time), where the build was told to (workerd could not run there).
+   */
+  measuredOn: z.enum(["workerd", "node"]),
+  /** The kernel build timed: relaxed (i32 dot-add: what the Worker serves with), relaxed-i16, simd128. */
+  kernels: z.enum(["relaxed", "relaxed-i16", "simd128"]),
+  /** Versions, KV cache layout and CPU, for people reading the manifest. */
+  detail: z.string(),
+});
+export type VerifyCostsOrigin = z.infer<typeof VerifyCostsOrigin>;
+
 /** What the build measured for a draft configuration on calibration data. */
 export const DraftMeasurement = z.strictObject({
   /** Teacher-forced positions where the layer-skip draft's argmax equals the full variant's. */
@@ -151,6 +170,8 @@ export const DraftMeasurement = z.strictObject({
   /** Estimated decode speedup over plain decoding (cost model: per-layer cost, head cost, batch rows). */
   estimatedSpeedup: z.number().positive(),
   calibrationTokens: z.number().int().nonnegative(),
+  /** Where the verify costs in `draft` were measured (absent in manifests from before: Node, SIMD128). */
+  verifyCosts: VerifyCostsOrigin.optional(),
 });
 export type DraftMeasurement = z.infer<typeof DraftMeasurement>;
 
