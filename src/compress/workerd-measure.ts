@@ -56,6 +56,9 @@ const versionOf = (pkg: string): string => {
  */
 const ATTEMPTS = 3;
 
+/** Below this share of wall time on the CPU, workerd's measurement is taken once more (the better one is kept). */
+const MIN_CPU_SHARE = 0.6;
+
 export class WorkerdVerifyCosts {
   private constructor(
     private readonly mf: Miniflare,
@@ -93,7 +96,9 @@ export class WorkerdVerifyCosts {
   async measure(table: WeightTable, data: Uint8Array): Promise<MeasuredVerifyCosts> {
     const head = Buffer.from(JSON.stringify(table));
     const body = Buffer.concat([head, data]);
-    for (let attempt = 1; ; attempt++) {
+    let best: { costs: MeasuredVerifyCosts; cpuShare: number } | null = null;
+    let unresolved = 0;
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const c0 = this.pid === null ? null : processCpuMs(this.pid);
       const t0 = performance.now();
       const a = await this.post(head.byteLength, body);
@@ -102,16 +107,14 @@ export class WorkerdVerifyCosts {
       const { rowCost, headShare } = a;
       const rowCosts = a.rowCosts.filter((c): c is number => c !== null);
       if (rowCost === null || headShare === null || rowCosts.length < a.rowCosts.length) {
-        if (attempt < ATTEMPTS) continue;
-        throw new Error(
-          `verify costs in workerd: the worker's clock resolved no time in a timed section ${ATTEMPTS} times ` +
-            `(rowCost ${rowCost}, rowCosts ${JSON.stringify(a.rowCosts)}, headShare ${headShare})`,
-        );
+        unresolved++;
+        continue;
       }
       // workerd's CPU time over the request against its wall time: well below 1 when other processes
-      // took the CPU (the worker's clock is wall time), which says how far to trust the costs.
+      // took the CPU (the worker's clock is wall time: on 2 cores at load 10, 25-31% and costs off by
+      // up to 2x), so a disturbed measurement is taken again once and the less disturbed one kept.
       const cpuShare = c0 === null || c1 === null ? null : Math.min(1, (c1 - c0) / wallMs);
-      return {
+      const costs: MeasuredVerifyCosts = {
         rowCost,
         rowCosts,
         headShare,
@@ -125,7 +128,14 @@ export class WorkerdVerifyCosts {
             `, ${cpus()[0]?.model ?? "unknown cpu"}`,
         },
       };
+      if (cpuShare === null || cpuShare >= MIN_CPU_SHARE) return costs;
+      if (!best || cpuShare > best.cpuShare) best = { costs, cpuShare };
+      if (attempt - unresolved >= 2) break;
     }
+    if (best) return best.costs;
+    throw new Error(
+      `verify costs in workerd: the worker's clock resolved no time in a timed section ${ATTEMPTS} times`,
+    );
   }
 
   private async post(tableBytes: number, body: Buffer): Promise<z.infer<typeof Answer>> {
