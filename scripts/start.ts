@@ -8,7 +8,8 @@
  * downloaded when missing) | ../shared/models/stories260K.gguf as the announced offline fallback.
  *
  * SHARDLM_API_KEYS, SHARDLM_CORS_ORIGINS, SHARDLM_MAX_BODY_BYTES, SHARDLM_FROZEN_CLOCK and SHARDLM_SPECULATION in this
- * process's environment reach the local Worker as vars (src/worker/env.ts); SHARDLM_FROZEN_CLOCK=1
+ * process's environment reach the local Worker (src/worker/env.ts) through a 0600 temp file given to
+ * wrangler as --env-file, never on its command line (deleted when wrangler exits); SHARDLM_FROZEN_CLOCK=1
  * makes it read time on a clock that advances only at I/O, as deployed Workers' clocks do.
  */
 import { spawn } from "node:child_process";
@@ -18,10 +19,12 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
   curlExample,
+  dotenvLine,
   WORKER_ENV_VARS,
   workerVarsFromEnv,
   wranglerDevArgs,
   wranglerDevEnv,
+  writeWorkerVarsFile,
 } from "../src/publish/wrangler-dev.ts";
 import { exitCodeFor, isUsageError, UsageError } from "./lib/usage.ts";
 
@@ -104,6 +107,15 @@ async function main(): Promise<void> {
   // Arguments and the model first: a typo should not cost the kernel build.
   const port = parsePort(values.port!);
   const config = values.config === undefined ? undefined : existing(values.config, "--config");
+  // The Worker settings must fit the file wrangler reads them from (writeWorkerVarsFile).
+  const vars = workerVarsFromEnv();
+  for (const [name, value] of Object.entries(vars)) {
+    try {
+      dotenvLine(name, value);
+    } catch (e) {
+      throw new UsageError(`$${(e as Error).message}`);
+    }
+  }
   const model = await chooseModel(values);
   if (!values["no-serve"] && !(await portFree(port)))
     throw new UsageError(
@@ -139,18 +151,24 @@ async function main(): Promise<void> {
   }
   if (values["no-serve"]) return;
 
-  // API keys reach the local Worker as a var (visible in this machine's process list, like any argv).
-  const vars = workerVarsFromEnv();
+  // The settings (API keys among them) go to wrangler in a file only this user can read: an
+  // argument would show in every user's `ps`.
   const keys = vars.SHARDLM_API_KEYS;
+  const varsFile = Object.keys(vars).length > 0 ? writeWorkerVarsFile(vars) : null;
+  process.on("exit", () => varsFile?.remove());
   log(`\nserving on http://127.0.0.1:${port}  (Ctrl-C stops)\n`);
   log(`${curlExample(port, keys !== undefined)}\n`);
   if (keys) log("API keys on: /v1 routes need Authorization: Bearer <key> (SHARDLM_API_KEYS)\n");
   else log("warning: the API is open (no SHARDLM_API_KEYS); anyone who can reach the port can use it\n");
   // wranglerDevEnv: no metrics, error-report prompt or Request.cf fetch (offline noise otherwise).
-  const child = spawn("npx", wranglerDevArgs({ port, persistTo, vars }), {
-    stdio: "inherit",
-    env: wranglerDevEnv(),
-  });
+  const child = spawn(
+    "npx",
+    wranglerDevArgs({ port, persistTo, ...(varsFile ? { envFile: varsFile.path } : {}) }),
+    {
+      stdio: "inherit",
+      env: wranglerDevEnv(),
+    },
+  );
   const stop = () => child.kill("SIGINT");
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);

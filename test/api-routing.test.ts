@@ -17,12 +17,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { putManifest, readManifest } from "../src/compress/variant-store.ts";
 import { TIERS } from "../src/worker/router.ts";
 import type { ChatMessage } from "../src/worker/schemas.ts";
-import { countPromptTokens, liveVariants, manifests, predictions, story } from "./helpers/api-calls.ts";
+import {
+  countPromptTokens,
+  decodeMsAfter,
+  liveVariants,
+  manifests,
+  predictions,
+  story,
+} from "./helpers/api-calls.ts";
 import { type ApiServer, buildTestVariants, startLocalApi, wranglerSetting } from "./helpers/api-server.ts";
 
 const QUALITY_ORDER = ["quality", "balanced", "speed"];
 /** The routing manifests' prefill growth: a prompt token at position p costs (1 + p / 256) times one at 0. */
 const PREFILL_POSITION_TOKENS = 256;
+/** Decode growth given to every test variant (x2 at position 2048), like prefill's. */
+const DECODE_POSITION_TOKENS = 2048;
 /** A prompt of ~1000 tokens. */
 const LONG: ChatMessage[] = [{ role: "user", content: "Lily ".repeat(998) }];
 
@@ -31,7 +40,7 @@ const LONG: ChatMessage[] = [{ role: "user", content: "Lily ".repeat(998) }];
  * prefill cost, but stories260K runs a token in ~0.1 ms, so under a loaded CI machine the measured
  * order is noise (a fresh build once had balanced decoding faster than speed). Routing is tested on
  * given costs: quality's measured ones (with a floor), scaled 1 / 0.75 / 0.5 for quality / balanced / speed,
- * and prefill growing x2 by position PREFILL_POSITION_TOKENS on each (the toy's own measured growth
+ * prefill growing x2 by position PREFILL_POSITION_TOKENS and decode by DECODE_POSITION_TOKENS on each (the toy's own measured growth
  * is far steeper: attention is nearly all of its cost). The manifests are re-published
  * content-addressed beside the built ones; shards are unchanged.
  */
@@ -60,6 +69,7 @@ async function startRoutingServer(
         decodeMsPerToken: base.decodeMsPerToken * f,
         prefillMsPerToken: base.prefillMsPerToken * f,
         prefillPositionTokens: PREFILL_POSITION_TOKENS,
+        decodePositionTokens: DECODE_POSITION_TOKENS,
       },
     });
   }
@@ -163,6 +173,9 @@ describe.each(CLOCKS)("clock: $clock", ({ frozen }) => {
         expect(v.cost.prefill_ms_per_token).toBeCloseTo(m.speed.prefillMsPerToken, 12);
         expect(v.cost.prefill_position_tokens).toBe(m.speed.prefillPositionTokens);
         expect(v.cost.decode_ms_per_token).toBeCloseTo(m.speed.decodeMsPerToken, 12);
+        // Decode growth, published beside prefill's (the build's: test/decode-position.test.ts).
+        expect(v.cost.decode_position_tokens).toBe(DECODE_POSITION_TOKENS);
+        expect(v.cost.decode_position_tokens).toBe(m.speed.decodePositionTokens);
         expect(v.cost.load_ms).toBeCloseTo((m.speed.loadMsPerMB * m.weights.totalBytes) / 1e6, 9);
       }
     });
@@ -439,7 +452,7 @@ describe("a long prompt: prefill cost grows with position (clock frozen at I/O)"
     const costs = new Map((await liveVariants(api)).map((v) => [v.id, v.cost]));
     const q = costs.get("quality")!;
     const flatQuality =
-      q.load_ms + w.promptTokens * q.prefill_ms_per_token + w.maxTokens * q.decode_ms_per_token;
+      q.load_ms + w.promptTokens * q.prefill_ms_per_token + decodeMsAfter(q, w.promptTokens, w.maxTokens);
     const budget = budgetFor("balanced", p);
     expect(flatQuality, "a flat cost per prompt token would pick quality").toBeLessThan(budget);
     const r = await ask(api, w, { "X-Latency-Budget-Ms": String(budget) });
@@ -448,7 +461,11 @@ describe("a long prompt: prefill cost grows with position (clock frozen at I/O)"
     // X-Predicted-Ms is the plan's: the time spent (the real load) + the position-aware prefill +
     // the planned decode steps (time spent queued can cut the last ones).
     const b = costs.get("balanced")!;
-    const work = p.get("balanced")! - b.load_ms - (w.maxTokens - r.planned) * b.decode_ms_per_token;
+    const work =
+      p.get("balanced")! -
+      b.load_ms -
+      decodeMsAfter(b, w.promptTokens, w.maxTokens) +
+      decodeMsAfter(b, w.promptTokens, r.planned);
     expect(r.predicted).toBeGreaterThanOrEqual(Math.floor(work));
   });
 
@@ -460,7 +477,7 @@ describe("a long prompt: prefill cost grows with position (clock frozen at I/O)"
     // One prompt token prefilled, at position promptTokens - 1; then the decode steps.
     const expected =
       b.prefill_ms_per_token * (1 + last / b.prefill_position_tokens!) +
-      again.maxTokens * b.decode_ms_per_token;
+      decodeMsAfter(b, again.promptTokens, again.maxTokens);
     const r = await ask(api, again, {}, "balanced");
     expect(r.data.usage?.prompt_tokens_details?.cached_tokens).toBe(last);
     expect(r.predicted).toBeGreaterThanOrEqual(Math.floor(expected));

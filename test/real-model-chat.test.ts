@@ -10,7 +10,9 @@ import { loadModel } from "../src/model/import/index.ts";
 import { ReferenceModel } from "../src/model/reference/index.ts";
 import { promptText, promptTokens, renderPrompt } from "../src/runtime/chat.ts";
 import { type GenerateResult, generate } from "../src/runtime/generate.ts";
-import { createTokenizer, type Tokenizer } from "../src/runtime/tokenizer/index.ts";
+import { createTokenizer, maxTokenBytes, type Tokenizer } from "../src/runtime/tokenizer/index.ts";
+import { planPrompt } from "../src/worker/chat-prompt.ts";
+import { ApiError } from "../src/worker/errors.ts";
 import type { ChatMessage } from "../src/worker/schemas.ts";
 
 const DEFAULT_SYSTEM =
@@ -102,4 +104,44 @@ describe("chat with SmolLM2-135M-Instruct (GGUF ChatML template)", () => {
     const fresh = await answer([{ role: "user", content: "What is my name?" }]);
     expect(a2.text).not.toBe(fresh.text);
   }, 1_800_000);
+});
+
+describe("prompts far over the context on SmolLM2's vocabulary (planPrompt)", () => {
+  const CONTEXT = 1728; // what the Worker gives the quality variant
+  const plan = (content: string) =>
+    planPrompt(renderPrompt(description.chatTemplate, [{ role: "user", content }], tok), tok, CONTEXT, {
+      value: 4,
+      param: "max_tokens",
+    });
+
+  it("a whitespace run (81 bytes per token at most) over context x 81 characters is refused by its length", () => {
+    expect(maxTokenBytes(tok)).toBe(81); // "\n" and 80 spaces
+    let err: unknown;
+    try {
+      plan(" ".repeat(7_000_000));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(400);
+    expect((err as ApiError).message).toMatch(
+      /^This model's maximum context length is 1728 tokens; your messages use more than 1728 tokens \(7000\d{3} characters; one token covers at most 81 bytes\)\.$/,
+    );
+  });
+
+  it("a whitespace run that fits is planned with its exact token count", () => {
+    const content = " ".repeat(60_000); // longer than the 16-characters-per-token head, under 1728 x 81
+    const { prompt, maxTokens } = plan(content);
+    expect(prompt).toEqual(
+      promptTokens(renderPrompt(description.chatTemplate, [{ role: "user", content }], tok), tok),
+    );
+    expect(prompt.length).toBeLessThan(CONTEXT);
+    expect(maxTokens).toBe(4);
+  });
+
+  it("a prompt of more ids than a call may take arguments tokenizes (no stack overflow)", () => {
+    const content = "a ".repeat(150_000);
+    const ids = promptTokens(renderPrompt(description.chatTemplate, [{ role: "user", content }], tok), tok);
+    expect(ids.length).toBeGreaterThan(150_000);
+  });
 });

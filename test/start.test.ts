@@ -1,9 +1,14 @@
 /**
  * `npm start` for real: kernels built, variants built from stories260K and deployed to a fresh local
- * R2 state, `wrangler dev` serving on 127.0.0.1 — and the openai client streams an answer from it.
+ * R2 state, `wrangler dev` serving on 127.0.0.1 — and the openai client streams an answer from it,
+ * with an API key that reached the Worker through a file, not wrangler's command line.
  */
 import { spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WORKER_ENV_VARS, WRANGLER_OFFLINE_ENV } from "../src/publish/wrangler-dev.ts";
@@ -11,6 +16,9 @@ import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 import { type ServingChild, startServingChild } from "./helpers/serving-child.ts";
 
 const dirs = tempDirs("start");
+/** Unique per run (the file holds it with `$` escaped); `$HOME`: wrangler's dotenv-expand must leave it alone. */
+const KEY_ID = randomUUID();
+const KEY = `sk-start-${KEY_ID}-$HOME`;
 let server: ServingChild;
 let base: string;
 const output = () => server.output();
@@ -32,7 +40,8 @@ beforeAll(async () => {
     ],
     // The toy model keeps this test to about a minute; the real default model's build takes
     // minutes (README, "The default model's build"). The wrangler settings are npm start's to set.
-    env: { ...withoutWranglerSettings(process.env), SHARDLM_MODEL: sharedModelPath() },
+    env: { ...withoutWranglerSettings(process.env), SHARDLM_MODEL: sharedModelPath(), SHARDLM_API_KEYS: KEY },
+    readyPath: "/healthz",
     timeoutMs: 240_000,
     pollMs: 1000,
   });
@@ -78,6 +87,13 @@ describe("npm start refuses bad arguments before building anything", () => {
     [["--port", "70000"], {}, /--port "70000" is not a port number/],
     [["--config", "/nonexistent/variants.json"], {}, /--config .*variants\.json does not exist/],
     [["--modle", "x.gguf"], {}, /Unknown option '--modle'/],
+    // Not expressible in the --env-file wrangler reads the Worker settings from.
+    [[], { SHARDLM_API_KEYS: "sk-a'b`c" }, /SHARDLM_API_KEYS: its value holds both ' and `/],
+    [
+      [],
+      { SHARDLM_CORS_ORIGINS: "https://a.example\nSHARDLM_FROZEN_CLOCK=1" },
+      /SHARDLM_CORS_ORIGINS: a control character/,
+    ],
   ])("%j %j: exit 2 with %s", (args, env, message) => {
     const r = startWith(args, env);
     expect(r.output).toMatch(message);
@@ -114,7 +130,7 @@ describe("npm start refuses bad arguments before building anything", () => {
 
 describe("npm start", () => {
   it("serves the stories260K variants; the openai client streams an answer", async () => {
-    const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused", maxRetries: 0 });
+    const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
     const models = await client.models.list();
     expect(models.data.map((m) => m.id)).toEqual(expect.arrayContaining(["quality", "balanced", "speed"]));
     const stream = await client.chat.completions.create({
@@ -147,4 +163,61 @@ describe("npm start", () => {
       expect(await res.text(), path).toContain(marker);
     }
   });
+});
+
+/** Command lines (NUL-separated arguments joined by spaces) of every live process in group `pgid`. */
+function groupCommandLines(pgid: number): string[] {
+  const lines: string[] = [];
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      // Field 5 of /proc/<pid>/stat is the process group; the name before it may hold spaces.
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) !== pgid) continue;
+      lines.push(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" "));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return lines;
+}
+
+/** Files under os.tmpdir()'s shardlm-wrangler-vars-* folders that hold `text`. */
+function varsFilesHolding(text: string): string[] {
+  const found: string[] = [];
+  for (const d of readdirSync(tmpdir()).filter((n) => n.startsWith("shardlm-wrangler-vars-"))) {
+    try {
+      for (const f of readdirSync(join(tmpdir(), d)))
+        if (readFileSync(join(tmpdir(), d, f), "utf8").includes(text)) found.push(join(d, f));
+    } catch {
+      // another run's folder, gone meanwhile or not ours to read
+    }
+  }
+  return found;
+}
+
+describe("npm start with SHARDLM_API_KEYS", () => {
+  it("the key works and no key is a 401; wrangler got it by --env-file, not on its command line", async () => {
+    expect((await fetch(`${base}/v1/models`)).status).toBe(401);
+    const wrong = await fetch(`${base}/v1/models`, { headers: { Authorization: "Bearer sk-wrong" } });
+    expect(wrong.status).toBe(401);
+    const ok = await fetch(`${base}/v1/models`, { headers: { Authorization: `Bearer ${KEY}` } });
+    expect(ok.status).toBe(200);
+    const lines = groupCommandLines(server.child.pid!);
+    const wrangler = lines.filter((l) => /wrangler.* dev /.test(l));
+    expect(wrangler.length, lines.join("\n")).toBeGreaterThan(0);
+    expect(wrangler.some((l) => l.includes("--env-file"))).toBe(true);
+    for (const l of lines) {
+      expect(l).not.toContain(KEY);
+      expect(l).not.toContain("--var");
+    }
+    expect(varsFilesHolding(KEY_ID)).toHaveLength(1);
+  });
+
+  it("removes the settings file when it stops", async () => {
+    server.stop();
+    const deadline = Date.now() + 30_000;
+    while (server.child.exitCode === null && server.child.signalCode === null && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
+    expect(varsFilesHolding(KEY_ID)).toEqual([]);
+  }, 40_000);
 });

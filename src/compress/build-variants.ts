@@ -263,7 +263,7 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
       log(
         `  KL ${quality.klMean.toFixed(4)}, top-1 ${(quality.top1Agreement * 100).toFixed(1)}%, ppl ${quality.perplexity.toFixed(2)} (original ${quality.referencePerplexity.toFixed(2)})`,
       );
-      const speed = await measureSpeed(table, data);
+      const speed = await measureSpeed(table, data, undefined, (m) => log(`  ${m}`));
       log(
         `  decode ${speed.decodeMsPerToken.toFixed(3)} ms/token, prefill ${speed.prefillMsPerToken.toFixed(3)} ms/token`,
       );

@@ -59,6 +59,16 @@ export const SpeedProfile = z
      * manifests and where the fit found no growth: a flat cost per token.
      */
     prefillPositionTokens: z.number().positive().optional(),
+    /**
+     * How decode cost grows with position, the same way: a decode step at position p (the prompt
+     * and the tokens generated before it in the KV cache) costs decodeMsPerToken x (1 + p /
+     * decodePositionTokens). decodeMsPerToken is measured at positions 32..63, so this reads it
+     * as the cost at 0 (over by at most 64 / decodePositionTokens). The growth is fitted on the
+     * engine layout the Worker serves the variant with, at 8 positions over 0..1023
+     * (src/compress/measure.ts, measureCostByPosition). Absent in older manifests and where the
+     * fit found no growth: a flat cost per token.
+     */
+    decodePositionTokens: z.number().positive().optional(),
     /** Time to stream weights into the engine, per MB of data region. */
     loadMsPerMB: z.number().positive(),
     /** Where it was measured, e.g. "node 20.20.2 wasm-simd128 1 thread". */

@@ -22,7 +22,7 @@ import {
 } from "../runtime/backend.ts";
 import { type ChatMessage, complete, promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { systemClock } from "../runtime/clock.ts";
-import { prefillWorkTokens } from "../runtime/cost-model.ts";
+import { decodeStepsWithin, prefillWorkTokens } from "../runtime/cost-model.ts";
 import { engineContextFor } from "../runtime/memory-plan.ts";
 import { createTokenizer, type Tokenizer } from "../runtime/tokenizer/index.ts";
 import { ContextOverflowError } from "./history-window.ts";
@@ -192,9 +192,11 @@ export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunR
   const budgetTokens = opts.budgetMs
     ? Math.max(
         1,
-        Math.floor(
-          (opts.budgetMs - prefillWorkTokens(speed, prompt.length) * speed.prefillMsPerToken) /
-            speed.decodeMsPerToken,
+        decodeStepsWithin(
+          speed,
+          prompt.length,
+          opts.budgetMs - prefillWorkTokens(speed, prompt.length) * speed.prefillMsPerToken,
+          speed.decodeMsPerToken,
         ),
       )
     : opts.maxTokens;

@@ -2,6 +2,9 @@
  * How `wrangler dev` is started on this machine (by `npm start` and the tests that run it): its
  * arguments, and an environment that keeps it offline and quiet.
  */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /**
  * Wrangler's documented system environment variables
@@ -21,13 +24,12 @@ export function wranglerDevEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Pro
   return { ...env, ...WRANGLER_OFFLINE_ENV };
 }
 
-/** `wrangler dev` on 127.0.0.1:`port` with local R2 state in `persistTo`; `vars` as --var k:v. */
-export function wranglerDevArgs(opts: {
-  port: number;
-  persistTo: string;
-  vars?: Record<string, string>;
-}): string[] {
-  const vars = Object.entries(opts.vars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+/**
+ * `wrangler dev` on 127.0.0.1:`port` with local R2 state in `persistTo`; the Worker's settings, if
+ * any, from `envFile` (writeWorkerVarsFile), never as `--var k:v`: arguments are readable by every
+ * user of the machine (`ps`, /proc/<pid>/cmdline) and API keys are among them.
+ */
+export function wranglerDevArgs(opts: { port: number; persistTo: string; envFile?: string }): string[] {
   return [
     "wrangler",
     "dev",
@@ -37,8 +39,40 @@ export function wranglerDevArgs(opts: {
     String(opts.port),
     "--persist-to",
     opts.persistTo,
-    ...vars,
+    ...(opts.envFile === undefined ? [] : ["--env-file", opts.envFile]),
   ];
+}
+
+/**
+ * One `NAME='value'` line of a dotenv file as wrangler 4.86 reads it (dotenv, then dotenv-expand):
+ * single or back quotes keep the value literal (no \n processing), and `$` is escaped because
+ * dotenv-expand would substitute `$NAME`/`${NAME}` (it turns `\$` back into `$`). Throws on a
+ * value dotenv cannot carry unchanged: control characters, or both quote kinds.
+ */
+export function dotenvLine(name: string, value: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`${name}: not an environment variable name`);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  if (/[\u0000-\u001f\u007f]/.test(value))
+    throw new Error(`${name}: a control character (a newline?) in its value`);
+  const quote = !value.includes("'") ? "'" : !value.includes("`") ? "`" : null;
+  if (quote === null)
+    throw new Error(`${name}: its value holds both ' and \` (not expressible in a .env file)`);
+  return `${name}=${quote}${value.replaceAll("$", "\\$")}${quote}`;
+}
+
+/**
+ * `vars` in a dotenv file for `wrangler dev --env-file`, in a fresh temp folder only this user can
+ * read (folder 0700, file 0600). `remove()` deletes the folder (idempotent); call it when wrangler
+ * exits. Wrangler reads an --env-file instead of the project's .dev.vars, so with settings to pass
+ * a .dev.vars is not read.
+ */
+export function writeWorkerVarsFile(vars: Record<string, string>): { path: string; remove(): void } {
+  const lines = Object.entries(vars).map(([k, v]) => dotenvLine(k, v));
+  const dir = mkdtempSync(join(tmpdir(), "shardlm-wrangler-vars-"));
+  chmodSync(dir, 0o700);
+  const path = join(dir, "worker.env");
+  writeFileSync(path, `${lines.join("\n")}\n`, { mode: 0o600, flag: "wx" });
+  return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /**
@@ -54,7 +88,7 @@ export const WORKER_ENV_VARS = [
   "SHARDLM_SPECULATION",
 ] as const;
 
-/** WORKER_ENV_VARS as set (trimmed, non-empty) in `env`, for wranglerDevArgs' `vars`. */
+/** WORKER_ENV_VARS as set (trimmed, non-empty) in `env`, for writeWorkerVarsFile. */
 export function workerVarsFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const name of WORKER_ENV_VARS) {

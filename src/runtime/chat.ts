@@ -138,16 +138,20 @@ export function promptTokens(p: RenderedPrompt, tok: Tokenizer): number[] {
   const text = promptText(p);
   const writesBos = bos !== undefined && bos !== null && bos !== "" && text.startsWith(bos);
   const out: number[] = [];
+  // Appended id by id: a spread passes every id as an argument, and ~125k of them overflow the stack.
+  const append = (ids: number[]) => {
+    for (const id of ids) out.push(id);
+  };
   runs.forEach((r, i) => {
-    out.push(
-      ...tok.encode(r.text, {
+    append(
+      tok.encode(r.text, {
         parseSpecial: r.special,
         addBos: i === 0 ? (writesBos ? false : undefined) : false,
         addEos: i === runs.length - 1 ? undefined : false,
       }),
     );
   });
-  if (runs.length === 0) out.push(...tok.encode("", { addBos: writesBos ? false : undefined }));
+  if (runs.length === 0) append(tok.encode("", { addBos: writesBos ? false : undefined }));
   return out;
 }
 

@@ -2,8 +2,9 @@
  * Per-token costs of each variant, for planning requests in units of work.
  *
  * Start: the manifest's speed profile, measured at build time (src/format/manifest.ts,
- * `speed`: ms per prefill token, per decode token, per MB loaded); decode at its effective cost when
- * the variant speculates (manifestDecodeMsPerToken). Corrections: a factor per variant
+ * `speed`: ms per prefill token, per decode token, per MB loaded, and how prefill and decode costs
+ * grow with position); decode at its effective cost when the variant speculates
+ * (manifestDecodeMsPerToken). Corrections: a factor per variant
  * and phase, an exponential moving average of observed / manifest cost, fed only with intervals
  * the caller could measure (see ./clock.ts, ClockTrust): an observation of 0 ms or less, or a
  * non-finite one, is ignored (it is a frozen clock's reading, not a speed-up), and every factor stays
@@ -26,9 +27,54 @@ export function prefillWorkTokens(
   cachedTokens = 0,
 ): number {
   const c = Math.min(Math.max(0, cachedTokens), promptTokens);
-  const p = promptTokens - c;
-  const l = speed.prefillPositionTokens;
-  return l === undefined ? p : p + (p * (2 * c + p - 1)) / (2 * l);
+  return positionWork(promptTokens - c, c, speed.prefillPositionTokens);
+}
+
+/**
+ * Decode work of `steps` tokens generated after a prompt of `promptTokens`, in position-0 step
+ * equivalents: the steps run at positions P..P+steps-1 (counting the first token's step too, as the
+ * planner always has: an upper bound by one step), and a step at position p costs (1 + p / L)
+ * times one at 0 (L = speed.decodePositionTokens: src/format/manifest.ts). The sum is
+ * steps + steps (2P + steps - 1) / (2L); without L (older manifests), steps. Times the decode cost
+ * per token: ms.
+ */
+export function decodeWorkTokens(
+  speed: Pick<SpeedProfile, "decodePositionTokens">,
+  promptTokens: number,
+  steps: number,
+): number {
+  return positionWork(Math.max(0, steps), Math.max(0, promptTokens), speed.decodePositionTokens);
+}
+
+/**
+ * The most decode steps after a prompt of `promptTokens` whose cost fits `ms`: each step costs
+ * `msPerToken` at position 0 times (1 + p / speed.decodePositionTokens), plus a flat
+ * `extraMsPerStep`. 0 when not even one fits (or `ms` is not positive).
+ */
+export function decodeStepsWithin(
+  speed: Pick<SpeedProfile, "decodePositionTokens">,
+  promptTokens: number,
+  ms: number,
+  msPerToken: number,
+  extraMsPerStep = 0,
+): number {
+  if (!(ms > 0)) return 0;
+  const cost = (k: number) => msPerToken * decodeWorkTokens(speed, promptTokens, k) + extraMsPerStep * k;
+  const l = speed.decodePositionTokens;
+  // cost(k) = a k + b k^2: a = d (1 + (2P - 1) / (2L)) + extra, b = d / (2L) (b = 0 when flat).
+  const a = msPerToken * (1 + (l === undefined ? 0 : (2 * promptTokens - 1) / (2 * l))) + extraMsPerStep;
+  const b = l === undefined ? 0 : msPerToken / (2 * l);
+  let k = Math.max(0, Math.floor(b > 0 ? (-a + Math.sqrt(a * a + 4 * b * ms)) / (2 * b) : ms / a));
+  if (!Number.isFinite(k)) return Number.MAX_SAFE_INTEGER;
+  // Rounding in the closed form: settle on the exact boundary.
+  while (k > 0 && cost(k) > ms) k--;
+  while (cost(k + 1) <= ms) k++;
+  return k;
+}
+
+/** Σ (1 + p / l) over `count` positions from `start`: count + count (2 start + count - 1) / (2 l); flat without l. */
+function positionWork(count: number, start: number, l: number | undefined): number {
+  return l === undefined ? count : count + (count * (2 * start + count - 1)) / (2 * l);
 }
 
 /**
@@ -46,6 +92,9 @@ export interface Prediction {
   totalMs: number;
   loadMs: number;
   prefillMs: number;
+  /** The asked-for decode steps after the prompt, position-aware (decodeWorkTokens), ms. */
+  decodeMs: number;
+  /** A decode step at position 0 (see decodeWorkTokens for later positions), ms. */
   decodeMsPerToken: number;
 }
 
@@ -56,7 +105,10 @@ export interface VariantCosts {
   prefillMsPerToken: number;
   /** The position where a prompt token costs twice that (manifest speed.prefillPositionTokens); null: flat. */
   prefillPositionTokens: number | null;
+  /** A decode step at position 0, ms (see decodeWorkTokens for later positions). */
   decodeMsPerToken: number;
+  /** The position where a decode step costs twice that (manifest speed.decodePositionTokens); null: flat. */
+  decodePositionTokens: number | null;
 }
 
 /** Weight of the newest observation in the moving average. */
@@ -86,12 +138,14 @@ export class CostModel {
       prefillMsPerToken: m.speed.prefillMsPerToken * f.prefill,
       prefillPositionTokens: m.speed.prefillPositionTokens ?? null,
       decodeMsPerToken: manifestDecodeMsPerToken(m) * f.decode,
+      decodePositionTokens: m.speed.decodePositionTokens ?? null,
     };
   }
 
   /**
    * Predicted ms: load (unless resident) + prefill of the prompt after its `cachedTokens` (those a
-   * prefix cache serves; prefillWorkTokens, position-aware) + max tokens x decode.
+   * prefix cache serves; prefillWorkTokens, position-aware) + max tokens of decode after the prompt
+   * (decodeWorkTokens, position-aware).
    */
   predict(
     m: Manifest,
@@ -102,17 +156,19 @@ export class CostModel {
   ): Prediction {
     const c = this.costs(m, resident);
     const prefillMs = prefillWorkTokens(m.speed, promptTokens, cachedTokens) * c.prefillMsPerToken;
+    const decodeMs = decodeWorkTokens(m.speed, promptTokens, maxTokens) * c.decodeMsPerToken;
     return {
-      totalMs: c.loadMs + prefillMs + maxTokens * c.decodeMsPerToken,
+      totalMs: c.loadMs + prefillMs + decodeMs,
       loadMs: c.loadMs,
       prefillMs,
+      decodeMs,
       decodeMsPerToken: c.decodeMsPerToken,
     };
   }
 
   /**
-   * Feeds back a measured interval: `observedMs` for `units` (decode: tokens; prefill: position-0
-   * token equivalents, prefillWorkTokens; load: MB). Returns whether it was used: zero, negative
+   * Feeds back a measured interval: `observedMs` for `units` (decode: position-0 step
+   * equivalents, decodeWorkTokens; prefill: position-0 token equivalents, prefillWorkTokens; load: MB). Returns whether it was used: zero, negative
    * or non-finite readings and empty intervals are not.
    */
   observe(m: Manifest, phase: Phase, observedMs: number, units: number): boolean {

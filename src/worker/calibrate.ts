@@ -8,7 +8,7 @@
 import type { Manifest } from "../format/manifest.ts";
 import type { CompletionResult } from "../runtime/chat.ts";
 import type { Clock } from "../runtime/clock.ts";
-import { type Prediction, prefillWorkTokens } from "../runtime/cost-model.ts";
+import { decodeWorkTokens, type Prediction, prefillWorkTokens } from "../runtime/cost-model.ts";
 import type { Services } from "./services.ts";
 
 /** Which phases fed the model (for tests and logs). */
@@ -34,9 +34,11 @@ export function observeGeneration(
       r.prefillMs,
       prefillWorkTokens(m.speed, promptTokens, r.cachedTokens ?? 0),
     );
+  // The decode steps ran at positions P.. (position-aware work, as predicted: decodeWorkTokens).
   const steps = r.completionTokens - 1;
-  if (steps > 0 && s.clockTrust.check(r.decodeMs, steps * prediction.decodeMsPerToken))
-    fed.decode = s.cost.observe(m, "decode", r.decodeMs, steps);
+  const work = decodeWorkTokens(m.speed, promptTokens, steps);
+  if (steps > 0 && s.clockTrust.check(r.decodeMs, work * prediction.decodeMsPerToken))
+    fed.decode = s.cost.observe(m, "decode", r.decodeMs, work);
   return fed;
 }
 

@@ -5,7 +5,7 @@
  */
 import type { Manifest } from "../format/manifest.ts";
 import { promptHead, promptText, promptTokens, type RenderedPrompt } from "../runtime/chat.ts";
-import type { Tokenizer } from "../runtime/tokenizer/index.ts";
+import { maxTokenBytes, type Tokenizer } from "../runtime/tokenizer/index.ts";
 import { ApiError, badRequest } from "./errors.ts";
 
 export const DEFAULT_MAX_TOKENS = 256;
@@ -59,12 +59,19 @@ export function planPrompt(
       "context_length_exceeded",
       promptParam,
     );
-  // A prompt far over the context is refused from its head, not tokenized whole (that costs CPU
-  // in proportion to its size: ~1 s per MB).
+  // A prompt far over the context is refused without tokenizing it whole (that costs CPU in
+  // proportion to its size: ~5 s per MB of a whitespace run): from its head where the head holds
+  // more tokens than the context, else by its length where no token covers enough of it.
+  const chars = promptText(rendered).length;
   const headChars = context * PROMPT_HEAD_CHARS_PER_TOKEN;
-  if (promptText(rendered).length > headChars) {
+  if (chars > headChars) {
     const head = promptTokens(promptHead(rendered, headChars), tok).length;
     if (head > context) throw tooLong(`at least ${head - 1}`);
+    const mostBytes = maxTokenBytes(tok);
+    if (chars > context * mostBytes)
+      throw tooLong(
+        `more than ${context} tokens (${chars} characters; one token covers at most ${mostBytes} bytes)`,
+      );
   }
   const prompt = promptTokens(rendered, tok);
   if (prompt.length === 0)

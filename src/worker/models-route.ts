@@ -33,6 +33,8 @@ function variantState(s: Services, manifestId: string, m: Manifest) {
       // The position where a prompt token costs twice prefill_ms_per_token (./router.ts); null: flat.
       prefill_position_tokens: c.prefillPositionTokens,
       decode_ms_per_token: c.decodeMsPerToken,
+      // The position where a decode step costs twice decode_ms_per_token (./router.ts); null: flat.
+      decode_position_tokens: c.decodePositionTokens,
     },
   };
 }

@@ -18,7 +18,7 @@
  *   to every decode step (`extraMsPerToken`).
  */
 import type { Manifest } from "../format/manifest.ts";
-import type { Prediction } from "../runtime/cost-model.ts";
+import { decodeStepsWithin, decodeWorkTokens, type Prediction } from "../runtime/cost-model.ts";
 import { ApiError } from "./errors.ts";
 
 /** Share of the CPU limit a plan may use: the rest absorbs prediction error. */
@@ -61,32 +61,37 @@ export interface PlanInput {
 export function planRequest(p: PlanInput): Plan {
   const n = p.choices ?? 1;
   const fixedMs = p.prediction.loadMs + n * p.prediction.prefillMs;
-  // A token per choice: n decode steps.
-  const perToken = n * (p.prediction.decodeMsPerToken + (p.extraMsPerToken ?? 0));
+  const speed = p.manifest.speed;
+  const extra = p.extraMsPerToken ?? 0;
+  // k tokens in each of n choices: n x k decode steps at positions P..P+k-1.
+  const decodeMs = (k: number) =>
+    n * (p.prediction.decodeMsPerToken * decodeWorkTokens(speed, p.promptTokens, k) + extra * k);
+  const stepsWithin = (ms: number) =>
+    decodeStepsWithin(speed, p.promptTokens, ms / n, p.prediction.decodeMsPerToken, extra);
   let maxDecodeTokens = p.maxTokens;
   let limitedBy: Plan["limitedBy"] = "request";
   if (p.cpuLimitMs !== null) {
     const cpuBudget = p.cpuLimitMs * CPU_SAFETY;
-    if (fixedMs + perToken > cpuBudget) {
+    if (fixedMs + decodeMs(1) > cpuBudget) {
       throw new ApiError(
         400,
-        `This request is predicted to need ${Math.round(fixedMs + perToken)} ms of CPU before its first token${n > 1 ? ` in each of its ${n} choices` : ""} on ${p.manifest.variant}; ` +
+        `This request is predicted to need ${Math.round(fixedMs + decodeMs(1))} ms of CPU before its first token${n > 1 ? ` in each of its ${n} choices` : ""} on ${p.manifest.variant}; ` +
           `the limit per request is ${p.cpuLimitMs} ms. Send a shorter prompt${n > 1 ? ", fewer choices (n)" : ""} or pick a faster variant.`,
         "invalid_request_error",
         "cpu_limit_exceeded",
         "messages",
       );
     }
-    const fit = Math.floor((cpuBudget - fixedMs) / perToken);
+    const fit = stepsWithin(cpuBudget - fixedMs);
     if (fit < maxDecodeTokens) {
       maxDecodeTokens = fit;
       limitedBy = "cpu";
     }
   }
   if (p.budgetMs !== null) {
-    const fit = Math.max(1, Math.floor((p.budgetMs - p.spentMs - fixedMs) / perToken));
+    const fit = Math.max(1, stepsWithin(p.budgetMs - p.spentMs - fixedMs));
     // Over the budget even at the 1 token every answer gets: the budget is exhausted too.
-    if (fit < maxDecodeTokens || p.spentMs + fixedMs + maxDecodeTokens * perToken > p.budgetMs) {
+    if (fit < maxDecodeTokens || p.spentMs + fixedMs + decodeMs(maxDecodeTokens) > p.budgetMs) {
       maxDecodeTokens = Math.min(fit, maxDecodeTokens);
       limitedBy = "budget";
     }
@@ -98,7 +103,7 @@ export function planRequest(p: PlanInput): Plan {
     maxDecodeTokens,
     limitedBy,
     speculation: false,
-    predictedMs: fixedMs + maxDecodeTokens * perToken,
+    predictedMs: fixedMs + decodeMs(maxDecodeTokens),
     spentMs: p.spentMs,
   };
 }

@@ -13,9 +13,11 @@
  *   if it cannot load the request is a 503 (no fallback). For fallback, send the tier header.
  * - `X-Latency-Budget-Ms: n` picks the best-quality variant (lowest measured KL) whose predicted
  *   latency fits: the prompt's prefill + max tokens x decode cost + the load cost when the variant
- *   is not resident in this isolate. Prefill is position-aware (a token at position p costs
- *   prefill x (1 + p / prefill_position_tokens): ../runtime/cost-model.ts, prefillWorkTokens) and
- *   counts only what the variant's prefix cache does not hold (a resident variant's cached prefix). If none fits, the lowest declared tier is chosen
+ *   is not resident in this isolate. Prefill and decode are position-aware (a prompt token at
+ *   position p costs prefill x (1 + p / prefill_position_tokens), a decode step at p decode x
+ *   (1 + p / decode_position_tokens): ../runtime/cost-model.ts, prefillWorkTokens,
+ *   decodeWorkTokens); prefill counts only what the variant's prefix cache does not hold (a
+ *   resident variant's cached prefix). If none fits, the lowest declared tier is chosen
  *   (speed, then balanced, then quality; within a tier the fastest by the manifests' measured speed,
  *   `manifestCostMs`, ties to the lower-quality variant): build-time timings are too noisy to rank
  *   tiers by, and an impossible budget routes the same way in every isolate whatever it has loaded
@@ -33,14 +35,20 @@
  * Costs start from each manifest's measured speed profile and are corrected by timings observed in
  * this isolate where its clock can measure them (../runtime/cost-model.ts, ../runtime/clock.ts). The
  * corrected costs are public (GET /v1/models, `cost`), so a client can size a budget: for a variant
- * with cost {load_ms, prefill_ms_per_token, prefill_position_tokens (L, or null), decode_ms_per_token}
- * and a prompt of P tokens (none cached) the prediction is load_ms + prefill_ms_per_token x
- * (P + P (P - 1) / (2 L)) (just P when L is null) + max tokens x decode_ms_per_token. X-Predicted-Ms
+ * with cost {load_ms, prefill_ms_per_token, prefill_position_tokens (L, or null), decode_ms_per_token,
+ * decode_position_tokens (D, or null)}, a prompt of P tokens (none cached) and M max tokens the
+ * prediction is load_ms + prefill_ms_per_token x (P + P (P - 1) / (2 L)) (just P when L is null) +
+ * decode_ms_per_token x (M + M (2P + M - 1) / (2 D)) (just M when D is null). X-Predicted-Ms
  * (rounded) sends back the prediction of the plan (./plan.ts): with X-Planned-Tokens decode steps,
  * fewer than max tokens when a budget or the CPU limit cut the answer.
  */
 import type { Manifest } from "../format/manifest.ts";
-import { type CostModel, type Prediction, prefillWorkTokens } from "../runtime/cost-model.ts";
+import {
+  type CostModel,
+  decodeWorkTokens,
+  type Prediction,
+  prefillWorkTokens,
+} from "../runtime/cost-model.ts";
 
 export { CostModel, type Phase, type Prediction, type VariantCosts } from "../runtime/cost-model.ts";
 
@@ -57,13 +65,14 @@ export interface RouteRequest {
 
 /**
  * A request's cost on `m` by its manifest's build-time speed alone: the prompt's prefill from
- * position 0 (position-aware: prefillWorkTokens) + max tokens x decode, ms. Ranks the variants
+ * position 0 + max tokens of decode after it (both position-aware: prefillWorkTokens,
+ * decodeWorkTokens), ms. Ranks the variants
  * when no budget fits (see above): no cache hit counted, so every isolate ranks alike.
  */
 export function manifestCostMs(m: Manifest, promptTokens: number, maxTokens: number): number {
   return (
     prefillWorkTokens(m.speed, promptTokens) * m.speed.prefillMsPerToken +
-    maxTokens * m.speed.decodeMsPerToken
+    decodeWorkTokens(m.speed, promptTokens, maxTokens) * m.speed.decodeMsPerToken
   );
 }
 

@@ -121,6 +121,7 @@ export interface ModelEntry {
     prefill_ms_per_token: number;
     prefill_position_tokens: number | null;
     decode_ms_per_token: number;
+    decode_position_tokens: number | null;
   };
 }
 
@@ -146,9 +147,19 @@ export async function predictions(
     const l = m.cost.prefill_position_tokens;
     const n = promptTokenCount;
     const prefillMs = (l === null ? n : n + (n * (n - 1)) / (2 * l)) * m.cost.prefill_ms_per_token;
-    out.set(m.id, m.cost.load_ms + prefillMs + maxTokens * m.cost.decode_ms_per_token);
+    out.set(m.id, m.cost.load_ms + prefillMs + decodeMsAfter(m.cost, promptTokenCount, maxTokens));
   }
   return out;
+}
+
+/**
+ * `steps` decode steps after a `promptTokens`-token prompt by the published cost: a step at
+ * position p costs decode_ms_per_token x (1 + p / decode_position_tokens), positions P..P+steps-1.
+ */
+export function decodeMsAfter(cost: ModelEntry["cost"], promptTokens: number, steps: number): number {
+  const d = cost.decode_position_tokens;
+  const work = d === null ? steps : steps + (steps * (2 * promptTokens + steps - 1)) / (2 * d);
+  return work * cost.decode_ms_per_token;
 }
 
 /** The published manifests, by variant name. */

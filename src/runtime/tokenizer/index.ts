@@ -8,6 +8,7 @@ import { createHfTokenizer } from "./hf-tokenizer.ts";
 import { createLlamaSpmTokenizer } from "./llama-spm.ts";
 import type { Tokenizer } from "./types.ts";
 
+export { maxTokenBytes } from "./bounds.ts";
 export { ggufBpeToTokenizerJson } from "./gguf-bpe.ts";
 export { type SpmToHfOptions, spmToTokenizerJson } from "./spm-to-hf.ts";
 export type { DecodeOptions, EncodeOptions, StreamDecoder, Tokenizer } from "./types.ts";
