@@ -33,9 +33,12 @@ export class WorkerdUnavailableError extends Error {
   override readonly name = "WorkerdUnavailableError";
 }
 
-/** The worker's answer; a cost its clock could not resolve (0 ms / 0 ms) is null (NaN in JSON). */
+/**
+ * The worker's answer; a cost its clock could not resolve is null (0 ms / 0 ms: NaN in JSON) or, for
+ * measureRowCost (unclamped), 0 (a verify that read 0 ms).
+ */
 const Answer = z.object({
-  rowCost: z.number().positive().nullable(),
+  rowCost: z.number().nonnegative().nullable(),
   rowCosts: z.array(z.number().positive().nullable()).min(1),
   headShare: z.number().min(0).max(1).nullable(),
   kvCache: z.enum(["f16", "q8"]),
@@ -106,7 +109,7 @@ export class WorkerdVerifyCosts {
       const c1 = this.pid === null ? null : processCpuMs(this.pid);
       const { rowCost, headShare } = a;
       const rowCosts = a.rowCosts.filter((c): c is number => c !== null);
-      if (rowCost === null || headShare === null || rowCosts.length < a.rowCosts.length) {
+      if (!rowCost || headShare === null || rowCosts.length < a.rowCosts.length) {
         unresolved++;
         continue;
       }
