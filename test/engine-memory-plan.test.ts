@@ -44,6 +44,7 @@ describe("memory plan", () => {
     ["f16 cache, 64 tokens, token-by-token prefill", () => int8Head, { contextSize: 64, prefillBlock: 1 }],
     ["q8 cache, 100 tokens, int4 embedding and head", () => int4Head, { kvCache: "q8", contextSize: 100 }],
     ["stories15M shape, f16 cache, 256 tokens", () => stories15M, { contextSize: 256 }],
+    ["int4 head, 3 head rows", () => int4Head, { headRows: 3, contextSize: 128 }],
   ];
   for (const [name, model, opts] of cases) {
     it(`predicts the engine's memory: ${name}`, async () => {
@@ -57,6 +58,19 @@ describe("memory plan", () => {
       expect(plan.weightBytes + plan.bufferBytes + plan.kvBytes).toBeLessThan(actual);
     });
   }
+
+  it("head passes: headRows rows of logits, bounded by the prefill block", () => {
+    const t = int4Head.table;
+    const V = t.config.vocabSize;
+    const one = planWasmMemory(t, { headRows: 1 });
+    const eight = planWasmMemory(t, { headRows: 8 });
+    expect(planWasmMemory(t).headRows).toBe(8);
+    expect(planWasmMemory(t, { prefillBlock: 3 }).headRows).toBe(3);
+    expect(eight.logits).toBe(8 * V);
+    expect(eight.bufferBytes - one.bufferBytes).toBe(7 * V * 4);
+    expect(() => planWasmMemory(t, { headRows: 0 })).toThrow(RangeError);
+    expect(() => planWasmMemory(t, { prefillBlock: 4, headRows: 5 })).toThrow(RangeError);
+  });
 
   it("is what the Worker's estimate reads, and the KV cache formats differ as their bytes do", () => {
     const t = int8Head.table;

@@ -5,6 +5,7 @@
  * rollback and the prefix cache leave outputs equal to a cold run.
  */
 import { beforeAll, describe, expect, it } from "vitest";
+import type { ModelDescription } from "../src/format/model.ts";
 import { bestDraftLength, expectedSpeedup, speculationCosts } from "../src/format/speculative.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { type GenerateOptionsInput, generate } from "../src/runtime/generate.ts";
@@ -18,16 +19,22 @@ import { sharedModelPath } from "./helpers/paths.ts";
 import { mulberry32 } from "./helpers/random.ts";
 import { loadTestKernels } from "./kernels-helpers.ts";
 
+let model: ModelDescription;
 let packed: PackedTestModel;
 let engine: WasmEngine;
 
 beforeAll(async () => {
-  packed = packForTest(await loadModel(sharedModelPath()));
+  model = await loadModel(sharedModelPath());
+  packed = packForTest(model);
   engine = await load();
 });
 
 async function load(opts: WasmEngineOptions = {}): Promise<WasmEngine> {
-  return WasmEngine.load(await loadTestKernels(), packed.table, bytesToStream(packed.data, 4096), opts);
+  return loadPacked(packed, opts);
+}
+
+async function loadPacked(p: PackedTestModel, opts: WasmEngineOptions = {}): Promise<WasmEngine> {
+  return WasmEngine.load(await loadTestKernels(), p.table, bytesToStream(p.data, 4096), opts);
 }
 
 /** Prompts: BOS + random token runs, some repeating themselves (so prompt lookup has matches). */
@@ -277,6 +284,52 @@ describe("engine rollback and drafts", () => {
     expect(() => lazy.logits(6)).toThrow(RangeError);
     expect(() => lazy.logits(-1)).toThrow(RangeError);
     expect(() => lazy.logits(0.5)).toThrow(RangeError);
+  });
+
+  // Batched heads (one matmul for several rows' final norm and head) must equal forward's logits bit
+  // for bit: int8 tied head (the default pack), int4 tied head, fp32 activations, and every chunking.
+  const heads: [string, () => Promise<WasmEngine>][] = [
+    ["int8 head, Q8 activations", async () => engine],
+    ["int4 head, Q8 activations", async () => loadPacked(packForTest(model, { embeddings: "int4" }))],
+    [
+      "int4 head, fp32 activations",
+      async () => loadPacked(packForTest(model, { embeddings: "int4" }), { activations: "f32" }),
+    ],
+    ["int8 head, q8 KV, head passes of 3 rows", async () => load({ kvCache: "q8", headRows: 3 })],
+  ];
+  for (const [name, make] of heads) {
+    it(`batched heads equal forward's logits (${name}), for every first chunk and ask order`, async () => {
+      const e = await make();
+      const p = prompts(1, 21)[0]!;
+      const tokens = [17, 99, 250, 3, 17, 44, 8, 120, 77, 5, 6]; // more rows than one head pass
+      const a = e.newState(64);
+      e.prefill(a, p);
+      const stepwise = tokens.map((t) => e.forward(a, t));
+      for (let chunk = 1; chunk <= e.headBatch.rows; chunk++) {
+        for (const order of [tokens.map((_, i) => i), [4, 0, 10, 3, 9, 1, 2, 5, 6, 7, 8]]) {
+          const b = e.newState(64);
+          e.prefill(b, p);
+          const rows = e.verifyRows(b, tokens, chunk);
+          e.forward(b, 5); // a later pass does not disturb rows already computed or still to come
+          for (const i of order) expect(rows.logits(i), `row ${i}, chunk ${chunk}`).toEqual(stepwise[i]);
+        }
+      }
+      expect(() => e.verifyRows(e.newState(8), [1], 0)).toThrow(RangeError);
+      expect(() => e.verifyRows(e.newState(8), [1], e.headBatch.rows + 1)).toThrow(RangeError);
+    });
+  }
+
+  it("head passes: headRows / headChunk options, bad ones refused", async () => {
+    await expect(load({ headRows: 0 })).rejects.toThrow(RangeError);
+    await expect(load({ headRows: 17 })).rejects.toThrow(RangeError);
+    await expect(load({ headRows: 1.5 })).rejects.toThrow(RangeError);
+    await expect(load({ headRows: 4, headChunk: 5 })).rejects.toThrow(RangeError);
+    await expect(load({ prefillBlock: 2, headRows: 3 })).rejects.toThrow(RangeError);
+    const one = await load({ headRows: 1 });
+    expect(one.headBatch).toEqual({ first: 1, rows: 1 });
+    expect((await load({ prefillBlock: 4 })).headBatch).toEqual({ first: 4, rows: 4 });
+    expect(engine.headBatch).toEqual({ first: 8, rows: 8 });
+    expect((await load({ headChunk: 2 })).headBatch).toEqual({ first: 2, rows: 8 });
   });
 
   it("draft length policy: no draft when acceptance cannot pay for verified rows, long drafts when it can", () => {
