@@ -16,6 +16,7 @@
  */
 
 import type { ModelConfig } from "../../format/model.ts";
+import type { HeadBatchShape } from "../../format/speculative.ts";
 import type { WeightTable } from "../../format/weights.ts";
 import {
   type Int4Tensor,
@@ -80,10 +81,7 @@ const rowAt = (b: Rows, i: number) => b.ptr + i * b.stride * 4;
 type LayerWeights = SharedLayerWeights<number, Int4Tensor>;
 
 /** How verifyRows batches heads: the first pass covers `first` rows, later ones up to `rows`. */
-export interface HeadBatch {
-  first: number;
-  rows: number;
-}
+export type HeadBatch = HeadBatchShape;
 
 /** VerifiedRows whose logits are computed synchronously. */
 export interface SyncVerifiedRows extends VerifiedRows {
@@ -110,6 +108,8 @@ export class WasmEngine implements LogitsModel<WasmState> {
   readonly block: number;
   /** verifyRows' head passes (headRows, headChunk). */
   readonly headBatch: HeadBatch;
+  /** Entry m: head passes of m rows verifyRows has run on this engine (what a build's estimate prices). */
+  private readonly headPasses: number[] = [];
   /** Query rows one multi-row attention call takes (the kernels' scratch bounds it). */
   private readonly attentionBatch: number;
   // Activation rows (wasm memory), zero-padded to what their consumers read: one row per block token.
@@ -337,11 +337,17 @@ export class WasmEngine implements LogitsModel<WasmState> {
         for (let r = 0; r < n; r++)
           this.k.f32(rowAt(this.x, r), H).set(hidden.subarray((i + r) * H, (i + r + 1) * H));
         this.heads(0, n);
+        this.headPasses[n] = (this.headPasses[n] ?? 0) + 1;
         for (let r = 0; r < n; r++) done[i + r] = this.k.f32(this.logits + r * V * 4, V).slice();
         passes++;
         return done[i]!;
       },
     };
+  }
+
+  /** Entry m: how many head passes of m rows verifyRows has run so far (0 where none; a copy). */
+  get verifyHeadPasses(): number[] {
+    return Array.from({ length: this.headBatch.rows + 1 }, (_, m) => this.headPasses[m] ?? 0);
   }
 
   /**
