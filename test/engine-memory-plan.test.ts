@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { ModelDescription } from "../src/format/model.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { syntheticModel } from "../src/model/synthetic.ts";
-import { contextThatFits, estimateEngineBytes } from "../src/runtime/load-engine.ts";
+import { contextThatFits, estimateEngineBytes, servedEngineLayout } from "../src/runtime/load-engine.ts";
 import { planWasmMemory } from "../src/runtime/memory-plan.ts";
 import { WasmEngine, type WasmEngineOptions } from "../src/runtime/wasm/engine.ts";
 import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
@@ -70,6 +70,23 @@ describe("memory plan", () => {
     expect(eight.bufferBytes - one.bufferBytes).toBe(7 * V * 4);
     expect(() => planWasmMemory(t, { headRows: 0 })).toThrow(RangeError);
     expect(() => planWasmMemory(t, { prefillBlock: 4, headRows: 5 })).toThrow(RangeError);
+  });
+
+  it("servedEngineLayout: context first, then as many batched head rows as fit beside it", () => {
+    const t = stories15M.table;
+    const roomy = servedEngineLayout(t, estimateEngineBytes(t, 256, "f16") + PAGE);
+    expect(roomy).toEqual({ contextSize: 256, kvCache: "f16", headRows: 8 });
+    // Room for the full context with an int8 KV cache and a single-row head, plus 3 rows of logits:
+    // the context stays, the head rows shrink to what fits.
+    const rowBytes = t.config.vocabSize * 4;
+    const budget = estimateEngineBytes(t, 256, "q8", 1) + 3 * rowBytes;
+    const tight = servedEngineLayout(t, budget);
+    expect(tight.contextSize).toBe(256);
+    expect(tight.kvCache).toBe("q8");
+    expect(tight.headRows).toBeGreaterThan(1);
+    expect(tight.headRows).toBeLessThan(8);
+    expect(estimateEngineBytes(t, 256, "q8", tight.headRows)).toBeLessThanOrEqual(budget);
+    expect(estimateEngineBytes(t, 256, "q8", tight.headRows + 1)).toBeGreaterThan(budget);
   });
 
   it("is what the Worker's estimate reads, and the KV cache formats differ as their bytes do", () => {
