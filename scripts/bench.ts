@@ -267,28 +267,9 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
         `${cpuPair.node.prefill.toFixed(1)} (${r(cpuPair.workerd.prefill, cpuPair.node.prefill)})`,
     );
   }
-  const relaxedVsLlama = realPaired
-    ? realPaired.cpuTokS["node+relaxed"]! / realPaired.cpuTokS["llama.cpp"]!
-    : Number.NaN;
   if (realPaired) {
-    out("\ntargets (issue 12; decode by CPU time, ratios from this run):");
-    for (const [label, name] of [
-      ["node", "Node, SIMD128"],
-      ["node+relaxed", "Node, relaxed SIMD (flag)"],
-    ] as const) {
-      const r = realPaired.cpuTokS[label]! / realPaired.cpuTokS["llama.cpp"]!;
-      if (Number.isFinite(r))
-        out(`  [${r >= 0.7 ? "MET" : "MISS"}] decode >= 0.7x node-llama-cpp (${name}): ${r.toFixed(2)}x`);
-    }
-    if (cpuPair && Number.isFinite(relaxedVsLlama)) {
-      // workerd is not in the alternation: chain its CPU-time pairing with Node's relaxed build
-      const r = (cpuPair.workerd.decode / cpuPair.node.decode) * relaxedVsLlama;
-      out(
-        `  [${r >= 0.7 ? "MET" : "MISS"}] decode >= 0.7x node-llama-cpp (workerd, production build): ${r.toFixed(2)}x ` +
-          `(= workerd / node+relaxed ${(cpuPair.workerd.decode / cpuPair.node.decode).toFixed(2)}x ` +
-          `x node+relaxed / llama.cpp ${relaxedVsLlama.toFixed(2)}x)`,
-      );
-    }
+    const workerdCpu = cpuPair ? { workerd: cpuPair.workerd.decode, node: cpuPair.node.decode } : undefined;
+    targetReport(decodeTargets(rows, [realPaired], {}, workerdCpu), out);
   }
   for (const profile of profiles) profileReport(profile, out);
   log(`\ndone in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);
