@@ -59,6 +59,16 @@ describe("build:variants on stories260K", () => {
       // stories260K's head (512 x 64) runs below the worker clock's 1 ms tick: its share may read 0.
       expect(spec.draft.headShare).toBeGreaterThanOrEqual(0);
       expect(spec.draft.headShare).toBeLessThan(1);
+      // Batched head passes were priced per row count too (at most the engine's 8 head rows).
+      const headCosts = spec.draft.headCosts!;
+      expect(headCosts.length).toBeGreaterThan(1);
+      for (let m = 2; m <= headCosts.length; m++)
+        expect(m * headCosts[m - 1]!).toBeGreaterThanOrEqual((m - 1) * headCosts[m - 2]! * (1 - 1e-9));
+      // Manifests from before batched heads (no headCosts) still parse.
+      const { headCosts: _h, ...preBatched } = spec.draft;
+      const parsed = Manifest.parse({ ...v, speculative: { ...spec, draft: preBatched } });
+      expect(parsed.speculative!.draft.headCosts).toBeUndefined();
+      expect(parsed.speculative!.draft.rowCosts).toEqual(rowCosts);
       // Manifests from before the fields still parse.
       const { speculative: _, ...old } = v;
       expect(Manifest.parse(old).speculative).toBeUndefined();

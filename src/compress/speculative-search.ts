@@ -8,8 +8,10 @@
  * Each candidate really speculates (generate() with the adaptive drafter, priced with the verify row
  * cost measured here) over the calibration prompts, so acceptance is what serving will see. Cost
  * model, in units of one plain decode step (src/format/speculative.ts, speculationCosts): plain steps
- * cost 1; a verify pass's layers cost body(rows) * (1 - headShare) per row, its heads headShare per
- * row the sampler looked at; a layer-skip draft step costs headShare + (1 - headShare) * kept / layers.
+ * cost 1; a verify pass's layers cost body(rows) * (1 - headShare) per row, its heads what the
+ * engine's batched head passes cost (headCosts[m - 1] per row of each pass of m rows it ran; headShare
+ * per row the sampler looked at when heads are not measured); a layer-skip draft step costs
+ * headShare + (1 - headShare) * kept / layers.
  * Estimated speedup = decoded tokens / total cost.
  */
 import { readFileSync } from "node:fs";
@@ -125,17 +127,27 @@ export async function searchSpeculative(
   const headShare = opts.headShare ?? verifyCosts?.headShare ?? headShareOf(engine.config);
   const rowCost = opts.rowCost ?? verifyCosts!.rowCost;
   const rowCosts = verifyCosts?.rowCosts;
+  const headCosts = verifyCosts?.headCosts;
   const answerTokens = opts.answerTokens ?? 48;
   log(
     `speculative search: ${L} layers, head share ${headShare.toFixed(2)}, verify row cost ${rowCost.toFixed(2)}` +
       (verifyCosts ? ` (measured on ${verifyCosts.origin.measuredOn})` : "") +
       (rowCosts
         ? `, layers per row at 1..${rowCosts.length} rows ${rowCosts.map((c) => c.toFixed(2)).join(" ")}`
+        : "") +
+      (headCosts
+        ? `, head per row at 1..${headCosts.length} rows ${headCosts.map((c) => c.toFixed(3)).join(" ")}`
         : ""),
   );
 
   // The adaptive drafter prices a verified row at what it costs on this engine.
-  const priced = { rowCost, headShare, ...(rowCosts ? { rowCosts } : {}) };
+  const priced = {
+    rowCost,
+    headShare,
+    ...(rowCosts ? { rowCosts } : {}),
+    ...(headCosts ? { headCosts } : {}),
+  };
+  const heads = headCosts ? { costs: headCosts, batch: engine.headBatch } : undefined;
   const draftCostOf = (skipLayers: number[]) => headShare + ((1 - headShare) * (L - skipLayers.length)) / L;
   // A layer-skip candidate runs non-adaptively (every draft it offers is verified: its raw
   // acceptance); the served configurations run the adaptive drafter with that acceptance as prior.
@@ -153,6 +165,7 @@ export async function searchSpeculative(
     let tokens = 0;
     let plainSteps = 0;
     const total = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0, headRows: 0 };
+    const passesBefore = engine.verifyHeadPasses;
     for (const p of prompts) {
       const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
       const gen = generate(engine, p, {
@@ -173,10 +186,14 @@ export async function searchSpeculative(
       plainSteps += Math.max(0, n - 1 - stats.verifications - stats.accepted);
     }
     const draftCost = draftCostOf(skipLayers);
-    const costs = speculationCosts(rowCost, headShare, draftCost, rowCosts);
+    const costs = speculationCosts(rowCost, headShare, draftCost, rowCosts, heads);
     const rows = total.verifications + total.drafted;
     const perRow = costs.body(total.verifications > 0 ? rows / total.verifications : 1) * (1 - headShare);
-    const cost = total.draftPasses * draftCost + rows * perRow + total.headRows * headShare + plainSteps;
+    const passes = engine.verifyHeadPasses.map((n, m) => n - passesBefore[m]!);
+    const headCost = costs.heads
+      ? passes.reduce((a, n, m) => a + (m > 0 ? n * m * costs.heads!.perRow(m) : 0), 0)
+      : total.headRows * headShare;
+    const cost = total.draftPasses * draftCost + rows * perRow + headCost + plainSteps;
     const estimatedSpeedup = cost > 0 ? Math.max(0, tokens - prompts.length) / cost : 1;
     const r = { skipLayers, drafted: total.drafted, accepted: total.accepted, tokens, estimatedSpeedup };
     log(
@@ -193,7 +210,7 @@ export async function searchSpeculative(
     const bound = bestDraftLength(
       maxDraft,
       1,
-      speculationCosts(rowCost, headShare, draftCostOf(set), rowCosts),
+      speculationCosts(rowCost, headShare, draftCostOf(set), rowCosts, heads),
     );
     if (bound.k === 0) {
       log(`  skip [${set.join(",")}]: cannot beat plain decoding even if every draft were accepted`);

@@ -17,7 +17,7 @@ import { processCpuMs, startWorkerd, workerdPids, workerdUnavailable } from "./w
 
 const WORKER = fileURLToPath(new URL("./verify-cost-worker.ts", import.meta.url));
 
-/** What the build records: DraftSettings' rowCost, rowCosts and headShare, and where they were measured. */
+/** What the build records: DraftSettings' rowCost, rowCosts, headShare and headCosts, and where they were measured. */
 export interface MeasuredVerifyCosts {
   /** Per-row cost of an 8-row verify (layers and heads) relative to 8 decode steps (measureRowCost). */
   rowCost: number;
@@ -25,6 +25,8 @@ export interface MeasuredVerifyCosts {
   rowCosts: number[];
   /** The head's share of a decode step. */
   headShare: number;
+  /** Entry m - 1: per-row cost of one batched head pass over m rows, in decode steps (measureVerifyCosts). */
+  headCosts?: number[];
   origin: VerifyCostsOrigin;
 }
 
@@ -41,6 +43,7 @@ const Answer = z.object({
   rowCost: z.number().nonnegative().nullable(),
   rowCosts: z.array(z.number().positive().nullable()).min(1),
   headShare: z.number().min(0).max(1).nullable(),
+  headCosts: z.array(z.number().nonnegative().nullable()).optional(),
   kvCache: z.enum(["f16", "q8"]),
   contextSize: z.number().int().positive(),
 });
@@ -109,7 +112,14 @@ export class WorkerdVerifyCosts {
       const c1 = this.pid === null ? null : processCpuMs(this.pid);
       const { rowCost, headShare } = a;
       const rowCosts = a.rowCosts.filter((c): c is number => c !== null);
-      if (!rowCost || headShare === null || rowCosts.length < a.rowCosts.length) {
+      // a head pass the clock could not resolve (a tiny model's) is retried like a row cost
+      const headCosts = a.headCosts?.map((c) => c ?? 0);
+      if (
+        !rowCost ||
+        headShare === null ||
+        rowCosts.length < a.rowCosts.length ||
+        headCosts?.some((c) => !c)
+      ) {
         unresolved++;
         continue;
       }
@@ -121,6 +131,7 @@ export class WorkerdVerifyCosts {
         rowCost,
         rowCosts,
         headShare,
+        ...(headCosts ? { headCosts } : {}),
         origin: {
           measuredOn: "workerd",
           kernels: "relaxed",
