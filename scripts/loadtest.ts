@@ -16,8 +16,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { startLocalApi } from "../src/bench/local-api.ts";
-import { workerdPids } from "../src/bench/workerd-host.ts";
 import { buildVariants, DEFAULT_CONFIG } from "../src/compress/build-variants.ts";
+import { workerdPids } from "../src/compress/workerd-host.ts";
 import { TINY_MODEL } from "../src/model/default-model.ts";
 import { exitCodeFor, isUsageError, UsageError } from "./lib/usage.ts";
 

@@ -20,11 +20,12 @@ beforeAll(async () => {
   const built = await buildTestVariants();
   const { balanced: _, ...variants } = built.index.variants;
   const index = { ...built.index, variants };
-  // The budget: one byte under quality's engine at the full context.
+  // The budget: one byte under quality's engine at the full context (with a single-row head: the
+  // Worker gives up batched head rows before context).
   const quality = readManifest(built.dir, variants.quality!);
   const speed = readManifest(built.dir, variants.speed!);
   full = engineContextFor(quality.model.config);
-  const budget = estimateEngineBytes(quality.weights, full, "q8") - 1;
+  const budget = estimateEngineBytes(quality.weights, full, "q8", 1) - 1;
   // The setup this test needs: speed still fits its full context where quality does not.
   expect(estimateEngineBytes(speed.weights, full, "q8")).toBeLessThanOrEqual(budget);
   api = await startLocalApi({ dir: built.dir, index }, { ENGINE_MEMORY_BUDGET: String(budget) });

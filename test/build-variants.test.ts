@@ -43,16 +43,38 @@ describe("build:variants on stories260K", () => {
       expect(spec.measured.calibrationTokens).toBeGreaterThan(0);
       expect(spec.measured.estimatedSpeedup).toBeGreaterThan(0);
       for (const l of spec.draft.skipLayers) expect(l).toBeLessThan(v.model.config.numLayers);
-      // Verify passes were priced per row count on the engine: a pass of more rows never costs less.
+      // Verify passes were priced per row count in workerd, where the Worker serves, on its kernels:
+      // a pass of more rows never costs less.
+      expect(spec.measured.verifyCosts).toMatchObject({ measuredOn: "workerd", kernels: "relaxed" });
+      expect(spec.measured.verifyCosts!.detail).toMatch(/^workerd .*kernels-relaxed\.wasm/);
       const rowCosts = spec.draft.rowCosts!;
       expect(rowCosts).toHaveLength(8);
+      for (const c of [...rowCosts, spec.draft.rowCost]) {
+        expect(Number.isFinite(c)).toBe(true);
+        expect(c).toBeGreaterThan(0);
+        expect(c).toBeLessThanOrEqual(4);
+      }
       for (let m = 2; m <= 8; m++)
         expect(m * rowCosts[m - 1]!).toBeGreaterThanOrEqual((m - 1) * rowCosts[m - 2]! * (1 - 1e-9));
-      expect(spec.draft.headShare).toBeGreaterThan(0);
+      // stories260K's head (512 x 64) runs below the worker clock's 1 ms tick: its share may read 0.
+      expect(spec.draft.headShare).toBeGreaterThanOrEqual(0);
       expect(spec.draft.headShare).toBeLessThan(1);
-      // Manifests from before the field still parse.
+      // Batched head passes were priced per row count too (at most the engine's 8 head rows).
+      const headCosts = spec.draft.headCosts!;
+      expect(headCosts.length).toBeGreaterThan(1);
+      for (let m = 2; m <= headCosts.length; m++)
+        expect(m * headCosts[m - 1]!).toBeGreaterThanOrEqual((m - 1) * headCosts[m - 2]! * (1 - 1e-9));
+      // Manifests from before batched heads (no headCosts) still parse.
+      const { headCosts: _h, ...preBatched } = spec.draft;
+      const parsed = Manifest.parse({ ...v, speculative: { ...spec, draft: preBatched } });
+      expect(parsed.speculative!.draft.headCosts).toBeUndefined();
+      expect(parsed.speculative!.draft.rowCosts).toEqual(rowCosts);
+      // Manifests from before the fields still parse.
       const { speculative: _, ...old } = v;
       expect(Manifest.parse(old).speculative).toBeUndefined();
+      const { verifyCosts: __, ...measuredBefore } = spec.measured;
+      const before = Manifest.parse({ ...v, speculative: { ...spec, measured: measuredBefore } });
+      expect(before.speculative!.measured.verifyCosts).toBeUndefined();
     }
   });
 
@@ -150,6 +172,16 @@ describe("bad configs fail before anything is written", () => {
       /quant\.groupSize/,
     ],
   ];
+  it("rejects a verify-cost runtime it does not know", async () => {
+    const dir = dirs.make();
+    const out = join(dir, "out");
+    const bad = "gpu" as unknown as "node";
+    await expect(
+      buildVariants({ model: sharedModelPath(), config: DEFAULT_CONFIG, out, log: quiet, verifyCosts: bad }),
+    ).rejects.toThrow(/verifyCosts must be one of workerd, node, got "gpu"/);
+    expect(existsSync(out)).toBe(false);
+  });
+
   for (const [what, config, message] of cases) {
     it(`rejects ${what}`, async () => {
       const dir = dirs.make();

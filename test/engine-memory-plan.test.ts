@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { ModelDescription } from "../src/format/model.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { syntheticModel } from "../src/model/synthetic.ts";
-import { contextThatFits, estimateEngineBytes } from "../src/runtime/load-engine.ts";
+import { contextThatFits, estimateEngineBytes, servedEngineLayout } from "../src/runtime/load-engine.ts";
 import { planWasmMemory } from "../src/runtime/memory-plan.ts";
 import { WasmEngine, type WasmEngineOptions } from "../src/runtime/wasm/engine.ts";
 import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
@@ -44,6 +44,7 @@ describe("memory plan", () => {
     ["f16 cache, 64 tokens, token-by-token prefill", () => int8Head, { contextSize: 64, prefillBlock: 1 }],
     ["q8 cache, 100 tokens, int4 embedding and head", () => int4Head, { kvCache: "q8", contextSize: 100 }],
     ["stories15M shape, f16 cache, 256 tokens", () => stories15M, { contextSize: 256 }],
+    ["int4 head, 3 head rows", () => int4Head, { headRows: 3, contextSize: 128 }],
   ];
   for (const [name, model, opts] of cases) {
     it(`predicts the engine's memory: ${name}`, async () => {
@@ -57,6 +58,36 @@ describe("memory plan", () => {
       expect(plan.weightBytes + plan.bufferBytes + plan.kvBytes).toBeLessThan(actual);
     });
   }
+
+  it("head passes: headRows rows of logits, bounded by the prefill block", () => {
+    const t = int4Head.table;
+    const V = t.config.vocabSize;
+    const one = planWasmMemory(t, { headRows: 1 });
+    const eight = planWasmMemory(t, { headRows: 8 });
+    expect(planWasmMemory(t).headRows).toBe(8);
+    expect(planWasmMemory(t, { prefillBlock: 3 }).headRows).toBe(3);
+    expect(eight.logits).toBe(8 * V);
+    expect(eight.bufferBytes - one.bufferBytes).toBe(7 * V * 4);
+    expect(() => planWasmMemory(t, { headRows: 0 })).toThrow(RangeError);
+    expect(() => planWasmMemory(t, { prefillBlock: 4, headRows: 5 })).toThrow(RangeError);
+  });
+
+  it("servedEngineLayout: context first, then as many batched head rows as fit beside it", () => {
+    const t = stories15M.table;
+    const roomy = servedEngineLayout(t, estimateEngineBytes(t, 256, "f16") + PAGE);
+    expect(roomy).toEqual({ contextSize: 256, kvCache: "f16", headRows: 8 });
+    // Room for the full context with an int8 KV cache and a single-row head, plus 3 rows of logits:
+    // the context stays, the head rows shrink to what fits.
+    const rowBytes = t.config.vocabSize * 4;
+    const budget = estimateEngineBytes(t, 256, "q8", 1) + 3 * rowBytes;
+    const tight = servedEngineLayout(t, budget);
+    expect(tight.contextSize).toBe(256);
+    expect(tight.kvCache).toBe("q8");
+    expect(tight.headRows).toBeGreaterThan(1);
+    expect(tight.headRows).toBeLessThan(8);
+    expect(estimateEngineBytes(t, 256, "q8", tight.headRows)).toBeLessThanOrEqual(budget);
+    expect(estimateEngineBytes(t, 256, "q8", tight.headRows + 1)).toBeGreaterThan(budget);
+  });
 
   it("is what the Worker's estimate reads, and the KV cache formats differ as their bytes do", () => {
     const t = int8Head.table;

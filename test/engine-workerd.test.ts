@@ -6,7 +6,7 @@
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startWorkerd } from "../src/bench/workerd-host.ts";
+import { startWorkerd } from "../src/compress/workerd-host.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { generate } from "../src/runtime/generate.ts";
@@ -98,11 +98,20 @@ describe("speculative decoding in workerd (the bench's /generate-timed and /row-
     expect(plain.stats.drafted).toBe(0);
     expect(spec.stats.drafted).toBeGreaterThan(0);
     expect(spec.stats.accepted).toBeLessThanOrEqual(spec.stats.drafted);
-    const costs = await post<{ rowCost: number; rowCosts: number[]; headShare: number }>("/row-cost", key);
+    const costs = await post<{ rowCost: number; rowCosts: number[]; headShare: number; headCosts: number[] }>(
+      "/row-cost",
+      key,
+    );
     expect(costs.rowCost).toBeGreaterThan(0);
     expect(costs.rowCosts).toHaveLength(8);
     for (const c of costs.rowCosts) expect(c).toBeGreaterThan(0);
     expect(costs.headShare).toBeGreaterThanOrEqual(0);
     expect(costs.headShare).toBeLessThan(1);
+    // Batched head passes of 1..8 rows: a pass of more rows never costs less in all.
+    expect(costs.headCosts).toHaveLength(8);
+    for (let m = 2; m <= 8; m++)
+      expect(m * costs.headCosts[m - 1]!).toBeGreaterThanOrEqual(
+        (m - 1) * costs.headCosts[m - 2]! * (1 - 1e-9),
+      );
   });
 });

@@ -3,7 +3,7 @@
  * small fp32 helpers, each against a plain-TS reference.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { matvecInt4Array, matvecInt8Array } from "../src/bench/kernel-arrays.ts";
+import { matmulInt8Q8Array, matvecInt4Array, matvecInt8Array } from "../src/bench/kernel-arrays.ts";
 import {
   BLOB_HEADER_BYTES,
   dequantizeInt4Row,
@@ -226,6 +226,39 @@ describe("int8 matvec", () => {
       });
     }
   }
+
+  // The batched head of speculative verification: rows must equal single-row matvecs bit for bit.
+  for (const gs of INT8_GROUPS) {
+    for (const [N, K, M] of [
+      [13, 172, 2],
+      [64, 576, 5],
+      [9, 768, 8],
+    ] as const) {
+      it(`matmulInt8Q8 ${N}x${K} ${gs === "row" ? "per-row" : `g${gs}`}, ${M} rows: each row bit-identical to matvecInt8Q8`, () => {
+        const p = quantizeInt8Rtn(weights(N, K, N + K + M), N, K, { groupSize: gs });
+        const x = randn(M * K, K + M, 1.5);
+        kern.scoped(() => {
+          const t = kern.uploadInt8(p);
+          const batch = matmulInt8Q8Array(kern, t, x, M);
+          for (let i = 0; i < M; i++) {
+            const row = matvecInt8Array(kern, t, x.subarray(i * K, (i + 1) * K), "q8");
+            expect(batch.subarray(i * N, (i + 1) * N)).toEqual(row);
+          }
+        });
+      });
+    }
+  }
+
+  it("matmulInt8Q8 rejects mismatched activations and row counts", () => {
+    kern.scoped(() => {
+      const t = kern.uploadInt8(quantizeInt8Rtn(weights(4, 64, 1), 4, 64));
+      expect(() => kern.matmulInt8Q8(t, kern.allocQ8Batch(96, 2), kern.alloc(64))).toThrow(
+        /96 vs weights 64/,
+      );
+      expect(() => kern.matmulInt8Q8(t, kern.allocQ8Batch(64, 2), kern.alloc(64), 3)).toThrow(RangeError);
+      expect(() => kern.matmulInt8Q8(t, kern.allocQ8Batch(64, 2), kern.alloc(64), 0)).toThrow(RangeError);
+    });
+  });
 
   it("rejects mismatched activations", () => {
     kern.scoped(() => {

@@ -5,29 +5,41 @@
  * rollback and the prefix cache leave outputs equal to a cold run.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { bestDraftLength, expectedSpeedup, speculationCosts } from "../src/format/speculative.ts";
+import type { ModelDescription } from "../src/format/model.ts";
+import {
+  bestDraftLength,
+  expectedHeadCost,
+  expectedSpeedup,
+  speculationCosts,
+} from "../src/format/speculative.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { type GenerateOptionsInput, generate } from "../src/runtime/generate.ts";
 import { PrefixCache, ResidentPrefix } from "../src/runtime/prefix-cache.ts";
 import { softmax } from "../src/runtime/sampler.ts";
 import { Drafter, ngramDraft, type SpeculationStats } from "../src/runtime/speculative.ts";
-import { WasmEngine, type WasmEngineOptions } from "../src/runtime/wasm/engine.ts";
+import { WasmEngine, type WasmEngineOptions, type WasmState } from "../src/runtime/wasm/engine.ts";
 import { bytesToStream } from "../src/runtime/wasm/load-weights.ts";
 import { type PackedTestModel, packForTest } from "./helpers/packed-model.ts";
 import { sharedModelPath } from "./helpers/paths.ts";
 import { mulberry32 } from "./helpers/random.ts";
 import { loadTestKernels } from "./kernels-helpers.ts";
 
+let model: ModelDescription;
 let packed: PackedTestModel;
 let engine: WasmEngine;
 
 beforeAll(async () => {
-  packed = packForTest(await loadModel(sharedModelPath()));
+  model = await loadModel(sharedModelPath());
+  packed = packForTest(model);
   engine = await load();
 });
 
 async function load(opts: WasmEngineOptions = {}): Promise<WasmEngine> {
-  return WasmEngine.load(await loadTestKernels(), packed.table, bytesToStream(packed.data, 4096), opts);
+  return loadPacked(packed, opts);
+}
+
+async function loadPacked(p: PackedTestModel, opts: WasmEngineOptions = {}): Promise<WasmEngine> {
+  return WasmEngine.load(await loadTestKernels(), p.table, bytesToStream(p.data, 4096), opts);
 }
 
 /** Prompts: BOS + random token runs, some repeating themselves (so prompt lookup has matches). */
@@ -279,6 +291,52 @@ describe("engine rollback and drafts", () => {
     expect(() => lazy.logits(0.5)).toThrow(RangeError);
   });
 
+  // Batched heads (one matmul for several rows' final norm and head) must equal forward's logits bit
+  // for bit: int8 tied head (the default pack), int4 tied head, fp32 activations, and every chunking.
+  const heads: [string, () => Promise<WasmEngine>][] = [
+    ["int8 head, Q8 activations", async () => engine],
+    ["int4 head, Q8 activations", async () => loadPacked(packForTest(model, { embeddings: "int4" }))],
+    [
+      "int4 head, fp32 activations",
+      async () => loadPacked(packForTest(model, { embeddings: "int4" }), { activations: "f32" }),
+    ],
+    ["int8 head, q8 KV, head passes of 3 rows", async () => load({ kvCache: "q8", headRows: 3 })],
+  ];
+  for (const [name, make] of heads) {
+    it(`batched heads equal forward's logits (${name}), for every first chunk and ask order`, async () => {
+      const e = await make();
+      const p = prompts(1, 21)[0]!;
+      const tokens = [17, 99, 250, 3, 17, 44, 8, 120, 77, 5, 6]; // more rows than one head pass
+      const a = e.newState(64);
+      e.prefill(a, p);
+      const stepwise = tokens.map((t) => e.forward(a, t));
+      for (let chunk = 1; chunk <= e.headBatch.rows; chunk++) {
+        for (const order of [tokens.map((_, i) => i), [4, 0, 10, 3, 9, 1, 2, 5, 6, 7, 8]]) {
+          const b = e.newState(64);
+          e.prefill(b, p);
+          const rows = e.verifyRows(b, tokens, chunk);
+          e.forward(b, 5); // a later pass does not disturb rows already computed or still to come
+          for (const i of order) expect(rows.logits(i), `row ${i}, chunk ${chunk}`).toEqual(stepwise[i]);
+        }
+      }
+      expect(() => e.verifyRows(e.newState(8), [1], 0)).toThrow(RangeError);
+      expect(() => e.verifyRows(e.newState(8), [1], e.headBatch.rows + 1)).toThrow(RangeError);
+    });
+  }
+
+  it("head passes: headRows / headChunk options, bad ones refused", async () => {
+    await expect(load({ headRows: 0 })).rejects.toThrow(RangeError);
+    await expect(load({ headRows: 17 })).rejects.toThrow(RangeError);
+    await expect(load({ headRows: 1.5 })).rejects.toThrow(RangeError);
+    await expect(load({ headRows: 4, headChunk: 5 })).rejects.toThrow(RangeError);
+    await expect(load({ prefillBlock: 2, headRows: 3 })).rejects.toThrow(RangeError);
+    const one = await load({ headRows: 1 });
+    expect(one.headBatch).toEqual({ first: 1, rows: 1 });
+    expect((await load({ prefillBlock: 4 })).headBatch).toEqual({ first: 4, rows: 4 });
+    expect(engine.headBatch).toEqual({ first: 8, rows: 8 });
+    expect((await load({ headChunk: 2 })).headBatch).toEqual({ first: 2, rows: 8 });
+  });
+
   it("draft length policy: no draft when acceptance cannot pay for verified rows, long drafts when it can", () => {
     const costs = speculationCosts(0.75, 0.15);
     expect(costs.body(1)).toBe(1);
@@ -310,6 +368,48 @@ describe("engine rollback and drafts", () => {
     expect(bestDraftLength(6, 0.98, costs).k).toBe(6);
     // A weak first token followed by a reliable run is worth more than the same q throughout.
     expect(expectedSpeedup(6, 0.9, costs, 0.99)).toBeGreaterThan(expectedSpeedup(6, 0.9, costs));
+  });
+
+  it("batched heads: a verify pass pays its head passes, each when its first row is needed", () => {
+    const table = [0.8, 0.82, 0.71, 0.66, 0.62, 0.61, 0.59, 0.58];
+    const headCosts = [0.2, 0.15, 0.12, 0.1, 0.09, 0.08, 0.075, 0.07];
+    const lazy = speculationCosts(0.75, 0.2, 0, table);
+    const all = speculationCosts(0.75, 0.2, 0, table, { costs: headCosts, batch: { first: 8, rows: 8 } });
+    const chunked = speculationCosts(0.75, 0.2, 0, table, { costs: headCosts, batch: { first: 2, rows: 8 } });
+    const needed = [1, 0.9, 0.81, 0.729, 0.656];
+    // Without measured heads: one full head per needed row.
+    expect(expectedHeadCost(needed, lazy)).toBeCloseTo(0.2 * 4.095, 12);
+    // All five rows in one pass, needed or not.
+    expect(expectedHeadCost(needed, all)).toBeCloseTo(5 * 0.09, 12);
+    // Rows 0-1 always, rows 2-4 in a second pass only when row 2 is needed.
+    expect(expectedHeadCost(needed, chunked)).toBeCloseTo(2 * 0.15 + 0.81 * 3 * 0.12, 12);
+    // Rows past the table cost its last entry.
+    expect(expectedHeadCost(new Array(12).fill(1), all)).toBeCloseTo(8 * 0.07 + 4 * 0.1, 12);
+    // Cheaper heads make speculation pay more, and at an acceptance where lazy heads paid nothing.
+    expect(expectedSpeedup(6, 0.9, all)).toBeGreaterThan(expectedSpeedup(6, 0.9, lazy));
+    expect(bestDraftLength(6, 0.85, lazy).k).toBe(0);
+    expect(bestDraftLength(6, 0.85, all).k).toBeGreaterThan(0);
+  });
+
+  it("the drafter prices batched heads only on an engine that batches them", () => {
+    const headCosts = [0.2, 0.15, 0.12, 0.1, 0.09, 0.08, 0.075, 0.07];
+    const settings = { rowCosts: [0.8, 0.82, 0.71, 0.66, 0.62, 0.61, 0.59, 0.58], headShare: 0.2, headCosts };
+    const costsOf = (d: Drafter<WasmState>) =>
+      (d as unknown as { costs: { ngram: ReturnType<typeof speculationCosts> } }).costs.ngram;
+    expect(costsOf(new Drafter(engine, settings)).heads?.batch).toEqual(engine.headBatch);
+    expect(costsOf(new Drafter(engine, { ...settings, headCosts: undefined })).heads).toBeUndefined();
+    // An engine with verify only (the WebGPU engine): each row is a full step, heads not batched.
+    const verifyOnly = {
+      config: engine.config,
+      vocabSize: engine.vocabSize,
+      maxContext: engine.maxContext,
+      newState: (n: number) => engine.newState(n),
+      prefill: (st: WasmState, t: readonly number[]) => engine.prefill(st, t),
+      forward: (st: WasmState, t: number) => engine.forward(st, t),
+      verify: (st: WasmState, t: readonly number[]) => engine.verify(st, t),
+      rollback: (st: WasmState, n: number) => engine.rollback(st, n),
+    };
+    expect(costsOf(new Drafter(verifyOnly, settings)).heads).toBeUndefined();
   });
 
   it("adaptive drafter: a copy that keeps being accepted earns the longest drafts", async () => {

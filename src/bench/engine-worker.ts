@@ -11,7 +11,7 @@
  * POST /generate-timed {prompt, maxTokens, speculative?, stopTokenIds?, prefixCache?} -> greedy
  *   generate() timed by the worker's clock: {tokens, ttftMs, decodeMs (after the first token), stats,
  *   cached}. prefixCache: "keep" uses one PrefixCache kept by this isolate, "new" replaces it first.
- * POST /row-cost -> {rowCost, rowCosts, headShare}: measureRowCost and measureVerifyCosts on the loaded
+ * POST /row-cost -> {rowCost, rowCosts, headShare, headCosts}: measureRowCost and measureVerifyCosts on the loaded
  *   engine (per verified row / decode step), by the worker's clock.
  * The engine is cached across requests (keyed by prefix and options): a request rebuilds nothing.
  */

@@ -64,6 +64,24 @@ export function matvecInt8Array(
   });
 }
 
+/** Y [m][N] for X [m][K] (int8 weights, Q8 activations, one batched call). */
+export function matmulInt8Q8Array(
+  kern: WasmKernels,
+  w: Int8Tensor,
+  x: Float32Array,
+  m: number,
+): Float32Array {
+  if (x.length !== m * w.K)
+    throw new Error(`matmulInt8Q8Array: x has ${x.length} values, want ${m} x ${w.K}`);
+  return kern.scoped(() => {
+    const xp = uploadRows(kern, x, m, w.K, w.kPadded);
+    const q8 = kern.quantizeQ8Batch(xp, kern.allocQ8Batch(w.kPadded, m));
+    const y = kern.alloc(m * w.N * 4);
+    kern.matmulInt8Q8(w, q8, y, m);
+    return kern.f32(y, m * w.N).slice();
+  });
+}
+
 /** Y [m][N] for X [m][K] (m <= 16, fp32 activations). */
 export function matmulInt4Array(kern: WasmKernels, w: Int4Tensor, x: Float32Array, m: number): Float32Array {
   if (x.length !== m * w.K) throw new Error(`matmulInt4Array: x has ${x.length} values, want ${m} x ${w.K}`);

@@ -8,10 +8,10 @@ import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
 import OpenAI from "openai";
 import type { VariantsIndex } from "../compress/variant-store.ts";
+import { startWorkerd } from "../compress/workerd-host.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { miniflareBucket } from "../publish/miniflare-bucket.ts";
 import { type BucketWriter, publish } from "../publish/publish.ts";
-import { startWorkerd } from "./workerd-host.ts";
 
 const WORKER = fileURLToPath(new URL("../worker/index.ts", import.meta.url));
 

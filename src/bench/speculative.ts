@@ -82,7 +82,7 @@ interface Runner {
   runtime: "node" | "workerd";
   kernels: string;
   /** measureRowCost and measureVerifyCosts on this runtime's engine. */
-  verifyCosts(): Promise<{ rowCost: number; rowCosts: number[]; headShare: number }>;
+  verifyCosts(): Promise<{ rowCost: number; rowCosts: number[]; headShare: number; headCosts: number[] }>;
   /** Greedy generation; prefixCache "new" starts a conversation's cache, "keep" continues it. */
   timed(prompt: number[], opts: RunnerOptions, prefixCache?: "new" | "keep"): Promise<Timed>;
   dispose(): Promise<void>;
@@ -191,10 +191,13 @@ export async function speculativeBench(
       log(
         `  ${runtime} (${runner.kernels}): verify row cost (8 rows, layers + head, per row / one decode step) ` +
           `${costs.rowCost.toFixed(2)}; layers per row at 1..${costs.rowCosts.length} rows ` +
-          `${costs.rowCosts.map((c) => c.toFixed(2)).join(" ")}; head ${costs.headShare.toFixed(2)} of a step`,
+          `${costs.rowCosts.map((c) => c.toFixed(2)).join(" ")}; head ${costs.headShare.toFixed(2)} of a step, ` +
+          `per row at 1..${costs.headCosts.length} rows in one head pass ${costs.headCosts.map((c) => c.toFixed(3)).join(" ")}`,
       );
       const draft = {
-        ...(o.draft?.rowCosts ? {} : { rowCosts: costs.rowCosts, headShare: costs.headShare }),
+        ...(o.draft?.rowCosts
+          ? {}
+          : { rowCosts: costs.rowCosts, headShare: costs.headShare, headCosts: costs.headCosts }),
         ...o.draft,
         rowCost: o.draft?.rowCost ?? costs.rowCost,
       };

@@ -17,13 +17,13 @@
 import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
 import { ownCpuMs } from "../compress/measure.ts";
+import { processCpuMs, startWorkerd, workerdPids } from "../compress/workerd-host.ts";
 import type { WeightTable } from "../format/weights.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
 import type { KernelRow } from "./kernel-table.ts";
 import type { RunProfile } from "./profile.ts";
 import { contextSizeFor, loadEngine, type OpProfile, profileBytes } from "./wasm-node.ts";
-import { processCpuMs, startWorkerd, workerdPids } from "./workerd-host.ts";
 
 type R2Put = { put(key: string, value: string | Uint8Array): Promise<unknown> };
 

@@ -28,7 +28,7 @@ import {
 } from "./calibration.ts";
 import { compressVariant } from "./compress-variant.ts";
 import { engineFor, measureQuality, measureSpeed } from "./measure.ts";
-import { chatCalibrationTokens, searchSpeculative } from "./speculative-search.ts";
+import { chatCalibrationTokens, nodeVerifyCosts, searchSpeculative } from "./speculative-search.ts";
 import {
   putContent,
   putManifest,
@@ -40,7 +40,8 @@ import {
   writeBuildRecord,
   writeVariantsIndex,
 } from "./variant-store.ts";
-import { readVariantsFile, type VariantConfig, type VariantsFile } from "./variants-config.ts";
+import { ConfigError, readVariantsFile, type VariantConfig, type VariantsFile } from "./variants-config.ts";
+import { type MeasuredVerifyCosts, WorkerdVerifyCosts } from "./workerd-measure.ts";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 export const DEFAULT_CONFIG = join(root, "config/variants.json");
@@ -128,12 +129,22 @@ export function evaluationSequences(model: ModelDescription, file: VariantsFile)
   });
 }
 
+/** Where the build measures the speculative verify costs it records (BuildOptions.verifyCosts). */
+export const VERIFY_COSTS_ON = ["workerd", "node"] as const;
+export type VerifyCostsOn = (typeof VERIFY_COSTS_ON)[number];
+
 export interface BuildOptions {
   model: string;
   config: string;
   out: string;
   force?: boolean;
   log?: Log;
+  /**
+   * Where to measure the verify costs the manifest records for speculation: "workerd" (default: where
+   * the Worker serves, on its kernels; the build fails when workerd does not start) or "node" (this
+   * process, SIMD128 kernels: for machines without workerd; the manifest says so).
+   */
+  verifyCosts?: VerifyCostsOn;
 }
 
 export interface BuildResult {
@@ -142,9 +153,17 @@ export interface BuildResult {
   rows: { variant: string; manifest: Manifest; reused: boolean }[];
 }
 
-function inputKey(sourceSha: string, v: VariantConfig, file: VariantsFile, pipeline: string): string {
+function inputKey(
+  sourceSha: string,
+  v: VariantConfig,
+  file: VariantsFile,
+  pipeline: string,
+  verifyCosts: VerifyCostsOn,
+): string {
   const key = {
     sourceSha,
+    // A variant measured in Node is not reused for a workerd build, nor the reverse.
+    ...(file.speculative ? { verifyCosts } : {}),
     variant: v,
     seed: file.seed,
     calibration: file.calibration,
@@ -156,6 +175,11 @@ function inputKey(sourceSha: string, v: VariantConfig, file: VariantsFile, pipel
 }
 
 export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
+  const verifyCostsOn = opts.verifyCosts ?? "workerd";
+  if (!VERIFY_COSTS_ON.includes(verifyCostsOn))
+    throw new ConfigError(
+      `verifyCosts must be one of ${VERIFY_COSTS_ON.join(", ")}, got ${JSON.stringify(opts.verifyCosts)}`,
+    );
   const log = withProgress(opts.log ?? ((m: string) => console.error(m)));
   const file = readVariantsFile(opts.config);
   log(`loading ${opts.model}`);
@@ -190,111 +214,136 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
   const tokenizerJson = JSON.stringify(original.tokenizer);
   const heldout = evaluationSequences(original, file);
   let stats: CalibrationStats | null = null;
+  // Started for the first variant that measures verify costs there, stopped when the build ends.
+  let workerd: WorkerdVerifyCosts | null = null;
 
-  for (const v of file.variants) {
-    const key = inputKey(source.sha256, v, file, pipeline);
-    // The last build of this folder, else the record of any earlier build with these exact inputs
-    // (another model or config may have been built here since).
-    const prevId =
-      previous?.inputs[v.name] === key ? previous.variants[v.name] : readBuildRecord(opts.out, key, v.name);
-    if (!opts.force && prevId && existsSync(join(opts.out, R2Keys.manifest(prevId)))) {
-      log(`${v.name}: inputs unchanged, reusing manifest ${prevId.slice(0, 12)}`);
-      index.variants[v.name] = prevId;
-      index.inputs[v.name] = key;
-      writeBuildRecord(opts.out, key, v.name, prevId); // folders built before builds/ existed
-      rows.push({ variant: v.name, manifest: readManifest(opts.out, prevId), reused: true });
-      continue;
-    }
-    const t0 = performance.now();
-    log(`${v.name} (${v.tier}): building`);
-    if (!stats) {
-      log("  calibrating the original model");
-      stats = calibrateBatched(original, originalForward());
-    }
-    // Seven linear weights per kept layer (compress-variant.ts drops round(layers · numLayers)).
-    const keptLayers =
-      original.config.numLayers - Math.round((v.prune?.layers ?? 0) * original.config.numLayers);
-    log.startStage(v.name, keptLayers * 7);
-    const compressed = compressVariant(
-      original,
-      stats,
-      v,
-      file,
-      (m) => log(`  ${m}`),
-      (m) => calibrateBatched(m),
-    );
-    const { table, data } = packWeights(compressed.model, compressed.tensors);
-    log(
-      `  packed ${(data.byteLength / 1e6).toFixed(2)} MB; measuring quality on ${heldout.length} held-out sequences`,
-    );
-    const engine = await engineFor(table, data);
-    if (!referenceLogits) {
-      log("  original model's logits on the held-out text (once, for every variant)");
-      referenceLogits = recordedLogits(originalForward(), heldout);
-    }
-    const quality = measureQuality(referenceLogits, engine, heldout);
-    log(
-      `  KL ${quality.klMean.toFixed(4)}, top-1 ${(quality.top1Agreement * 100).toFixed(1)}%, ppl ${quality.perplexity.toFixed(2)} (original ${quality.referencePerplexity.toFixed(2)})`,
-    );
-    const speed = await measureSpeed(table, data, undefined, (m) => log(`  ${m}`));
-    log(
-      `  decode ${speed.decodeMsPerToken.toFixed(3)} ms/token, prefill ${speed.prefillMsPerToken.toFixed(3)} ms/token`,
-    );
-
-    let speculative: SpeculativeProfile | undefined;
-    if (file.speculative) {
-      const prompts = chatCalibrationTokens(original, file.speculative.prompts);
-      const found = await searchSpeculative(engine, prompts, {
-        answerTokens: file.speculative.answerTokens,
-        log: (m) => log(`  ${m}`),
-      });
-      speculative = found.profile;
+  try {
+    for (const v of file.variants) {
+      const key = inputKey(source.sha256, v, file, pipeline, verifyCostsOn);
+      // The last build of this folder, else the record of any earlier build with these exact inputs
+      // (another model or config may have been built here since).
+      const prevId =
+        previous?.inputs[v.name] === key ? previous.variants[v.name] : readBuildRecord(opts.out, key, v.name);
+      if (!opts.force && prevId && existsSync(join(opts.out, R2Keys.manifest(prevId)))) {
+        log(`${v.name}: inputs unchanged, reusing manifest ${prevId.slice(0, 12)}`);
+        index.variants[v.name] = prevId;
+        index.inputs[v.name] = key;
+        writeBuildRecord(opts.out, key, v.name, prevId); // folders built before builds/ existed
+        rows.push({ variant: v.name, manifest: readManifest(opts.out, prevId), reused: true });
+        continue;
+      }
+      const t0 = performance.now();
+      log(`${v.name} (${v.tier}): building`);
+      if (!stats) {
+        log("  calibrating the original model");
+        stats = calibrateBatched(original, originalForward());
+      }
+      // Seven linear weights per kept layer (compress-variant.ts drops round(layers · numLayers)).
+      const keptLayers =
+        original.config.numLayers - Math.round((v.prune?.layers ?? 0) * original.config.numLayers);
+      log.startStage(v.name, keptLayers * 7);
+      const compressed = compressVariant(
+        original,
+        stats,
+        v,
+        file,
+        (m) => log(`  ${m}`),
+        (m) => calibrateBatched(m),
+      );
+      const { table, data } = packWeights(compressed.model, compressed.tensors);
       log(
-        `  speculation ${speculative.enabled ? "on" : "off"}: skip [${speculative.draft.skipLayers.join(",")}], ` +
-          `estimated ${speculative.measured.estimatedSpeedup.toFixed(2)}x`,
+        `  packed ${(data.byteLength / 1e6).toFixed(2)} MB; measuring quality on ${heldout.length} held-out sequences`,
+      );
+      const engine = await engineFor(table, data);
+      if (!referenceLogits) {
+        log("  original model's logits on the held-out text (once, for every variant)");
+        referenceLogits = recordedLogits(originalForward(), heldout);
+      }
+      const quality = measureQuality(referenceLogits, engine, heldout);
+      log(
+        `  KL ${quality.klMean.toFixed(4)}, top-1 ${(quality.top1Agreement * 100).toFixed(1)}%, ppl ${quality.perplexity.toFixed(2)} (original ${quality.referencePerplexity.toFixed(2)})`,
+      );
+      const speed = await measureSpeed(table, data, undefined, (m) => log(`  ${m}`));
+      log(
+        `  decode ${speed.decodeMsPerToken.toFixed(3)} ms/token, prefill ${speed.prefillMsPerToken.toFixed(3)} ms/token`,
+      );
+
+      let speculative: SpeculativeProfile | undefined;
+      if (file.speculative) {
+        const prompts = chatCalibrationTokens(original, file.speculative.prompts);
+        const m0 = performance.now();
+        let verifyCosts: MeasuredVerifyCosts;
+        if (verifyCostsOn === "workerd") {
+          workerd ??= await WorkerdVerifyCosts.start();
+          verifyCosts = await workerd.measure(table, data);
+        } else {
+          log(
+            "  verify costs measured in Node (--verify-costs node): the served drafter prices rows as Node runs them",
+          );
+          verifyCosts = nodeVerifyCosts(engine);
+        }
+        log(
+          `  verify costs measured on ${verifyCosts.origin.measuredOn} in ${((performance.now() - m0) / 1000).toFixed(1)} s: ${verifyCosts.origin.detail}`,
+        );
+        const found = await searchSpeculative(engine, prompts, {
+          verifyCosts,
+          answerTokens: file.speculative.answerTokens,
+          log: (m) => log(`  ${m}`),
+        });
+        speculative = found.profile;
+        log(
+          `  speculation ${speculative.enabled ? "on" : "off"}: skip [${speculative.draft.skipLayers.join(",")}], ` +
+            `estimated ${speculative.measured.estimatedSpeedup.toFixed(2)}x`,
+        );
+      }
+
+      const shards = putShards(opts.out, data, file.shardBytes);
+      const tokenizerSha = putContent(opts.out, R2Keys.blob, tokenizerJson);
+      const params = parameterCount(compressed.model);
+      const manifest: Manifest = {
+        format: "shardlm-manifest",
+        version: 1,
+        variant: v.name,
+        tier: v.tier,
+        source: {
+          name: basename(opts.model).replace(/\.gguf$/, ""),
+          format: original.source.format,
+          ...source,
+        },
+        build: {
+          pipelineVersion: pipeline,
+          config: v as unknown as Record<string, unknown>,
+          seed: file.seed,
+        },
+        model: {
+          config: table.config,
+          bosTokenId: original.bosTokenId,
+          eosTokenIds: original.eosTokenIds,
+          chatTemplate: original.chatTemplate,
+          tokenizer: { sha256: tokenizerSha, bytes: Buffer.byteLength(tokenizerJson) },
+        },
+        weights: table,
+        shards,
+        size: {
+          totalBytes: data.byteLength,
+          parameters: params,
+          bitsPerWeight: (data.byteLength * 8) / params,
+        },
+        quality,
+        speed,
+        ...(speculative ? { speculative } : {}),
+      };
+      const id = putManifest(opts.out, manifest);
+      writeBuildRecord(opts.out, key, v.name, id);
+      index.variants[v.name] = id;
+      index.inputs[v.name] = key;
+      rows.push({ variant: v.name, manifest, reused: false });
+      log(
+        `  manifest ${id.slice(0, 12)}, ${shards.length} shard(s), ${((performance.now() - t0) / 1000).toFixed(1)} s`,
       );
     }
-
-    const shards = putShards(opts.out, data, file.shardBytes);
-    const tokenizerSha = putContent(opts.out, R2Keys.blob, tokenizerJson);
-    const params = parameterCount(compressed.model);
-    const manifest: Manifest = {
-      format: "shardlm-manifest",
-      version: 1,
-      variant: v.name,
-      tier: v.tier,
-      source: {
-        name: basename(opts.model).replace(/\.gguf$/, ""),
-        format: original.source.format,
-        ...source,
-      },
-      build: { pipelineVersion: pipeline, config: v as unknown as Record<string, unknown>, seed: file.seed },
-      model: {
-        config: table.config,
-        bosTokenId: original.bosTokenId,
-        eosTokenIds: original.eosTokenIds,
-        chatTemplate: original.chatTemplate,
-        tokenizer: { sha256: tokenizerSha, bytes: Buffer.byteLength(tokenizerJson) },
-      },
-      weights: table,
-      shards,
-      size: {
-        totalBytes: data.byteLength,
-        parameters: params,
-        bitsPerWeight: (data.byteLength * 8) / params,
-      },
-      quality,
-      speed,
-      ...(speculative ? { speculative } : {}),
-    };
-    const id = putManifest(opts.out, manifest);
-    writeBuildRecord(opts.out, key, v.name, id);
-    index.variants[v.name] = id;
-    index.inputs[v.name] = key;
-    rows.push({ variant: v.name, manifest, reused: false });
-    log(
-      `  manifest ${id.slice(0, 12)}, ${shards.length} shard(s), ${((performance.now() - t0) / 1000).toFixed(1)} s`,
-    );
+  } finally {
+    await workerd?.dispose();
   }
   writeVariantsIndex(opts.out, index);
   return { out: opts.out, index, rows };

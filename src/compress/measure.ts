@@ -144,9 +144,9 @@ export function measureCostByPosition(
     let ms = 0;
     let runs = 0;
     while (ms < MIN_SECTION_MS) {
-      const t0 = performance.now();
+      const t0 = ownCpuMs();
       run();
-      ms += performance.now() - t0;
+      ms += ownCpuMs() - t0;
       runs++;
     }
     return ms / (runs * tokens);
@@ -229,9 +229,12 @@ function theilSen(xy: [number, number][]): { intercept: number; slope: number } 
 
 /**
  * Decode ms/token (positions 32..63), prefill and decode cost by position (measureCostByPosition,
- * on the engine layout the Worker serves the variant with) and load ms/MB, single thread. Decode and load are the best of `repeats` runs (other processes and GC only ever add
- * time); a decode run repeats whole sequences until it has lasted MIN_SECTION_MS, so a tiny
- * model's sub-millisecond sequences are still measured.
+ * on the engine layout the Worker serves the variant with) and load ms/MB, single thread. Compute is
+ * timed by this process's CPU time (ownCpuMs): a build on a busy machine (load 8-13 on 2 cores in a
+ * review) otherwise recorded 2-4x the cost, and the Worker refused prompts its CPU limit allows.
+ * Loads are timed by the wall clock (compiling uses helper threads). Decode and load are the best of
+ * `repeats` runs (other processes and GC only ever add time); a decode run repeats whole sequences
+ * until it has lasted MIN_SECTION_MS, so a tiny model's sub-millisecond sequences are still measured.
  */
 export async function measureSpeed(
   table: WeightTable,
@@ -259,9 +262,9 @@ export async function measureSpeed(
     while (decodeMs < MIN_SECTION_MS) {
       const s = e.newState(promptLen + decodeSteps);
       let logits = e.prefill(s, prompt);
-      const t0 = performance.now();
+      const t0 = ownCpuMs();
       for (let i = 0; i < decodeSteps; i++) logits = e.forward(s, argmax(logits));
-      decodeMs += performance.now() - t0;
+      decodeMs += ownCpuMs() - t0;
       sequences++;
     }
     decode = Math.min(decode, decodeMs / (sequences * decodeSteps));
@@ -284,6 +287,6 @@ export async function measureSpeed(
     ...(prefill.positionTokens === null ? {} : { prefillPositionTokens: prefill.positionTokens }),
     ...(decodePositionTokens === null ? {} : { decodePositionTokens }),
     loadMsPerMB: Math.max(Math.min(...loads) / mb, 1e-3),
-    measuredOn: `node ${process.version} wasm-simd128 1 thread, ${cpus()[0]?.model ?? "unknown cpu"}; prefill and decode by position on a ${layout.kvCache} KV cache`,
+    measuredOn: `node ${process.version} wasm-simd128 1 thread, by CPU time, ${cpus()[0]?.model ?? "unknown cpu"}; prefill and decode by position on a ${layout.kvCache} KV cache`,
   };
 }

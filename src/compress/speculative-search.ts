@@ -8,11 +8,14 @@
  * Each candidate really speculates (generate() with the adaptive drafter, priced with the verify row
  * cost measured here) over the calibration prompts, so acceptance is what serving will see. Cost
  * model, in units of one plain decode step (src/format/speculative.ts, speculationCosts): plain steps
- * cost 1; a verify pass's layers cost body(rows) * (1 - headShare) per row, its heads headShare per
- * row the sampler looked at; a layer-skip draft step costs headShare + (1 - headShare) * kept / layers.
+ * cost 1; a verify pass's layers cost body(rows) * (1 - headShare) per row, its heads what the
+ * engine's batched head passes cost (headCosts[m - 1] per row of each pass of m rows it ran; headShare
+ * per row the sampler looked at when heads are not measured); a layer-skip draft step costs
+ * headShare + (1 - headShare) * kept / layers.
  * Estimated speedup = decoded tokens / total cost.
  */
 import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import type { TokenizerSpec } from "../format/model.ts";
 import {
   bestDraftLength,
@@ -22,6 +25,7 @@ import {
   headShareOf,
   type SpeculativeProfile,
   speculationCosts,
+  type VerifyCostsOrigin,
 } from "../format/speculative.ts";
 import { promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { generate } from "../runtime/generate.ts";
@@ -34,6 +38,7 @@ import {
 } from "../runtime/verify-costs.ts";
 import type { WasmEngine } from "../runtime/wasm/engine.ts";
 import { ownCpuMs } from "./measure.ts";
+import type { MeasuredVerifyCosts } from "./workerd-measure.ts";
 
 export { measureRowCost, type VerifyCosts };
 
@@ -50,6 +55,11 @@ export interface SpeculativeSearchOptions {
   headShare?: number;
   /** Per-row cost of a batched verify relative to a decode step (default: measured). */
   rowCost?: number;
+  /**
+   * Verify costs measured elsewhere (the build: in workerd, ./workerd-measure.ts) and where; they
+   * price the candidates and go into the manifest. Default: measured here on `engine`, in Node.
+   */
+  verifyCosts?: MeasuredVerifyCosts;
   /** Speculation is enabled by default when the best estimate beats plain decoding by this factor. */
   minGain?: number;
   log?: (msg: string) => void;
@@ -89,6 +99,19 @@ export function measureVerifyCosts(engine: WasmEngine, maxRows = 8, reps = 7): V
 }
 
 /**
+ * Verify costs measured in this Node process on `engine` (the build's SIMD128 kernels: engineFor),
+ * by its CPU time: what the build records where it was told not to measure in workerd.
+ */
+export function nodeVerifyCosts(engine: WasmEngine): MeasuredVerifyCosts {
+  const origin: VerifyCostsOrigin = {
+    measuredOn: "node",
+    kernels: "simd128",
+    detail: `node ${process.version}, kernels.wasm (SIMD128), process CPU time, ${cpus()[0]?.model ?? "unknown cpu"}`,
+  };
+  return { ...measureVerifyCosts(engine), rowCost: measureRowCost(engine), origin };
+}
+
+/**
  * Runs the candidates over `prompts` (token ids, chat template applied) and returns the profile to
  * record in the manifest: the best candidate's settings, measurement and whether it is on by default.
  */
@@ -99,21 +122,32 @@ export async function searchSpeculative(
 ): Promise<{ profile: SpeculativeProfile; candidates: CandidateResult[] }> {
   const log = opts.log ?? (() => {});
   const L = engine.config.numLayers;
-  // Measured verify costs per row count, unless the caller prices rows itself.
-  const verifyCosts = opts.rowCost === undefined ? measureVerifyCosts(engine) : null;
+  // Measured verify costs per row count (given, else measured here), unless the caller prices rows itself.
+  const verifyCosts = opts.rowCost === undefined ? (opts.verifyCosts ?? nodeVerifyCosts(engine)) : null;
   const headShare = opts.headShare ?? verifyCosts?.headShare ?? headShareOf(engine.config);
-  const rowCost = opts.rowCost ?? measureRowCost(engine);
+  const rowCost = opts.rowCost ?? verifyCosts!.rowCost;
   const rowCosts = verifyCosts?.rowCosts;
+  const headCosts = verifyCosts?.headCosts;
   const answerTokens = opts.answerTokens ?? 48;
   log(
     `speculative search: ${L} layers, head share ${headShare.toFixed(2)}, verify row cost ${rowCost.toFixed(2)}` +
+      (verifyCosts ? ` (measured on ${verifyCosts.origin.measuredOn})` : "") +
       (rowCosts
         ? `, layers per row at 1..${rowCosts.length} rows ${rowCosts.map((c) => c.toFixed(2)).join(" ")}`
+        : "") +
+      (headCosts
+        ? `, head per row at 1..${headCosts.length} rows ${headCosts.map((c) => c.toFixed(3)).join(" ")}`
         : ""),
   );
 
   // The adaptive drafter prices a verified row at what it costs on this engine.
-  const priced = { rowCost, headShare, ...(rowCosts ? { rowCosts } : {}) };
+  const priced = {
+    rowCost,
+    headShare,
+    ...(rowCosts ? { rowCosts } : {}),
+    ...(headCosts ? { headCosts } : {}),
+  };
+  const heads = headCosts ? { costs: headCosts, batch: engine.headBatch } : undefined;
   const draftCostOf = (skipLayers: number[]) => headShare + ((1 - headShare) * (L - skipLayers.length)) / L;
   // A layer-skip candidate runs non-adaptively (every draft it offers is verified: its raw
   // acceptance); the served configurations run the adaptive drafter with that acceptance as prior.
@@ -131,6 +165,7 @@ export async function searchSpeculative(
     let tokens = 0;
     let plainSteps = 0;
     const total = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0, headRows: 0 };
+    const passesBefore = engine.verifyHeadPasses;
     for (const p of prompts) {
       const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
       const gen = generate(engine, p, {
@@ -151,10 +186,14 @@ export async function searchSpeculative(
       plainSteps += Math.max(0, n - 1 - stats.verifications - stats.accepted);
     }
     const draftCost = draftCostOf(skipLayers);
-    const costs = speculationCosts(rowCost, headShare, draftCost, rowCosts);
+    const costs = speculationCosts(rowCost, headShare, draftCost, rowCosts, heads);
     const rows = total.verifications + total.drafted;
     const perRow = costs.body(total.verifications > 0 ? rows / total.verifications : 1) * (1 - headShare);
-    const cost = total.draftPasses * draftCost + rows * perRow + total.headRows * headShare + plainSteps;
+    const passes = engine.verifyHeadPasses.map((n, m) => n - passesBefore[m]!);
+    const headCost = costs.heads
+      ? passes.reduce((a, n, m) => a + (m > 0 ? n * m * costs.heads!.perRow(m) : 0), 0)
+      : total.headRows * headShare;
+    const cost = total.draftPasses * draftCost + rows * perRow + headCost + plainSteps;
     const estimatedSpeedup = cost > 0 ? Math.max(0, tokens - prompts.length) / cost : 1;
     const r = { skipLayers, drafted: total.drafted, accepted: total.accepted, tokens, estimatedSpeedup };
     log(
@@ -171,7 +210,7 @@ export async function searchSpeculative(
     const bound = bestDraftLength(
       maxDraft,
       1,
-      speculationCosts(rowCost, headShare, draftCostOf(set), rowCosts),
+      speculationCosts(rowCost, headShare, draftCostOf(set), rowCosts, heads),
     );
     if (bound.k === 0) {
       log(`  skip [${set.join(",")}]: cannot beat plain decoding even if every draft were accepted`);
@@ -197,6 +236,7 @@ export async function searchSpeculative(
     ngramAgreement: ngramStats.agreement,
     estimatedSpeedup: chosen.estimatedSpeedup,
     calibrationTokens: chosen.tokens,
+    ...(verifyCosts ? { verifyCosts: verifyCosts.origin } : {}),
   };
   return {
     profile: {

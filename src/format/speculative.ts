@@ -45,6 +45,14 @@ export const DraftSettings = z.strictObject({
   skipAcceptance: z.number().min(0).max(1).default(0.5),
   /** Share of a decode step spent in the final norm and head (default: from the model's shape). */
   headShare: z.number().min(0).max(1).optional(),
+  /**
+   * Measured batched heads (src/runtime/verify-costs.ts, measureVerifyCosts): entry m - 1 is the
+   * per-row cost of the final norm and head computed for m verified rows in one pass, relative to one
+   * decode step (entry 0 is about headShare). The engine batches a verify pass's heads
+   * (WasmEngine.verifyRows), so a row's head costs far less than headShare at m > 1; rows past the
+   * table cost its last entry. Absent (manifests built before batched heads): headShare per row.
+   */
+  headCosts: z.array(z.number().positive().max(4)).min(1).max(16).optional(),
 });
 export type DraftSettings = z.output<typeof DraftSettings>;
 export type DraftSettingsInput = z.input<typeof DraftSettings>;
@@ -74,6 +82,21 @@ export interface SpeculationCosts {
   head: number;
   body: (rows: number) => number;
   draft: number;
+  /**
+   * Batched heads: per-row cost (decode steps) of the heads of m rows computed in one pass, and how
+   * the engine groups a verify pass's rows into head passes. Absent: each needed row pays `head`.
+   */
+  heads?: { perRow: (rows: number) => number; batch: HeadBatchShape };
+}
+
+/**
+ * How an engine groups a verify pass's heads (WasmEngine.headBatch): the first head pass covers
+ * `first` rows (computed whether or not they are needed), later ones up to `rows`, each run only when
+ * its first row is needed.
+ */
+export interface HeadBatchShape {
+  first: number;
+  rows: number;
 }
 
 /**
@@ -85,8 +108,18 @@ export function speculationCosts(
   headShare: number,
   draftCost = 0,
   rowCosts?: readonly number[],
+  heads?: { costs: readonly number[]; batch: HeadBatchShape },
 ): SpeculationCosts {
   const h = Math.min(0.95, Math.max(0, headShare));
+  const batched =
+    heads && heads.costs.length > 0
+      ? {
+          heads: {
+            perRow: (m: number) => heads.costs[Math.min(Math.max(1, Math.round(m)), heads.costs.length) - 1]!,
+            batch: heads.batch,
+          },
+        }
+      : {};
   if (rowCosts && rowCosts.length > 0) {
     const last = rowCosts.length - 1;
     // Entry m - 1 is m rows' per-row cost, linear between entries (a mean row count is fractional),
@@ -98,12 +131,31 @@ export function speculationCosts(
       const f = m - 1 - i;
       return ((1 - f) * at(i) + f * at(i + 1)) / (1 - h);
     };
-    return { head: h, body, draft: draftCost };
+    return { head: h, body, draft: draftCost, ...batched };
   }
   // rowCost covers layers and head; the head runs per needed row, so only the layers batch.
   const body8 = Math.max(0.01, (rowCost - h) / (1 - h));
   const a = Math.min(1, Math.max(0.01, (8 * body8 - 1) / 7));
-  return { head: h, body: (m) => (m <= 1 ? 1 : a + (1 - a) / m), draft: draftCost };
+  return { head: h, body: (m) => (m <= 1 ? 1 : a + (1 - a) / m), draft: draftCost, ...batched };
+}
+
+/**
+ * Expected cost (decode steps) of the heads of a verify pass of `needed.length` rows, where row j's
+ * logits are asked for with probability needed[j] (needed[0] = 1): with batched heads, each head pass
+ * of the engine's grouping (costs.heads.batch) runs when its first row is needed and costs its rows
+ * times the per-row cost at that many rows; without, each needed row costs `head`.
+ */
+export function expectedHeadCost(needed: readonly number[], costs: SpeculationCosts): number {
+  const R = needed.length;
+  if (!costs.heads) return costs.head * needed.reduce((a, p) => a + p, 0);
+  const { perRow, batch } = costs.heads;
+  let cost = 0;
+  for (let start = 0; start < R; ) {
+    const n = Math.min(start === 0 ? batch.first : batch.rows, R - start);
+    cost += needed[start]! * n * perRow(n);
+    start += n;
+  }
+  return cost;
 }
 
 /**
@@ -111,18 +163,16 @@ export function speculationCosts(
  * probability `q`, each later one with probability `qNext` given the ones before it were (default q;
  * drafts come in runs: a copied span that starts matching tends to go on matching). Tokens
  * T = 1 + q + q qNext + ... + q qNext^(k-1) (the accepted drafts and the token sampled after them),
- * cost = layers for k + 1 rows + a head per needed row (T of them: rows after the first rejection
- * are never looked at) + k draft steps. A plain step is 1.
+ * cost = layers for k + 1 rows + the heads (expectedHeadCost: batched passes, or a head per needed
+ * row, T of them: rows after the first rejection are never looked at) + k draft steps. A plain step is 1.
  */
 export function expectedSpeedup(k: number, q: number, costs: SpeculationCosts, qNext = q): number {
   if (k <= 0) return 1;
-  let tokens = 1;
-  let p = 1;
-  for (let j = 1; j <= k; j++) {
-    p *= j === 1 ? q : qNext;
-    tokens += p;
-  }
-  const cost = (k + 1) * costs.body(k + 1) * (1 - costs.head) + costs.head * tokens + k * costs.draft;
+  const needed = [1];
+  for (let j = 1; j <= k; j++) needed.push(needed[j - 1]! * (j === 1 ? q : qNext));
+  const tokens = needed.reduce((a, p) => a + p, 0);
+  const cost =
+    (k + 1) * costs.body(k + 1) * (1 - costs.head) + expectedHeadCost(needed, costs) + k * costs.draft;
   return tokens / cost;
 }
 
@@ -141,6 +191,25 @@ export function bestDraftLength(
   return best;
 }
 
+/**
+ * Where the build measured a variant's verify costs (DraftSettings' rowCost, rowCosts, headShare):
+ * the costs depend on the runtime and the kernel build (workerd's relaxed kernels batch a verify
+ * row relatively cheaper than Node's SIMD128 build), so the served drafter is only as right as this.
+ */
+export const VerifyCostsOrigin = z.strictObject({
+  /**
+   * workerd: the runtime the Worker serves in (Miniflare, the build's default; timed by the worker's
+   * performance.now(), which runs freely outside production); node: the build's own process (timed by
+   * its CPU time), where the build was told to (workerd could not run there).
+   */
+  measuredOn: z.enum(["workerd", "node"]),
+  /** The kernel build timed: relaxed (i32 dot-add: what the Worker serves with), relaxed-i16, simd128. */
+  kernels: z.enum(["relaxed", "relaxed-i16", "simd128"]),
+  /** Versions, KV cache layout and CPU, for people reading the manifest. */
+  detail: z.string(),
+});
+export type VerifyCostsOrigin = z.infer<typeof VerifyCostsOrigin>;
+
 /** What the build measured for a draft configuration on calibration data. */
 export const DraftMeasurement = z.strictObject({
   /** Teacher-forced positions where the layer-skip draft's argmax equals the full variant's. */
@@ -151,6 +220,8 @@ export const DraftMeasurement = z.strictObject({
   /** Estimated decode speedup over plain decoding (cost model: per-layer cost, head cost, batch rows). */
   estimatedSpeedup: z.number().positive(),
   calibrationTokens: z.number().int().nonnegative(),
+  /** Where the verify costs in `draft` were measured (absent in manifests from before: Node, SIMD128). */
+  verifyCosts: VerifyCostsOrigin.optional(),
 });
 export type DraftMeasurement = z.infer<typeof DraftMeasurement>;
 

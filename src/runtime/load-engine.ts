@@ -4,7 +4,7 @@
  */
 import type { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
-import { ENGINE_CONTEXT, planWasmMemory } from "./memory-plan.ts";
+import { ENGINE_CONTEXT, HEAD_ROWS, planWasmMemory } from "./memory-plan.ts";
 import { WasmEngine, type WasmEngineOptions } from "./wasm/engine.ts";
 
 export { ENGINE_CONTEXT, engineContextFor } from "./memory-plan.ts";
@@ -29,8 +29,9 @@ export function estimateEngineBytes(
   table: WeightTable,
   contextSize: number,
   kvCache: "f16" | "q8" = "f16",
+  headRows?: number,
 ): number {
-  return planWasmMemory(table, { contextSize, kvCache }).totalBytes;
+  return planWasmMemory(table, { contextSize, kvCache, ...(headRows ? { headRows } : {}) }).totalBytes;
 }
 
 /** Context sizes an engine is shrunk by when the full context does not fit (keeps plans page-friendly). */
@@ -42,8 +43,13 @@ const CONTEXT_STEP = 64;
  * whose weights leave too little room (the SmolLM2 quality tier with the source's own Q4_1 blocks:
  * 82 MB of weights under a 100 MiB budget) then serves a shorter context instead of none.
  */
-export function contextThatFits(table: WeightTable, maxContext: number, budgetBytes: number): number {
-  const fits = (n: number) => estimateEngineBytes(table, n, "q8") <= budgetBytes;
+export function contextThatFits(
+  table: WeightTable,
+  maxContext: number,
+  budgetBytes: number,
+  headRows?: number,
+): number {
+  const fits = (n: number) => estimateEngineBytes(table, n, "q8", headRows) <= budgetBytes;
   if (fits(maxContext)) return maxContext;
   for (
     let n = Math.floor((maxContext - 1) / CONTEXT_STEP) * CONTEXT_STEP;
@@ -60,16 +66,22 @@ export const DEFAULT_ENGINE_BUDGET_BYTES = 100 * 1024 * 1024;
 
 /**
  * The engine the Worker gives `table` under `budgetBytes`: the model's context (at most
- * ENGINE_CONTEXT) shrunk to what fits (contextThatFits; the full one when nothing fits), and an fp16
- * KV cache where that fits, else int8. The build measures prefill on this layout (the KV cache kind
- * sets how attention's cost grows with position).
+ * ENGINE_CONTEXT) shrunk to what fits with a single-row head (contextThatFits; the full one when
+ * nothing fits), an fp16 KV cache where that fits, else int8, and as many batched head rows (up to
+ * HEAD_ROWS) as fit beside them: context comes first, so a variant whose weights leave little room
+ * (8 head rows of SmolLM2 are 1.3 MiB, ~110 positions of an int8 KV cache) keeps its context and
+ * batches fewer heads. The build measures prefill on this layout (the KV cache kind sets how
+ * attention's cost grows with position).
  */
 export function servedEngineLayout(
   table: WeightTable,
   budgetBytes: number = DEFAULT_ENGINE_BUDGET_BYTES,
-): { contextSize: number; kvCache: "f16" | "q8" } {
+): { contextSize: number; kvCache: "f16" | "q8"; headRows: number } {
   const full = Math.min(table.config.maxContext, ENGINE_CONTEXT);
-  const contextSize = contextThatFits(table, full, budgetBytes) || full;
-  const kvCache = estimateEngineBytes(table, contextSize, "f16") <= budgetBytes ? "f16" : "q8";
-  return { contextSize, kvCache };
+  const contextSize = contextThatFits(table, full, budgetBytes, 1) || full;
+  const kvCache = estimateEngineBytes(table, contextSize, "f16", 1) <= budgetBytes ? "f16" : "q8";
+  const most = Math.min(HEAD_ROWS, planWasmMemory(table, { contextSize }).block);
+  let headRows = most;
+  while (headRows > 1 && estimateEngineBytes(table, contextSize, kvCache, headRows) > budgetBytes) headRows--;
+  return { contextSize, kvCache, headRows };
 }

@@ -18,6 +18,13 @@ import { bindWeights } from "./weight-bindings.ts";
 /** Most prompt tokens one prefill pass carries through the layers (matmulInt4's row limit). */
 export const PREFILL_BLOCK = MAX_MATMUL_ROWS;
 
+/**
+ * Rows of logits one head pass computes by default (HEAD_ROWS x vocabSize fp32 in wasm memory): the
+ * verify passes the draft policy picks (maxDraft 6 + 1 rows by default) get their heads in one batched
+ * pass. 8 rows of SmolLM2's 49152-word vocabulary are 1.5 MiB (1.3 MiB over a single row).
+ */
+export const HEAD_ROWS = 8;
+
 /** Context the Worker and the playground give an engine: the model's, capped so variants stay small. */
 export const ENGINE_CONTEXT = 2048;
 
@@ -39,6 +46,8 @@ export interface MemoryPlanOptions {
   kvCache?: "f16" | "q8";
   contextSize?: number;
   prefillBlock?: number;
+  /** Rows of logits one batched head pass computes (1..prefill block, default HEAD_ROWS capped by it). */
+  headRows?: number;
 }
 
 /** `rows` fp32 vectors of `stride` elements each. */
@@ -65,7 +74,9 @@ export interface WasmMemoryPlan {
     up: RowsPlan;
     hb: RowsPlan;
   };
-  /** fp32 elements of the head's input and of the logits. */
+  /** Rows one head pass computes (logits holds that many rows of vocabSize floats). */
+  headRows: number;
+  /** fp32 elements of the head's input and of the logits (headRows rows). */
   headIn: number;
   logits: number;
   rope: RowsPlan;
@@ -99,6 +110,9 @@ export function planWasmMemory(table: WeightTable, opts: MemoryPlanOptions = {})
   const contextSize = contextSizeFor(c, opts.contextSize);
   const B = prefillBlockFor(opts.prefillBlock, PREFILL_BLOCK, contextSize);
   const kvCache = opts.kvCache ?? "f16";
+  const headRows = opts.headRows ?? Math.min(HEAD_ROWS, B);
+  if (!Number.isInteger(headRows) || headRows < 1 || headRows > B)
+    throw new RangeError(`headRows must be an integer in 1..${B} (the prefill block), got ${opts.headRows}`);
   const bound = bindWeights<number, number, number>(table, {
     vector: () => 0,
     int4: kPaddedOf,
@@ -141,7 +155,7 @@ export function planWasmMemory(table: WeightTable, opts: MemoryPlanOptions = {})
   const sizes: number[] = [
     ...Object.values(rows).map((p) => p.rows * p.stride * 4),
     hiddenPad * 4,
-    c.vocabSize * 4,
+    headRows * c.vocabSize * 4,
     rope.rows * rope.stride * 4,
     rope.rows * rope.stride * 4,
     // allocQ8Batch: codes, i16 operands, scales, scaled sums for B rows.
@@ -158,8 +172,9 @@ export function planWasmMemory(table: WeightTable, opts: MemoryPlanOptions = {})
     block: B,
     kvCache,
     rows,
+    headRows,
     headIn: hiddenPad,
-    logits: c.vocabSize,
+    logits: headRows * c.vocabSize,
     rope,
     q8Widths,
     kPadded,

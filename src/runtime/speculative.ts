@@ -26,6 +26,7 @@ import {
   bestDraftLength,
   DraftSettings,
   type DraftSettingsInput,
+  type HeadBatchShape,
   headShareOf,
   type SpeculationCosts,
   speculationCosts,
@@ -44,12 +45,18 @@ export interface Verifier<S extends InferenceState> {
   /** Appends `tokens`; returns the next-token logits after each, each equal to a `forward` step's. */
   verify(state: S, tokens: readonly number[]): Float32Array[] | Promise<Float32Array[]>;
   /**
-   * verify, but each row's head (final norm and vocabulary projection, a large share of a step) runs
-   * only when its logits are asked for: rows after the first rejected draft never need it. Optional.
+   * verify, but the heads (final norm and vocabulary projection, a large share of a step) run only
+   * when logits are asked for, a row and the ones after it batched in one pass (headBatch): rows
+   * after the first rejected draft past that pass never need one. Optional.
    */
   verifyRows?(state: S, tokens: readonly number[]): VerifiedRows | Promise<VerifiedRows>;
   /** The model's shape (head share and layer count for the draft policy's cost model); optional. */
   readonly config?: ModelConfig;
+  /**
+   * How verifyRows batches a pass's heads (WasmEngine.headBatch); with DraftSettings.headCosts the
+   * draft policy prices heads per batched pass. Absent: each needed row's head costs a full head.
+   */
+  readonly headBatch?: HeadBatchShape;
   /** Shortens the sequence to `length` tokens (rejected drafts). */
   rollback(state: S, length: number): void;
   /** One decode step with the layers in `skip` left out (the self-speculative draft); optional. */
@@ -221,9 +228,15 @@ export class Drafter<S extends InferenceState> {
     const s = this.settings;
     const h = s.headShare ?? (c ? headShareOf(c) : 0.15);
     const kept = c ? (c.numLayers - this.skip.size) / c.numLayers : 0.75;
+    // Batched heads only where the engine batches them (verifyRows with a headBatch) and the build
+    // measured them; a draft step still pays a full single-row head.
+    const heads =
+      s.headCosts && model.headBatch && typeof model.verifyRows === "function"
+        ? { costs: s.headCosts, batch: model.headBatch }
+        : undefined;
     this.costs = {
-      ngram: speculationCosts(s.rowCost, h, 0, s.rowCosts),
-      skip: speculationCosts(s.rowCost, h, h + (1 - h) * kept, s.rowCosts),
+      ngram: speculationCosts(s.rowCost, h, 0, s.rowCosts, heads),
+      skip: speculationCosts(s.rowCost, h, h + (1 - h) * kept, s.rowCosts, heads),
     };
   }
 

@@ -183,8 +183,8 @@ export class EngineCache {
     // An fp16 KV cache where it fits the isolate, else int8 (half the bytes, same tokens in tests):
     // the layout the build measured prefill on (servedEngineLayout).
     const context = this.contextFor(manifest);
-    const { kvCache } = servedEngineLayout(manifest.weights, this.budgetBytes);
-    const need = estimateEngineBytes(manifest.weights, context, kvCache);
+    const { kvCache, headRows } = servedEngineLayout(manifest.weights, this.budgetBytes);
+    const need = estimateEngineBytes(manifest.weights, context, kvCache, headRows);
     if (need > this.budgetBytes) {
       const why = `variant ${manifest.variant} needs ~${need} bytes, over the isolate budget of ${this.budgetBytes}`;
       this.markBad(manifestId, why);
@@ -199,7 +199,7 @@ export class EngineCache {
         this.kernels,
         manifest.weights,
         verifiedShardStream(this.bucket, manifest.shards),
-        { kvCache, contextSize: context },
+        { kvCache, contextSize: context, headRows },
       );
       const v: LoadedVariant = {
         manifestId,

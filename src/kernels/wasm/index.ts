@@ -441,6 +441,18 @@ export class WasmKernels {
     this.raw.matvec_q8w_q8(w.data, w.scales, x.q, x.d, y, w.N, w.kPadded, w.groupSize);
   }
 
+  /**
+   * Y[m][N] = X W^T, int8 weights, the first m rows of a Q8Batch (default all; the batched head of
+   * speculative verification): each weight row is read once for all m rows. Row i is bit-identical to
+   * matvecInt8Q8 of row i.
+   */
+  matmulInt8Q8(w: Int8Tensor, x: Q8Batch, y: number, m: number = x.rows): void {
+    if (x.kPadded !== w.kPadded)
+      throw new Error(`matmulInt8Q8: activations ${x.kPadded} vs weights ${w.kPadded}`);
+    checkInt("matmulInt8Q8: m", m, 1, x.rows);
+    this.raw.matmul_q8w_q8(w.data, w.scales, x.q, x.d, y, m, w.N, w.kPadded, w.groupSize);
+  }
+
   /** y[N] = W x, int8 weights, fp32 activations x (w.kPadded floats, zero beyond w.K). ~2x slower than Q8. */
   matvecInt8(w: Int8Tensor, x: number, y: number): void {
     this.raw.matvec_q8w_f32(w.data, w.scales, x, y, w.N, w.kPadded, w.groupSize);

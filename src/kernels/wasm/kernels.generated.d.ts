@@ -129,6 +129,19 @@ declare namespace __AdaptedExports {
    */
   export function matvec_q8w_q8(w: number, sc: number, xq: number, xd: number, y: number, n: number, kp: number, gs: number): void;
   /**
+   * src/kernels/wasm/assembly/int8/matmul_q8w_q8
+   * @param w `usize`
+   * @param sc `usize`
+   * @param xq `usize`
+   * @param xd `usize`
+   * @param y `usize`
+   * @param m `i32`
+   * @param n `i32`
+   * @param kp `i32`
+   * @param gs `i32`
+   */
+  export function matmul_q8w_q8(w: number, sc: number, xq: number, xd: number, y: number, m: number, n: number, kp: number, gs: number): void;
+  /**
    * src/kernels/wasm/assembly/int8/matvec_q8w_f32
    * @param w `usize`
    * @param sc `usize`

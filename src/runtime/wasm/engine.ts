@@ -16,6 +16,7 @@
  */
 
 import type { ModelConfig } from "../../format/model.ts";
+import type { HeadBatchShape } from "../../format/speculative.ts";
 import type { WeightTable } from "../../format/weights.ts";
 import {
   type Int4Tensor,
@@ -51,6 +52,17 @@ export interface WasmEngineOptions {
    * token). Each costs one row of activation buffers.
    */
   prefillBlock?: number;
+  /**
+   * Rows of logits one head pass computes, 1..prefillBlock (default HEAD_ROWS, at most the block):
+   * verifyRows runs the final norm and head of up to this many rows as one batched matmul (each weight
+   * chunk unpacked once for all rows). Each costs a row of vocabSize floats of wasm memory.
+   */
+  headRows?: number;
+  /**
+   * Rows the first head pass of a verify covers, 1..headRows (default headRows: a whole verify pass of
+   * up to headRows rows at once); rows past it get theirs in passes of up to headRows when asked for.
+   */
+  headChunk?: number;
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -67,6 +79,9 @@ interface Rows {
 const rowAt = (b: Rows, i: number) => b.ptr + i * b.stride * 4;
 
 type LayerWeights = SharedLayerWeights<number, Int4Tensor>;
+
+/** How verifyRows batches heads: the first pass covers `first` rows, later ones up to `rows`. */
+export type HeadBatch = HeadBatchShape;
 
 /** VerifiedRows whose logits are computed synchronously. */
 export interface SyncVerifiedRows extends VerifiedRows {
@@ -91,6 +106,10 @@ export class WasmEngine implements LogitsModel<WasmState> {
   private rowExact = false;
   /** Prompt tokens per prefill pass (`prefillBlock`, at most the context); decode uses row 0. */
   readonly block: number;
+  /** verifyRows' head passes (headRows, headChunk). */
+  readonly headBatch: HeadBatch;
+  /** Entry m: head passes of m rows verifyRows has run on this engine (what a build's estimate prices). */
+  private readonly headPasses: number[] = [];
   /** Query rows one multi-row attention call takes (the kernels' scratch bounds it). */
   private readonly attentionBatch: number;
   // Activation rows (wasm memory), zero-padded to what their consumers read: one row per block token.
@@ -152,6 +171,10 @@ export class WasmEngine implements LogitsModel<WasmState> {
 
     const B = plan.block;
     this.block = B;
+    const first = opts.headChunk ?? plan.headRows;
+    if (!Number.isInteger(first) || first < 1 || first > plan.headRows)
+      throw new RangeError(`headChunk must be an integer in 1..${plan.headRows} (headRows), got ${first}`);
+    this.headBatch = { first, rows: plan.headRows };
     this.attentionBatch = Math.min(B, kernels.maxAttentionRows(c.numHeads, c.numKvHeads, c.headDim));
     const f32 = (n: number) => kernels.allocZeroed(n * 4);
     const rows = (p: RowsPlan): Rows => ({ ptr: f32(p.rows * p.stride), stride: p.stride });
@@ -266,15 +289,26 @@ export class WasmEngine implements LogitsModel<WasmState> {
   }
 
   /**
-   * verify with the head on demand: the layers run for every row now (their hidden states are kept,
-   * hiddenSize floats per row), the final norm and head only when `logits(i)` is called, so rows past
-   * the first rejected draft cost no head. logits(i) is bit-identical to verify's row i, and stays
-   * valid after later passes (it reads the kept hidden state, not the engine's buffers).
+   * verify with heads on demand, batched: the layers run for every row now (their hidden states are
+   * kept, hiddenSize floats per row); the final norm and head when `logits(i)` is first asked for a
+   * row without them, then for row i and the rows after it in one batched pass (`headChunk` rows, by
+   * default the engine's headBatch.first, in the first pass of this verify, up to headBatch.rows in
+   * later ones). Rows past the first rejected draft in a later chunk cost no head. logits(i) is
+   * bit-identical to verify's row i (and to `forward` at that position: the batched head matmul
+   * equals one matvec per row), and stays valid after later passes (copied out when computed).
    */
-  verifyRows(state: WasmState, tokens: readonly number[]): SyncVerifiedRows {
+  verifyRows(
+    state: WasmState,
+    tokens: readonly number[],
+    headChunk: number = this.headBatch.first,
+  ): SyncVerifiedRows {
     this.checkState(state);
     checkAppend(state, tokens, this.config.vocabSize);
+    const maxRows = this.headBatch.rows;
+    if (!Number.isInteger(headChunk) || headChunk < 1 || headChunk > maxRows)
+      throw new RangeError(`headChunk must be an integer in 1..${maxRows}, got ${headChunk}`);
     const H = this.config.hiddenSize;
+    const V = this.config.vocabSize;
     const hidden = new Float32Array(tokens.length * H);
     this.rowExact = true;
     try {
@@ -287,22 +321,33 @@ export class WasmEngine implements LogitsModel<WasmState> {
       this.rowExact = false;
     }
     const done: (Float32Array | undefined)[] = [];
+    let passes = 0;
     return {
       length: tokens.length,
       logits: (i: number) => {
         if (!Number.isInteger(i) || i < 0 || i >= tokens.length)
           throw new RangeError(`verified row ${i} not in 0..${tokens.length - 1}`);
-        let row = done[i];
-        if (!row) {
-          // x row 0 is scratch between passes: the kept hidden state goes there for the head.
-          this.k.f32(rowAt(this.x, 0), H).set(hidden.subarray(i * H, (i + 1) * H));
-          this.head1(0);
-          row = this.k.f32(this.logits, this.config.vocabSize).slice();
-          done[i] = row;
-        }
-        return row;
+        const row = done[i];
+        if (row) return row;
+        // Rows i.. without logits yet, as many as this pass takes.
+        let n = 1;
+        const most = Math.min(passes === 0 ? headChunk : maxRows, tokens.length - i);
+        while (n < most && !done[i + n]) n++;
+        // x rows 0..n-1 are scratch between passes: the kept hidden states go there for the heads.
+        for (let r = 0; r < n; r++)
+          this.k.f32(rowAt(this.x, r), H).set(hidden.subarray((i + r) * H, (i + r + 1) * H));
+        this.heads(0, n);
+        this.headPasses[n] = (this.headPasses[n] ?? 0) + 1;
+        for (let r = 0; r < n; r++) done[i + r] = this.k.f32(this.logits + r * V * 4, V).slice();
+        passes++;
+        return done[i]!;
       },
     };
+  }
+
+  /** Entry m: how many head passes of m rows verifyRows has run so far (0 where none; a copy). */
+  get verifyHeadPasses(): number[] {
+    return Array.from({ length: this.headBatch.rows + 1 }, (_, m) => this.headPasses[m] ?? 0);
   }
 
   /**
@@ -535,7 +580,7 @@ export class WasmEngine implements LogitsModel<WasmState> {
       for (let i = 0; i < n; i++) k.addF32(rowAt(x, i), rowAt(delta, i), c.hiddenSize);
     }
     state.length = pos0 + n;
-    if (wantLogits) this.head1(n - 1);
+    if (wantLogits) this.heads(n - 1, 1);
   }
 
   /** Attention of rows 0..n-1 of q (positions pos0..pos0 + n - 1, no sliding window) into att. */
@@ -587,18 +632,26 @@ export class WasmEngine implements LogitsModel<WasmState> {
     }
   }
 
-  /** Final norm of row `i` of x and the head, into `logits`. */
-  private head1(i: number): void {
+  /**
+   * Final norm and head of rows first..first + n - 1 of x (n <= headBatch.rows) into logits rows
+   * 0..n - 1 (vocabSize floats apart). Q8 activations (and int8 heads, which always read Q8): each row
+   * quantized, then one batched matmul, bit-identical per row to the single-row matvec a decode step
+   * runs. fp32 activations with an int4 head: one exact matvec per row.
+   */
+  private heads(first: number, n: number): void {
     const c = this.config;
     const k = this.k;
-    k.rmsnorm(rowAt(this.x, i), this.outputNorm, this.headIn, c.hiddenSize, c.rmsNormEps);
-    const headIn: Rows = { ptr: this.headIn, stride: 0 };
-    if (this.head.kind === "int4")
-      this.linear(this.head.t, headIn, { ptr: this.logits, stride: 0 }, 1, false);
-    else {
-      const q8 = this.q8.get(this.head.t.kPadded)!.rows[0]!;
-      k.quantizeQ8(this.headIn, q8);
-      k.matvecInt8Q8(this.head.t, q8, this.logits);
+    const V = c.vocabSize;
+    const head = this.head;
+    const q8 = this.activations === "q8" || head.kind === "int8" ? this.q8.get(head.t.kPadded)! : null;
+    for (let i = 0; i < n; i++) {
+      k.rmsnorm(rowAt(this.x, first + i), this.outputNorm, this.headIn, c.hiddenSize, c.rmsNormEps);
+      if (q8) k.quantizeQ8(this.headIn, q8.rows[i]!);
+      else if (head.kind === "int4") k.matvecInt4(head.t, this.headIn, this.logits + i * V * 4);
     }
+    if (!q8) return;
+    if (head.kind === "int4") k.matmulInt4Q8(head.t, q8.batch, this.logits, n);
+    else if (n === 1) k.matvecInt8Q8(head.t, q8.rows[0]!, this.logits);
+    else k.matmulInt8Q8(head.t, q8.batch, this.logits, n);
   }
 }

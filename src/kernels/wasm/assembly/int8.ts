@@ -16,6 +16,31 @@ import { h2f, hsum } from "./common";
 }
 
 /**
+ * One output of W x: weight row at wp (kp int8 codes, k order), its ng fp16 scales at sp, against Q8
+ * activation codes at ap and block scales at dp. matvec_q8w_q8 and matmul_q8w_q8 both compute each
+ * output with this one body, so a batched row is bit-identical to a single-row matvec.
+ */
+// @ts-ignore: decorator
+@inline function row_q8w_q8(wp: usize, sp: usize, ap: usize, dp: usize, ng: i32, bpg: i32): f32 {
+  let acc = f32x4.splat(0);
+  for (let g = 0; g < ng; g++) {
+    let gacc = f32x4.splat(0);
+    for (let c = 0; c < bpg; c++) {
+      const dot = row_dot_i8(
+        wp, v128.load8x8_s(ap, 0), v128.load8x8_s(ap, 8), v128.load8x8_s(ap, 16), v128.load8x8_s(ap, 24),
+      );
+      gacc = f32x4.add(gacc, f32x4.mul(f32x4.convert_i32x4_s(dot), v128.load32_splat(dp)));
+      wp += 32;
+      ap += 32;
+      dp += 4;
+    }
+    acc = f32x4.add(acc, f32x4.mul(gacc, f32x4.splat(h2f(load<u16>(sp)))));
+    sp += 2;
+  }
+  return hsum(acc);
+}
+
+/**
  * y = W x, int8 weights x Q8 activations (quantize_q8 output). One row at a time, unlike the int4 kernels:
  * rows are contiguous, so the whole matrix is read as one sequential stream. With 4 rows in flight (4
  * streams 1 row apart) the hardware prefetcher fell behind: 49152x576 took 6.2 ms (4.6 GB/s) vs 2.2 ms
@@ -27,28 +52,35 @@ export function matvec_q8w_q8(
 ): void {
   const ng = kp / gs;
   const bpg = gs >> 5;
-  const a = xq;
-  let wp = w;
-  let sp = sc;
+  const rowBytes = <usize>kp;
+  const scRow = <usize>ng << 1;
   for (let r = 0; r < n; r++) {
-    let acc = f32x4.splat(0);
-    let ap = a;
-    let dp = xd;
-    for (let g = 0; g < ng; g++) {
-      let gacc = f32x4.splat(0);
-      for (let c = 0; c < bpg; c++) {
-        const dot = row_dot_i8(
-          wp, v128.load8x8_s(ap, 0), v128.load8x8_s(ap, 8), v128.load8x8_s(ap, 16), v128.load8x8_s(ap, 24),
-        );
-        gacc = f32x4.add(gacc, f32x4.mul(f32x4.convert_i32x4_s(dot), v128.load32_splat(dp)));
-        wp += 32;
-        ap += 32;
-        dp += 4;
-      }
-      acc = f32x4.add(acc, f32x4.mul(gacc, f32x4.splat(h2f(load<u16>(sp)))));
-      sp += 2;
+    store<f32>(y + (<usize>r << 2), row_q8w_q8(w + <usize>r * rowBytes, sc + <usize>r * scRow, xq, xd, ng, bpg));
+  }
+}
+
+/**
+ * Y[i][r] = W X[i] for m Q8 activation rows (a Q8Batch: codes at xq + i*kp, block scales at xd + i*kp/8),
+ * Y row i at y + i*n*4: the batched head of speculative verification. Each weight row is read from memory
+ * once and dotted with all m activation rows while it sits in L1 (the matrix is still one sequential
+ * stream); each output is row_q8w_q8, so row i is bit-identical to matvec_q8w_q8 of X[i].
+ */
+export function matmul_q8w_q8(
+  w: usize, sc: usize, xq: usize, xd: usize, y: usize, m: i32, n: i32, kp: i32, gs: i32,
+): void {
+  const ng = kp / gs;
+  const bpg = gs >> 5;
+  const rowBytes = <usize>kp;
+  const scRow = <usize>ng << 1;
+  const dRow = <usize>(kp >> 3);
+  const yRow = <usize>n << 2;
+  for (let r = 0; r < n; r++) {
+    const wp = w + <usize>r * rowBytes;
+    const sp = sc + <usize>r * scRow;
+    for (let i = 0; i < m; i++) {
+      const v = row_q8w_q8(wp, sp, xq + <usize>i * rowBytes, xd + <usize>i * dRow, ng, bpg);
+      store<f32>(y + <usize>i * yRow + (<usize>r << 2), v);
     }
-    store<f32>(y + (<usize>r << 2), hsum(acc));
   }
 }
 

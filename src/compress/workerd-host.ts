@@ -1,10 +1,15 @@
 /**
  * Runs a TypeScript worker inside workerd (Miniflare, the runtime wrangler uses) with a local R2
  * bucket: esbuild bundles the entry and leaves .wasm imports to workerd, which gets them as compiled
- * modules at the paths the bundle imports them from, as wrangler does.
+ * modules at the paths the bundle imports them from, as wrangler does. The build measures verify costs
+ * in workerd with it (./workerd-measure.ts); the bench and the tests run their workers with it. Also
+ * the workerd processes this one started and their CPU time (Linux /proc), since a Worker has no CPU
+ * clock of its own.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
 
@@ -66,8 +71,42 @@ export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise
     // SHARDLM_WORKERD_VERBOSE=1: workerd's own logs (cancelled requests, cross-request promises).
     ...(process.env.SHARDLM_WORKERD_VERBOSE === "1" ? { verbose: true, log: new Log(LogLevel.VERBOSE) } : {}),
   });
-  await mf.ready;
+  try {
+    await mf.ready;
+  } catch (e) {
+    // A workerd that failed to start must not keep this process alive.
+    await mf.dispose().catch(() => {});
+    throw e;
+  }
   return mf;
+}
+
+/** The workerd binary Miniflare runs: MINIFLARE_WORKERD_PATH, else the `workerd` package's for this platform. */
+export function workerdBinary(): string {
+  const env = process.env.MINIFLARE_WORKERD_PATH;
+  if (env) return env;
+  return (createRequire(import.meta.url)("workerd") as { default: string }).default;
+}
+
+/**
+ * Why workerd cannot run here (no binary for this platform, one that fails `--version`), or null
+ * when it can. Miniflare itself crashes the process on a missing binary (an unhandled spawn error).
+ */
+export function workerdUnavailable(): string | null {
+  let bin: string;
+  try {
+    bin = workerdBinary();
+  } catch (e) {
+    return `no workerd binary for ${process.platform}-${process.arch}: ${(e as Error).message}`;
+  }
+  if (!existsSync(bin)) return `the workerd binary ${bin} does not exist`;
+  const r = spawnSync(bin, ["--version"], { timeout: 10_000, encoding: "utf8" });
+  if (r.error) return `${bin} --version: ${r.error.message}`;
+  if (r.status !== 0) {
+    const err = (r.stderr ?? "").trim().slice(0, 200);
+    return `${bin} --version exited ${r.status ?? r.signal}${err ? `: ${err}` : ""}`;
+  }
+  return null;
 }
 
 function childPids(pid: number): number[] {
