@@ -13,7 +13,7 @@
  * makes it read time on a clock that advances only at I/O, as deployed Workers' clocks do.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
@@ -183,6 +183,36 @@ async function main(): Promise<void> {
   stopWithThisProcess(child);
 }
 
+/**
+ * The parent's ancestors, nearest first, at most `levels` of them and never init (pid 1): under
+ * `npm start` the shell and npm above tsx. Read from /proc/<pid>/stat (field 4: the parent); none
+ * where there is no /proc.
+ */
+function ancestorPids(levels: number): number[] {
+  const pids: number[] = [];
+  let pid = process.ppid;
+  for (let i = 0; i < levels; i++) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      pid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    } catch {
+      break;
+    }
+    if (!(pid > 1)) break;
+    pids.push(pid);
+  }
+  return pids;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** Whether process group `group` has a process left (the SIGKILL after GRACE_MS bounds the wait). */
 function groupAlive(group: number): boolean {
   try {
@@ -217,10 +247,12 @@ function stopWithThisProcess(child: ChildProcess): void {
     setTimeout(() => signalGroup("SIGKILL"), GRACE_MS).unref();
   };
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop(signal));
-  // npm killed hard (or a terminal closed without a SIGHUP here): this process is re-parented.
+  // npm gone (killed, or it exited on SIGTERM without passing it on: tsx, between npm and this
+  // process, then lives on re-parented): this process or one of its ancestors up to npm is gone.
   const parent = process.ppid;
+  const ancestors = ancestorPids(3);
   setInterval(() => {
-    if (process.ppid !== parent) stop("SIGTERM");
+    if (process.ppid !== parent || ancestors.some((pid) => !alive(pid))) stop("SIGTERM");
   }, 1000).unref();
   child.on("error", (e) => {
     console.error(`error: wrangler dev: ${e.message}`);
