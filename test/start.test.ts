@@ -1,7 +1,8 @@
 /**
  * `npm start` for real: kernels built, variants built from stories260K and deployed to a fresh local
  * R2 state, `wrangler dev` serving on 127.0.0.1 — and the openai client streams an answer from it,
- * with an API key that reached the Worker through a file, not wrangler's command line.
+ * with an API key that reached the Worker through a file, not wrangler's command line. Started through
+ * npm, as users run it; SIGTERM to npm alone stops wrangler and workerd too.
  */
 import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -27,11 +28,12 @@ const output = () => server.output();
 beforeAll(async () => {
   server = await startServingChild({
     what: "npm start",
-    command: process.execPath,
+    // Through npm, as users run it: SIGTERM to npm must stop wrangler too (npm does not pass it on).
+    command: "npm",
     args: (port) => [
-      "--import",
-      "tsx",
-      "scripts/start.ts",
+      "start",
+      "--silent",
+      "--",
       "--port",
       String(port),
       "--out",
@@ -197,32 +199,43 @@ function groupCommandLines(pgid: number): string[] {
   return lines;
 }
 
-/** Process ids of the live children of `pid`. */
-function childrenOf(pid: number): number[] {
-  return readdirSync("/proc")
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid;
-      } catch {
-        return false;
+/** Process ids of the live descendants of `pid`. */
+function descendantsOf(pid: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const d of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      parentOf.set(Number(d), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const found: number[] = [];
+  for (const [child] of parentOf) {
+    for (let p = parentOf.get(child); p !== undefined && p > 1; p = parentOf.get(p))
+      if (p === pid) {
+        found.push(child);
+        break;
       }
-    })
-    .map(Number);
+  }
+  return found;
 }
 
-/** The process group npm start runs wrangler in (its own: the id of wrangler's first process). */
+/** The process group npm start runs wrangler in (its own, led by wrangler's bin script). */
 function wranglerGroup(): number {
-  const [wrangler] = childrenOf(server.child.pid!).filter((pid) => {
+  const [wrangler] = descendantsOf(server.child.pid!).filter((pid) => {
     try {
-      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("wrangler");
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("wrangler/bin/wrangler.js");
     } catch {
       return false;
     }
   });
   if (wrangler === undefined) throw new Error(`no wrangler under npm start:\n${output()}`);
-  return wrangler;
+  const stat = readFileSync(`/proc/${wrangler}/stat`, "utf8");
+  const group = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+  // A group of its own, so that stopping it does not depend on npm passing signals on.
+  expect(group).toBe(wrangler);
+  return group;
 }
 
 /** Whether 127.0.0.1:`port` can be bound now. */
@@ -266,18 +279,21 @@ describe("npm start with SHARDLM_API_KEYS", () => {
     expect(varsFilesHolding(KEY_ID)).toHaveLength(1);
   });
 
-  it("SIGTERM to the npm start process stops wrangler and workerd, frees the port, removes the settings file", async () => {
+  it("SIGTERM to npm stops wrangler and workerd, frees the port, removes the settings file", async () => {
     const group = wranglerGroup();
     expect(group).toBe(wranglerPgid);
     expect(groupCommandLines(group).some((l) => /workerd/.test(l))).toBe(true);
-    // Only the start process: its parent (npm) or a supervisor signals just that one.
+    // Only npm, as `kill <pid of npm start>` does: npm exits without signalling its script.
     process.kill(server.child.pid!, "SIGTERM");
     const deadline = Date.now() + 30_000;
     while (server.child.exitCode === null && server.child.signalCode === null && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 200));
     expect(server.child.exitCode ?? server.child.signalCode, output()).not.toBeNull();
-    // The group's last processes (workerd) may still be on their way out when npm start exits.
-    while (groupCommandLines(group).length > 0 && Date.now() < deadline)
+    // npm exits at once; start.ts stops wrangler's group, waits for it and then removes the file.
+    while (
+      (groupCommandLines(group).length > 0 || varsFilesHolding(KEY_ID).length > 0) &&
+      Date.now() < deadline
+    )
       await new Promise((r) => setTimeout(r, 200));
     expect(groupCommandLines(group)).toEqual([]);
     expect(await portFree(Number(new URL(base).port))).toBe(true);
