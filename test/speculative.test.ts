@@ -5,6 +5,7 @@
  * rollback and the prefix cache leave outputs equal to a cold run.
  */
 import { beforeAll, describe, expect, it } from "vitest";
+import { searchSpeculative } from "../src/compress/speculative-search.ts";
 import type { ModelDescription } from "../src/format/model.ts";
 import {
   bestDraftLength,
@@ -525,5 +526,29 @@ describe("prefix cache", () => {
     expect(() => engine.importKv(t, { length: 3, bytes: snap.bytes.subarray(1) }, 3)).toThrow(RangeError);
     expect(() => engine.importKv(t, snap, 4)).toThrow(RangeError);
     expect(() => cache.store([1, 2], snap)).toThrow(RangeError);
+  });
+});
+
+describe("the build's speculative search (searchSpeculative)", () => {
+  it("with cheap verify rows, screens the layer-skip sets on a quarter of the prompts and runs only the best 2 on all", async () => {
+    const lines: string[] = [];
+    const calib = prompts(8, 77);
+    const { profile, candidates } = await searchSpeculative(engine, calib, {
+      answerTokens: 12,
+      rowCost: 0.05, // every skip set can pay if its drafts are right
+      headShare: 0.05,
+      log: (m) => lines.push(m),
+    });
+    const screening = lines
+      .map((l) => /^ {2}screening (\d+) skip sets on 2 of 8 prompts$/.exec(l))
+      .find(Boolean);
+    expect(screening).toBeTruthy();
+    const screened = Number(screening![1]);
+    expect(screened).toBeGreaterThan(2);
+    // one line per layer-skip run without prompt lookup: each set screened, then the 2 finalists
+    const skipRuns = lines.filter((l) => /^ {2}skip \[[\d,]+\]: accepted/.test(l));
+    expect(skipRuns).toHaveLength(screened + 2);
+    expect(candidates.filter((c) => c.skipLayers.length > 0).length).toBeLessThanOrEqual(2 + 1);
+    expect(profile.measured.calibrationTokens).toBeGreaterThan(0);
   });
 });

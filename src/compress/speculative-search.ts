@@ -73,6 +73,9 @@ export interface CandidateResult {
   estimatedSpeedup: number;
 }
 
+/** Layer-skip sets run on every calibration prompt after screening (see searchSpeculative). */
+const SCREEN_KEEP = 2;
+
 /** Candidate skip sets for `L` layers (first and last layers always kept: they matter most). */
 export function candidateSkipSets(L: number): number[][] {
   const sets = new Map<string, number[]>();
@@ -155,6 +158,7 @@ export async function searchSpeculative(
     skipLayers: number[],
     ngram: boolean,
     extra: DraftSettingsInput = {},
+    on: readonly (readonly number[])[] = prompts,
   ): Promise<CandidateResult> => {
     const settings = DraftSettings.parse({
       skipLayers,
@@ -166,7 +170,7 @@ export async function searchSpeculative(
     let plainSteps = 0;
     const total = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0, headRows: 0 };
     const passesBefore = engine.verifyHeadPasses;
-    for (const p of prompts) {
+    for (const p of on) {
       const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
       const gen = generate(engine, p, {
         maxTokens: answerTokens,
@@ -194,7 +198,7 @@ export async function searchSpeculative(
       ? passes.reduce((a, n, m) => a + (m > 0 ? n * m * costs.heads!.perRow(m) : 0), 0)
       : total.headRows * headShare;
     const cost = total.draftPasses * draftCost + rows * perRow + headCost + plainSteps;
-    const estimatedSpeedup = cost > 0 ? Math.max(0, tokens - prompts.length) / cost : 1;
+    const estimatedSpeedup = cost > 0 ? Math.max(0, tokens - on.length) / cost : 1;
     const r = { skipLayers, drafted: total.drafted, accepted: total.accepted, tokens, estimatedSpeedup };
     log(
       `  skip [${skipLayers.join(",")}]${ngram ? " + ngram" : ""}: accepted ${r.accepted}/${r.drafted}, ` +
@@ -203,21 +207,32 @@ export async function searchSpeculative(
     return r;
   };
 
-  const candidates: CandidateResult[] = [];
   const maxDraft = DraftSettings.parse({}).maxDraft;
-  for (const set of candidateSkipSets(L)) {
+  const affordable = candidateSkipSets(L).filter((set) => {
     // Even drafts that are always right cannot pay for a draft step this expensive: not worth running.
     const bound = bestDraftLength(
       maxDraft,
       1,
       speculationCosts(rowCost, headShare, draftCostOf(set), rowCosts, heads),
     );
-    if (bound.k === 0) {
+    if (bound.k === 0)
       log(`  skip [${set.join(",")}]: cannot beat plain decoding even if every draft were accepted`);
-      continue;
-    }
-    candidates.push(await evaluate(set, false));
+    return bound.k > 0;
+  });
+  // Where verify rows are cheap (workerd) every set passes that bound, and running each on all the
+  // prompts took 11 min of a SmolLM2 build at load 10: they are screened on a quarter of the prompts
+  // first, and only the SCREEN_KEEP best run on all of them.
+  let finalists = affordable;
+  if (affordable.length > SCREEN_KEEP && prompts.length >= 4) {
+    const few = prompts.slice(0, Math.ceil(prompts.length / 4));
+    log(`  screening ${affordable.length} skip sets on ${few.length} of ${prompts.length} prompts`);
+    const screened: CandidateResult[] = [];
+    for (const set of affordable) screened.push(await evaluate(set, false, {}, few));
+    screened.sort((a, b) => b.estimatedSpeedup - a.estimatedSpeedup);
+    finalists = screened.slice(0, SCREEN_KEEP).map((r) => r.skipLayers);
   }
+  const candidates: CandidateResult[] = [];
+  for (const set of finalists) candidates.push(await evaluate(set, false));
   candidates.sort((a, b) => b.estimatedSpeedup - a.estimatedSpeedup);
   const bestSkip = candidates[0];
   const skipAcceptance = bestSkip && bestSkip.drafted > 0 ? bestSkip.accepted / bestSkip.drafted : 0;
