@@ -29,6 +29,28 @@ export function matvecInt4Array(
   });
 }
 
+/**
+ * Y [m][N] for X [m][K] through Q8 activations: the rows uploaded at the weights' padded K, quantized
+ * as one batch, then `run` (one batched kernel call into y).
+ */
+function matmulQ8Rows(
+  name: string,
+  kern: WasmKernels,
+  w: { K: number; N: number; kPadded: number },
+  x: Float32Array,
+  m: number,
+  run: (q8: ReturnType<WasmKernels["allocQ8Batch"]>, y: number) => void,
+): Float32Array {
+  if (x.length !== m * w.K) throw new Error(`${name}: x has ${x.length} values, want ${m} x ${w.K}`);
+  return kern.scoped(() => {
+    const xp = uploadRows(kern, x, m, w.K, w.kPadded);
+    const q8 = kern.quantizeQ8Batch(xp, kern.allocQ8Batch(w.kPadded, m));
+    const y = kern.alloc(m * w.N * 4);
+    run(q8, y);
+    return kern.f32(y, m * w.N).slice();
+  });
+}
+
 /** Y [m][N] for X [m][K] through Q8 activations (matmulInt4Q8). */
 export function matmulInt4Q8Array(
   kern: WasmKernels,
@@ -36,15 +58,7 @@ export function matmulInt4Q8Array(
   x: Float32Array,
   m: number,
 ): Float32Array {
-  if (x.length !== m * w.K)
-    throw new Error(`matmulInt4Q8Array: x has ${x.length} values, want ${m} x ${w.K}`);
-  return kern.scoped(() => {
-    const xp = uploadRows(kern, x, m, w.K, w.kPadded);
-    const q8 = kern.quantizeQ8Batch(xp, kern.allocQ8Batch(w.kPadded, m));
-    const y = kern.alloc(m * w.N * 4);
-    kern.matmulInt4Q8(w, q8, y, m);
-    return kern.f32(y, m * w.N).slice();
-  });
+  return matmulQ8Rows("matmulInt4Q8Array", kern, w, x, m, (q8, y) => kern.matmulInt4Q8(w, q8, y, m));
 }
 
 /** y = W x for a JS array x of length w.K (int8 weights, fp32 or Q8 activations). */
@@ -71,15 +85,7 @@ export function matmulInt8Q8Array(
   x: Float32Array,
   m: number,
 ): Float32Array {
-  if (x.length !== m * w.K)
-    throw new Error(`matmulInt8Q8Array: x has ${x.length} values, want ${m} x ${w.K}`);
-  return kern.scoped(() => {
-    const xp = uploadRows(kern, x, m, w.K, w.kPadded);
-    const q8 = kern.quantizeQ8Batch(xp, kern.allocQ8Batch(w.kPadded, m));
-    const y = kern.alloc(m * w.N * 4);
-    kern.matmulInt8Q8(w, q8, y, m);
-    return kern.f32(y, m * w.N).slice();
-  });
+  return matmulQ8Rows("matmulInt8Q8Array", kern, w, x, m, (q8, y) => kern.matmulInt8Q8(w, q8, y, m));
 }
 
 /** Y [m][N] for X [m][K] (m <= 16, fp32 activations). */
