@@ -176,6 +176,45 @@ describe('quant method "source" on stories260K exported by us', () => {
     }
   });
 
+  it("an FFN-pruned variant (unhealed) repacks the kept rows of gate/up from the source blocks", () => {
+    const file = parseVariantsFile({
+      calibration: { maxTokens: 64 },
+      variants: [
+        {
+          name: "speed",
+          tier: "speed",
+          quant: { method: "source", embeddings: "int4", head: "int4", errorRows: 4 },
+          prune: { ffn: 0.25, heal: false, importance: "wanda" },
+        },
+      ],
+    });
+    const v = compressVariant(q41, calibrate(q41, { maxTokens: 64 }), file.variants[0]!, file, () => {});
+    const width = v.model.config.intermediateSize;
+    expect(width).toBeLessThan(q41.config.intermediateSize);
+    const rowKey = (x: Uint32Array, r: number, K: number) => x.subarray(r * K, (r + 1) * K).join(",");
+    let rowSubsets = 0;
+    for (const r of v.quantReport) {
+      if (!/ffn_(gate|up)/.test(r.name)) continue;
+      expect(r.sourceTensor, r.name).toBe(r.name);
+      const value = v.tensors.find((t) => t.name === r.name)!.value as PackedInt4;
+      expect(value.N).toBe(width);
+      const mine = dequantize(value);
+      // The pruned fp32 weight itself, bit for bit, and each of its rows one of ggml's rows of the source.
+      expect(firstBitDifference(mine, v.model.tensors.get(r.name)!.f32())).toBe(-1);
+      const s = q41.tensors.get(r.name)!;
+      const K = s.shape[1]!;
+      const theirs = new Uint32Array(ggmlDequantize(s.dtype, s.stored!(), s.shape[0]! * K).buffer);
+      const rows = new Set(Array.from({ length: s.shape[0]! }, (_, i) => rowKey(theirs, i, K)));
+      const bits = new Uint32Array(mine.buffer, mine.byteOffset, mine.length);
+      for (let i = 0; i < width; i++) expect(rows.has(rowKey(bits, i, K))).toBe(true);
+      rowSubsets++;
+    }
+    expect(rowSubsets).toBe(2 * q41.config.numLayers);
+    // ffn_down lost columns, not rows: no exact blocks, searched
+    const down = v.quantReport.find((r) => r.name === "blk.0.ffn_down.weight")!;
+    expect(down.sourceTensor ?? null).toBeNull();
+  });
+
   it("rejects blocks with no exact form and shapes that do not match the bytes", () => {
     expect(repackGgml("q4_k", new Uint8Array(144), 1, 256)).toMatchObject({ ok: false });
     const q8 = new Uint8Array(34);

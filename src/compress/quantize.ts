@@ -522,8 +522,11 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 
 /**
  * The source tensor whose stored blocks `t` is, repacked losslessly: a tensor of the same role and
- * shape, repackable dtype, whose dequantized values equal t's bit for bit (the same name first, then the
- * other layers: layer dropping renumbers kept blocks). Null when none (modified, or not repackable).
+ * row length, repackable dtype, whose dequantized values equal t's bit for bit (the same name first,
+ * then the other layers: layer dropping renumbers kept blocks). A source with more rows qualifies when
+ * t's rows are some of its rows, in order (FFN channel or head pruning keeps whole rows of gate/up
+ * and q/k/v; ggml blocks run along a row, so those rows' blocks are repacked alone). Null when none
+ * (modified, columns removed, or not repackable).
  */
 function findSourceBlocks(source: ModelDescription, name: string, t: TensorEntry): SourceBlocks | null {
   if (t.shape.length !== 2) return null;
@@ -536,11 +539,47 @@ function findSourceBlocks(source: ModelDescription, name: string, t: TensorEntry
   ];
   let values: Float32Array | null = null;
   for (const s of candidates) {
-    if (!s.stored || !REPACKABLE_DTYPES.includes(s.dtype) || s.shape[0] !== N || s.shape[1] !== K) continue;
+    const Ns = s.shape[0]!;
+    if (!s.stored || !REPACKABLE_DTYPES.includes(s.dtype) || Ns < N || s.shape[1] !== K) continue;
     values ??= t.f32();
-    if (!sameBits(values, s.f32())) continue;
-    const r = repackGgml(s.dtype, s.stored(), N, K);
+    const rows = Ns === N ? (sameBits(values, s.f32()) ? null : undefined) : keptRows(values, s.f32(), K);
+    if (rows === undefined) continue;
+    const stored = s.stored();
+    const r = repackGgml(s.dtype, rows ? selectStoredRows(stored, Ns, rows) : stored, N, K);
     return r.ok ? { value: r.value, source: s.name } : null;
   }
   return null;
+}
+
+/**
+ * The rows of `all` ([Ns, K]) that the rows of `values` ([N, K], N < Ns) are, bit for bit and in
+ * ascending order; undefined when some row of `values` is no row of `all`.
+ */
+function keptRows(values: Float32Array, all: Float32Array, K: number): number[] | undefined {
+  const mine = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const theirs = new Uint32Array(all.buffer, all.byteOffset, all.length);
+  const Ns = all.length / K;
+  const rows: number[] = [];
+  let j = 0;
+  for (let i = 0; i < values.length / K; i++) {
+    const row = mine.subarray(i * K, (i + 1) * K);
+    while (j < Ns && !sameRow(row, theirs, j * K)) j++;
+    if (j === Ns) return undefined;
+    rows.push(j++);
+  }
+  return rows;
+}
+
+/** The stored bytes of `rows` of an [Ns, K] ggml tensor (its blocks run along rows, row by row). */
+function selectStoredRows(stored: Uint8Array, Ns: number, rows: readonly number[]): Uint8Array {
+  const rowBytes = stored.byteLength / Ns;
+  const out = new Uint8Array(rows.length * rowBytes);
+  for (const [i, j] of rows.entries())
+    out.set(stored.subarray(j * rowBytes, (j + 1) * rowBytes), i * rowBytes);
+  return out;
+}
+
+function sameRow(row: Uint32Array, all: Uint32Array, at: number): boolean {
+  for (let k = 0; k < row.length; k++) if (row[k] !== all[at + k]) return false;
+  return true;
 }
