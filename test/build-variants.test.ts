@@ -162,6 +162,16 @@ describe("bad configs fail before anything is written", () => {
       /prune\.layers/,
     ],
     [
+      "too few calibration tokens for pruning",
+      { variants: [{ name: "s", tier: "speed", prune: { ffn: 0.25, calibrationTokens: 8 } }] },
+      /prune\.calibrationTokens/,
+    ],
+    [
+      "calibration tokens that are not a whole number",
+      { variants: [{ name: "s", tier: "speed", prune: { ffn: 0.25, calibrationTokens: "many" } }] },
+      /prune\.calibrationTokens/,
+    ],
+    [
       "duplicate variant names",
       { variants: [base.variants[0], base.variants[0]] },
       /duplicate variant quality/,

@@ -192,13 +192,17 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
     forward ??= new BatchedForward(kernels, original);
     return forward;
   };
-  const calibrateBatched = (model: ModelDescription, fwd?: BatchedForward): CalibrationStats => {
+  const calibrateBatched = (
+    model: ModelDescription,
+    fwd?: BatchedForward,
+    maxTokens = file.calibration.maxTokens,
+  ): CalibrationStats => {
     const mark = kernels.mark();
     try {
       const f = fwd ?? new BatchedForward(kernels, model);
       const seqs = calibrationSequences(model, {
         source: file.calibration.source,
-        maxTokens: file.calibration.maxTokens,
+        maxTokens,
         seed: file.seed,
       });
       return collectCalibrationStatsBatched(f, seqs, { log: log.every(8) });
@@ -213,7 +217,8 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
   const rows: BuildResult["rows"] = [];
   const tokenizerJson = JSON.stringify(original.tokenizer);
   const heldout = evaluationSequences(original, file);
-  let stats: CalibrationStats | null = null;
+  // The original model's calibration, by token count (a variant may ask for more: prune.calibrationTokens).
+  const statsByTokens = new Map<number, CalibrationStats>();
   // Started for the first variant that measures verify costs there, stopped when the build ends.
   let workerd: WorkerdVerifyCosts | null = null;
 
@@ -234,9 +239,12 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
       }
       const t0 = performance.now();
       log(`${v.name} (${v.tier}): building`);
+      const tokens = v.prune?.calibrationTokens ?? file.calibration.maxTokens;
+      let stats = statsByTokens.get(tokens);
       if (!stats) {
-        log("  calibrating the original model");
-        stats = calibrateBatched(original, originalForward());
+        log(`  calibrating the original model (${tokens} tokens)`);
+        stats = calibrateBatched(original, originalForward(), tokens);
+        statsByTokens.set(tokens, stats);
       }
       // Seven linear weights per kept layer (compress-variant.ts drops round(layers · numLayers)).
       const keptLayers =

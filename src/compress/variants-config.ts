@@ -41,6 +41,13 @@ export const PruneConfig = z.strictObject({
    * healing; O(K^2) per removed channel), "wanda" (|W|·‖x‖, cheap), "energy" (output energy).
    */
   importance: z.enum(["obs", "wanda", "energy"]).default("obs"),
+  /**
+   * Calibration tokens of the original model for ranking and healing (default: the file's
+   * calibration.maxTokens). Healing fits each output row of a projection with K' kept inputs by least
+   * squares: with fewer tokens than K' the Gram matrix is rank-deficient and the fit follows the
+   * calibration text rather than the model.
+   */
+  calibrationTokens: z.number().int().min(16).optional(),
 });
 
 export const VariantConfig = z.strictObject({
