@@ -26,6 +26,7 @@ import {
   packedShape,
 } from "../src/bench/common.ts";
 import { innermostLoops, type LoopCount } from "../src/bench/instructions.ts";
+import { AB_ROWS, type AbRow, kernelAb } from "../src/bench/kernel-ab.ts";
 import { KERNEL_SHAPES, type KernelRow, type KernelShape, kernelTable } from "../src/bench/kernel-table.ts";
 import { llamaRow } from "../src/bench/llama.ts";
 import { ortRow } from "../src/bench/ort.ts";
@@ -44,7 +45,7 @@ import {
   wasmProfile,
 } from "../src/bench/wasm-node.ts";
 import { webgpuRow } from "../src/bench/webgpu.ts";
-import { type CpuPair, WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
+import { type CpuPair, WorkerdBench, workerdKernelAb, workerdKernelTables } from "../src/bench/workerd.ts";
 import { DEFAULT_OUT } from "../src/compress/build-variants.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
@@ -56,6 +57,7 @@ import {
   machine,
   notes,
   prefillReport,
+  printTable,
   profileReport,
   resultTable,
   targetReport,
@@ -165,6 +167,67 @@ async function speculativeMain(argv: string[]): Promise<void> {
   say("\ntargets (timings on a shared machine: ratios from the same run):");
   for (const line of speculativeTargets(rows, turns)) say(`  ${line}`);
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+if (process.argv.includes("--kernel-ab")) {
+  await kernelAbMain(process.argv.slice(2));
+  process.exit(0);
+}
+
+/**
+ * `--kernel-ab A.wasm B.wasm [--runtime workerd|node|both] [--rounds N] [--shapes SmolLM2-135M,...]`:
+ * two kernel binaries (e.g. a kernel change against the build before it) timed in one process in
+ * alternating rounds on the same weights: B's time / A's per kernel, medians and [min, max].
+ */
+async function kernelAbMain(argv: string[]): Promise<void> {
+  const i = argv.indexOf("--kernel-ab");
+  const [a, b] = [argv[i + 1], argv[i + 2]];
+  if (!a || !b || a.startsWith("--") || b.startsWith("--")) throw new Error("--kernel-ab A.wasm B.wasm");
+  const at = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const rounds = Number(at("--rounds") ?? 9);
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new Error(`--rounds: a positive integer (got ${at("--rounds")})`);
+  const models = at("--shapes")?.split(",");
+  const shapes = models ? KERNEL_SHAPES.filter((s) => models.includes(s.model)) : KERNEL_SHAPES;
+  const runtime = at("--runtime") ?? "workerd";
+  if (runtime !== "node" && runtime !== "workerd" && runtime !== "both")
+    throw new Error(`--runtime: node, workerd or both (got ${runtime})`);
+  const load0 = os.loadavg();
+  const results: [string, AbRow[]][] = [];
+  if (runtime !== "node") results.push(["workerd", await workerdKernelAb(a, b, { shapes, rounds })]);
+  if (runtime !== "workerd") {
+    await enableRelaxedSimd();
+    results.push(["node", kernelAb(await loadKernelsNode(a), await loadKernelsNode(b), { shapes, rounds })]);
+  }
+  console.log(
+    `kernel A/B, ${new Date().toISOString().slice(0, 16)}Z, ${machine()}; A = ${a}, B = ${b}; ${rounds} alternating rounds; ` +
+      `load average (1/5/15 min) ${load0.map((l) => l.toFixed(2)).join(" ")} at start, ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")} at end`,
+  );
+  const keys = AB_ROWS.map((m) => (m === 1 ? "mv" : `mm${m}`));
+  const f2 = (v: number) => v.toFixed(2);
+  for (const [rt, rows] of results) {
+    console.log(
+      `\n${rt}: B time / A time, median (min-max); per-row cost A -> B (µs per row / same binary's matvec)`,
+    );
+    printTable(
+      [
+        "shape",
+        "A matvec µs",
+        ...keys.map((k) => `B/A ${k}`),
+        ...AB_ROWS.filter((m) => m > 1).map((m) => `per-row M=${m}`),
+      ],
+      rows.map((r) => [
+        r.shape,
+        r.aUs.mv!.toFixed(1),
+        ...keys.map((k) => `${f2(r.bOverA[k]!)} (${f2(r.spread[k]![0])}-${f2(r.spread[k]![1])})`),
+        ...AB_ROWS.filter((m) => m > 1).map((m) => `${f2(r.aPerRow[m]!)} -> ${f2(r.bPerRow[m]!)}`),
+      ]),
+      (s) => console.log(s),
+    );
+  }
 }
 
 if (process.argv.includes("--kernels-only")) {

@@ -71,7 +71,7 @@ export interface KernelTableOptions {
   now?: () => number;
 }
 
-function int4Copies(kern: WasmKernels, N: number, K: number, copies: number): Int4Tensor[] {
+export function int4Copies(kern: WasmKernels, N: number, K: number, copies: number): Int4Tensor[] {
   const nGroups = K / 32;
   const codes = new Uint8Array((N * K) / 2);
   let s = 0x9e3779b9;
@@ -95,7 +95,7 @@ function int4Copies(kern: WasmKernels, N: number, K: number, copies: number): In
 }
 
 /** Calls per timed batch so that one batch of fn(i) (i cycling through the copies) takes ~batchMs. */
-function itersFor(fn: (i: number) => void, copies: number, o: Required<KernelTableOptions>): number {
+export function itersFor(fn: (i: number) => void, copies: number, o: Required<KernelTableOptions>): number {
   let iters = copies;
   for (;;) {
     const t0 = o.now();
@@ -107,7 +107,7 @@ function itersFor(fn: (i: number) => void, copies: number, o: Required<KernelTab
   }
 }
 
-function median(v: number[]): number {
+export function median(v: number[]): number {
   const s = [...v].sort((a, b) => a - b);
   const h = s.length >> 1;
   return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;

@@ -21,6 +21,7 @@ import { processCpuMs, startWorkerd, workerdPids } from "../compress/workerd-hos
 import type { WeightTable } from "../format/weights.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
+import type { AbRow } from "./kernel-ab.ts";
 import type { KernelRow, KernelShape } from "./kernel-table.ts";
 import type { RunProfile } from "./profile.ts";
 import { contextSizeFor, loadEngine, type OpProfile, profileBytes } from "./wasm-node.ts";
@@ -282,6 +283,25 @@ export async function workerdKernelTables(
       simd: builds.includes("simd") ? await table(false) : [],
       relaxed: builds.includes("relaxed") ? await table(true) : [],
     };
+  } finally {
+    await mf.dispose();
+  }
+}
+
+const KERNEL_AB_WORKER = fileURLToPath(new URL("./kernel-ab-worker.ts", import.meta.url));
+
+/** The kernel A/B (src/bench/kernel-ab.ts) inside workerd on two kernel binaries (files). */
+export async function workerdKernelAb(
+  a: string,
+  b: string,
+  opts: { shapes: KernelShape[]; rounds?: number; batchMs?: number },
+): Promise<AbRow[]> {
+  const mf = await startWorkerd(KERNEL_AB_WORKER, { wasm: { "/a.wasm": a, "/b.wasm": b } });
+  try {
+    const res = await mf.dispatchFetch("http://kernels/", { method: "POST", body: JSON.stringify(opts) });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`workerd kernel A/B: HTTP ${res.status}: ${text.slice(0, 500)}`);
+    return (JSON.parse(text) as { rows: AbRow[] }).rows;
   } finally {
     await mf.dispose();
   }
