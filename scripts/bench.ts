@@ -175,7 +175,7 @@ if (process.argv.includes("--kernel-ab")) {
 }
 
 /**
- * `--kernel-ab A.wasm B.wasm [--runtime workerd|node|both] [--rounds N] [--shapes SmolLM2-135M,...]`:
+ * `--kernel-ab A.wasm B.wasm [--runtime workerd|node|both] [--rounds N] [--batch-ms MS] [--shapes SmolLM2-135M,...]`:
  * two kernel binaries (e.g. a kernel change against the build before it) timed in one process in
  * alternating rounds on the same weights: B's time / A's per kernel, medians and [min, max].
  */
@@ -192,12 +192,15 @@ async function kernelAbMain(argv: string[]): Promise<void> {
   const runtime = at("--runtime") ?? "workerd";
   if (runtime !== "node" && runtime !== "workerd" && runtime !== "both")
     throw new Error(`--runtime: node, workerd or both (got ${runtime})`);
+  const batchMs = Number(at("--batch-ms") ?? 30);
+  if (!(batchMs > 0)) throw new Error(`--batch-ms: a positive number (got ${at("--batch-ms")})`);
   const load0 = os.loadavg();
   const results: [string, AbRow[]][] = [];
-  if (runtime !== "node") results.push(["workerd", await workerdKernelAb(a, b, { shapes, rounds })]);
+  if (runtime !== "node") results.push(["workerd", await workerdKernelAb(a, b, { shapes, rounds, batchMs })]);
   if (runtime !== "workerd") {
     await enableRelaxedSimd();
-    results.push(["node", kernelAb(await loadKernelsNode(a), await loadKernelsNode(b), { shapes, rounds })]);
+    const ab = kernelAb(await loadKernelsNode(a), await loadKernelsNode(b), { shapes, rounds, batchMs });
+    results.push(["node", ab]);
   }
   console.log(
     `kernel A/B, ${new Date().toISOString().slice(0, 16)}Z, ${machine()}; A = ${a}, B = ${b}; ${rounds} alternating rounds; ` +

@@ -455,6 +455,89 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   }
 }
 
+/** One activation row against the register-held chunk u0..u7 (chunk_rows_dot_add's per-row work): acc + scaled dots. */
+// @ts-ignore: decorator
+@inline function row_dot_add(
+  ap: usize, dp: usize, u0: v128, u1: v128, u2: v128, u3: v128, u4: v128, u5: v128, u6: v128, u7: v128,
+  gsv: v128, acc: v128,
+): v128 {
+  const q0 = v128.load64_splat(ap);
+  const q1 = v128.load64_splat(ap + 8);
+  const q2 = v128.load64_splat(ap + 16);
+  const q3 = v128.load64_splat(ap + 24);
+  const z = i32x4.splat(0);
+  let p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, u0, z);
+  let p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, u4, z);
+  p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, u1, p01);
+  p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, u5, p23);
+  p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q2, u2, p01);
+  p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q2, u6, p23);
+  p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q3, u3, p01);
+  p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q3, u7, p23);
+  const dot = i32x4.add(v128.shuffle<i32>(p01, p23, 0, 2, 4, 6), v128.shuffle<i32>(p01, p23, 1, 3, 5, 7));
+  return scale_acc(acc, dot, gsv, dp);
+}
+
+/**
+ * Dot-add build: T (2 or 4, a constant after inlining) activation rows against the `chunks` chunks of
+ * one super-group of 4 weight rows (at w0..w3), accumulators loaded from accs once, held in registers
+ * across the chunks and stored once (chunk_rows_dot_add loads and stores them per chunk: each access to
+ * linear memory is bounds-checked in workerd, a spill to the native stack is not). Per row and chunk the
+ * same dots, fold and scale_acc in the same order as the matvec, so the result is bit-identical.
+ */
+// @ts-ignore: decorator
+@inline function tile_dot_add(
+  w0: usize, w1: usize, w2: usize, w3: usize, chunks: i32, lcpg: i32, gbuf: usize, ap: usize, dp: usize,
+  accs: usize, aRow: usize, dStride: usize, T: i32,
+): void {
+  let c0 = v128.load(accs, 0);
+  let c1 = v128.load(accs, 16);
+  let c2 = c0;
+  let c3 = c0;
+  if (T > 2) {
+    c2 = v128.load(accs, 32);
+    c3 = v128.load(accs, 48);
+  }
+  const mk = i8x16.splat(15);
+  for (let j = 0; j < chunks; j++) {
+    const gsv = v128.load(gbuf + (<usize>(j >> lcpg) << 4));
+    const va = v128.load(w0);
+    const vb = v128.load(w1);
+    const vc = v128.load(w2);
+    const vd = v128.load(w3);
+    const lo01 = v128.shuffle<i64>(va, vb, 0, 2);
+    const hi01 = v128.shuffle<i64>(va, vb, 1, 3);
+    const lo23 = v128.shuffle<i64>(vc, vd, 0, 2);
+    const hi23 = v128.shuffle<i64>(vc, vd, 1, 3);
+    const u0 = v128.and(lo01, mk);
+    const u1 = v128.and(hi01, mk);
+    const u2 = v128.and(i16x8.shr_u(lo01, 4), mk);
+    const u3 = v128.and(i16x8.shr_u(hi01, 4), mk);
+    const u4 = v128.and(lo23, mk);
+    const u5 = v128.and(hi23, mk);
+    const u6 = v128.and(i16x8.shr_u(lo23, 4), mk);
+    const u7 = v128.and(i16x8.shr_u(hi23, 4), mk);
+    c0 = row_dot_add(ap, dp, u0, u1, u2, u3, u4, u5, u6, u7, gsv, c0);
+    c1 = row_dot_add(ap + aRow, dp + dStride, u0, u1, u2, u3, u4, u5, u6, u7, gsv, c1);
+    if (T > 2) {
+      c2 = row_dot_add(ap + (aRow << 1), dp + (dStride << 1), u0, u1, u2, u3, u4, u5, u6, u7, gsv, c2);
+      c3 = row_dot_add(ap + aRow * 3, dp + dStride * 3, u0, u1, u2, u3, u4, u5, u6, u7, gsv, c3);
+    }
+    w0 += 16;
+    w1 += 16;
+    w2 += 16;
+    w3 += 16;
+    ap += 32;
+    dp += 4;
+  }
+  v128.store(accs, c0, 0);
+  v128.store(accs, c1, 16);
+  if (T > 2) {
+    v128.store(accs, c2, 32);
+    v128.store(accs, c3, 48);
+  }
+}
+
 export function matmul_q4_q8(
   qw: usize, sc: usize, zp: usize, mn: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, m: i32, n: i32,
   kp: i32, gs: i32, tmp: usize,
@@ -510,6 +593,22 @@ export function matmul_q4_q8(
         v128.store(cp, f32x4.add(v128.load(cp), c));
       }
       const chunks = min(4, ng - g0) << lcpg;
+      if (ASC_FEATURE_RELAXED_SIMD && DOT_ADD && (m == 2 || m == 4)) {
+        // m = 2, 4 (a verify pass of 2 / 4 tokens): all rows in one register tile (measured in workerd,
+        // same-run A/B: tiles of 4 then 2 were slower from m = 8 on, where each extra tile unpacks again)
+        const ap = a0p + chunk * aChunk;
+        const dp = xd + (chunk << 2);
+        const dStride = nb << 2;
+        if (m == 4) tile_dot_add(w0, w1, w2, w3, chunks, lcpg, gbuf, ap, dp, accs, aRow, dStride, 4);
+        else tile_dot_add(w0, w1, w2, w3, chunks, lcpg, gbuf, ap, dp, accs, aRow, dStride, 2);
+        const adv = <usize>chunks << 4;
+        w0 += adv;
+        w1 += adv;
+        w2 += adv;
+        w3 += adv;
+        chunk += <usize>chunks;
+        continue;
+      }
       for (let j = 0; j < chunks; j++) {
         const gsv = v128.load(gbuf + (<usize>(j >> lcpg) << 4));
         const ap = a0p + chunk * aChunk;
