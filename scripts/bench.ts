@@ -6,7 +6,7 @@
  *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref]
  *                 [--no-profile] [--no-kernels] [--no-relaxed]
  *   npm run bench -- --real [--json] [--quick] [--model file.gguf]: the real default model, ours
- *   npm run bench -- --kernels-only [--json] [--quick] [--rounds N] [--shapes SmolLM2-135M] [--runtime node|workerd|both]
+ *   npm run bench -- --kernels-only [--json] [--quick] [--rounds N] [--batch-ms MS] [--shapes SmolLM2-135M] [--runtime node|workerd|both]
  *                 [--no-simd] [--no-relaxed]: the kernel table alone (with the batched kernel's floor)
  *   npm run bench -- --prefill-positions [--model file.gguf] [--json]: prefill cost against position
  *                 (Node, workerd) against node-llama-cpp on the same GGUF (see realMain)
@@ -301,7 +301,7 @@ function emitKernelRows(tables: Record<string, KernelRow[]>): void {
 }
 
 /**
- * `--kernels-only [--json] [--quick] [--rounds N] [--shapes SmolLM2-135M,...] [--runtime node|workerd|both]
+ * `--kernels-only [--json] [--quick] [--rounds N] [--batch-ms MS] [--shapes SmolLM2-135M,...] [--runtime node|workerd|both]
  * [--no-simd] [--no-relaxed]`: only the kernel table (matvec GB/s, batched per-row cost against M and
  * the floor kernel's, medians of alternating rounds) and the batched target, without the decode runs.
  */
@@ -323,9 +323,11 @@ async function kernelsMain(argv: string[]): Promise<void> {
   const load0 = os.loadavg();
   log(`shardlm kernel table: ${machine()}; ${rounds} alternating rounds`);
   const relaxed = !argv.includes("--no-relaxed") && (await enableRelaxedSimd());
+  const batchMs = Number(at("--batch-ms") ?? (quick ? 20 : 40));
+  if (!(batchMs > 0)) throw new Error(`--batch-ms: a positive number (got ${at("--batch-ms")})`);
   const tables = await kernelTables({
     batches: rounds,
-    ...(quick ? { batchMs: 20 } : {}),
+    batchMs,
     shapes,
     relaxed,
     node: runtime !== "workerd",
