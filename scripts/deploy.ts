@@ -131,7 +131,7 @@ async function main(): Promise<void> {
     build: async (o) => (await import("../src/compress/build-variants.ts")).buildVariants(o),
   };
   preflight(opts); // before the bucket is opened (a local state folder is created on open)
-  const bucket = await bucketFromFlags(flags, { readOnly: dryRun });
+  const bucket = await bucketFromFlags(flags, { readOnly: dryRun, create: true });
   try {
     console.log(deploySummary(await deploy(bucket, opts)));
   } finally {

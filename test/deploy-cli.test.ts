@@ -1,5 +1,6 @@
 /**
- * The commands as a user runs them (tsx, as npm run does): bad flags and missing paths exit 2,
+ * The commands as a user runs them (tsx, as npm run does): bad flags and missing paths (a --persist-to
+ * that read-only and rollback commands would otherwise create, a --skip-build --out) exit 2,
  * config errors exit 1, each with one clear line; --dry-run writes nothing (not even a state folder); progress goes to stderr and the
  * summary to stdout; variants, rollback and gc on the same local state.
  */
@@ -137,6 +138,22 @@ describe("errors", () => {
     expect(skip.code).toBe(1);
     expect(skip.stderr).toMatch(/^error: --skip-build: .*variants\.json does not exist \(build first\)/m);
     expect(existsSync(join(state, "v3"))).toBe(false); // no bucket opened for any of these
+  });
+
+  it("commands that read or roll back refuse a --persist-to folder that does not exist, creating nothing", async () => {
+    const typo = join(temp.make(), "typo");
+    const runs = await Promise.all([
+      cli("variants.ts", ["--persist-to", typo]),
+      cli("rollback.ts", ["--persist-to", typo]),
+      cli("rollback.ts", ["--persist-to", typo, "--to", "2"]),
+      cli("gc.ts", ["--persist-to", typo, "--yes"]),
+    ]);
+    for (const r of runs) {
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`error: --persist-to ${typo} does not exist`);
+      expect(r.stdout).toBe("");
+    }
+    expect(existsSync(typo)).toBe(false);
   });
 });
 
