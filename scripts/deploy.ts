@@ -104,6 +104,9 @@ async function main(): Promise<void> {
   ] as const)
     if (path !== undefined && !existsSync(resolve(path)))
       throw new UsageError(`${flag} ${resolve(path)} does not exist`);
+  // --skip-build deploys what --out holds: a folder that is not there is a mistyped argument too.
+  if (flags["skip-build"] && flags.out !== undefined && !existsSync(resolve(flags.out)))
+    throw new UsageError(`--out ${resolve(flags.out)} does not exist (--skip-build deploys a built folder)`);
   const dryRun = flags["dry-run"] === true;
   // Defaults live in build-variants (slow to import: it loads the AssemblyScript compiler).
   const skipBuild = flags["skip-build"] === true;
