@@ -186,6 +186,8 @@ export interface CompletionOptions {
    * CPU work would never say it is time to yield.
    */
   yieldEveryTokens: number;
+  /** Called after each generated token (the caller's count of work done: no clock involved). */
+  onToken?: () => void;
 }
 
 export interface CompletionResult {
@@ -282,6 +284,7 @@ export async function complete(
     }
     if (completionTokens === 0) firstTokenAt = clock.now();
     completionTokens++;
+    opts.onToken?.();
     pending += stream.push(next.value);
     const hit = opts.stop.length ? firstStop(pending, opts.stop) : -1;
     if (hit >= 0) {
