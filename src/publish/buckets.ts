@@ -235,7 +235,10 @@ export interface BucketChoice {
   remote: boolean;
   persistTo: string;
   bucketName: string;
-  /** Only read: a local state that does not exist yet is an empty bucket, and is not created. */
+  /**
+   * A local state that does not exist yet is an empty bucket, and is not created (commands that only
+   * read, or that act on a deployment: with no state there is none).
+   */
   readOnly?: boolean;
 }
 
