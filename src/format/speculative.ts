@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import type { ModelConfig } from "./model.ts";
+import { NgramDatastoreRef } from "./ngram-datastore.ts";
 
 export const DraftSettings = z.strictObject({
   /** Layers the self-speculative draft leaves out ([] = no layer-skip draft, n-gram only). */
@@ -53,6 +54,14 @@ export const DraftSettings = z.strictObject({
    * table cost its last entry. Absent (manifests built before batched heads): headShare per row.
    */
   headCosts: z.array(z.number().positive().max(4)).min(1).max(16).optional(),
+  /**
+   * Model-output datastore (SpeculativeProfile.datastore): acceptance the adaptive policy assumes for
+   * its first draft token and for each later one (given the ones before it were accepted) until a
+   * request has shown its own; the build measures both on calibration answers the table was not
+   * counted from. Absent: low defaults (src/runtime/speculative.ts).
+   */
+  storeAcceptance: z.number().min(0).max(1).optional(),
+  storeNextAcceptance: z.number().min(0).max(1).optional(),
 });
 export type DraftSettings = z.output<typeof DraftSettings>;
 export type DraftSettingsInput = z.input<typeof DraftSettings>;
@@ -231,6 +240,11 @@ export const SpeculativeProfile = z.strictObject({
   enabled: z.boolean(),
   draft: DraftSettings,
   measured: DraftMeasurement,
+  /**
+   * The model-output n-gram datastore the drafter falls back to where prompt lookup finds nothing
+   * (a blob; ./ngram-datastore.ts). Absent in manifests from before it and where the build made none.
+   */
+  datastore: NgramDatastoreRef.optional(),
 });
 export type SpeculativeProfile = z.infer<typeof SpeculativeProfile>;
 

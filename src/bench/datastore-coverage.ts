@@ -1,0 +1,119 @@
+/**
+ * Offline estimate for the model-output n-gram datastore (issue 13): the real SmolLM2-135M-Instruct
+ * answers the calibration prompts and the bench prompts greedily (as the speculative bench does: 128
+ * tokens, no stop token), the datastore is built from the calibration answers only, and on the bench
+ * answers we count the tokens a draft would have got right (src/compress/ngram-datastore.ts,
+ * draftCoverage): prompt lookup alone, the datastore alone, and prompt lookup first with the datastore
+ * as fallback, per prompt set. Answers are kept in a JSON cache under the OS temp folder (keyed by the
+ * model file and the prompt) so reruns with other table settings cost no decoding.
+ */
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  buildNgramDatastore,
+  type CoverageCounts,
+  type DatastoreBuildOptions,
+  type DraftLookup,
+  datastoreLookup,
+  draftCoverage,
+  type PromptAnswer,
+} from "../compress/ngram-datastore.ts";
+import { NgramDatastore } from "../format/ngram-datastore.ts";
+import { loadKernelsNode } from "../kernels/wasm/node.ts";
+import { promptTokens, renderPrompt } from "../runtime/chat.ts";
+import { generate } from "../runtime/generate.ts";
+import { ngramDraft } from "../runtime/speculative.ts";
+import { createTokenizer } from "../runtime/tokenizer/index.ts";
+import { WasmEngine } from "../runtime/wasm/engine.ts";
+import { bytesToStream } from "../runtime/wasm/load-weights.ts";
+import { loadRealModel, readBenchPrompts, realModelPath } from "./real-model.ts";
+
+export interface CoverageRow {
+  set: "grounded" | "open";
+  source: "prompt-lookup" | "datastore" | "lookup+datastore";
+  counts: CoverageCounts;
+}
+
+export interface DatastoreCoverage {
+  calibrationPrompts: number;
+  calibrationTokens: number;
+  entries: number;
+  bytes: number;
+  rows: CoverageRow[];
+}
+
+/**
+ * Greedy answers (`tokens` each, no stop token: what the speculative bench decodes) of the real model
+ * to `texts` (one user message each), from the cache where present.
+ */
+export async function greedyAnswers(texts: readonly string[], tokens = 128): Promise<PromptAnswer[]> {
+  const path = await realModelPath();
+  const st = statSync(path);
+  const cacheFile = join(
+    tmpdir(),
+    `shardlm-greedy-answers-${st.size}-${Math.floor(st.mtimeMs)}-${tokens}.json`,
+  );
+  const cache: Record<string, PromptAnswer> = existsSync(cacheFile)
+    ? (JSON.parse(readFileSync(cacheFile, "utf8")) as Record<string, PromptAnswer>)
+    : {};
+  const model = await loadRealModel(path);
+  const tok = createTokenizer(model.tokenizer);
+  let engine: WasmEngine | null = null;
+  const out: PromptAnswer[] = [];
+  for (const text of texts) {
+    const prompt = promptTokens(
+      renderPrompt(model.chatTemplate, [{ role: "user", content: text }], tok),
+      tok,
+    );
+    const hit = cache[text];
+    if (hit && hit.prompt.join(",") === prompt.join(",")) {
+      out.push(hit);
+      continue;
+    }
+    engine ??= await WasmEngine.load(await loadKernelsNode(), model.table, bytesToStream(model.data), {
+      contextSize: 1024,
+    });
+    const answer: number[] = [];
+    for await (const t of generate(engine, prompt, { maxTokens: tokens, temperature: 0 })) answer.push(t);
+    cache[text] = { prompt, answer };
+    writeFileSync(cacheFile, JSON.stringify(cache));
+    out.push(cache[text]);
+  }
+  return out;
+}
+
+/** Coverage of prompt lookup, the datastore and both on the bench sets, the datastore built from `calibration`. */
+export async function datastoreCoverage(
+  calibration: readonly string[],
+  opts: DatastoreBuildOptions & { maxDraft?: number; perSet?: number } = {},
+): Promise<DatastoreCoverage> {
+  const model = await loadRealModel(await realModelPath());
+  const calib = await greedyAnswers(calibration);
+  const built = buildNgramDatastore(calib, model.table.config.vocabSize, opts);
+  const store = NgramDatastore.parse(built.bytes);
+  const sets = readBenchPrompts();
+  const prompt: DraftLookup = (h, k) => ngramDraft(h, k, 3, 2);
+  const data = datastoreLookup(store);
+  const both: DraftLookup = (h, k) => {
+    const d = prompt(h, k);
+    return d.length > 0 ? d : data(h, k);
+  };
+  const rows: CoverageRow[] = [];
+  for (const set of ["grounded", "open"] as const) {
+    const answers = await greedyAnswers(sets[set].slice(0, opts.perSet));
+    for (const [source, lookup] of [
+      ["prompt-lookup", prompt],
+      ["datastore", data],
+      ["lookup+datastore", both],
+    ] as const)
+      rows.push({ set, source, counts: draftCoverage(answers, lookup, opts.maxDraft) });
+  }
+  return {
+    calibrationPrompts: calibration.length,
+    calibrationTokens: built.sourceTokens,
+    entries: store.size,
+    bytes: built.bytes.byteLength,
+    rows,
+  };
+}
