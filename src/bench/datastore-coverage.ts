@@ -91,6 +91,7 @@ export async function datastoreCoverage(
   const model = await loadRealModel(await realModelPath());
   const calib = await greedyAnswers(calibration);
   const built = buildNgramDatastore(calib, model.table.config.vocabSize, opts);
+  if (!built.bytes) throw new Error("the calibration answers gave no datastore entry");
   const store = NgramDatastore.parse(built.bytes);
   const sets = readBenchPrompts();
   const prompt: DraftLookup = (h, k) => ngramDraft(h, k, 3, 2);

@@ -28,6 +28,7 @@ import {
 } from "./calibration.ts";
 import { compressVariant } from "./compress-variant.ts";
 import { engineFor, measureQuality, measureSpeed } from "./measure.ts";
+import { type DraftDatastore, draftDatastore, greedyAnswers } from "./ngram-datastore.ts";
 import { chatCalibrationTokens, nodeVerifyCosts, searchSpeculative } from "./speculative-search.ts";
 import {
   putContent,
@@ -285,7 +286,27 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
         log(
           `  verify costs measured on ${verifyCosts.origin.measuredOn} in ${((performance.now() - m0) / 1000).toFixed(1)} s: ${verifyCosts.origin.detail}`,
         );
+        // The datastore is counted from the calibration prompts the search does not run on, so the
+        // search's estimate with it is held out.
+        let datastore: DraftDatastore | undefined;
+        const dsConf = file.speculative.datastore;
+        if (dsConf) {
+          const d0 = performance.now();
+          const rest = chatCalibrationTokens(original).slice(file.speculative.prompts);
+          const answers = await greedyAnswers(engine, rest, dsConf.answerTokens, original.eosTokenIds);
+          datastore = draftDatastore(answers, table.config.vocabSize, dsConf) ?? undefined;
+          if (datastore) putContent(opts.out, R2Keys.blob, datastore.bytes);
+          log(
+            datastore
+              ? `  draft datastore from ${answers.length} answers (${datastore.ref.sourceTokens} tokens): ` +
+                  `${datastore.ref.entries} entries, ${datastore.ref.bytes} bytes, held-out coverage ` +
+                  `${(100 * datastore.ref.coverage).toFixed(1)}%, acceptance ${datastore.acceptance.first.toFixed(2)} / ` +
+                  `${datastore.acceptance.next.toFixed(2)} in ${((performance.now() - d0) / 1000).toFixed(1)} s`
+              : "  draft datastore: the calibration answers gave no entry; none",
+          );
+        }
         const found = await searchSpeculative(engine, prompts, {
+          ...(datastore ? { datastore } : {}),
           verifyCosts,
           answerTokens: file.speculative.answerTokens,
           log: (m) => log(`  ${m}`),

@@ -9,12 +9,16 @@
  * it (draft whenever the lookup offers, keep the agreeing prefix, the verifier's token after it) and
  * counts the answer tokens a draft got right: the share of decode steps drafts could save.
  */
+import { createHash } from "node:crypto";
 import {
   encodeNgramDatastore,
   MAX_CONTINUATION,
-  type NgramDatastore,
+  NgramDatastore,
+  type NgramDatastoreRef,
   type NgramEntry,
 } from "../format/ngram-datastore.ts";
+import { generate } from "../runtime/generate.ts";
+import type { LogitsModel } from "../runtime/logits-model.ts";
 
 /** A calibration prompt (token ids, chat template applied) and the variant's greedy answer to it. */
 export interface PromptAnswer {
@@ -35,14 +39,14 @@ export interface DatastoreBuildOptions {
 }
 
 /**
- * The datastore of `answers` (entries, encoded), keyed on the answer's positions after its first
+ * The datastore of `answers` (entries, encoded; null bytes when there is none), keyed on the answer's positions after its first
  * token (the first comes from prefill, never from a draft); keys may reach back into the prompt.
  */
 export function buildNgramDatastore(
   answers: readonly PromptAnswer[],
   vocabSize: number,
   opts: DatastoreBuildOptions = {},
-): { entries: NgramEntry[]; bytes: Uint8Array; sourceTokens: number } {
+): { entries: NgramEntry[]; bytes: Uint8Array | null; sourceTokens: number } {
   const minN = opts.minN ?? 2;
   const maxN = opts.maxN ?? 3;
   const depth = Math.min(MAX_CONTINUATION, opts.continuation ?? 8);
@@ -82,7 +86,8 @@ export function buildNgramDatastore(
     kept++;
   }
   const chosen = entries.slice(0, kept);
-  return { entries: chosen, bytes: encodeNgramDatastore(chosen, vocabSize), sourceTokens };
+  const bytes = chosen.length > 0 ? encodeNgramDatastore(chosen, vocabSize) : null;
+  return { entries: chosen, bytes, sourceTokens };
 }
 
 /** The continuation read token by token by majority among `next`, and how many agreed on its first token. */
@@ -118,6 +123,9 @@ export interface CoverageCounts {
   accepted: number;
   /** Passes whose first draft token was right. */
   firstRight: number;
+  /** Later draft tokens looked at (up to the first wrong one) after right ones, and how many were right. */
+  nextTried: number;
+  nextRight: number;
 }
 
 /**
@@ -130,7 +138,15 @@ export function draftCoverage(
   lookup: DraftLookup,
   maxDraft = 6,
 ): CoverageCounts {
-  const c: CoverageCounts = { tokens: 0, passes: 0, drafted: 0, accepted: 0, firstRight: 0 };
+  const c: CoverageCounts = {
+    tokens: 0,
+    passes: 0,
+    drafted: 0,
+    accepted: 0,
+    firstRight: 0,
+    nextTried: 0,
+    nextRight: 0,
+  };
   for (const { prompt, answer } of answers) {
     c.tokens += Math.max(0, answer.length - 1);
     const history = [...prompt, answer[0]!];
@@ -142,7 +158,11 @@ export function draftCoverage(
         c.passes++;
         c.drafted += d.length;
         c.accepted += r;
-        if (r > 0) c.firstRight++;
+        if (r > 0) {
+          c.firstRight++;
+          c.nextTried += Math.min(d.length, r + 1) - 1;
+          c.nextRight += r - 1;
+        }
       }
       const step = Math.min(r + 1, answer.length - i);
       for (let j = 0; j < step; j++) history.push(answer[i + j]!);
@@ -155,4 +175,90 @@ export function draftCoverage(
 /** A DraftLookup over a datastore. */
 export function datastoreLookup(store: NgramDatastore): DraftLookup {
   return (history, k) => store.lookup(history, k).tokens;
+}
+
+/** Greedy answers of `model` to `prompts` (plain decoding, ending at a stop token or `maxTokens`). */
+export async function greedyAnswers(
+  model: LogitsModel,
+  prompts: readonly (readonly number[])[],
+  maxTokens: number,
+  stopTokenIds: readonly number[] = [],
+): Promise<PromptAnswer[]> {
+  const out: PromptAnswer[] = [];
+  for (const prompt of prompts) {
+    const answer: number[] = [];
+    const opts = { maxTokens, temperature: 0, stopTokenIds: [...stopTokenIds] };
+    for await (const t of generate(model, prompt, opts)) answer.push(t);
+    if (answer.length > 0) out.push({ prompt, answer });
+  }
+  return out;
+}
+
+/**
+ * The datastore replayed on answers it was not counted from: `folds`-fold (answer i is in fold
+ * i mod folds; each fold replayed on a table counted from the others), summed.
+ */
+export function heldOutCoverage(
+  answers: readonly PromptAnswer[],
+  vocabSize: number,
+  opts: DatastoreBuildOptions = {},
+  folds = 2,
+  maxDraft = 6,
+): CoverageCounts {
+  const sum: CoverageCounts = {
+    tokens: 0,
+    passes: 0,
+    drafted: 0,
+    accepted: 0,
+    firstRight: 0,
+    nextTried: 0,
+    nextRight: 0,
+  };
+  for (let f = 0; f < folds; f++) {
+    const train = answers.filter((_, i) => i % folds !== f);
+    const test = answers.filter((_, i) => i % folds === f);
+    if (train.length === 0 || test.length === 0) continue;
+    const bytes = buildNgramDatastore(train, vocabSize, opts).bytes;
+    if (!bytes) continue;
+    const c = draftCoverage(test, datastoreLookup(NgramDatastore.parse(bytes)), maxDraft);
+    for (const k of Object.keys(sum) as (keyof CoverageCounts)[]) sum[k] += c[k];
+  }
+  return sum;
+}
+
+/** What the build records for a variant's datastore: its bytes (a blob), its manifest entry and the drafter's priors. */
+export interface DraftDatastore {
+  bytes: Uint8Array;
+  ref: NgramDatastoreRef;
+  /** Held-out acceptance of a first and of a later draft token (DraftSettings.storeAcceptance, storeNextAcceptance). */
+  acceptance: { first: number; next: number };
+}
+
+/**
+ * The datastore of a variant's `answers` (greedyAnswers on the calibration prompts), with its
+ * held-out coverage and acceptance (2-fold) for the manifest and the drafter's priors. Null when the
+ * answers give no entry.
+ */
+export function draftDatastore(
+  answers: readonly PromptAnswer[],
+  vocabSize: number,
+  opts: DatastoreBuildOptions = {},
+): DraftDatastore | null {
+  const built = buildNgramDatastore(answers, vocabSize, opts);
+  if (!built.bytes) return null;
+  const held = heldOutCoverage(answers, vocabSize, opts);
+  return {
+    bytes: built.bytes,
+    ref: {
+      sha256: createHash("sha256").update(built.bytes).digest("hex"),
+      bytes: built.bytes.byteLength,
+      entries: built.entries.length,
+      sourceTokens: built.sourceTokens,
+      coverage: held.tokens > 0 ? held.accepted / held.tokens : 0,
+    },
+    acceptance: {
+      first: held.passes > 0 ? held.firstRight / held.passes : 0,
+      next: held.nextTried > 0 ? held.nextRight / held.nextTried : 0,
+    },
+  };
 }

@@ -43,7 +43,10 @@ export const NgramDatastoreRef = z.strictObject({
   entries: z.number().int().positive(),
   /** Calibration answer tokens the table was counted from. */
   sourceTokens: z.number().int().nonnegative(),
-  /** On the calibration answers themselves: share of tokens a lookup drafted right (in-sample). */
+  /**
+   * Share of calibration answer tokens a datastore draft got right on answers it was not counted
+   * from (2-fold; src/compress/ngram-datastore.ts heldOutCoverage): the build's estimate.
+   */
   coverage: z.number().min(0).max(1),
 });
 export type NgramDatastoreRef = z.infer<typeof NgramDatastoreRef>;
