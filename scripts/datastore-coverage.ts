@@ -39,10 +39,12 @@ console.log(
   `datastore from ${r.calibrationPrompts} prompts (${calibrationFile}), ${r.calibrationTokens} answer tokens: ` +
     `${r.entries} entries, ${r.bytes} bytes; ${JSON.stringify(opts)}`,
 );
-console.log("set       source            tokens  covered  passes  first-right  accepted/drafted  mean-run");
-for (const { set, source, counts: c } of r.rows) {
+console.log(
+  "set       answers  source            tokens  covered  passes  first-right  accepted/drafted  mean-run",
+);
+for (const { set, source, answers, counts: c } of r.rows) {
   console.log(
-    `${set.padEnd(9)} ${source.padEnd(17)} ${String(c.tokens).padStart(6)}  ${((100 * c.accepted) / c.tokens).toFixed(1).padStart(6)}%  ` +
+    `${set.padEnd(9)} ${answers.padEnd(8)} ${source.padEnd(17)} ${String(c.tokens).padStart(6)}  ${((100 * c.accepted) / c.tokens).toFixed(1).padStart(6)}%  ` +
       `${String(c.passes).padStart(6)}  ${(c.passes ? c.firstRight / c.passes : 0).toFixed(2).padStart(11)}  ` +
       `${`${c.accepted}/${c.drafted}`.padStart(16)}  ${(c.passes ? c.accepted / c.passes : 0).toFixed(2).padStart(8)}`,
   );

@@ -14,9 +14,11 @@ import {
   buildNgramDatastore,
   type CoverageCounts,
   type DatastoreBuildOptions,
+  type DraftDatastore,
   type DraftLookup,
   datastoreLookup,
   draftCoverage,
+  draftDatastore,
   type PromptAnswer,
 } from "../compress/ngram-datastore.ts";
 import { NgramDatastore } from "../format/ngram-datastore.ts";
@@ -27,11 +29,13 @@ import { ngramDraft } from "../runtime/speculative.ts";
 import { createTokenizer } from "../runtime/tokenizer/index.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 import { bytesToStream } from "../runtime/wasm/load-weights.ts";
-import { loadRealModel, readBenchPrompts, realModelPath } from "./real-model.ts";
+import { loadRealModel, readBenchPrompts, readCalibrationPrompts, realModelPath } from "./real-model.ts";
 
 export interface CoverageRow {
   set: "grounded" | "open";
   source: "prompt-lookup" | "datastore" | "lookup+datastore";
+  /** "128": the bench's answers (128 tokens, no stop); "eos": the same cut at the end-of-sequence token (as served). */
+  answers: "128" | "eos";
   counts: CoverageCounts;
 }
 
@@ -44,15 +48,21 @@ export interface DatastoreCoverage {
 }
 
 /**
- * Greedy answers (`tokens` each, no stop token: what the speculative bench decodes) of the real model
- * to `texts` (one user message each), from the cache where present.
+ * Greedy answers of the real model (our packed int4 pack of it) to `texts` (one user message each),
+ * `tokens` each: with `stop`, ending at its end-of-sequence token (as served; what the build counts
+ * the datastore from), else exactly `tokens` (what the speculative bench decodes). From the cache
+ * where present.
  */
-export async function greedyAnswers(texts: readonly string[], tokens = 128): Promise<PromptAnswer[]> {
+export async function realGreedyAnswers(
+  texts: readonly string[],
+  tokens = 128,
+  stop = false,
+): Promise<PromptAnswer[]> {
   const path = await realModelPath();
   const st = statSync(path);
   const cacheFile = join(
     tmpdir(),
-    `shardlm-greedy-answers-${st.size}-${Math.floor(st.mtimeMs)}-${tokens}.json`,
+    `shardlm-greedy-answers-${st.size}-${Math.floor(st.mtimeMs)}-${tokens}${stop ? "-stop" : ""}.json`,
   );
   const cache: Record<string, PromptAnswer> = existsSync(cacheFile)
     ? (JSON.parse(readFileSync(cacheFile, "utf8")) as Record<string, PromptAnswer>)
@@ -75,7 +85,9 @@ export async function greedyAnswers(texts: readonly string[], tokens = 128): Pro
       contextSize: 1024,
     });
     const answer: number[] = [];
-    for await (const t of generate(engine, prompt, { maxTokens: tokens, temperature: 0 })) answer.push(t);
+    const stopTokenIds = stop ? model.eosTokenIds : [];
+    for await (const t of generate(engine, prompt, { maxTokens: tokens, temperature: 0, stopTokenIds }))
+      answer.push(t);
     cache[text] = { prompt, answer };
     writeFileSync(cacheFile, JSON.stringify(cache));
     out.push(cache[text]);
@@ -89,7 +101,7 @@ export async function datastoreCoverage(
   opts: DatastoreBuildOptions & { maxDraft?: number; perSet?: number } = {},
 ): Promise<DatastoreCoverage> {
   const model = await loadRealModel(await realModelPath());
-  const calib = await greedyAnswers(calibration);
+  const calib = await realGreedyAnswers(calibration, 128, true);
   const built = buildNgramDatastore(calib, model.table.config.vocabSize, opts);
   if (!built.bytes) throw new Error("the calibration answers gave no datastore entry");
   const store = NgramDatastore.parse(built.bytes);
@@ -102,13 +114,22 @@ export async function datastoreCoverage(
   };
   const rows: CoverageRow[] = [];
   for (const set of ["grounded", "open"] as const) {
-    const answers = await greedyAnswers(sets[set].slice(0, opts.perSet));
-    for (const [source, lookup] of [
-      ["prompt-lookup", prompt],
-      ["datastore", data],
-      ["lookup+datastore", both],
+    const full = await realGreedyAnswers(sets[set].slice(0, opts.perSet));
+    const eos = new Set(model.eosTokenIds);
+    const cut = full.map(({ prompt, answer }) => {
+      const end = answer.findIndex((t) => eos.has(t));
+      return { prompt, answer: end < 0 ? answer : answer.slice(0, end) };
+    });
+    for (const [answers, which] of [
+      [full, "128"],
+      [cut, "eos"],
     ] as const)
-      rows.push({ set, source, counts: draftCoverage(answers, lookup, opts.maxDraft) });
+      for (const [source, lookup] of [
+        ["prompt-lookup", prompt],
+        ["datastore", data],
+        ["lookup+datastore", both],
+      ] as const)
+        rows.push({ set, source, answers: which, counts: draftCoverage(answers, lookup, opts.maxDraft) });
   }
   return {
     calibrationPrompts: calibration.length,
@@ -117,4 +138,20 @@ export async function datastoreCoverage(
     bytes: built.bytes.byteLength,
     rows,
   };
+}
+
+/**
+ * The datastore the build would make for the real model (src/compress/ngram-datastore.ts,
+ * draftDatastore): from its greedy answers (to their end-of-sequence token, `answerTokens` at most)
+ * to the calibration prompts past the layer-skip search's first `searchPrompts`.
+ */
+export async function realDraftDatastore(
+  opts: DatastoreBuildOptions & { answerTokens?: number; searchPrompts?: number } = {},
+): Promise<DraftDatastore> {
+  const model = await loadRealModel(await realModelPath());
+  const texts = readCalibrationPrompts().slice(opts.searchPrompts ?? 8);
+  const answers = await realGreedyAnswers(texts, opts.answerTokens ?? 128, true);
+  const d = draftDatastore(answers, model.table.config.vocabSize, opts);
+  if (!d) throw new Error("the calibration answers gave no datastore entry");
+  return d;
 }
