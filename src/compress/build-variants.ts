@@ -68,7 +68,13 @@ export function defaultConfigFor(model: string): string {
 export const DEFAULT_OUT = join(root, "variants");
 
 /** The code that decides a variant's bytes and measurements (not deploy, CLI or table code). */
-const PIPELINE_SOURCES = ["src/compress", "src/format", "src/model/synthetic.ts"];
+const PIPELINE_SOURCES = [
+  "src/compress",
+  "src/format",
+  "src/model/synthetic.ts",
+  // The speculative search and the draft datastore run on these prompts.
+  "data/chat/calibration.json",
+];
 
 /** Hash of the code that decides what a variant's bytes are: change it and variants rebuild. */
 export function pipelineVersion(): string {
@@ -165,6 +171,8 @@ function inputKey(
     sourceSha,
     // A variant measured in Node is not reused for a workerd build, nor the reverse.
     ...(file.speculative ? { verifyCosts } : {}),
+    // The search's prompts and answer length and the draft datastore's settings decide the manifest's speculative field.
+    speculative: file.speculative,
     variant: v,
     seed: file.seed,
     calibration: file.calibration,
