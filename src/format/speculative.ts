@@ -269,6 +269,8 @@ export function speculationInfo(spec: SpeculativeProfile | undefined): {
   verify_row_cost: number;
   draft_acceptance: number;
   prompt_lookup_acceptance: number;
+  /** The model-output draft datastore: entries, bytes and held-out coverage (null: none). */
+  draft_datastore: { entries: number; bytes: number; coverage: number } | null;
 } | null {
   if (!spec) return null;
   return {
@@ -280,5 +282,8 @@ export function speculationInfo(spec: SpeculativeProfile | undefined): {
     verify_row_cost: spec.draft.rowCost,
     draft_acceptance: spec.measured.skipAgreement,
     prompt_lookup_acceptance: spec.measured.ngramAgreement,
+    draft_datastore: spec.datastore
+      ? { entries: spec.datastore.entries, bytes: spec.datastore.bytes, coverage: spec.datastore.coverage }
+      : null,
   };
 }
