@@ -285,6 +285,34 @@ describe("exactness on stories260K", () => {
     });
   }
 
+  it("adaptive: a datastore whose drafts are always wrong is priced out after a few tries", async () => {
+    // Every key of the real table, each continuation's tokens shifted: always a match, never right.
+    const V = store.vocabSize;
+    const wrong = NgramDatastore.parse(
+      encodeNgramDatastore(
+        store.entries().map((e) => ({ ...e, continuation: e.continuation.map((t) => (t + 1) % V) })),
+        V,
+      ),
+    );
+    for (let i = 40; i < 48; i++) {
+      const p = prompt(i);
+      const plain = await run(p, { maxTokens: 96, temperature: 0 });
+      const spec = await run(p, {
+        maxTokens: 96,
+        temperature: 0,
+        speculative: { storeAcceptance: 0.9, storeNextAcceptance: 0.9, ngramMin: 8, ngramMax: 8 },
+        draftStore: wrong,
+      });
+      expect(spec.tokens).toEqual(plain.tokens);
+      const s = spec.stats.sources!.store;
+      expect(s.accepted).toBe(0);
+      // A confident prior drafts at first; each miss (and each free check of a draft not taken)
+      // lowers the estimate until no draft length pays.
+      expect(s.passes).toBeGreaterThan(0);
+      expect(s.passes).toBeLessThanOrEqual(4);
+    }
+  });
+
   it("seeded sampling with the datastore equals seeded plain sampling", async () => {
     for (let i = 40; i < 48; i++) {
       const opts = { maxTokens: 64, temperature: 0.8, seed: i };

@@ -127,8 +127,9 @@ export interface DatastoreMatch {
 const NO_MATCH: DatastoreMatch = { tokens: [], n: 0, confidence: 0 };
 
 /**
- * A parsed datastore, held compactly (typed arrays and an open-addressing hash of the keys, ~10
- * bytes per entry beyond the tokens) so a Worker isolate pays little for it.
+ * A parsed datastore, held compactly so a Worker isolate pays little for it: the tokens at the
+ * layout's width and ~18 bytes per entry (offsets, lengths, counts, an open-addressing hash of the
+ * keys): about 1.7x the blob's bytes in all (a 1 MiB blob of 3-token keys and 8-token continuations).
  */
 export class NgramDatastore {
   private constructor(
@@ -140,7 +141,8 @@ export class NgramDatastore {
     private readonly lens: Uint8Array,
     private readonly counts: Uint16Array,
     private readonly hitCounts: Uint16Array,
-    private readonly tokens: Uint32Array,
+    /** Keys and continuations back to back, at the layout's width (Uint16Array for vocabularies <= 65536). */
+    private readonly tokens: Uint16Array | Uint32Array,
     /** Open addressing: entry index + 1, 0 = empty; size a power of two >= 2 x entries. */
     private readonly slots: Int32Array,
   ) {}
@@ -171,7 +173,8 @@ export class NgramDatastore {
     const lens = new Uint8Array(2 * count);
     const counts = new Uint16Array(count);
     const hitCounts = new Uint16Array(count);
-    const tokens = new Uint32Array(Math.floor((bytes.byteLength - HEADER_BYTES) / tokenBytes));
+    const room = Math.floor((bytes.byteLength - HEADER_BYTES) / tokenBytes);
+    const tokens = tokenBytes === 2 ? new Uint16Array(room) : new Uint32Array(room);
     let p = HEADER_BYTES;
     let t = 0;
     let prev: NgramEntry | null = null;
@@ -275,7 +278,7 @@ export class NgramDatastore {
 }
 
 /** FNV-1a over the key length and tokens (the same as lookup's inline hash). */
-function hashKey(tokens: Uint32Array, start: number, n: number): number {
+function hashKey(tokens: Uint16Array | Uint32Array, start: number, n: number): number {
   let h = 0x811c9dc5 ^ n;
   for (let j = start; j < start + n; j++) h = Math.imul(h ^ tokens[j]!, 0x01000193);
   return h;
