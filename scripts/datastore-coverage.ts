@@ -3,7 +3,7 @@
  * built from the real model's greedy answers to calibration prompts, replayed on its answers to the
  * bench prompts. Prints, per set and draft source, the share of answer tokens a draft got right.
  *
- *   npx tsx scripts/datastore-coverage.ts [--calibration data/chat/calibration.json]
+ *   npx tsx scripts/datastore-coverage.ts [--calibration data/chat/calibration.json] [--from 8]
  *     [--min-n 2] [--max-n 3] [--min-count 1] [--max-bytes 1048576] [--continuation 8] [--max-draft 6]
  */
 import { readFileSync } from "node:fs";
@@ -22,7 +22,10 @@ const num = (name: string): number | undefined => {
   return n;
 };
 const calibrationFile = arg("calibration") ?? "data/chat/calibration.json";
-const prompts = (JSON.parse(readFileSync(calibrationFile, "utf8")) as { prompts: string[] }).prompts;
+// From the 9th prompt on by default: the build counts the datastore from those (the first 8 are the layer-skip search's).
+const prompts = (JSON.parse(readFileSync(calibrationFile, "utf8")) as { prompts: string[] }).prompts.slice(
+  num("from") ?? 8,
+);
 const opts = {
   minN: num("min-n"),
   maxN: num("max-n"),
