@@ -22,10 +22,11 @@ import {
   type PromptAnswer,
 } from "../compress/ngram-datastore.ts";
 import { NgramDatastore } from "../format/ngram-datastore.ts";
+import { speculationCosts } from "../format/speculative.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { promptTokens, renderPrompt } from "../runtime/chat.ts";
 import { generate } from "../runtime/generate.ts";
-import { ngramDraft } from "../runtime/speculative.ts";
+import { ngramDraft, type SpeculationStats } from "../runtime/speculative.ts";
 import { createTokenizer } from "../runtime/tokenizer/index.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 import { bytesToStream } from "../runtime/wasm/load-weights.ts";
@@ -154,4 +155,114 @@ export async function realDraftDatastore(
   const d = draftDatastore(answers, model.table.config.vocabSize, opts);
   if (!d) throw new Error("the calibration answers gave no datastore entry");
   return d;
+}
+
+/** Verify costs to price a trace with (DraftSettings' rowCosts, headCosts, headShare; decode steps). */
+export interface TraceCosts {
+  rowCost: number;
+  rowCosts: number[];
+  headCosts: number[];
+  headShare: number;
+}
+
+export interface TracePricedRow {
+  set: "grounded" | "open";
+  datastore: boolean;
+  tokens: number;
+  verifications: number;
+  drafted: number;
+  accepted: number;
+  storeAccepted: number;
+  storeDrafted: number;
+  /** Decoded tokens (after the first) / their cost in plain decode steps (speculative-search's pricing). */
+  estimatedSpeedup: number;
+}
+
+/**
+ * Our engine in Node decodes the bench prompts (`perSet` per set, 128 greedy tokens, no stop) with
+ * the adaptive drafter priced at `costs` (measured elsewhere, e.g. in workerd), with and without
+ * `datastore`; each run's trace is priced as the build's search prices it (verify rows by the
+ * per-row cost at the pass's mean row count, head passes by their measured cost, plain steps 1), so
+ * the estimate does not depend on this machine's load. Greedy output is checked against plain decoding.
+ */
+export async function tracePricedSpeedups(
+  costs: TraceCosts,
+  datastore: DraftDatastore,
+  perSet = 8,
+): Promise<TracePricedRow[]> {
+  const model = await loadRealModel(await realModelPath());
+  const engine = await WasmEngine.load(await loadKernelsNode(), model.table, bytesToStream(model.data), {
+    contextSize: 1024,
+  });
+  const store = NgramDatastore.parse(datastore.bytes);
+  const sets = readBenchPrompts();
+  const tok = createTokenizer(model.tokenizer);
+  const h = costs.headShare;
+  const priced = speculationCosts(costs.rowCost, h, 0, costs.rowCosts, {
+    costs: costs.headCosts,
+    batch: engine.headBatch,
+  });
+  const rows: TracePricedRow[] = [];
+  for (const set of ["grounded", "open"] as const) {
+    const prompts = sets[set]
+      .slice(0, perSet)
+      .map((content) =>
+        promptTokens(renderPrompt(model.chatTemplate, [{ role: "user", content }], tok), tok),
+      );
+    const plain: number[][] = [];
+    for (const p of prompts) {
+      const out: number[] = [];
+      for await (const t of generate(engine, p, { maxTokens: 128, temperature: 0 })) out.push(t);
+      plain.push(out);
+    }
+    for (const withStore of [false, true]) {
+      const settings = {
+        ...costs,
+        ...(withStore
+          ? { storeAcceptance: datastore.acceptance.first, storeNextAcceptance: datastore.acceptance.next }
+          : {}),
+      };
+      const r: TracePricedRow = {
+        set,
+        datastore: withStore,
+        tokens: 0,
+        verifications: 0,
+        drafted: 0,
+        accepted: 0,
+        storeAccepted: 0,
+        storeDrafted: 0,
+        estimatedSpeedup: 0,
+      };
+      let plainSteps = 0;
+      const passesBefore = [...engine.verifyHeadPasses];
+      for (const [i, p] of prompts.entries()) {
+        const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0 };
+        const out: number[] = [];
+        for await (const t of generate(engine, p, {
+          maxTokens: 128,
+          temperature: 0,
+          speculative: settings,
+          ...(withStore ? { draftStore: store } : {}),
+          stats,
+        }))
+          out.push(t);
+        if (out.join() !== plain[i]!.join())
+          throw new Error(`${set} prompt ${i}: output differs from plain decoding`);
+        r.tokens += out.length - 1;
+        r.verifications += stats.verifications;
+        r.drafted += stats.drafted;
+        r.accepted += stats.accepted;
+        r.storeAccepted += stats.sources?.store.accepted ?? 0;
+        r.storeDrafted += stats.sources?.store.drafted ?? 0;
+        plainSteps += Math.max(0, out.length - 1 - stats.verifications - stats.accepted);
+      }
+      const verifyRows = r.verifications + r.drafted;
+      const perRow = priced.body(r.verifications > 0 ? verifyRows / r.verifications : 1) * (1 - h);
+      const passes = engine.verifyHeadPasses.map((n, m) => n - passesBefore[m]!);
+      const headCost = passes.reduce((a, n, m) => a + (m > 0 ? n * m * priced.heads!.perRow(m) : 0), 0);
+      r.estimatedSpeedup = r.tokens / (verifyRows * perRow + headCost + plainSteps);
+      rows.push(r);
+    }
+  }
+  return rows;
 }

@@ -34,6 +34,8 @@ export interface DatastoreBuildOptions {
   continuation?: number;
   /** Keys seen fewer times are dropped. Default 1 (keep all). */
   minCount?: number;
+  /** Keys whose majority next token followed them less often than this (hits / count) are dropped. Default 0. */
+  minConfidence?: number;
   /** Most bytes the encoded datastore may take (most frequent keys kept). Default 1 MiB. */
   maxBytes?: number;
 }
@@ -51,6 +53,7 @@ export function buildNgramDatastore(
   const maxN = opts.maxN ?? 3;
   const depth = Math.min(MAX_CONTINUATION, opts.continuation ?? 8);
   const minCount = opts.minCount ?? 1;
+  const minConfidence = opts.minConfidence ?? 0;
   const maxBytes = opts.maxBytes ?? 1 << 20;
   // key ("n:t1,t2,..") -> the continuations that followed it (up to `depth` tokens each).
   const follow = new Map<string, { key: number[]; next: number[][] }>();
@@ -72,6 +75,7 @@ export function buildNgramDatastore(
   for (const { key, next } of follow.values()) {
     if (next.length < minCount) continue;
     const { continuation, hits } = majorityPath(next);
+    if (hits < minConfidence * next.length) continue;
     entries.push({ key, continuation, count: Math.min(0xffff, next.length), hits: Math.min(0xffff, hits) });
   }
   // Most frequent first (then longer keys: more specific), within the byte budget.
