@@ -23,7 +23,6 @@ import {
   log,
   packedShape,
 } from "../src/bench/common.ts";
-import { realDraftDatastore } from "../src/bench/datastore-coverage.ts";
 import { innermostLoops, type LoopCount } from "../src/bench/instructions.ts";
 import { type KernelRow, kernelTable } from "../src/bench/kernel-table.ts";
 import { llamaRow } from "../src/bench/llama.ts";
@@ -121,9 +120,8 @@ if (process.argv.includes("--speculative") || process.argv.includes("--spec")) {
 
 /**
  * `--speculative` (or `--spec`) `[--json] [--quick] [--per-set N] [--skip-layers 11,12,..] [--no-llama]
- * [--runtime node|workerd|both] [--no-datastore]`: the issue-13 bench on the real model, our engine in
- * Node and/or workerd (default both); speculative rows without and (unless --no-datastore) with the
- * model-output draft datastore the build would make (its calibration answers cached under the temp folder).
+ * [--runtime node|workerd|both]`: the issue-13 bench on the real model, our engine in Node and/or workerd
+ * (default both).
  */
 async function speculativeMain(argv: string[]): Promise<void> {
   const json = argv.includes("--json");
@@ -139,17 +137,7 @@ async function speculativeMain(argv: string[]): Promise<void> {
   const runtimes = runtimeArg === "both" ? (["node", "workerd"] as const) : ([runtimeArg] as const);
   const t0 = Date.now();
   log(`shardlm speculative bench: ${machine()}, 1-min load average ${os.loadavg()[0]!.toFixed(1)}`);
-  let datastore: Awaited<ReturnType<typeof realDraftDatastore>> | undefined;
-  if (!argv.includes("--no-datastore")) {
-    log("  draft datastore from the calibration prompts' greedy answers (cached after the first run) ...");
-    datastore = await realDraftDatastore();
-    log(
-      `  draft datastore: ${datastore.ref.entries} entries, ${datastore.ref.bytes} bytes from ${datastore.ref.sourceTokens} answer tokens; ` +
-        `held-out coverage ${(100 * datastore.ref.coverage).toFixed(1)}%, acceptance ${datastore.acceptance.first.toFixed(2)} / ${datastore.acceptance.next.toFixed(2)}`,
-    );
-  }
   const { rows, turns } = await speculativeBench({
-    ...(datastore ? { datastore } : {}),
     draft: { skipLayers },
     llama: !argv.includes("--no-llama"),
     ...(quick ? { perSet: 3, tokens: 64 } : {}),
@@ -162,10 +150,10 @@ async function speculativeMain(argv: string[]): Promise<void> {
       console.log(
         JSON.stringify(r, (_, v) => (typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(3) : v)),
       );
-  say(`\nengine          runtime  set       spec   tok/s  cpu-tok/s  accept  mean-len  identical`);
+  say(`\nengine          runtime  set       spec  tok/s  cpu-tok/s  accept  mean-len  identical`);
   for (const r of rows)
     say(
-      `${r.engine.padEnd(15)} ${r.runtime.padEnd(8)} ${r.prompt_set.padEnd(9)} ${(r.speculative ? (r.draft_datastore ? "+ds" : "true") : "false").padEnd(5)} ${r.decode_tok_s.toFixed(1).padStart(6)}  ${r.cpu_decode_tok_s.toFixed(1).padStart(9)}  ` +
+      `${r.engine.padEnd(15)} ${r.runtime.padEnd(8)} ${r.prompt_set.padEnd(9)} ${String(r.speculative).padEnd(5)} ${r.decode_tok_s.toFixed(1).padStart(6)}  ${r.cpu_decode_tok_s.toFixed(1).padStart(9)}  ` +
         `${r.acceptance_rate === null ? "   -  " : r.acceptance_rate.toFixed(2).padStart(6)}  ${r.mean_accepted_length === null ? "    -   " : r.mean_accepted_length.toFixed(2).padStart(8)}  ${r.greedy_identical ?? "-"}`,
     );
   for (const t of turns)

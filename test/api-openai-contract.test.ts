@@ -88,19 +88,11 @@ describe("models", () => {
     expect(new Set(ids).size).toBe(ids.length);
     // Each variant says whether it speculates by default and what the build measured (null: no search).
     for (const m of (await api.client.models.list()).data as unknown as { speculative: unknown }[]) {
-      const spec = m.speculative as null | {
-        enabled: boolean;
-        adaptive: boolean;
-        verify_row_cost: number;
-        draft_datastore: { entries: number; bytes: number; coverage: number } | null;
-      };
+      const spec = m.speculative as null | { enabled: boolean; adaptive: boolean; verify_row_cost: number };
       if (spec === null) continue;
       expect(typeof spec.enabled).toBe("boolean");
       expect(typeof spec.adaptive).toBe("boolean");
       expect(spec.verify_row_cost).toBeGreaterThan(0);
-      // The test build makes a draft datastore for every variant.
-      expect(spec.draft_datastore!.entries).toBeGreaterThan(0);
-      expect(spec.draft_datastore!.coverage).toBeGreaterThanOrEqual(0);
     }
   });
 

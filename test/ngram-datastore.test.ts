@@ -2,9 +2,9 @@
  * The model-output n-gram datastore (issue 13's third draft source): its byte layout round-trips and
  * its parser refuses garbage with a clear error; the builder keeps the majority continuation and the
  * byte budget; the coverage replay counts what a drafter would accept; on stories260K, greedy and
- * seeded output with the datastore drafting equals plain decoding (exactness); manifests with and
- * without a datastore parse, and deploy's blob list names it; the calibration prompts the build
- * counts it from are disjoint from the bench's.
+ * seeded output with the datastore drafting equals plain decoding (exactness), and a datastore whose
+ * drafts are wrong is priced out; the calibration prompts it is counted from are disjoint from the
+ * bench's.
  */
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +16,6 @@ import {
   greedyAnswers,
   type PromptAnswer,
 } from "../src/compress/ngram-datastore.ts";
-import { type Manifest, manifestBlobs } from "../src/format/manifest.ts";
 import type { ModelDescription } from "../src/format/model.ts";
 import {
   encodeNgramDatastore,
@@ -24,7 +23,7 @@ import {
   NgramDatastoreError,
   type NgramEntry,
 } from "../src/format/ngram-datastore.ts";
-import { SpeculativeProfile } from "../src/format/speculative.ts";
+import { DraftSettings } from "../src/format/speculative.ts";
 import { loadModel } from "../src/model/import/index.ts";
 import { type GenerateOptionsInput, generate } from "../src/runtime/generate.ts";
 import type { SpeculationStats } from "../src/runtime/speculative.ts";
@@ -180,37 +179,15 @@ describe("builder and coverage", () => {
   });
 });
 
-describe("manifest", () => {
-  it("speculative.datastore is optional, checked, and named among the manifest's blobs", () => {
-    const profile = {
-      enabled: true,
-      draft: {},
-      measured: {
-        skipAgreement: 0,
-        ngramCoverage: 0.1,
-        ngramAgreement: 0.5,
-        estimatedSpeedup: 1.1,
-        calibrationTokens: 100,
-      },
-    };
-    expect(SpeculativeProfile.parse(profile).datastore).toBeUndefined();
-    const ref = { sha256: "a".repeat(64), bytes: 100, entries: 3, sourceTokens: 50, coverage: 0.2 };
-    expect(SpeculativeProfile.parse({ ...profile, datastore: ref }).datastore).toEqual(ref);
-    for (const bad of [
-      { ...ref, sha256: "xyz" },
-      { ...ref, bytes: 0 },
-      { ...ref, coverage: 2 },
-      { ...ref, extra: 1 },
-    ])
-      expect(SpeculativeProfile.safeParse({ ...profile, datastore: bad }).success).toBe(false);
-    expect(SpeculativeProfile.safeParse({ ...profile, draft: { storeAcceptance: 1.5 } }).success).toBe(false);
-    const blobsOf = (speculative: unknown) =>
-      manifestBlobs({ model: { tokenizer: { sha256: "b".repeat(64), bytes: 9 } }, speculative } as Manifest);
-    expect(blobsOf(undefined).map((b) => b.what)).toEqual(["tokenizer"]);
-    expect(blobsOf(SpeculativeProfile.parse({ ...profile, datastore: ref }))).toEqual([
-      { sha256: "b".repeat(64), bytes: 9, what: "tokenizer" },
-      { sha256: ref.sha256, bytes: 100, what: "draft datastore" },
-    ]);
+describe("draft settings", () => {
+  it("the datastore priors are optional and checked", () => {
+    expect(DraftSettings.parse({}).storeAcceptance).toBeUndefined();
+    expect(DraftSettings.parse({ storeAcceptance: 0.6, storeNextAcceptance: 0.4 })).toMatchObject({
+      storeAcceptance: 0.6,
+      storeNextAcceptance: 0.4,
+    });
+    for (const bad of [{ storeAcceptance: 1.5 }, { storeNextAcceptance: -0.1 }, { storeAcceptance: "high" }])
+      expect(DraftSettings.safeParse(bad).success).toBe(false);
   });
 });
 

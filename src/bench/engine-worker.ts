@@ -16,7 +16,6 @@
  * The engine is cached across requests (keyed by prefix and options): a request rebuilds nothing.
  */
 
-import { NgramDatastore } from "../format/ngram-datastore.ts";
 import { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
 import { type GenerateOptionsInput, generate } from "../runtime/generate.ts";
@@ -43,24 +42,11 @@ interface RunRequest {
 
 interface TimedRequest {
   speculative?: GenerateOptionsInput["speculative"];
-  /** Draft from the datastore at `${prefix}datastore.bin` too (read once per prefix). */
-  datastore?: boolean;
   stopTokenIds?: number[];
   prefixCache?: "keep" | "new";
 }
 
 let cached: { key: string; engine: WasmEngine; kernels: WasmKernels } | null = null;
-const datastores = new Map<string, NgramDatastore>();
-
-async function datastoreFor(env: Env, prefix: string): Promise<NgramDatastore> {
-  const have = datastores.get(prefix);
-  if (have) return have;
-  const obj = await env.SHARDS.get(`${prefix}datastore.bin`);
-  if (!obj) throw new Error("datastore not in R2");
-  const store = NgramDatastore.parse(new Uint8Array(await new Response(obj.body).arrayBuffer()));
-  datastores.set(prefix, store);
-  return store;
-}
 const conversation = new ConversationCache();
 
 async function engineFor(env: Env, r: RunRequest): Promise<{ engine: WasmEngine; kernels: WasmKernels }> {
@@ -105,11 +91,9 @@ export default {
     }
     if (url.pathname === "/generate-timed") {
       const prefixCache = conversation.for(r.prefixCache);
-      const draftStore = r.datastore ? await datastoreFor(env, r.prefix ?? "") : undefined;
       const timed = await timedGenerate(engine, r.prompt, {
         maxTokens: r.maxTokens,
         ...(r.speculative ? { speculative: r.speculative } : {}),
-        ...(draftStore ? { draftStore } : {}),
         ...(r.stopTokenIds ? { stopTokenIds: r.stopTokenIds } : {}),
         ...(prefixCache ? { prefixCache } : {}),
       });

@@ -8,9 +8,7 @@
  */
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
 import { ownCpuMs } from "../compress/measure.ts";
-import type { DraftDatastore } from "../compress/ngram-datastore.ts";
 import { measureRowCost, measureVerifyCosts } from "../compress/speculative-search.ts";
-import { NgramDatastore } from "../format/ngram-datastore.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
 import { promptTokens, renderPrompt } from "../runtime/chat.ts";
 import type { GenerateOptionsInput } from "../runtime/generate.ts";
@@ -35,8 +33,6 @@ export interface SpeculativeRow {
   model_shape: typeof REAL_MODEL_SHAPE;
   prompt_set: "grounded" | "open";
   speculative: boolean;
-  /** Speculative rows: the drafter also drafted from the model-output datastore (--datastore). */
-  draft_datastore: boolean;
   /** Speculative rows: every prompt's tokens equal our plain decode's (checked); plain rows: true. */
   greedy_identical: boolean | null;
   prompts: number;
@@ -76,11 +72,6 @@ export interface SpeculativeBenchOptions {
   llama?: boolean;
   /** Runtimes of our engine, in order (default Node, then workerd). */
   runtimes?: readonly ("node" | "workerd")[];
-  /**
-   * The model-output draft datastore (src/bench/datastore-coverage.ts, realDraftDatastore): each
-   * prompt then also runs speculatively with it as the prompt lookup's fallback, a third row per set.
-   */
-  datastore?: DraftDatastore;
 }
 
 /** A timed generation with its decode time by CPU time too. */
@@ -101,30 +92,23 @@ interface RunnerOptions {
   maxTokens: number;
   speculative?: SpeculativeBenchOptions["draft"];
   stopTokenIds?: number[];
-  /** Draft from the runner's datastore too (the bytes it was started with). */
-  datastore?: boolean;
 }
 
-async function nodeRunner(model: RealModel, datastore?: Uint8Array): Promise<Runner> {
+async function nodeRunner(model: RealModel): Promise<Runner> {
   const engine = await WasmEngine.load(await loadKernelsNode(), model.table, bytesToStream(model.data), {
     contextSize: 1024,
   });
-  const store = datastore ? NgramDatastore.parse(datastore) : undefined;
   const conversation = new ConversationCache();
   return {
     runtime: "node",
     kernels: "kernels.wasm (SIMD128)",
     verifyCosts: async () => ({ rowCost: measureRowCost(engine), ...measureVerifyCosts(engine) }),
-    timed: async (prompt, { datastore: useStore, ...opts }, mode) => {
+    timed: async (prompt, opts, mode) => {
       const prefixCache = conversation.for(mode);
       const r = await timedGenerate(
         engine,
         prompt,
-        {
-          ...opts,
-          ...(prefixCache ? { prefixCache } : {}),
-          ...(useStore && store ? { draftStore: store } : {}),
-        },
+        { ...opts, ...(prefixCache ? { prefixCache } : {}) },
         ownCpuMs,
       );
       return { ...r, decodeCpuMs: r.decodeCpuMs! };
@@ -138,10 +122,9 @@ async function nodeRunner(model: RealModel, datastore?: Uint8Array): Promise<Run
  * clock (Miniflare lets it run; 1 ms ticks). workerd has no CPU clock of its own: a request's decode
  * CPU time is workerd's /proc CPU time over the request, scaled by the decode share of its wall time.
  */
-async function workerdRunner(model: RealModel, datastore?: Uint8Array): Promise<Runner> {
+async function workerdRunner(model: RealModel): Promise<Runner> {
   const w = await WorkerdBench.start();
   const { key } = await w.loadWeights(REAL_MODEL_SHAPE, model.table, model.data);
-  if (datastore) await w.put(`${key.prefix}datastore.bin`, datastore);
   return {
     runtime: "workerd",
     kernels: "kernels-relaxed.wasm (relaxed SIMD, i32 dot-add)",
@@ -182,14 +165,12 @@ export async function speculativeBench(
     set: "grounded" | "open",
     speculative: boolean,
     t: { ms: number; cpu: number; n: number },
-    datastore = false,
   ) => ({
     engine: engineName,
     runtime,
     model_shape: REAL_MODEL_SHAPE,
     prompt_set: set,
     speculative,
-    draft_datastore: datastore,
     prompts: prompts[set].length,
     decode_tokens: tokensPer,
     decode_tok_s: (t.n * 1000) / t.ms,
@@ -202,8 +183,7 @@ export async function speculativeBench(
   const turns: TurnTiming[] = [];
   for (const runtime of o.runtimes ?? (["node", "workerd"] as const)) {
     log(`  ${runtime}: loading the engine ...`);
-    const bytes = o.datastore?.bytes;
-    const runner = runtime === "node" ? await nodeRunner(model, bytes) : await workerdRunner(model, bytes);
+    const runner = runtime === "node" ? await nodeRunner(model) : await workerdRunner(model);
     try {
       // The draft policy prices verify rows at what they cost on this engine, measured now (the build
       // records the same measurements in the manifest).
@@ -221,19 +201,11 @@ export async function speculativeBench(
         ...o.draft,
         rowCost: o.draft?.rowCost ?? costs.rowCost,
       };
-      // The datastore's held-out acceptance is the drafter's prior for it (as the build records it).
-      const withStore = o.datastore
-        ? {
-            ...draft,
-            storeAcceptance: o.datastore.acceptance.first,
-            storeNextAcceptance: o.datastore.acceptance.next,
-          }
-        : null;
       // No stop tokens: every prompt decodes exactly `tokensPer` tokens (as the llama.cpp rows do).
       const base = { maxTokens: tokensPer };
       for (const set of ["grounded", "open"] as const) {
         const plainAcc = { ms: 0, cpu: 0, n: 0 };
-        const specAcc = () => ({
+        const spec = {
           ms: 0,
           cpu: 0,
           n: 0,
@@ -241,46 +213,27 @@ export async function speculativeBench(
           accepted: 0,
           verifications: 0,
           headRows: 0,
-          storeDrafted: 0,
-          storeAccepted: 0,
           identical: true,
-        });
-        const spec = specAcc();
-        const specStore = specAcc();
-        const add = (acc: ReturnType<typeof specAcc>, b: Timed, same: boolean) => {
-          acc.ms += b.decodeMs;
-          acc.cpu += b.decodeCpuMs;
-          acc.n += b.tokens.length - 1;
-          acc.drafted += b.stats.drafted;
-          acc.accepted += b.stats.accepted;
-          acc.verifications += b.stats.verifications;
-          acc.headRows += b.stats.headRows ?? 0;
-          acc.storeDrafted += b.stats.sources?.store.drafted ?? 0;
-          acc.storeAccepted += b.stats.sources?.store.accepted ?? 0;
-          acc.identical &&= same;
         };
         for (const [i, p] of prompts[set].entries()) {
           const a = await runner.timed(p, base);
-          const sameAs = (b: Timed) =>
-            b.tokens.length === a.tokens.length && b.tokens.every((t, j) => t === a.tokens[j]);
+          const b = await runner.timed(p, { ...base, speculative: draft });
+          const same = b.tokens.length === a.tokens.length && b.tokens.every((t, j) => t === a.tokens[j]);
           plainAcc.ms += a.decodeMs;
           plainAcc.cpu += a.decodeCpuMs;
           plainAcc.n += a.tokens.length - 1;
-          const b = await runner.timed(p, { ...base, speculative: draft });
-          add(spec, b, sameAs(b));
-          const c = withStore
-            ? await runner.timed(p, { ...base, speculative: withStore, datastore: true })
-            : null;
-          if (c) add(specStore, c, sameAs(c));
-          const tps = (x: Timed) => ((x.tokens.length - 1) / (x.decodeMs / 1000)).toFixed(1);
+          spec.ms += b.decodeMs;
+          spec.cpu += b.decodeCpuMs;
+          spec.n += b.tokens.length - 1;
+          spec.drafted += b.stats.drafted;
+          spec.accepted += b.stats.accepted;
+          spec.verifications += b.stats.verifications;
+          spec.headRows += b.stats.headRows ?? 0;
+          spec.identical &&= same;
           log(
-            `  ${runtime} ${set} ${i + 1}/${prompts[set].length}: plain ${tps(a)} tok/s, ` +
-              `speculative ${tps(b)} tok/s, accepted ${b.stats.accepted}/${b.stats.drafted} in ${b.stats.verifications} verify passes` +
-              (c
-                ? `; with the datastore ${tps(c)} tok/s, accepted ${c.stats.accepted}/${c.stats.drafted} ` +
-                  `(datastore ${c.stats.sources?.store.accepted ?? 0}/${c.stats.sources?.store.drafted ?? 0})`
-                : "") +
-              (sameAs(b) && (!c || sameAs(c)) ? "" : ", OUTPUT DIFFERS"),
+            `  ${runtime} ${set} ${i + 1}/${prompts[set].length}: plain ${((a.tokens.length - 1) / (a.decodeMs / 1000)).toFixed(1)} tok/s, ` +
+              `speculative ${((b.tokens.length - 1) / (b.decodeMs / 1000)).toFixed(1)} tok/s, ` +
+              `accepted ${b.stats.accepted}/${b.stats.drafted} in ${b.stats.verifications} verify passes${same ? "" : ", OUTPUT DIFFERS"}`,
           );
         }
         rows.push({
@@ -290,23 +243,16 @@ export async function speculativeBench(
           mean_accepted_length: null,
           note: `plain greedy decode, ${runner.kernels}, int4 g32 RTN of the Q4_1 GGUF, q8 activations, fp16 KV`,
         });
-        for (const [acc, settings] of [
-          [spec, draft],
-          ...(withStore ? [[specStore, withStore] as const] : []),
-        ] as const) {
-          const store = settings === withStore;
-          rows.push({
-            ...row("shardlm-wasm", runtime, set, true, acc, store),
-            greedy_identical: acc.identical,
-            acceptance_rate: acc.drafted ? acc.accepted / acc.drafted : 0,
-            mean_accepted_length: acc.verifications ? acc.accepted / acc.verifications : 0,
-            note:
-              `speculative${store ? " with the draft datastore" : ""}, ${runner.kernels}: ${JSON.stringify(settings)}; ` +
-              `${acc.accepted}/${acc.drafted} drafts accepted in ${acc.verifications} verify passes` +
-              (store ? ` (datastore: ${acc.storeAccepted}/${acc.storeDrafted})` : "") +
-              `; heads computed for ${acc.headRows} of ${acc.verifications + acc.drafted} verified rows`,
-          });
-        }
+        rows.push({
+          ...row("shardlm-wasm", runtime, set, true, spec),
+          greedy_identical: spec.identical,
+          acceptance_rate: spec.drafted ? spec.accepted / spec.drafted : 0,
+          mean_accepted_length: spec.verifications ? spec.accepted / spec.verifications : 0,
+          note:
+            `speculative, ${runner.kernels}: ${JSON.stringify(draft)}; ${spec.accepted}/${spec.drafted} drafts accepted in ` +
+            `${spec.verifications} verify passes; heads computed for ${spec.headRows} of ` +
+            `${spec.verifications + spec.drafted} verified rows`,
+        });
       }
 
       // A 5-turn conversation with the prefix cache: each turn's prompt extends the last turn's sequence.
@@ -394,17 +340,14 @@ export function speculativeTargets(rows: SpeculativeRow[], turns: TurnTiming[]):
   });
   const llama = (set: string) => rows.find((r) => r.prompt_set === set && r.engine === "node-llama-cpp");
   for (const runtime of ["node", "workerd"] as const) {
-    // The speculative row with the datastore where the run has one (it is what the build serves).
     const ours = (set: string, spec: boolean) =>
-      rows
-        .filter(
-          (r) =>
-            r.prompt_set === set &&
-            r.engine === "shardlm-wasm" &&
-            r.runtime === runtime &&
-            r.speculative === spec,
-        )
-        .sort((a, b) => Number(b.draft_datastore) - Number(a.draft_datastore))[0];
+      rows.find(
+        (r) =>
+          r.prompt_set === set &&
+          r.engine === "shardlm-wasm" &&
+          r.runtime === runtime &&
+          r.speculative === spec,
+      );
     if (!ours("open", false)) continue;
     const check = (name: string, v: { wall: number; cpu: number }, target: number) =>
       lines.push(

@@ -105,12 +105,6 @@ export class WorkerdBench {
     return { key, memoryBytes: (first.json as { memoryBytes: number }).memoryBytes };
   }
 
-  /** Puts `bytes` into the engine worker's R2 under `key` (e.g. a draft datastore next to the weights). */
-  async put(key: string, bytes: Uint8Array): Promise<void> {
-    const bucket = (await this.mf.getR2Bucket("SHARDS")) as unknown as R2Put;
-    await bucket.put(key, bytes);
-  }
-
   /** POST `path` with `body` to the engine worker; its JSON answer. */
   async call<T>(path: string, body: object): Promise<T> {
     return (await this.post(path, body)).json as T;

@@ -28,7 +28,6 @@ import {
 } from "./calibration.ts";
 import { compressVariant } from "./compress-variant.ts";
 import { engineFor, measureQuality, measureSpeed } from "./measure.ts";
-import { type DraftDatastore, draftDatastore, greedyAnswers } from "./ngram-datastore.ts";
 import { chatCalibrationTokens, nodeVerifyCosts, searchSpeculative } from "./speculative-search.ts";
 import {
   putContent,
@@ -68,13 +67,7 @@ export function defaultConfigFor(model: string): string {
 export const DEFAULT_OUT = join(root, "variants");
 
 /** The code that decides a variant's bytes and measurements (not deploy, CLI or table code). */
-const PIPELINE_SOURCES = [
-  "src/compress",
-  "src/format",
-  "src/model/synthetic.ts",
-  // The speculative search and the draft datastore run on these prompts.
-  "data/chat/calibration.json",
-];
+const PIPELINE_SOURCES = ["src/compress", "src/format", "src/model/synthetic.ts"];
 
 /** Hash of the code that decides what a variant's bytes are: change it and variants rebuild. */
 export function pipelineVersion(): string {
@@ -171,8 +164,6 @@ function inputKey(
     sourceSha,
     // A variant measured in Node is not reused for a workerd build, nor the reverse.
     ...(file.speculative ? { verifyCosts } : {}),
-    // The search's prompts and answer length and the draft datastore's settings decide the manifest's speculative field.
-    speculative: file.speculative,
     variant: v,
     seed: file.seed,
     calibration: file.calibration,
@@ -294,27 +285,7 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
         log(
           `  verify costs measured on ${verifyCosts.origin.measuredOn} in ${((performance.now() - m0) / 1000).toFixed(1)} s: ${verifyCosts.origin.detail}`,
         );
-        // The datastore is counted from the calibration prompts the search does not run on, so the
-        // search's estimate with it is held out.
-        let datastore: DraftDatastore | undefined;
-        const dsConf = file.speculative.datastore;
-        if (dsConf) {
-          const d0 = performance.now();
-          const rest = chatCalibrationTokens(original).slice(file.speculative.prompts);
-          const answers = await greedyAnswers(engine, rest, dsConf.answerTokens, original.eosTokenIds);
-          datastore = draftDatastore(answers, table.config.vocabSize, dsConf) ?? undefined;
-          if (datastore) putContent(opts.out, R2Keys.blob, datastore.bytes);
-          log(
-            datastore
-              ? `  draft datastore from ${answers.length} answers (${datastore.ref.sourceTokens} tokens): ` +
-                  `${datastore.ref.entries} entries, ${datastore.ref.bytes} bytes, held-out coverage ` +
-                  `${(100 * datastore.ref.coverage).toFixed(1)}%, acceptance ${datastore.acceptance.first.toFixed(2)} / ` +
-                  `${datastore.acceptance.next.toFixed(2)} in ${((performance.now() - d0) / 1000).toFixed(1)} s`
-              : "  draft datastore: the calibration answers gave no entry; none",
-          );
-        }
         const found = await searchSpeculative(engine, prompts, {
-          ...(datastore ? { datastore } : {}),
           verifyCosts,
           answerTokens: file.speculative.answerTokens,
           log: (m) => log(`  ${m}`),

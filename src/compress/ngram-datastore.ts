@@ -14,7 +14,6 @@ import {
   encodeNgramDatastore,
   MAX_CONTINUATION,
   NgramDatastore,
-  type NgramDatastoreRef,
   type NgramEntry,
 } from "../format/ngram-datastore.ts";
 import { generate } from "../runtime/generate.ts";
@@ -230,10 +229,21 @@ export function heldOutCoverage(
   return sum;
 }
 
-/** What the build records for a variant's datastore: its bytes (a blob), its manifest entry and the drafter's priors. */
+/** A built datastore: its bytes and what it holds. */
+export interface NgramDatastoreSummary {
+  sha256: string;
+  bytes: number;
+  entries: number;
+  /** Calibration answer tokens the table was counted from. */
+  sourceTokens: number;
+  /** Share of calibration answer tokens a datastore draft got right on answers it was not counted from (2-fold). */
+  coverage: number;
+}
+
+/** A variant's datastore: its bytes, a summary and the drafter's priors. */
 export interface DraftDatastore {
   bytes: Uint8Array;
-  ref: NgramDatastoreRef;
+  ref: NgramDatastoreSummary;
   /** Held-out acceptance of a first and of a later draft token (DraftSettings.storeAcceptance, storeNextAcceptance). */
   acceptance: { first: number; next: number };
 }

@@ -17,7 +17,6 @@
 import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import type { TokenizerSpec } from "../format/model.ts";
-import { NgramDatastore } from "../format/ngram-datastore.ts";
 import {
   bestDraftLength,
   type DraftMeasurement,
@@ -39,7 +38,6 @@ import {
 } from "../runtime/verify-costs.ts";
 import type { WasmEngine } from "../runtime/wasm/engine.ts";
 import { ownCpuMs } from "./measure.ts";
-import type { DraftDatastore } from "./ngram-datastore.ts";
 import type { MeasuredVerifyCosts } from "./workerd-measure.ts";
 
 export { measureRowCost, type VerifyCosts };
@@ -64,12 +62,6 @@ export interface SpeculativeSearchOptions {
   verifyCosts?: MeasuredVerifyCosts;
   /** Speculation is enabled by default when the best estimate beats plain decoding by this factor. */
   minGain?: number;
-  /**
-   * The variant's model-output datastore (./ngram-datastore.ts, counted from calibration prompts
-   * other than `prompts`) and its held-out acceptance: the configurations with prompt lookup draft
-   * from it too, so the estimate includes it, and the chosen profile records it.
-   */
-  datastore?: DraftDatastore;
   log?: (msg: string) => void;
 }
 
@@ -152,15 +144,12 @@ export async function searchSpeculative(
   );
 
   // The adaptive drafter prices a verified row at what it costs on this engine.
-  const ds = opts.datastore;
   const priced = {
     rowCost,
     headShare,
     ...(rowCosts ? { rowCosts } : {}),
     ...(headCosts ? { headCosts } : {}),
-    ...(ds ? { storeAcceptance: ds.acceptance.first, storeNextAcceptance: ds.acceptance.next } : {}),
   };
-  const draftStore = ds ? NgramDatastore.parse(ds.bytes) : undefined;
   const heads = headCosts ? { costs: headCosts, batch: engine.headBatch } : undefined;
   const draftCostOf = (skipLayers: number[]) => headShare + ((1 - headShare) * (L - skipLayers.length)) / L;
   // A layer-skip candidate runs non-adaptively (every draft it offers is verified: its raw
@@ -187,7 +176,6 @@ export async function searchSpeculative(
         maxTokens: answerTokens,
         temperature: 0,
         speculative: settings,
-        ...(ngram && draftStore ? { draftStore } : {}),
         stats,
       });
       let n = 0;
@@ -275,7 +263,6 @@ export async function searchSpeculative(
         ...(chosen.skipLayers.length > 0 ? { skipAcceptance } : {}),
       }),
       measured,
-      ...(ds ? { datastore: ds.ref } : {}),
     },
     candidates: [...candidates, combined, ...(ngramOnly === combined ? [] : [ngramOnly])],
   };

@@ -80,26 +80,6 @@ export const VariantsFile = z
       .strictObject({
         prompts: z.number().int().min(1).default(8),
         answerTokens: z.number().int().min(4).default(32),
-        /**
-         * Model-output n-gram datastore (src/compress/ngram-datastore.ts): the variant answers the
-         * calibration prompts after the search's `prompts` greedily (`answerTokens` each, to its
-         * end-of-sequence token), and the most frequent continuations of its answers, pruned to
-         * `maxBytes`, become a blob the drafter falls back to. Absent or null: none.
-         */
-        datastore: z
-          .strictObject({
-            answerTokens: z.number().int().min(8).default(128),
-            maxBytes: z
-              .number()
-              .int()
-              .min(1024)
-              .max(4 * 1024 * 1024)
-              .default(1024 * 1024),
-            minN: z.number().int().min(1).max(8).default(2),
-            maxN: z.number().int().min(1).max(8).default(3),
-          })
-          .nullable()
-          .optional(),
       })
       .nullable()
       .default({ prompts: 8, answerTokens: 32 }),

@@ -5,8 +5,7 @@
  *
  * Storage layout (R2 keys; content-addressed objects are immutable):
  *   shards/<sha256>            a slice of the weight data region (see ./weights.ts), in order
- *   blobs/<sha256>             the tokenizer (JSON TokenizerSpec), shared by variants of one model;
- *                              a variant's n-gram draft datastore (./ngram-datastore.ts), if built
+ *   blobs/<sha256>             the tokenizer (JSON TokenizerSpec), shared by variants of one model
  *   manifests/<sha256>.json    a Manifest (its key is the sha256 of its own bytes)
  *   live.json                  a LivePointer: which manifests serve now (the one mutable key)
  */
@@ -142,17 +141,6 @@ export const Manifest = z
     }
   });
 export type Manifest = z.infer<typeof Manifest>;
-
-/**
- * The blobs/<sha256> objects a manifest references: its tokenizer and, when the build made one, its
- * draft datastore (speculative.datastore). Deploy, publish, gc and history all walk these.
- */
-export function manifestBlobs(m: Manifest): { sha256: string; bytes: number; what: string }[] {
-  const blobs = [{ ...m.model.tokenizer, what: "tokenizer" }];
-  const d = m.speculative?.datastore;
-  if (d) blobs.push({ sha256: d.sha256, bytes: d.bytes, what: "draft datastore" });
-  return blobs;
-}
 
 const TIER_RANK = { quality: 0, balanced: 1, speed: 2 } as const;
 

@@ -14,8 +14,6 @@
  *     n key tokens, len continuation tokens (tokenBytes each, < vocabSize)
  * parseNgramDatastore checks every field and throws NgramDatastoreError on anything else.
  */
-import { z } from "zod";
-
 export const NGRAM_DATASTORE_MAGIC = "SLMNGDS1";
 /** Longest continuation an entry may hold (the drafter drafts at most DraftSettings.maxDraft <= 15). */
 export const MAX_CONTINUATION = 15;
@@ -34,22 +32,6 @@ export interface NgramEntry {
   /** Times continuation[0] followed it (<= count). */
   hits: number;
 }
-
-/** The manifest's record of a datastore (speculative.datastore): a content-addressed blob and what it holds. */
-export const NgramDatastoreRef = z.strictObject({
-  /** blobs/<sha256> (./manifest.ts R2Keys.blob): the bytes above. */
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, "a lowercase hex sha256"),
-  bytes: z.number().int().positive(),
-  entries: z.number().int().positive(),
-  /** Calibration answer tokens the table was counted from. */
-  sourceTokens: z.number().int().nonnegative(),
-  /**
-   * Share of calibration answer tokens a datastore draft got right on answers it was not counted
-   * from (2-fold; src/compress/ngram-datastore.ts heldOutCoverage): the build's estimate.
-   */
-  coverage: z.number().min(0).max(1),
-});
-export type NgramDatastoreRef = z.infer<typeof NgramDatastoreRef>;
 
 /** Encodes entries in the layout above (sorted here). Throws NgramDatastoreError on entries the layout cannot hold. */
 export function encodeNgramDatastore(entries: readonly NgramEntry[], vocabSize: number): Uint8Array {

@@ -6,7 +6,6 @@
  */
 import { z } from "zod";
 import type { ModelConfig } from "./model.ts";
-import { NgramDatastoreRef } from "./ngram-datastore.ts";
 
 export const DraftSettings = z.strictObject({
   /** Layers the self-speculative draft leaves out ([] = no layer-skip draft, n-gram only). */
@@ -55,10 +54,10 @@ export const DraftSettings = z.strictObject({
    */
   headCosts: z.array(z.number().positive().max(4)).min(1).max(16).optional(),
   /**
-   * Model-output datastore (SpeculativeProfile.datastore): acceptance the adaptive policy assumes for
-   * its first draft token and for each later one (given the ones before it were accepted) until a
-   * request has shown its own; the build measures both on calibration answers the table was not
-   * counted from. Absent: low defaults (src/runtime/speculative.ts).
+   * Model-output n-gram datastore (./ngram-datastore.ts; generate's `draftStore`): acceptance the
+   * adaptive policy assumes for its first draft token and for each later one (given the ones before
+   * it were accepted) until a request has shown its own; measured on calibration answers the table
+   * was not counted from (src/compress/ngram-datastore.ts, draftDatastore). Absent: low defaults.
    */
   storeAcceptance: z.number().min(0).max(1).optional(),
   storeNextAcceptance: z.number().min(0).max(1).optional(),
@@ -240,11 +239,6 @@ export const SpeculativeProfile = z.strictObject({
   enabled: z.boolean(),
   draft: DraftSettings,
   measured: DraftMeasurement,
-  /**
-   * The model-output n-gram datastore the drafter falls back to where prompt lookup finds nothing
-   * (a blob; ./ngram-datastore.ts). Absent in manifests from before it and where the build made none.
-   */
-  datastore: NgramDatastoreRef.optional(),
 });
 export type SpeculativeProfile = z.infer<typeof SpeculativeProfile>;
 
@@ -269,8 +263,6 @@ export function speculationInfo(spec: SpeculativeProfile | undefined): {
   verify_row_cost: number;
   draft_acceptance: number;
   prompt_lookup_acceptance: number;
-  /** The model-output draft datastore: entries, bytes and held-out coverage (null: none). */
-  draft_datastore: { entries: number; bytes: number; coverage: number } | null;
 } | null {
   if (!spec) return null;
   return {
@@ -282,8 +274,5 @@ export function speculationInfo(spec: SpeculativeProfile | undefined): {
     verify_row_cost: spec.draft.rowCost,
     draft_acceptance: spec.measured.skipAgreement,
     prompt_lookup_acceptance: spec.measured.ngramAgreement,
-    draft_datastore: spec.datastore
-      ? { entries: spec.datastore.entries, bytes: spec.datastore.bytes, coverage: spec.datastore.coverage }
-      : null,
   };
 }

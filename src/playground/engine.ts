@@ -14,7 +14,6 @@ import kernelsRelaxed from "shardlm:kernels/relaxed";
 import kernelsSimd from "shardlm:kernels/simd";
 import { byQuality, LivePointer, Manifest, type ShardRef } from "../format/manifest.ts";
 import type { TokenizerSpec } from "../format/model.ts";
-import { NgramDatastore } from "../format/ngram-datastore.ts";
 import {
   type BackendChoice,
   type CreatedEngine,
@@ -64,8 +63,6 @@ interface Loaded {
   tokenizer: Tokenizer;
   manifest: Manifest;
   loadMs: number;
-  /** The variant's draft datastore, as the Worker loads it (none where it could not be read). */
-  draftStore?: NgramDatastore;
 }
 
 const engines = new Map<string, Promise<Loaded>>();
@@ -149,18 +146,6 @@ async function load(
     new TextDecoder().decode(await fetchVerified(new URL(`/v1/blobs/${t.sha256}`, base), t.sha256)),
   ) as TokenizerSpec;
   const tokenizer = createTokenizer(spec);
-  // Drafts only: a datastore that cannot be read costs speed, not the answer (as in the Worker).
-  const ds = manifest.speculative?.enabled ? manifest.speculative.datastore : undefined;
-  let draftStore: NgramDatastore | undefined;
-  if (ds) {
-    try {
-      draftStore = NgramDatastore.parse(
-        await fetchVerified(new URL(`/v1/blobs/${ds.sha256}`, base), ds.sha256),
-      );
-    } catch (e) {
-      console.warn(`${manifest.variant}: no draft datastore (${(e as Error).message})`);
-    }
-  }
   status(`loading ${manifest.shards.length} shards of ${manifest.variant}`);
   // The Worker's engine settings, so both run the same arithmetic on the WASM backend.
   const contextSize = engineContextFor(manifest.model.config);
@@ -172,13 +157,7 @@ async function load(
     wasm: { kvCache: "f16", contextSize },
     webgpu: { kvCache: "f16", contextSize },
   });
-  return {
-    created,
-    tokenizer,
-    manifest,
-    loadMs: Math.round(performance.now() - t0),
-    ...(draftStore ? { draftStore } : {}),
-  };
+  return { created, tokenizer, manifest, loadMs: Math.round(performance.now() - t0) };
 }
 
 export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunResult> {
@@ -222,12 +201,7 @@ export async function runInBrowser(opts: BrowserRunOptions): Promise<BrowserRunR
       )
     : opts.maxTokens;
   const r = await complete(
-    {
-      engine: loaded.created.engine,
-      tokenizer: loaded.tokenizer,
-      manifest: loaded.manifest,
-      ...(loaded.draftStore ? { draftStore: loaded.draftStore } : {}),
-    },
+    { engine: loaded.created.engine, tokenizer: loaded.tokenizer, manifest: loaded.manifest },
     prompt,
     {
       maxTokens: Math.min(opts.maxTokens, budgetTokens),

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { readVariantsIndex, sha256Hex, type VariantsIndex } from "../compress/variant-store.ts";
 import { readVariantsFile } from "../compress/variants-config.ts";
-import { LivePointer, Manifest, manifestBlobs, R2Keys } from "../format/manifest.ts";
+import { LivePointer, Manifest, R2Keys } from "../format/manifest.ts";
 import type { Bucket } from "./buckets.ts";
 import { humanBytes } from "./bytes.ts";
 import {
@@ -163,8 +163,8 @@ export function validateVariantsFolder(
     if (m.variant !== name) problems.push(`variant ${name}: manifest ${path} is for variant ${m.variant}`);
     for (const s of m.shards)
       need(R2Keys.shard(s.sha256), s.sha256, s.bytes, `variant ${name} shard @${s.offset}`);
-    for (const b of manifestBlobs(m))
-      need(R2Keys.blob(b.sha256), b.sha256, b.bytes, `variant ${name} ${b.what}`);
+    const t = m.model.tokenizer;
+    need(R2Keys.blob(t.sha256), t.sha256, t.bytes, `variant ${name} tokenizer`);
     manifests.set(id, m);
     manifestObjects.push({ key, path, sha256: id, bytes: bytes.byteLength });
   }
@@ -305,7 +305,7 @@ export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<Deplo
       const m = manifests.get(id)!;
       const keys = [
         R2Keys.manifest(id),
-        ...manifestBlobs(m).map((b) => R2Keys.blob(b.sha256)),
+        R2Keys.blob(m.model.tokenizer.sha256),
         ...m.shards.map((s) => R2Keys.shard(s.sha256)),
       ];
       const up = keys.filter((k) => uploaded.has(k)).length;

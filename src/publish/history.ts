@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { sha256Hex } from "../compress/variant-store.ts";
-import { LivePointer, Manifest, manifestBlobs, R2Keys, Sha256 } from "../format/manifest.ts";
+import { LivePointer, Manifest, R2Keys, Sha256 } from "../format/manifest.ts";
 import type { Bucket } from "./buckets.ts";
 import type { BucketWriter } from "./publish.ts";
 
@@ -192,7 +192,8 @@ export async function referencedObjects(
   for (const id of new Set(Object.values(variants))) {
     const m = await readBucketManifest(bucket, id);
     for (const s of m.shards) keys.set(R2Keys.shard(s.sha256), { bytes: s.bytes, sha256: s.sha256 });
-    for (const b of manifestBlobs(m)) keys.set(R2Keys.blob(b.sha256), { bytes: b.bytes, sha256: b.sha256 });
+    const t = m.model.tokenizer;
+    keys.set(R2Keys.blob(t.sha256), { bytes: t.bytes, sha256: t.sha256 });
     const head = await bucket.head(R2Keys.manifest(id));
     keys.set(R2Keys.manifest(id), { bytes: head?.size ?? 0, sha256: id });
   }

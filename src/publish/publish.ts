@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readManifest, sha256Hex, type VariantsIndex } from "../compress/variant-store.ts";
-import { LivePointer, type Manifest, manifestBlobs, R2Keys } from "../format/manifest.ts";
+import { LivePointer, type Manifest, R2Keys } from "../format/manifest.ts";
 
 /** The bucket operations publishing needs (Miniflare's R2, wrangler, or R2's S3 API implement them). */
 export interface BucketWriter {
@@ -63,7 +63,7 @@ export async function uploadVariants(
   const objects = new Map<string, string>(); // key -> sha
   for (const m of manifests.values()) {
     for (const s of m.shards) objects.set(R2Keys.shard(s.sha256), s.sha256);
-    for (const b of manifestBlobs(m)) objects.set(R2Keys.blob(b.sha256), b.sha256);
+    objects.set(R2Keys.blob(m.model.tokenizer.sha256), m.model.tokenizer.sha256);
   }
   for (const id of manifests.keys()) objects.set(R2Keys.manifest(id), id); // manifests last
   for (const [key, sha] of objects) {

@@ -3,7 +3,6 @@
  * models), tokenization, generation with stop strings, a latency budget and client aborts.
  */
 import { Template } from "@huggingface/jinja";
-import type { NgramDatastore } from "../format/ngram-datastore.ts";
 import type { SpeculativeProfile } from "../format/speculative.ts";
 import type { Clock } from "./clock.ts";
 import { type FinishReason, generate, type LogitsModel } from "./generate.ts";
@@ -38,8 +37,6 @@ export interface CompletionModel {
   prefixCache?: PrefixCache;
   /** Without a prefixCache: the engine's rows of its last sequence (zero bytes, ./prefix-cache.ts). */
   residentPrefix?: ResidentPrefix<unknown>;
-  /** The variant's model-output draft datastore (a third draft source when speculating). */
-  draftStore?: NgramDatastore;
 }
 
 /**
@@ -253,7 +250,6 @@ export async function complete(
   const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0 };
   const gen = generate(v.engine, prompt, {
     speculative: spec?.enabled ? spec.draft : false,
-    ...(spec?.enabled && v.draftStore ? { draftStore: v.draftStore } : {}),
     ...(v.prefixCache ? { prefixCache: v.prefixCache } : {}),
     ...(v.residentPrefix ? { residentPrefix: v.residentPrefix } : {}),
     stats,

@@ -14,7 +14,6 @@
  */
 
 import type { Manifest } from "../format/manifest.ts";
-import type { NgramDatastore } from "../format/ngram-datastore.ts";
 import {
   ENGINE_CONTEXT,
   estimateEngineBytes,
@@ -24,7 +23,6 @@ import {
 } from "../runtime/load-engine.ts";
 import { PrefixCache, ResidentPrefix } from "../runtime/prefix-cache.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
-import { readDraftDatastore } from "./draft-datastore.ts";
 import type { R2BucketLike } from "./env.ts";
 import { FairQueue, OverloadedError } from "./queue.ts";
 import { ShardError, verifiedShardStream } from "./shard-stream.ts";
@@ -47,8 +45,6 @@ export interface LoadedVariant {
    * tokens when no other request ran on the variant in between.
    */
   residentPrefix?: ResidentPrefix<unknown>;
-  /** The variant's model-output draft datastore (manifest speculative.datastore), when it has one and it loaded. */
-  draftStore?: NgramDatastore;
 }
 
 /** Bytes of KV rows a variant's prefix cache may keep, when they fit the isolate budget beside it. */
@@ -199,7 +195,6 @@ export class EngineCache {
     const started = Date.now();
     try {
       const tokenizer = await tokenizerFor(this.bucket, manifest.model.tokenizer.sha256);
-      const draftStore = await this.draftStoreOf(manifest);
       const engine = await loadEngine(
         this.kernels,
         manifest.weights,
@@ -214,7 +209,6 @@ export class EngineCache {
         queue: new FairQueue(MAX_WAITING),
         loadMs: Date.now() - started,
         lastUsed: Date.now(),
-        ...(draftStore ? { draftStore } : {}),
         ...(cacheBytes > 0
           ? { prefixCache: new PrefixCache(cacheBytes) }
           : { residentPrefix: new ResidentPrefix() }),
@@ -227,21 +221,6 @@ export class EngineCache {
       throw new VariantLoadError(why);
     } finally {
       this.reservedBytes -= need + cacheBytes;
-    }
-  }
-
-  /**
-   * The variant's draft datastore where it speculates and has one. A missing or corrupt blob only
-   * costs drafts (output is the variant's either way): the variant serves without it, with a warning.
-   */
-  private async draftStoreOf(manifest: Manifest): Promise<NgramDatastore | undefined> {
-    const ref = manifest.speculative?.enabled ? manifest.speculative.datastore : undefined;
-    if (!ref) return undefined;
-    try {
-      return await readDraftDatastore(this.bucket, ref);
-    } catch (e) {
-      console.warn(`variant ${manifest.variant} serves without its draft datastore: ${(e as Error).message}`);
-      return undefined;
     }
   }
 
