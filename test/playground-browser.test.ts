@@ -243,6 +243,28 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     await page.close();
   });
 
+  it("an error below the window (a prompt over the context after a long paste) is scrolled into view", async () => {
+    const { page } = await openPage();
+    const context = engineContextFor([...manifests(api).values()][0]!.model.config);
+    await page.waitForSelector(`#max-tokens[max="${context}"]`);
+    // A paste of twice the context: its turn alone is taller than the 900 px window.
+    await page.fill("#message", "Lily went to the park. ".repeat(context));
+    await page.press("#message", "Enter");
+    expect(await waitForState(page, ["error", "done"])).toBe("error");
+    const error = `${lastAnswer} p.error`;
+    expect(await page.textContent(error)).toMatch(/maximum context length is \d+ tokens/);
+    const box = (selector: string) =>
+      page.evaluate((s) => {
+        const r = document.querySelector(s)!.getBoundingClientRect();
+        return { top: r.top, bottom: r.bottom, window: window.innerHeight, page: document.body.scrollHeight };
+      }, selector);
+    const e = await box(error);
+    expect(e.page, "the page is taller than the window").toBeGreaterThan(2 * e.window);
+    expect(e.top).toBeGreaterThanOrEqual(0);
+    expect(e.bottom).toBeLessThanOrEqual(e.window);
+    await page.close();
+  });
+
   it("sends on Enter and starts a new line on Shift+Enter", async () => {
     const { page, sent } = await openPage();
     await page.fill("#max-tokens", "8");

@@ -119,10 +119,16 @@ function contextWords(): string {
     : "the model's context";
 }
 
+/**
+ * Shows `text` in the status line, below the composer. An error scrolls it into view: after a
+ * long paste the page is taller than the window and the line would stay out of sight.
+ */
 function setStatus(text: string, error = false): void {
   ui.status.textContent = text;
   ui.status.classList.toggle("error", error);
+  if (error) ui.status.scrollIntoView({ block: "nearest" });
 }
+
 
 function setRunning(on: boolean): void {
   ui.send.hidden = on;
@@ -290,9 +296,11 @@ async function send(content: string): Promise<void> {
       history.pop();
       dropped = Math.min(droppedBefore, history.length);
       const message = e instanceof Error ? e.message : String(e);
-      answer.finish("error", message);
+      const shown = answer.finish("error", message);
       document.body.dataset.state = "error";
       setStatus(message, true);
+      // The answer's own error last: when the window cannot hold both, it is the one seen.
+      shown?.scrollIntoView({ block: "nearest" });
     }
   } finally {
     running = null;
