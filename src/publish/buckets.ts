@@ -14,6 +14,7 @@ import { z } from "zod";
 import type { Bucket, ListedObject } from "./bucket.ts";
 import { miniflareBucket } from "./miniflare-bucket.ts";
 import { r2S3Bucket } from "./s3-bucket.ts";
+import { localVerifiedContent } from "./verified-content.ts";
 
 export type { Bucket, ListedObject } from "./bucket.ts";
 
@@ -144,7 +145,10 @@ export async function localBucket(persistTo: string, bucketName: string): Promis
     r2Persist: join(persistTo, "v3", "r2"),
   });
   await mf.ready;
-  return bridgeBucket(mf, `local R2 bucket ${bucketName} in ${persistTo}`);
+  return {
+    ...bridgeBucket(mf, `local R2 bucket ${bucketName} in ${persistTo}`),
+    verified: localVerifiedContent(persistTo, bucketName),
+  };
 }
 
 /** An in-memory bucket (tests; dry runs with no local state yet). */
