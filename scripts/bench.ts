@@ -6,6 +6,8 @@
  *                 [--engines shardlm-wasm,shardlm-webgpu,workerd,onnxruntime-web,node-llama-cpp,shardlm-ref]
  *                 [--no-profile] [--no-kernels] [--no-relaxed]
  *   npm run bench -- --real [--json] [--quick] [--model file.gguf]: the real default model, ours
+ *   npm run bench -- --kernels-only [--json] [--quick] [--rounds N] [--batch-ms MS] [--shapes SmolLM2-135M] [--runtime node|workerd|both]
+ *                 [--no-simd] [--no-relaxed]: the kernel table alone (with the batched kernel's floor)
  *   npm run bench -- --prefill-positions [--model file.gguf] [--json]: prefill cost against position
  *                 (Node, workerd) against node-llama-cpp on the same GGUF (see realMain)
  * Prints a table (or, with --json, one JSON object per row on stdout; progress always goes to stderr),
@@ -24,7 +26,8 @@ import {
   packedShape,
 } from "../src/bench/common.ts";
 import { innermostLoops, type LoopCount } from "../src/bench/instructions.ts";
-import { type KernelRow, kernelTable } from "../src/bench/kernel-table.ts";
+import { AB_ROWS, type AbRow, kernelAb } from "../src/bench/kernel-ab.ts";
+import { KERNEL_SHAPES, type KernelRow, type KernelShape, kernelTable } from "../src/bench/kernel-table.ts";
 import { llamaRow } from "../src/bench/llama.ts";
 import { ortRow } from "../src/bench/ort.ts";
 import { type PairedDecode, pairedDecode } from "../src/bench/paired.ts";
@@ -42,7 +45,7 @@ import {
   wasmProfile,
 } from "../src/bench/wasm-node.ts";
 import { webgpuRow } from "../src/bench/webgpu.ts";
-import { type CpuPair, WorkerdBench, workerdKernelTables } from "../src/bench/workerd.ts";
+import { type CpuPair, WorkerdBench, workerdKernelAb, workerdKernelTables } from "../src/bench/workerd.ts";
 import { DEFAULT_OUT } from "../src/compress/build-variants.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadKernelsNode } from "../src/kernels/wasm/node.ts";
@@ -54,6 +57,7 @@ import {
   machine,
   notes,
   prefillReport,
+  printTable,
   profileReport,
   resultTable,
   targetReport,
@@ -163,6 +167,183 @@ async function speculativeMain(argv: string[]): Promise<void> {
   say("\ntargets (timings on a shared machine: ratios from the same run):");
   for (const line of speculativeTargets(rows, turns)) say(`  ${line}`);
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+if (process.argv.includes("--kernel-ab")) {
+  await kernelAbMain(process.argv.slice(2));
+  process.exit(0);
+}
+
+/**
+ * `--kernel-ab A.wasm B.wasm [--runtime workerd|node|both] [--rounds N] [--batch-ms MS] [--shapes SmolLM2-135M,...]`:
+ * two kernel binaries (e.g. a kernel change against the build before it) timed in one process in
+ * alternating rounds on the same weights: B's time / A's per kernel, medians and [min, max].
+ */
+async function kernelAbMain(argv: string[]): Promise<void> {
+  const i = argv.indexOf("--kernel-ab");
+  const [a, b] = [argv[i + 1], argv[i + 2]];
+  if (!a || !b || a.startsWith("--") || b.startsWith("--")) throw new Error("--kernel-ab A.wasm B.wasm");
+  const at = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const rounds = Number(at("--rounds") ?? 9);
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new Error(`--rounds: a positive integer (got ${at("--rounds")})`);
+  const models = at("--shapes")?.split(",");
+  const shapes = models ? KERNEL_SHAPES.filter((s) => models.includes(s.model)) : KERNEL_SHAPES;
+  const runtime = at("--runtime") ?? "workerd";
+  if (runtime !== "node" && runtime !== "workerd" && runtime !== "both")
+    throw new Error(`--runtime: node, workerd or both (got ${runtime})`);
+  const batchMs = Number(at("--batch-ms") ?? 30);
+  if (!(batchMs > 0)) throw new Error(`--batch-ms: a positive number (got ${at("--batch-ms")})`);
+  const load0 = os.loadavg();
+  const results: [string, AbRow[]][] = [];
+  if (runtime !== "node") results.push(["workerd", await workerdKernelAb(a, b, { shapes, rounds, batchMs })]);
+  if (runtime !== "workerd") {
+    await enableRelaxedSimd();
+    const ab = kernelAb(await loadKernelsNode(a), await loadKernelsNode(b), { shapes, rounds, batchMs });
+    results.push(["node", ab]);
+  }
+  console.log(
+    `kernel A/B, ${new Date().toISOString().slice(0, 16)}Z, ${machine()}; A = ${a}, B = ${b}; ${rounds} alternating rounds; ` +
+      `load average (1/5/15 min) ${load0.map((l) => l.toFixed(2)).join(" ")} at start, ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")} at end`,
+  );
+  const keys = AB_ROWS.map((m) => (m === 1 ? "mv" : `mm${m}`));
+  const f2 = (v: number) => v.toFixed(2);
+  for (const [rt, rows] of results) {
+    console.log(
+      `\n${rt}: B time / A time, median (min-max); per-row cost A -> B (µs per row / same binary's matvec)`,
+    );
+    printTable(
+      [
+        "shape",
+        "A matvec µs",
+        ...keys.map((k) => `B/A ${k}`),
+        ...AB_ROWS.filter((m) => m > 1).map((m) => `per-row M=${m}`),
+      ],
+      rows.map((r) => [
+        r.shape,
+        r.aUs.mv!.toFixed(1),
+        ...keys.map((k) => `${f2(r.bOverA[k]!)} (${f2(r.spread[k]![0])}-${f2(r.spread[k]![1])})`),
+        ...AB_ROWS.filter((m) => m > 1).map((m) => `${f2(r.aPerRow[m]!)} -> ${f2(r.bPerRow[m]!)}`),
+      ]),
+      (s) => console.log(s),
+    );
+  }
+}
+
+if (process.argv.includes("--kernels-only")) {
+  await kernelsMain(process.argv.slice(2));
+  process.exit(0);
+}
+
+/**
+ * The kernel tables of Node (SIMD128, relaxed-i16 behind V8's flag) and workerd (relaxed = production,
+ * SIMD128), each on its bench build (production kernels + the floor kernel), in alternating rounds;
+ * `loops` gets the instruction counts of the Node builds' inner loops.
+ */
+async function kernelTables(k: {
+  batches?: number;
+  batchMs?: number;
+  shapes?: KernelShape[];
+  relaxed: boolean;
+  node?: boolean;
+  simd?: boolean;
+  workerd: readonly ("simd" | "relaxed")[];
+  loops?: Record<string, LoopCount[]>;
+}): Promise<Record<string, KernelRow[]>> {
+  const ko = {
+    ...(k.batches ? { batches: k.batches } : {}),
+    ...(k.batchMs ? { batchMs: k.batchMs } : {}),
+    ...(k.shapes ? { shapes: k.shapes } : {}),
+  };
+  const res: Record<string, KernelRow[]> = {};
+  if (k.node !== false) {
+    if (k.simd !== false) {
+      log("  node SIMD128 ...");
+      res["node SIMD128"] = kernelTable(await loadKernelsNode(await ensureKernelsWasm({ bench: true })), ko);
+      if (k.loops)
+        k.loops.SIMD128 = innermostLoops(await ensureKernelsWasm(), ["matvec_q4_q8", "matmul_q4_q8"], false);
+    }
+    if (k.relaxed) {
+      log("  node relaxed-i16 ...");
+      res["node relaxed-i16"] = kernelTable(
+        await loadKernelsNode(await ensureKernelsWasm({ ...NODE_RELAXED, bench: true })),
+        ko,
+      );
+      if (k.loops)
+        k.loops["relaxed-i16"] = innermostLoops(
+          await ensureKernelsWasm(NODE_RELAXED),
+          ["matvec_q4_q8", "matmul_q4_q8"],
+          true,
+        );
+    }
+  }
+  if (k.workerd.length) {
+    log(`  workerd ${k.workerd.join(", ")} ...`);
+    const w = await workerdKernelTables(ko, k.workerd);
+    if (w.simd.length) res["workerd SIMD128"] = w.simd;
+    if (w.relaxed.length) res["workerd relaxed"] = w.relaxed;
+  }
+  return res;
+}
+
+/** --json: one object per kernel-table row, {kind: "kernel", table, ...KernelRow}. */
+function emitKernelRows(tables: Record<string, KernelRow[]>): void {
+  for (const [table, rows] of Object.entries(tables))
+    for (const r of rows)
+      console.log(
+        JSON.stringify({ kind: "kernel", table, ...r }, (_, v) =>
+          typeof v === "number" && !Number.isInteger(v) ? +v.toFixed(4) : v,
+        ),
+      );
+}
+
+/**
+ * `--kernels-only [--json] [--quick] [--rounds N] [--batch-ms MS] [--shapes SmolLM2-135M,...] [--runtime node|workerd|both]
+ * [--no-simd] [--no-relaxed]`: only the kernel table (matvec GB/s, batched per-row cost against M and
+ * the floor kernel's, medians of alternating rounds) and the batched target, without the decode runs.
+ */
+async function kernelsMain(argv: string[]): Promise<void> {
+  const at = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const quick = argv.includes("--quick");
+  const rounds = Number(at("--rounds") ?? (quick ? 3 : 7));
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new Error(`--rounds: a positive integer (got ${at("--rounds")})`);
+  const models = at("--shapes")?.split(",");
+  const shapes = models ? KERNEL_SHAPES.filter((s) => models.includes(s.model)) : KERNEL_SHAPES;
+  if (!shapes.length) throw new Error(`--shapes: none of ${models!.join(", ")} in the kernel table`);
+  const runtime = at("--runtime") ?? "both";
+  if (runtime !== "node" && runtime !== "workerd" && runtime !== "both")
+    throw new Error(`--runtime: node, workerd or both (got ${runtime})`);
+  const simd = !argv.includes("--no-simd");
+  const json = argv.includes("--json");
+  const say = json ? log : (x: string) => console.log(x);
+  const load0 = os.loadavg();
+  log(`shardlm kernel table: ${machine()}; ${rounds} alternating rounds`);
+  const relaxed = !argv.includes("--no-relaxed") && (await enableRelaxedSimd());
+  const batchMs = Number(at("--batch-ms") ?? (quick ? 20 : 40));
+  if (!(batchMs > 0)) throw new Error(`--batch-ms: a positive number (got ${at("--batch-ms")})`);
+  const tables = await kernelTables({
+    batches: rounds,
+    batchMs,
+    shapes,
+    relaxed,
+    node: runtime !== "workerd",
+    simd,
+    workerd: runtime === "node" ? [] : simd ? ["relaxed", "simd"] : ["relaxed"],
+  });
+  if (json) emitKernelRows(tables);
+  say(
+    `\nkernel table, ${new Date().toISOString().slice(0, 16)}Z, ${machine()}, load average (1/5/15 min) ` +
+      `${load0.map((l) => l.toFixed(2)).join(" ")} at start, ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")} at end`,
+  );
+  kernelReport(tables, {}, say);
+  targetReport(decodeTargets([], [], tables), say);
 }
 
 if (process.argv.includes("--prefill-positions")) {
@@ -335,25 +516,16 @@ try {
 
 if (o.kernels) {
   log("kernel table ...");
-  const ko = o.quick ? { batches: 3, batchMs: 20 } : {};
-  tables["node SIMD128"] = kernelTable(await loadKernelsNode(await ensureKernelsWasm()), ko);
-  loops.SIMD128 = innermostLoops(await ensureKernelsWasm(), ["matvec_q4_q8", "matmul_q4_q8"], false);
-  if (relaxed) {
-    tables["node relaxed-i16"] = kernelTable(
-      await loadKernelsNode(await ensureKernelsWasm(NODE_RELAXED)),
-      ko,
-    );
-    loops["relaxed-i16"] = innermostLoops(
-      await ensureKernelsWasm(NODE_RELAXED),
-      ["matvec_q4_q8", "matmul_q4_q8"],
-      true,
-    );
-  }
-  if (o.engines.has("workerd")) {
-    const w = await workerdKernelTables();
-    tables["workerd SIMD128"] = w.simd;
-    tables["workerd relaxed"] = w.relaxed;
-  }
+  Object.assign(
+    tables,
+    await kernelTables({
+      ...(o.quick ? { batches: 3, batchMs: 20 } : {}),
+      relaxed,
+      workerd: o.engines.has("workerd") ? ["simd", "relaxed"] : [],
+      loops,
+    }),
+  );
+  if (o.json) emitKernelRows(tables);
 }
 
 out(

@@ -7,6 +7,16 @@
  * calls cycle through them, so a call reads its matrix from memory, not from cache (one token of
  * stories110M reads ~60 MB). Weight values do not change the kernels' speed (no data-dependent
  * branches), so codes are pseudo-random bytes and scales a constant.
+ *
+ * Timing: alternating rounds in one process (each round times every kernel once, in a fixed order
+ * reversed on odd rounds), medians and [min, max] of the per-round ratios, so that load drifting
+ * during the table hits the matvec and the batched kernels alike.
+ *
+ * With a bench build (`ensureKernelsWasm({ ...flavor, bench: true })`, whose kernels are the production
+ * ones plus the floor) the table also times the floor of the batched kernel (matmul_q4_q8_floor,
+ * int4-q8.ts: weight loads and unpack once per chunk, per activation row only its activation loads and
+ * dots; NOT EXACT, bench only): the per-row cost no kernel with this chunk unpack and these dot
+ * instructions can go below, on the same weights and activations.
  */
 import type { Int4Tensor, Q8Batch, WasmKernels } from "../../src/kernels/wasm/index.ts";
 
@@ -26,30 +36,42 @@ export const KERNEL_SHAPES: KernelShape[] = [
 ];
 
 export const BATCH_ROWS = [1, 2, 4, 8, 16] as const;
+/** Row counts the floor kernel is specialized for. */
+export const FLOOR_ROWS = [1, 2, 4, 8] as const;
 
 export interface KernelRow {
   model: string;
   shape: string;
-  /** µs per matvecInt4Q8 call (best of the batches). */
+  /** µs per matvecInt4Q8 call (median of the rounds). */
   matvecUs: number;
-  /** Weight bytes (codes + fp16 scales) per µs / 1000. */
+  /** Weight bytes (codes + fp16 scales) per µs / 1000, at matvecUs. */
   gbs: number;
-  /** µs per activation row of matmulInt4Q8 at M rows / µs of one matvec (M = 1 is the matvec itself). */
+  /**
+   * µs per activation row of matmulInt4Q8 at M rows / µs of one matvec in the same round, median over
+   * the rounds (M = 1 is the matvec itself).
+   */
   perRow: Record<number, number>;
+  /** [min, max] over the rounds of the same ratio. */
+  perRowSpread: Record<number, [number, number]>;
+  /** The floor kernel's µs per activation row / µs of one matvec, median (bench builds only). */
+  floorPerRow?: Record<number, number>;
+  floorSpread?: Record<number, [number, number]>;
+  /** Alternating rounds behind the medians. */
+  rounds: number;
 }
 
 export interface KernelTableOptions {
   shapes?: KernelShape[];
   /** Working set the copies of one matrix fill (bytes). */
   streamBytes?: number;
-  /** Timed batches per measurement; the minimum is kept (shared machines). */
+  /** Alternating rounds (each times every kernel once). */
   batches?: number;
-  /** Wall time per batch (ms). */
+  /** Wall time per kernel and round (ms). */
   batchMs?: number;
   now?: () => number;
 }
 
-function int4Copies(kern: WasmKernels, N: number, K: number, copies: number): Int4Tensor[] {
+export function int4Copies(kern: WasmKernels, N: number, K: number, copies: number): Int4Tensor[] {
   const nGroups = K / 32;
   const codes = new Uint8Array((N * K) / 2);
   let s = 0x9e3779b9;
@@ -72,26 +94,44 @@ function int4Copies(kern: WasmKernels, N: number, K: number, copies: number): In
   return Array.from({ length: copies }, () => kern.uploadInt4(p));
 }
 
-/** Best µs per call of fn(i) over `batches` batches of ~batchMs, cycling i through the copies. */
-function bestUs(fn: (i: number) => void, copies: number, o: Required<KernelTableOptions>): number {
+/** Calls per timed batch so that one batch of fn(i) (i cycling through the copies) takes ~batchMs. */
+export function itersFor(fn: (i: number) => void, copies: number, o: Required<KernelTableOptions>): number {
   let iters = copies;
   for (;;) {
     const t0 = o.now();
     for (let i = 0; i < iters; i++) fn(i % copies);
     const dt = o.now() - t0;
-    if (dt >= o.batchMs / 4 || iters > 1 << 16) {
-      iters = Math.max(copies, Math.round((iters * o.batchMs) / Math.max(dt, 0.01)));
-      break;
-    }
+    if (dt >= o.batchMs / 4 || iters > 1 << 16)
+      return Math.max(copies, Math.round((iters * o.batchMs) / Math.max(dt, 0.01)));
     iters *= 2;
   }
-  let best = Number.POSITIVE_INFINITY;
-  for (let b = 0; b < o.batches; b++) {
-    const t0 = o.now();
-    for (let i = 0; i < iters; i++) fn(i % copies);
-    best = Math.min(best, ((o.now() - t0) * 1000) / iters);
-  }
-  return best;
+}
+
+export function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+}
+
+/** True when kern is a bench build (the floor kernel compiled in; production builds return -1). */
+export function hasFloorKernel(kern: WasmKernels): boolean {
+  return kern.raw.matmul_q4_q8_floor(0, 0, 0, 0, 1, 0, 32, 0) === 1;
+}
+
+/**
+ * The floor kernel over m activation rows of a Q8 batch (m in FLOOR_ROWS; bench builds only). y gets
+ * 16 * ceil(N / 4) bytes of garbage; tmp: 256 bytes of scratch.
+ */
+export function matmulFloor(
+  kern: WasmKernels,
+  w: Int4Tensor,
+  x: Q8Batch,
+  y: number,
+  m: number,
+  tmp: number,
+): void {
+  if (kern.raw.matmul_q4_q8_floor(w.qweight, x.q, x.w, y, m, w.N, w.kPadded, tmp) !== m)
+    throw new Error(`matmulFloor: m = ${m} (one of ${FLOOR_ROWS.join(", ")}) needs a bench build`);
 }
 
 export function kernelTable(kern: WasmKernels, opts: KernelTableOptions = {}): KernelRow[] {
@@ -102,6 +142,7 @@ export function kernelTable(kern: WasmKernels, opts: KernelTableOptions = {}): K
     batchMs: opts.batchMs ?? 40,
     now: opts.now ?? (() => performance.now()),
   };
+  const floor = hasFloorKernel(kern);
   const maxM = BATCH_ROWS[BATCH_ROWS.length - 1]!;
   const rows: KernelRow[] = [];
   for (const { model, N, K } of o.shapes) {
@@ -113,16 +154,63 @@ export function kernelTable(kern: WasmKernels, opts: KernelTableOptions = {}): K
       const xv = kern.f32(x, maxM * K);
       for (let i = 0; i < xv.length; i++) xv[i] = Math.sin(i * 0.37);
       const q8: Q8Batch = kern.quantizeQ8Batch(x, kern.allocQ8Batch(K, maxM));
-      const y = kern.alloc(maxM * N * 4);
+      const y = kern.alloc(maxM * N * 4 + 16);
+      const tmp = kern.alloc(256);
       const row0 = { kPadded: K, q: q8.q, w: q8.w, d: q8.d, ds: q8.ds };
-      const matvecUs = bestUs((i) => kern.matvecInt4Q8(ws[i]!, row0, y), copies, o);
-      const perRow: Record<number, number> = { 1: 1 };
-      for (const m of BATCH_ROWS) {
-        if (m === 1) continue;
-        const us = bestUs((i) => kern.matmulInt4Q8(ws[i]!, q8, y, m), copies, o);
-        perRow[m] = us / m / matvecUs;
+      // every kernel timed, keyed "mv", "mm<M>" (real batched), "fl<M>" (floor); M: rows per call
+      const kernels: { key: string; m: number; fn: (i: number) => void }[] = [
+        { key: "mv", m: 1, fn: (i) => kern.matvecInt4Q8(ws[i]!, row0, y) },
+        ...BATCH_ROWS.filter((m) => m > 1).map((m) => ({
+          key: `mm${m}`,
+          m,
+          fn: (i: number) => kern.matmulInt4Q8(ws[i]!, q8, y, m),
+        })),
+        ...(floor ? FLOOR_ROWS : []).map((m) => ({
+          key: `fl${m}`,
+          m,
+          fn: (i: number) => matmulFloor(kern, ws[i]!, q8, y, m, tmp),
+        })),
+      ];
+      const iters = kernels.map((k) => itersFor(k.fn, copies, o));
+      const us: Record<string, number[]> = Object.fromEntries(kernels.map((k) => [k.key, []]));
+      for (let r = 0; r < o.batches; r++) {
+        const order = kernels.map((_, i) => i);
+        if (r % 2) order.reverse();
+        for (const i of order) {
+          const { key, fn } = kernels[i]!;
+          const t0 = o.now();
+          for (let j = 0; j < iters[i]!; j++) fn(j % copies);
+          us[key]!.push(((o.now() - t0) * 1000) / iters[i]!);
+        }
       }
-      rows.push({ model, shape: `${N}x${K}`, matvecUs, gbs: bytes / matvecUs / 1000, perRow });
+      const ratio = (key: string, m: number) => us[key]!.map((t, r) => t / m / us.mv![r]!);
+      const stats = (prefix: string, ms: readonly number[]) => {
+        const med: Record<number, number> = {};
+        const spread: Record<number, [number, number]> = {};
+        for (const m of ms) {
+          const v = m === 1 && prefix === "mm" ? us.mv!.map(() => 1) : ratio(`${prefix}${m}`, m);
+          med[m] = median(v);
+          spread[m] = [Math.min(...v), Math.max(...v)];
+        }
+        return { med, spread };
+      };
+      const real = stats("mm", BATCH_ROWS);
+      const matvecUs = median(us.mv!);
+      const r: KernelRow = {
+        model,
+        shape: `${N}x${K}`,
+        matvecUs,
+        gbs: bytes / matvecUs / 1000,
+        perRow: real.med,
+        perRowSpread: real.spread,
+        rounds: o.batches,
+      };
+      if (floor) {
+        const f = stats("fl", FLOOR_ROWS);
+        r.floorPerRow = f.med;
+        r.floorSpread = f.spread;
+      }
+      rows.push(r);
     });
   }
   return rows;

@@ -21,9 +21,17 @@ import { processCpuMs, startWorkerd, workerdPids } from "../compress/workerd-hos
 import type { WeightTable } from "../format/weights.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
-import type { KernelRow } from "./kernel-table.ts";
+import type { AbRow } from "./kernel-ab.ts";
+import type { KernelRow, KernelShape } from "./kernel-table.ts";
 import type { RunProfile } from "./profile.ts";
 import { contextSizeFor, loadEngine, type OpProfile, profileBytes } from "./wasm-node.ts";
+
+/** Kernel table options that cross into the worker (JSON). */
+export interface KernelTableRequest {
+  batches?: number;
+  batchMs?: number;
+  shapes?: KernelShape[];
+}
 
 type R2Put = { put(key: string, value: string | Uint8Array): Promise<unknown> };
 
@@ -245,18 +253,24 @@ export class WorkerdBench {
   }
 }
 
-/** The kernel table (scripts/bench/kernel-table.ts) run inside workerd, on both kernel builds. */
-export async function workerdKernelTables(): Promise<{ simd: KernelRow[]; relaxed: KernelRow[] }> {
+/**
+ * The kernel table (src/bench/kernel-table.ts) run inside workerd on the bench builds of both kernel
+ * flavors (production kernels + the floor kernel); `builds` picks which (default both).
+ */
+export async function workerdKernelTables(
+  opts: KernelTableRequest = {},
+  builds: readonly ("simd" | "relaxed")[] = ["simd", "relaxed"],
+): Promise<{ simd: KernelRow[]; relaxed: KernelRow[] }> {
   const wasm = {
-    "/kernels.wasm": await ensureKernelsWasm(),
-    "/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true }),
+    "/kernels.wasm": await ensureKernelsWasm({ bench: true }),
+    "/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true, bench: true }),
   };
   const mf = await startWorkerd(KERNEL_WORKER, { wasm });
   try {
     const table = async (relaxed: boolean) => {
       const res = await mf.dispatchFetch("http://kernels/", {
         method: "POST",
-        body: JSON.stringify({ relaxed }),
+        body: JSON.stringify({ relaxed, ...opts }),
       });
       const text = await res.text();
       if (res.status !== 200)
@@ -265,7 +279,29 @@ export async function workerdKernelTables(): Promise<{ simd: KernelRow[]; relaxe
       if (got.relaxed !== relaxed) throw new Error("workerd kernel table: wrong build loaded");
       return got.rows;
     };
-    return { simd: await table(false), relaxed: await table(true) };
+    return {
+      simd: builds.includes("simd") ? await table(false) : [],
+      relaxed: builds.includes("relaxed") ? await table(true) : [],
+    };
+  } finally {
+    await mf.dispose();
+  }
+}
+
+const KERNEL_AB_WORKER = fileURLToPath(new URL("./kernel-ab-worker.ts", import.meta.url));
+
+/** The kernel A/B (src/bench/kernel-ab.ts) inside workerd on two kernel binaries (files). */
+export async function workerdKernelAb(
+  a: string,
+  b: string,
+  opts: { shapes: KernelShape[]; rounds?: number; batchMs?: number },
+): Promise<AbRow[]> {
+  const mf = await startWorkerd(KERNEL_AB_WORKER, { wasm: { "/a.wasm": a, "/b.wasm": b } });
+  try {
+    const res = await mf.dispatchFetch("http://kernels/", { method: "POST", body: JSON.stringify(opts) });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`workerd kernel A/B: HTTP ${res.status}: ${text.slice(0, 500)}`);
+    return (JSON.parse(text) as { rows: AbRow[] }).rows;
   } finally {
     await mf.dispose();
   }

@@ -76,6 +76,19 @@ declare namespace __AdaptedExports {
    */
   export function matmul_q4_q8(qw: number, sc: number, zp: number, mn: number, xq: number, xw: number, xd: number, xds: number, y: number, m: number, n: number, kp: number, gs: number, tmp: number): void;
   /**
+   * src/kernels/wasm/assembly/int4-q8/matmul_q4_q8_floor
+   * @param qw `usize`
+   * @param xq `usize`
+   * @param xw `usize`
+   * @param y `usize`
+   * @param m `i32`
+   * @param n `i32`
+   * @param kp `i32`
+   * @param tmp `usize`
+   * @returns `i32`
+   */
+  export function matmul_q4_q8_floor(qw: number, xq: number, xw: number, y: number, m: number, n: number, kp: number, tmp: number): number;
+  /**
    * src/kernels/wasm/assembly/int4-f32/matvec_q4_f32
    * @param qw `usize`
    * @param sc `usize`

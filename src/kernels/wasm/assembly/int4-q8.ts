@@ -455,6 +455,89 @@ export function matmul_q4_q8_scratch(m: i32, ng: i32): i32 {
   }
 }
 
+/** One activation row against the register-held chunk u0..u7 (chunk_rows_dot_add's per-row work): acc + scaled dots. */
+// @ts-ignore: decorator
+@inline function row_dot_add(
+  ap: usize, dp: usize, u0: v128, u1: v128, u2: v128, u3: v128, u4: v128, u5: v128, u6: v128, u7: v128,
+  gsv: v128, acc: v128,
+): v128 {
+  const q0 = v128.load64_splat(ap);
+  const q1 = v128.load64_splat(ap + 8);
+  const q2 = v128.load64_splat(ap + 16);
+  const q3 = v128.load64_splat(ap + 24);
+  const z = i32x4.splat(0);
+  let p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, u0, z);
+  let p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, u4, z);
+  p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, u1, p01);
+  p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, u5, p23);
+  p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q2, u2, p01);
+  p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q2, u6, p23);
+  p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q3, u3, p01);
+  p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q3, u7, p23);
+  const dot = i32x4.add(v128.shuffle<i32>(p01, p23, 0, 2, 4, 6), v128.shuffle<i32>(p01, p23, 1, 3, 5, 7));
+  return scale_acc(acc, dot, gsv, dp);
+}
+
+/**
+ * Dot-add build: T (2 or 4, a constant after inlining) activation rows against the `chunks` chunks of
+ * one super-group of 4 weight rows (at w0..w3), accumulators loaded from accs once, held in registers
+ * across the chunks and stored once (chunk_rows_dot_add loads and stores them per chunk: each access to
+ * linear memory is bounds-checked in workerd, a spill to the native stack is not). Per row and chunk the
+ * same dots, fold and scale_acc in the same order as the matvec, so the result is bit-identical.
+ */
+// @ts-ignore: decorator
+@inline function tile_dot_add(
+  w0: usize, w1: usize, w2: usize, w3: usize, chunks: i32, lcpg: i32, gbuf: usize, ap: usize, dp: usize,
+  accs: usize, aRow: usize, dStride: usize, T: i32,
+): void {
+  let c0 = v128.load(accs, 0);
+  let c1 = v128.load(accs, 16);
+  let c2 = c0;
+  let c3 = c0;
+  if (T > 2) {
+    c2 = v128.load(accs, 32);
+    c3 = v128.load(accs, 48);
+  }
+  const mk = i8x16.splat(15);
+  for (let j = 0; j < chunks; j++) {
+    const gsv = v128.load(gbuf + (<usize>(j >> lcpg) << 4));
+    const va = v128.load(w0);
+    const vb = v128.load(w1);
+    const vc = v128.load(w2);
+    const vd = v128.load(w3);
+    const lo01 = v128.shuffle<i64>(va, vb, 0, 2);
+    const hi01 = v128.shuffle<i64>(va, vb, 1, 3);
+    const lo23 = v128.shuffle<i64>(vc, vd, 0, 2);
+    const hi23 = v128.shuffle<i64>(vc, vd, 1, 3);
+    const u0 = v128.and(lo01, mk);
+    const u1 = v128.and(hi01, mk);
+    const u2 = v128.and(i16x8.shr_u(lo01, 4), mk);
+    const u3 = v128.and(i16x8.shr_u(hi01, 4), mk);
+    const u4 = v128.and(lo23, mk);
+    const u5 = v128.and(hi23, mk);
+    const u6 = v128.and(i16x8.shr_u(lo23, 4), mk);
+    const u7 = v128.and(i16x8.shr_u(hi23, 4), mk);
+    c0 = row_dot_add(ap, dp, u0, u1, u2, u3, u4, u5, u6, u7, gsv, c0);
+    c1 = row_dot_add(ap + aRow, dp + dStride, u0, u1, u2, u3, u4, u5, u6, u7, gsv, c1);
+    if (T > 2) {
+      c2 = row_dot_add(ap + (aRow << 1), dp + (dStride << 1), u0, u1, u2, u3, u4, u5, u6, u7, gsv, c2);
+      c3 = row_dot_add(ap + aRow * 3, dp + dStride * 3, u0, u1, u2, u3, u4, u5, u6, u7, gsv, c3);
+    }
+    w0 += 16;
+    w1 += 16;
+    w2 += 16;
+    w3 += 16;
+    ap += 32;
+    dp += 4;
+  }
+  v128.store(accs, c0, 0);
+  v128.store(accs, c1, 16);
+  if (T > 2) {
+    v128.store(accs, c2, 32);
+    v128.store(accs, c3, 48);
+  }
+}
+
 export function matmul_q4_q8(
   qw: usize, sc: usize, zp: usize, mn: usize, xq: usize, xw: usize, xd: usize, xds: usize, y: usize, m: i32, n: i32,
   kp: i32, gs: i32, tmp: usize,
@@ -510,6 +593,22 @@ export function matmul_q4_q8(
         v128.store(cp, f32x4.add(v128.load(cp), c));
       }
       const chunks = min(4, ng - g0) << lcpg;
+      if (ASC_FEATURE_RELAXED_SIMD && DOT_ADD && (m == 2 || m == 4)) {
+        // m = 2, 4 (a verify pass of 2 / 4 tokens): all rows in one register tile (measured in workerd,
+        // same-run A/B: tiles of 4 then 2 were slower from m = 8 on, where each extra tile unpacks again)
+        const ap = a0p + chunk * aChunk;
+        const dp = xd + (chunk << 2);
+        const dStride = nb << 2;
+        if (m == 4) tile_dot_add(w0, w1, w2, w3, chunks, lcpg, gbuf, ap, dp, accs, aRow, dStride, 4);
+        else tile_dot_add(w0, w1, w2, w3, chunks, lcpg, gbuf, ap, dp, accs, aRow, dStride, 2);
+        const adv = <usize>chunks << 4;
+        w0 += adv;
+        w1 += adv;
+        w2 += adv;
+        w3 += adv;
+        chunk += <usize>chunks;
+        continue;
+      }
       for (let j = 0; j < chunks; j++) {
         const gsv = v128.load(gbuf + (<usize>(j >> lcpg) << 4));
         const ap = a0p + chunk * aChunk;
@@ -527,4 +626,191 @@ export function matmul_q4_q8(
       store_strided(y + ((<usize>i * <usize>n) << 2), r, n4, n, f32x4.sub(v128.load(accs + (<usize>i << 4)), v128.load(corrs + (<usize>i << 4))));
     }
   }
+}
+
+// ------------------------------------------------------------------------------------------
+// BENCH ONLY, NOT EXACT: the arithmetic floor of the batched kernel (issue 12). It keeps what every
+// activation row must pay in matmul_q4_q8 and drops the rest, so the bench can show how far the real
+// kernel is from what this instruction set allows: per 16-byte chunk of 4 weight rows the same weight
+// loads and unpack (once, for all rows), and per activation row only its activation loads and its dots;
+// no group scales, zero-point terms, horizontal fold, float conversion / scaling or accumulator memory.
+// Each row's dots are summed into one i32 register accumulator by 2 adds (as the real kernel's chains
+// start from zero per chunk, so the dots of successive chunks still overlap); one store per 4-row block
+// keeps the work live. Its output is garbage by design: no caller but src/bench/kernel-table.ts.
+// Compiled in only with BENCH_FLOOR = 1 (the *-bench.wasm builds of src/kernels/wasm/build.ts, which the
+// kernel table loads); the production builds keep a stub export (the floor's 4 specializations are ~5-7
+// KB, 12-16% of a build). The bench builds' real kernels are the same code as production's: they are
+// timed against the floor in one instance and memory.
+
+/** Dot-add build: one activation row (int8 codes at ap) against the unpacked chunk, added to acc. */
+// @ts-ignore: decorator
+@inline function floor_row_dot_add(ap: usize, u0: v128, u1: v128, u2: v128, u3: v128, u4: v128, u5: v128, u6: v128, u7: v128, acc: v128): v128 {
+  const q0 = v128.load64_splat(ap);
+  const q1 = v128.load64_splat(ap + 8);
+  const q2 = v128.load64_splat(ap + 16);
+  const q3 = v128.load64_splat(ap + 24);
+  const z = i32x4.splat(0);
+  let p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, u0, z);
+  let p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q0, u4, z);
+  p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, u1, p01);
+  p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q1, u5, p23);
+  p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q2, u2, p01);
+  p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q2, u6, p23);
+  p01 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q3, u3, p01);
+  p23 = i32x4.relaxed_dot_i8x16_i7x16_add_s(q3, u7, p23);
+  return i32x4.add(acc, i32x4.add(p01, p23));
+}
+
+/** i16 relaxed build: the same with i16x8.relaxed_dot_i8x16_i7x16_s (pair_i16_relaxed's adds; wraps). */
+// @ts-ignore: decorator
+@inline function floor_row_i16(ap: usize, u0: v128, u1: v128, u2: v128, u3: v128, u4: v128, u5: v128, u6: v128, u7: v128, acc: v128): v128 {
+  const q0 = v128.load64_splat(ap);
+  const q1 = v128.load64_splat(ap + 8);
+  const q2 = v128.load64_splat(ap + 16);
+  const q3 = v128.load64_splat(ap + 24);
+  const p01 = i16x8.add(
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(q0, u0), i16x8.relaxed_dot_i8x16_i7x16_s(q1, u1)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(q2, u2), i16x8.relaxed_dot_i8x16_i7x16_s(q3, u3)),
+  );
+  const p23 = i16x8.add(
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(q0, u4), i16x8.relaxed_dot_i8x16_i7x16_s(q1, u5)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(q2, u6), i16x8.relaxed_dot_i8x16_i7x16_s(q3, u7)),
+  );
+  return i16x8.add(acc, i16x8.add(p01, p23));
+}
+
+/** One relaxed-build activation row (dot-add or i16, per build). */
+// @ts-ignore: decorator
+@inline function floor_row(ap: usize, u0: v128, u1: v128, u2: v128, u3: v128, u4: v128, u5: v128, u6: v128, u7: v128, acc: v128): v128 {
+  if (DOT_ADD) return floor_row_dot_add(ap, u0, u1, u2, u3, u4, u5, u6, u7, acc);
+  return floor_row_i16(ap, u0, u1, u2, u3, u4, u5, u6, u7, acc);
+}
+
+/** SIMD128 build: one activation row (i16 vectors at ap) against the chunk unpacked into ubuf, added to acc. */
+// @ts-ignore: decorator
+@inline function floor_row_simd(ubuf: usize, ap: usize, acc: v128): v128 {
+  return i32x4.add(acc, i32x4.add(pair_dot_i16(ubuf, ap), pair_dot_i16(ubuf + 128, ap)));
+}
+
+/**
+ * The floor for a compile-time row count M (1, 2, 4 or 8): accumulators a0..a7 are locals, so after
+ * inlining rows past M vanish and the rest live in registers (or V8's spill slots).
+ */
+// @ts-ignore: decorator
+@inline function floor_body(qw: usize, a0p: usize, y: usize, n: i32, kp: i32, M: i32, ubuf: usize): void {
+  const rowBytes = <usize>(kp >> 1);
+  const nb = kp >> 5;
+  const aRow: usize = ASC_FEATURE_RELAXED_SIMD ? <usize>kp : <usize>kp << 1;
+  const aChunk: usize = ASC_FEATURE_RELAXED_SIMD ? 32 : 64;
+  const n4 = (n + 3) >> 2;
+  for (let r = 0; r < n4; r++) {
+    let w0 = qw + <usize>r * rowBytes;
+    let w1 = qw + <usize>min(r + n4, n - 1) * rowBytes;
+    let w2 = qw + <usize>min(r + 2 * n4, n - 1) * rowBytes;
+    let w3 = qw + <usize>min(r + 3 * n4, n - 1) * rowBytes;
+    let a0 = i32x4.splat(0);
+    let a1 = a0;
+    let a2 = a0;
+    let a3 = a0;
+    let a4 = a0;
+    let a5 = a0;
+    let a6 = a0;
+    let a7 = a0;
+    let ap = a0p;
+    for (let j = 0; j < nb; j++) {
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        // chunk_rows_dot_add's loads and unpack (unpack_pair's 4 vectors per row pair, in registers)
+        const mk = i8x16.splat(15);
+        const va = v128.load(w0);
+        const vb = v128.load(w1);
+        const vc = v128.load(w2);
+        const vd = v128.load(w3);
+        const lo01 = v128.shuffle<i64>(va, vb, 0, 2);
+        const hi01 = v128.shuffle<i64>(va, vb, 1, 3);
+        const lo23 = v128.shuffle<i64>(vc, vd, 0, 2);
+        const hi23 = v128.shuffle<i64>(vc, vd, 1, 3);
+        const u0 = v128.and(lo01, mk);
+        const u1 = v128.and(hi01, mk);
+        const u2 = v128.and(i16x8.shr_u(lo01, 4), mk);
+        const u3 = v128.and(i16x8.shr_u(hi01, 4), mk);
+        const u4 = v128.and(lo23, mk);
+        const u5 = v128.and(hi23, mk);
+        const u6 = v128.and(i16x8.shr_u(lo23, 4), mk);
+        const u7 = v128.and(i16x8.shr_u(hi23, 4), mk);
+        let p = ap;
+        a0 = floor_row(p, u0, u1, u2, u3, u4, u5, u6, u7, a0);
+        if (M > 1) {
+          p += aRow;
+          a1 = floor_row(p, u0, u1, u2, u3, u4, u5, u6, u7, a1);
+        }
+        if (M > 2) {
+          p += aRow;
+          a2 = floor_row(p, u0, u1, u2, u3, u4, u5, u6, u7, a2);
+          p += aRow;
+          a3 = floor_row(p, u0, u1, u2, u3, u4, u5, u6, u7, a3);
+        }
+        if (M > 4) {
+          p += aRow;
+          a4 = floor_row(p, u0, u1, u2, u3, u4, u5, u6, u7, a4);
+          p += aRow;
+          a5 = floor_row(p, u0, u1, u2, u3, u4, u5, u6, u7, a5);
+          p += aRow;
+          a6 = floor_row(p, u0, u1, u2, u3, u4, u5, u6, u7, a6);
+          p += aRow;
+          a7 = floor_row(p, u0, u1, u2, u3, u4, u5, u6, u7, a7);
+        }
+      } else {
+        // matmul_chunk_l1's SIMD128 unpack into the L1 buffer (16 i16 vectors do not fit in registers)
+        unpack_pair_i16(v128.load(w0), v128.load(w1), ubuf);
+        unpack_pair_i16(v128.load(w2), v128.load(w3), ubuf + 128);
+        let p = ap;
+        a0 = floor_row_simd(ubuf, p, a0);
+        if (M > 1) {
+          p += aRow;
+          a1 = floor_row_simd(ubuf, p, a1);
+        }
+        if (M > 2) {
+          p += aRow;
+          a2 = floor_row_simd(ubuf, p, a2);
+          p += aRow;
+          a3 = floor_row_simd(ubuf, p, a3);
+        }
+        if (M > 4) {
+          p += aRow;
+          a4 = floor_row_simd(ubuf, p, a4);
+          p += aRow;
+          a5 = floor_row_simd(ubuf, p, a5);
+          p += aRow;
+          a6 = floor_row_simd(ubuf, p, a6);
+          p += aRow;
+          a7 = floor_row_simd(ubuf, p, a7);
+        }
+      }
+      w0 += 16;
+      w1 += 16;
+      w2 += 16;
+      w3 += 16;
+      ap += aChunk;
+    }
+    const s = i32x4.add(i32x4.add(i32x4.add(a0, a1), i32x4.add(a2, a3)), i32x4.add(i32x4.add(a4, a5), i32x4.add(a6, a7)));
+    v128.store(y + (<usize>r << 4), s);
+  }
+}
+
+/**
+ * BENCH ONLY, NOT EXACT (see above): the batched kernel's unavoidable work for m = 1, 2, 4 or 8
+ * activation rows (other m: nothing is done, returns 0) over matmul_q4_q8's weights (qw: codes) and
+ * activations (xq: int8 codes, relaxed builds; xw: i16 vectors, SIMD128). y: 16 * ceil(n / 4) bytes of
+ * garbage out. tmp: 256 bytes of 16-byte aligned scratch (SIMD128's unpacked chunk). Returns m, or -1
+ * in a production build (BENCH_FLOOR = 0: a stub).
+ */
+export function matmul_q4_q8_floor(qw: usize, xq: usize, xw: usize, y: usize, m: i32, n: i32, kp: i32, tmp: usize): i32 {
+  if (!BENCH_FLOOR) return -1;
+  const a0p = ASC_FEATURE_RELAXED_SIMD ? xq : xw;
+  if (m == 1) floor_body(qw, a0p, y, n, kp, 1, tmp);
+  else if (m == 2) floor_body(qw, a0p, y, n, kp, 2, tmp);
+  else if (m == 4) floor_body(qw, a0p, y, n, kp, 4, tmp);
+  else if (m == 8) floor_body(qw, a0p, y, n, kp, 8, tmp);
+  else return 0;
+  return m;
 }
