@@ -104,6 +104,9 @@ async function main(): Promise<void> {
   ] as const)
     if (path !== undefined && !existsSync(resolve(path)))
       throw new UsageError(`${flag} ${resolve(path)} does not exist`);
+  // --skip-build deploys what --out holds: a folder that is not there is a mistyped argument too.
+  if (flags["skip-build"] && flags.out !== undefined && !existsSync(resolve(flags.out)))
+    throw new UsageError(`--out ${resolve(flags.out)} does not exist (--skip-build deploys a built folder)`);
   const dryRun = flags["dry-run"] === true;
   // Defaults live in build-variants (slow to import: it loads the AssemblyScript compiler).
   const skipBuild = flags["skip-build"] === true;
@@ -131,7 +134,7 @@ async function main(): Promise<void> {
     build: async (o) => (await import("../src/compress/build-variants.ts")).buildVariants(o),
   };
   preflight(opts); // before the bucket is opened (a local state folder is created on open)
-  const bucket = await bucketFromFlags(flags, { readOnly: dryRun });
+  const bucket = await bucketFromFlags(flags, { readOnly: dryRun, create: true });
   try {
     console.log(deploySummary(await deploy(bucket, opts)));
   } finally {

@@ -23,7 +23,8 @@ async function main(): Promise<void> {
     USAGE,
   );
   if (!flags) return;
-  const bucket = await bucketFromFlags(flags);
+  // No local state yet: an empty bucket (rollback then says nothing is deployed), not a new state folder.
+  const bucket = await bucketFromFlags(flags, { readOnly: true });
   try {
     const r = await rollback(bucket, flags.to === undefined ? {} : { to: flags.to });
     if (r.outcome === "already-live") {

@@ -195,6 +195,55 @@ describe("/v1/completions logprobs (legacy format) and n", () => {
     expect(values).toEqual(whole.token_logprobs);
   });
 
+  it("an answer that ends on the end token lists no entry for it: logprobs match the text and completion_tokens, JSON and SSE", async () => {
+    // A bias on the end token makes greedy decoding stop on it after a few tokens: the smallest
+    // bias (searched, not assumed) that ends the answer with at least two tokens before the end.
+    const eos = deployedTokenizer(api).eosIds[0]!;
+    const base = { model: "quality", prompt, max_tokens: 40, temperature: 0 };
+    let bias = -1;
+    for (const b of [0, 5, 10, 15, 20, 25, 30, 40]) {
+      const r = await api.client.completions.create({ ...base, logit_bias: { [eos]: b } });
+      if (r.choices[0]!.finish_reason === "stop" && r.usage!.completion_tokens >= 2) {
+        bias = b;
+        break;
+      }
+    }
+    expect(bias, "no bias on the end token ended the answer").toBeGreaterThanOrEqual(0);
+    const withEnd = { ...base, logit_bias: { [eos]: bias } };
+    const legacy = await api.client.completions.create({ ...withEnd, logprobs: 2 });
+    const lp = TextCompletion.parse(legacy).choices[0]!.logprobs!;
+    expect(legacy.choices[0]!.finish_reason).toBe("stop");
+    expect(lp.tokens).toHaveLength(legacy.usage!.completion_tokens);
+    expect(lp.token_logprobs).toHaveLength(legacy.usage!.completion_tokens);
+    expect(lp.tokens.join("")).toBe(legacy.choices[0]!.text);
+    const chatBody = {
+      model: "quality",
+      messages: [{ role: "user" as const, content: prompt }],
+      max_tokens: 40,
+      temperature: 0,
+      logit_bias: { [eos]: bias },
+      logprobs: true,
+      top_logprobs: 2,
+    };
+    const chat = await api.client.chat.completions.create(chatBody);
+    const content = chat.choices[0]!.logprobs!.content!;
+    expect(chat.choices[0]!.finish_reason).toBe("stop");
+    expect(content).toHaveLength(chat.usage!.completion_tokens);
+    expect(content.map((e) => e.token).join("")).toBe(chat.choices[0]!.message.content);
+    expect(content.map((e) => e.token)).toEqual(lp.tokens);
+    // Streamed, both endpoints: the same entries, none for the end token.
+    const chatStream = await api.client.chat.completions.create({ ...chatBody, stream: true });
+    const streamed: string[] = [];
+    for await (const chunk of chatStream)
+      streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []).map((e) => e.token));
+    expect(streamed).toEqual(lp.tokens);
+    const legacyStream = await api.client.completions.create({ ...withEnd, logprobs: 2, stream: true });
+    const legacyStreamed: string[] = [];
+    for await (const chunk of legacyStream)
+      legacyStreamed.push(...(TextCompletion.parse(chunk).choices[0]?.logprobs?.tokens ?? []));
+    expect(legacyStreamed).toEqual(lp.tokens);
+  });
+
   it("n 3 seeded: three indexed choices, usage summed, reproducible; choice 0 is the n 1 answer", async () => {
     const ask = (n: number) =>
       api.client.completions.create({

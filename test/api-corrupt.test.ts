@@ -121,9 +121,8 @@ describe("a deleted shard", () => {
 
   beforeAll(async () => {
     api = await startApiServer();
-    const r2 = (await api.mf.getR2Bucket("SHARDS")) as unknown as { delete(key: string): Promise<void> };
     const { key } = shardOf(api, "speed");
-    await r2.delete(key);
+    await api.bucket.delete(key);
     expect(await api.bucket.head(key)).toBeNull();
   }, 300_000);
 

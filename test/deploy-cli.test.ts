@@ -1,5 +1,6 @@
 /**
- * The commands as a user runs them (tsx, as npm run does): bad flags and missing paths exit 2,
+ * The commands as a user runs them (tsx, as npm run does): bad flags and missing paths (a --persist-to
+ * that read-only and rollback commands would otherwise create, a --skip-build --out) exit 2,
  * config errors exit 1, each with one clear line; --dry-run writes nothing (not even a state folder); progress goes to stderr and the
  * summary to stdout; variants, rollback and gc on the same local state.
  */
@@ -119,11 +120,13 @@ describe("errors", () => {
       JSON.stringify({ variants: [{ name: "q", tier: "quality", quant: { groupSize: 48 } }] }),
     );
     const out = ["--persist-to", state, "--out", join(state, "out")];
-    const [model, config, remote, skip] = await Promise.all([
+    const [model, config, remote, skip, unbuilt] = await Promise.all([
       cli("deploy.ts", ["--model", "/nonexistent/model.gguf", "--config", A.config, ...out]),
       cli("deploy.ts", ["--model", MODEL, "--config", bad, ...out]),
       cli("deploy.ts", ["--remote", "--skip-build", "--out", A.out]),
       cli("deploy.ts", ["--skip-build", ...out]),
+      // an --out folder that exists but was never built: state, not a typo (exit 1)
+      cli("deploy.ts", ["--skip-build", "--persist-to", state, "--out", state]),
     ]);
     // a path that does not exist is a bad argument (exit 2), as in npm start
     expect(model.code).toBe(2);
@@ -134,9 +137,30 @@ describe("errors", () => {
     expect(remote.stderr).toMatch(
       /^error: --remote needs R2 credentials in the environment; missing R2_ACCOUNT_ID/m,
     );
-    expect(skip.code).toBe(1);
-    expect(skip.stderr).toMatch(/^error: --skip-build: .*variants\.json does not exist \(build first\)/m);
+    // --skip-build deploys --out as built: a folder that is not there is a bad argument (exit 2)
+    expect(skip.code, skip.stderr).toBe(2);
+    expect(skip.stderr).toMatch(
+      /^error: --out \S+\/out does not exist \(--skip-build deploys a built folder\)/m,
+    );
+    expect(unbuilt.code).toBe(1);
+    expect(unbuilt.stderr).toMatch(/^error: --skip-build: .*variants\.json does not exist \(build first\)/m);
     expect(existsSync(join(state, "v3"))).toBe(false); // no bucket opened for any of these
+  });
+
+  it("commands that read or roll back refuse a --persist-to folder that does not exist, creating nothing", async () => {
+    const typo = join(temp.make(), "typo");
+    const runs = await Promise.all([
+      cli("variants.ts", ["--persist-to", typo]),
+      cli("rollback.ts", ["--persist-to", typo]),
+      cli("rollback.ts", ["--persist-to", typo, "--to", "2"]),
+      cli("gc.ts", ["--persist-to", typo, "--yes"]),
+    ]);
+    for (const r of runs) {
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`error: --persist-to ${typo} does not exist`);
+      expect(r.stdout).toBe("");
+    }
+    expect(existsSync(typo)).toBe(false);
   });
 });
 
@@ -180,6 +204,11 @@ describe("deploy, variants, rollback, gc", () => {
     expect(back.stdout).toMatch(
       /^rolled back: live.json version 3 serves version 1's variants \(quality [0-9a-f]{12}, /,
     );
+    // Rolling back to what is live says so once (stdout), not again as a progress line.
+    const same = await cli("rollback.ts", [...flags, "--to", "3"]);
+    expect(same.code, same.stderr).toBe(0);
+    expect(same.stdout).toBe("version 3 already serves version 3's variant set; nothing changed\n");
+    expect(same.stderr).not.toMatch(/nothing|already/);
 
     const gcDry = await cli("gc.ts", [...flags, "--keep", "1", "--grace", "0"]);
     expect(gcDry.code, gcDry.stderr).toBe(0);
@@ -210,5 +239,5 @@ describe("deploy, variants, rollback, gc", () => {
     expect(repair.stdout).toMatch(
       /^deployed version 4 \(was 3\): uploaded 1 object\(s\), [\d.]+ kB \(1 of them corrupt in the bucket, replaced\); 6 already present$/m,
     );
-  });
+  }, 300_000); // nine CLI runs, each tsx startup slow on a loaded machine
 });

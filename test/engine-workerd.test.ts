@@ -98,10 +98,12 @@ describe("speculative decoding in workerd (the bench's /generate-timed and /row-
     expect(plain.stats.drafted).toBe(0);
     expect(spec.stats.drafted).toBeGreaterThan(0);
     expect(spec.stats.accepted).toBeLessThanOrEqual(spec.stats.drafted);
-    const costs = await post<{ rowCost: number; rowCosts: number[]; headShare: number; headCosts: number[] }>(
-      "/row-cost",
-      key,
-    );
+    type Costs = { rowCost: number; rowCosts: number[]; headShare: number; headCosts: number[] };
+    // The worker's clock ticks by 1 ms and lags under load: a section can read 0 ms, a cost 0/0 (null
+    // in JSON). As the build's host does (ATTEMPTS in src/compress/workerd-measure.ts), ask again then.
+    let costs = await post<Costs>("/row-cost", key);
+    for (let attempt = 2; attempt <= 3 && JSON.stringify(costs).includes("null"); attempt++)
+      costs = await post<Costs>("/row-cost", key);
     expect(costs.rowCost).toBeGreaterThan(0);
     expect(costs.rowCosts).toHaveLength(8);
     for (const c of costs.rowCosts) expect(c).toBeGreaterThan(0);

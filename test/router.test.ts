@@ -6,7 +6,14 @@
  */
 import { describe, expect, it } from "vitest";
 import type { Manifest } from "../src/format/manifest.ts";
-import { CostModel, manifestCostMs, rankVariants, TIERS, tierTarget } from "../src/worker/router.ts";
+import {
+  CostModel,
+  manifestCostMs,
+  rankVariants,
+  startsInTime,
+  TIERS,
+  tierTarget,
+} from "../src/worker/router.ts";
 
 /** The fields of a manifest the router reads (a real manifest has many more). */
 function manifest(
@@ -157,5 +164,49 @@ describe("a long prompt under a latency budget", () => {
     expect(manifestCostMs(steeper, 1500, 20)).toBeGreaterThan(manifestCostMs(flatter, 1500, 20));
     const ranked = rankVariants([flatter, steeper], { ...long, budgetMs: 1 }, new CostModel(), () => false);
     expect(order(ranked)).toEqual(["flatter", "steeper"]);
+  });
+});
+
+describe("the wait behind other requests' work counts against a budget", () => {
+  const cost = new CostModel();
+  const p = (m: Manifest, resident: boolean) =>
+    cost.predict(m, request.promptTokens, request.maxTokens, resident).totalMs;
+  const [quality, , speed] = variants as [Manifest, Manifest, Manifest];
+
+  it("a variant that fits on its own but not after its wait is passed over for one that fits", () => {
+    // quality is resident and busy; speed is resident and idle.
+    const budgetMs = p(quality, true) + 1;
+    const waitMs = (m: Manifest) => (m === quality ? 10_000 : 0);
+    const ranked = rankVariants(
+      variants,
+      { ...request, budgetMs },
+      cost,
+      () => true,
+      () => 0,
+      waitMs,
+    );
+    expect(order(ranked)[0]).toBe("balanced"); // the best variant whose wait + work fits
+    expect(ranked.find((r) => r.manifest === quality)!.waitMs).toBe(10_000);
+    expect(startsInTime(ranked[0]!, budgetMs)).toBe(true);
+    // Without the wait, quality fits and leads.
+    expect(order(rankVariants(variants, { ...request, budgetMs }, cost, () => true))[0]).toBe("quality");
+  });
+
+  it("when nothing fits, those that can start in time come first; a wait past the budget cannot start", () => {
+    const budgetMs = 1;
+    const waitMs = (m: Manifest) => (m === speed ? 5_000 : 0);
+    const ranked = rankVariants(
+      variants,
+      { ...request, budgetMs },
+      cost,
+      () => false,
+      () => 0,
+      waitMs,
+    );
+    // speed would lead (lowest tier) but waits; balanced waits for no one (its load is its own work).
+    expect(order(ranked)).toEqual(["balanced", "quality", "speed"]);
+    expect(startsInTime(ranked[0]!, budgetMs)).toBe(true);
+    expect(startsInTime(ranked.at(-1)!, budgetMs)).toBe(false);
+    expect(startsInTime(ranked.at(-1)!, 5_000 + p(speed, false))).toBe(true);
   });
 });

@@ -4,11 +4,12 @@
  * plain seeded runs, and the accept/reject rule keeps the model's distribution (chi-square); the KV
  * rollback and the prefix cache leave outputs equal to a cold run.
  */
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { searchSpeculative } from "../src/compress/speculative-search.ts";
 import type { ModelDescription } from "../src/format/model.ts";
 import {
   bestDraftLength,
+  DraftSettings,
   expectedHeadCost,
   expectedSpeedup,
   speculationCosts,
@@ -530,15 +531,25 @@ describe("prefix cache", () => {
 });
 
 describe("the build's speculative search (searchSpeculative)", () => {
-  it("with cheap verify rows, screens the layer-skip sets on a quarter of the prompts and runs only the best 2 on all", async () => {
+  it("with cheap verify rows, screens the layer-skip sets on a quarter of the prompts and runs only the best 2 on all, each prompt once per set", async () => {
     const lines: string[] = [];
     const calib = prompts(8, 77);
-    const { profile, candidates } = await searchSpeculative(engine, calib, {
-      answerTokens: 12,
-      rowCost: 0.05, // every skip set can pay if its drafts are right
-      headShare: 0.05,
-      log: (m) => lines.push(m),
-    });
+    const priced = { rowCost: 0.05, headShare: 0.05 }; // every skip set can pay if its drafts are right
+    // Counts generations (generate opens one engine state per prompt); the engine runs as it is.
+    const states = vi.spyOn(engine, "newState");
+    let opened: number;
+    let result: Awaited<ReturnType<typeof searchSpeculative>>;
+    try {
+      result = await searchSpeculative(engine, calib, {
+        answerTokens: 12,
+        ...priced,
+        log: (m) => lines.push(m),
+      });
+      opened = states.mock.calls.length;
+    } finally {
+      states.mockRestore();
+    }
+    const { profile, candidates } = result;
     const screening = lines
       .map((l) => /^ {2}screening (\d+) skip sets on 2 of 8 prompts$/.exec(l))
       .find(Boolean);
@@ -548,6 +559,38 @@ describe("the build's speculative search (searchSpeculative)", () => {
     // one line per layer-skip run without prompt lookup: each set screened, then the 2 finalists
     const skipRuns = lines.filter((l) => /^ {2}skip \[[\d,]+\]: accepted/.test(l));
     expect(skipRuns).toHaveLength(screened + 2);
+    expect(
+      skipRuns.slice(screened).every((l) => l.endsWith("(all 8 prompts; the first 2 from screening)")),
+    ).toBe(true);
+    // Screening runs 2 prompts per set; the finalists only the 6 they have not run; the served
+    // configurations (with prompt lookup: candidates after the finalists) all 8.
+    expect(opened).toBe(screened * 2 + 2 * 6 + (candidates.length - 2) * 8);
+    // The finalists' counts (screening's 2 prompts + the other 6) equal a run over all 8 prompts.
+    for (const c of candidates.slice(0, 2)) {
+      expect(c.skipLayers.length).toBeGreaterThan(0);
+      const settings = DraftSettings.parse({
+        skipLayers: c.skipLayers,
+        ...priced,
+        ngramMin: 8,
+        ngramMax: 8,
+        adaptive: false,
+      });
+      const full = { drafted: 0, accepted: 0, tokens: 0 };
+      for (const p of calib) {
+        const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0 };
+        for await (const _ of generate(engine, p, {
+          maxTokens: 12,
+          temperature: 0,
+          speculative: settings,
+          stats,
+        }))
+          full.tokens++;
+        full.drafted += stats.drafted;
+        full.accepted += stats.accepted;
+      }
+      expect(full.drafted).toBeGreaterThan(0);
+      expect({ drafted: c.drafted, accepted: c.accepted, tokens: c.tokens }).toEqual(full);
+    }
     expect(candidates.filter((c) => c.skipLayers.length > 0).length).toBeLessThanOrEqual(2 + 1);
     expect(profile.measured.calibrationTokens).toBeGreaterThan(0);
   });

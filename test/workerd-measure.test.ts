@@ -11,11 +11,13 @@ import { fileURLToPath } from "node:url";
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildVariants } from "../src/compress/build-variants.ts";
+import { engineFor } from "../src/compress/measure.ts";
 import { readManifest } from "../src/compress/variant-store.ts";
 import { startWorkerd } from "../src/compress/workerd-host.ts";
 import { WorkerdUnavailableError, WorkerdVerifyCosts } from "../src/compress/workerd-measure.ts";
 import { ensureKernelsWasm } from "../src/kernels/wasm/build.ts";
 import { loadModel } from "../src/model/import/index.ts";
+import { measureWarmEngineCosts, WARM_UP_MS, warmUp } from "../src/runtime/verify-costs.ts";
 import { type PackedTestModel, packForTest } from "./helpers/packed-model.ts";
 import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 
@@ -111,6 +113,31 @@ describe("verify costs in workerd", () => {
       /verify costs in workerd: HTTP 400: loading the variant: weight stream ended after 100 of/,
     );
   });
+});
+
+describe("the measurement both Workers run (measureWarmEngineCosts)", () => {
+  it("on an engine in Node: warmed up, then costs in the same ranges; the warm-up ends on a clock that never moves", async () => {
+    const engine = await engineFor(packed.table, packed.data);
+    const c = measureWarmEngineCosts(engine);
+    expect(c.rowCosts).toHaveLength(8);
+    expect(c.headCosts.length).toBeGreaterThan(0);
+    for (const x of [...c.rowCosts, ...c.headCosts, c.rowCost]) {
+      expect(x).toBeGreaterThan(0);
+      expect(x).toBeLessThanOrEqual(4);
+    }
+    // A deployed Worker's clock stands still between I/O: the warm-up stops after its round limit.
+    let reads = 0;
+    warmUp(
+      engine,
+      () => {
+        reads++;
+        return 0;
+      },
+      WARM_UP_MS,
+      5,
+    );
+    expect(reads).toBe(5); // the start, then one check before each round after the first
+  }, 120_000);
 });
 
 describe("where workerd cannot run", () => {

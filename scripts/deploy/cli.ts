@@ -3,6 +3,7 @@
  * reporting (a clear one-line error; exit code 2 for usage errors, 1 otherwise) and table formatting. Progress goes to stderr,
  * results to stdout.
  */
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { z } from "zod";
@@ -100,11 +101,21 @@ export const IntFlag = (what: string, min: number, max: number = Number.MAX_SAFE
     .refine((n) => n >= min, `${what} must be at least ${min}`)
     .refine((n) => n <= Math.min(max, Number.MAX_SAFE_INTEGER), `${what} must be at most ${max}`);
 
+/**
+ * Opens the bucket the flags name. A --persist-to folder that does not exist is a usage error (exit 2)
+ * unless `create` (deploy only): reading or rolling back a mistyped path would otherwise create an
+ * empty state there and report "nothing is deployed".
+ */
 export async function bucketFromFlags(
   values: Record<string, unknown>,
-  opts: { readOnly?: boolean } = {},
+  opts: { readOnly?: boolean; create?: boolean } = {},
 ): Promise<Bucket> {
   const f = BucketFlags.parse(values);
+  const persistTo = f["persist-to"];
+  if (!f.remote && persistTo !== undefined && !opts.create && !existsSync(resolve(persistTo)))
+    throw new UsageError(
+      `--persist-to ${resolve(persistTo)} does not exist (only deploy creates a state folder)`,
+    );
   return openBucket({
     remote: f.remote === true,
     persistTo: resolve(f["persist-to"] ?? DEFAULT_PERSIST_TO),

@@ -11,15 +11,16 @@
  * POST /generate-timed {prompt, maxTokens, speculative?, stopTokenIds?, prefixCache?} -> greedy
  *   generate() timed by the worker's clock: {tokens, ttftMs, decodeMs (after the first token), stats,
  *   cached}. prefixCache: "keep" uses one PrefixCache kept by this isolate, "new" replaces it first.
- * POST /row-cost -> {rowCost, rowCosts, headShare, headCosts}: measureRowCost and measureVerifyCosts on the loaded
- *   engine (per verified row / decode step), by the worker's clock.
+ * POST /row-cost -> {rowCost, rowCosts, headShare, headCosts}: measureWarmEngineCosts on the loaded
+ *   engine (warm-up, then per verified row / decode step), by the worker's clock: the build's
+ *   verify-cost worker's numbers, measured the same way.
  * The engine is cached across requests (keyed by prefix and options): a request rebuilds nothing.
  */
 
 import { WeightTable } from "../format/weights.ts";
 import { WasmKernels } from "../kernels/wasm/index.ts";
 import { type GenerateOptionsInput, generate } from "../runtime/generate.ts";
-import { measureRowCost, measureVerifyCosts } from "../runtime/verify-costs.ts";
+import { measureWarmEngineCosts } from "../runtime/verify-costs.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 // Provided by the test as CompiledWasm modules (workerd cannot compile wasm from bytes at run time).
 import simdModule from "./kernels.wasm";
@@ -99,11 +100,7 @@ export default {
       });
       return Response.json(timed);
     }
-    if (url.pathname === "/row-cost")
-      return Response.json({
-        rowCost: measureRowCost(engine),
-        ...measureVerifyCosts(engine, () => performance.now()),
-      });
+    if (url.pathname === "/row-cost") return Response.json(measureWarmEngineCosts(engine));
     if (url.pathname === "/profile") {
       const prof = profileKernels(kernels, engine.vocabSize);
       try {

@@ -10,8 +10,9 @@ import OpenAI from "openai";
 import type { VariantsIndex } from "../compress/variant-store.ts";
 import { startWorkerd } from "../compress/workerd-host.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
-import { miniflareBucket } from "../publish/miniflare-bucket.ts";
-import { type BucketWriter, publish } from "../publish/publish.ts";
+import type { Bucket } from "../publish/bucket.ts";
+import { bridgeBucket, r2BridgeWorker } from "../publish/buckets.ts";
+import { publish } from "../publish/publish.ts";
 
 const WORKER = fileURLToPath(new URL("../worker/index.ts", import.meta.url));
 
@@ -21,7 +22,8 @@ export type RateLimits = Record<string, { simple: { limit: number; period: 10 | 
 export interface ApiServer {
   mf: Miniflare;
   url: URL;
-  bucket: BucketWriter;
+  /** The Worker's R2 bucket SHARDS, through an R2 bridge worker in the same workerd (closed with the server). */
+  bucket: Bucket;
   client: OpenAI;
   index: VariantsIndex;
   dir: string;
@@ -79,9 +81,12 @@ export async function startLocalApi(
     direct: true,
     compatibilityFlags: workerCompatibilityFlags(),
     ...(ratelimits ? { ratelimits } : {}),
+    // Publishing goes through dispatchFetch to this bridge, not Miniflare's getR2Bucket proxy (whose
+    // synchronous channel lost replies under CI load: src/publish/buckets.ts).
+    workers: [r2BridgeWorker("SHARDS")],
   });
   const url = await mf.unsafeGetDirectURL();
-  const bucket = miniflareBucket(await mf.getR2Bucket("SHARDS"));
+  const bucket = bridgeBucket(mf, "the local API's R2 bucket SHARDS", async () => {});
   await publish(bucket, dir, index);
   const client = new OpenAI({ baseURL: new URL("/v1", url).toString(), apiKey: "unused", maxRetries: 0 });
   return { mf, url, bucket, client, index, dir, close: () => mf.dispose() };

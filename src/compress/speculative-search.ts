@@ -76,6 +76,53 @@ export interface CandidateResult {
 /** Layer-skip sets run on every calibration prompt after screening (see searchSpeculative). */
 const SCREEN_KEEP = 2;
 
+/** What greedy generations of one draft configuration over some prompts counted. */
+interface RunTotals {
+  prompts: number;
+  tokens: number;
+  /** Decode steps no verification pass produced (the prefill's token not counted). */
+  plainSteps: number;
+  drafted: number;
+  accepted: number;
+  verifications: number;
+  draftPasses: number;
+  headRows: number;
+  /** Entry m: batched head passes of m rows the engine ran (its verifyHeadPasses, differenced). */
+  headPasses: number[];
+}
+
+function emptyTotals(headPassSizes: number): RunTotals {
+  return {
+    prompts: 0,
+    tokens: 0,
+    plainSteps: 0,
+    drafted: 0,
+    accepted: 0,
+    verifications: 0,
+    draftPasses: 0,
+    headRows: 0,
+    headPasses: new Array<number>(headPassSizes).fill(0),
+  };
+}
+
+/** Totals of two runs over disjoint prompts: the totals of one run over both. */
+function addTotals(a: RunTotals, b: RunTotals): RunTotals {
+  const sum = emptyTotals(Math.max(a.headPasses.length, b.headPasses.length));
+  const counts = [
+    "prompts",
+    "tokens",
+    "plainSteps",
+    "drafted",
+    "accepted",
+    "verifications",
+    "draftPasses",
+    "headRows",
+  ];
+  for (const k of counts as (keyof Omit<RunTotals, "headPasses">)[]) sum[k] = a[k] + b[k];
+  sum.headPasses = sum.headPasses.map((_, m) => (a.headPasses[m] ?? 0) + (b.headPasses[m] ?? 0));
+  return sum;
+}
+
 /** Candidate skip sets for `L` layers (first and last layers always kept: they matter most). */
 export function candidateSkipSets(L: number): number[][] {
   const sets = new Map<string, number[]>();
@@ -154,21 +201,16 @@ export async function searchSpeculative(
   const draftCostOf = (skipLayers: number[]) => headShare + ((1 - headShare) * (L - skipLayers.length)) / L;
   // A layer-skip candidate runs non-adaptively (every draft it offers is verified: its raw
   // acceptance); the served configurations run the adaptive drafter with that acceptance as prior.
-  const evaluate = async (
-    skipLayers: number[],
-    ngram: boolean,
-    extra: DraftSettingsInput = {},
-    on: readonly (readonly number[])[] = prompts,
-  ): Promise<CandidateResult> => {
-    const settings = DraftSettings.parse({
+  const settingsFor = (skipLayers: number[], ngram: boolean, extra: DraftSettingsInput = {}) =>
+    DraftSettings.parse({
       skipLayers,
       ...priced,
       ...(ngram ? {} : { ngramMin: 8, ngramMax: 8, adaptive: false }),
       ...extra,
     });
-    let tokens = 0;
-    let plainSteps = 0;
-    const total = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0, headRows: 0 };
+  /** Greedy generations of `settings` over `on`, counted (sums: runs over disjoint prompts add up). */
+  const run = async (settings: DraftSettings, on: readonly (readonly number[])[]): Promise<RunTotals> => {
+    const t = emptyTotals(engine.verifyHeadPasses.length);
     const passesBefore = engine.verifyHeadPasses;
     for (const p of on) {
       const stats: SpeculationStats = { drafted: 0, accepted: 0, verifications: 0, draftPasses: 0 };
@@ -180,32 +222,41 @@ export async function searchSpeculative(
       });
       let n = 0;
       for (let r = await gen.next(); !r.done; r = await gen.next()) n++;
-      tokens += n;
-      total.drafted += stats.drafted;
-      total.accepted += stats.accepted;
-      total.verifications += stats.verifications;
-      total.draftPasses += stats.draftPasses ?? 0;
-      total.headRows += stats.headRows ?? 0;
+      t.prompts++;
+      t.tokens += n;
+      t.drafted += stats.drafted;
+      t.accepted += stats.accepted;
+      t.verifications += stats.verifications;
+      t.draftPasses += stats.draftPasses ?? 0;
+      t.headRows += stats.headRows ?? 0;
       // Steps without drafts: every token not produced by a verification pass (minus the prefill's).
-      plainSteps += Math.max(0, n - 1 - stats.verifications - stats.accepted);
+      t.plainSteps += Math.max(0, n - 1 - stats.verifications - stats.accepted);
     }
+    engine.verifyHeadPasses.forEach((n, m) => {
+      t.headPasses[m] = n - passesBefore[m]!;
+    });
+    return t;
+  };
+  /** The estimated speedup of a run's totals, priced by the cost model above. */
+  const price = (skipLayers: number[], ngram: boolean, t: RunTotals, note = ""): CandidateResult => {
     const draftCost = draftCostOf(skipLayers);
     const costs = speculationCosts(rowCost, headShare, draftCost, rowCosts, heads);
-    const rows = total.verifications + total.drafted;
-    const perRow = costs.body(total.verifications > 0 ? rows / total.verifications : 1) * (1 - headShare);
-    const passes = engine.verifyHeadPasses.map((n, m) => n - passesBefore[m]!);
+    const rows = t.verifications + t.drafted;
+    const perRow = costs.body(t.verifications > 0 ? rows / t.verifications : 1) * (1 - headShare);
     const headCost = costs.heads
-      ? passes.reduce((a, n, m) => a + (m > 0 ? n * m * costs.heads!.perRow(m) : 0), 0)
-      : total.headRows * headShare;
-    const cost = total.draftPasses * draftCost + rows * perRow + headCost + plainSteps;
-    const estimatedSpeedup = cost > 0 ? Math.max(0, tokens - on.length) / cost : 1;
-    const r = { skipLayers, drafted: total.drafted, accepted: total.accepted, tokens, estimatedSpeedup };
+      ? t.headPasses.reduce((a, n, m) => a + (m > 0 ? n * m * costs.heads!.perRow(m) : 0), 0)
+      : t.headRows * headShare;
+    const cost = t.draftPasses * draftCost + rows * perRow + headCost + t.plainSteps;
+    const estimatedSpeedup = cost > 0 ? Math.max(0, t.tokens - t.prompts) / cost : 1;
+    const r = { skipLayers, drafted: t.drafted, accepted: t.accepted, tokens: t.tokens, estimatedSpeedup };
     log(
       `  skip [${skipLayers.join(",")}]${ngram ? " + ngram" : ""}: accepted ${r.accepted}/${r.drafted}, ` +
-        `estimated speedup ${estimatedSpeedup.toFixed(2)}x`,
+        `estimated speedup ${estimatedSpeedup.toFixed(2)}x${note}`,
     );
     return r;
   };
+  const evaluate = async (skipLayers: number[], ngram: boolean, extra: DraftSettingsInput = {}) =>
+    price(skipLayers, ngram, await run(settingsFor(skipLayers, ngram, extra), prompts));
 
   const maxDraft = DraftSettings.parse({}).maxDraft;
   const affordable = candidateSkipSets(L).filter((set) => {
@@ -222,17 +273,32 @@ export async function searchSpeculative(
   // Where verify rows are cheap (workerd) every set passes that bound, and running each on all the
   // prompts took 11 min of a SmolLM2 build at load 10: they are screened on a quarter of the prompts
   // first, and only the SCREEN_KEEP best run on all of them.
-  let finalists = affordable;
+  // Greedy decoding of the same prompts with the same settings is deterministic (one engine, fixed
+  // kernels, no sampling; test/speculative.test.ts checks the finalists against full runs), so each
+  // finalist keeps its screening run's totals and runs only the prompts it has not seen.
+  let finalists: { set: number[]; screened: RunTotals | null }[] = affordable.map((set) => ({
+    set,
+    screened: null,
+  }));
+  let seen = 0;
   if (affordable.length > SCREEN_KEEP && prompts.length >= 4) {
-    const few = prompts.slice(0, Math.ceil(prompts.length / 4));
+    seen = Math.ceil(prompts.length / 4);
+    const few = prompts.slice(0, seen);
     log(`  screening ${affordable.length} skip sets on ${few.length} of ${prompts.length} prompts`);
-    const screened: CandidateResult[] = [];
-    for (const set of affordable) screened.push(await evaluate(set, false, {}, few));
-    screened.sort((a, b) => b.estimatedSpeedup - a.estimatedSpeedup);
-    finalists = screened.slice(0, SCREEN_KEEP).map((r) => r.skipLayers);
+    const screened: { set: number[]; screened: RunTotals; result: CandidateResult }[] = [];
+    for (const set of affordable) {
+      const totals = await run(settingsFor(set, false), few);
+      screened.push({ set, screened: totals, result: price(set, false, totals) });
+    }
+    screened.sort((a, b) => b.result.estimatedSpeedup - a.result.estimatedSpeedup);
+    finalists = screened.slice(0, SCREEN_KEEP);
   }
   const candidates: CandidateResult[] = [];
-  for (const set of finalists) candidates.push(await evaluate(set, false));
+  for (const { set, screened } of finalists) {
+    const rest = await run(settingsFor(set, false), prompts.slice(seen));
+    const note = screened ? ` (all ${prompts.length} prompts; the first ${seen} from screening)` : "";
+    candidates.push(price(set, false, screened ? addTotals(screened, rest) : rest, note));
+  }
   candidates.sort((a, b) => b.estimatedSpeedup - a.estimatedSpeedup);
   const bestSkip = candidates[0];
   const skipAcceptance = bestSkip && bestSkip.drafted > 0 ? bestSkip.accepted / bestSkip.drafted : 0;

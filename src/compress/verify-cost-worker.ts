@@ -2,7 +2,8 @@
  * The build's measuring Worker (run in workerd by ./workerd-measure.ts): loads a packed variant into
  * the production kernels (kernels-relaxed.wasm: the i32 dot-add build the Worker serves with) on the
  * engine layout the Worker gives it (servedEngineLayout), and measures its verify costs there
- * (measureRowCost, measureVerifyCosts) by the worker's clock, which runs freely outside production.
+ * (measureWarmEngineCosts: warm-up, then measureRowCost and measureVerifyCosts) by the worker's
+ * clock, which runs freely outside production.
  *
  * POST /verify-costs, header x-table-bytes: N; body = the weight table as JSON (N bytes of UTF-8),
  *   then the data region -> 200 {rowCost, rowCosts, headShare, kvCache, contextSize} (a cost the
@@ -11,7 +12,7 @@
  */
 import { WeightTable } from "../format/weights.ts";
 import { loadEngine, servedEngineLayout } from "../runtime/load-engine.ts";
-import { measureRowCost, measureVerifyCosts } from "../runtime/verify-costs.ts";
+import { measureWarmEngineCosts } from "../runtime/verify-costs.ts";
 // Given by the host as a CompiledWasm module (workerd cannot compile wasm from bytes at run time).
 import relaxedModule from "./kernels-relaxed.wasm";
 
@@ -66,27 +67,6 @@ async function tableOf(head: Uint8Array): Promise<WeightTable> {
   return r.data;
 }
 
-/** Wall time the engine runs decode steps and verify passes before it is timed. */
-const WARM_UP_MS = 300;
-
-/**
- * Runs decode steps and 8-row verify passes for WARM_UP_MS: a fresh isolate runs the kernels in V8's
- * baseline tier until they tier up, and measureVerifyCosts sizes its timed sections on its first
- * calls, so timed cold it picks too few calls per section (sections of a few ms; 0/0 on a tiny model).
- */
-function warmUp(engine: Awaited<ReturnType<typeof loadEngine>>): void {
-  const tokens = Array.from({ length: 16 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
-  const s = engine.newState(tokens.length + 8);
-  engine.prefill(s, tokens);
-  const t0 = performance.now();
-  do {
-    engine.rollback(s, tokens.length);
-    engine.forward(s, tokens[0]!);
-    engine.rollback(s, tokens.length);
-    engine.verifyRows(s, tokens.slice(0, 8)).logits(0);
-  } while (performance.now() - t0 < WARM_UP_MS);
-}
-
 async function measure(request: Request): Promise<Response> {
   const header = request.headers.get("x-table-bytes") ?? "";
   const tableBytes = /^\d+$/.test(header) ? Number(header) : Number.NaN;
@@ -103,12 +83,7 @@ async function measure(request: Request): Promise<Response> {
     // A short or long data region, or a table the engine cannot run: the request's fault.
     throw new BadRequest(`loading the variant: ${(e as Error).message}`);
   }
-  warmUp(engine);
-  return Response.json({
-    rowCost: measureRowCost(engine),
-    ...measureVerifyCosts(engine, () => performance.now()),
-    ...layout,
-  });
+  return Response.json({ ...measureWarmEngineCosts(engine), ...layout });
 }
 
 export default {

@@ -11,7 +11,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { build } from "esbuild";
-import { Log, LogLevel, Miniflare } from "miniflare";
+import { Log, LogLevel, Miniflare, type WorkerOptions } from "miniflare";
 
 export async function bundleWorker(entry: string): Promise<string> {
   const result = await build({
@@ -45,6 +45,12 @@ export interface WorkerdOptions {
   compatibilityFlags?: string[];
   /** Workers rate-limiting bindings (wrangler.toml [[ratelimits]]), by binding name. */
   ratelimits?: Record<string, { simple: { limit: number; period: 10 | 60 } }>;
+  /**
+   * More workers in the same workerd, after this one (Miniflare's `workers`; each named, reached by
+   * dispatchFetch through its `routes`). An R2 bucket of the same name is the same bucket in all
+   * of them: local-api publishes through an R2 bridge worker this way.
+   */
+  workers?: WorkerOptions[];
 }
 
 export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise<Miniflare> {
@@ -58,7 +64,7 @@ export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise
       })),
     )),
   ];
-  const mf = new Miniflare({
+  const main: WorkerOptions = {
     modulesRoot: "/",
     modules,
     compatibilityDate: "2026-04-01",
@@ -66,8 +72,12 @@ export async function startWorkerd(entry: string, opts: WorkerdOptions): Promise
     r2Buckets: ["SHARDS"],
     bindings: opts.bindings ?? {},
     ...(opts.ratelimits ? { ratelimits: opts.ratelimits } : {}),
-    ...(opts.http ? { host: "127.0.0.1", port: 0 } : {}),
     ...(opts.http && opts.direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
+  };
+  const mf = new Miniflare({
+    // The first worker is the default one (dispatchFetch without a route, getR2Bucket, direct URL).
+    workers: [main, ...(opts.workers ?? [])],
+    ...(opts.http ? { host: "127.0.0.1", port: 0 } : {}),
     // SHARDLM_WORKERD_VERBOSE=1: workerd's own logs (cancelled requests, cross-request promises).
     ...(process.env.SHARDLM_WORKERD_VERBOSE === "1" ? { verbose: true, log: new Log(LogLevel.VERBOSE) } : {}),
   });

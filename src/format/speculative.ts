@@ -53,6 +53,14 @@ export const DraftSettings = z.strictObject({
    * table cost its last entry. Absent (manifests built before batched heads): headShare per row.
    */
   headCosts: z.array(z.number().positive().max(4)).min(1).max(16).optional(),
+  /**
+   * Model-output n-gram datastore (./ngram-datastore.ts; generate's `draftStore`): acceptance the
+   * adaptive policy assumes for its first draft token and for each later one (given the ones before
+   * it were accepted) until a request has shown its own; measured on calibration answers the table
+   * was not counted from (src/compress/ngram-datastore.ts, draftDatastore). Absent: low defaults.
+   */
+  storeAcceptance: z.number().min(0).max(1).optional(),
+  storeNextAcceptance: z.number().min(0).max(1).optional(),
 });
 export type DraftSettings = z.output<typeof DraftSettings>;
 export type DraftSettingsInput = z.input<typeof DraftSettings>;

@@ -9,10 +9,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Miniflare } from "miniflare";
+import { Miniflare, type WorkerOptions } from "miniflare";
 import { z } from "zod";
 import type { Bucket, ListedObject } from "./bucket.ts";
-import { miniflareBucket } from "./miniflare-bucket.ts";
 import { r2S3Bucket } from "./s3-bucket.ts";
 import { localVerifiedContent } from "./verified-content.ts";
 
@@ -59,8 +58,8 @@ export function wranglerBucketName(tomlPath = WRANGLER_TOML, binding = "SHARDS")
 }
 
 /**
- * A worker that serves its R2 binding over fetch. The local bucket talks to it with Miniflare's
- * dispatchFetch (plain async HTTP). Miniflare's getR2Bucket proxy reads object bodies through a
+ * A worker that serves its R2 binding over fetch. The local bucket (and the bench's local API,
+ * src/bench/local-api.ts, beside its Worker) talk to it with Miniflare's dispatchFetch (plain async HTTP). Miniflare's getR2Bucket proxy reads object bodies through a
  * synchronous worker-thread channel that lost track of its replies under load in CI (the assertion
  * `message?.id === id` in miniflare's fetch-sync.ts, twice in two days); this path has no such channel.
  */
@@ -91,10 +90,34 @@ const BridgeList = z.object({
   cursor: z.string().nullable(),
 });
 
-/** R2 operations through R2_BRIDGE_WORKER; `description` names the bucket in errors. */
-function bridgeBucket(mf: Miniflare, description: string): Bucket {
+/** Host name dispatchFetch reaches the bridge at (its route in a Miniflare of several workers). */
+const BRIDGE_HOST = "r2-bridge";
+
+/**
+ * The bridge worker on the R2 bucket `bucketName`, as one of a Miniflare's workers (or its only one):
+ * bridgeBucket reaches it by its route, http://r2-bridge/*.
+ */
+export function r2BridgeWorker(bucketName: string): WorkerOptions {
+  return {
+    name: BRIDGE_HOST,
+    modules: true,
+    script: R2_BRIDGE_WORKER,
+    r2Buckets: { BUCKET: bucketName },
+    routes: [`${BRIDGE_HOST}/*`],
+  };
+}
+
+/**
+ * R2 operations through the bridge worker (r2BridgeWorker) in `mf`; `description` names the bucket
+ * in errors; `close` ends it (default: disposes `mf`, which the caller may own instead).
+ */
+export function bridgeBucket(
+  mf: Miniflare,
+  description: string,
+  close: () => Promise<void> = () => mf.dispose(),
+): Bucket {
   const call = async (method: string, path: string, params: Record<string, string>, body?: Uint8Array) => {
-    const url = `http://r2-bridge${path}?${new URLSearchParams(params)}`;
+    const url = `http://${BRIDGE_HOST}${path}?${new URLSearchParams(params)}`;
     const res = await mf.dispatchFetch(url, { method, ...(body ? { body } : {}) });
     if (res.ok || res.status === 404) return res;
     throw new Error(
@@ -132,18 +155,13 @@ function bridgeBucket(mf: Miniflare, description: string): Bucket {
       } while (cursor);
       return out;
     },
-    close: () => mf.dispose(),
+    close,
   };
 }
 
 /** wrangler's local R2 state for `bucketName` under `persistTo` (wrangler's --persist-to). */
 export async function localBucket(persistTo: string, bucketName: string): Promise<Bucket> {
-  const mf = new Miniflare({
-    modules: true,
-    script: R2_BRIDGE_WORKER,
-    r2Buckets: { BUCKET: bucketName },
-    r2Persist: join(persistTo, "v3", "r2"),
-  });
+  const mf = new Miniflare({ ...r2BridgeWorker(bucketName), r2Persist: join(persistTo, "v3", "r2") });
   await mf.ready;
   return {
     ...bridgeBucket(mf, `local R2 bucket ${bucketName} in ${persistTo}`),
@@ -221,7 +239,10 @@ export interface BucketChoice {
   remote: boolean;
   persistTo: string;
   bucketName: string;
-  /** Only read: a local state that does not exist yet is an empty bucket, and is not created. */
+  /**
+   * A local state that does not exist yet is an empty bucket, and is not created (commands that only
+   * read, or that act on a deployment: with no state there is none).
+   */
   readOnly?: boolean;
 }
 

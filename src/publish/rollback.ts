@@ -80,10 +80,8 @@ export async function rollback(bucket: Bucket, opts: RollbackOptions = {}): Prom
     );
   }
   log(`  ${checkedObjects} object(s) present, each read back and matching its sha256`);
+  // Outcome "already-live" is the caller's to report (the CLI prints it once, on stdout), not a progress line.
   if (alreadyLive) {
-    log(
-      `version ${target.version}'s variant set is what version ${previous.version} serves already; nothing to do`,
-    );
     return { previous, target, live: previous, deployment: null, outcome: "already-live", checkedObjects };
   }
   const version = nextVersion(previous, history);

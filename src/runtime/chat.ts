@@ -186,6 +186,8 @@ export interface CompletionOptions {
    * CPU work would never say it is time to yield.
    */
   yieldEveryTokens: number;
+  /** Called after each generated token (the caller's count of work done: no clock involved). */
+  onToken?: () => void;
 }
 
 export interface CompletionResult {
@@ -231,7 +233,8 @@ export async function complete(
 ): Promise<CompletionResult> {
   const tok = v.tokenizer;
   const stream = tok.createStreamDecoder({ continuation: true });
-  const stopIds = [...new Set([...v.manifest.model.eosTokenIds, ...tok.eosIds])];
+  const stopSet = new Set([...v.manifest.model.eosTokenIds, ...tok.eosIds]);
+  const stopIds = [...stopSet];
   let pending = ""; // decoded text not yet emitted (may hold the start of a stop string)
   let completionTokens = 0;
   let finish: FinishReason = "length";
@@ -265,7 +268,11 @@ export async function complete(
     stopTokenIds: stopIds,
     signal: opts.signal,
     hooks: {
-      onChoice: (c) => choices.push(c),
+      // The sampler reports the stop token's choice too; it is no part of the answer (OpenAI lists
+      // only the returned tokens), so logprobs hold one entry per counted completion token.
+      onChoice: (c) => {
+        if (!stopSet.has(c.token)) choices.push(c);
+      },
       mask: maskFor(opts.responseFormat ?? "text", tok, stopIds, opts.maxTokens),
     },
   });
@@ -277,6 +284,7 @@ export async function complete(
     }
     if (completionTokens === 0) firstTokenAt = clock.now();
     completionTokens++;
+    opts.onToken?.();
     pending += stream.push(next.value);
     const hit = opts.stop.length ? firstStop(pending, opts.stop) : -1;
     if (hit >= 0) {

@@ -4,6 +4,7 @@
  * (client disconnect).
  */
 import { z } from "zod";
+import type { NgramDatastore } from "../format/ngram-datastore.ts";
 import type { DraftSettingsInput } from "../format/speculative.ts";
 import type { InferenceState, LogitsModel } from "./logits-model.ts";
 import {
@@ -39,6 +40,8 @@ export type GenerateOptionsInput = z.input<typeof GenerateOptions> & {
    * verify (WasmEngine, WebGpuEngine); ignored on others. Output is exactly plain decoding's.
    */
   speculative?: DraftSettingsInput | false;
+  /** The variant's model-output datastore: a third draft source when speculating (else ignored). */
+  draftStore?: NgramDatastore;
   /** Reuse and keep KV rows of recent sequences (src/runtime/prefix-cache.ts) on models that export them. */
   prefixCache?: PrefixCache;
   /**
@@ -81,7 +84,16 @@ export function generate<S extends InferenceState>(
   promptTokens: readonly number[],
   options: GenerateOptionsInput,
 ): AsyncGenerator<number, GenerateResult, undefined> {
-  const { signal, hooks, speculative, prefixCache, residentPrefix, stats: statsOut, ...rest } = options;
+  const {
+    signal,
+    hooks,
+    speculative,
+    draftStore,
+    prefixCache,
+    residentPrefix,
+    stats: statsOut,
+    ...rest
+  } = options;
   const opts = GenerateOptions.parse(rest);
   const { maxTokens, stopTokenIds, ...samplerOptions } = opts;
   if (promptTokens.length === 0) throw new RangeError("the prompt needs at least one token (e.g. BOS)");
@@ -95,7 +107,7 @@ export function generate<S extends InferenceState>(
   const stops = new Set(stopTokenIds);
   const drafter =
     speculative !== undefined && speculative !== false && supportsSpeculation(model)
-      ? new Drafter(model, speculative)
+      ? new Drafter(model, speculative, draftStore ?? null)
       : null;
   const cache = prefixCache && supportsKvTransfer<S>(model) ? { store: prefixCache, kv: model } : null;
   const resident =
@@ -103,6 +115,7 @@ export function generate<S extends InferenceState>(
       ? { rows: residentPrefix as ResidentPrefix<S>, kv: model }
       : null;
   const stats = statsOut ?? { drafted: 0, accepted: 0, verifications: 0 };
+  if (drafter) stats.sources = drafter.sources;
   return run();
 
   /**

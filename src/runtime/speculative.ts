@@ -8,6 +8,10 @@
  *   from the prompt (rewrite, extract, summarize).
  * - Self-speculative layer skipping (Zhang et al. 2023, "Draft & Verify"): the same weights with some
  *   layers left out, greedy. No extra memory; its KV rows are overwritten by the verification pass.
+ * - A model-output n-gram datastore (src/format/ngram-datastore.ts; REST, He et al. 2023): what the
+ *   variant itself most often said after the last 2-3 tokens when the build had it answer calibration
+ *   prompts. Free (a hash lookup); the fallback where prompt lookup finds nothing (open questions,
+ *   stories). Priced like prompt lookup, with its own acceptance per matched key length.
  *
  * Adaptive policy (default): a verified row is not free (a batched row costs a fraction of a decode
  * step, measured by the build per row count), so each step the drafter estimates, per source, the
@@ -22,6 +26,7 @@
  */
 
 import type { ModelConfig } from "../format/model.ts";
+import type { NgramDatastore } from "../format/ngram-datastore.ts";
 import {
   bestDraftLength,
   DraftSettings,
@@ -88,6 +93,17 @@ export interface SpeculationStats {
   headRows?: number;
   /** Prompt tokens whose KV rows came from a prefix cache (set before prefill; not speculation, but counted here with the rest). */
   cachedTokens?: number;
+  /** Per draft source: verify passes, tokens drafted and accepted. */
+  sources?: Record<DraftSource, SourceStats>;
+}
+
+/** Where a draft came from: prompt lookup, the layer-skip draft, the model-output datastore. */
+export type DraftSource = "ngram" | "skip" | "store";
+
+export interface SourceStats {
+  passes: number;
+  drafted: number;
+  accepted: number;
 }
 
 /** A verify pass's rows, lazily if the model can (verifyRows), else all computed up front. */
@@ -138,7 +154,7 @@ export function topProbability(logits: ArrayLike<number>): number {
   return 1 / sum;
 }
 
-type Source = "ngram" | "skip";
+type Source = DraftSource;
 
 /**
  * Acceptance estimate: exponentially decayed counts of accepted / tried draft tokens, starting from a
@@ -179,9 +195,16 @@ function observeRun(first: Acceptance, next: Acceptance, accepted: number, draft
 const NGRAM_PRIOR = 0.4;
 /** Prior acceptance of a prompt-lookup draft token after the ones before it were accepted. */
 const NGRAM_NEXT_PRIOR = 0.7;
+/**
+ * Datastore priors where the settings carry no build measurement (DraftSettings.storeAcceptance):
+ * low, so plain decoding wins until the request's own shadows show the store is right here.
+ */
+const STORE_PRIOR = 0.3;
+const STORE_NEXT_PRIOR = 0.6;
 
-/** A prompt-lookup draft not taken (a plain step ran): checked against the tokens decoded after it. */
+/** A lookup draft (prompt or datastore) not taken (a plain step ran): checked against the tokens decoded after it. */
 interface Shadow {
+  source: "ngram" | "store";
   tokens: number[];
   n: number;
   /** history.length when proposed: tokens[j] would have been history[at + j]. */
@@ -202,26 +225,43 @@ export class Drafter<S extends InferenceState> {
   private readonly ngramNext = new Acceptance(NGRAM_NEXT_PRIOR);
   private readonly skipQ: Acceptance;
   private readonly skipNext: Acceptance;
+  /** Datastore acceptance of a first draft token per matched key length, and of later ones. */
+  private readonly storeQ: Acceptance[] = [];
+  private readonly storeNext: Acceptance;
   private readonly costs: { ngram: SpeculationCosts; skip: SpeculationCosts };
   /** Non-adaptive: draft length per source (+2 after a full accept, -1 otherwise) and pauses. */
   private readonly k: Record<Source, number>;
-  private readonly rate: Record<Source, number> = { ngram: 1, skip: 1 };
-  private readonly pausedFor: Record<Source, number> = { ngram: 0, skip: 0 };
+  private readonly rate: Record<Source, number> = { ngram: 1, skip: 1, store: 1 };
+  private readonly pausedFor: Record<Source, number> = { ngram: 0, skip: 0, store: 0 };
+  /** Per source: verify passes, drafted and accepted tokens (SpeculationStats.sources). */
+  readonly sources: Record<Source, SourceStats> = {
+    ngram: { passes: 0, drafted: 0, accepted: 0 },
+    skip: { passes: 0, drafted: 0, accepted: 0 },
+    store: { passes: 0, drafted: 0, accepted: 0 },
+  };
   private last: { source: Source; drafted: number; n: number } | null = null;
   /** Prompt lookup's drafts not taken (plain steps): checked against the tokens sampled after them. */
   private shadows: Shadow[] = [];
   /** Layer-skip draft steps run so far. */
   passes = 0;
 
+  /**
+   * `store`: the variant's model-output datastore (third draft source), or none. Its key lengths are
+   * its own (NgramDatastore.minN..maxN), independent of prompt lookup's ngramMin..ngramMax.
+   */
   constructor(
     readonly model: SpeculativeModel<S>,
     settings: DraftSettingsInput = {},
+    readonly store: NgramDatastore | null = null,
   ) {
     this.settings = DraftSettings.parse(settings);
     this.skip = new Set(this.settings.skipLayers);
     const start = Math.min(this.settings.maxDraft, 4);
-    this.k = { ngram: start, skip: start };
+    this.k = { ngram: start, skip: start, store: start };
     for (let n = 0; n <= this.settings.ngramMax; n++) this.ngramQ.push(new Acceptance(NGRAM_PRIOR));
+    for (let n = 0; n <= (store?.maxN ?? 0); n++)
+      this.storeQ.push(new Acceptance(this.settings.storeAcceptance ?? STORE_PRIOR));
+    this.storeNext = new Acceptance(this.settings.storeNextAcceptance ?? STORE_NEXT_PRIOR);
     this.skipQ = new Acceptance(this.settings.skipAcceptance);
     this.skipNext = new Acceptance(this.settings.skipAcceptance);
     const c = model.config;
@@ -262,12 +302,22 @@ export class Drafter<S extends InferenceState> {
       match.n > 0
         ? bestDraftLength(match.tokens.length, this.ngramQ[match.n]!.q, this.costs.ngram, this.ngramNext.q)
         : { k: 0, speedup: 1 };
+    // The datastore is the fallback: looked up only where prompt lookup has nothing to draft.
+    const stored = ngram.k === 0 && this.store ? this.store.lookup(history, max) : null;
+    const store =
+      stored && stored.n > 0
+        ? bestDraftLength(stored.tokens.length, this.storeQ[stored.n]!.q, this.costs.ngram, this.storeNext.q)
+        : { k: 0, speedup: 1 };
     const skip = this.layerSkip
       ? bestDraftLength(max, this.skipQ.q, this.costs.skip, this.skipNext.q)
       : { k: 0, speedup: 1 };
     if (ngram.k > 0 && ngram.speedup >= skip.speedup) {
       this.last = { source: "ngram", drafted: ngram.k, n: match.n };
       return match.tokens.slice(0, ngram.k);
+    }
+    if (store.k > 0 && store.speedup >= skip.speedup) {
+      this.last = { source: "store", drafted: store.k, n: stored!.n };
+      return stored!.tokens.slice(0, store.k);
     }
     if (skip.k > 0) {
       const drafts = await this.draftSkipping(state, history, skip.k);
@@ -276,7 +326,10 @@ export class Drafter<S extends InferenceState> {
         return drafts;
       }
     }
-    if (match.n > 0) this.shadows.push({ tokens: match.tokens, n: match.n, at: history.length, seen: 0 });
+    const at = history.length;
+    if (match.n > 0) this.shadows.push({ source: "ngram", tokens: match.tokens, n: match.n, at, seen: 0 });
+    if (stored && stored.n > 0)
+      this.shadows.push({ source: "store", tokens: stored.tokens, n: stored.n, at, seen: 0 });
     return [];
   }
 
@@ -289,9 +342,11 @@ export class Drafter<S extends InferenceState> {
     const open: Shadow[] = [];
     for (const sh of this.shadows) {
       let done = false;
+      const [first, next] =
+        sh.source === "ngram" ? [this.ngramQ[sh.n]!, this.ngramNext] : [this.storeQ[sh.n]!, this.storeNext];
       while (sh.seen < sh.tokens.length && sh.at + sh.seen < history.length) {
         const right = history[sh.at + sh.seen] === sh.tokens[sh.seen];
-        (sh.seen === 0 ? this.ngramQ[sh.n]! : this.ngramNext).observe(right ? 1 : 0, 1);
+        (sh.seen === 0 ? first : next).observe(right ? 1 : 0, 1);
         sh.seen++;
         if (!right) {
           done = true;
@@ -303,7 +358,7 @@ export class Drafter<S extends InferenceState> {
     this.shadows = open;
   }
 
-  /** Non-adaptive drafting: prompt lookup when it matches, else the layer-skip draft. */
+  /** Non-adaptive drafting: prompt lookup when it matches, else the datastore, else the layer-skip draft. */
   private async proposeFixed(state: S, history: readonly number[], room: number): Promise<number[]> {
     const s = this.settings;
     if (this.pausedFor.ngram > 0) this.pausedFor.ngram--;
@@ -312,6 +367,16 @@ export class Drafter<S extends InferenceState> {
       if (m.tokens.length > 0) {
         this.last = { source: "ngram", drafted: m.tokens.length, n: m.n };
         return m.tokens;
+      }
+    }
+    if (this.store) {
+      if (this.pausedFor.store > 0) this.pausedFor.store--;
+      else {
+        const m = this.store.lookup(history, Math.min(room, this.k.store));
+        if (m.tokens.length > 0) {
+          this.last = { source: "store", drafted: m.tokens.length, n: m.n };
+          return m.tokens;
+        }
       }
     }
     if (!this.layerSkip) return [];
@@ -348,7 +413,12 @@ export class Drafter<S extends InferenceState> {
     const last = this.last;
     if (!last) return;
     const src = last.source;
+    const counts = this.sources[src];
+    counts.passes++;
+    counts.drafted += last.drafted;
+    counts.accepted += accepted;
     if (src === "ngram") observeRun(this.ngramQ[last.n]!, this.ngramNext, accepted, last.drafted);
+    else if (src === "store") observeRun(this.storeQ[last.n]!, this.storeNext, accepted, last.drafted);
     else observeRun(this.skipQ, this.skipNext, accepted, last.drafted);
     if (this.settings.adaptive) return;
     const max = this.settings.maxDraft;

@@ -1,7 +1,8 @@
 /**
  * What a verified row costs on this engine, measured (issue 13): the draft policy prices speculation
  * with these numbers (src/format/speculative.ts). Runtime-neutral (the engine and a clock), so the build
- * measures in Node (src/compress/speculative-search.ts) and the bench also inside workerd.
+ * measures in Node (src/compress/speculative-search.ts) and in workerd (src/compress/verify-cost-worker.ts,
+ * measureWarmEngineCosts), and the bench in both (src/bench/engine-worker.ts /row-cost).
  */
 import type { WasmEngine } from "./wasm/engine.ts";
 
@@ -130,4 +131,51 @@ export function measureVerifyCosts(
     headShare: Math.min(0.95, Math.max(0, heads[1]! / stepMs)),
     headCosts,
   };
+}
+
+/** Wall time (ms) warmUp runs the engine before it is timed. */
+export const WARM_UP_MS = 300;
+
+/**
+ * Runs decode steps and 8-row verify passes (with row 0's head) for `ms` of `clock`: a fresh isolate
+ * runs the kernels in V8's baseline tier until they tier up, and measureVerifyCosts sizes its timed
+ * sections on its first calls, so timed cold it picks too few calls per section (sections of a few
+ * ms; 0 ms / 0 ms on stories260K in a fresh workerd isolate). At most `maxRounds` rounds, so a clock
+ * that does not advance (a deployed Worker's, between I/O) cannot hang it.
+ */
+export function warmUp(
+  engine: WasmEngine,
+  clock: () => number = () => performance.now(),
+  ms = WARM_UP_MS,
+  maxRounds = 100_000,
+): void {
+  const tokens = Array.from({ length: 16 }, (_, i) => 1 + ((i * 37) % (engine.vocabSize - 1)));
+  const s = engine.newState(tokens.length + 8);
+  engine.prefill(s, tokens);
+  const t0 = clock();
+  for (let round = 0; round < maxRounds && (round === 0 || clock() - t0 < ms); round++) {
+    engine.rollback(s, tokens.length);
+    engine.forward(s, tokens[0]!);
+    engine.rollback(s, tokens.length);
+    engine.verifyRows(s, tokens.slice(0, 8)).logits(0);
+  }
+}
+
+/** measureRowCost's rowCost and measureVerifyCosts' entries, on one engine by one clock. */
+export interface EngineCosts extends VerifyCosts {
+  /** Per-row cost of an 8-row verify (layers and heads) relative to 8 decode steps (measureRowCost). */
+  rowCost: number;
+}
+
+/**
+ * The engine warmed up (warmUp, WARM_UP_MS of `clock`), then measureRowCost and measureVerifyCosts
+ * by `clock`: how a Worker measures on an engine it may have just loaded (the build's verify-cost
+ * worker, the bench's engine worker), so both report the same thing the same way.
+ */
+export function measureWarmEngineCosts(
+  engine: WasmEngine,
+  clock: () => number = () => performance.now(),
+): EngineCosts {
+  warmUp(engine, clock);
+  return { rowCost: measureRowCost(engine, 8, clock), ...measureVerifyCosts(engine, clock) };
 }

@@ -179,12 +179,32 @@ export class EngineCache {
     return context;
   }
 
+  /** Bytes a variant's engine needs in this isolate (its served layout: servedEngineLayout). */
+  private engineBytes(manifest: Manifest): number {
+    const { kvCache, headRows } = servedEngineLayout(manifest.weights, this.budgetBytes);
+    return estimateEngineBytes(manifest.weights, this.contextFor(manifest), kvCache, headRows);
+  }
+
+  /**
+   * The variants (manifest ids) whose work a load of `manifest` would wait for now: none when it is
+   * resident or fits beside the busy engines once the idle ones are evicted; else every busy
+   * resident variant and every load in progress (reserve() waits until they go idle). A prediction
+   * for the router, in the same terms as reserve(): another request may change it before the load.
+   */
+  blockedBy(manifestId: string, manifest: Manifest): string[] {
+    if (this.loaded.has(manifestId)) return [];
+    const busy = [...this.loaded.values()].filter((v) => v.queue.length > 0);
+    const busyBytes = busy.reduce((n, v) => n + v.engine.memoryBytes + (v.prefixCache?.bytes ?? 0), 0);
+    if (busyBytes + this.reservedBytes + this.engineBytes(manifest) <= this.budgetBytes) return [];
+    return [...busy.map((v) => v.manifestId), ...[...this.loading.keys()].filter((id) => id !== manifestId)];
+  }
+
   private async load(manifestId: string, manifest: Manifest): Promise<LoadedVariant> {
     // An fp16 KV cache where it fits the isolate, else int8 (half the bytes, same tokens in tests):
     // the layout the build measured prefill on (servedEngineLayout).
     const context = this.contextFor(manifest);
     const { kvCache, headRows } = servedEngineLayout(manifest.weights, this.budgetBytes);
-    const need = estimateEngineBytes(manifest.weights, context, kvCache, headRows);
+    const need = this.engineBytes(manifest);
     if (need > this.budgetBytes) {
       const why = `variant ${manifest.variant} needs ~${need} bytes, over the isolate budget of ${this.budgetBytes}`;
       this.markBad(manifestId, why);

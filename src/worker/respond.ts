@@ -170,6 +170,7 @@ async function run(
         signal: served.abort.signal,
         clock: served.clock,
         yieldEveryTokens: Math.max(1, Math.ceil(YIELD_WORK_MS / served.prediction.decodeMsPerToken)),
+        onToken: () => served.tokenDone(),
       },
       (t, choices) =>
         emit(

@@ -90,10 +90,31 @@ export function tierTarget(variants: Manifest[], tier: Tier): Manifest | undefin
   );
 }
 
+/** A candidate variant with its prediction and the wait before its work could start. */
+export interface Ranked {
+  manifest: Manifest;
+  prediction: Prediction;
+  /**
+   * Predicted ms of other requests' admitted work this one would wait for (on the variant, or on
+   * busy variants a load must evict): ./work-ledger.ts. Its own load is prediction.loadMs.
+   */
+  waitMs: number;
+}
+
+/**
+ * Whether a candidate can start its work within `budgetMs`: no wait behind other requests, or the
+ * wait plus its load fit. A request waiting for no one always starts (its plan cuts the answer, at
+ * least one token, as for any budget that fits nothing); one that would wait past its budget cannot
+ * be served in time.
+ */
+export const startsInTime = (r: Ranked, budgetMs: number): boolean =>
+  r.waitMs <= 0 || r.waitMs + r.prediction.loadMs <= budgetMs;
+
 /**
  * Candidates in order of preference (`variants` are best quality first). The caller tries them in
  * order, so a variant that fails to load falls back to the next. `cachedTokens(m)`: prompt tokens
- * m's prefix cache holds now (their prefill is not predicted; default none).
+ * m's prefix cache holds now (their prefill is not predicted; default none). `waitMs(m)`: the
+ * predicted wait behind other requests' work (default none); a budget must hold it too.
  */
 export function rankVariants(
   variants: Manifest[],
@@ -101,10 +122,12 @@ export function rankVariants(
   cost: CostModel,
   isResident: (m: Manifest) => boolean,
   cachedTokens: (m: Manifest) => number = () => 0,
-): { manifest: Manifest; prediction: Prediction }[] {
-  const score = (m: Manifest) => ({
+  waitMs: (m: Manifest) => number = () => 0,
+): Ranked[] {
+  const score = (m: Manifest): Ranked => ({
     manifest: m,
     prediction: cost.predict(m, req.promptTokens, req.maxTokens, isResident(m), cachedTokens(m)),
+    waitMs: waitMs(m),
   });
   if (req.pinned) {
     const m = variants.find((v) => v.variant === req.pinned);
@@ -125,15 +148,17 @@ export function rankVariants(
   const scored = pool.map(score);
   const lastResort = above.map(score);
   if (req.budgetMs === null) return [...scored, ...lastResort];
-  const fits = scored.filter((s) => s.prediction.totalMs <= req.budgetMs!);
-  // Over budget: by declared tier (speed, balanced, quality), then by the manifests' speed within a
-  // tier, then lower quality first. Not by measured speed across tiers: build-time timings are noisy
-  // (SmolLM2's speed once measured slower than quality, which has 6 more layers).
-  const tierRank = (s: (typeof scored)[number]) => -TIERS.indexOf(s.manifest.tier);
+  const fits = scored.filter((s) => s.waitMs + s.prediction.totalMs <= req.budgetMs!);
+  // Over budget: first those that can start within it (startsInTime), then by declared tier (speed,
+  // balanced, quality), then by the manifests' speed within a tier, then lower quality first. Not by
+  // measured speed across tiers: build-time timings are noisy (SmolLM2's speed once measured slower
+  // than quality, which has 6 more layers).
+  const tierRank = (s: Ranked) => -TIERS.indexOf(s.manifest.tier);
+  const late = (s: Ranked) => (startsInTime(s, req.budgetMs!) ? 0 : 1);
   const rest = scored
     .map((s, i) => ({ s, i, cost: manifestCostMs(s.manifest, req.promptTokens, req.maxTokens) }))
-    .filter(({ s }) => s.prediction.totalMs > req.budgetMs!)
-    .sort((a, b) => tierRank(a.s) - tierRank(b.s) || a.cost - b.cost || b.i - a.i)
+    .filter(({ s }) => s.waitMs + s.prediction.totalMs > req.budgetMs!)
+    .sort((a, b) => late(a.s) - late(b.s) || tierRank(a.s) - tierRank(b.s) || a.cost - b.cost || b.i - a.i)
     .map(({ s }) => s);
   return [...fits, ...rest, ...lastResort];
 }

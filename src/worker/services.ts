@@ -6,6 +6,7 @@ import { ENGINE_CONTEXT, EngineCache } from "./engines.ts";
 import type { Env, R2BucketLike } from "./env.ts";
 import { LiveVariants } from "./live.ts";
 import { CostModel } from "./router.ts";
+import { WorkLedger } from "./work-ledger.ts";
 
 /** Counters since the isolate started (GET /healthz). */
 export interface Stats {
@@ -24,6 +25,8 @@ export interface Services {
   live: LiveVariants;
   engines: EngineCache;
   cost: CostModel;
+  /** Admitted work per variant in predicted ms (what a budget request would wait behind). */
+  work: WorkLedger;
   engineContext: number;
   /** See Env.STREAM_STALL_MS. */
   streamStallMs: number;
@@ -72,6 +75,7 @@ export function servicesFor(env: Env, kernels: WebAssembly.Module): Services {
     ),
     engines,
     cost: new CostModel(),
+    work: new WorkLedger(),
     engineContext: ENGINE_CONTEXT,
     streamStallMs: numberOr(env.STREAM_STALL_MS, DEFAULT_STREAM_STALL_MS),
     cpuLimitMs: env.CPU_LIMIT_MS === undefined ? null : numberOr(env.CPU_LIMIT_MS, DEFAULT_CPU_LIMIT_MS),

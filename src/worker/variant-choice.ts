@@ -10,8 +10,9 @@ import { ApiError } from "./errors.ts";
 import type { LiveSet } from "./live.ts";
 import { type Plan, planRequest } from "./plan.ts";
 import { OverloadedError } from "./queue.ts";
-import { type Prediction, rankVariants, TIERS, type Tier } from "./router.ts";
+import { type Prediction, type Ranked, rankVariants, startsInTime, TIERS, type Tier } from "./router.ts";
 import type { Services } from "./services.ts";
+import type { WorkEntry, WorkEstimate } from "./work-ledger.ts";
 
 export interface ModelChoice {
   /** Tier to route within, or null. */
@@ -74,6 +75,8 @@ export interface Served {
   plan(): Plan;
   /** The request's clock (for the timings it reports). */
   clock: Clock;
+  /** Counts a generated token against the request's admitted work (./work-ledger.ts). */
+  tokenDone(): void;
 }
 
 /**
@@ -103,6 +106,7 @@ export async function serve(
   },
 ): Promise<Served | null> {
   const { clock } = request;
+  const idOf = (m: Manifest) => live.manifestIds.get(m.variant)!;
   const ranked = rankVariants(
     live.variants,
     {
@@ -113,10 +117,43 @@ export async function serve(
       maxTokens: request.maxTokens,
     },
     services.cost,
-    (m) => services.engines.isResident(live.manifestIds.get(m.variant)!),
-    (m) => services.engines.cachedTokens(live.manifestIds.get(m.variant)!, request.prompt),
+    (m) => services.engines.isResident(idOf(m)),
+    (m) => services.engines.cachedTokens(idOf(m), request.prompt),
+    // Work admitted on the variant, and on the busy variants its load would have to evict.
+    (m) => services.work.pendingMs([idOf(m), ...services.engines.blockedBy(idOf(m), m)]),
   );
-  const loaded = await loadFirst(services, live.manifestIds, ranked, clock);
+  const first = ranked[0];
+  if (request.budgetMs !== null && first && !startsInTime(first, request.budgetMs)) {
+    // Waiting would spend the whole budget before this request's first token: say so now, with the
+    // predicted wait, rather than answer one token after it (a predicted wait in work, not a clock).
+    const waitMs = Math.ceil(first.waitMs + first.prediction.loadMs);
+    throw new ApiError(
+      429,
+      `Variant '${first.manifest.variant}' could start this request in ~${waitMs} ms (other requests' work${first.prediction.loadMs > 0 ? " and its load" : ""}), past its latency budget of ${request.budgetMs} ms; retry after that, or send a larger X-Latency-Budget-Ms.`,
+      "rate_limit_error",
+      "latency_budget_unmeetable",
+      null,
+      { "Retry-After": String(Math.max(1, Math.ceil(waitMs / 1000))) },
+    );
+  }
+  const estimate = (manifest: Manifest, p: Prediction): WorkEstimate => {
+    const n = request.choices ?? 1;
+    const decodeMs = n * (p.decodeMs + (request.extraMsPerToken ?? 0) * request.maxTokens);
+    // A budget plans at most what fits it (./plan.ts); the router's prediction is for max_tokens.
+    const work = n * p.prefillMs + decodeMs;
+    return {
+      prefillMs: n * p.prefillMs,
+      totalMs: request.budgetMs === null ? work : Math.min(work, Math.max(0, request.budgetMs - p.loadMs)),
+      decodeMsPerToken: p.decodeMsPerToken,
+      extraMsPerToken: request.extraMsPerToken ?? 0,
+      speed: manifest.speed,
+      promptTokens: request.prompt.length,
+    };
+  };
+  const loaded = await loadFirst(services, live.manifestIds, ranked, clock, (id, r) =>
+    services.work.add(id, estimate(r.manifest, r.prediction)),
+  );
+  const work = loaded.work;
   const planInput = {
     manifest: loaded.manifest,
     prediction: loaded.prediction,
@@ -127,14 +164,30 @@ export async function serve(
     choices: request.choices ?? 1,
     extraMsPerToken: request.extraMsPerToken ?? 0,
   };
-  planRequest({ ...planInput, spentMs: 0 }); // refused here if the CPU limit cannot hold a token
+  try {
+    planRequest({ ...planInput, spentMs: 0 }); // refused here if the CPU limit cannot hold a token
+  } catch (e) {
+    services.work.remove(work);
+    throw e;
+  }
   // The load is done (and counted in the time spent), so later plans charge only what is left.
-  const plan = () =>
-    planRequest({
+  const plan = () => {
+    const p = planRequest({
       ...planInput,
       prediction: { ...loaded.prediction, loadMs: 0 },
       spentMs: Math.max(0, clock.now() - request.arrival),
     });
+    // What the request will do now: its plan's work (load excluded: it is done).
+    work.update({
+      prefillMs: (request.choices ?? 1) * loaded.prediction.prefillMs,
+      totalMs: p.predictedMs,
+      decodeMsPerToken: loaded.prediction.decodeMsPerToken,
+      extraMsPerToken: request.extraMsPerToken ?? 0,
+      speed: loaded.manifest.speed,
+      promptTokens: request.prompt.length,
+    });
+    return p;
+  };
 
   // The request's signal (compatibility flag enable_request_signal) fires for some client
   // disconnects, not all (see ./sse.ts): it stops a queued request and ends a running generation.
@@ -158,9 +211,11 @@ export async function serve(
       turn: async () => {
         if (!held) held = await turn;
       },
+      tokenDone: () => work.tokenDone(),
       release: () => {
         if (released) return;
         released = true;
+        services.work.remove(work);
         if (held) held();
         else {
           // Still queued: leave the queue (the abort makes the waiter give up its place).
@@ -173,6 +228,7 @@ export async function serve(
       },
     };
   } catch (e) {
+    services.work.remove(work);
     if (e instanceof OverloadedError) {
       throw new ApiError(
         429,
@@ -190,14 +246,26 @@ export async function serve(
   }
 }
 
+/**
+ * Loads the first candidate that loads. `admit` enters the request's work in the ledger before the
+ * load (a request waiting for memory is work others wait behind too); it leaves again on failure.
+ */
 async function loadFirst(
   services: Services,
   ids: Map<string, string>,
-  ranked: { manifest: Manifest; prediction: Prediction }[],
+  ranked: Ranked[],
   clock: Clock,
-): Promise<{ variant: LoadedVariant; manifest: Manifest; prediction: Prediction; loadMs: number }> {
+  admit: (manifestId: string, r: Ranked) => WorkEntry,
+): Promise<{
+  variant: LoadedVariant;
+  manifest: Manifest;
+  prediction: Prediction;
+  loadMs: number;
+  work: WorkEntry;
+}> {
   const failures: string[] = [];
-  for (const { manifest, prediction } of ranked) {
+  for (const r of ranked) {
+    const { manifest, prediction } = r;
     const id = ids.get(manifest.variant)!;
     const bad = services.engines.badReason(id);
     if (bad) {
@@ -206,12 +274,14 @@ async function loadFirst(
     }
     const wasResident = services.engines.isResident(id);
     const t0 = clock.now();
+    const work = admit(id, r);
     try {
       const variant = await services.engines.get(id, manifest);
       const loadMs = wasResident ? 0 : clock.now() - t0;
       if (!wasResident) observeLoad(services, manifest, loadMs);
-      return { variant, manifest, prediction, loadMs };
+      return { variant, manifest, prediction, loadMs, work };
     } catch (e) {
+      services.work.remove(work);
       if (e instanceof OverloadedError)
         throw new ApiError(
           429,
