@@ -127,16 +127,22 @@ async function main(): Promise<void> {
       `127.0.0.1:${port} is in use (another npm start or wrangler dev?); stop it or pick another --port`,
     );
 
-  const { buildKernelsWasm } = await import("../src/kernels/wasm/build.ts");
+  log("loading the build and deploy code");
+  const t0 = performance.now();
+  const { ensureKernelsWasm } = await import("../src/kernels/wasm/build.ts");
   const { buildPlayground } = await import("../src/playground/build.ts");
   const { buildVariants, DEFAULT_OUT, defaultConfigFor } = await import("../src/compress/build-variants.ts");
   const { DEFAULT_PERSIST_TO, openBucket, wranglerBucketName } = await import("../src/publish/buckets.ts");
   const { deploy } = await import("../src/publish/deploy.ts");
   const { deploySummary } = await import("./deploy.ts");
+  log(`  loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-  log("building the WASM kernels");
-  const simd = (await buildKernelsWasm()).path;
-  const relaxed = (await buildKernelsWasm({ relaxed: true })).path;
+  // Built only when their sources, build script or compiler changed (a stamp of their hash): the
+  // compiler alone takes tens of seconds to load, and an unchanged build/ is not rewritten, so a
+  // wrangler dev already serving from this folder does not reload.
+  log("WASM kernels: checking build/wasm against their sources (a build loads the AssemblyScript compiler)");
+  const simd = await ensureKernelsWasm({}, (m) => log(`  ${m}`));
+  const relaxed = await ensureKernelsWasm({ relaxed: true }, (m) => log(`  ${m}`));
   log("building the playground");
   await buildPlayground({ relaxed, simd });
 

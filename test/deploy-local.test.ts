@@ -271,6 +271,61 @@ describe("a corrupt object in the bucket (right size, wrong content)", () => {
   });
 });
 
+describe("a later deploy to unchanged local state (every npm start)", () => {
+  it("checks sizes only for objects verified before, says so per object, and hashes all again once the state changes", async () => {
+    const persistTo = temp.make();
+    const inner = await localBucket(persistTo, BUCKET_NAME);
+    open.push(inner);
+    const gets: string[] = [];
+    const bucket: Bucket = {
+      ...inner,
+      get(key) {
+        gets.push(key);
+        return inner.get(key);
+      },
+    };
+    const deployLines = async () => {
+      const lines: string[] = [];
+      gets.length = 0;
+      const r = await deploy(bucket, {
+        model: MODEL,
+        config: A.config,
+        out: A.out,
+        build,
+        log: (m) => lines.push(m),
+      });
+      return {
+        r,
+        checks: lines.filter((l) => /^ {2}\[\s*\d+\/\d+\] (present|missing|corrupt) \S.* \(.*\)$/.test(l)),
+      };
+    };
+    const first = await deployLines();
+    expect(first.r.outcome).toBe("deployed");
+    const objects = first.r.objects.length;
+    expect(first.checks).toHaveLength(objects);
+    expect(first.checks.every((l) => l.includes("not in the bucket"))).toBe(true);
+
+    // Nothing changed: every object present by size, none read back.
+    const second = await deployLines();
+    expect(second.r.outcome).toBe("unchanged");
+    expect(second.checks).toHaveLength(objects);
+    for (const l of second.checks)
+      expect(l).toMatch(/ present .*content verified before and the local state unchanged since/);
+    expect(gets.filter((k) => k.startsWith("shards/"))).toEqual([]);
+
+    // A blob rewritten on disk (same size, as a bad disk would): the state changed, so every
+    // object is read and hashed again, the bad one found and repaired.
+    const speed = first.r.rows.find((r) => r.variant === "speed")!.manifest.shards[0]!;
+    const key = R2Keys.shard(speed.sha256);
+    corruptOnDisk(persistTo, (await inner.get(key))!);
+    const third = await deployLines();
+    expect(third.r.outcome).toBe("deployed");
+    expect(third.checks.filter((l) => l.includes("read back, sha256 ok"))).toHaveLength(objects - 1);
+    expect(third.checks.filter((l) => l.includes(`corrupt ${key}`))).toHaveLength(1);
+    expect(sha256Hex((await inner.get(key))!)).toBe(speed.sha256);
+  });
+});
+
 describe("a live.json published without the deploy script", () => {
   it("is recorded (adopted) at the next deploy, so it can be rolled back to", async () => {
     const bucket = await freshBucket();

@@ -30,6 +30,7 @@ let browser: Browser;
 interface Sent {
   messages: { role: string; content: string }[];
   max_tokens: number;
+  temperature: number;
   /** The request's Authorization header. */
   authorization: string | undefined;
 }
@@ -240,6 +241,60 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     expect(sent).toHaveLength(0);
     expect(await metaOf(page, "history")).toBe("2 oldest turns no longer sent (over the model's context)");
     expect(await metaOf(page, "engine")).toMatch(/^this browser: wasm/);
+    await page.close();
+  });
+
+  it("an error below the window (a prompt over the context after a long paste) is scrolled into view", async () => {
+    const { page } = await openPage();
+    const context = engineContextFor([...manifests(api).values()][0]!.model.config);
+    await page.waitForSelector(`#max-tokens[max="${context}"]`);
+    // A paste of twice the context: its turn alone is taller than the 900 px window.
+    await page.fill("#message", "Lily went to the park. ".repeat(context));
+    await page.press("#message", "Enter");
+    expect(await waitForState(page, ["error", "done"])).toBe("error");
+    const error = `${lastAnswer} p.error`;
+    expect(await page.textContent(error)).toMatch(/maximum context length is \d+ tokens/);
+    const box = (selector: string) =>
+      page.evaluate((s) => {
+        const r = document.querySelector(s)!.getBoundingClientRect();
+        return { top: r.top, bottom: r.bottom, window: window.innerHeight, page: document.body.scrollHeight };
+      }, selector);
+    const e = await box(error);
+    expect(e.page, "the page is taller than the window").toBeGreaterThan(2 * e.window);
+    expect(e.top).toBeGreaterThanOrEqual(0);
+    expect(e.bottom).toBeLessThanOrEqual(e.window);
+    await page.close();
+  });
+
+  it("says when it adjusted an invalid max tokens or temperature, and sends the adjusted value", async () => {
+    const { page, sent } = await openPage();
+    const context = engineContextFor([...manifests(api).values()][0]!.model.config);
+    await page.waitForSelector(`#max-tokens[max="${context}"]`);
+    await page.selectOption("#tier", "speed");
+    const note = (id: string) =>
+      page.evaluate((i) => {
+        const el = document.getElementById(i)!;
+        return el.hidden ? null : el.textContent;
+      }, id);
+    await page.fill("#max-tokens", "0");
+    await page.fill("#temperature", "5");
+    await say(page, "Once upon a time");
+    expect(sent.at(-1)!.max_tokens).toBe(1);
+    expect(sent.at(-1)!.temperature).toBe(2);
+    expect(await note("max-tokens-note")).toBe("adjusted to 1 (the minimum is 1)");
+    expect(await note("temperature-note")).toBe("adjusted to 2 (the maximum is 2)");
+    expect(await page.inputValue("#max-tokens")).toBe("1");
+    expect(await page.inputValue("#temperature")).toBe("2");
+
+    await page.fill("#max-tokens", "99999"); // editing the field hides its note
+    expect(await note("max-tokens-note")).toBeNull();
+    await page.fill("#temperature", "0");
+    await say(page, "The dog ran home.");
+    expect(sent.at(-1)!.max_tokens).toBe(context);
+    expect(await note("max-tokens-note")).toBe(
+      `adjusted to ${context} (the model's context is ${context} tokens)`,
+    );
+    expect(await note("temperature-note")).toBeNull(); // 0 is valid: no note
     await page.close();
   });
 

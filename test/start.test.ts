@@ -111,7 +111,7 @@ describe("npm start refuses bad arguments before building anything", () => {
     const r = startWith(args, env);
     expect(r.output).toMatch(message);
     expect(r.output).toMatch(/usage: npm start/);
-    expect(r.output).not.toMatch(/building the WASM kernels/);
+    expect(r.output).not.toMatch(/loading the build and deploy code/);
     expect(r.status).toBe(2);
   });
 
@@ -122,7 +122,7 @@ describe("npm start refuses bad arguments before building anything", () => {
     try {
       const r = startWith(["--port", String(port)], { SHARDLM_MODEL: sharedModelPath() });
       expect(r.output).toMatch(new RegExp(`127\\.0\\.0\\.1:${port} is in use`));
-      expect(r.output).not.toMatch(/building the WASM kernels/);
+      expect(r.output).not.toMatch(/loading the build and deploy code/);
       expect(r.status).toBe(2);
     } finally {
       busy.close();
@@ -136,7 +136,7 @@ describe("npm start refuses bad arguments before building anything", () => {
     // Every Worker setting npm start passes on (SHARDLM_SPECULATION among them) is listed.
     for (const name of WORKER_ENV_VARS) expect(r.output).toContain(name);
     expect(r.output).toMatch(/usage: npm start/);
-    expect(r.output).not.toMatch(/building the WASM kernels|Unknown option/);
+    expect(r.output).not.toMatch(/loading the build and deploy code|Unknown option/);
     expect(r.status).toBe(0);
   });
 });

@@ -32,7 +32,9 @@ const ui = {
   budget: byId("budget", HTMLInputElement),
   budgetValue: byId("budget-value", HTMLOutputElement),
   maxTokens: byId("max-tokens", HTMLInputElement),
+  maxTokensNote: byId("max-tokens-note", HTMLElement),
   temperature: byId("temperature", HTMLInputElement),
+  temperatureNote: byId("temperature-note", HTMLElement),
   local: byId("local", HTMLInputElement),
   backendWrap: byId("backend-wrap", HTMLLabelElement),
   backend: byId("backend", HTMLSelectElement),
@@ -73,18 +75,53 @@ let running: AbortController | null = null;
 
 const ms = (x: number) => `${Math.round(x)} ms`;
 
-function numberIn(input: HTMLInputElement, min: number, max: number, fallback: number): number {
-  const n = Number(input.value);
-  return input.value.trim() !== "" && Number.isFinite(n) ? Math.min(max, Math.max(min, n)) : fallback;
+/**
+ * The number in `input` within [min, max], a whole number when `integer` (`fallback` when it is
+ * empty or not a number). A value it had to change is written back to the field, and `note` says
+ * so (hidden again when the value was fine), so the user sees what is sent instead of a silent fix.
+ */
+function numberIn(
+  input: HTMLInputElement,
+  note: HTMLElement,
+  range: { min: number; max: number; integer?: boolean; fallback: number; maxWhy?: string },
+): number {
+  const raw = input.value.trim();
+  const n = Number(raw);
+  let value: number;
+  let why: string | null = null;
+  if (raw === "" || !Number.isFinite(n)) {
+    value = range.fallback;
+    why = "not a number";
+  } else if (n < range.min) {
+    value = range.min;
+    why = `the minimum is ${range.min}`;
+  } else if (n > range.max) {
+    value = range.max;
+    why = range.maxWhy ?? `the maximum is ${range.max}`;
+  } else {
+    value = range.integer ? Math.round(n) : n;
+    if (value !== n) why = "a whole number";
+  }
+  note.hidden = why === null;
+  note.textContent = why === null ? "" : `adjusted to ${value} (${why})`;
+  if (why !== null) input.value = String(value);
+  return value;
 }
 
 function settings() {
   const budget = Number(ui.budget.value);
+  const maxTokens = Number(ui.maxTokens.max) || 2048;
   return {
     tier: ui.tier.value as Tier | "auto",
     budgetMs: budget > 0 ? budget : null,
-    maxTokens: Math.round(numberIn(ui.maxTokens, 1, Number(ui.maxTokens.max) || 2048, 128)),
-    temperature: numberIn(ui.temperature, 0, 2, 0),
+    maxTokens: numberIn(ui.maxTokens, ui.maxTokensNote, {
+      min: 1,
+      max: maxTokens,
+      integer: true,
+      fallback: 128,
+      ...(serverContext !== null ? { maxWhy: `the model's context is ${serverContext} tokens` } : {}),
+    }),
+    temperature: numberIn(ui.temperature, ui.temperatureNote, { min: 0, max: 2, fallback: 0 }),
   };
 }
 
@@ -119,9 +156,14 @@ function contextWords(): string {
     : "the model's context";
 }
 
+/**
+ * Shows `text` in the status line, below the composer. An error scrolls it into view: after a
+ * long paste the page is taller than the window and the line would stay out of sight.
+ */
 function setStatus(text: string, error = false): void {
   ui.status.textContent = text;
   ui.status.classList.toggle("error", error);
+  if (error) ui.status.scrollIntoView({ block: "nearest" });
 }
 
 function setRunning(on: boolean): void {
@@ -290,9 +332,11 @@ async function send(content: string): Promise<void> {
       history.pop();
       dropped = Math.min(droppedBefore, history.length);
       const message = e instanceof Error ? e.message : String(e);
-      answer.finish("error", message);
+      const shown = answer.finish("error", message);
       document.body.dataset.state = "error";
       setStatus(message, true);
+      // The answer's own error last: when the window cannot hold both, it is the one seen.
+      shown?.scrollIntoView({ block: "nearest" });
     }
   } finally {
     running = null;
@@ -339,6 +383,14 @@ ui.budget.addEventListener("input", budgetLabel);
 ui.local.addEventListener("change", () => {
   ui.backendWrap.hidden = !ui.local.checked;
 });
+// A note on an adjusted value stays until the user edits the field again.
+for (const [input, note] of [
+  [ui.maxTokens, ui.maxTokensNote],
+  [ui.temperature, ui.temperatureNote],
+] as const)
+  input.addEventListener("input", () => {
+    note.hidden = true;
+  });
 budgetLabel();
 showKeyState();
 void loadTierMenu();

@@ -50,7 +50,11 @@ async function bundled(entry: string, plugins: Plugin[] = []): Promise<string> {
   return result.outputFiles[0]!.text;
 }
 
-/** Builds every playground file; `kernels` are the built .wasm files to inline. Returns the paths written. */
+/**
+ * Builds every playground file; `kernels` are the built .wasm files to inline. A file whose text is
+ * unchanged is not rewritten: a `wrangler dev` already serving watches build/ and would reload (and
+ * drop its loaded variants) for a rewrite with the same bytes. Returns every file's path.
+ */
 export async function buildPlayground(kernels: { relaxed: string; simd: string }): Promise<string[]> {
   const files = kernels;
   const outputs: Record<string, string> = {
@@ -63,7 +67,7 @@ export async function buildPlayground(kernels: { relaxed: string; simd: string }
   return Promise.all(
     Object.entries(outputs).map(async ([name, text]) => {
       const file = path.join(PLAYGROUND_BUILD_DIR, name);
-      await writeFile(file, text);
+      if ((await readFile(file, "utf8").catch(() => null)) !== text) await writeFile(file, text);
       return file;
     }),
   );

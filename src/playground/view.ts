@@ -25,7 +25,8 @@ export interface AssistantTurn {
   append(delta: string): void;
   text(): string;
   setMeta(key: MetaKey, value: string | null): void;
-  finish(state: TurnState, error?: string): void;
+  /** Ends the turn; an `error` is shown in it. Returns the error's element (null without one). */
+  finish(state: TurnState, error?: string): HTMLElement | null;
 }
 
 function turn(log: HTMLOListElement, role: "user" | "assistant", who: string): HTMLLIElement {
@@ -97,12 +98,12 @@ export function appendAssistantTurn(log: HTMLOListElement): AssistantTurn {
     finish(state, error) {
       li.dataset.state = state;
       li.removeAttribute("aria-busy");
-      if (error) {
-        const p = document.createElement("p");
-        p.className = "error";
-        p.textContent = error;
-        li.insertBefore(p, meta);
-      }
+      if (!error) return null;
+      const p = document.createElement("p");
+      p.className = "error";
+      p.textContent = error;
+      li.insertBefore(p, meta);
+      return p;
     },
   };
 }

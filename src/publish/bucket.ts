@@ -4,6 +4,7 @@
  * neither imports the other.
  */
 import type { BucketWriter } from "./publish.ts";
+import type { VerifiedContent } from "./verified-content.ts";
 
 export interface ListedObject {
   key: string;
@@ -15,6 +16,11 @@ export interface ListedObject {
 export interface Bucket extends BucketWriter {
   /** For messages: "local R2 shardlm-shards at .wrangler/state". */
   readonly description: string;
+  /**
+   * Local state only: which objects' content was verified and cannot have changed since, so a
+   * deploy's plan need not read them again (./verified-content.ts says why that is safe).
+   */
+  readonly verified?: VerifiedContent;
   list(prefix: string): Promise<ListedObject[]>;
   delete(key: string): Promise<void>;
   close(): Promise<void>;

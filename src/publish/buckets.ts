@@ -13,6 +13,7 @@ import { Miniflare, type WorkerOptions } from "miniflare";
 import { z } from "zod";
 import type { Bucket, ListedObject } from "./bucket.ts";
 import { r2S3Bucket } from "./s3-bucket.ts";
+import { localVerifiedContent } from "./verified-content.ts";
 
 export type { Bucket, ListedObject } from "./bucket.ts";
 
@@ -162,7 +163,10 @@ export function bridgeBucket(
 export async function localBucket(persistTo: string, bucketName: string): Promise<Bucket> {
   const mf = new Miniflare({ ...r2BridgeWorker(bucketName), r2Persist: join(persistTo, "v3", "r2") });
   await mf.ready;
-  return bridgeBucket(mf, `local R2 bucket ${bucketName} in ${persistTo}`);
+  return {
+    ...bridgeBucket(mf, `local R2 bucket ${bucketName} in ${persistTo}`),
+    verified: localVerifiedContent(persistTo, bucketName),
+  };
 }
 
 /** An in-memory bucket (tests; dry runs with no local state yet). */

@@ -177,12 +177,41 @@ export function validateVariantsFolder(
   return { manifests, objects: [...objects.values(), ...manifestObjects] };
 }
 
-/** Checks every object in the bucket: present (its content hashes to its key), missing or corrupt. */
-export async function planUpload(bucket: Bucket, objects: LocalObject[]): Promise<PlannedObject[]> {
+export interface CheckProgress {
+  key: string;
+  bytes: number;
+  status: PlannedObject["status"];
+  /** hashed: read back and hashed; trusted: present with its size, content verified before and unchanged since. */
+  how: "hashed" | "trusted" | "head";
+  index: number;
+  total: number;
+}
+
+/**
+ * Checks every object in the bucket: present (its content hashes to its key), missing or corrupt.
+ * An object the bucket's `verified` record vouches for (same sha256 and size, its state unchanged
+ * since: ./verified-content.ts) is checked by size alone instead of read and hashed.
+ */
+export async function planUpload(
+  bucket: Bucket,
+  objects: LocalObject[],
+  onChecked: (p: CheckProgress) => void = () => {},
+): Promise<PlannedObject[]> {
   const out: PlannedObject[] = [];
-  for (const o of objects) {
-    const { state } = await objectState(bucket, o.key, { bytes: o.bytes, sha256: o.sha256 });
-    out.push({ ...o, status: state === "present" ? "present" : state === "corrupt" ? "corrupt" : "missing" });
+  const trusted = (await bucket.verified?.trusted()) ?? new Map<string, { sha256: string; bytes: number }>();
+  for (const [i, o] of objects.entries()) {
+    const known = trusted.get(o.key);
+    const trust = known?.sha256 === o.sha256 && known.bytes === o.bytes;
+    const { state } = await objectState(
+      bucket,
+      o.key,
+      { bytes: o.bytes, sha256: o.sha256 },
+      { content: !trust },
+    );
+    const status = state === "present" ? "present" : state === "corrupt" ? "corrupt" : "missing";
+    out.push({ ...o, status });
+    const how = status !== "present" ? "head" : trust ? "trusted" : "hashed";
+    onChecked({ key: o.key, bytes: o.bytes, status, how, index: i + 1, total: objects.length });
   }
   return out;
 }
@@ -221,6 +250,19 @@ export async function uploadPlan(
     onObject({ ...base, action: "uploaded", putMs: t1 - t0, verifyMs: performance.now() - t1 });
   }
   return { objects, bytes };
+}
+
+function checkLine(p: CheckProgress): string {
+  const n = `[${String(p.index).padStart(String(p.total).length)}/${p.total}]`;
+  const how =
+    p.how === "trusted"
+      ? "size checked; content verified before and the local state unchanged since"
+      : p.how === "hashed"
+        ? "read back, sha256 ok"
+        : p.status === "corrupt"
+          ? "read back, sha256 differs"
+          : "not in the bucket (or another size)";
+  return `  ${n} ${p.status.padEnd(7)} ${p.key}  ${humanBytes(p.bytes)}  (${how})`;
 }
 
 function progressLine(p: ObjectProgress): string {
@@ -286,7 +328,9 @@ export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<Deplo
   log(`validate: ${manifests.size} manifest(s), ${objects.length} object(s) ok`);
 
   log(`plan: checking ${objects.length} object(s) in ${bucket.description}`);
-  const plan = await planUpload(bucket, objects);
+  const t0 = performance.now();
+  const plan = await planUpload(bucket, objects, (p) => log(checkLine(p)));
+  log(`plan: checked in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const previous = await readLive(bucket);
   const history = await readHistory(bucket);
   const missing = toUpload(plan);
@@ -354,7 +398,18 @@ export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<Deplo
   });
   const rows = rowsFor(new Set(missing.map((o) => o.key)));
 
+  // Every object of the plan is now verified: hashed, trusted, or uploaded and read back.
+  const remember = async () => {
+    try {
+      await bucket.verified?.remember(plan);
+    } catch (e) {
+      log(
+        `plan: could not record the verified objects (${(e as Error).message}); the next deploy hashes them again`,
+      );
+    }
+  };
   if (unchanged) {
+    await remember();
     log(`live.json already serves this set (version ${previous!.version}); nothing to switch`);
     return {
       index,
@@ -420,5 +475,6 @@ export async function deploy(bucket: Bucket, opts: DeployOptions): Promise<Deplo
   await checkComplete(bucket, live.variants, { content: false });
   await switchLive(bucket, live, previous);
   log(`switch: live.json -> version ${version}${previous ? ` (was ${previous.version})` : ""}`);
+  await remember(); // after the last write: the fingerprint covers live.json and the record too
   return { index, objects: plan, uploaded, previous, live, deployment, outcome: "deployed", rows };
 }

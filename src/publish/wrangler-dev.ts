@@ -118,6 +118,6 @@ export function curlExample(port: number, keyed: boolean): string {
   return [
     `  curl http://127.0.0.1:${port}/v1/chat/completions -H 'content-type: application/json' \\`,
     ...(keyed ? ["    -H 'Authorization: Bearer <one of SHARDLM_API_KEYS>' \\"] : []),
-    `    -d '{"model":"shardlm","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48}'`,
+    `    -d '{"model":"shardlm","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":48,"temperature":0.2}'`,
   ].join("\n");
 }
