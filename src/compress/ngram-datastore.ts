@@ -131,6 +131,11 @@ export interface CoverageCounts {
   nextRight: number;
 }
 
+/** All-zero coverage counts, to add runs into. */
+function noCoverage(): CoverageCounts {
+  return { tokens: 0, passes: 0, drafted: 0, accepted: 0, firstRight: 0, nextTried: 0, nextRight: 0 };
+}
+
 /**
  * Replays each answer through `lookup` as the non-adaptive drafter would: at each position, draft up
  * to `maxDraft` tokens, keep the prefix equal to the answer, then the verifier's own token. Greedy
@@ -141,15 +146,7 @@ export function draftCoverage(
   lookup: DraftLookup,
   maxDraft = 6,
 ): CoverageCounts {
-  const c: CoverageCounts = {
-    tokens: 0,
-    passes: 0,
-    drafted: 0,
-    accepted: 0,
-    firstRight: 0,
-    nextTried: 0,
-    nextRight: 0,
-  };
+  const c = noCoverage();
   for (const { prompt, answer } of answers) {
     c.tokens += Math.max(0, answer.length - 1);
     const history = [...prompt, answer[0]!];
@@ -208,15 +205,7 @@ export function heldOutCoverage(
   folds = 2,
   maxDraft = 6,
 ): CoverageCounts {
-  const sum: CoverageCounts = {
-    tokens: 0,
-    passes: 0,
-    drafted: 0,
-    accepted: 0,
-    firstRight: 0,
-    nextTried: 0,
-    nextRight: 0,
-  };
+  const sum = noCoverage();
   for (let f = 0; f < folds; f++) {
     const train = answers.filter((_, i) => i % folds !== f);
     const test = answers.filter((_, i) => i % folds === f);
