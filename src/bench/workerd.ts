@@ -20,6 +20,7 @@ import { ownCpuMs } from "../compress/measure.ts";
 import { processCpuMs, startWorkerd, workerdPids } from "../compress/workerd-host.ts";
 import type { WeightTable } from "../format/weights.ts";
 import { ensureKernelsWasm } from "../kernels/wasm/build.ts";
+import { bridgeBucket, r2BridgeWorker } from "../publish/buckets.ts";
 import { type BenchOptions, type BenchRow, log, type PackedShape, promptIds } from "./common.ts";
 import type { AbRow } from "./kernel-ab.ts";
 import type { KernelRow, KernelShape } from "./kernel-table.ts";
@@ -32,8 +33,6 @@ export interface KernelTableRequest {
   batchMs?: number;
   shapes?: KernelShape[];
 }
-
-type R2Put = { put(key: string, value: string | Uint8Array): Promise<unknown> };
 
 const WORKER = fileURLToPath(new URL("./engine-worker.ts", import.meta.url));
 const KERNEL_WORKER = fileURLToPath(new URL("./kernel-worker.ts", import.meta.url));
@@ -67,7 +66,9 @@ export class WorkerdBench {
       "/kernels-relaxed.wasm": await ensureKernelsWasm({ relaxed: true }),
     };
     const before = new Set(workerdPids());
-    const mf = await startWorkerd(WORKER, { wasm });
+    // Weights go in through the R2 bridge (dispatchFetch), not getR2Bucket's synchronous proxy, which
+    // lost replies under CI load (src/publish/buckets.ts).
+    const mf = await startWorkerd(WORKER, { wasm, workers: [r2BridgeWorker("SHARDS")] });
     const ours = workerdPids().filter((p) => !before.has(p));
     return new WorkerdBench(mf, ours.length === 1 ? ours[0]! : null);
   }
@@ -102,8 +103,8 @@ export class WorkerdBench {
   async loadWeights(name: string, table: WeightTable, data: Uint8Array, kvCache: "f16" | "q8" = "f16") {
     const prefix = `${name}/`;
     if (!this.uploaded.has(prefix)) {
-      const bucket = (await this.mf.getR2Bucket("SHARDS")) as unknown as R2Put;
-      await bucket.put(`${prefix}table.json`, JSON.stringify(table));
+      const bucket = bridgeBucket(this.mf, "the bench's R2 bucket SHARDS", async () => {});
+      await bucket.put(`${prefix}table.json`, new TextEncoder().encode(JSON.stringify(table)));
       await bucket.put(`${prefix}weights.bin`, data);
       this.uploaded.add(prefix);
     }
