@@ -12,6 +12,7 @@
  * src/worker/sse.ts), so "at once" needs no timing: a request that waited for the held stream would
  * time out instead.
  */
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { putManifest, readManifest } from "../src/compress/variant-store.ts";
 import { estimateEngineBytes, servedEngineLayout } from "../src/runtime/load-engine.ts";
@@ -134,7 +135,29 @@ describe("a latency budget behind a busy variant (production clock)", () => {
       const wait = Number(/~(\d+) ms/.exec((r.json as { error: { message: string } }).error.message)![1]);
       expect(wait).toBeGreaterThan(1000);
       expect(Number(r.headers.get("retry-after"))).toBe(Math.ceil(wait / 1000));
+      // The openai SDK retries 429s by itself (after Retry-After) unless told not to: a retry would
+      // spend the budget the refusal exists to protect.
+      expect(r.headers.get("x-should-retry")).toBe("false");
     }
+    // The SDK with its default retries sends the request once and raises the 429.
+    let sent = 0;
+    const sdk = new OpenAI({
+      baseURL: new URL("/v1", api.url).toString(),
+      apiKey: "unused",
+      fetch: (url, init) => {
+        sent++;
+        return fetch(url, init);
+      },
+    });
+    const err = await sdk.chat.completions
+      .create({ model: "shardlm", ...ask }, { headers: { "X-Latency-Budget-Ms": "1000" } })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((err as InstanceType<typeof OpenAI.RateLimitError>).code).toBe("latency_budget_unmeetable");
+    expect(sent).toBe(1);
     // A budget above the predicted wait waits for the swap, as does a request without one.
     const roomy = waitingChat(
       { model: "shardlm", ...ask },

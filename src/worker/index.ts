@@ -42,6 +42,7 @@ const EXPOSED_HEADERS = [
   "X-Budget-Exhausted",
   "Server-Timing",
   "Retry-After",
+  "X-Should-Retry",
   "ETag",
   "Allow",
 ];

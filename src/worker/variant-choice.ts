@@ -133,7 +133,9 @@ export async function serve(
       "rate_limit_error",
       "latency_budget_unmeetable",
       null,
-      { "Retry-After": String(Math.max(1, Math.ceil(waitMs / 1000))) },
+      // X-Should-Retry: the openai SDKs retry a 429 after Retry-After unless the server says not to,
+      // and a silent retry would spend the budget this answer exists to protect.
+      { "Retry-After": String(Math.max(1, Math.ceil(waitMs / 1000))), "X-Should-Retry": "false" },
     );
   }
   const estimate = (manifest: Manifest, p: Prediction): WorkEstimate => {
