@@ -265,12 +265,17 @@ export async function buildVariants(opts: BuildOptions): Promise<BuildResult> {
       const engine = await engineFor(table, data);
       if (!referenceLogits) {
         log("  original model's logits on the held-out text (once, for every variant)");
+        const r0 = performance.now();
         referenceLogits = recordedLogits(originalForward(), heldout);
+        log(`  original model's logits done in ${((performance.now() - r0) / 1000).toFixed(0)} s`);
       }
+      // Each of these is one long synchronous pass: say what runs before it starts.
+      log("  scoring the variant against them (KL, top-1, perplexity)");
       const quality = measureQuality(referenceLogits, engine, heldout);
       log(
         `  KL ${quality.klMean.toFixed(4)}, top-1 ${(quality.top1Agreement * 100).toFixed(1)}%, ppl ${quality.perplexity.toFixed(2)} (original ${quality.referencePerplexity.toFixed(2)})`,
       );
+      log("  measuring decode and prefill speed (CPU time; prefill and decode cost by position)");
       const speed = await measureSpeed(table, data, undefined, (m) => log(`  ${m}`));
       log(
         `  decode ${speed.decodeMsPerToken.toFixed(3)} ms/token, prefill ${speed.prefillMsPerToken.toFixed(3)} ms/token`,
