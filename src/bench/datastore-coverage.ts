@@ -21,6 +21,7 @@ import {
   draftDatastore,
   type PromptAnswer,
 } from "../compress/ngram-datastore.ts";
+import { traceCostSteps } from "../compress/speculative-search.ts";
 import { NgramDatastore } from "../format/ngram-datastore.ts";
 import { speculationCosts } from "../format/speculative.ts";
 import { loadKernelsNode } from "../kernels/wasm/node.ts";
@@ -256,11 +257,15 @@ export async function tracePricedSpeedups(
         r.storeDrafted += stats.sources?.store.drafted ?? 0;
         plainSteps += Math.max(0, out.length - 1 - stats.verifications - stats.accepted);
       }
-      const verifyRows = r.verifications + r.drafted;
-      const perRow = priced.body(r.verifications > 0 ? verifyRows / r.verifications : 1) * (1 - h);
-      const passes = engine.verifyHeadPasses.map((n, m) => n - passesBefore[m]!);
-      const headCost = passes.reduce((a, n, m) => a + (m > 0 ? n * m * priced.heads!.perRow(m) : 0), 0);
-      r.estimatedSpeedup = r.tokens / (verifyRows * perRow + headCost + plainSteps);
+      const cost = traceCostSteps(priced, h, {
+        plainSteps,
+        drafted: r.drafted,
+        verifications: r.verifications,
+        draftPasses: 0,
+        headRows: 0,
+        headPasses: engine.verifyHeadPasses.map((n, m) => n - passesBefore[m]!),
+      });
+      r.estimatedSpeedup = r.tokens / cost;
       rows.push(r);
     }
   }

@@ -23,6 +23,7 @@ import {
   DraftSettings,
   type DraftSettingsInput,
   headShareOf,
+  type SpeculationCosts,
   type SpeculativeProfile,
   speculationCosts,
   type VerifyCostsOrigin,
@@ -76,19 +77,37 @@ export interface CandidateResult {
 /** Layer-skip sets run on every calibration prompt after screening (see searchSpeculative). */
 const SCREEN_KEEP = 2;
 
-/** What greedy generations of one draft configuration over some prompts counted. */
-interface RunTotals {
-  prompts: number;
-  tokens: number;
+/** The counts of a trace of generations that its cost in decode steps depends on (traceCostSteps). */
+export interface TraceCounts {
   /** Decode steps no verification pass produced (the prefill's token not counted). */
   plainSteps: number;
   drafted: number;
-  accepted: number;
   verifications: number;
   draftPasses: number;
   headRows: number;
   /** Entry m: batched head passes of m rows the engine ran (its verifyHeadPasses, differenced). */
   headPasses: number[];
+}
+
+/** What greedy generations of one draft configuration over some prompts counted. */
+interface RunTotals extends TraceCounts {
+  prompts: number;
+  tokens: number;
+  accepted: number;
+}
+
+/**
+ * A trace's cost in plain decode steps, as the search prices it: draft passes at `costs.draft`, verify
+ * rows at the per-row layer cost of the trace's mean pass size, the head passes the engine ran at their
+ * measured per-row cost (else `headShare` per head row), and the plain steps.
+ */
+export function traceCostSteps(costs: SpeculationCosts, headShare: number, t: TraceCounts): number {
+  const rows = t.verifications + t.drafted;
+  const perRow = costs.body(t.verifications > 0 ? rows / t.verifications : 1) * (1 - headShare);
+  const headCost = costs.heads
+    ? t.headPasses.reduce((a, n, m) => a + (m > 0 ? n * m * costs.heads!.perRow(m) : 0), 0)
+    : t.headRows * headShare;
+  return t.draftPasses * costs.draft + rows * perRow + headCost + t.plainSteps;
 }
 
 function emptyTotals(headPassSizes: number): RunTotals {
@@ -239,14 +258,8 @@ export async function searchSpeculative(
   };
   /** The estimated speedup of a run's totals, priced by the cost model above. */
   const price = (skipLayers: number[], ngram: boolean, t: RunTotals, note = ""): CandidateResult => {
-    const draftCost = draftCostOf(skipLayers);
-    const costs = speculationCosts(rowCost, headShare, draftCost, rowCosts, heads);
-    const rows = t.verifications + t.drafted;
-    const perRow = costs.body(t.verifications > 0 ? rows / t.verifications : 1) * (1 - headShare);
-    const headCost = costs.heads
-      ? t.headPasses.reduce((a, n, m) => a + (m > 0 ? n * m * costs.heads!.perRow(m) : 0), 0)
-      : t.headRows * headShare;
-    const cost = t.draftPasses * draftCost + rows * perRow + headCost + t.plainSteps;
+    const costs = speculationCosts(rowCost, headShare, draftCostOf(skipLayers), rowCosts, heads);
+    const cost = traceCostSteps(costs, headShare, t);
     const estimatedSpeedup = cost > 0 ? Math.max(0, t.tokens - t.prompts) / cost : 1;
     const r = { skipLayers, drafted: t.drafted, accepted: t.accepted, tokens: t.tokens, estimatedSpeedup };
     log(
