@@ -179,10 +179,19 @@ export class EngineCache {
     return context;
   }
 
-  /** Bytes a variant's engine needs in this isolate (its served layout: servedEngineLayout). */
-  private engineBytes(manifest: Manifest): number {
+  /**
+   * The engine a variant gets in this isolate: its context, the served layout (servedEngineLayout)
+   * and the bytes that needs.
+   */
+  private engineLayout(manifest: Manifest) {
+    const context = this.contextFor(manifest);
     const { kvCache, headRows } = servedEngineLayout(manifest.weights, this.budgetBytes);
-    return estimateEngineBytes(manifest.weights, this.contextFor(manifest), kvCache, headRows);
+    return {
+      context,
+      kvCache,
+      headRows,
+      bytes: estimateEngineBytes(manifest.weights, context, kvCache, headRows),
+    };
   }
 
   /**
@@ -195,16 +204,14 @@ export class EngineCache {
     if (this.loaded.has(manifestId)) return [];
     const busy = [...this.loaded.values()].filter((v) => v.queue.length > 0);
     const busyBytes = busy.reduce((n, v) => n + v.engine.memoryBytes + (v.prefixCache?.bytes ?? 0), 0);
-    if (busyBytes + this.reservedBytes + this.engineBytes(manifest) <= this.budgetBytes) return [];
+    if (busyBytes + this.reservedBytes + this.engineLayout(manifest).bytes <= this.budgetBytes) return [];
     return [...busy.map((v) => v.manifestId), ...[...this.loading.keys()].filter((id) => id !== manifestId)];
   }
 
   private async load(manifestId: string, manifest: Manifest): Promise<LoadedVariant> {
     // An fp16 KV cache where it fits the isolate, else int8 (half the bytes, same tokens in tests):
     // the layout the build measured prefill on (servedEngineLayout).
-    const context = this.contextFor(manifest);
-    const { kvCache, headRows } = servedEngineLayout(manifest.weights, this.budgetBytes);
-    const need = this.engineBytes(manifest);
+    const { context, kvCache, headRows, bytes: need } = this.engineLayout(manifest);
     if (need > this.budgetBytes) {
       const why = `variant ${manifest.variant} needs ~${need} bytes, over the isolate budget of ${this.budgetBytes}`;
       this.markBad(manifestId, why);

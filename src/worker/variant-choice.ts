@@ -138,22 +138,30 @@ export async function serve(
       { "Retry-After": String(Math.max(1, Math.ceil(waitMs / 1000))), "X-Should-Retry": "false" },
     );
   }
-  const estimate = (manifest: Manifest, p: Prediction): WorkEstimate => {
-    const n = request.choices ?? 1;
-    const decodeMs = n * (p.decodeMs + (request.extraMsPerToken ?? 0) * request.maxTokens);
-    // A budget plans at most what fits it (./plan.ts); the router's prediction is for max_tokens.
-    const work = n * p.prefillMs + decodeMs;
-    return {
-      prefillMs: n * p.prefillMs,
-      totalMs: request.budgetMs === null ? work : Math.min(work, Math.max(0, request.budgetMs - p.loadMs)),
-      decodeMsPerToken: p.decodeMsPerToken,
-      extraMsPerToken: request.extraMsPerToken ?? 0,
-      speed: manifest.speed,
-      promptTokens: request.prompt.length,
-    };
-  };
-  const loaded = await loadFirst(services, live.manifestIds, ranked, clock, (id, r) =>
-    services.work.add(id, estimate(r.manifest, r.prediction)),
+  const n = request.choices ?? 1;
+  const extraMsPerToken = request.extraMsPerToken ?? 0;
+  /** The ledger's entry for work of `totalMs` on `manifest` as `p` predicts it. */
+  const estimate = (manifest: Manifest, p: Prediction, totalMs: number): WorkEstimate => ({
+    prefillMs: n * p.prefillMs,
+    totalMs,
+    decodeMsPerToken: p.decodeMsPerToken,
+    extraMsPerToken,
+    speed: manifest.speed,
+    promptTokens: request.prompt.length,
+  });
+  const loaded = await loadFirst(
+    services,
+    live.manifestIds,
+    ranked,
+    clock,
+    (id, { manifest, prediction: p }) => {
+      // Before planning: max_tokens' work, or at most what the budget leaves after the load (./plan.ts
+      // plans no more than fits it).
+      const work = n * p.prefillMs + n * (p.decodeMs + extraMsPerToken * request.maxTokens);
+      const budgeted =
+        request.budgetMs === null ? work : Math.min(work, Math.max(0, request.budgetMs - p.loadMs));
+      return services.work.add(id, estimate(manifest, p, budgeted));
+    },
   );
   const work = loaded.work;
   const planInput = {
@@ -163,8 +171,8 @@ export async function serve(
     maxTokens: request.maxTokens,
     budgetMs: request.budgetMs,
     cpuLimitMs: services.cpuLimitMs,
-    choices: request.choices ?? 1,
-    extraMsPerToken: request.extraMsPerToken ?? 0,
+    choices: n,
+    extraMsPerToken,
   };
   try {
     planRequest({ ...planInput, spentMs: 0 }); // refused here if the CPU limit cannot hold a token
@@ -180,14 +188,7 @@ export async function serve(
       spentMs: Math.max(0, clock.now() - request.arrival),
     });
     // What the request will do now: its plan's work (load excluded: it is done).
-    work.update({
-      prefillMs: (request.choices ?? 1) * loaded.prediction.prefillMs,
-      totalMs: p.predictedMs,
-      decodeMsPerToken: loaded.prediction.decodeMsPerToken,
-      extraMsPerToken: request.extraMsPerToken ?? 0,
-      speed: loaded.manifest.speed,
-      promptTokens: request.prompt.length,
-    });
+    work.update(estimate(loaded.manifest, loaded.prediction, p.predictedMs));
     return p;
   };
 
