@@ -556,14 +556,12 @@ function findSourceBlocks(source: ModelDescription, name: string, t: TensorEntry
  * ascending order; undefined when some row of `values` is no row of `all`.
  */
 function keptRows(values: Float32Array, all: Float32Array, K: number): number[] | undefined {
-  const mine = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  const theirs = new Uint32Array(all.buffer, all.byteOffset, all.length);
   const Ns = all.length / K;
   const rows: number[] = [];
   let j = 0;
   for (let i = 0; i < values.length / K; i++) {
-    const row = mine.subarray(i * K, (i + 1) * K);
-    while (j < Ns && !sameRow(row, theirs, j * K)) j++;
+    const row = values.subarray(i * K, (i + 1) * K);
+    while (j < Ns && !sameBits(row, all.subarray(j * K, (j + 1) * K))) j++;
     if (j === Ns) return undefined;
     rows.push(j++);
   }
@@ -577,9 +575,4 @@ function selectStoredRows(stored: Uint8Array, Ns: number, rows: readonly number[
   for (const [i, j] of rows.entries())
     out.set(stored.subarray(j * rowBytes, (j + 1) * rowBytes), i * rowBytes);
   return out;
-}
-
-function sameRow(row: Uint32Array, all: Uint32Array, at: number): boolean {
-  for (let k = 0; k < row.length; k++) if (row[k] !== all[at + k]) return false;
-  return true;
 }
