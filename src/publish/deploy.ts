@@ -252,8 +252,13 @@ export async function uploadPlan(
   return { objects, bytes };
 }
 
+/** "[ 3/12]": an object's place in a pass over all of them, padded so the lines align. */
+function counter(p: { index: number; total: number }): string {
+  return `[${String(p.index).padStart(String(p.total).length)}/${p.total}]`;
+}
+
 function checkLine(p: CheckProgress): string {
-  const n = `[${String(p.index).padStart(String(p.total).length)}/${p.total}]`;
+  const n = counter(p);
   const how =
     p.how === "trusted"
       ? "size checked; content verified before and the local state unchanged since"
@@ -266,7 +271,7 @@ function checkLine(p: CheckProgress): string {
 }
 
 function progressLine(p: ObjectProgress): string {
-  const n = `[${String(p.index).padStart(String(p.total).length)}/${p.total}]`;
+  const n = counter(p);
   if (p.action === "present") return `  ${n} present   ${p.key}  ${humanBytes(p.bytes)}`;
   const rate = p.bytes / 1e6 / Math.max(p.putMs / 1000, 1e-6);
   return `  ${n} uploaded  ${p.key}  ${humanBytes(p.bytes)}  ${rate.toFixed(1)} MB/s  verified in ${p.verifyMs.toFixed(0)} ms`;
