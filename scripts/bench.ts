@@ -96,6 +96,47 @@ function parseArgs(argv: string[]): BenchOptions {
   };
 }
 
+/** The value given after flag `name` (undefined when the flag is absent; also when it is last). */
+const flagValue = (argv: string[], name: string): string | undefined =>
+  argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined;
+
+/** `--rounds N` (default `fallback`): a positive integer. */
+function roundsFlag(argv: string[], fallback: number): number {
+  const rounds = Number(flagValue(argv, "--rounds") ?? fallback);
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new Error(`--rounds: a positive integer (got ${flagValue(argv, "--rounds")})`);
+  return rounds;
+}
+
+/** `--batch-ms MS` (default `fallback`): a positive number. */
+function batchMsFlag(argv: string[], fallback: number): number {
+  const batchMs = Number(flagValue(argv, "--batch-ms") ?? fallback);
+  if (!(batchMs > 0)) throw new Error(`--batch-ms: a positive number (got ${flagValue(argv, "--batch-ms")})`);
+  return batchMs;
+}
+
+/** `--runtime node|workerd|both` (default `fallback`; a flag without a value is an error). */
+function runtimeFlag(argv: string[], fallback: "node" | "workerd" | "both"): "node" | "workerd" | "both" {
+  const runtime = argv.includes("--runtime") ? flagValue(argv, "--runtime") : fallback;
+  if (runtime !== "node" && runtime !== "workerd" && runtime !== "both")
+    throw new Error(`--runtime: node, workerd or both (got ${String(runtime)})`);
+  return runtime;
+}
+
+/** `--shapes a,b` of the kernel table (default all); none known is an error. */
+function kernelShapesFlag(argv: string[]): KernelShape[] {
+  const models = flagValue(argv, "--shapes")?.split(",");
+  const shapes = models ? KERNEL_SHAPES.filter((s) => models.includes(s.model)) : KERNEL_SHAPES;
+  if (!shapes.length) throw new Error(`--shapes: none of ${models!.join(", ")} in the kernel table`);
+  return shapes;
+}
+
+/** "load average (1/5/15 min) a b c at start, d e f at end", from the start's os.loadavg(). */
+function loadSpan(load0: number[]): string {
+  const f = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
+  return `load average (1/5/15 min) ${f(load0)} at start, ${f(os.loadavg())} at end`;
+}
+
 if (process.argv.includes("--tiers")) {
   await tiersMain(process.argv.slice(2));
   process.exit(0);
@@ -103,11 +144,8 @@ if (process.argv.includes("--tiers")) {
 
 /** `--tiers [--out variants] [--rounds 5]`: decode speed of built variants in alternating rounds. */
 async function tiersMain(argv: string[]): Promise<void> {
-  const at = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
-  const dir = at("--out") ?? DEFAULT_OUT;
-  const rounds = Number(at("--rounds") ?? 5);
-  if (!Number.isInteger(rounds) || rounds < 1)
-    throw new Error(`--rounds: a positive integer (got ${at("--rounds")})`);
+  const dir = flagValue(argv, "--out") ?? DEFAULT_OUT;
+  const rounds = roundsFlag(argv, 5);
   log(`shardlm tier speeds: ${machine()}, 1-min load average ${os.loadavg()[0]!.toFixed(1)}, ${dir}`);
   const rows = await tierSpeeds(dir, { rounds, log });
   console.log("variant   tier      MB     layers  KL      decode ms/tok (wall, CPU)  speedup (CPU)");
@@ -134,10 +172,7 @@ async function speculativeMain(argv: string[]): Promise<void> {
   const skipLayers = skipAt >= 0 ? argv[skipAt + 1]!.split(",").map(Number) : [];
   const perSetAt = argv.indexOf("--per-set");
   const perSet = perSetAt >= 0 ? Number(argv[perSetAt + 1]) : undefined;
-  const runtimeAt = argv.indexOf("--runtime");
-  const runtimeArg = runtimeAt >= 0 ? argv[runtimeAt + 1] : "both";
-  if (runtimeArg !== "node" && runtimeArg !== "workerd" && runtimeArg !== "both")
-    throw new Error(`--runtime: node, workerd or both (got ${String(runtimeArg)})`);
+  const runtimeArg = runtimeFlag(argv, "both");
   const runtimes = runtimeArg === "both" ? (["node", "workerd"] as const) : ([runtimeArg] as const);
   const t0 = Date.now();
   log(`shardlm speculative bench: ${machine()}, 1-min load average ${os.loadavg()[0]!.toFixed(1)}`);
@@ -183,17 +218,10 @@ async function kernelAbMain(argv: string[]): Promise<void> {
   const i = argv.indexOf("--kernel-ab");
   const [a, b] = [argv[i + 1], argv[i + 2]];
   if (!a || !b || a.startsWith("--") || b.startsWith("--")) throw new Error("--kernel-ab A.wasm B.wasm");
-  const at = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
-  const rounds = Number(at("--rounds") ?? 9);
-  if (!Number.isInteger(rounds) || rounds < 1)
-    throw new Error(`--rounds: a positive integer (got ${at("--rounds")})`);
-  const models = at("--shapes")?.split(",");
-  const shapes = models ? KERNEL_SHAPES.filter((s) => models.includes(s.model)) : KERNEL_SHAPES;
-  const runtime = at("--runtime") ?? "workerd";
-  if (runtime !== "node" && runtime !== "workerd" && runtime !== "both")
-    throw new Error(`--runtime: node, workerd or both (got ${runtime})`);
-  const batchMs = Number(at("--batch-ms") ?? 30);
-  if (!(batchMs > 0)) throw new Error(`--batch-ms: a positive number (got ${at("--batch-ms")})`);
+  const rounds = roundsFlag(argv, 9);
+  const shapes = kernelShapesFlag(argv);
+  const runtime = runtimeFlag(argv, "workerd");
+  const batchMs = batchMsFlag(argv, 30);
   const load0 = os.loadavg();
   const results: [string, AbRow[]][] = [];
   if (runtime !== "node") results.push(["workerd", await workerdKernelAb(a, b, { shapes, rounds, batchMs })]);
@@ -204,10 +232,7 @@ async function kernelAbMain(argv: string[]): Promise<void> {
   }
   console.log(
     `kernel A/B, ${new Date().toISOString().slice(0, 16)}Z, ${machine()}; A = ${a}, B = ${b}; ${rounds} alternating rounds; ` +
-      `load average (1/5/15 min) ${load0.map((l) => l.toFixed(2)).join(" ")} at start, ${os
-        .loadavg()
-        .map((l) => l.toFixed(2))
-        .join(" ")} at end`,
+      loadSpan(load0),
   );
   const keys = AB_ROWS.map((m) => (m === 1 ? "mv" : `mm${m}`));
   const f2 = (v: number) => v.toFixed(2);
@@ -306,25 +331,17 @@ function emitKernelRows(tables: Record<string, KernelRow[]>): void {
  * the floor kernel's, medians of alternating rounds) and the batched target, without the decode runs.
  */
 async function kernelsMain(argv: string[]): Promise<void> {
-  const at = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
   const quick = argv.includes("--quick");
-  const rounds = Number(at("--rounds") ?? (quick ? 3 : 7));
-  if (!Number.isInteger(rounds) || rounds < 1)
-    throw new Error(`--rounds: a positive integer (got ${at("--rounds")})`);
-  const models = at("--shapes")?.split(",");
-  const shapes = models ? KERNEL_SHAPES.filter((s) => models.includes(s.model)) : KERNEL_SHAPES;
-  if (!shapes.length) throw new Error(`--shapes: none of ${models!.join(", ")} in the kernel table`);
-  const runtime = at("--runtime") ?? "both";
-  if (runtime !== "node" && runtime !== "workerd" && runtime !== "both")
-    throw new Error(`--runtime: node, workerd or both (got ${runtime})`);
+  const rounds = roundsFlag(argv, quick ? 3 : 7);
+  const shapes = kernelShapesFlag(argv);
+  const runtime = runtimeFlag(argv, "both");
   const simd = !argv.includes("--no-simd");
   const json = argv.includes("--json");
   const say = json ? log : (x: string) => console.log(x);
   const load0 = os.loadavg();
   log(`shardlm kernel table: ${machine()}; ${rounds} alternating rounds`);
   const relaxed = !argv.includes("--no-relaxed") && (await enableRelaxedSimd());
-  const batchMs = Number(at("--batch-ms") ?? (quick ? 20 : 40));
-  if (!(batchMs > 0)) throw new Error(`--batch-ms: a positive number (got ${at("--batch-ms")})`);
+  const batchMs = batchMsFlag(argv, quick ? 20 : 40);
   const tables = await kernelTables({
     batches: rounds,
     batchMs,
@@ -335,13 +352,7 @@ async function kernelsMain(argv: string[]): Promise<void> {
     workerd: runtime === "node" ? [] : simd ? ["relaxed", "simd"] : ["relaxed"],
   });
   if (json) emitKernelRows(tables);
-  say(
-    `\nkernel table, ${new Date().toISOString().slice(0, 16)}Z, ${machine()}, load average (1/5/15 min) ` +
-      `${load0.map((l) => l.toFixed(2)).join(" ")} at start, ${os
-        .loadavg()
-        .map((l) => l.toFixed(2))
-        .join(" ")} at end`,
-  );
+  say(`\nkernel table, ${new Date().toISOString().slice(0, 16)}Z, ${machine()}, ${loadSpan(load0)}`);
   kernelReport(tables, {}, say);
   targetReport(decodeTargets([], [], tables), say);
 }
