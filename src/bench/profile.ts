@@ -28,8 +28,8 @@ export interface KernelProfile {
 const OPS: Record<string, Category | ((args: unknown[], vocab: number) => Category)> = {
   matvecInt4Q8: (a, vocab) => ((a[0] as Int4Tensor).N === vocab ? "head" : "int4 matvec (layers)"),
   matvecInt4: (a, vocab) => ((a[0] as Int4Tensor).N === vocab ? "head" : "int4 matvec (layers)"),
-  matmulInt4: "int4 matmul (prefill)",
-  matmulInt4Q8: "int4 matmul (prefill)",
+  matmulInt4: (a, vocab) => ((a[0] as Int4Tensor).N === vocab ? "head" : "int4 matmul (prefill)"),
+  matmulInt4Q8: (a, vocab) => ((a[0] as Int4Tensor).N === vocab ? "head" : "int4 matmul (prefill)"),
   matvecInt8Q8: "head",
   matvecInt8: "head",
   attentionF16: "attention",
@@ -64,15 +64,23 @@ export function profileKernels(kernels: WasmKernels, vocab: number): KernelProfi
     },
   };
   const target = kernels as unknown as Record<string, (...args: unknown[]) => unknown>;
+  // Only the outermost op is timed: matmulInt4Q8 with one row calls matvecInt4Q8, which would
+  // otherwise count the head twice (once as a matmul, once as the head).
+  let depth = 0;
   for (const [name, cat] of Object.entries(OPS)) {
     const orig = target[name]!;
     target[name] = function timed(this: unknown, ...args: unknown[]) {
+      if (depth > 0) return orig.apply(this, args);
       const c = typeof cat === "string" ? cat : cat(args, vocab);
+      depth++;
       const t0 = performance.now();
-      const r = orig.apply(this, args);
-      prof.ms[c] += performance.now() - t0;
-      prof.calls[c]++;
-      return r;
+      try {
+        return orig.apply(this, args);
+      } finally {
+        prof.ms[c] += performance.now() - t0;
+        prof.calls[c]++;
+        depth--;
+      }
     };
   }
   return prof;
