@@ -244,6 +244,96 @@ describe("/v1/completions logprobs (legacy format) and n", () => {
     expect(legacyStreamed).toEqual(lp.tokens);
   });
 
+  it("a stop string lists only the tokens that begin in the returned text (JSON and SSE, legacy and chat); completion_tokens counts the stop string's", async () => {
+    const base = { model: "quality", prompt, max_tokens: 24, temperature: 0 };
+    const full = TextCompletion.parse(await api.client.completions.create({ ...base, logprobs: 1 }))
+      .choices[0]!;
+    const tokens = full.logprobs!.tokens;
+    expect(tokens.join("")).toBe(full.text); // the toy model's greedy text is ASCII: token texts add up
+    const begins = tokens.map((_, i) => tokens.slice(0, i).join("").length);
+    // Two stops whose first occurrence is at `cut`, each reaching into the token after token i: one
+    // starting inside token i (it straddles the cut and is listed), one at its start (not listed).
+    const stopAt = (cut: number, end: number) => {
+      for (let len = end - cut; cut + len <= full.text.length; len++) {
+        const stop = full.text.slice(cut, cut + len);
+        if (full.text.indexOf(stop) === cut) return stop;
+      }
+      return undefined;
+    };
+    const cases: { cut: number; stop: string; straddles: boolean }[] = [];
+    for (const straddles of [true, false]) {
+      for (let i = 2; i < tokens.length - 2; i++) {
+        const cut = straddles ? begins[i]! + 1 : begins[i]!;
+        if (straddles && tokens[i]!.length < 2) continue;
+        const stop = stopAt(cut, begins[i + 1]! + 1);
+        if (stop && stop.length <= tokens[i]!.length + tokens[i + 1]!.length + 4) {
+          cases.push({ cut, stop, straddles });
+          break;
+        }
+      }
+    }
+    expect(cases.map((c) => c.straddles)).toEqual([true, false]);
+    const promptChars = [...prompt].length;
+    for (const { cut, stop } of cases) {
+      const text = full.text.slice(0, cut);
+      const listed = tokens.filter((_, i) => begins[i]! < cut);
+      // Generation ends on the token that completes the stop string: all of them are counted.
+      const generated = begins.findIndex((b, i) => b + tokens[i]!.length >= cut + stop.length) + 1;
+      expect(generated).toBeGreaterThan(listed.length);
+      const legacy = TextCompletion.parse(
+        await api.client.completions.create({ ...base, stop: [stop], logprobs: 1 }),
+      );
+      const c = legacy.choices[0]!;
+      expect(c.finish_reason).toBe("stop");
+      expect(c.text).toBe(text);
+      expect(c.logprobs!.tokens).toEqual(listed);
+      expect(c.logprobs!.text_offset).toEqual(listed.map((_, i) => promptChars + begins[i]!));
+      for (const o of c.logprobs!.text_offset) expect(o).toBeLessThan(promptChars + text.length);
+      expect(legacy.usage!.completion_tokens).toBe(generated);
+      // Streamed: the same entries and offsets, the same usage.
+      const stream = await api.client.completions.create({
+        ...base,
+        stop: [stop],
+        logprobs: 1,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      const streamed: string[] = [];
+      const offsets: number[] = [];
+      let streamedText = "";
+      let usage: number | undefined;
+      for await (const chunk of stream) {
+        const sc = TextCompletion.parse(chunk).choices[0];
+        streamedText += sc?.text ?? "";
+        streamed.push(...(sc?.logprobs?.tokens ?? []));
+        offsets.push(...(sc?.logprobs?.text_offset ?? []));
+        if (chunk.usage) usage = chunk.usage.completion_tokens;
+      }
+      expect(streamedText).toBe(text);
+      expect(streamed).toEqual(listed);
+      expect(offsets).toEqual(c.logprobs!.text_offset);
+      expect(usage).toBe(generated);
+      // Chat (the toy model has no template: the same tokens), JSON and streamed.
+      const chatBody = {
+        model: "quality",
+        messages: [{ role: "user" as const, content: prompt }],
+        max_tokens: 24,
+        temperature: 0,
+        stop: [stop],
+        logprobs: true,
+      };
+      const chatAnswer = await api.client.chat.completions.create(chatBody);
+      expect(chatAnswer.choices[0]!.message.content).toBe(text);
+      expect(chatAnswer.choices[0]!.logprobs!.content!.map((e) => e.token)).toEqual(listed);
+      expect(chatAnswer.usage!.completion_tokens).toBe(generated);
+      const chatStream = await api.client.chat.completions.create({ ...chatBody, stream: true });
+      const chatStreamed: string[] = [];
+      for await (const chunk of chatStream)
+        chatStreamed.push(...(chunk.choices[0]?.logprobs?.content ?? []).map((e) => e.token));
+      expect(chatStreamed).toEqual(listed);
+    }
+  });
+
   it("n 3 seeded: three indexed choices, usage summed, reproducible; choice 0 is the n 1 answer", async () => {
     const ask = (n: number) =>
       api.client.completions.create({

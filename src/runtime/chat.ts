@@ -219,11 +219,18 @@ function heldBack(text: string, stops: string[]): number {
 }
 
 /**
- * Generates the completion, calling `emit` with each new piece of text and the token choices made
- * since the previous call (empty unless `topLogprobs` is set; the last call may carry choices whose
- * text a stop string cut away). Runs with the variant's queue held by the caller. Yields to the
- * event loop every `yieldEveryTokens` tokens so the response streams out and a client disconnect is
- * noticed; an aborted signal ends it at the next token (finishReason "abort").
+ * Generates the completion, calling `emit` with each new piece of text and the choices of the
+ * tokens whose text begins in that piece (empty unless `topLogprobs` is set). The choices emitted
+ * over a completion are those of the tokens whose text begins inside the returned text: where a
+ * stop string cuts the text, the tokens wholly inside it (or after it) are not listed, and a token
+ * that straddles the cut (its text begins before it) is, so every returned character belongs to a
+ * listed token. A token that decodes to no text yet (part of a UTF-8 character) begins where its
+ * character will. While text is held back (it may be the start of a stop string), so are the
+ * choices of the tokens that begin in it. `completionTokens` still counts every generated token,
+ * those of a matched stop string too (they were computed, as OpenAI counts them). Runs with the
+ * variant's queue held by the caller. Yields to the event loop every `yieldEveryTokens` tokens so
+ * the response streams out and a client disconnect is noticed; an aborted signal ends it at the
+ * next token (finishReason "abort").
  */
 export async function complete(
   v: CompletionModel,
@@ -236,16 +243,22 @@ export async function complete(
   const stopSet = new Set([...v.manifest.model.eosTokenIds, ...tok.eosIds]);
   const stopIds = [...stopSet];
   let pending = ""; // decoded text not yet emitted (may hold the start of a stop string)
+  let sent = 0; // length (UTF-16 units) of the text emitted so far; pending follows it
   let completionTokens = 0;
   let finish: FinishReason = "length";
   const clock = opts.clock;
   const started = clock.now();
   let firstTokenAt = 0;
-  let choices: TokenChoice[] = [];
-  const send = async (text: string) => {
-    const c = choices;
-    choices = [];
-    await emit(text, c);
+  // The sampler's reports of tokens not yet placed, then the placed ones not yet emitted, each with
+  // where its text begins in the completion's text (UTF-16 units).
+  let reported: TokenChoice[] = [];
+  let held: { choice: TokenChoice; begins: number }[] = [];
+  /** Emits `text` (continuing what was sent) with the choices of the tokens beginning before `upTo`. */
+  const send = async (text: string, upTo = sent + text.length) => {
+    sent += text.length;
+    const out = held.filter((h) => h.begins < upTo).map((h) => h.choice);
+    held = held.filter((h) => h.begins >= upTo);
+    await emit(text, out);
   };
 
   // Speculation where the build measured a gain (manifest.speculative), and the variant's prefix cache.
@@ -271,7 +284,7 @@ export async function complete(
       // The sampler reports the stop token's choice too; it is no part of the answer (OpenAI lists
       // only the returned tokens), so logprobs hold one entry per counted completion token.
       onChoice: (c) => {
-        if (!stopSet.has(c.token)) choices.push(c);
+        if (!stopSet.has(c.token)) reported.push(c);
       },
       mask: maskFor(opts.responseFormat ?? "text", tok, stopIds, opts.maxTokens),
     },
@@ -285,10 +298,14 @@ export async function complete(
     if (completionTokens === 0) firstTokenAt = clock.now();
     completionTokens++;
     opts.onToken?.();
+    // The sampler reported this token just before yielding it; its text begins after all decoded so far.
+    for (const choice of reported) held.push({ choice, begins: sent + pending.length });
+    reported = [];
     pending += stream.push(next.value);
     const hit = opts.stop.length ? firstStop(pending, opts.stop) : -1;
     if (hit >= 0) {
       await send(pending.slice(0, hit));
+      held = []; // tokens of the stop string (and after it): no part of the answer
       pending = "";
       finish = "stop";
       await gen.return(undefined as never);
@@ -304,7 +321,8 @@ export async function complete(
     }
   }
   if (finish !== "stop") pending += stream.flush();
-  if ((pending || choices.length > 0) && finish !== "abort") await send(pending);
+  // All the text is returned: every token left is listed (also those that decoded to nothing).
+  if ((pending || held.length > 0) && finish !== "abort") await send(pending, Number.POSITIVE_INFINITY);
   const end = clock.now();
   return {
     finishReason: finish === "stop" ? "stop" : finish === "abort" ? "abort" : "length",
