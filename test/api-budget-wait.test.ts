@@ -118,18 +118,32 @@ describe("a latency budget behind a busy variant (production clock)", () => {
     expect((await healthz(api)).resident_variants).toBe(1);
     const ask = { messages: story, max_tokens: 5, temperature: 0 };
     // speed must evict the busy quality: its wait is quality's remaining work plus speed's load;
-    // quality itself is busy with the same work. Neither starts within 1000 ms.
-    const refused = await Promise.all([
-      chat(api, { model: "shardlm", ...ask }, { "X-Quality-Tier": "speed", "X-Latency-Budget-Ms": "1000" }),
-      chat(api, { model: "shardlm", ...ask }, { "X-Latency-Budget-Ms": "1000" }),
-      chat(api, { model: "speed", ...ask }, { "X-Latency-Budget-Ms": "1000" }),
-    ]);
-    for (const r of refused) {
+    // quality itself is busy with the same work, and starts first (no load). None starts within
+    // 1000 ms, and the router prefers speed (the lowest tier) among the late ones; the wait reported
+    // is the soonest start among the variants the request may use: quality's, unless the tier cap
+    // (or the model) leaves only speed.
+    const tierOnly = { "X-Latency-Budget-Ms": "1000" };
+    const refused = await Promise.all(
+      (
+        [
+          [{ model: "shardlm" }, { "X-Quality-Tier": "speed", ...tierOnly }, "speed"],
+          [{ model: "shardlm" }, tierOnly, "quality"],
+          [{ model: "shardlm" }, { "X-Quality-Tier": "quality", ...tierOnly }, "quality"],
+          [{ model: "speed" }, tierOnly, "speed"],
+        ] as const
+      ).map(async ([model, headers, soonest]) => ({
+        r: await chat(api, { ...model, ...ask }, headers),
+        soonest,
+      })),
+    );
+    for (const { r, soonest } of refused) {
       expectApiError(r, 429, {
         type: "rate_limit_error",
         code: "latency_budget_unmeetable",
         param: null,
-        message: /could start this request in ~\d+ ms .*past its latency budget of 1000 ms/,
+        message: new RegExp(
+          `^Variant '${soonest}' could start this request in ~\\d+ ms .*past its latency budget of 1000 ms`,
+        ),
       });
       // Retry-After: the predicted wait, whole seconds (quality has up to 8 x LONG x 10 ms of work left).
       const wait = Number(/~(\d+) ms/.exec((r.json as { error: { message: string } }).error.message)![1]);

@@ -99,6 +99,11 @@ export interface Ranked {
    * busy variants a load must evict): ./work-ledger.ts. Its own load is prediction.loadMs.
    */
   waitMs: number;
+  /**
+   * A variant of better quality than the tier cap: tried only when every variant at or below the
+   * cap fails to load, so no budget decision counts on it.
+   */
+  aboveCap?: true;
 }
 
 /**
@@ -109,6 +114,9 @@ export interface Ranked {
  */
 export const startsInTime = (r: Ranked, budgetMs: number): boolean =>
   r.waitMs <= 0 || r.waitMs + r.prediction.loadMs <= budgetMs;
+
+/** Predicted ms before a candidate could start: the work it waits behind, then its load. */
+export const startsInMs = (r: Ranked): number => r.waitMs + r.prediction.loadMs;
 
 /**
  * Candidates in order of preference (`variants` are best quality first). The caller tries them in
@@ -146,7 +154,7 @@ export function rankVariants(
     above = variants.filter((v) => !pool.includes(v)).reverse();
   }
   const scored = pool.map(score);
-  const lastResort = above.map(score);
+  const lastResort = above.map((m): Ranked => ({ ...score(m), aboveCap: true }));
   if (req.budgetMs === null) return [...scored, ...lastResort];
   const fits = scored.filter((s) => s.waitMs + s.prediction.totalMs <= req.budgetMs!);
   // Over budget: first those that can start within it (startsInTime), then by declared tier (speed,

@@ -10,7 +10,15 @@ import { ApiError } from "./errors.ts";
 import type { LiveSet } from "./live.ts";
 import { type Plan, planRequest } from "./plan.ts";
 import { OverloadedError } from "./queue.ts";
-import { type Prediction, type Ranked, rankVariants, startsInTime, TIERS, type Tier } from "./router.ts";
+import {
+  type Prediction,
+  type Ranked,
+  rankVariants,
+  startsInMs,
+  startsInTime,
+  TIERS,
+  type Tier,
+} from "./router.ts";
 import type { Services } from "./services.ts";
 import type { WorkEntry, WorkEstimate } from "./work-ledger.ts";
 
@@ -126,10 +134,19 @@ export async function serve(
   if (request.budgetMs !== null && first && !startsInTime(first, request.budgetMs)) {
     // Waiting would spend the whole budget before this request's first token: say so now, with the
     // predicted wait, rather than answer one token after it (a predicted wait in work, not a clock).
-    const waitMs = Math.ceil(first.waitMs + first.prediction.loadMs);
+    // The first candidate is the router's preference, not the soonest to start: the wait to report is
+    // the shortest among the variants the request may use (within its tier cap when the cap has
+    // any; one marked unavailable never starts, unless all are).
+    const capped = ranked.filter((r) => !r.aboveCap);
+    const mayUse = capped.length > 0 ? capped : ranked;
+    const usable = mayUse.filter((r) => !services.engines.badReason(idOf(r.manifest)));
+    const soonest = (usable.length > 0 ? usable : mayUse).reduce((a, b) =>
+      startsInMs(b) < startsInMs(a) ? b : a,
+    );
+    const waitMs = Math.ceil(startsInMs(soonest));
     throw new ApiError(
       429,
-      `Variant '${first.manifest.variant}' could start this request in ~${waitMs} ms (other requests' work${first.prediction.loadMs > 0 ? " and its load" : ""}), past its latency budget of ${request.budgetMs} ms; retry after that, or send a larger X-Latency-Budget-Ms.`,
+      `Variant '${soonest.manifest.variant}' could start this request in ~${waitMs} ms (other requests' work${soonest.prediction.loadMs > 0 ? " and its load" : ""}), the soonest of the variants it may use, past its latency budget of ${request.budgetMs} ms; retry after that, or send a larger X-Latency-Budget-Ms.`,
       "rate_limit_error",
       "latency_budget_unmeetable",
       null,
