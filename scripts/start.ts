@@ -11,6 +11,13 @@
  * process's environment reach the local Worker (src/worker/env.ts) through a 0600 temp file given to
  * wrangler as --env-file, never on its command line (deleted when wrangler exits); SHARDLM_FROZEN_CLOCK=1
  * makes it read time on a clock that advances only at I/O, as deployed Workers' clocks do.
+ *
+ * Stopping: package.json runs this file as `exec node --import tsx scripts/start.ts`, so it is npm's
+ * own child. npm passes SIGINT and SIGTERM on to its child only; through the `sh -c` npm runs a
+ * script in, a SIGINT stopped at the shell (a non-interactive shell waits for its command and passes
+ * nothing on), and through the `tsx` launcher it would be relayed with a SIGKILL 30 ms later when the
+ * child is slow to acknowledge it (which orphans wrangler's group). SIGINT, SIGTERM and SIGHUP to this
+ * process, or to npm (SIGHUP kills npm; the parent watch below sees it), stop wrangler's group.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -190,9 +197,9 @@ async function main(): Promise<void> {
 }
 
 /**
- * The parent's ancestors, nearest first, at most `levels` of them and never init (pid 1): under
- * `npm start` the shell and npm above tsx. Read from /proc/<pid>/stat (field 4: the parent); none
- * where there is no /proc.
+ * The parent's ancestors, nearest first, at most `levels` of them and never init (pid 1): the
+ * launchers above this process when it is not npm's child (`npx tsx scripts/start.ts`: tsx, sh,
+ * npx). Read from /proc/<pid>/stat (field 4: the parent); none where there is no /proc.
  */
 function ancestorPids(levels: number): number[] {
   const pids: number[] = [];
@@ -253,8 +260,8 @@ function stopWithThisProcess(child: ChildProcess): void {
     setTimeout(() => signalGroup("SIGKILL"), GRACE_MS).unref();
   };
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop(signal));
-  // npm gone (killed, or it exited on SIGTERM without passing it on: tsx, between npm and this
-  // process, then lives on re-parented): this process or one of its ancestors up to npm is gone.
+  // npm gone (SIGHUP or SIGKILL, which it does not pass on), or a launcher between it and this
+  // process (started another way than `npm start`): the parent or one of its ancestors is gone.
   const parent = process.ppid;
   const ancestors = ancestorPids(3);
   setInterval(() => {

@@ -2,7 +2,8 @@
  * `npm start` for real: kernels built, variants built from stories260K and deployed to a fresh local
  * R2 state, `wrangler dev` serving on 127.0.0.1 — and the openai client streams an answer from it,
  * with an API key that reached the Worker through a file, not wrangler's command line. Started through
- * npm, as users run it; SIGTERM to npm alone stops wrangler and workerd too.
+ * npm, as users run it; SIGINT, SIGTERM or SIGHUP to npm alone or to the start script alone stops
+ * wrangler and workerd too, leaving no process behind.
  */
 import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -17,6 +18,8 @@ import { sharedModelPath, tempDirs } from "./helpers/paths.ts";
 import { type ServingChild, startServingChild } from "./helpers/serving-child.ts";
 
 const dirs = tempDirs("start");
+/** Where npm start builds the variants (the signal tests' starts reuse them: no second build). */
+const outDir = dirs.make();
 /** Unique per run (the file holds it with `$` escaped); `$HOME`: wrangler's dotenv-expand must leave it alone. */
 const KEY_ID = randomUUID();
 const KEY = `sk-start-${KEY_ID}-$HOME`;
@@ -28,7 +31,7 @@ const output = () => server.output();
 beforeAll(async () => {
   server = await startServingChild({
     what: "npm start",
-    // Through npm, as users run it: SIGTERM to npm must stop wrangler too (npm does not pass it on).
+    // Through npm, as users run it: a signal to npm alone must stop wrangler too.
     command: "npm",
     args: (port) => [
       "start",
@@ -37,7 +40,7 @@ beforeAll(async () => {
       "--port",
       String(port),
       "--out",
-      dirs.make(),
+      outDir,
       "--persist-to",
       dirs.make(),
     ],
@@ -294,13 +297,13 @@ describe("npm start with SHARDLM_API_KEYS", () => {
     const group = wranglerGroup();
     expect(group).toBe(wranglerPgid);
     expect(groupCommandLines(group).some((l) => /workerd/.test(l))).toBe(true);
-    // Only npm, as `kill <pid of npm start>` does: npm exits without signalling its script.
+    // Only npm, as `kill <pid of npm start>` does: npm passes SIGTERM on to its child, the script.
     process.kill(server.child.pid!, "SIGTERM");
     const deadline = Date.now() + 30_000;
     while (server.child.exitCode === null && server.child.signalCode === null && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 200));
     expect(server.child.exitCode ?? server.child.signalCode, output()).not.toBeNull();
-    // npm exits at once; start.ts stops wrangler's group, waits for it and then removes the file.
+    // start.ts stops wrangler's group, waits for it and then removes the file; npm exits after it.
     while (
       (groupCommandLines(group).length > 0 || varsFilesHolding(KEY_ID).length > 0) &&
       Date.now() < deadline
@@ -310,4 +313,104 @@ describe("npm start with SHARDLM_API_KEYS", () => {
     expect(await portFree(Number(new URL(base).port))).toBe(true);
     expect(varsFilesHolding(KEY_ID)).toEqual([]);
   }, 40_000);
+});
+
+/** Whether process `pid` is alive (an exited one that waits to be reaped is not). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** The process group of `pid`, or undefined once it has exited. */
+function groupOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+  } catch {
+    return undefined;
+  }
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
+  } catch {
+    return "";
+  }
+}
+
+/** npm start reusing the variants built above (--out), deployed to a fresh local R2, with a key. */
+function startAgain(what: string, keyId: string): Promise<ServingChild> {
+  return startServingChild({
+    what,
+    command: "npm",
+    args: (port) => [
+      "start",
+      "--silent",
+      "--",
+      "--port",
+      String(port),
+      "--out",
+      outDir,
+      "--persist-to",
+      dirs.make(),
+    ],
+    env: {
+      ...withoutWranglerSettings(process.env),
+      SHARDLM_MODEL: sharedModelPath(),
+      SHARDLM_API_KEYS: `sk-signal-${keyId}`,
+    },
+    readyPath: "/healthz",
+    timeoutMs: 240_000,
+    pollMs: 1000,
+  });
+}
+
+describe("npm start stops on a signal to npm or to its script alone", () => {
+  it.each([
+    ["npm", "SIGINT"],
+    ["npm", "SIGHUP"],
+    ["script", "SIGINT"],
+    ["script", "SIGTERM"],
+    ["script", "SIGHUP"],
+  ] as const)(
+    "%s gets %s: every process under npm stops, the port is free, the settings file gone",
+    async (target, signal) => {
+      const keyId = randomUUID();
+      const started = await startAgain(`npm start (${target} ${signal})`, keyId);
+      const npm = started.child.pid!;
+      const tree = descendantsOf(npm);
+      const groups = new Set([npm, ...tree.map(groupOf).filter((g) => g !== undefined)]);
+      try {
+        // The start script: the first process under npm that runs scripts/start.ts.
+        const script = tree.find((pid) => commandLine(pid).includes("scripts/start.ts"));
+        expect(script, tree.map(commandLine).join("\n")).toBeDefined();
+        expect(tree.some((pid) => /workerd/.test(commandLine(pid)))).toBe(true);
+        expect(varsFilesHolding(keyId)).toHaveLength(1);
+        process.kill(target === "npm" ? npm : script!, signal);
+        // A bound on a hang, not a speed asserted: every process of the tree must end.
+        const deadline = Date.now() + 60_000;
+        while ([npm, ...tree].some(running) && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 200));
+        const left = [npm, ...tree].filter(running).map((pid) => `${pid} ${commandLine(pid)}`);
+        expect(left, started.output()).toEqual([]);
+        expect(await portFree(Number(new URL(started.base).port))).toBe(true);
+        expect(varsFilesHolding(keyId)).toEqual([]);
+      } finally {
+        // What a failed test left: npm's process group and wrangler's (both started here).
+        for (const group of groups) {
+          try {
+            process.kill(-group, "SIGKILL");
+          } catch {
+            // gone, as it should be
+          }
+        }
+      }
+    },
+    300_000,
+  );
 });
