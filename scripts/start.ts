@@ -26,6 +26,7 @@ import { constants as osConstants } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { modelFormatProblem } from "../src/model/import/model-format.ts";
+import { persistToProblem } from "../src/publish/state-folder.ts";
 import {
   curlExample,
   dotenvLine,
@@ -119,6 +120,9 @@ async function main(): Promise<void> {
   // Arguments and the model first: a typo should not cost the kernel build.
   const port = parsePort(values.port!);
   const config = values.config === undefined ? undefined : existing(values.config, "--config");
+  const stateProblem =
+    values["persist-to"] === undefined ? null : persistToProblem(resolve(values["persist-to"]));
+  if (stateProblem) throw new UsageError(`--persist-to ${resolve(values["persist-to"]!)} ${stateProblem}`);
   // The Worker settings must fit the file wrangler reads them from (writeWorkerVarsFile).
   const vars = workerVarsFromEnv();
   for (const [name, value] of Object.entries(vars)) {

@@ -102,6 +102,8 @@ describe("npm start refuses bad arguments before building anything", () => {
     [["--port", "http"], {}, /--port "http" is not a port number/],
     [["--port", "70000"], {}, /--port "70000" is not a port number/],
     [["--config", "/nonexistent/variants.json"], {}, /--config .*variants\.json does not exist/],
+    // A file is no local state folder (found before the build, not by Miniflare after it).
+    [["--persist-to", "package.json"], {}, /--persist-to .*package\.json is not a folder/],
     [["--modle", "x.gguf"], {}, /Unknown option '--modle'/],
     // Not expressible in the --env-file wrangler reads the Worker settings from.
     [[], { SHARDLM_API_KEYS: "sk-a'b`c" }, /SHARDLM_API_KEYS: its value holds both ' and `/],

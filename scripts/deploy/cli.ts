@@ -19,6 +19,7 @@ import {
 import { DeployError, formatIssues } from "../../src/publish/history.ts";
 import { PublishError } from "../../src/publish/publish.ts";
 import { S3Error } from "../../src/publish/s3-bucket.ts";
+import { persistToProblem } from "../../src/publish/state-folder.ts";
 import { exitCodeFor, UsageError } from "../lib/usage.ts";
 
 export { UsageError };
@@ -104,21 +105,23 @@ export const IntFlag = (what: string, min: number, max: number = Number.MAX_SAFE
 /**
  * Opens the bucket the flags name. A --persist-to folder that does not exist is a usage error (exit 2)
  * unless `create` (deploy only): reading or rolling back a mistyped path would otherwise create an
- * empty state there and report "nothing is deployed".
+ * empty state there and report "nothing is deployed". One that is a file is a usage error for every
+ * command (read-only ones would report "nothing is deployed" too).
  */
 export async function bucketFromFlags(
   values: Record<string, unknown>,
   opts: { readOnly?: boolean; create?: boolean } = {},
 ): Promise<Bucket> {
   const f = BucketFlags.parse(values);
-  const persistTo = f["persist-to"];
-  if (!f.remote && persistTo !== undefined && !opts.create && !existsSync(resolve(persistTo)))
-    throw new UsageError(
-      `--persist-to ${resolve(persistTo)} does not exist (only deploy creates a state folder)`,
-    );
+  const persistTo = resolve(f["persist-to"] ?? DEFAULT_PERSIST_TO);
+  if (!f.remote && f["persist-to"] !== undefined && !opts.create && !existsSync(persistTo))
+    throw new UsageError(`--persist-to ${persistTo} does not exist (only deploy creates a state folder)`);
+  const problem = f.remote ? null : persistToProblem(persistTo);
+  if (problem)
+    throw new UsageError(`--persist-to ${persistTo} ${problem} (wrangler's local state is a folder)`);
   return openBucket({
     remote: f.remote === true,
-    persistTo: resolve(f["persist-to"] ?? DEFAULT_PERSIST_TO),
+    persistTo,
     bucketName: f.bucket ?? wranglerBucketName(),
     ...(opts.readOnly ? { readOnly: true } : {}),
   });

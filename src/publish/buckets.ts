@@ -13,6 +13,7 @@ import { Miniflare, type WorkerOptions } from "miniflare";
 import { z } from "zod";
 import type { Bucket, ListedObject } from "./bucket.ts";
 import { r2S3Bucket } from "./s3-bucket.ts";
+import { persistToProblem } from "./state-folder.ts";
 import { localVerifiedContent } from "./verified-content.ts";
 
 export type { Bucket, ListedObject } from "./bucket.ts";
@@ -248,6 +249,8 @@ export interface BucketChoice {
 
 export async function openBucket(choice: BucketChoice): Promise<Bucket> {
   if (choice.remote) return remoteBucket(choice.bucketName);
+  const problem = persistToProblem(choice.persistTo);
+  if (problem) throw new BucketConfigError(`local state ${choice.persistTo} ${problem}`);
   if (choice.readOnly && !existsSync(join(choice.persistTo, "v3", "r2"))) {
     return memoryBucket(`local R2 bucket ${choice.bucketName} in ${choice.persistTo} (no state yet)`);
   }
