@@ -137,10 +137,13 @@ describe("sampling distributions (chi-square over 20,000 seeded draws)", () => {
     const V = 49_152;
     // Coarse values (many ties), a masked tail, and a peaked head, as a chat model's logits look.
     const logits = Float32Array.from({ length: V }, (_, i) =>
-      i % 97 === 0 ? Number.NEGATIVE_INFINITY : Math.round(rng.nextFloat() * 40) / 4 + (i % 1009 === 0 ? 4 : 0),
+      i % 97 === 0
+        ? Number.NEGATIVE_INFINITY
+        : Math.round(rng.nextFloat() * 40) / 4 + (i % 1009 === 0 ? 4 : 0),
     );
     const sorted = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
-    for (const m of [1, 2, 40, 256, 1000, 2048, V - 1, V]) expect(topIds(logits, m)).toEqual(sorted.slice(0, m));
+    for (const m of [1, 2, 40, 256, 1000, 2048, V - 1, V])
+      expect(topIds(logits, m)).toEqual(sorted.slice(0, m));
     // Sampling keeps only the truncated set: top-k 40 never draws outside the 40 most likely ids;
     // top-p 0.6 never outside the prefix whose (full-sort) mass first reaches 0.6.
     const inK = new Set(sorted.slice(0, 40));

@@ -144,7 +144,7 @@ export function argmax(logits: ArrayLike<number>): number {
     if (v > max) {
       max = v;
       best = i;
-    } else if (v !== v) throw new RangeError(`logit ${i} is NaN`);
+    } else if (Number.isNaN(v)) throw new RangeError(`logit ${i} is NaN`);
   }
   return best;
 }
@@ -338,7 +338,12 @@ function drawer(o: SamplerOptions, rng: Xoshiro128): (logits: ArrayLike<number>)
   };
 }
 
-function sampleOnce(logits: ArrayLike<number>, o: SamplerOptions, rng: Xoshiro128, weights: Float64Array): number {
+function sampleOnce(
+  logits: ArrayLike<number>,
+  o: SamplerOptions,
+  rng: Xoshiro128,
+  weights: Float64Array,
+): number {
   // (-Infinity logits, from a mask, get probability 0: they are never drawn.)
   const n = logits.length;
   const best = argmax(logits); // NaN check
