@@ -4,6 +4,7 @@ import {
   argmax,
   createSampler,
   logprobsOf,
+  samplingMsPerToken,
   softmax,
   type TokenChoice,
   topIds,
@@ -166,6 +167,17 @@ describe("sampling distributions (chi-square over 20,000 seeded draws)", () => {
     }
     expect(kept).toBeGreaterThan(256); // the prefix had to grow past its first 256 ids
     expect(seen.size).toBeGreaterThan(256);
+  });
+
+  it("plans sampling's cost per token: none for greedy forms, more for truncation, by vocabulary size", () => {
+    for (const o of [{ temperature: 0 }, { topK: 1 }, { topP: 0 }, { temperature: 0, topP: 0.9 }])
+      expect(samplingMsPerToken(49_152, o)).toBe(0);
+    const plain = samplingMsPerToken(49_152, {});
+    expect(plain).toBeGreaterThan(0);
+    expect(samplingMsPerToken(49_152, { topP: 0.9 })).toBeGreaterThan(plain);
+    expect(samplingMsPerToken(49_152, { topK: 40 })).toBeGreaterThan(plain);
+    expect(samplingMsPerToken(49_152, { topK: 49_152 })).toBe(plain); // k >= vocabulary: no truncation
+    expect(samplingMsPerToken(512, {})).toBeLessThan(plain);
   });
 
   it("applies temperature before top-p (transformers order)", () => {
