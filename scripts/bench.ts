@@ -34,10 +34,12 @@ import { type PairedDecode, pairedDecode } from "../src/bench/paired.ts";
 import { prefillPositionRows } from "../src/bench/prefill-position.ts";
 import { REAL_MODEL_SHAPE, realModelPath, realPackedShape, sourceQuant } from "../src/bench/real-model.ts";
 import { referenceRow } from "../src/bench/reference.ts";
+import { samplingCosts } from "../src/bench/sampling.ts";
 import { speculativeBench, speculativeTargets } from "../src/bench/speculative.ts";
 import { tierSpeeds } from "../src/bench/tier-speed.ts";
 import {
   enableRelaxedSimd,
+  loadEngine,
   NODE_RELAXED,
   type OpProfile,
   type PrefillComparison,
@@ -464,6 +466,19 @@ async function realMain(o: BenchOptions, argv: string[]): Promise<void> {
     targetReport(decodeTargets(rows, [realPaired], {}, workerdCpu), out);
   }
   for (const profile of profiles) profileReport(profile, out);
+  if (o.engines.has("shardlm-wasm")) {
+    const { engine } = await loadEngine(p, { kvCache: "f16", activations: "q8" });
+    const costs = samplingCosts(engine, p.table.config.vocabSize);
+    const step = rows.find((r) => r.engine === "shardlm-wasm" && r.runtime === "node");
+    out(
+      `\nSampling (src/runtime/sampler.ts, JS, one real logits vector of ${p.table.config.vocabSize} tokens):`,
+    );
+    for (const c of costs)
+      out(
+        `  ${c.name.padEnd(50)} ${c.msPerToken.toFixed(3)} ms/token` +
+          (step ? ` (${((c.msPerToken * step.decode_tok_s) / 10).toFixed(1)}% of a Node decode step)` : ""),
+      );
+  }
   log(`\ndone in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);
 }
 

@@ -4,8 +4,10 @@ import {
   argmax,
   createSampler,
   logprobsOf,
+  samplingMsPerToken,
   softmax,
   type TokenChoice,
+  topIds,
   Xoshiro128,
 } from "../src/runtime/sampler.ts";
 
@@ -129,6 +131,53 @@ describe("sampling distributions (chi-square over 20,000 seeded draws)", () => {
     const three = histogram({ seed: 6, topP: 0.75 }, logits, N);
     expect(three[0]).toBe(0);
     expect(chiSquare(three, [0, 2 / 9, 3 / 9, 4 / 9])).toBeLessThan(CHI2_CRIT_3DOF);
+  });
+
+  it("selects top-k / top-p candidates as a full sort of the vocabulary would (ties, -Infinity, 49k ids)", () => {
+    const rng = new Xoshiro128(11);
+    const V = 49_152;
+    // Coarse values (many ties), a masked tail, and a peaked head, as a chat model's logits look.
+    const logits = Float32Array.from({ length: V }, (_, i) =>
+      i % 97 === 0
+        ? Number.NEGATIVE_INFINITY
+        : Math.round(rng.nextFloat() * 40) / 4 + (i % 1009 === 0 ? 4 : 0),
+    );
+    const sorted = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+    for (const m of [1, 2, 40, 256, 1000, 2048, V - 1, V])
+      expect(topIds(logits, m)).toEqual(sorted.slice(0, m));
+    // Sampling keeps only the truncated set: top-k 40 never draws outside the 40 most likely ids;
+    // top-p 0.6 never outside the prefix whose (full-sort) mass first reaches 0.6.
+    const inK = new Set(sorted.slice(0, 40));
+    const k40 = createSampler({ seed: 3, topK: 40, temperature: 0.8 });
+    for (let i = 0; i < 300; i++) expect(inK.has(k40.sample(logits))).toBe(true);
+    const p = softmax(
+      sorted.map((i) => logits[i]!),
+      0.8,
+    );
+    let cum = 0;
+    let kept = 0;
+    while (cum < 0.6) cum += p[kept++]!;
+    const inP = new Set(sorted.slice(0, kept));
+    const p50 = createSampler({ seed: 4, topP: 0.6, temperature: 0.8 });
+    const seen = new Set<number>();
+    for (let i = 0; i < 2000; i++) {
+      const t = p50.sample(logits);
+      expect(inP.has(t)).toBe(true);
+      seen.add(t);
+    }
+    expect(kept).toBeGreaterThan(256); // the prefix had to grow past its first 256 ids
+    expect(seen.size).toBeGreaterThan(256);
+  });
+
+  it("plans sampling's cost per token: none for greedy forms, more for truncation, by vocabulary size", () => {
+    for (const o of [{ temperature: 0 }, { topK: 1 }, { topP: 0 }, { temperature: 0, topP: 0.9 }])
+      expect(samplingMsPerToken(49_152, o)).toBe(0);
+    const plain = samplingMsPerToken(49_152, {});
+    expect(plain).toBeGreaterThan(0);
+    expect(samplingMsPerToken(49_152, { topP: 0.9 })).toBeGreaterThan(plain);
+    expect(samplingMsPerToken(49_152, { topK: 40 })).toBeGreaterThan(plain);
+    expect(samplingMsPerToken(49_152, { topK: 49_152 })).toBe(plain); // k >= vocabulary: no truncation
+    expect(samplingMsPerToken(512, {})).toBeLessThan(plain);
   });
 
   it("applies temperature before top-p (transformers order)", () => {

@@ -137,10 +137,14 @@ function rotl(x: number, k: number): number {
 export function argmax(logits: ArrayLike<number>): number {
   if (logits.length === 0) throw new RangeError("argmax of empty logits");
   let best = 0;
-  for (let i = 0; i < logits.length; i++) {
+  let max = logits[0]!;
+  if (Number.isNaN(max)) throw new RangeError("logit 0 is NaN");
+  for (let i = 1; i < logits.length; i++) {
     const v = logits[i]!;
-    if (Number.isNaN(v)) throw new RangeError(`logit ${i} is NaN`);
-    if (v > logits[best]!) best = i;
+    if (v > max) {
+      max = v;
+      best = i;
+    } else if (Number.isNaN(v)) throw new RangeError(`logit ${i} is NaN`);
   }
   return best;
 }
@@ -157,6 +161,25 @@ export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Arra
   }
   for (let i = 0; i < out.length; i++) out[i] = out[i]! / sum;
   return out;
+}
+
+/**
+ * A planning estimate of the sampler's CPU cost per token, ms, beyond a greedy argmax (which the
+ * build's decode timing already includes), for a vocabulary of `vocabSize`: temperature sampling
+ * exponentiates every logit (1.5-2.3 ms on SmolLM2's 49,152 tokens); top-k / top-p add a selection and
+ * a sort of the kept prefix (3.4-7.2 ms with top_p 0.9 on a loaded 2-core machine, `npm run bench --
+ * --real`'s sampling section), rounded up like json-mask.ts's maskMsPerToken.
+ */
+export function samplingMsPerToken(
+  vocabSize: number,
+  o: Pick<SamplerOptionsInput, "temperature" | "topK" | "topP">,
+): number {
+  const temperature = o.temperature ?? 1;
+  const topK = o.topK ?? 0;
+  const topP = o.topP ?? 1;
+  if (temperature === 0 || topK === 1 || topP === 0) return 0;
+  const truncated = (topK > 0 && topK < vocabSize) || topP < 1;
+  return ((truncated ? 0.15 : 0.05) * vocabSize) / 1000;
 }
 
 /**
@@ -179,9 +202,10 @@ export function createSampler(options: SamplerOptionsInput = {}, hooks: SamplerH
   if (!penalized && bias.length === 0 && !mask && !report) {
     if (greedy) return { sample: argmax };
     const rng = new Xoshiro128(o.seed ?? randomSeed());
-    return { sample: (logits) => sampleOnce(logits, o, rng) };
+    const draw = drawer(o, rng);
+    return { sample: draw };
   }
-  const rng = greedy ? null : new Xoshiro128(o.seed ?? randomSeed());
+  const draw = greedy ? null : drawer(o, new Xoshiro128(o.seed ?? randomSeed()));
   const counts = new Map<number, number>();
   return {
     sample(raw) {
@@ -195,7 +219,7 @@ export function createSampler(options: SamplerOptionsInput = {}, hooks: SamplerH
         for (const [id, n] of counts) logits[id] = logits[id]! - n * o.frequencyPenalty - o.presencePenalty;
       }
       mask?.allow(logits);
-      const token = rng ? sampleOnce(logits, o, rng) : argmax(logits);
+      const token = draw ? draw(logits) : argmax(logits);
       if (report)
         onChoice({ token, ...logprobsOf(logits, greedy ? 1 : o.temperature, token, o.topLogprobs!) });
       if (penalized) counts.set(token, (counts.get(token) ?? 0) + 1);
@@ -235,7 +259,110 @@ function randomSeed(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0]!;
 }
 
-function sampleOnce(logits: ArrayLike<number>, o: SamplerOptions, rng: Xoshiro128): number {
+/** Candidate order: most likely first, ties to the lowest id (so truncation is deterministic). */
+function byLikelihood(logits: ArrayLike<number>): (a: number, b: number) => number {
+  return (a, b) => logits[b]! - logits[a]! || a - b;
+}
+
+/**
+ * The `m` most likely ids (ties: lowest id), sorted most likely first, in O(n + m log m): the m-th
+ * largest logit by quickselect, then the ids above it and as many ids equal to it (lowest first) as
+ * fit. Sorting all n ids instead cost 37 ms a token on a 49k vocabulary (2-3 decode steps).
+ */
+export function topIds(logits: ArrayLike<number>, m: number): number[] {
+  const n = logits.length;
+  if (m >= n) return Array.from({ length: n }, (_, i) => i).sort(byLikelihood(logits));
+  const values = Float64Array.from(logits);
+  const cut = kthLargest(values, m);
+  const ids: number[] = [];
+  for (let i = 0; i < n; i++) if (logits[i]! > cut) ids.push(i);
+  for (let i = 0; i < n && ids.length < m; i++) if (logits[i]! === cut) ids.push(i);
+  return ids.sort(byLikelihood(logits));
+}
+
+/** The k-th largest of `v` (1-based; k <= v.length), reordering v (Hoare-style quickselect, middle pivot). */
+function kthLargest(v: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = v.length - 1;
+  const target = k - 1; // index in descending order
+  while (lo < hi) {
+    const pivot = v[(lo + hi) >>> 1]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (v[i]! > pivot) i++;
+      while (v[j]! < pivot) j--;
+      if (i <= j) {
+        const t = v[i]!;
+        v[i] = v[j]!;
+        v[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return v[target]!;
+  }
+  return v[target]!;
+}
+
+/**
+ * Top-k / top-p candidates (sorted, most likely first), their probabilities and how many top-p keeps.
+ * With top-k, probabilities are softmax over the k kept (as transformers renormalizes after top-k);
+ * top-p alone normalizes over the whole vocabulary and sorts only a growing prefix of the most likely
+ * ids (256, then 8x) until it holds the top-p mass: the tokens outside that prefix are all less likely
+ * than the ones inside, so the kept set equals a full sort's.
+ */
+function truncated(
+  logits: ArrayLike<number>,
+  o: SamplerOptions,
+  best: number,
+): { ids: number[]; probs: ArrayLike<number>; kept: number } {
+  const n = logits.length;
+  const keepP = (probs: ArrayLike<number>, count: number): number => {
+    let cumulative = 0;
+    for (let i = 0; i < count; i++) {
+      cumulative += probs[i]!;
+      if (cumulative >= o.topP) return i + 1;
+    }
+    return -1;
+  };
+  if (o.topK > 0 && o.topK < n) {
+    const ids = topIds(logits, o.topK);
+    const probs = softmax(
+      ids.map((i) => logits[i]!),
+      o.temperature,
+    );
+    const kept = o.topP < 1 ? keepP(probs, ids.length) : ids.length;
+    return { ids, probs, kept: kept < 0 ? ids.length : kept };
+  }
+  const max = logits[best]!;
+  let total = 0;
+  for (let i = 0; i < n; i++) total += Math.exp((logits[i]! - max) / o.temperature);
+  for (let m = Math.min(n, 256); ; m = Math.min(n, m * 8)) {
+    const ids = topIds(logits, m);
+    const probs = ids.map((i) => Math.exp((logits[i]! - max) / o.temperature) / total);
+    const kept = keepP(probs, ids.length);
+    if (kept > 0 || m === n) return { ids, probs, kept: kept < 0 ? ids.length : kept };
+  }
+}
+
+/** One sequence's draws: sampleOnce with a weights buffer kept across calls (a fresh 393 KB array per token cost 0.8 ms). */
+function drawer(o: SamplerOptions, rng: Xoshiro128): (logits: ArrayLike<number>) => number {
+  let weights = new Float64Array(0);
+  return (logits) => {
+    if (weights.length !== logits.length) weights = new Float64Array(logits.length);
+    return sampleOnce(logits, o, rng, weights);
+  };
+}
+
+function sampleOnce(
+  logits: ArrayLike<number>,
+  o: SamplerOptions,
+  rng: Xoshiro128,
+  weights: Float64Array,
+): number {
   // (-Infinity logits, from a mask, get probability 0: they are never drawn.)
   const n = logits.length;
   const best = argmax(logits); // NaN check
@@ -243,7 +370,6 @@ function sampleOnce(logits: ArrayLike<number>, o: SamplerOptions, rng: Xoshiro12
     // No truncation: draw from softmax(logits / T) in id order without building candidate lists
     // (on a 49k vocabulary those cost ~20x the draw itself).
     const max = logits[best]!;
-    const weights = new Float64Array(n);
     let total = 0;
     for (let i = 0; i < n; i++) {
       weights[i] = Math.exp((logits[i]! - max) / o.temperature);
@@ -260,29 +386,7 @@ function sampleOnce(logits: ArrayLike<number>, o: SamplerOptions, rng: Xoshiro12
     }
     return last; // u landed in float rounding slack at the very end
   }
-  // Candidates, most likely first, ties to the lowest id (so truncation is deterministic).
-  // Sorting is only needed when top-k or top-p cut the list; the draw itself works in any order.
-  let ids = Array.from({ length: n }, (_, i) => i);
-  const truncate = (o.topK > 0 && o.topK < n) || o.topP < 1;
-  if (truncate) ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
-  if (o.topK > 0 && o.topK < n) ids = ids.slice(0, o.topK);
-
-  const probs = softmax(
-    ids.map((i) => logits[i]!),
-    o.temperature,
-  );
-  let kept = ids.length;
-  if (o.topP < 1) {
-    let cumulative = 0;
-    for (let i = 0; i < ids.length; i++) {
-      cumulative += probs[i]!;
-      if (cumulative >= o.topP) {
-        kept = i + 1;
-        break;
-      }
-    }
-  }
-
+  const { ids, probs, kept } = truncated(logits, o, best);
   // Draw from the kept candidates, renormalized (scale u by their total instead of dividing).
   let total = 0;
   for (let i = 0; i < kept; i++) total += probs[i]!;

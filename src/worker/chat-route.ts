@@ -8,6 +8,7 @@ import type { z } from "zod";
 import { type RenderedPrompt, type ResponseFormat, renderPrompt } from "../runtime/chat.ts";
 import { maskMsPerToken } from "../runtime/json-mask.ts";
 import { compileSchema, REFUSED_KEYWORDS, SchemaError } from "../runtime/json-schema.ts";
+import { samplingMsPerToken } from "../runtime/sampler.ts";
 import type { Tokenizer } from "../runtime/tokenizer/index.ts";
 import type { AppEnv } from "./app-env.ts";
 import { planPrompt, requestContext } from "./chat-prompt.ts";
@@ -162,7 +163,9 @@ export async function answer(c: Context<AppEnv>, req: AnswerRequest): Promise<Re
     prompt,
     maxTokens,
     choices: body.n ?? 1,
-    extraMsPerToken: (req.responseFormat ?? "text") === "text" ? 0 : maskMsPerToken(tokenizer.vocabSize),
+    extraMsPerToken:
+      samplingMsPerToken(tokenizer.vocabSize, sampling) +
+      ((req.responseFormat ?? "text") === "text" ? 0 : maskMsPerToken(tokenizer.vocabSize)),
     signal: c.req.raw.signal,
     clock,
     arrival,
