@@ -15,7 +15,13 @@ import {
   SUBSTANTIAL_WORK_MS,
   systemClock,
 } from "../src/runtime/clock.ts";
-import { CostModel, MAX_CORRECTION, MIN_CORRECTION, prefillWorkTokens } from "../src/runtime/cost-model.ts";
+import {
+  CostModel,
+  LOAD_PRIOR_MS_PER_MB,
+  MAX_CORRECTION,
+  MIN_CORRECTION,
+  prefillWorkTokens,
+} from "../src/runtime/cost-model.ts";
 import { observeGeneration } from "../src/worker/calibrate.ts";
 import { planRequest } from "../src/worker/plan.ts";
 
@@ -114,6 +120,24 @@ describe("CostModel", () => {
     expect(cost.predict(b, 10, 100, true).totalMs).toBe(before);
   });
 
+  it("a load of any variant sets the isolate's load speed for every variant, from the first reading", () => {
+    const a = manifest("a");
+    const b = manifest("b");
+    const cost = new CostModel();
+    const mbA = a.weights.totalBytes / 1e6;
+    const mbB = b.weights.totalBytes / 1e6;
+    // Before any load: the build's figure or the storage prior, the slower.
+    const prior = Math.max(b.speed.loadMsPerMB, LOAD_PRIOR_MS_PER_MB);
+    expect(cost.costs(b, false).loadMs).toBeCloseTo(prior * mbB, 9);
+    const slow = prior * 3; // storage three times slower than that
+    cost.observe(a, "load", slow * mbA, mbA);
+    expect(cost.observedLoadMsPerMB()).toBeCloseTo(slow, 9);
+    expect(cost.costs(b, false).loadMs).toBeCloseTo(slow * mbB, 9); // b was never loaded
+    expect(cost.costs(b, true).loadMs).toBe(0);
+    cost.observe(b, "load", slow * 3 * mbB, mbB); // moving average from then on
+    expect(cost.observedLoadMsPerMB()).toBeCloseTo(slow * 2, 9);
+  });
+
   it.each([0, -5, Number.NaN, Number.POSITIVE_INFINITY])("ignores an observation of %s ms", (ms) => {
     const m = manifest("a");
     const cost = new CostModel();
@@ -121,7 +145,9 @@ describe("CostModel", () => {
       expect(cost.observe(m, "decode", ms, 100)).toBe(false);
       expect(cost.observe(m, "prefill", ms, 10)).toBe(false);
     }
-    expect(cost.correction("a")).toEqual({ prefill: 1, decode: 1, load: 1 });
+    expect(cost.correction("a")).toEqual({ prefill: 1, decode: 1 });
+    for (let i = 0; i < 5; i++) expect(cost.observe(m, "load", ms, 10)).toBe(false);
+    expect(cost.observedLoadMsPerMB()).toBeNull();
   });
 
   it("ignores empty intervals", () => {

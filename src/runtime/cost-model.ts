@@ -4,8 +4,9 @@
  * Start: the manifest's speed profile, measured at build time (src/format/manifest.ts,
  * `speed`: ms per prefill token, per decode token, per MB loaded, and how prefill and decode costs
  * grow with position); decode at its effective cost when the variant speculates
- * (manifestDecodeMsPerToken). Corrections: a factor per variant
- * and phase, an exponential moving average of observed / manifest cost, fed only with intervals
+ * (manifestDecodeMsPerToken). Corrections: for prefill and decode a factor per variant, an
+ * exponential moving average of observed / manifest cost; for loads one isolate-wide speed in ms
+ * per MB (every variant streams through the same storage path), from its first load on. Both are fed only with intervals
  * the caller could measure (see ./clock.ts, ClockTrust): an observation of 0 ms or less, or a
  * non-finite one, is ignored (it is a frozen clock's reading, not a speed-up), and every factor stays
  * within [MIN_CORRECTION, MAX_CORRECTION] so no run of odd readings can make a variant look free
@@ -117,13 +118,32 @@ export const CORRECTION_ALPHA = 0.3;
 export const MIN_CORRECTION = 0.1;
 export const MAX_CORRECTION = 10;
 
-export class CostModel {
-  private readonly factors = new Map<string, Record<Phase, number>>();
+/** Weight of the newest load reading in the isolate's load speed (loads are rare: trust them fast). */
+export const LOAD_ALPHA = 0.5;
+/**
+ * Load speed assumed before an isolate's first load, ms per MB, when the manifest's is faster: the
+ * build times its load from memory (no storage), ~2.6 ms/MB for SmolLM2, while loads from local R2
+ * under `wrangler dev` took 1.0-1.4 s for 78-98 MB (~11-18 ms/MB; a review, 2026-11-30). Production
+ * R2's speed is unmeasured; a first prediction that is too high only makes a budget prefer a resident
+ * variant until this isolate has timed a load.
+ */
+export const LOAD_PRIOR_MS_PER_MB = 12;
 
-  private factor(variant: string): Record<Phase, number> {
+export class CostModel {
+  private readonly factors = new Map<string, Record<"prefill" | "decode", number>>();
+  /**
+   * Load speed of this isolate's storage path (R2 into engine memory), ms per MB, from its own loads
+   * of any variant: every variant streams through the same path, so one variant's load predicts the
+   * next one's. null until the first load (then LOAD_PRIOR_MS_PER_MB or the manifest's figure, the
+   * slower: the build measures from memory, without R2, and a review saw 203 ms predicted for a
+   * 1.0-1.4 s load).
+   */
+  private loadMsPerMB: number | null = null;
+
+  private factor(variant: string): Record<"prefill" | "decode", number> {
     let f = this.factors.get(variant);
     if (!f) {
-      f = { prefill: 1, decode: 1, load: 1 };
+      f = { prefill: 1, decode: 1 };
       this.factors.set(variant, f);
     }
     return f;
@@ -134,7 +154,7 @@ export class CostModel {
     const f = this.factor(m.variant);
     const mb = m.weights.totalBytes / 1e6;
     return {
-      loadMs: resident ? 0 : m.speed.loadMsPerMB * mb * f.load,
+      loadMs: resident ? 0 : (this.loadMsPerMB ?? Math.max(m.speed.loadMsPerMB, LOAD_PRIOR_MS_PER_MB)) * mb,
       prefillMsPerToken: m.speed.prefillMsPerToken * f.prefill,
       prefillPositionTokens: m.speed.prefillPositionTokens ?? null,
       decodeMsPerToken: manifestDecodeMsPerToken(m) * f.decode,
@@ -173,20 +193,27 @@ export class CostModel {
    */
   observe(m: Manifest, phase: Phase, observedMs: number, units: number): boolean {
     if (!(units > 0) || !Number.isFinite(observedMs) || observedMs <= 0) return false;
-    const base =
-      phase === "load"
-        ? m.speed.loadMsPerMB
-        : phase === "prefill"
-          ? m.speed.prefillMsPerToken
-          : manifestDecodeMsPerToken(m);
+    if (phase === "load") {
+      const msPerMB = observedMs / units;
+      this.loadMsPerMB =
+        this.loadMsPerMB === null ? msPerMB : (1 - LOAD_ALPHA) * this.loadMsPerMB + LOAD_ALPHA * msPerMB;
+      return true;
+    }
+    const base = phase === "prefill" ? m.speed.prefillMsPerToken : manifestDecodeMsPerToken(m);
     const ratio = clamp(observedMs / units / base);
     const f = this.factor(m.variant);
     f[phase] = clamp((1 - CORRECTION_ALPHA) * f[phase] + CORRECTION_ALPHA * ratio);
     return true;
   }
 
-  correction(variant: string): Record<Phase, number> {
+  /** The variant's prefill and decode corrections (observed / manifest; 1 = as the build measured). */
+  correction(variant: string): Record<"prefill" | "decode", number> {
     return { ...this.factor(variant) };
+  }
+
+  /** This isolate's observed load speed, ms per MB (null before its first load). */
+  observedLoadMsPerMB(): number | null {
+    return this.loadMsPerMB;
   }
 }
 
