@@ -199,7 +199,7 @@ async function speculativeMain(argv: string[]): Promise<void> {
     );
   for (const t of turns)
     say(
-      `${t.runtime} turn ${t.turn}: ${t.promptTokens} prompt tokens, ${t.cachedTokens} from the prefix cache, TTFT ${t.ttftMs.toFixed(0)} ms`,
+      `${t.runtime} turn ${t.turn}: ${t.promptTokens} prompt tokens, ${t.cachedTokens} from the prefix cache, TTFT ${t.ttftMs.toFixed(0)} ms (median; ${t.ttftRangeMs[0].toFixed(0)}-${t.ttftRangeMs[1].toFixed(0)})`,
     );
   say("\ntargets (timings on a shared machine: ratios from the same run):");
   for (const line of speculativeTargets(rows, turns)) say(`  ${line}`);
