@@ -323,6 +323,31 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     await page.close();
   });
 
+  it("Escape stops a streaming answer wherever the focus is (Send clicked: focus left the message box)", async () => {
+    const { page } = await openPage();
+    await page.fill("#max-tokens", "400");
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: 0,
+      downloadThroughput: 3000,
+      uploadThroughput: -1,
+    });
+    await page.fill("#message", "Once upon a time");
+    await page.click("#send");
+    await page.waitForFunction(
+      (sel) => Number(document.querySelector(sel)?.getAttribute("data-deltas") ?? 0) >= 2,
+      lastAnswer,
+      { timeout: 60_000 },
+    );
+    expect(await page.evaluate(() => document.activeElement?.id)).not.toBe("message");
+    await page.keyboard.press("Escape");
+    expect(await waitForState(page, ["stopped", "done", "error"])).toBe("stopped");
+    expect(await page.isVisible("#send")).toBe(true);
+    await page.close();
+  });
+
   it("stops a streaming answer with the stop button and stays usable", async () => {
     const { page, sent } = await openPage();
     await page.selectOption("#tier", "quality");

@@ -348,11 +348,15 @@ ui.composer.addEventListener("submit", (e) => {
   e.preventDefault();
   void send(ui.message.value);
 });
+// Escape stops an answer wherever focus is (after Send it sits on the button or the page, not the
+// message box), unless a dialog is open: there Escape closes the dialog.
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "Escape" || !running || e.defaultPrevented) return;
+  if (document.querySelector("dialog[open]")) return;
+  e.preventDefault();
+  running.abort();
+});
 ui.message.addEventListener("keydown", (e) => {
-  if (e.key === "Escape" && running) {
-    running.abort();
-    return;
-  }
   if (!isSendKey(e)) return;
   e.preventDefault();
   if (!running) ui.composer.requestSubmit();
