@@ -167,8 +167,9 @@ export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Arra
  * A planning estimate of the sampler's CPU cost per token, ms, beyond a greedy argmax (which the
  * build's decode timing already includes), for a vocabulary of `vocabSize`: temperature sampling
  * exponentiates every logit (1.5-2.3 ms on SmolLM2's 49,152 tokens); top-k / top-p add a selection and
- * a sort of the kept prefix (3.4-7.2 ms with top_p 0.9 on a loaded 2-core machine, `npm run bench --
- * --real`'s sampling section), rounded up like json-mask.ts's maskMsPerToken.
+ * a sort of the kept prefix (3.4 ms with top_p 0.9 on flat logits, `npm run bench -- --real`'s
+ * sampling section; less on a chat answer's peaked ones), rounded up like json-mask.ts's
+ * maskMsPerToken.
  */
 export function samplingMsPerToken(
   vocabSize: number,
@@ -179,7 +180,7 @@ export function samplingMsPerToken(
   const topP = o.topP ?? 1;
   if (temperature === 0 || topK === 1 || topP === 0) return 0;
   const truncated = (topK > 0 && topK < vocabSize) || topP < 1;
-  return ((truncated ? 0.15 : 0.05) * vocabSize) / 1000;
+  return ((truncated ? 0.08 : 0.05) * vocabSize) / 1000;
 }
 
 /**
