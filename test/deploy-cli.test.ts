@@ -66,6 +66,7 @@ describe("errors", () => {
       cli("gc.ts", ["--keep", "100000000000000000000"]),
       cli("gc.ts", ["--grace", "100000000000000000000"]),
       cli("gc.ts", ["--keep", "1e20"]),
+      cli("variants.ts", ["--persist-to="]),
     ]);
     const want = [
       /^error: Unknown option '--bogus'/,
@@ -78,6 +79,7 @@ describe("errors", () => {
       /^error: --keep must be at most 100000\b/,
       /^error: --grace must be at most 5256000\b/,
       /^error: --keep must be a whole number/,
+      /^error: --persist-to needs a folder/,
     ];
     for (const [i, r] of runs.entries()) {
       expect(r.code).toBe(2);

@@ -43,7 +43,7 @@ const BucketFlags = z
   .object({
     local: z.boolean().optional(),
     remote: z.boolean().optional(),
-    "persist-to": z.string().min(1).optional(),
+    "persist-to": z.string().min(1, "--persist-to needs a folder").optional(),
     bucket: z
       .string()
       .regex(
