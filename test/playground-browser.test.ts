@@ -57,6 +57,28 @@ async function openPage(server: ApiServer = api): Promise<{ page: Page; sent: Se
   return { page, sent, notFound };
 }
 
+/**
+ * Chromium's own network throttling (CDP): `bytesPerSecond` down (-1 = unthrottled), so a streamed
+ * answer is still arriving when the test acts on it. `set` changes it later.
+ */
+async function throttle(
+  page: Page,
+  bytesPerSecond: number,
+): Promise<{ set(bytesPerSecond: number): Promise<void> }> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.enable");
+  const set = async (down: number) => {
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: 0,
+      downloadThroughput: down,
+      uploadThroughput: -1,
+    });
+  };
+  await set(bytesPerSecond);
+  return { set };
+}
+
 async function waitForState(page: Page, states: string[], timeout = 60_000): Promise<string> {
   await page.waitForFunction((s) => s.includes(document.body.dataset.state ?? ""), states, { timeout });
   return (await page.evaluate(() => document.body.dataset.state))!;
@@ -326,14 +348,7 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
   it("Escape stops a streaming answer wherever the focus is (Send clicked: focus left the message box)", async () => {
     const { page } = await openPage();
     await page.fill("#max-tokens", "400");
-    const cdp = await page.context().newCDPSession(page);
-    await cdp.send("Network.enable");
-    await cdp.send("Network.emulateNetworkConditions", {
-      offline: false,
-      latency: 0,
-      downloadThroughput: 3000,
-      uploadThroughput: -1,
-    });
+    await throttle(page, 3000);
     await page.fill("#message", "Once upon a time");
     await page.click("#send");
     await page.waitForFunction(
@@ -353,14 +368,7 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     await page.selectOption("#tier", "quality");
     await page.fill("#max-tokens", "400");
     // Slow the network (Chromium's own throttling) so the answer is still arriving when Stop is pressed.
-    const cdp = await page.context().newCDPSession(page);
-    await cdp.send("Network.enable");
-    await cdp.send("Network.emulateNetworkConditions", {
-      offline: false,
-      latency: 0,
-      downloadThroughput: 3000,
-      uploadThroughput: -1,
-    });
+    const network = await throttle(page, 3000);
     await page.fill("#message", "Once upon a time");
     await page.press("#message", "Enter");
     await page.waitForFunction(
@@ -383,12 +391,7 @@ describe.skipIf(!haveChromium)("the playground chat in Chromium", () => {
     expect(await page.isVisible("#stop")).toBe(false);
 
     // Usable again: the next message goes out with the partial answer in its history and completes.
-    await cdp.send("Network.emulateNetworkConditions", {
-      offline: false,
-      latency: 0,
-      downloadThroughput: -1,
-      uploadThroughput: -1,
-    });
+    await network.set(-1);
     await page.fill("#max-tokens", "16");
     await say(page, "And then?");
     expect(sent[1]!.messages).toEqual([

@@ -28,22 +28,25 @@ let base: string;
 let wranglerPgid: number | undefined;
 const output = () => server.output();
 
+/** `npm start` on `port`, building into outDir (reused by later starts), deploying to a fresh local R2. */
+const npmStartArgs = (port: number) => [
+  "start",
+  "--silent",
+  "--",
+  "--port",
+  String(port),
+  "--out",
+  outDir,
+  "--persist-to",
+  dirs.make(),
+];
+
 beforeAll(async () => {
   server = await startServingChild({
     what: "npm start",
     // Through npm, as users run it: a signal to npm alone must stop wrangler too.
     command: "npm",
-    args: (port) => [
-      "start",
-      "--silent",
-      "--",
-      "--port",
-      String(port),
-      "--out",
-      outDir,
-      "--persist-to",
-      dirs.make(),
-    ],
+    args: npmStartArgs,
     // The toy model keeps this test to about a minute; the real default model's build takes
     // minutes (README, "The default model's build"). The wrangler settings are npm start's to set.
     env: { ...withoutWranglerSettings(process.env), SHARDLM_MODEL: sharedModelPath(), SHARDLM_API_KEYS: KEY },
@@ -350,17 +353,7 @@ function startAgain(what: string, keyId: string): Promise<ServingChild> {
   return startServingChild({
     what,
     command: "npm",
-    args: (port) => [
-      "start",
-      "--silent",
-      "--",
-      "--port",
-      String(port),
-      "--out",
-      outDir,
-      "--persist-to",
-      dirs.make(),
-    ],
+    args: npmStartArgs,
     env: {
       ...withoutWranglerSettings(process.env),
       SHARDLM_MODEL: sharedModelPath(),
