@@ -82,8 +82,14 @@ describe("parameter edges", () => {
 });
 
 describe("models", () => {
-  it("GET /v1/models lists each id once", async () => {
-    const ids = (await api.client.models.list()).data.map((m) => m.id);
+  it("GET /v1/models lists each id once, created when its deployment went live (Unix seconds)", async () => {
+    const list = (await api.client.models.list()).data;
+    const ids = list.map((m) => m.id);
+    for (const m of list) {
+      expect(m.created).toBeGreaterThan(Date.parse("2026-01-01") / 1000);
+      expect(m.created).toBeLessThanOrEqual(Date.now() / 1000);
+      expect(Number.isInteger(m.created)).toBe(true);
+    }
     expect(ids.length).toBeGreaterThan(0);
     expect(new Set(ids).size).toBe(ids.length);
     // Each variant says whether it speculates by default and what the build measured (null: no search).

@@ -8,6 +8,8 @@ import { ApiError } from "./errors.ts";
 
 export interface LiveSet {
   version: number;
+  /** When this deployment went live (live.json's updatedAt), Unix seconds; 0 if unreadable. */
+  deployedAt: number;
   /** Variants by name, ordered best quality first. */
   variants: Manifest[];
   /** Manifest sha256 by variant name. */
@@ -78,6 +80,7 @@ export class LiveVariants {
     const manifests = this.speculation ? read : read.map(withoutSpeculation);
     return {
       version: live.version,
+      deployedAt: Math.max(0, Math.floor((Date.parse(live.updatedAt) || 0) / 1000)),
       variants: [...manifests].sort(byQuality),
       manifestIds: new Map(entries),
     };

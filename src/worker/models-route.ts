@@ -47,7 +47,8 @@ async function modelList(s: Services) {
   const data: Record<string, unknown>[] = live.variants.map((m) => ({
     id: m.variant,
     object: "model",
-    created: 0,
+    // OpenAI's `created` (Unix seconds): when this deployment made the variant live.
+    created: live.deployedAt,
     owned_by: "shardlm",
     tier: m.tier,
     source_model: m.source.name,
