@@ -179,8 +179,7 @@ export function samplingMsPerToken(
   const topK = o.topK ?? 0;
   const topP = o.topP ?? 1;
   if (temperature === 0 || topK === 1 || topP === 0) return 0;
-  const truncated = (topK > 0 && topK < vocabSize) || topP < 1;
-  return ((truncated ? 0.08 : 0.05) * vocabSize) / 1000;
+  return ((truncates({ topK, topP }, vocabSize) ? 0.08 : 0.05) * vocabSize) / 1000;
 }
 
 /**
@@ -203,8 +202,7 @@ export function createSampler(options: SamplerOptionsInput = {}, hooks: SamplerH
   if (!penalized && bias.length === 0 && !mask && !report) {
     if (greedy) return { sample: argmax };
     const rng = new Xoshiro128(o.seed ?? randomSeed());
-    const draw = drawer(o, rng);
-    return { sample: draw };
+    return { sample: drawer(o, rng) };
   }
   const draw = greedy ? null : drawer(o, new Xoshiro128(o.seed ?? randomSeed()));
   const counts = new Map<number, number>();
@@ -258,6 +256,26 @@ export function logprobsOf(
 
 function randomSeed(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0]!;
+}
+
+/** Whether top-k or top-p cut the candidates of a vocabulary of `n` tokens. */
+function truncates(o: Pick<SamplerOptions, "topK" | "topP">, n: number): boolean {
+  return (o.topK > 0 && o.topK < n) || o.topP < 1;
+}
+
+/** weights[i] = exp((logits[i] - max) / temperature) for every id; returns their sum. */
+function fillWeights(
+  logits: ArrayLike<number>,
+  max: number,
+  temperature: number,
+  weights: Float64Array,
+): number {
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) {
+    weights[i] = Math.exp((logits[i]! - max) / temperature);
+    total += weights[i]!;
+  }
+  return total;
 }
 
 /** Candidate order: most likely first, ties to the lowest id (so truncation is deterministic). */
@@ -319,6 +337,7 @@ function truncated(
   logits: ArrayLike<number>,
   o: SamplerOptions,
   best: number,
+  weights: Float64Array,
 ): { ids: number[]; probs: ArrayLike<number>; kept: number } {
   const n = logits.length;
   const keepP = (probs: ArrayLike<number>, count: number): number => {
@@ -338,12 +357,10 @@ function truncated(
     const kept = o.topP < 1 ? keepP(probs, ids.length) : ids.length;
     return { ids, probs, kept: kept < 0 ? ids.length : kept };
   }
-  const max = logits[best]!;
-  let total = 0;
-  for (let i = 0; i < n; i++) total += Math.exp((logits[i]! - max) / o.temperature);
+  const total = fillWeights(logits, logits[best]!, o.temperature, weights);
   for (let m = Math.min(n, 256); ; m = Math.min(n, m * 8)) {
     const ids = topIds(logits, m);
-    const probs = ids.map((i) => Math.exp((logits[i]! - max) / o.temperature) / total);
+    const probs = ids.map((i) => weights[i]! / total);
     const kept = keepP(probs, ids.length);
     if (kept > 0 || m === n) return { ids, probs, kept: kept < 0 ? ids.length : kept };
   }
@@ -367,15 +384,10 @@ function sampleOnce(
   // (-Infinity logits, from a mask, get probability 0: they are never drawn.)
   const n = logits.length;
   const best = argmax(logits); // NaN check
-  if (!((o.topK > 0 && o.topK < n) || o.topP < 1)) {
+  if (!truncates(o, n)) {
     // No truncation: draw from softmax(logits / T) in id order without building candidate lists
     // (on a 49k vocabulary those cost ~20x the draw itself).
-    const max = logits[best]!;
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      weights[i] = Math.exp((logits[i]! - max) / o.temperature);
-      total += weights[i]!;
-    }
+    const total = fillWeights(logits, logits[best]!, o.temperature, weights);
     const u = rng.nextFloat() * total;
     let cumulative = 0;
     let last = best;
@@ -387,7 +399,7 @@ function sampleOnce(
     }
     return last; // u landed in float rounding slack at the very end
   }
-  const { ids, probs, kept } = truncated(logits, o, best);
+  const { ids, probs, kept } = truncated(logits, o, best, weights);
   // Draw from the kept candidates, renormalized (scale u by their total instead of dividing).
   let total = 0;
   for (let i = 0; i < kept; i++) total += probs[i]!;
