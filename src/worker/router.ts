@@ -106,6 +106,9 @@ export interface Ranked {
   aboveCap?: true;
 }
 
+/** Predicted ms before a candidate could start: the work it waits behind, then its load. */
+export const startsInMs = (r: Ranked): number => r.waitMs + r.prediction.loadMs;
+
 /**
  * Whether a candidate can start its work within `budgetMs`: no wait behind other requests, or the
  * wait plus its load fit. A request waiting for no one always starts (its plan cuts the answer, at
@@ -113,10 +116,7 @@ export interface Ranked {
  * be served in time.
  */
 export const startsInTime = (r: Ranked, budgetMs: number): boolean =>
-  r.waitMs <= 0 || r.waitMs + r.prediction.loadMs <= budgetMs;
-
-/** Predicted ms before a candidate could start: the work it waits behind, then its load. */
-export const startsInMs = (r: Ranked): number => r.waitMs + r.prediction.loadMs;
+  r.waitMs <= 0 || startsInMs(r) <= budgetMs;
 
 /**
  * Candidates in order of preference (`variants` are best quality first). The caller tries them in
