@@ -6,6 +6,7 @@
 import { createSampler, type SamplerOptionsInput } from "../runtime/sampler.ts";
 import type { WasmEngine } from "../runtime/wasm/engine.ts";
 import { promptIds } from "./common.ts";
+import { median } from "./kernel-table.ts";
 
 export interface SamplingCost {
   name: string;
@@ -37,7 +38,6 @@ export function samplingCosts(engine: WasmEngine, vocab: number, calls = 100): S
       for (let i = 0; i < calls; i++) sampler.sample(logits);
       rounds.push((performance.now() - t0) / calls);
     }
-    rounds.sort((a, b) => a - b);
-    return { name, options, msPerToken: rounds[2]! };
+    return { name, options, msPerToken: median(rounds) };
   });
 }

@@ -16,6 +16,7 @@ import { createTokenizer } from "../runtime/tokenizer/index.ts";
 import { WasmEngine } from "../runtime/wasm/engine.ts";
 import { bytesToStream } from "../runtime/wasm/load-weights.ts";
 import { log } from "./common.ts";
+import { median } from "./kernel-table.ts";
 import {
   loadRealModel,
   REAL_MODEL_SHAPE,
@@ -286,13 +287,13 @@ export async function speculativeBench(
         }
       }
       for (let turn = 1; turn <= 5; turn++) {
-        const t = [...ttfts[turn - 1]!].sort((a, b) => a - b);
+        const t = ttfts[turn - 1]!;
         turns.push({
           runtime,
           turn,
           ...shapes[turn - 1]!,
-          ttftMs: t[t.length >> 1]!,
-          ttftRangeMs: [t[0]!, t.at(-1)!],
+          ttftMs: median(t),
+          ttftRangeMs: [Math.min(...t), Math.max(...t)],
         });
       }
     } finally {
