@@ -16,7 +16,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { putManifest, readManifest } from "../src/compress/variant-store.ts";
 import { estimateEngineBytes, servedEngineLayout } from "../src/runtime/load-engine.ts";
-import { chat, expectApiError, healthz, story } from "./helpers/api-calls.ts";
+import { chat, expectApiError, healthz, readToFirstToken, story } from "./helpers/api-calls.ts";
 import { type ApiServer, buildTestVariants, startLocalApi } from "./helpers/api-server.ts";
 
 const LONG = 1500;
@@ -75,7 +75,7 @@ async function waitingChat(body: object, headers: Record<string, string>) {
 }
 
 /** Starts a quality stream of LONG tokens and reads until its first token: quality is busy. */
-async function holdQuality(): Promise<{ finish(): Promise<string> }> {
+async function holdQuality(): Promise<{ text: string; finish(): Promise<string> }> {
   const res = await fetch(new URL("/v1/chat/completions", api.url), {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -94,22 +94,7 @@ async function holdQuality(): Promise<{ finish(): Promise<string> }> {
     signal: AbortSignal.timeout(240_000),
   });
   expect(res.status).toBe(200);
-  const reader = res.body!.getReader();
-  let text = "";
-  while (!/"content":"[^"]/.test(text)) {
-    const { done, value } = await reader.read();
-    expect(done).toBe(false);
-    text += new TextDecoder().decode(value);
-  }
-  return {
-    async finish() {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return text;
-        text += new TextDecoder().decode(value);
-      }
-    },
-  };
+  return readToFirstToken(res);
 }
 
 describe("a latency budget behind a busy variant (production clock)", () => {

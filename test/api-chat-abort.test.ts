@@ -12,7 +12,7 @@
  * equals the same request made alone. A cold isolate under a burst loads each variant once.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chat, healthz, story } from "./helpers/api-calls.ts";
+import { chat, healthz, readToFirstToken, story } from "./helpers/api-calls.ts";
 import { type ApiServer, startApiServer } from "./helpers/api-server.ts";
 
 let api: ApiServer;
@@ -245,24 +245,14 @@ describe("streaming, at the byte level", () => {
       signal: AbortSignal.timeout(60_000),
     });
     expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
-    const reader = res.body!.getReader();
-    let text = "";
-    while (!/"content":"[^"]/.test(text)) {
-      const { done, value } = await reader.read();
-      expect(done).toBe(false);
-      text += new TextDecoder().decode(value);
-    }
+    const stream = await readToFirstToken(res);
     // First token received; the server says its generation has not ended (it cannot: nobody
     // reads its bytes, and it runs at most a buffer ahead of the reader).
     const during = await healthz(slow);
     expect(during.generations_running).toBe(1);
     expect(during.generations).toBe(before.generations);
-    expect(text).not.toContain("[DONE]");
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
-    }
+    expect(stream.text).not.toContain("[DONE]");
+    const text = await stream.finish();
     expect(text).toMatch(/data: \[DONE\]\n\n$/);
     const after = await healthz(slow);
     expect(after.generations_running).toBe(0);

@@ -190,3 +190,29 @@ export function countPromptTokens(api: ApiServer, messages: ChatMessage[]): numb
   const tok = deployedTokenizer(api);
   return promptTokens(renderPrompt(m.model.chatTemplate, messages, tok), tok).length;
 }
+
+/**
+ * Reads an SSE chat stream until its first token's content has arrived (failing if the stream ends
+ * before), and leaves the rest unread: `text` is what came so far, `finish()` reads to the end and
+ * returns the whole body.
+ */
+export async function readToFirstToken(res: Response): Promise<{ text: string; finish(): Promise<string> }> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!/"content":"[^"]/.test(text)) {
+    const { done, value } = await reader.read();
+    expect(done).toBe(false);
+    text += decoder.decode(value, { stream: true });
+  }
+  return {
+    text,
+    async finish() {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return text + decoder.decode();
+        text += decoder.decode(value, { stream: true });
+      }
+    },
+  };
+}
